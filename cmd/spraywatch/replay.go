@@ -1,0 +1,443 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/spraywatch/spraywatch/alert"
+	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/ingest"
+	"github.com/spraywatch/spraywatch/rules"
+)
+
+type replayFlags struct {
+	config, db, output, since, until, source string
+	format, logFormat, identityPath          string
+	identityQuery, credentialField           string
+	force, noProgress                        bool
+}
+
+func newReplayCmd(g *globals) *cobra.Command {
+	f := &replayFlags{}
+	c := &cobra.Command{
+		Use:   "replay [flags] [FILE...]",
+		Short: "Replay historical logs (plain, rotated and .gz) into incidents",
+		Long: `Replay reads logs oldest first (x.log.3.gz, x.log.2.gz, x.log.1, x.log), merges
+several sources by event time, and prints the incidents found.
+
+Without --db the case is kept in a temporary database that is removed at the
+end; pass --db FILE to keep it for 'spraywatch alerts' and 'spraywatch explain'.
+Files already replayed into that database are skipped unless --force.
+Without FILE arguments the sources' configured paths (and their rotated
+siblings) are read.`,
+		Args: usageArgs(cobra.ArbitraryArgs),
+		RunE: func(cmd *cobra.Command, args []string) error { return runReplay(cmd.Context(), g, f, args) },
+	}
+	fl := c.Flags()
+	fl.StringVarP(&f.config, "config", "c", "", "config file")
+	fl.StringVar(&f.db, "db", "", "SQLite database to keep the case in (default: temporary)")
+	fl.StringVarP(&f.output, "output", "o", "text", "output: text (table) or json (one incident per line)")
+	fl.StringVar(&f.since, "since", "", "only events at or after this time (2026-11-01, or RFC 3339)")
+	fl.StringVar(&f.until, "until", "", "only events before this time")
+	fl.StringVar(&f.source, "source", "", "read every FILE as this configured source")
+	fl.StringVar(&f.format, "format", "nginx", "without --config: the files' format (nginx or json)")
+	fl.StringVar(&f.logFormat, "log-format", "combined", "without --config: nginx log_format")
+	fl.StringVar(&f.identityPath, "identity-path", "", "without --config: path template holding the client ID, e.g. /api/v1/clients/{identity}/")
+	fl.StringVar(&f.identityQuery, "identity-query", "", "without --config: query parameter holding the client ID")
+	fl.StringVar(&f.credentialField, "credential-field", "", "without --config: field holding the key or key prefix")
+	fl.BoolVar(&f.force, "force", false, "replay files even if this database has seen them")
+	fl.BoolVar(&f.noProgress, "no-progress", false, "no progress bar even on a terminal")
+	return c
+}
+
+// parseWhen reads --since/--until values.
+func parseWhen(flag, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, v, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%w: --%s: %q: not a date (2026-11-01) or RFC 3339 time", errUsage, flag, v)
+}
+
+// replayConfig loads the config, or builds a one-source config from flags.
+func replayConfig(f *replayFlags, dbDir string) (Config, error) {
+	if f.config != "" {
+		return LoadConfig(f.config)
+	}
+	c := DefaultConfig()
+	c.FingerprintSecretFile = filepath.Join(dbDir, "fingerprint.key")
+	src := SourceConfig{Name: "cli", Format: f.format, Credential: CredentialConfig{Field: f.credentialField},
+		Identity: IdentityConfig{Query: f.identityQuery}}
+	if f.format == ingest.FormatNginx {
+		src.LogFormat = f.logFormat
+	}
+	if f.identityPath != "" {
+		src.Identity.Path = []string{f.identityPath}
+	}
+	if f.identityPath == "" && f.identityQuery == "" && f.format != ingest.FormatJSON {
+		src.Identity.RemoteUser = true
+	}
+	c.Sources = []SourceConfig{src}
+	return c, c.Validate()
+}
+
+func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) error {
+	if f.output != "text" && f.output != "json" {
+		return fmt.Errorf("%w: --output: %q: must be text or json", errUsage, f.output)
+	}
+	since, err := parseWhen("since", f.since)
+	if err != nil {
+		return err
+	}
+	until, err := parseWhen("until", f.until)
+	if err != nil {
+		return err
+	}
+	log := g.logger()
+	dbPath := f.db
+	if dbPath == "" {
+		tmp, err := os.MkdirTemp("", "spraywatch-replay-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		dbPath = filepath.Join(tmp, "case.db")
+	}
+	cfg, err := replayConfig(f, filepath.Dir(dbPath))
+	if err != nil {
+		return err
+	}
+	secret, err := loadSecret(cfg.FingerprintSecretFile)
+	if err != nil {
+		return err
+	}
+	streams, noCred, err := replayStreams(cfg, f.source, files, secret)
+	if err != nil {
+		return err
+	}
+	store, err := detect.Open(dbPath, detect.StoreOptions{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	streams, skipped, err := skipReplayed(ctx, store, streams, f.force)
+	if err != nil {
+		return err
+	}
+	for _, p := range skipped {
+		fmt.Fprintf(g.stderr, "spraywatch: %s was already replayed into %s; skipped (use --force to read it again)\n", p, dbPath)
+	}
+	maxID, err := store.MaxIncidentID(ctx)
+	if err != nil {
+		return err
+	}
+	engine := rules.NewEngine(rules.Options{Config: cfg.Rules, Allow: cfg.AllowList(), NoCredential: noCred, Logger: log, FirstID: maxID + 1})
+
+	var bar *progressbar.ProgressBar
+	if !f.noProgress && isTerminal(g.stderr) {
+		bar = progressbar.DefaultBytes(totalSize(streams), "replaying")
+	}
+	failed := map[string]error{}
+	opts := ingest.ReadOptions{Since: since, Until: until, MaxLineBytes: cfg.MaxLineBytes,
+		FileError: func(path string, err error) {
+			failed[path] = err
+			log.Error("file not read in full", "file", path, "err", err)
+		}}
+	if bar != nil {
+		opts.Progress = func(n int64) { _ = bar.Add64(n) }
+	}
+	started := time.Now()
+	stats, err := ingest.Read(ctx, streams, opts, func(ev *ingest.Event) error {
+		engine.Observe(ev)
+		if engine.Pending() >= 250_000 {
+			_, err := engine.Flush(ctx, store, detect.Batch{})
+			return err
+		}
+		return nil
+	})
+	if bar != nil {
+		_ = bar.Finish()
+		fmt.Fprintln(g.stderr)
+	}
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	engine.Finish()
+	done := replayedFiles(streams, failed)
+	if _, err := engine.Flush(ctx, store, detect.Batch{Replayed: done}); err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	elapsed := time.Since(started)
+	incs, err := store.Incidents(ctx, detect.IncidentFilter{MinID: maxID + 1})
+	if err != nil {
+		return err
+	}
+	if err := printIncidents(g.stdout, f.output, incs); err != nil {
+		return err
+	}
+	writeSummary(g.stderr, stats, elapsed, len(incs), dbPath, f.db != "")
+	if len(failed) > 0 {
+		return fmt.Errorf("%d file(s) could not be read in full; the results cover the rest", len(failed))
+	}
+	return nil
+}
+
+func printIncidents(w io.Writer, output string, incs []*detect.Incident) error {
+	if output == "json" {
+		sink := alert.NewJSONLines(w)
+		for _, inc := range incs {
+			if err := sink.Send(context.Background(), *inc); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return alert.WriteTable(w, incs)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// replayStreams assigns files to sources and orders rotated sets.
+func replayStreams(cfg Config, only string, files []string, secret []byte) ([]ingest.Stream, map[string]bool, error) {
+	if len(cfg.Sources) == 0 {
+		return nil, nil, fmt.Errorf("%w: sources: []: the config has no sources", errConfig)
+	}
+	bySource := map[string][]string{}
+	noCred := map[string]bool{}
+	sources := map[string]SourceConfig{}
+	for _, s := range cfg.Sources {
+		sources[s.Name] = s
+	}
+	if only != "" {
+		if _, ok := sources[only]; !ok {
+			return nil, nil, fmt.Errorf("%w: --source: %q: no such source in the config", errUsage, only)
+		}
+	}
+	switch {
+	case len(files) == 0:
+		for _, s := range cfg.Sources {
+			if only != "" && s.Name != only {
+				continue
+			}
+			for _, p := range s.Paths {
+				bySource[s.Name] = append(bySource[s.Name], expandRotated(p)...)
+			}
+		}
+	default:
+		for _, file := range files {
+			name := only
+			if name == "" && len(cfg.Sources) == 1 {
+				name = cfg.Sources[0].Name
+			}
+			if name == "" {
+				name = matchSource(cfg.Sources, file)
+			}
+			if name == "" {
+				return nil, nil, fmt.Errorf("%w: %s matches no source's paths; name one with --source", errUsage, file)
+			}
+			bySource[name] = append(bySource[name], file)
+		}
+	}
+	var streams []ingest.Stream
+	names := make([]string, 0, len(bySource))
+	for n := range bySource {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		opts, err := sources[name].options(secret)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: source %s: %w", errConfig, name, err)
+		}
+		for _, group := range ingest.ReplayOrder(bySource[name]) {
+			p, err := ingest.NewParser(opts)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w: source %s: %w", errConfig, name, err)
+			}
+			noCred[name] = !p.HasCredential()
+			streams = append(streams, ingest.Stream{Parser: p, Paths: group})
+		}
+	}
+	if len(streams) == 0 {
+		return nil, nil, fmt.Errorf("%w: no files to replay: pass FILE arguments or set sources[].paths", errUsage)
+	}
+	return streams, noCred, nil
+}
+
+// expandRotated returns the files a configured path names, with their
+// rotated siblings (path.1, path.2.gz, path-20261101.gz).
+func expandRotated(pattern string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range []string{pattern, pattern + ".*", pattern + "-*"} {
+		matches, _ := filepath.Glob(p)
+		for _, m := range matches {
+			if !seen[m] {
+				seen[m] = true
+				out = append(out, m)
+			}
+		}
+	}
+	if len(out) == 0 && !strings.ContainsAny(pattern, "*?[") {
+		out = append(out, pattern) // let the reader report it missing
+	}
+	return out
+}
+
+func matchSource(sources []SourceConfig, file string) string {
+	for _, s := range sources {
+		for _, p := range s.Paths {
+			for _, cand := range []string{p, p + ".*", p + "-*"} {
+				if ok, _ := filepath.Match(cand, file); ok {
+					return s.Name
+				}
+				if ok, _ := filepath.Match(filepath.Base(cand), filepath.Base(file)); ok {
+					return s.Name
+				}
+			}
+		}
+	}
+	return ""
+}
+
+type fileID struct {
+	dev, inode uint64
+	size       int64
+	head       string
+}
+
+// identify returns what identifies a file's content for the replayed-files
+// check: device, inode, size and a hash of its first 4 KiB.
+func identify(path string) (fileID, error) {
+	lf, err := ingest.Open(path)
+	if err != nil {
+		return fileID{}, err
+	}
+	defer lf.Close()
+	f, err := os.Open(path)
+	if err != nil {
+		return fileID{}, err
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	n, _ := io.ReadFull(f, buf)
+	sum := sha256.Sum256(buf[:n])
+	return fileID{lf.Dev, lf.Inode, lf.Size, hex.EncodeToString(sum[:8])}, nil
+}
+
+func skipReplayed(ctx context.Context, store *detect.Store, streams []ingest.Stream, force bool) ([]ingest.Stream, []string, error) {
+	if force {
+		return streams, nil, nil
+	}
+	var out []ingest.Stream
+	var skipped []string
+	for _, st := range streams {
+		var keep []string
+		for _, p := range st.Paths {
+			id, err := identify(p)
+			if err != nil {
+				keep = append(keep, p) // the reader reports it
+				continue
+			}
+			prev, seen, err := store.WasReplayed(ctx, id.dev, id.inode, id.size, id.head)
+			if err != nil {
+				return nil, nil, err
+			}
+			if seen {
+				skipped = append(skipped, fmt.Sprintf("%s (as %s)", p, prev))
+				continue
+			}
+			keep = append(keep, p)
+		}
+		if len(keep) > 0 {
+			out = append(out, ingest.Stream{Parser: st.Parser, Paths: keep})
+		}
+	}
+	if len(out) == 0 && len(skipped) > 0 {
+		return nil, skipped, fmt.Errorf("%w: every file was already replayed into this database (use --force)", errUsage)
+	}
+	return out, skipped, nil
+}
+
+func replayedFiles(streams []ingest.Stream, failed map[string]error) []detect.ReplayedFile {
+	var out []detect.ReplayedFile
+	for _, st := range streams {
+		for _, p := range st.Paths {
+			if failed[p] != nil {
+				continue
+			}
+			if id, err := identify(p); err == nil {
+				out = append(out, detect.ReplayedFile{Dev: id.dev, Inode: id.inode, Size: id.size, Head: id.head, Path: p, Source: st.Parser.Name()})
+			}
+		}
+	}
+	return out
+}
+
+func totalSize(streams []ingest.Stream) int64 {
+	var n int64
+	for _, st := range streams {
+		for _, p := range st.Paths {
+			if fi, err := os.Stat(p); err == nil {
+				n += fi.Size()
+			}
+		}
+	}
+	return n
+}
+
+// writeSummary prints what the replay read, per source.
+func writeSummary(w io.Writer, stats []*ingest.Stats, elapsed time.Duration, incidents int, db string, kept bool) {
+	var lines int64
+	for _, s := range stats {
+		lines += s.Lines
+		span := "no events"
+		if !s.First.IsZero() {
+			span = s.First.UTC().Format(time.RFC3339) + " .. " + s.Last.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "source %s: %d files, %d lines read, %d parsed (%d filtered by route or time), %d skipped; %s\n",
+			s.Source, s.Files, s.Lines, s.Parsed, s.Filtered, s.Lines-s.Parsed, span)
+		reasons := make([]string, 0, len(s.Skipped))
+		for r := range s.Skipped {
+			reasons = append(reasons, r)
+		}
+		sort.Strings(reasons)
+		for _, r := range reasons {
+			fmt.Fprintf(w, "  skipped %-16s %d  e.g. %s\n", r, s.Skipped[r], s.Samples[r])
+		}
+		if s.SchemeOnly > 0 {
+			fmt.Fprintf(w, "  warning: %d credentials were only a scheme prefix such as sk_live_, which cannot tell keys apart; log more of the key prefix\n", s.SchemeOnly)
+		}
+		if s.RawCredentials > 0 {
+			fmt.Fprintf(w, "  warning: %d lines held whole API keys (fingerprinted, never stored); log a prefix instead\n", s.RawCredentials)
+		}
+		if s.OutOfOrder > 0 {
+			fmt.Fprintf(w, "  note: %d lines were more than a minute older than lines before them\n", s.OutOfOrder)
+		}
+	}
+	rate := float64(lines) / max(elapsed.Seconds(), 1e-9)
+	fmt.Fprintf(w, "%d incidents; %d lines in %s (%.0f lines/s)", incidents, lines, elapsed.Round(time.Millisecond), rate)
+	if kept {
+		fmt.Fprintf(w, "; case kept in %s", db)
+	}
+	fmt.Fprintln(w)
+}

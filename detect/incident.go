@@ -1,0 +1,78 @@
+package detect
+
+import (
+	"time"
+
+	"github.com/spraywatch/spraywatch/ingest"
+)
+
+// Kinds of incident.
+const (
+	KindSpray            = "spray"
+	KindDistributedSpray = "distributed_spray"
+	KindLowAndSlow       = "low_and_slow_spray"
+	KindBruteForce       = "brute_force"
+	KindStuffing         = "credential_stuffing"
+	KindCompromise       = "compromise"
+	KindEnumeration      = "enumeration_oracle"
+	KindRawCredentials   = "raw_credentials_in_logs"
+)
+
+// Severities.
+const (
+	SeverityLow      = "low"
+	SeverityMedium   = "medium"
+	SeverityHigh     = "high"
+	SeverityCritical = "critical"
+)
+
+// Incident states.
+const (
+	StateOpen   = "open"
+	StateClosed = "closed"
+)
+
+// Rule names the rule an incident came from and the thresholds it used.
+type Rule struct {
+	Name       string         `json:"name"`
+	Window     string         `json:"window,omitempty"`
+	Thresholds map[string]any `json:"thresholds,omitempty"`
+}
+
+// Incident is one attack or finding, updated while it goes on.
+type Incident struct {
+	ID        int64     `json:"id"`
+	Kind      string    `json:"kind"`
+	Severity  string    `json:"severity"`
+	Source    string    `json:"source"`
+	Group     string    `json:"group"`
+	State     string    `json:"state"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	// IPs holds every address involved.
+	IPs []string `json:"ips"`
+	// Credentials holds the credential labels (prefixes or fingerprints).
+	Credentials []string `json:"credentials"`
+	// CredentialsKnown is false when the source logs no credential, so
+	// spray and stuffing cannot be told apart.
+	CredentialsKnown bool     `json:"credentials_known"`
+	Identities       int      `json:"identities"`
+	IdentitySample   []string `json:"identity_sample"`
+	Compromised      []string `json:"compromised"`
+	Attempts         int64    `json:"attempts"`
+	Rule             Rule     `json:"rule"`
+	Summary          string   `json:"summary"`
+	// Related is the incident this one follows from (a compromise's spray).
+	Related  int64        `json:"related,omitempty"`
+	Evidence []ingest.Pos `json:"evidence"`
+	Updated  time.Time    `json:"updated"`
+	// Version counts the incident's updates; sinks use it to update a
+	// message instead of posting again.
+	Version int `json:"version"`
+}
+
+// MaxEvidence is the most evidence positions an incident keeps.
+const MaxEvidence = 100
+
+// MaxIdentitySample is the length of an incident's identity sample.
+const MaxIdentitySample = 10

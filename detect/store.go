@@ -1,0 +1,528 @@
+package detect
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+
+	"github.com/spraywatch/spraywatch/ingest"
+)
+
+// Errors from the store.
+var (
+	ErrLocked   = errors.New("database is locked")
+	ErrFull     = errors.New("database or disk is full")
+	ErrNotFound = errors.New("not found")
+	ErrInUse    = errors.New("database is in use by another spraywatch process")
+)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS attempts (
+	source     TEXT NOT NULL,
+	minute     INTEGER NOT NULL, -- Unix minute of the events
+	ip         TEXT NOT NULL,
+	identity   TEXT NOT NULL,
+	credential TEXT NOT NULL,    -- label: key prefix or fingerprint, never a raw key
+	outcome    TEXT NOT NULL,
+	count      INTEGER NOT NULL, -- rows are deltas: SUM(count) over a key is the total
+	file       TEXT NOT NULL,    -- first event's line, for evidence
+	inode      INTEGER NOT NULL,
+	offset     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_minute ON attempts(minute);
+CREATE INDEX IF NOT EXISTS attempts_credential ON attempts(source, credential, minute);
+CREATE INDEX IF NOT EXISTS attempts_identity ON attempts(source, identity, minute);
+CREATE INDEX IF NOT EXISTS attempts_ip ON attempts(source, ip, minute);
+
+-- Fifteen-minute tumbling windows, for forensic questions in plain SQL.
+CREATE VIEW IF NOT EXISTS window_by_ip AS
+	SELECT source, ip, (minute / 15) * 15 * 60 AS window_start,
+	       SUM(CASE WHEN outcome IN ('failure','unknown_identity','throttled') THEN count ELSE 0 END) AS failures,
+	       SUM(CASE WHEN outcome = 'success' THEN count ELSE 0 END) AS successes,
+	       COUNT(DISTINCT identity) AS identities, COUNT(DISTINCT credential) AS credentials,
+	       group_concat(DISTINCT identity) AS identity_set
+	FROM attempts GROUP BY source, ip, minute / 15;
+CREATE VIEW IF NOT EXISTS window_by_credential AS
+	SELECT source, credential, (minute / 15) * 15 * 60 AS window_start,
+	       SUM(CASE WHEN outcome IN ('failure','unknown_identity','throttled') THEN count ELSE 0 END) AS failures,
+	       SUM(CASE WHEN outcome = 'success' THEN count ELSE 0 END) AS successes,
+	       COUNT(DISTINCT identity) AS identities, COUNT(DISTINCT ip) AS ips,
+	       group_concat(DISTINCT identity) AS identity_set
+	FROM attempts WHERE credential != '' GROUP BY source, credential, minute / 15;
+CREATE VIEW IF NOT EXISTS window_by_identity AS
+	SELECT source, identity, (minute / 15) * 15 * 60 AS window_start,
+	       SUM(CASE WHEN outcome IN ('failure','unknown_identity','throttled') THEN count ELSE 0 END) AS failures,
+	       SUM(CASE WHEN outcome = 'success' THEN count ELSE 0 END) AS successes,
+	       COUNT(DISTINCT credential) AS credentials, COUNT(DISTINCT ip) AS ips,
+	       group_concat(DISTINCT credential) AS credential_set
+	FROM attempts WHERE identity != '' GROUP BY source, identity, minute / 15;
+
+CREATE TABLE IF NOT EXISTS incidents (
+	id         INTEGER PRIMARY KEY,
+	kind       TEXT NOT NULL,
+	severity   TEXT NOT NULL,
+	source     TEXT NOT NULL,
+	grp        TEXT NOT NULL,
+	state      TEXT NOT NULL,
+	first_seen INTEGER NOT NULL, -- Unix nanoseconds
+	last_seen  INTEGER NOT NULL,
+	attempts   INTEGER NOT NULL,
+	identities INTEGER NOT NULL,
+	body       TEXT NOT NULL     -- the whole incident as JSON
+);
+CREATE INDEX IF NOT EXISTS incidents_open ON incidents(state, kind, source, grp);
+CREATE TABLE IF NOT EXISTS incident_identities (
+	incident INTEGER NOT NULL,
+	identity TEXT NOT NULL,
+	PRIMARY KEY (incident, identity)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS positions (
+	source TEXT NOT NULL,
+	path   TEXT NOT NULL,
+	dev    INTEGER NOT NULL,
+	inode  INTEGER NOT NULL,
+	head   TEXT NOT NULL,
+	offset INTEGER NOT NULL,
+	PRIMARY KEY (source, path)
+);
+
+CREATE TABLE IF NOT EXISTS replayed_files (
+	dev    INTEGER NOT NULL,
+	inode  INTEGER NOT NULL,
+	size   INTEGER NOT NULL,
+	head   TEXT NOT NULL,
+	path   TEXT NOT NULL,
+	source TEXT NOT NULL,
+	at     INTEGER NOT NULL,
+	PRIMARY KEY (dev, inode, size, head)
+);
+`
+
+// StoreOptions configure Open.
+type StoreOptions struct {
+	// ReadOnly opens for queries only, without taking the writer lock.
+	ReadOnly bool
+	// BusyTimeout bounds how long a write waits for a lock. Default 5s.
+	BusyTimeout time.Duration
+}
+
+// Store is spraywatch's SQLite database: windows, incidents, positions.
+// One process writes at a time (a lock file guards it); readers may share.
+type Store struct {
+	db   *sql.DB
+	path string
+	lock *os.File
+}
+
+// Open opens or creates the database at path, in WAL mode.
+func Open(path string, o StoreOptions) (*Store, error) {
+	if o.BusyTimeout == 0 {
+		o.BusyTimeout = 5 * time.Second
+	}
+	s := &Store{path: path}
+	mode := "rwc"
+	if o.ReadOnly {
+		mode = "ro"
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("open database %s: %w", path, err)
+		}
+	} else {
+		if dir := filepath.Dir(path); dir != "" {
+			if err := os.MkdirAll(dir, 0o750); err != nil {
+				return nil, fmt.Errorf("open database %s: %w", path, err)
+			}
+		}
+		lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("open database %s: %w", path, err)
+		}
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("open database %s: %w (lock file %s)", path, ErrInUse, lock.Name())
+		}
+		s.lock = lock
+	}
+	dsn := fmt.Sprintf("file:%s?mode=%s&_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d&_txlock=immediate",
+		path, mode, o.BusyTimeout.Milliseconds())
+	db, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	s.db = db
+	if !o.ReadOnly {
+		if _, err := db.Exec(schema); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("open database %s: %w", path, classify(err))
+		}
+	} else if err := db.Ping(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, classify(err))
+	}
+	return s, nil
+}
+
+// classify maps SQLite's busy and full errors onto sentinels.
+func classify(err error) error {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		switch se.Code {
+		case sqlite3.ErrBusy, sqlite3.ErrLocked:
+			return fmt.Errorf("%w: %v", ErrLocked, err)
+		case sqlite3.ErrFull:
+			return fmt.Errorf("%w: %v", ErrFull, err)
+		}
+	}
+	return err
+}
+
+// Path returns the database file.
+func (s *Store) Path() string { return s.path }
+
+// DB exposes the handle for packages that keep their own tables in the same
+// database (the alert outbox).
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Close closes the database and releases the writer lock.
+func (s *Store) Close() error {
+	var err error
+	if s.db != nil {
+		err = s.db.Close()
+	}
+	if s.lock != nil {
+		s.lock.Close()
+	}
+	return err
+}
+
+// AttemptKey identifies an attempts row before aggregation.
+type AttemptKey struct {
+	Source     string
+	Minute     int64
+	IP         netip.Addr
+	Identity   string
+	Credential string
+	Outcome    ingest.Outcome
+}
+
+// AttemptCount is the aggregated count for a key and its first line.
+type AttemptCount struct {
+	Count int64
+	Pos   ingest.Pos
+}
+
+// Attempts aggregates events into per-minute rows until they are flushed.
+type Attempts struct {
+	m map[AttemptKey]*AttemptCount
+}
+
+// NewAttempts returns an empty aggregate.
+func NewAttempts() *Attempts { return &Attempts{m: map[AttemptKey]*AttemptCount{}} }
+
+// Add counts one event.
+func (a *Attempts) Add(ev *ingest.Event) {
+	k := AttemptKey{ev.Source, ev.Time.Unix() / 60, ev.IP, ev.Identity, ev.Credential, ev.Outcome}
+	if c := a.m[k]; c != nil {
+		c.Count++
+		return
+	}
+	a.m[k] = &AttemptCount{Count: 1, Pos: ev.Pos}
+}
+
+// Len returns the number of pending rows.
+func (a *Attempts) Len() int { return len(a.m) }
+
+// Batch is everything one flush writes, in one transaction, so that counts,
+// incidents and read positions never disagree after a crash.
+type Batch struct {
+	Attempts   *Attempts
+	Incidents  []*Incident
+	Identities map[int64][]string // new identities per incident ID
+	Positions  []Position
+	Replayed   []ReplayedFile
+	// Extra runs inside the same transaction (the alert outbox uses it).
+	Extra func(tx *sql.Tx) error
+}
+
+// Position is how far a source's file has been read.
+type Position struct {
+	Source, Path string
+	Dev, Inode   uint64
+	Head         string
+	Offset       int64
+}
+
+// ReplayedFile records a file read whole by a replay.
+type ReplayedFile struct {
+	Dev, Inode uint64
+	Size       int64
+	Head       string
+	Path       string
+	Source     string
+}
+
+// Flush writes b in one transaction. On success the batch's attempts are
+// cleared.
+func (s *Store) Flush(ctx context.Context, b Batch) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("flush: %w", classify(err))
+	}
+	defer tx.Rollback()
+	if err := writeBatch(ctx, tx, b); err != nil {
+		return fmt.Errorf("flush: %w", classify(err))
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("flush: %w", classify(err))
+	}
+	if b.Attempts != nil {
+		clear(b.Attempts.m)
+	}
+	return nil
+}
+
+func writeBatch(ctx context.Context, tx *sql.Tx, b Batch) error {
+	if b.Attempts != nil && len(b.Attempts.m) > 0 {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?)`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		var ipbuf []byte
+		for k, c := range b.Attempts.m {
+			ipbuf = k.IP.AppendTo(ipbuf[:0])
+			if _, err := st.ExecContext(ctx, k.Source, k.Minute, string(ipbuf), k.Identity, k.Credential, k.Outcome.String(), c.Count, c.Pos.File, int64(c.Pos.Inode), c.Pos.Offset); err != nil {
+				return err
+			}
+		}
+	}
+	for _, inc := range b.Incidents {
+		body, err := json.Marshal(inc)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO incidents (id, kind, severity, source, grp, state, first_seen, last_seen, attempts, identities, body)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?)
+			ON CONFLICT(id) DO UPDATE SET severity=excluded.severity, state=excluded.state, first_seen=excluded.first_seen,
+			last_seen=excluded.last_seen, attempts=excluded.attempts, identities=excluded.identities, body=excluded.body`,
+			inc.ID, inc.Kind, inc.Severity, inc.Source, inc.Group, inc.State, inc.FirstSeen.UnixNano(), inc.LastSeen.UnixNano(),
+			inc.Attempts, inc.Identities, string(body)); err != nil {
+			return err
+		}
+	}
+	if len(b.Identities) > 0 {
+		st, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO incident_identities VALUES (?,?)`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for id, idents := range b.Identities {
+			for _, ident := range idents {
+				if _, err := st.ExecContext(ctx, id, ident); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, p := range b.Positions {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO positions VALUES (?,?,?,?,?,?)
+			ON CONFLICT(source, path) DO UPDATE SET dev=excluded.dev, inode=excluded.inode, head=excluded.head, offset=excluded.offset`,
+			p.Source, p.Path, int64(p.Dev), int64(p.Inode), p.Head, p.Offset); err != nil {
+			return err
+		}
+	}
+	for _, f := range b.Replayed {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO replayed_files VALUES (?,?,?,?,?,?,?)`,
+			int64(f.Dev), int64(f.Inode), f.Size, f.Head, f.Path, f.Source, time.Now().Unix()); err != nil {
+			return err
+		}
+	}
+	if b.Extra != nil {
+		return b.Extra(tx)
+	}
+	return nil
+}
+
+// WasReplayed reports whether a file with this identity and content head
+// was already replayed into the database, and from which path.
+func (s *Store) WasReplayed(ctx context.Context, dev, inode uint64, size int64, head string) (string, bool, error) {
+	var path string
+	err := s.db.QueryRowContext(ctx, `SELECT path FROM replayed_files WHERE dev=? AND inode=? AND size=? AND head=?`,
+		int64(dev), int64(inode), size, head).Scan(&path)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, classify(err)
+	}
+	return path, true, nil
+}
+
+// Positions returns the saved read positions.
+func (s *Store) Positions(ctx context.Context) ([]Position, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT source, path, dev, inode, head, offset FROM positions`)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	var out []Position
+	for rows.Next() {
+		var p Position
+		var dev, inode int64
+		if err := rows.Scan(&p.Source, &p.Path, &dev, &inode, &p.Head, &p.Offset); err != nil {
+			return nil, err
+		}
+		p.Dev, p.Inode = uint64(dev), uint64(inode)
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// IncidentFilter selects incidents.
+type IncidentFilter struct {
+	Kind   string
+	Source string
+	State  string
+	Since  time.Time
+	MinID  int64
+	Limit  int
+}
+
+// Incidents returns incidents matching f, oldest first.
+func (s *Store) Incidents(ctx context.Context, f IncidentFilter) ([]*Incident, error) {
+	var where []string
+	var args []any
+	if f.Kind != "" {
+		where, args = append(where, "kind = ?"), append(args, f.Kind)
+	}
+	if f.Source != "" {
+		where, args = append(where, "source = ?"), append(args, f.Source)
+	}
+	if f.State != "" {
+		where, args = append(where, "state = ?"), append(args, f.State)
+	}
+	if f.MinID > 0 {
+		where, args = append(where, "id >= ?"), append(args, f.MinID)
+	}
+	if !f.Since.IsZero() {
+		where, args = append(where, "last_seen >= ?"), append(args, f.Since.UnixNano())
+	}
+	q := "SELECT body FROM incidents"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY first_seen, id"
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	var out []*Incident
+	for rows.Next() {
+		var body string
+		if err := rows.Scan(&body); err != nil {
+			return nil, err
+		}
+		inc := &Incident{}
+		if err := json.Unmarshal([]byte(body), inc); err != nil {
+			return nil, fmt.Errorf("decode incident: %w", err)
+		}
+		out = append(out, inc)
+	}
+	return out, rows.Err()
+}
+
+// Incident returns one incident.
+func (s *Store) Incident(ctx context.Context, id int64) (*Incident, error) {
+	var body string
+	err := s.db.QueryRowContext(ctx, `SELECT body FROM incidents WHERE id = ?`, id).Scan(&body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("incident %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, classify(err)
+	}
+	inc := &Incident{}
+	if err := json.Unmarshal([]byte(body), inc); err != nil {
+		return nil, fmt.Errorf("decode incident %d: %w", id, err)
+	}
+	return inc, nil
+}
+
+// IncidentIdentities returns every identity an incident involved.
+func (s *Store) IncidentIdentities(ctx context.Context, id int64) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT identity FROM incident_identities WHERE incident = ? ORDER BY identity`, id)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// MaxIncidentID returns the largest incident ID in use.
+func (s *Store) MaxIncidentID(ctx context.Context) (int64, error) {
+	var id sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT MAX(id) FROM incidents`).Scan(&id); err != nil {
+		return 0, classify(err)
+	}
+	return id.Int64, nil
+}
+
+// LoadAttempts returns the stored attempt rows since a Unix minute, summed
+// per key, for rebuilding windows after a restart.
+func (s *Store) LoadAttempts(ctx context.Context, sinceMinute int64, fn func(AttemptKey, AttemptCount) error) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT source, minute, ip, identity, credential, outcome, SUM(count), MIN(file), MIN(inode), MIN(offset)
+		FROM attempts WHERE minute >= ? GROUP BY source, minute, ip, identity, credential, outcome ORDER BY minute`, sinceMinute)
+	if err != nil {
+		return classify(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k AttemptKey
+		var c AttemptCount
+		var ip, outcome string
+		var inode int64
+		if err := rows.Scan(&k.Source, &k.Minute, &ip, &k.Identity, &k.Credential, &outcome, &c.Count, &c.Pos.File, &inode, &c.Pos.Offset); err != nil {
+			return err
+		}
+		k.IP, _ = netip.ParseAddr(ip)
+		k.Outcome, _ = ingest.ParseOutcome(outcome)
+		c.Pos.Inode = uint64(inode)
+		if err := fn(k, c); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// DeleteAttemptsBefore drops attempt rows older than t (retention).
+func (s *Store) DeleteAttemptsBefore(ctx context.Context, t time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM attempts WHERE minute < ?`, t.Unix()/60)
+	if err != nil {
+		return 0, classify(err)
+	}
+	return res.RowsAffected()
+}

@@ -1,0 +1,212 @@
+// Package detect holds spraywatch's detection state: the event-time windows
+// of failed and successful attempts grouped by address, network, credential
+// and identity, the incidents raised from them, and their SQLite store.
+package detect
+
+import (
+	"net/netip"
+
+	"github.com/spraywatch/spraywatch/ingest"
+)
+
+// Grouping says what a window group is keyed by.
+type Grouping uint8
+
+// Groupings.
+const (
+	ByIP Grouping = iota
+	ByNet
+	ByCredential
+	ByIdentity
+	numGroupings
+)
+
+var groupingNames = [...]string{"ip", "net", "credential", "identity"}
+
+func (g Grouping) String() string { return groupingNames[g] }
+
+// GroupKey identifies one group. Only the fields of its grouping are set.
+type GroupKey struct {
+	Grouping Grouping
+	Source   string
+	IP       netip.Addr
+	Net      netip.Prefix
+	Value    string // credential label or identity
+}
+
+// String renders the key for people and for storage, e.g. "ip=203.0.113.7".
+func (k GroupKey) String() string {
+	switch k.Grouping {
+	case ByIP:
+		return "ip=" + k.IP.String()
+	case ByNet:
+		return "net=" + k.Net.String()
+	}
+	return k.Grouping.String() + "=" + k.Value
+}
+
+// Entry aggregates the events of one minute that share address, identity,
+// credential and outcome.
+type Entry struct {
+	Minute     int64 // Unix minute of the events
+	First      int64 // Unix seconds of the first and last event
+	Last       int64
+	IP         netip.Addr
+	Identity   string
+	Credential string
+	Outcome    ingest.Outcome
+	Stale      bool // failures of a pair that succeeded before
+	Count      uint32
+	Pos        ingest.Pos // the first event's line
+}
+
+// Group is the retained entries of one key, oldest first (late events are
+// appended, so order is by arrival, nearly by time).
+type Group struct {
+	Key     GroupKey
+	Entries []Entry
+	Last    int64 // latest Unix minute seen
+	// Attempts is the number of retained failed attempts (not stale), a
+	// cheap bound that lets rules skip groups that cannot fire.
+	Attempts int64
+	Dirty    bool
+}
+
+// WindowOptions set how long each grouping retains entries, in minutes, and
+// what a network group spans.
+type WindowOptions struct {
+	Retain              [numGroupings]int64
+	NetBitsV4, NetBits6 int
+	// MaxGroups caps tracked groups per grouping; past it the least
+	// recently seen groups are dropped and counted in Dropped.
+	MaxGroups int
+}
+
+// Windows keeps groups in memory.
+type Windows struct {
+	opt     WindowOptions
+	groups  map[GroupKey]*Group
+	dirty   []*Group
+	counts  [numGroupings]int
+	Dropped int64
+}
+
+// NewWindows returns empty windows.
+func NewWindows(o WindowOptions) *Windows {
+	if o.NetBitsV4 == 0 {
+		o.NetBitsV4 = 24
+	}
+	if o.NetBits6 == 0 {
+		o.NetBits6 = 64
+	}
+	return &Windows{opt: o, groups: map[GroupKey]*Group{}}
+}
+
+// Options returns the options in force.
+func (w *Windows) Options() WindowOptions { return w.opt }
+
+// SetOptions changes retention (on reload); entries are pruned lazily.
+func (w *Windows) SetOptions(o WindowOptions) {
+	if o.NetBitsV4 == 0 {
+		o.NetBitsV4 = 24
+	}
+	if o.NetBits6 == 0 {
+		o.NetBits6 = 64
+	}
+	w.opt = o
+}
+
+// NetOf returns the network group prefix of ip.
+func (w *Windows) NetOf(ip netip.Addr) netip.Prefix {
+	bits := w.opt.NetBitsV4
+	if ip.Is6() && !ip.Is4In6() {
+		bits = w.opt.NetBits6
+	}
+	p, _ := ip.Unmap().Prefix(bits)
+	return p
+}
+
+// Add records e in the group with key k. Only failed attempts mark the group
+// dirty, since only they can make a rule fire. It returns the group, or nil
+// when the group cap dropped it.
+func (w *Windows) Add(k GroupKey, e Entry) *Group {
+	g := w.groups[k]
+	if g == nil {
+		if w.opt.MaxGroups > 0 && w.counts[k.Grouping] >= w.opt.MaxGroups {
+			w.Dropped++
+			return nil
+		}
+		g = &Group{Key: k}
+		w.groups[k] = g
+		w.counts[k.Grouping]++
+	}
+	if e.Minute > g.Last {
+		g.Last = e.Minute
+	}
+	attempt := e.Outcome.Attempt() && !e.Stale
+	if attempt {
+		g.Attempts += int64(e.Count)
+		w.markDirty(g)
+	}
+	// Merge with a recent entry of the same minute and shape: steady
+	// traffic collapses to one entry a minute.
+	for i, n := len(g.Entries)-1, 0; i >= 0 && n < 4; i, n = i-1, n+1 {
+		x := &g.Entries[i]
+		if x.Minute == e.Minute && x.IP == e.IP && x.Identity == e.Identity && x.Credential == e.Credential && x.Outcome == e.Outcome && x.Stale == e.Stale {
+			x.Count += e.Count
+			x.First, x.Last = min(x.First, e.First), max(x.Last, e.Last)
+			return g
+		}
+	}
+	g.Entries = append(g.Entries, e)
+	return g
+}
+
+func (w *Windows) markDirty(g *Group) {
+	if !g.Dirty {
+		g.Dirty = true
+		w.dirty = append(w.dirty, g)
+	}
+}
+
+// Get returns the group with key k, or nil.
+func (w *Windows) Get(k GroupKey) *Group { return w.groups[k] }
+
+// TakeDirty returns the groups changed since the last call and clears their
+// flags.
+func (w *Windows) TakeDirty() []*Group {
+	d := w.dirty
+	w.dirty = nil
+	for _, g := range d {
+		g.Dirty = false
+	}
+	return d
+}
+
+// Prune drops entries older than each grouping's retention before now (a
+// Unix minute), and groups left empty, except groups for which keep says so.
+func (w *Windows) Prune(now int64, keep func(*Group) bool) {
+	for k, g := range w.groups {
+		cut := now - w.opt.Retain[k.Grouping]
+		n := 0
+		for _, e := range g.Entries {
+			if e.Minute >= cut {
+				g.Entries[n] = e
+				n++
+			} else if e.Outcome.Attempt() && !e.Stale {
+				g.Attempts -= int64(e.Count)
+			}
+		}
+		clear(g.Entries[n:])
+		g.Entries = g.Entries[:n]
+		if n == 0 && !g.Dirty && (keep == nil || !keep(g)) {
+			delete(w.groups, k)
+			w.counts[k.Grouping]--
+		} else if cap(g.Entries) > 64 && n < cap(g.Entries)/4 {
+			g.Entries = append([]Entry(nil), g.Entries...)
+		}
+	}
+}
+
+// Len returns the number of tracked groups per grouping.
+func (w *Windows) Len() [numGroupings]int { return w.counts }

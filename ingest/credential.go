@@ -1,0 +1,134 @@
+package ingest
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"hash"
+)
+
+// CredentialKind says what a source's credential field holds.
+type CredentialKind uint8
+
+const (
+	// CredentialAuto treats values up to PrefixMaxLen bytes as logged key
+	// prefixes and longer values as whole keys.
+	CredentialAuto CredentialKind = iota
+	// CredentialPrefix: the log holds a key prefix, used as the label.
+	CredentialPrefix
+	// CredentialKey: the log holds whole keys, fingerprinted at once.
+	CredentialKey
+)
+
+// PrefixMaxLen is the longest value CredentialAuto takes for a prefix. nginx
+// maps and apps that log key[:12] stay well under it; real keys are longer.
+const PrefixMaxLen = 16
+
+// FingerprintLen is the number of hex characters kept of the HMAC.
+const FingerprintLen = 16
+
+// labelShownLen is how many leading characters of a whole key a label keeps.
+const labelShownLen = 6
+
+// schemePrefixes carry no entropy: a label that is only one of them cannot
+// tell keys apart.
+var schemePrefixes = []string{"sk_live_", "sk_test_", "pk_live_", "pk_test_", "rk_live_", "ghp_", "gho_", "github_pat_", "xoxb-", "xoxp-", "AKIA", "Bearer "}
+
+// placeholders are values clients send when they have no key at all.
+var placeholders = []string{"", "-", "null", "nil", "none", "undefined", "YOUR_API_KEY", "your_api_key", "<api_key>", "changeme", "xxx"}
+
+// IsSchemePrefix reports whether label is nothing but a fixed scheme prefix
+// such as "sk_live_", which cannot tell keys apart.
+func IsSchemePrefix(label string) bool {
+	for _, p := range schemePrefixes {
+		if label == p || (len(label) < len(p) && len(label) >= 3 && p[:len(label)] == label) {
+			return true
+		}
+	}
+	return false
+}
+
+func isPlaceholder(v []byte) bool {
+	for _, p := range placeholders {
+		if string(v) == p {
+			return true
+		}
+	}
+	return false
+}
+
+// credentialLabeler turns a raw credential field into a safe label. It holds
+// a keyed HMAC and a bounded intern table, so it is not safe for concurrent
+// use: each parser owns one.
+type credentialLabeler struct {
+	kind   CredentialKind
+	mac    hash.Hash
+	sum    []byte
+	buf    []byte
+	intern *interner
+}
+
+func newCredentialLabeler(kind CredentialKind, secret []byte, in *interner) *credentialLabeler {
+	return &credentialLabeler{kind: kind, mac: hmac.New(sha256.New, secret), sum: make([]byte, 0, sha256.Size), buf: make([]byte, 0, 64), intern: in}
+}
+
+// label returns the credential label for raw, whether raw was a whole key,
+// and whether the value is a placeholder meaning "no credential".
+func (c *credentialLabeler) label(raw []byte) (label string, whole, missing bool) {
+	raw = bytes.TrimSpace(raw)
+	if isPlaceholder(raw) {
+		return "", false, true
+	}
+	raw = bytes.TrimPrefix(raw, []byte("Bearer "))
+	whole = c.kind == CredentialKey || (c.kind == CredentialAuto && len(raw) > PrefixMaxLen)
+	if !whole {
+		return c.intern.bytes(raw), false, false
+	}
+	return c.intern.bytes(c.fingerprintLabel(raw)), true, false
+}
+
+// fingerprintLabel renders "first6…fingerprint" into c.buf.
+func (c *credentialLabeler) fingerprintLabel(raw []byte) []byte {
+	c.mac.Reset()
+	c.mac.Write(raw)
+	c.sum = c.mac.Sum(c.sum[:0])
+	shown := raw
+	if len(shown) > labelShownLen {
+		shown = shown[:labelShownLen]
+	}
+	c.buf = append(c.buf[:0], shown...)
+	c.buf = append(c.buf, "…"...)
+	c.buf = hex.AppendEncode(c.buf, c.sum[:FingerprintLen/2])
+	return c.buf
+}
+
+// Fingerprint returns the keyed fingerprint label of a whole key, as Parse
+// would store it. It exists for tools that must match a key an operator holds
+// against stored labels without storing the key.
+func Fingerprint(secret, key []byte) string {
+	c := newCredentialLabeler(CredentialKey, secret, newInterner(1))
+	return string(c.fingerprintLabel(key))
+}
+
+// interner returns one shared string for equal byte slices so that steady
+// traffic allocates nothing. It forgets everything when it grows past max,
+// which bounds memory under attacker-chosen values.
+type interner struct {
+	m   map[string]string
+	max int
+}
+
+func newInterner(max int) *interner { return &interner{m: make(map[string]string), max: max} }
+
+func (in *interner) bytes(b []byte) string {
+	if s, ok := in.m[string(b)]; ok {
+		return s
+	}
+	if len(in.m) >= in.max {
+		clear(in.m)
+	}
+	s := string(b)
+	in.m[s] = s
+	return s
+}

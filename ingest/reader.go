@@ -1,0 +1,302 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"syscall"
+)
+
+// MaxLineBytes is the default longest line kept. Longer lines are skipped
+// (counted as line_too_long) without being held in memory.
+const MaxLineBytes = 64 << 10
+
+// LineReader reads lines and their byte offsets, skipping over-long lines
+// without buffering them.
+type LineReader struct {
+	r      *bufio.Reader
+	max    int
+	offset int64
+	buf    []byte
+}
+
+// NewLineReader reads r, whose first byte is at offset.
+func NewLineReader(r io.Reader, offset int64, max int) *LineReader {
+	if max <= 0 {
+		max = MaxLineBytes
+	}
+	return &LineReader{r: bufio.NewReaderSize(r, 256<<10), max: max, offset: offset}
+}
+
+// Offset is the offset of the next line.
+func (lr *LineReader) Offset() int64 { return lr.offset }
+
+// Next returns the next line without its newline, and its offset. The line
+// is valid until the next call. A line longer than the limit yields
+// ErrTooLong once; the reader then carries on after it. A last line without a
+// newline is returned at EOF.
+func (lr *LineReader) Next() ([]byte, int64, error) {
+	start := lr.offset
+	lr.buf = lr.buf[:0]
+	tooLong := false
+	for {
+		chunk, err := lr.r.ReadSlice('\n')
+		lr.offset += int64(len(chunk))
+		if !tooLong {
+			if len(lr.buf)+len(chunk) > lr.max+1 {
+				tooLong = true
+				lr.buf = lr.buf[:0]
+			} else if err == nil && len(lr.buf) == 0 {
+				return chunk[:len(chunk)-1], start, nil // the common case: no copy
+			} else {
+				lr.buf = append(lr.buf, chunk...)
+			}
+		}
+		switch {
+		case err == nil:
+			if tooLong {
+				return nil, start, ErrTooLong
+			}
+			return lr.buf[:len(lr.buf)-1], start, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF):
+			if tooLong {
+				return nil, start, ErrTooLong
+			}
+			if len(lr.buf) > 0 {
+				return lr.buf, start, nil
+			}
+			return nil, start, io.EOF
+		default:
+			return nil, start, err
+		}
+	}
+}
+
+// LogFile is an opened log, decompressed when it is gzip.
+type LogFile struct {
+	Path  string
+	Inode uint64
+	Dev   uint64
+	Size  int64
+	f     *os.File
+	r     io.Reader
+	gz    bool
+}
+
+// Open opens a plain or gzip log. Gzip is recognised by its magic bytes,
+// not by the file name.
+func Open(path string) (*LogFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st.IsDir() {
+		f.Close()
+		return nil, fmt.Errorf("open %s: is a directory", path)
+	}
+	lf := &LogFile{Path: path, Size: st.Size(), f: f, r: f}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		lf.Inode, lf.Dev = sys.Ino, uint64(sys.Dev)
+	}
+	var magic [2]byte
+	n, _ := io.ReadFull(f, magic[:])
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if n == 2 && magic == [2]byte{0x1f, 0x8b} {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+		lf.r, lf.gz = zr, true
+	}
+	return lf, nil
+}
+
+// Reader returns the (decompressed) content.
+func (lf *LogFile) Reader() io.Reader { return lf.r }
+
+// Compressed reports whether the file is gzip.
+func (lf *LogFile) Compressed() bool { return lf.gz }
+
+// Position returns how far into the underlying file reading has got, for
+// progress reporting.
+func (lf *LogFile) Position() int64 {
+	off, _ := lf.f.Seek(0, io.SeekCurrent)
+	return off
+}
+
+// Close closes the file.
+func (lf *LogFile) Close() error { return lf.f.Close() }
+
+var (
+	rotNum  = regexp.MustCompile(`^(.*)\.(\d+)$`)
+	rotDate = regexp.MustCompile(`^(.*)[-_.](\d{8}|\d{4}-\d{2}-\d{2})(?:[-_.]?\d+)?$`)
+)
+
+type rotated struct {
+	path, stem string
+	num        int    // .N suffix: larger is older
+	date       string // dateext suffix: smaller is older
+}
+
+func classify(path string) rotated {
+	name := path
+	for _, ext := range []string{".gz", ".bz2", ".xz", ".zst"} {
+		if s, ok := cutSuffix(name, ext); ok {
+			name = s
+			break
+		}
+	}
+	r := rotated{path: path, stem: name, num: -1}
+	if m := rotNum.FindStringSubmatch(name); m != nil {
+		r.stem = m[1]
+		r.num, _ = strconv.Atoi(m[2])
+	} else if m := rotDate.FindStringSubmatch(filepath.Base(name)); m != nil {
+		r.stem = filepath.Join(filepath.Dir(name), m[1])
+		r.date = m[2]
+	}
+	return r
+}
+
+func cutSuffix(s, suf string) (string, bool) {
+	if len(s) > len(suf) && s[len(s)-len(suf):] == suf {
+		return s[:len(s)-len(suf)], true
+	}
+	return s, false
+}
+
+// ReplayOrder groups paths by the log they were rotated from and orders each
+// group oldest first: x.log.3.gz, x.log.2.gz, x.log.1, x.log (logrotate's
+// numbering), or x.log-20261101.gz before x.log-20261102 (dateext). Each
+// returned group is one stream of lines in time order.
+func ReplayOrder(paths []string) [][]string {
+	groups := map[string][]rotated{}
+	var stems []string
+	seen := map[string]bool{}
+	for _, p := range paths {
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		r := classify(p)
+		if _, ok := groups[r.stem]; !ok {
+			stems = append(stems, r.stem)
+		}
+		groups[r.stem] = append(groups[r.stem], r)
+	}
+	sort.Strings(stems)
+	out := make([][]string, 0, len(stems))
+	for _, s := range stems {
+		g := groups[s]
+		sort.SliceStable(g, func(i, j int) bool { return older(g[i], g[j]) })
+		var ps []string
+		for _, r := range g {
+			ps = append(ps, r.path)
+		}
+		out = append(out, ps)
+	}
+	return out
+}
+
+func older(a, b rotated) bool {
+	switch {
+	case a.date != "" || b.date != "":
+		if a.date == "" {
+			return false
+		}
+		if b.date == "" {
+			return true
+		}
+		return a.date < b.date
+	case a.num != b.num:
+		return a.num > b.num // -1 (the live file) sorts last
+	}
+	return a.path < b.path
+}
+
+// Redact makes a line safe to show: it is cut to max bytes, made valid UTF-8,
+// and every token that looks like a secret (long, mixed letters and digits,
+// or following a key=/token=/Authorization marker) is masked.
+func Redact(line []byte, max int) string {
+	if max > 0 && len(line) > max {
+		line = line[:max]
+	}
+	line = bytes.ToValidUTF8(line, []byte("\uFFFD"))
+	var out bytes.Buffer
+	i := 0
+	for i < len(line) {
+		if !isTokenByte(line[i]) {
+			out.WriteByte(line[i])
+			i++
+			continue
+		}
+		j := i
+		for j < len(line) && isTokenByte(line[j]) {
+			j++
+		}
+		tok := line[i:j]
+		if secretLike(tok) || afterKeyMarker(line[:i]) {
+			keep := min(len(tok), labelShownLen)
+			if len(tok) <= PrefixMaxLen && !secretLike(tok) {
+				keep = min(len(tok), 4)
+			}
+			out.Write(tok[:keep])
+			out.WriteString("…[redacted]")
+		} else {
+			out.Write(tok)
+		}
+		i = j
+	}
+	return out.String()
+}
+
+func isTokenByte(c byte) bool {
+	return c == '_' || c == '-' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+}
+
+// secretLike: at least 20 token bytes with both letters and digits.
+func secretLike(tok []byte) bool {
+	if len(tok) < 20 {
+		return false
+	}
+	var letters, digits bool
+	for _, c := range tok {
+		switch {
+		case c >= '0' && c <= '9':
+			digits = true
+		case (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'):
+			letters = true
+		}
+	}
+	return letters && digits
+}
+
+var keyMarkers = [][]byte{[]byte("key="), []byte("key\":\""), []byte("key: "), []byte("token="), []byte("token\":\""), []byte("Bearer "), []byte("apikey="), []byte("api_key=")}
+
+func afterKeyMarker(before []byte) bool {
+	lower := bytes.ToLower(before[max(0, len(before)-12):])
+	for _, m := range keyMarkers {
+		if bytes.HasSuffix(lower, bytes.ToLower(m)) {
+			return true
+		}
+	}
+	return false
+}

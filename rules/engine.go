@@ -1,0 +1,491 @@
+package rules
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/ingest"
+)
+
+// Options configure an Engine.
+type Options struct {
+	Config Config
+	// Allow lists addresses and ranges that are never judged.
+	Allow []netip.Prefix
+	// NoCredential names sources whose logs carry no credential: spray is
+	// still found on identities per address, reported with unknown
+	// credentials, and stuffing and brute force are not judged.
+	NoCredential map[string]bool
+	// MaxGroups caps tracked window groups per grouping (0: no cap).
+	MaxGroups int
+	Logger    *slog.Logger
+	// FirstID is the ID the first new incident gets (stores pass the next
+	// free one).
+	FirstID int64
+}
+
+// Counters are the engine's running totals, for metrics and summaries.
+type Counters struct {
+	Events, Allowed, Stale, Incidents int64
+	ByKind                            map[string]int64
+}
+
+// Engine consumes events in event-time order and raises incidents. It is
+// not safe for concurrent use.
+type Engine struct {
+	cfg    Config
+	allow  []netip.Prefix
+	noCred map[string]bool
+	log    *slog.Logger
+
+	win      *detect.Windows
+	attempts *detect.Attempts
+
+	open      map[openKey]*tracked
+	live      map[int64]*tracked // every incident not yet closed
+	changed   map[int64]*tracked
+	newIdents map[int64][]string
+	nextID    int64
+
+	watermark int64 // Unix seconds
+	lastEval  int64
+	lastPrune int64 // Unix minute
+
+	pairs         map[pairKey]int64 // first success per (source, identity, credential)
+	attackedIdent map[valueKey]*tracked
+	attackedCred  map[valueKey]*tracked
+	attackedIP    map[ipKey]*tracked
+	compromiseOf  map[int64]*tracked
+	routes        map[valueKey]*routeStats
+	findings      map[string]*tracked
+
+	// minAttempts is, per grouping, the fewest failures any of its rules
+	// can fire on.
+	minAttempts [4]int64
+
+	scratch scratch
+	Counters
+}
+
+type openKey struct {
+	key  detect.GroupKey
+	kind string
+}
+
+type pairKey struct{ source, identity, credential string }
+type valueKey struct{ source, value string }
+type ipKey struct {
+	source string
+	ip     netip.Addr
+}
+
+// tracked is an incident with the sets behind its counts.
+type tracked struct {
+	inc         *detect.Incident
+	key         detect.GroupKey
+	ips         map[netip.Addr]struct{}
+	creds       map[string]struct{}
+	idents      map[string]struct{}
+	compromised map[string]struct{}
+	last        int64 // Unix seconds of the latest activity
+	critical    bool
+}
+
+// NewEngine returns an engine with empty windows.
+func NewEngine(o Options) *Engine {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.FirstID == 0 {
+		o.FirstID = 1
+	}
+	e := &Engine{
+		allow: o.Allow, noCred: o.NoCredential, log: o.Logger,
+		attempts: detect.NewAttempts(),
+		open:     map[openKey]*tracked{}, live: map[int64]*tracked{}, changed: map[int64]*tracked{},
+		newIdents: map[int64][]string{}, nextID: o.FirstID,
+		pairs: map[pairKey]int64{}, attackedIdent: map[valueKey]*tracked{}, attackedCred: map[valueKey]*tracked{},
+		attackedIP: map[ipKey]*tracked{}, compromiseOf: map[int64]*tracked{}, routes: map[valueKey]*routeStats{},
+		findings: map[string]*tracked{},
+	}
+	e.Counters.ByKind = map[string]int64{}
+	e.win = detect.NewWindows(e.windowOptions(o.Config, o.MaxGroups))
+	e.setConfig(o.Config, o.Allow)
+	return e
+}
+
+func (e *Engine) windowOptions(c Config, maxGroups int) detect.WindowOptions {
+	var o detect.WindowOptions
+	o.Retain[detect.ByIP] = minutes(maxWindow(append([]time.Duration{c.Stuffing.Window}, c.Spray.Windows...)...))
+	o.Retain[detect.ByNet] = minutes(c.Stuffing.Window)
+	o.Retain[detect.ByCredential] = minutes(maxWindow(c.DistributedSpray.Window, c.LowAndSlow.Window))
+	o.Retain[detect.ByIdentity] = minutes(c.BruteForce.Window)
+	o.NetBitsV4, o.NetBits6 = c.Stuffing.NetBitsV4, c.Stuffing.NetBitsV6
+	o.MaxGroups = maxGroups
+	return o
+}
+
+// SetConfig swaps the thresholds (on reload), keeping windows and incidents.
+func (e *Engine) SetConfig(c Config, allow []netip.Prefix) {
+	e.win.SetOptions(e.windowOptions(c, e.win.Options().MaxGroups))
+	e.setConfig(c, allow)
+}
+
+func (e *Engine) setConfig(c Config, allow []netip.Prefix) {
+	e.cfg, e.allow = c, allow
+	e.minAttempts[detect.ByIP] = int64(min(c.Spray.MinIdentities, c.Stuffing.MinIdentities))
+	e.minAttempts[detect.ByNet] = int64(c.Stuffing.MinIdentities)
+	e.minAttempts[detect.ByCredential] = int64(min(c.DistributedSpray.MinIdentities, c.LowAndSlow.MinIdentities))
+	e.minAttempts[detect.ByIdentity] = int64(min(c.BruteForce.MinFailures, c.BruteForce.MinCredentials))
+}
+
+// Windows exposes the window state (for metrics and tests).
+func (e *Engine) Windows() *detect.Windows { return e.win }
+
+// Watermark is the latest event time seen.
+func (e *Engine) Watermark() time.Time { return time.Unix(e.watermark, 0) }
+
+func (e *Engine) allowed(ip netip.Addr) bool {
+	for _, p := range e.allow {
+		if p.Contains(ip.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// Observe takes one event. Events should come in (roughly) time order.
+func (e *Engine) Observe(ev *ingest.Event) {
+	e.Events++
+	t := ev.Time.Unix()
+	if t > e.watermark {
+		e.watermark = t
+	}
+	e.attempts.Add(ev)
+	if e.allowed(ev.IP) {
+		e.Allowed++
+		return
+	}
+	if ev.RawCredential {
+		e.rawCredentialFinding(ev)
+	}
+	entry := detect.Entry{Minute: t / 60, First: t, Last: t, IP: ev.IP, Identity: ev.Identity, Credential: ev.Credential,
+		Outcome: ev.Outcome, Count: 1, Pos: ev.Pos}
+	if ingest.IsSchemePrefix(entry.Credential) {
+		entry.Credential = "" // a bare scheme prefix cannot tell keys apart
+	}
+	switch {
+	case ev.Outcome == ingest.Success:
+		if e.cfg.StaleKey && ev.Identity != "" && ev.Credential != "" {
+			if len(e.pairs) > 1<<20 {
+				clear(e.pairs)
+			}
+			if _, ok := e.pairs[pairKey{ev.Source, ev.Identity, ev.Credential}]; !ok {
+				e.pairs[pairKey{ev.Source, ev.Identity, ev.Credential}] = t
+			}
+		}
+		e.checkCompromise(ev, t)
+		e.win.Add(detect.GroupKey{Grouping: detect.ByIP, Source: ev.Source, IP: ev.IP}, entry)
+		e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: ev.Source, Net: e.win.NetOf(ev.IP)}, entry)
+		if ev.Identity != "" {
+			e.win.Add(detect.GroupKey{Grouping: detect.ByIdentity, Source: ev.Source, Value: ev.Identity}, entry)
+		}
+	case ev.Outcome.Attempt():
+		if e.cfg.StaleKey && ev.Credential != "" {
+			if _, ok := e.pairs[pairKey{ev.Source, ev.Identity, ev.Credential}]; ok {
+				entry.Stale = true
+				e.Stale++
+			}
+		}
+		keys := e.keysOf(ev.Source, &entry)
+		for _, k := range keys {
+			if k.Grouping == detect.ByIP || k.Grouping == detect.ByNet || !entry.Stale {
+				e.win.Add(k, entry)
+			}
+		}
+		if !entry.Stale && len(e.open) > 0 {
+			e.absorbLive(keys, &entry, t)
+		}
+		if ev.Outcome != ingest.Throttled {
+			e.observeRoute(ev, t)
+		}
+	}
+	if t > e.lastEval {
+		e.evaluate()
+	}
+}
+
+// keysOf returns the groups an attempt belongs to.
+func (e *Engine) keysOf(source string, en *detect.Entry) []detect.GroupKey {
+	keys := e.scratch.keys[:0]
+	keys = append(keys,
+		detect.GroupKey{Grouping: detect.ByIP, Source: source, IP: en.IP},
+		detect.GroupKey{Grouping: detect.ByNet, Source: source, Net: e.win.NetOf(en.IP)})
+	if en.Credential != "" {
+		keys = append(keys, detect.GroupKey{Grouping: detect.ByCredential, Source: source, Value: en.Credential})
+	}
+	if en.Identity != "" {
+		keys = append(keys, detect.GroupKey{Grouping: detect.ByIdentity, Source: source, Value: en.Identity})
+	}
+	e.scratch.keys = keys
+	return keys
+}
+
+var kindsOf = [...][]string{
+	detect.ByIP:         {KindSpray, KindStuffing},
+	detect.ByNet:        {KindStuffing},
+	detect.ByCredential: {KindDistributedSpray, KindLowAndSlow},
+	detect.ByIdentity:   {KindBruteForce},
+}
+
+// Kind names re-exported for readability inside the package.
+const (
+	KindSpray            = detect.KindSpray
+	KindDistributedSpray = detect.KindDistributedSpray
+	KindLowAndSlow       = detect.KindLowAndSlow
+	KindBruteForce       = detect.KindBruteForce
+	KindStuffing         = detect.KindStuffing
+	KindCompromise       = detect.KindCompromise
+	KindEnumeration      = detect.KindEnumeration
+	KindRawCredentials   = detect.KindRawCredentials
+)
+
+// absorbLive adds an attempt to every open incident of its groups.
+func (e *Engine) absorbLive(keys []detect.GroupKey, en *detect.Entry, t int64) {
+	var seen [6]*tracked
+	n := 0
+	for _, k := range keys {
+		for _, kind := range kindsOf[k.Grouping] {
+			tr := e.open[openKey{k, kind}]
+			if tr == nil {
+				continue
+			}
+			dup := false
+			for _, s := range seen[:n] {
+				dup = dup || s == tr
+			}
+			if dup {
+				continue
+			}
+			seen[n] = tr
+			n++
+			e.absorb(tr, en, t, t)
+		}
+	}
+}
+
+// absorb adds an entry's attempts to an incident.
+func (e *Engine) absorb(tr *tracked, en *detect.Entry, first, last int64) {
+	inc := tr.inc
+	inc.Attempts += int64(en.Count)
+	if _, ok := tr.ips[en.IP]; !ok && en.IP.IsValid() {
+		tr.ips[en.IP] = struct{}{}
+		inc.IPs = append(inc.IPs, en.IP.String())
+		e.attackedIP[ipKey{inc.Source, en.IP}] = tr
+	}
+	if _, ok := tr.creds[en.Credential]; !ok && en.Credential != "" {
+		tr.creds[en.Credential] = struct{}{}
+		inc.Credentials = append(inc.Credentials, en.Credential)
+		e.attackedCred[valueKey{inc.Source, en.Credential}] = tr
+	}
+	if _, ok := tr.idents[en.Identity]; !ok && en.Identity != "" {
+		tr.idents[en.Identity] = struct{}{}
+		inc.Identities++
+		if len(inc.IdentitySample) < detect.MaxIdentitySample {
+			inc.IdentitySample = append(inc.IdentitySample, en.Identity)
+		}
+		e.newIdents[inc.ID] = append(e.newIdents[inc.ID], en.Identity)
+		e.attackedIdent[valueKey{inc.Source, en.Identity}] = tr
+	}
+	if len(inc.Evidence) < detect.MaxEvidence && en.Pos.File != "" {
+		inc.Evidence = append(inc.Evidence, en.Pos)
+	}
+	ft, lt := time.Unix(first, 0).UTC(), time.Unix(last, 0).UTC()
+	if inc.FirstSeen.IsZero() || ft.Before(inc.FirstSeen) {
+		inc.FirstSeen = ft
+	}
+	if lt.After(inc.LastSeen) {
+		inc.LastSeen = lt
+	}
+	tr.last = max(tr.last, last)
+	e.changed[inc.ID] = tr
+}
+
+// newIncident starts tracking an incident.
+func (e *Engine) newIncident(kind, severity, source string, key detect.GroupKey, rule detect.Rule) *tracked {
+	inc := &detect.Incident{ID: e.nextID, Kind: kind, Severity: severity, Source: source, Group: key.String(),
+		State: detect.StateOpen, Rule: rule, CredentialsKnown: !e.noCred[source],
+		IPs: []string{}, Credentials: []string{}, IdentitySample: []string{}, Compromised: []string{}, Evidence: []ingest.Pos{}}
+	e.nextID++
+	tr := &tracked{inc: inc, key: key, ips: map[netip.Addr]struct{}{}, creds: map[string]struct{}{},
+		idents: map[string]struct{}{}, compromised: map[string]struct{}{}}
+	e.live[inc.ID] = tr
+	e.changed[inc.ID] = tr
+	e.Incidents++
+	e.ByKind[kind]++
+	e.log.Info("incident raised", "id", inc.ID, "kind", kind, "source", source, "group", inc.Group)
+	return tr
+}
+
+// evaluate judges the groups changed since the last call, closes idle
+// incidents and prunes old window entries.
+func (e *Engine) evaluate() {
+	e.lastEval = e.watermark
+	now := e.watermark / 60
+	for _, g := range e.win.TakeDirty() {
+		e.judge(g, now)
+	}
+	cooldown := int64(e.cfg.Cooldown / time.Second)
+	for id, tr := range e.live {
+		if tr.inc.Kind == KindRawCredentials || tr.inc.Kind == KindEnumeration {
+			continue
+		}
+		if e.watermark-tr.last > cooldown {
+			tr.inc.State = detect.StateClosed
+			e.changed[id] = tr
+			delete(e.live, id)
+			delete(e.open, openKey{tr.key, tr.inc.Kind})
+		}
+	}
+	if now > e.lastPrune {
+		e.lastPrune = now
+		e.prune(now)
+	}
+}
+
+func (e *Engine) prune(now int64) {
+	e.win.Prune(now, func(g *detect.Group) bool {
+		for _, kind := range kindsOf[g.Key.Grouping] {
+			if e.open[openKey{g.Key, kind}] != nil {
+				return true
+			}
+		}
+		return false
+	})
+	horizon := e.watermark - int64(maxWindow(e.cfg.Compromise.Within, e.cfg.Compromise.WithinLowAndSlow)/time.Second)
+	if now%15 == 0 { // every 15 event-minutes is plenty for these maps
+		for k, tr := range e.attackedIdent {
+			if tr.inc.State == detect.StateClosed && tr.last < horizon {
+				delete(e.attackedIdent, k)
+			}
+		}
+		for k, tr := range e.attackedCred {
+			if tr.inc.State == detect.StateClosed && tr.last < horizon {
+				delete(e.attackedCred, k)
+			}
+		}
+		for k, tr := range e.attackedIP {
+			if tr.inc.State == detect.StateClosed && tr.last < horizon {
+				delete(e.attackedIP, k)
+			}
+		}
+		stale := e.watermark - int64(30*24*time.Hour/time.Second)
+		for k, t := range e.pairs {
+			if t < stale {
+				delete(e.pairs, k)
+			}
+		}
+	}
+}
+
+// Finish judges everything still pending, as at the end of a replay.
+func (e *Engine) Finish() {
+	e.lastEval = e.watermark
+	now := e.watermark / 60
+	for _, g := range e.win.TakeDirty() {
+		e.judge(g, now)
+	}
+}
+
+// Tick lets a live daemon judge pending groups when no new line has moved
+// event time forward. now is event time: the daemon passes the watermark
+// plus the wall time elapsed since the last line.
+func (e *Engine) Tick(now time.Time) {
+	if t := now.Unix(); t > e.watermark {
+		e.watermark = t
+	}
+	e.evaluate()
+}
+
+// Flush writes pending counts and changed incidents in one transaction,
+// together with extra (positions, outbox rows), and returns snapshots of
+// the incidents that changed.
+func (e *Engine) Flush(ctx context.Context, s *detect.Store, extra detect.Batch) ([]detect.Incident, error) {
+	b := extra
+	b.Attempts = e.attempts
+	b.Identities = e.newIdents
+	ids := make([]int64, 0, len(e.changed))
+	for id := range e.changed {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	snaps := make([]detect.Incident, 0, len(ids))
+	for _, id := range ids {
+		tr := e.changed[id]
+		tr.inc.Summary = summary(tr.inc)
+		tr.inc.Updated = time.Unix(e.watermark, 0).UTC()
+		tr.inc.Version++
+		b.Incidents = append(b.Incidents, tr.inc)
+		snap := *tr.inc
+		snap.IPs = append([]string(nil), tr.inc.IPs...)
+		snap.Credentials = append([]string(nil), tr.inc.Credentials...)
+		snap.IdentitySample = append([]string(nil), tr.inc.IdentitySample...)
+		snap.Compromised = append([]string(nil), tr.inc.Compromised...)
+		snap.Evidence = append([]ingest.Pos(nil), tr.inc.Evidence...)
+		snaps = append(snaps, snap)
+	}
+	if err := s.Flush(ctx, b); err != nil {
+		for _, tr := range b.Incidents {
+			tr.Version--
+		}
+		return nil, err
+	}
+	clear(e.changed)
+	e.newIdents = map[int64][]string{}
+	return snaps, nil
+}
+
+// Pending reports how many attempt rows wait for a flush.
+func (e *Engine) Pending() int { return e.attempts.Len() }
+
+func summary(inc *detect.Incident) string {
+	creds := "unknown credentials"
+	if len(inc.Credentials) > 0 {
+		creds = fmt.Sprintf("%d credential(s) %s", len(inc.Credentials), short(inc.Credentials, 3))
+	}
+	switch inc.Kind {
+	case KindSpray:
+		return fmt.Sprintf("%s sprayed %s across %d identities (%d attempts)", short(inc.IPs, 3), creds, inc.Identities, inc.Attempts)
+	case KindDistributedSpray:
+		return fmt.Sprintf("%s failed on %d identities from %d addresses (%d attempts)", creds, inc.Identities, len(inc.IPs), inc.Attempts)
+	case KindLowAndSlow:
+		return fmt.Sprintf("low-and-slow: %s tried on %d identities from %d addresses, each rarely (%d attempts)", creds, inc.Identities, len(inc.IPs), inc.Attempts)
+	case KindBruteForce:
+		return fmt.Sprintf("%d credentials tried against %s from %d address(es) (%d attempts)", len(inc.Credentials), short(inc.IdentitySample, 1), len(inc.IPs), inc.Attempts)
+	case KindStuffing:
+		return fmt.Sprintf("%s tried %d identities with about one credential each (%d credentials, %d attempts)", short(inc.IPs, 3), inc.Identities, len(inc.Credentials), inc.Attempts)
+	case KindCompromise:
+		return fmt.Sprintf("identity %s succeeded after incident %d attacked it", short(inc.Compromised, 5), inc.Related)
+	}
+	return inc.Summary
+}
+
+func short(xs []string, n int) string {
+	if len(xs) <= n {
+		return strings.Join(xs, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(xs[:n], ", "), len(xs)-n)
+}
+
+func durString(d time.Duration) string {
+	s := d.String()
+	s = strings.TrimSuffix(s, "0s")
+	s = strings.TrimSuffix(s, "0m")
+	return s
+}

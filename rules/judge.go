@@ -1,0 +1,444 @@
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/ingest"
+)
+
+// scratch holds maps reused across judgements so that evaluation does not
+// allocate per group.
+type scratch struct {
+	keys    []detect.GroupKey
+	tries   map[string]int
+	succ    map[string]struct{}
+	creds   map[string]struct{}
+	ips     map[netip.Addr]struct{}
+	hours   map[identHour]int
+}
+
+type identHour struct {
+	identity string
+	hour     int64
+}
+
+func (s *scratch) reset() *scratch {
+	if s.tries == nil {
+		s.tries, s.succ, s.creds, s.ips, s.hours = map[string]int{}, map[string]struct{}{}, map[string]struct{}{}, map[netip.Addr]struct{}{}, map[identHour]int{}
+	}
+	return s
+}
+
+// windowStats are the counts a rule is judged on.
+type windowStats struct {
+	failedIdentities int // distinct identities with failed attempts
+	successIdents    int // distinct identities with successes
+	credentials      int // distinct credentials among failed attempts
+	ips              int
+	attempts         int64
+	// fewTries counts failed identities with at most the rule's number of
+	// tries.
+	fewTries int
+}
+
+func (e *Engine) stats(g *detect.Group, from, to int64, maxTries int) windowStats {
+	s := e.scratch.reset()
+	clear(s.tries)
+	clear(s.succ)
+	clear(s.creds)
+	clear(s.ips)
+	var st windowStats
+	for i := range g.Entries {
+		en := &g.Entries[i]
+		if en.Minute < from || en.Minute > to {
+			continue
+		}
+		switch {
+		case en.Outcome == ingest.Success:
+			if en.Identity != "" {
+				s.succ[en.Identity] = struct{}{}
+			}
+		case en.Outcome.Attempt() && !en.Stale:
+			st.attempts += int64(en.Count)
+			if en.Identity != "" {
+				s.tries[en.Identity] += int(en.Count)
+			}
+			if en.Credential != "" {
+				s.creds[en.Credential] = struct{}{}
+			}
+			s.ips[en.IP] = struct{}{}
+		}
+	}
+	st.failedIdentities, st.successIdents, st.credentials, st.ips = len(s.tries), len(s.succ), len(s.creds), len(s.ips)
+	for _, n := range s.tries {
+		if n <= maxTries {
+			st.fewTries++
+		}
+	}
+	return st
+}
+
+// judge evaluates the rules of one changed group at now (a Unix minute).
+func (e *Engine) judge(g *detect.Group, now int64) {
+	if g.Attempts < e.minAttempts[g.Key.Grouping] {
+		return // too few failures for any rule of this grouping
+	}
+	for _, kind := range kindsOf[g.Key.Grouping] {
+		if e.open[openKey{g.Key, kind}] != nil {
+			return // the group's attack is already an incident being updated
+		}
+	}
+	switch g.Key.Grouping {
+	case detect.ByIP:
+		if e.judgeSpray(g, now) {
+			return
+		}
+		e.judgeStuffing(g, now)
+	case detect.ByNet:
+		e.judgeStuffing(g, now)
+	case detect.ByCredential:
+		if e.judgeDistributed(g, now) {
+			return
+		}
+		e.judgeLowAndSlow(g, now)
+	case detect.ByIdentity:
+		e.judgeBruteForce(g, now)
+	}
+}
+
+func (e *Engine) judgeSpray(g *detect.Group, now int64) bool {
+	r := e.cfg.Spray
+	if !r.Enabled {
+		return false
+	}
+	for _, w := range r.Windows {
+		st := e.stats(g, now-minutes(w)+1, now, 1<<30)
+		if st.failedIdentities < r.MinIdentities || st.failedIdentities <= st.successIdents {
+			continue
+		}
+		// Without credentials (or with only unknowable ones) a spray is
+		// still many identities from one address.
+		if st.credentials > 0 && (st.credentials > r.MaxCredentials || float64(st.failedIdentities)/float64(st.credentials) < r.MinRatio) {
+			continue
+		}
+		e.raise(g, KindSpray, detect.SeverityHigh, detect.Rule{Name: "spray_single_source", Window: durString(w),
+			Thresholds: map[string]any{"min_identities": r.MinIdentities, "max_credentials": r.MaxCredentials, "min_identities_per_credential": r.MinRatio}})
+		return true
+	}
+	return false
+}
+
+func (e *Engine) judgeStuffing(g *detect.Group, now int64) bool {
+	r := e.cfg.Stuffing
+	if !r.Enabled || e.noCred[g.Key.Source] {
+		return false
+	}
+	st := e.stats(g, now-minutes(r.Window)+1, now, r.MaxTriesPerIdentity)
+	if st.failedIdentities < r.MinIdentities || st.credentials == 0 || st.failedIdentities <= st.successIdents {
+		return false
+	}
+	if float64(st.credentials)/float64(st.failedIdentities) < r.MinRatio || st.fewTries*2 <= st.failedIdentities {
+		return false
+	}
+	if g.Key.Grouping == detect.ByNet {
+		if st.ips < 2 {
+			return false // a single address is judged as itself
+		}
+		for ip := range e.scratch.ips {
+			k := detect.GroupKey{Grouping: detect.ByIP, Source: g.Key.Source, IP: ip}
+			if e.open[openKey{k, KindStuffing}] != nil || e.open[openKey{k, KindSpray}] != nil {
+				return false
+			}
+		}
+	}
+	e.raise(g, KindStuffing, detect.SeverityHigh, detect.Rule{Name: "credential_stuffing_" + g.Key.Grouping.String(), Window: durString(r.Window),
+		Thresholds: map[string]any{"min_identities": r.MinIdentities, "min_credentials_per_identity": r.MinRatio, "max_tries_per_identity": r.MaxTriesPerIdentity}})
+	return true
+}
+
+func (e *Engine) judgeDistributed(g *detect.Group, now int64) bool {
+	r := e.cfg.DistributedSpray
+	if !r.Enabled {
+		return false
+	}
+	st := e.stats(g, now-minutes(r.Window)+1, now, r.MaxPerIdentity)
+	if st.fewTries < r.MinIdentities || st.ips < r.MinIPs {
+		return false
+	}
+	e.raise(g, KindDistributedSpray, detect.SeverityHigh, detect.Rule{Name: "distributed_spray", Window: durString(r.Window),
+		Thresholds: map[string]any{"min_identities": r.MinIdentities, "min_ips": r.MinIPs, "max_failures_per_identity": r.MaxPerIdentity}})
+	return true
+}
+
+func (e *Engine) judgeLowAndSlow(g *detect.Group, now int64) bool {
+	r := e.cfg.LowAndSlow
+	if !r.Enabled {
+		return false
+	}
+	if tr := e.attackedCred[valueKey{g.Key.Source, g.Key.Value}]; tr != nil && tr.inc.State == detect.StateOpen {
+		return false // a faster spray with this credential is already reported
+	}
+	s := e.scratch.reset()
+	clear(s.hours)
+	clear(s.tries) // identity -> 0 when every hour stays under the limit, -1 otherwise
+	from := now - minutes(r.Window) + 1
+	for i := range g.Entries {
+		en := &g.Entries[i]
+		if en.Minute < from || en.Minute > now || en.Identity == "" || !en.Outcome.Attempt() || en.Stale {
+			continue
+		}
+		s.hours[identHour{en.Identity, en.Minute / 60}] += int(en.Count)
+		if _, seen := s.tries[en.Identity]; !seen {
+			s.tries[en.Identity] = 0
+		}
+	}
+	for k, n := range s.hours {
+		if n > r.MaxPerIdentityPerHour {
+			s.tries[k.identity] = -1
+		}
+	}
+	ok := 0
+	for _, n := range s.tries {
+		if n >= 0 {
+			ok++
+		}
+	}
+	if ok < r.MinIdentities {
+		return false
+	}
+	e.raise(g, KindLowAndSlow, detect.SeverityHigh, detect.Rule{Name: "low_and_slow_spray", Window: durString(r.Window),
+		Thresholds: map[string]any{"min_identities": r.MinIdentities, "max_failures_per_identity_per_hour": r.MaxPerIdentityPerHour}})
+	return true
+}
+
+func (e *Engine) judgeBruteForce(g *detect.Group, now int64) bool {
+	r := e.cfg.BruteForce
+	if !r.Enabled || e.noCred[g.Key.Source] {
+		return false
+	}
+	st := e.stats(g, now-minutes(r.Window)+1, now, 1<<30)
+	if st.credentials < r.MinCredentials || st.attempts < int64(r.MinFailures) {
+		return false
+	}
+	e.raise(g, KindBruteForce, detect.SeverityMedium, detect.Rule{Name: "brute_force", Window: durString(r.Window),
+		Thresholds: map[string]any{"min_credentials": r.MinCredentials, "min_failures": r.MinFailures}})
+	return true
+}
+
+// raise opens an incident for g and absorbs every attempt the group still
+// retains: the attack began before the threshold was crossed.
+func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule) {
+	tr := e.newIncident(kind, severity, g.Key.Source, g.Key, rule)
+	e.open[openKey{g.Key, kind}] = tr
+	for i := range g.Entries {
+		en := &g.Entries[i]
+		if en.Outcome.Attempt() && !en.Stale {
+			e.absorb(tr, en, en.First, en.Last)
+		}
+	}
+	// A success inside the attack, from an attacking address or on an
+	// attacked identity, is a compromise already.
+	first := tr.inc.FirstSeen.Unix()
+	for i := range g.Entries {
+		en := &g.Entries[i]
+		if en.Outcome != ingest.Success || en.Last < first {
+			continue
+		}
+		_, fromIP := tr.ips[en.IP]
+		_, withCred := tr.creds[en.Credential]
+		_, onIdent := tr.idents[en.Identity]
+		if fromIP || withCred || (onIdent && !e.ownerKey(tr, g.Key.Source, en.Identity, en.Credential)) {
+			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, fromIP || withCred)
+		}
+	}
+}
+
+// checkCompromise looks at a success for an attacked identity, or one made
+// with an attacking credential or from an attacking address.
+func (e *Engine) checkCompromise(ev *ingest.Event, t int64) {
+	if !e.cfg.Compromise.Enabled || len(e.attackedIdent)+len(e.attackedCred)+len(e.attackedIP) == 0 {
+		return
+	}
+	critical := false
+	tr := e.attackedIdent[valueKey{ev.Source, ev.Identity}]
+	if tr != nil && e.within(tr, t) {
+		_, withCred := tr.creds[ev.Credential]
+		_, fromIP := tr.ips[ev.IP]
+		critical = withCred || fromIP
+	} else {
+		tr = nil
+		if ev.Credential != "" {
+			tr = e.attackedCred[valueKey{ev.Source, ev.Credential}]
+		}
+		if tr == nil {
+			tr = e.attackedIP[ipKey{ev.Source, ev.IP}]
+		}
+		if tr == nil || !e.within(tr, t) {
+			return
+		}
+		critical = true
+	}
+	if ev.Identity == "" || (!critical && e.ownerKey(tr, ev.Source, ev.Identity, ev.Credential)) {
+		return
+	}
+	e.compromise(tr, ev.Identity, ev.IP, ev.Credential, ev.Pos, t, critical)
+}
+
+// ownerKey reports whether the identity already succeeded with cred before
+// the attack began: that is its owner carrying on, not the attacker.
+func (e *Engine) ownerKey(tr *tracked, source, identity, cred string) bool {
+	t, ok := e.pairs[pairKey{source, identity, cred}]
+	return ok && cred != "" && t < tr.inc.FirstSeen.Unix()
+}
+
+func (e *Engine) within(tr *tracked, t int64) bool {
+	w := e.cfg.Compromise.Within
+	if tr.inc.Kind == KindLowAndSlow {
+		w = e.cfg.Compromise.WithinLowAndSlow
+	}
+	return t >= tr.inc.FirstSeen.Unix() && t <= tr.last+int64(w/time.Second)
+}
+
+// compromise records that identity succeeded after the attack tr.
+func (e *Engine) compromise(tr *tracked, identity string, ip netip.Addr, cred string, pos ingest.Pos, t int64, critical bool) {
+	parent := tr.inc
+	c := e.compromiseOf[parent.ID]
+	if c == nil {
+		key := detect.GroupKey{Grouping: detect.ByIdentity, Source: parent.Source, Value: fmt.Sprintf("incident-%d", parent.ID)}
+		c = e.newIncident(KindCompromise, detect.SeverityHigh, parent.Source, key, detect.Rule{Name: "compromise_after_attack",
+			Window: durString(e.cfg.Compromise.Within), Thresholds: map[string]any{"within": durString(e.cfg.Compromise.Within), "within_low_and_slow": durString(e.cfg.Compromise.WithinLowAndSlow)}})
+		c.inc.Related = parent.ID
+		e.compromiseOf[parent.ID] = c
+	}
+	if _, ok := c.compromised[identity]; ok {
+		return
+	}
+	c.compromised[identity] = struct{}{}
+	c.inc.Compromised = append(c.inc.Compromised, identity)
+	if critical {
+		c.inc.Severity = detect.SeverityCritical
+	}
+	if _, ok := tr.compromised[identity]; !ok {
+		tr.compromised[identity] = struct{}{}
+		parent.Compromised = append(parent.Compromised, identity)
+		e.changed[parent.ID] = tr
+	}
+	e.absorb(c, &detect.Entry{IP: ip, Identity: identity, Credential: cred, Count: 1, Pos: pos}, t, t)
+	e.log.Info("identity compromised after attack", "incident", c.inc.ID, "after", parent.ID, "critical", critical)
+}
+
+// rawCredentialFinding reports, once per source, that a log holds whole keys.
+func (e *Engine) rawCredentialFinding(ev *ingest.Event) {
+	k := KindRawCredentials + "\x00" + ev.Source
+	tr := e.findings[k]
+	if tr == nil {
+		key := detect.GroupKey{Grouping: detect.ByCredential, Source: ev.Source, Value: "raw"}
+		tr = e.newIncident(KindRawCredentials, detect.SeverityMedium, ev.Source, key, detect.Rule{Name: "raw_credentials_in_logs"})
+		tr.inc.Summary = fmt.Sprintf("source %s logs whole API keys; spraywatch fingerprints them, but the log itself is a secret store: log a prefix instead", ev.Source)
+		e.findings[k] = tr
+	}
+	if tr.inc.Attempts < 1<<40 {
+		t := ev.Time.Unix()
+		en := detect.Entry{IP: ev.IP, Credential: ev.Credential, Count: 1, Pos: ev.Pos}
+		if len(tr.inc.Credentials) >= 20 {
+			en.Credential = "" // keep the finding small: a count, not a key list
+		}
+		e.absorb(tr, &en, t, t)
+	}
+}
+
+// routeStats compares how a route answers unknown identities and wrong
+// credentials, over tumbling windows.
+type routeStats struct {
+	start                  int64
+	unknown, wrong         map[int]int
+	unknownLat, wrongLat   time.Duration
+	unknownLatN, wrongLatN int
+	raised                 bool
+}
+
+func (e *Engine) observeRoute(ev *ingest.Event, t int64) {
+	r := e.cfg.Enumeration
+	if !r.Enabled || (ev.Outcome != ingest.Failure && ev.Outcome != ingest.UnknownIdentity) {
+		return
+	}
+	k := valueKey{ev.Source, ev.Route}
+	rs := e.routes[k]
+	if rs == nil {
+		rs = &routeStats{start: t, unknown: map[int]int{}, wrong: map[int]int{}}
+		e.routes[k] = rs
+	}
+	if rs.raised {
+		return
+	}
+	if t-rs.start > int64(r.Window/time.Second) {
+		*rs = routeStats{start: t, unknown: map[int]int{}, wrong: map[int]int{}}
+	}
+	if ev.Outcome == ingest.UnknownIdentity {
+		rs.unknown[ev.Status]++
+		if ev.HasLatency {
+			rs.unknownLat += ev.Latency
+			rs.unknownLatN++
+		}
+	} else {
+		rs.wrong[ev.Status]++
+		if ev.HasLatency {
+			rs.wrongLat += ev.Latency
+			rs.wrongLatN++
+		}
+	}
+	nu, nw := total(rs.unknown), total(rs.wrong)
+	if nu < r.MinSamples || nw < r.MinSamples {
+		return
+	}
+	su, sw := dominant(rs.unknown), dominant(rs.wrong)
+	var why string
+	switch {
+	case su != sw:
+		why = fmt.Sprintf("unknown identities get HTTP %d, wrong credentials get HTTP %d", su, sw)
+	case rs.unknownLatN >= r.MinSamples && rs.wrongLatN >= r.MinSamples:
+		mu, mw := rs.unknownLat/time.Duration(rs.unknownLatN), rs.wrongLat/time.Duration(rs.wrongLatN)
+		lo, hi := min(mu, mw), max(mu, mw)
+		if hi-lo >= r.MinLatencyGap && float64(hi) >= r.LatencyRatio*float64(max(lo, time.Microsecond)) {
+			why = fmt.Sprintf("unknown identities answer in %v on average, wrong credentials in %v", mu, mw)
+		}
+	}
+	if why == "" {
+		return
+	}
+	rs.raised = true
+	route := ev.Route
+	if route == "" {
+		route = "(all routes)"
+	}
+	key := detect.GroupKey{Grouping: detect.ByIdentity, Source: ev.Source, Value: "route " + route}
+	tr := e.newIncident(KindEnumeration, detect.SeverityMedium, ev.Source, key, detect.Rule{Name: "enumeration_oracle", Window: durString(r.Window),
+		Thresholds: map[string]any{"min_samples": r.MinSamples, "latency_ratio": r.LatencyRatio, "min_latency_gap": r.MinLatencyGap.String()}})
+	tr.inc.Summary = fmt.Sprintf("route %s of %s tells whether an identity exists: %s (%d unknown-identity and %d wrong-credential answers); answer both alike (CWE-204)", route, ev.Source, why, nu, nw)
+	tr.inc.Attempts = int64(nu + nw)
+	tr.inc.FirstSeen = time.Unix(rs.start, 0).UTC()
+	tr.inc.LastSeen = time.Unix(t, 0).UTC()
+	tr.inc.Evidence = append(tr.inc.Evidence, ev.Pos)
+	e.findings[KindEnumeration+"\x00"+ev.Source+"\x00"+ev.Route] = tr
+}
+
+func total(m map[int]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func dominant(m map[int]int) int {
+	best, bn := 0, -1
+	for s, n := range m {
+		if n > bn || (n == bn && s < best) {
+			best, bn = s, n
+		}
+	}
+	return best
+}
