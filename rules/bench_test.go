@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spraywatch/spraywatch/ingest/loggen"
 	"github.com/spraywatch/spraywatch/ingest"
+	"github.com/spraywatch/spraywatch/ingest/loggen"
 	"github.com/spraywatch/spraywatch/rules"
 )
 

@@ -12,12 +12,12 @@ import (
 // scratch holds maps reused across judgements so that evaluation does not
 // allocate per group.
 type scratch struct {
-	keys    []detect.GroupKey
-	tries   map[string]int
-	succ    map[string]struct{}
-	creds   map[string]struct{}
-	ips     map[netip.Addr]struct{}
-	hours   map[identHour]int
+	keys  []detect.GroupKey
+	tries map[string]int
+	succ  map[string]struct{}
+	creds map[string]struct{}
+	ips   map[netip.Addr]struct{}
+	hours map[identHour]int
 }
 
 type identHour struct {
