@@ -1,0 +1,181 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/spraywatch/spraywatch/ingest"
+	"github.com/spraywatch/spraywatch/ingest/nginx"
+)
+
+// SourceConfig is one log source.
+type SourceConfig struct {
+	Name   string   `yaml:"name"`
+	Format string   `yaml:"format"`
+	Paths  []string `yaml:"paths"`
+	// LogFormat is nginx's log_format, pasted from nginx.conf.
+	LogFormat string `yaml:"log_format"`
+	// Fields maps roles (ip, time, request, method, path, query, status,
+	// latency, user, identity, credential) to the format's field names.
+	Fields       map[string]string `yaml:"fields"`
+	Credential   CredentialConfig  `yaml:"credential"`
+	Identity     IdentityConfig    `yaml:"identity"`
+	Statuses     StatusConfig      `yaml:"statuses"`
+	Routes       []string          `yaml:"routes"`
+	IgnoreRoutes []string          `yaml:"ignore_routes"`
+	Timezone     string            `yaml:"timezone"`
+}
+
+// CredentialConfig says where the credential is and what it holds.
+type CredentialConfig struct {
+	Field string `yaml:"field"`
+	// Kind: auto (default), prefix, or key (whole keys, fingerprinted).
+	Kind string `yaml:"kind"`
+}
+
+// IdentityConfig says where the client ID comes from; the first that yields
+// a value wins, in the order field, path, query, remote_user.
+type IdentityConfig struct {
+	Path       []string `yaml:"path"`
+	Query      string   `yaml:"query"`
+	Field      string   `yaml:"field"`
+	RemoteUser bool     `yaml:"remote_user"`
+}
+
+// StatusConfig lists statuses per outcome: numbers, "4xx" or "500-599".
+type StatusConfig struct {
+	Failure         statusList `yaml:"failure"`
+	UnknownIdentity statusList `yaml:"unknown_identity"`
+	Success         statusList `yaml:"success"`
+	Throttled       statusList `yaml:"throttled"`
+}
+
+// statusList accepts numbers and strings alike.
+type statusList []string
+
+func (s *statusList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*s = statusList{n.Value}
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return fmt.Errorf("line %d: expected a list of statuses", n.Line)
+	}
+	out := statusList{}
+	for _, c := range n.Content {
+		if c.Kind != yaml.ScalarNode {
+			return fmt.Errorf("line %d: expected a status", c.Line)
+		}
+		out = append(out, c.Value)
+	}
+	*s = out
+	return nil
+}
+
+// options turns a source's config into ingest options. Errors name the
+// field and value.
+func (s SourceConfig) options(secret []byte) (ingest.Options, error) {
+	o := ingest.Options{Name: s.Name, Format: s.Format, Layout: s.LogFormat, Secret: secret,
+		IdentityPaths: s.Identity.Path, IdentityQuery: s.Identity.Query, IdentityFromUser: s.Identity.RemoteUser,
+		Routes: s.Routes, IgnoreRoutes: s.IgnoreRoutes, Fields: map[ingest.Role]string{}}
+	switch s.Format {
+	case ingest.FormatNginx, ingest.FormatJSON:
+	case "":
+		return o, fmt.Errorf("format: %q: must be set (nginx or json)", s.Format)
+	default:
+		return o, fmt.Errorf("format: %q: must be nginx or json", s.Format)
+	}
+	if s.LogFormat != "" && s.Format != ingest.FormatNginx {
+		return o, fmt.Errorf("log_format: %q: only applies to format nginx", s.LogFormat)
+	}
+	if s.Format == ingest.FormatNginx {
+		if _, err := nginx.Compile(s.LogFormat); err != nil {
+			return o, fmt.Errorf("log_format: %q: %w", s.LogFormat, err)
+		}
+	}
+	for role, field := range s.Fields {
+		r, ok := ingest.RoleByName(role)
+		if !ok {
+			return o, fmt.Errorf("fields.%s: %q: unknown role (ip, time, request, method, path, query, status, latency, user, identity, credential)", role, field)
+		}
+		o.Fields[r] = field
+	}
+	if s.Credential.Field != "" {
+		o.Fields[ingest.RoleCredential] = s.Credential.Field
+	}
+	if s.Identity.Field != "" {
+		o.Fields[ingest.RoleIdentity] = s.Identity.Field
+	}
+	switch s.Credential.Kind {
+	case "", "auto":
+		o.CredentialKind = ingest.CredentialAuto
+	case "prefix":
+		o.CredentialKind = ingest.CredentialPrefix
+	case "key":
+		o.CredentialKind = ingest.CredentialKey
+	default:
+		return o, fmt.Errorf("credential.kind: %q: must be auto, prefix or key", s.Credential.Kind)
+	}
+	if len(s.Identity.Path) == 0 && s.Identity.Query == "" && s.Identity.Field == "" && !s.Identity.RemoteUser && s.Format != ingest.FormatJSON {
+		return o, fmt.Errorf("identity: {}: say where the client ID is (path, query, field or remote_user)")
+	}
+	o.Statuses = ingest.DefaultStatuses()
+	for _, x := range []struct {
+		name string
+		list statusList
+		dst  *[]ingest.StatusRange
+	}{{"failure", s.Statuses.Failure, &o.Statuses.Failure}, {"unknown_identity", s.Statuses.UnknownIdentity, &o.Statuses.UnknownIdentity},
+		{"success", s.Statuses.Success, &o.Statuses.Success}, {"throttled", s.Statuses.Throttled, &o.Statuses.Throttled}} {
+		if x.list == nil {
+			continue
+		}
+		*x.dst = nil
+		for _, v := range x.list {
+			r, err := parseStatus(v)
+			if err != nil {
+				return o, fmt.Errorf("statuses.%s: %q: %w", x.name, v, err)
+			}
+			*x.dst = append(*x.dst, r)
+		}
+	}
+	switch s.Timezone {
+	case "", "Local", "local":
+		o.Location = time.Local
+	default:
+		loc, err := time.LoadLocation(s.Timezone)
+		if err != nil {
+			return o, fmt.Errorf("timezone: %q: %w", s.Timezone, err)
+		}
+		o.Location = loc
+	}
+	if _, err := ingest.NewParser(o); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// parseStatus reads "401", "4xx" or "500-599".
+func parseStatus(v string) (ingest.StatusRange, error) {
+	v = strings.TrimSpace(v)
+	if len(v) == 3 && strings.HasSuffix(v, "xx") && v[0] >= '1' && v[0] <= '5' {
+		lo := int(v[0]-'0') * 100
+		return ingest.StatusRange{Lo: lo, Hi: lo + 99}, nil
+	}
+	lo, hi, isRange := strings.Cut(v, "-")
+	a, err := strconv.Atoi(lo)
+	if err != nil || a < 100 || a > 599 {
+		return ingest.StatusRange{}, errors.New("not a status, a class like 4xx, or a range like 500-599")
+	}
+	b := a
+	if isRange {
+		if b, err = strconv.Atoi(hi); err != nil || b < a || b > 599 {
+			return ingest.StatusRange{}, errors.New("not a status range like 500-599")
+		}
+	}
+	return ingest.StatusRange{Lo: a, Hi: b}, nil
+}
