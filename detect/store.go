@@ -252,8 +252,9 @@ type Batch struct {
 	Identities map[int64][]string // new identities per incident ID
 	Positions  []Position
 	Replayed   []ReplayedFile
-	// Extra runs inside the same transaction (the alert outbox uses it).
-	Extra func(tx *sql.Tx) error
+	// Extra runs inside the same transaction, after the incidents are
+	// written, with the incidents that changed (the alert outbox uses it).
+	Extra func(tx *sql.Tx, changed []*Incident) error
 }
 
 // Position is how far a source's file has been read.
@@ -350,7 +351,7 @@ func writeBatch(ctx context.Context, tx *sql.Tx, b Batch) error {
 		}
 	}
 	if b.Extra != nil {
-		return b.Extra(tx)
+		return b.Extra(tx, b.Incidents)
 	}
 	return nil
 }
