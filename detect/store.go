@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -39,10 +40,6 @@ CREATE TABLE IF NOT EXISTS attempts (
 	inode      INTEGER NOT NULL,
 	offset     INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS attempts_minute ON attempts(minute);
-CREATE INDEX IF NOT EXISTS attempts_credential ON attempts(source, credential, minute);
-CREATE INDEX IF NOT EXISTS attempts_identity ON attempts(source, identity, minute);
-CREATE INDEX IF NOT EXISTS attempts_ip ON attempts(source, ip, minute);
 
 -- Fifteen-minute tumbling windows, for forensic questions in plain SQL.
 CREATE VIEW IF NOT EXISTS window_by_ip AS
@@ -109,12 +106,24 @@ CREATE TABLE IF NOT EXISTS replayed_files (
 );
 `
 
+// attemptIndexes serve forensic queries by credential, identity and address.
+// A bulk load builds them once at the end (EnsureIndexes), which is several
+// times faster than keeping them up to date row by row.
+const attemptIndexes = `
+CREATE INDEX IF NOT EXISTS attempts_credential ON attempts(source, credential, minute);
+CREATE INDEX IF NOT EXISTS attempts_identity ON attempts(source, identity, minute);
+CREATE INDEX IF NOT EXISTS attempts_ip ON attempts(source, ip, minute);
+`
+
 // StoreOptions configure Open.
 type StoreOptions struct {
 	// ReadOnly opens for queries only, without taking the writer lock.
 	ReadOnly bool
 	// BusyTimeout bounds how long a write waits for a lock. Default 5s.
 	BusyTimeout time.Duration
+	// DeferIndexes leaves the attempt indexes of a new database for
+	// EnsureIndexes to build after a bulk load (replay).
+	DeferIndexes bool
 }
 
 // Store is spraywatch's SQLite database: windows, incidents, positions.
@@ -153,7 +162,7 @@ func Open(path string, o StoreOptions) (*Store, error) {
 		}
 		s.lock = lock
 	}
-	dsn := fmt.Sprintf("file:%s?mode=%s&_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d&_txlock=immediate",
+	dsn := fmt.Sprintf("file:%s?mode=%s&_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d&_txlock=immediate&_cache_size=-65536",
 		path, mode, o.BusyTimeout.Milliseconds())
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
@@ -163,7 +172,11 @@ func Open(path string, o StoreOptions) (*Store, error) {
 	db.SetMaxOpenConns(1)
 	s.db = db
 	if !o.ReadOnly {
-		if _, err := db.Exec(schema); err != nil {
+		ddl := schema
+		if !o.DeferIndexes {
+			ddl += attemptIndexes
+		}
+		if _, err := db.Exec(ddl); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("open database %s: %w", path, classify(err))
 		}
@@ -186,6 +199,14 @@ func classify(err error) error {
 		}
 	}
 	return err
+}
+
+// EnsureIndexes builds the attempt indexes if they are missing.
+func (s *Store) EnsureIndexes(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, attemptIndexes); err != nil {
+		return fmt.Errorf("index attempts: %w", classify(err))
+	}
+	return nil
 }
 
 // Path returns the database file.
@@ -296,17 +317,8 @@ func (s *Store) Flush(ctx context.Context, b Batch) error {
 
 func writeBatch(ctx context.Context, tx *sql.Tx, b Batch) error {
 	if b.Attempts != nil && len(b.Attempts.m) > 0 {
-		st, err := tx.PrepareContext(ctx, `INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?)`)
-		if err != nil {
+		if err := writeAttempts(tx, b.Attempts); err != nil {
 			return err
-		}
-		defer st.Close()
-		var ipbuf []byte
-		for k, c := range b.Attempts.m {
-			ipbuf = k.IP.AppendTo(ipbuf[:0])
-			if _, err := st.ExecContext(ctx, k.Source, k.Minute, string(ipbuf), k.Identity, k.Credential, k.Outcome.String(), c.Count, c.Pos.File, int64(c.Pos.Inode), c.Pos.Offset); err != nil {
-				return err
-			}
 		}
 	}
 	for _, inc := range b.Incidents {
@@ -354,6 +366,54 @@ func writeBatch(ctx context.Context, tx *sql.Tx, b Batch) error {
 		return b.Extra(tx, b.Incidents)
 	}
 	return nil
+}
+
+// attemptRowsPerInsert rows go into one INSERT statement: one cgo call and
+// one parse per batch instead of per row.
+const attemptRowsPerInsert = 64
+
+// writeAttempts inserts the pending rows in time order (B-tree inserts stay
+// local) with multi-row statements. It deliberately does not pass a context:
+// go-sqlite3 starts a goroutine per statement to watch a cancellable one.
+func writeAttempts(tx *sql.Tx, a *Attempts) error {
+	keys := make([]AttemptKey, 0, len(a.m))
+	for k := range a.m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Minute < keys[j].Minute })
+	const cols = 10
+	full, err := tx.Prepare("INSERT INTO attempts VALUES " + placeholders(attemptRowsPerInsert, cols))
+	if err != nil {
+		return err
+	}
+	defer full.Close()
+	args := make([]any, 0, attemptRowsPerInsert*cols)
+	var ipbuf []byte
+	for i, k := range keys {
+		c := a.m[k]
+		ipbuf = k.IP.AppendTo(ipbuf[:0])
+		args = append(args, k.Source, k.Minute, string(ipbuf), k.Identity, k.Credential, k.Outcome.String(), c.Count, c.Pos.File, int64(c.Pos.Inode), c.Pos.Offset)
+		if len(args) < cap(args) && i < len(keys)-1 {
+			continue
+		}
+		st := full
+		if len(args) < cap(args) {
+			if st, err = tx.Prepare("INSERT INTO attempts VALUES " + placeholders(len(args)/cols, cols)); err != nil {
+				return err
+			}
+			defer st.Close()
+		}
+		if _, err := st.Exec(args...); err != nil {
+			return err
+		}
+		args = args[:0]
+	}
+	return nil
+}
+
+func placeholders(rows, cols int) string {
+	row := "(" + strings.Repeat("?,", cols-1) + "?)"
+	return strings.Repeat(row+",", rows-1) + row
 }
 
 // WasReplayed reports whether a file with this identity and content head

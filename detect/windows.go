@@ -185,25 +185,28 @@ func (w *Windows) TakeDirty() []*Group {
 
 // Prune drops entries older than each grouping's retention before now (a
 // Unix minute), and groups left empty, except groups for which keep says so.
+// Entries arrive nearly in time order, so expired entries are cut from the
+// front by reslicing (append reallocates the live part later); a late
+// straggler goes when it reaches the front, and rules filter by window
+// anyway.
 func (w *Windows) Prune(now int64, keep func(*Group) bool) {
 	for k, g := range w.groups {
 		cut := now - w.opt.Retain[k.Grouping]
-		n := 0
-		for _, e := range g.Entries {
-			if e.Minute >= cut {
-				g.Entries[n] = e
-				n++
-			} else if e.Outcome.Attempt() && !e.Stale {
+		i := 0
+		for i < len(g.Entries) && g.Entries[i].Minute < cut {
+			if e := &g.Entries[i]; e.Outcome.Attempt() && !e.Stale {
 				g.Attempts -= int64(e.Count)
 			}
+			i++
 		}
-		clear(g.Entries[n:])
-		g.Entries = g.Entries[:n]
-		if n == 0 && !g.Dirty && (keep == nil || !keep(g)) {
+		if i == 0 {
+			continue
+		}
+		clear(g.Entries[:i])
+		g.Entries = g.Entries[i:]
+		if len(g.Entries) == 0 && !g.Dirty && (keep == nil || !keep(g)) {
 			delete(w.groups, k)
 			w.counts[k.Grouping]--
-		} else if cap(g.Entries) > 64 && n < cap(g.Entries)/4 {
-			g.Entries = append([]Entry(nil), g.Entries...)
 		}
 	}
 }

@@ -34,7 +34,7 @@ type demoFlags struct {
 	dir, output  string
 	keep         bool
 	lines, hours int
-	writeOnly    bool
+	clients      int
 	multiDay     bool
 }
 
@@ -58,6 +58,7 @@ a credential-stuffing run. It then replays the log exactly as
 	c.Flags().BoolVar(&f.keep, "keep", false, "keep the temporary directory with the log, config and database")
 	c.Flags().IntVar(&f.lines, "lines", 40_000, "benign lines to generate")
 	c.Flags().IntVar(&f.hours, "hours", 6, "hours of traffic")
+	c.Flags().IntVar(&f.clients, "clients", 200, "benign clients, each with its own address and key")
 	c.Flags().BoolVar(&f.multiDay, "all-attacks", false, "also hide a distributed and a low-and-slow spray (needs --hours 30 or more)")
 	return c
 }
@@ -82,7 +83,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 		return err
 	}
 	start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
-	opts := loggen.Options{Start: start, Duration: time.Duration(f.hours) * time.Hour, Clients: 200, Lines: f.lines, Seed: 7,
+	opts := loggen.Options{Start: start, Duration: time.Duration(f.hours) * time.Hour, Clients: f.clients, Lines: f.lines, Seed: 7,
 		Spray: true, BruteForce: true, Stuffing: true, NAT: true, Stale: true, Compromise: true,
 		Distributed: f.multiDay, LowAndSlow: f.multiDay}
 	if _, err := loggen.Write(out, opts); err != nil {

@@ -131,7 +131,7 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	if err != nil {
 		return err
 	}
-	store, err := detect.Open(dbPath, detect.StoreOptions{})
+	store, err := detect.Open(dbPath, detect.StoreOptions{DeferIndexes: true})
 	if err != nil {
 		return err
 	}
@@ -165,7 +165,7 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	started := time.Now()
 	stats, err := ingest.Read(ctx, streams, opts, func(ev *ingest.Event) error {
 		engine.Observe(ev)
-		if engine.Pending() >= 250_000 {
+		if engine.Pending() >= 50_000 {
 			_, err := engine.Flush(ctx, store, detect.Batch{})
 			return err
 		}
@@ -182,6 +182,9 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	done := replayedFiles(streams, failed)
 	if _, err := engine.Flush(ctx, store, detect.Batch{Replayed: done}); err != nil {
 		return fmt.Errorf("replay: %w", err)
+	}
+	if err := store.EnsureIndexes(ctx); err != nil {
+		return err
 	}
 	elapsed := time.Since(started)
 	incs, err := store.Incidents(ctx, detect.IncidentFilter{MinID: maxID + 1})
