@@ -284,15 +284,22 @@ func (e *Engine) absorbLive(keys []detect.GroupKey, en *detect.Entry, t int64) {
 func (e *Engine) absorb(tr *tracked, en *detect.Entry, first, last int64) {
 	inc := tr.inc
 	inc.Attempts += int64(en.Count)
+	// Only attacks mark what they touched for compromise checks; findings
+	// and compromises themselves do not.
+	attack := inc.Kind != KindRawCredentials && inc.Kind != KindCompromise && inc.Kind != KindEnumeration
 	if _, ok := tr.ips[en.IP]; !ok && en.IP.IsValid() {
 		tr.ips[en.IP] = struct{}{}
 		inc.IPs = append(inc.IPs, en.IP.String())
-		e.attackedIP[ipKey{inc.Source, en.IP}] = tr
+		if attack {
+			e.attackedIP[ipKey{inc.Source, en.IP}] = tr
+		}
 	}
 	if _, ok := tr.creds[en.Credential]; !ok && en.Credential != "" {
 		tr.creds[en.Credential] = struct{}{}
 		inc.Credentials = append(inc.Credentials, en.Credential)
-		e.attackedCred[valueKey{inc.Source, en.Credential}] = tr
+		if attack {
+			e.attackedCred[valueKey{inc.Source, en.Credential}] = tr
+		}
 	}
 	if _, ok := tr.idents[en.Identity]; !ok && en.Identity != "" {
 		tr.idents[en.Identity] = struct{}{}
@@ -301,7 +308,9 @@ func (e *Engine) absorb(tr *tracked, en *detect.Entry, first, last int64) {
 			inc.IdentitySample = append(inc.IdentitySample, en.Identity)
 		}
 		e.newIdents[inc.ID] = append(e.newIdents[inc.ID], en.Identity)
-		e.attackedIdent[valueKey{inc.Source, en.Identity}] = tr
+		if attack {
+			e.attackedIdent[valueKey{inc.Source, en.Identity}] = tr
+		}
 	}
 	if len(inc.Evidence) < detect.MaxEvidence && en.Pos.File != "" {
 		inc.Evidence = append(inc.Evidence, en.Pos)
