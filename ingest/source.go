@@ -10,19 +10,30 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/spraywatch/spraywatch/ingest/flask"
+	"github.com/spraywatch/spraywatch/ingest/gunicorn"
 	"github.com/spraywatch/spraywatch/ingest/jsonlog"
 	"github.com/spraywatch/spraywatch/ingest/nginx"
 )
 
 // Formats a source can have.
 const (
-	FormatNginx = "nginx"
-	FormatJSON  = "json"
+	FormatNginx    = "nginx"
+	FormatJSON     = "json"
+	FormatGunicorn = "gunicorn"
+	FormatFlask    = "flask"
+	// FormatCombined is the Apache/nginx combined (or common) log, which
+	// carries no credential.
+	FormatCombined = "combined"
 )
+
+// Formats lists every format, for config messages.
+var Formats = []string{FormatNginx, FormatJSON, FormatGunicorn, FormatFlask, FormatCombined}
 
 // Role names the fields spraywatch reads from a line. Options.Fields maps a
 // role to the name of a field in the source's format (an nginx variable
-// without '$', a dotted JSON path).
+// without '$', a gunicorn atom, a dotted JSON path, a regex group, a key of
+// a key=value pair in a log message).
 type Role int
 
 // Roles.
@@ -38,12 +49,19 @@ const (
 	RoleUser
 	RoleIdentity
 	RoleCredential
+	// RoleOutcome is an application's own verdict (failure, success,
+	// unknown_identity, throttled, missing_credential, or a synonym such as
+	// denied or ok); it wins over the status.
+	RoleOutcome
 	numRoles
 )
 
-var roleNames = [numRoles]string{"ip", "time", "request", "method", "path", "query", "status", "latency", "user", "identity", "credential"}
+var roleNames = [numRoles]string{"ip", "time", "request", "method", "path", "query", "status", "latency", "user", "identity", "credential", "outcome"}
 
 func (r Role) String() string { return roleNames[r] }
+
+// RoleNames lists the roles' config names.
+func RoleNames() []string { return roleNames[:] }
 
 // RoleByName returns the role with the given config name.
 func RoleByName(name string) (Role, bool) {
@@ -55,10 +73,10 @@ func RoleByName(name string) (Role, bool) {
 	return 0, false
 }
 
-// defaultFields lists, per format and role, the field names tried in order
-// when the config does not name one.
-var defaultFields = map[string][numRoles][]string{
-	FormatNginx: {
+type defaults [numRoles][]string
+
+var (
+	nginxDefaults = defaults{
 		RoleIP:      {"remote_addr"},
 		RoleTime:    {"time_local", "time_iso8601", "msec"},
 		RoleRequest: {"request"},
@@ -68,20 +86,60 @@ var defaultFields = map[string][numRoles][]string{
 		RoleStatus:  {"status"},
 		RoleLatency: {"request_time", "upstream_response_time"},
 		RoleUser:    {"remote_user"},
-	},
-	FormatJSON: {
-		RoleIP:       {"remote_addr", "ip", "client_ip", "remote_ip", "clientip", "src_ip"},
-		RoleTime:     {"time", "timestamp", "ts", "@timestamp", "asctime", "time_iso8601", "time_local", "msec"},
+	}
+	// jsonDefaults covers nginx escape=json logs, structlog (event,
+	// timestamp) and python-json-logger (asctime, levelname, message).
+	jsonDefaults = defaults{
+		RoleIP:       {"remote_addr", "ip", "client_ip", "remote_ip", "clientip", "src_ip", "client_addr"},
+		RoleTime:     {"time", "timestamp", "ts", "@timestamp", "asctime", "time_iso8601", "time_local", "msec", "created"},
 		RoleRequest:  {"request"},
-		RoleMethod:   {"method", "request_method"},
-		RolePath:     {"path", "request_uri", "uri", "url"},
+		RoleMethod:   {"method", "request_method", "http_method"},
+		RolePath:     {"path", "request_uri", "uri", "url", "request_path"},
 		RoleQuery:    {"query", "args", "query_string"},
-		RoleStatus:   {"status", "status_code", "response_status"},
-		RoleLatency:  {"request_time", "duration", "latency", "elapsed"},
+		RoleStatus:   {"status", "status_code", "response_status", "http_status"},
+		RoleLatency:  {"request_time", "duration", "latency", "elapsed", "response_time"},
 		RoleUser:     {"remote_user", "user"},
 		RoleIdentity: {"client_id", "identity"},
-	},
-}
+		RoleOutcome:  {"outcome"},
+	}
+	gunicornDefaults = defaults{
+		RoleIP:      {"h"},
+		RoleTime:    {"t"},
+		RoleRequest: {"r"},
+		RoleMethod:  {"m"},
+		RolePath:    {"U"},
+		RoleQuery:   {"q"},
+		RoleStatus:  {"s"},
+		RoleLatency: {"L", "M", "D", "T"},
+		RoleUser:    {"u"},
+	}
+	werkzeugDefaults = defaults{
+		RoleIP:      {flask.FieldAddr},
+		RoleTime:    {flask.FieldTime},
+		RoleRequest: {flask.FieldRequest},
+		RoleStatus:  {flask.FieldStatus},
+	}
+	// appDefaults are the names tried in a Flask application's own lines:
+	// regex groups, logging attributes, JSON keys, and key=value pairs in
+	// the message.
+	appDefaults = defaults{
+		RoleIP:         {"ip", "remote_addr", "client_ip", "addr"},
+		RoleTime:       {"asctime", "time", "timestamp", "created", "ts"},
+		RoleMethod:     {"method"},
+		RolePath:       {"path", "url"},
+		RoleStatus:     {"status", "status_code"},
+		RoleLatency:    {"duration", "latency", "elapsed"},
+		RoleUser:       {"user", "username"},
+		RoleIdentity:   {"identity", "client_id", "client", "username", "user"},
+		RoleCredential: {"credential", "key_prefix", "api_key_prefix"},
+		RoleOutcome:    {"outcome", "result"},
+	}
+	// latencyUnits gives the unit of latency fields that are not seconds.
+	latencyUnits = map[string]time.Duration{"M": time.Millisecond, "D": time.Microsecond}
+	// messageFields hold free text whose key=value pairs fill roles the
+	// line has no field for.
+	messageFields = []string{"message", "event", "msg"}
+)
 
 // StatusRange is an inclusive range of HTTP statuses.
 type StatusRange struct{ Lo, Hi int }
@@ -103,12 +161,28 @@ func DefaultStatuses() Statuses {
 	}
 }
 
+// DefaultJoinWindow is how far apart in time a Flask application line and
+// the werkzeug access line of the same request may be.
+const DefaultJoinWindow = 2 * time.Second
+
 // Options describe one log source.
 type Options struct {
 	Name   string
 	Format string
-	// Layout is the nginx log_format (string or pasted directive).
+	// Layout is the nginx log_format (string or pasted directive), or the
+	// gunicorn access_log_format. Empty selects the predefined combined
+	// format or gunicorn's default.
 	Layout string
+	// AppLogFormat (flask) is the Python logging format of the
+	// application's own lines; empty selects Flask's default
+	// "[%(asctime)s] %(levelname)s in %(module)s: %(message)s".
+	AppLogFormat string
+	// AppRegex (flask), when set, matches the application's lines instead
+	// of AppLogFormat; its named groups are the fields.
+	AppRegex string
+	// JoinWindow (flask) bounds the time between an application line and
+	// the access line of the same request. Default DefaultJoinWindow.
+	JoinWindow time.Duration
 	// Fields maps roles to field names, overriding the format's defaults.
 	Fields map[Role]string
 	// CredentialKind says what the credential field holds.
@@ -137,13 +211,36 @@ type splitter interface {
 	Split(line []byte, vals [][]byte) error
 }
 
+// shapeKind tells a request's access line from an application's own line.
+type shapeKind uint8
+
+const (
+	accessShape shapeKind = iota
+	appShape
+)
+
+// shape is one kind of line a source holds, with its splitter and the
+// field indexes of each role. Most formats have one shape; combined has
+// combined and common; flask has werkzeug access lines and app lines.
+type shape struct {
+	kind  shapeKind
+	json  bool // tried only on lines that start with '{'
+	split splitter
+	vals  [][]byte
+	roles [numRoles][]int
+	units []time.Duration // per roles[RoleLatency] entry
+	// msg is the field whose key=value pairs are read for roles the line
+	// has no value for (keys[role]); -1 when the shape has none.
+	msg  int
+	keys [numRoles][]string
+}
+
 // Parser turns lines of one source into events. It is not safe for
 // concurrent use; make one per reader goroutine.
 type Parser struct {
 	name      string
-	split     splitter
-	vals      [][]byte
-	roles     [numRoles][]int
+	format    string
+	shapes    []*shape
 	loc       *time.Location
 	templates []pathTemplate
 	query     string
@@ -154,62 +251,107 @@ type Parser struct {
 	intern    *interner
 	cred      *credentialLabeler
 	hasCred   bool
+	filled    [numRoles]bool
+	// Flask: recent application lines, for joining their access lines.
+	recent     [joinRing]appLine
+	recentN    int
+	joinWindow time.Duration
+}
+
+// joinRing is how many recent application lines are kept for joining.
+const joinRing = 64
+
+type appLine struct {
+	t        time.Time
+	ip       netip.Addr
+	identity string
+	status   int
+	used     bool
 }
 
 // NewParser compiles a source's options.
 func NewParser(o Options) (*Parser, error) {
-	p := &Parser{name: o.Name, loc: o.Location, query: o.IdentityQuery, fromUser: o.IdentityFromUser,
-		routes: o.Routes, ignore: o.IgnoreRoutes, intern: newInterner(1 << 16)}
+	p := &Parser{name: o.Name, format: o.Format, loc: o.Location, query: o.IdentityQuery, fromUser: o.IdentityFromUser,
+		routes: o.Routes, ignore: o.IgnoreRoutes, intern: newInterner(1 << 16), joinWindow: o.JoinWindow}
 	if p.loc == nil {
 		p.loc = time.Local
 	}
-	defaults, ok := defaultFields[o.Format]
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownFormat, o.Format)
+	if p.joinWindow <= 0 {
+		p.joinWindow = DefaultJoinWindow
 	}
-	var candidates [numRoles][]string
-	for r := Role(0); r < numRoles; r++ {
-		if name, ok := o.Fields[r]; ok && name != "" {
-			candidates[r] = []string{strings.TrimPrefix(name, "$")}
-		} else {
-			candidates[r] = defaults[r]
+	explicit := map[Role]string{}
+	for r, name := range o.Fields {
+		if name == "" {
+			continue
 		}
+		name = strings.TrimPrefix(name, "$")
+		if o.Format == FormatGunicorn {
+			name = gunicorn.Field(name)
+		}
+		explicit[r] = name
 	}
+	var err error
 	switch o.Format {
 	case FormatNginx:
 		f, err := nginx.Compile(o.Layout)
 		if err != nil {
 			return nil, err
 		}
-		p.split = f
-	case FormatJSON:
-		var paths []string
-		for _, c := range candidates {
-			paths = append(paths, c...)
+		err = p.addShape(accessShape, f, nginxDefaults, explicit, false)
+		if err != nil {
+			return nil, err
 		}
-		p.split = jsonlog.New(paths)
+	case FormatCombined:
+		if _, ok := explicit[RoleCredential]; ok {
+			return nil, fmt.Errorf("%w: the combined format carries no credential; use format nginx with a log_format that logs one", ErrUnknownField)
+		}
+		if o.Layout != "" && o.Layout != "combined" {
+			return nil, fmt.Errorf("%w: format combined takes no log_format; use format nginx for a custom one", ErrUnknownField)
+		}
+		combined, _ := nginx.Compile(nginx.Combined)
+		common, _ := nginx.Compile(commonLayout)
+		if err = p.addShape(accessShape, combined, nginxDefaults, explicit, false); err == nil {
+			err = p.addShape(accessShape, common, nginxDefaults, explicit, false)
+		}
+	case FormatGunicorn:
+		f, err := gunicorn.Compile(o.Layout)
+		if err != nil {
+			return nil, err
+		}
+		err = p.addShape(accessShape, f, gunicornDefaults, explicit, false)
+		if err != nil {
+			return nil, err
+		}
+	case FormatJSON:
+		err = p.addJSONShape(accessShape, jsonDefaults, explicit)
+	case FormatFlask:
+		var app splitter
+		if o.AppRegex != "" {
+			if app, err = flask.CompileRegex(o.AppRegex); err != nil {
+				return nil, err
+			}
+		} else if app, err = flask.CompileLogging(o.AppLogFormat); err != nil {
+			return nil, err
+		}
+		err = p.addShape(accessShape, flask.Access{}, werkzeugDefaults, nil, false)
+		if err == nil {
+			err = p.addShape(appShape, app, appDefaults, explicit, true)
+		}
+		if err == nil {
+			err = p.addJSONShape(appShape, appDefaults, explicit)
+		}
+	default:
+		return nil, fmt.Errorf("%w: %q (want one of %s)", ErrUnknownFormat, o.Format, strings.Join(Formats, ", "))
 	}
-	index := map[string]int{}
-	for i, f := range p.split.Fields() {
-		index[f] = i
+	if err != nil {
+		return nil, err
 	}
-	for r, names := range candidates {
-		for _, n := range names {
-			if i, ok := index[n]; ok {
-				p.roles[r] = append(p.roles[r], i)
-			} else if _, explicit := o.Fields[Role(r)]; explicit {
-				return nil, fmt.Errorf("%w: %s field %q is not in the layout (it has %s)", ErrUnknownField, Role(r), n, strings.Join(p.split.Fields(), ", "))
+	if o.Format != FormatJSON && o.Format != FormatFlask {
+		for r, n := range explicit {
+			if len(p.shapes[0].roles[r]) == 0 {
+				return nil, fmt.Errorf("%w: %s field %q is not in the layout (it has %s)", ErrUnknownField, r, n, strings.Join(p.shapes[0].split.Fields(), ", "))
 			}
 		}
-	}
-	if len(p.roles[RoleIP]) == 0 {
-		return nil, fmt.Errorf("%w: no client address field (tried %s)", ErrUnknownField, strings.Join(candidates[RoleIP], ", "))
-	}
-	if len(p.roles[RoleTime]) == 0 {
-		return nil, fmt.Errorf("%w: no time field (tried %s)", ErrUnknownField, strings.Join(candidates[RoleTime], ", "))
-	}
-	if len(p.roles[RoleStatus]) == 0 {
-		return nil, fmt.Errorf("%w: no status field (tried %s)", ErrUnknownField, strings.Join(candidates[RoleStatus], ", "))
 	}
 	for _, t := range o.IdentityPaths {
 		pt, err := compileTemplate(t)
@@ -218,7 +360,11 @@ func NewParser(o Options) (*Parser, error) {
 		}
 		p.templates = append(p.templates, pt)
 	}
-	p.hasCred = len(p.roles[RoleCredential]) > 0
+	for _, s := range p.shapes {
+		if len(s.roles[RoleCredential]) > 0 || len(s.keys[RoleCredential]) > 0 {
+			p.hasCred = true
+		}
+	}
 	p.cred = newCredentialLabeler(o.CredentialKind, o.Secret, p.intern)
 	for _, set := range []struct {
 		ranges []StatusRange
@@ -231,6 +377,105 @@ func NewParser(o Options) (*Parser, error) {
 		}
 	}
 	return p, nil
+}
+
+// commonLayout is the common log format, combined without referer and user
+// agent (Apache's "common", many embedded servers).
+const commonLayout = `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent`
+
+// candidates returns the names tried for role r: the configured one, else
+// the defaults.
+func candidates(r Role, def defaults, explicit map[Role]string) []string {
+	if n, ok := explicit[r]; ok {
+		return []string{n}
+	}
+	return def[r]
+}
+
+// addShape resolves the roles of a splitter's fields. required reports a
+// missing address, time or status as an error.
+func (p *Parser) addShape(kind shapeKind, sp splitter, def defaults, explicit map[Role]string, app bool) error {
+	s := &shape{kind: kind, split: sp, msg: -1}
+	index := map[string]int{}
+	for i, f := range sp.Fields() {
+		index[f] = i
+	}
+	if app {
+		for _, m := range messageFields {
+			if i, ok := index[m]; ok {
+				s.msg = i
+				break
+			}
+		}
+	}
+	for r := Role(0); r < numRoles; r++ {
+		for _, n := range candidates(r, def, explicit) {
+			if i, ok := index[n]; ok {
+				s.roles[r] = append(s.roles[r], i)
+				s.units = appendUnit(s.units, r, n)
+			} else if s.msg >= 0 && !strings.Contains(n, ".") {
+				s.keys[r] = append(s.keys[r], n)
+			}
+		}
+	}
+	if err := s.check(explicit, p.format); err != nil {
+		return err
+	}
+	s.vals = make([][]byte, len(sp.Fields()))
+	p.shapes = append(p.shapes, s)
+	return nil
+}
+
+func appendUnit(units []time.Duration, r Role, name string) []time.Duration {
+	if r != RoleLatency {
+		return units
+	}
+	if u, ok := latencyUnits[name]; ok {
+		return append(units, u)
+	}
+	return append(units, time.Second)
+}
+
+// addJSONShape adds a one-object-per-line JSON shape reading every
+// candidate name, with the message fields for key=value pairs.
+func (p *Parser) addJSONShape(kind shapeKind, def defaults, explicit map[Role]string) error {
+	var paths []string
+	for r := Role(0); r < numRoles; r++ {
+		paths = append(paths, candidates(r, def, explicit)...)
+	}
+	paths = append(paths, messageFields...)
+	if err := p.addShape(kind, jsonlog.New(paths), def, explicit, true); err != nil {
+		return err
+	}
+	p.shapes[len(p.shapes)-1].json = true
+	return nil
+}
+
+// check reports a shape that can never yield an event.
+func (s *shape) check(explicit map[Role]string, format string) error {
+	for _, r := range []Role{RoleIP, RoleTime, RoleStatus} {
+		if len(s.roles[r]) > 0 || len(s.keys[r]) > 0 {
+			continue
+		}
+		if r == RoleStatus && (len(s.roles[RoleOutcome]) > 0 || len(s.keys[RoleOutcome]) > 0) {
+			continue
+		}
+		what := map[Role]string{RoleIP: "client address", RoleTime: "time", RoleStatus: "status (or outcome)"}[r]
+		tried := candidates(r, defaults{}, explicit)
+		return fmt.Errorf("%w: %s has no %s field (it has %s; tried %s)", ErrUnknownField, format, what,
+			strings.Join(s.split.Fields(), ", "), strings.Join(append(tried, s.roleDefaults(r)...), ", "))
+	}
+	return nil
+}
+
+func (s *shape) roleDefaults(r Role) []string {
+	switch s.split.(type) {
+	case *nginx.Format:
+		return nginxDefaults[r]
+	case *gunicorn.Format:
+		return gunicornDefaults[r]
+	}
+	return appDefaults[r]
 }
 
 // Errors from NewParser.
@@ -248,18 +493,117 @@ func (p *Parser) HasCredential() bool { return p.hasCred }
 // Name returns the source name.
 func (p *Parser) Name() string { return p.name }
 
-// Fields returns the names of the fields the layout yields.
-func (p *Parser) Fields() []string { return p.split.Fields() }
+// Fields returns the names of the fields the layout yields (the first
+// shape's, for formats with several).
+func (p *Parser) Fields() []string { return p.shapes[0].split.Fields() }
 
-// field returns the first non-empty value among a role's candidate fields.
-func (p *Parser) field(r Role) []byte {
-	for _, i := range p.roles[r] {
-		if v := p.vals[i]; len(v) > 0 && !(len(v) == 1 && v[0] == '-') {
+// Filled reports, per role name, whether any line parsed so far had a value
+// for it. Roles the source cannot have (no field, no default) are left out.
+func (p *Parser) Filled() map[string]bool {
+	out := map[string]bool{}
+	for r := Role(0); r < numRoles; r++ {
+		for _, s := range p.shapes {
+			if len(s.roles[r]) > 0 || len(s.keys[r]) > 0 || (r == RoleIdentity && (len(p.templates) > 0 || p.query != "" || p.fromUser)) {
+				out[r.String()] = p.filled[r]
+			}
+		}
+	}
+	return out
+}
+
+// field returns the first non-empty value among a role's candidate fields,
+// then among the key=value pairs of the shape's message.
+func (s *shape) field(r Role) []byte {
+	for _, i := range s.roles[r] {
+		if v := s.vals[i]; len(v) > 0 && !(len(v) == 1 && v[0] == '-') {
 			return v
+		}
+	}
+	if s.msg >= 0 && len(s.keys[r]) > 0 {
+		for _, k := range s.keys[r] {
+			if v := logfmtValue(s.vals[s.msg], k); len(v) > 0 && !(len(v) == 1 && v[0] == '-') {
+				return v
+			}
 		}
 	}
 	return nil
 }
+
+// latency reads the first latency field with its unit.
+func (s *shape) latency() (time.Duration, bool) {
+	for j, i := range s.roles[RoleLatency] {
+		if v := s.vals[i]; len(v) > 0 && !(len(v) == 1 && v[0] == '-') {
+			d, ok := seconds(v)
+			if u := s.units[j]; ok && u != time.Second {
+				d /= time.Second / u
+			}
+			return d, ok
+		}
+	}
+	if v := s.field(RoleLatency); v != nil && s.msg >= 0 {
+		return seconds(v)
+	}
+	return 0, false
+}
+
+// logfmtValue returns the value of key=value (or key="value") in msg.
+func logfmtValue(msg []byte, key string) []byte {
+	for off := 0; off < len(msg); {
+		i := bytes.Index(msg[off:], []byte(key))
+		if i < 0 {
+			return nil
+		}
+		at := off + i
+		off = at + len(key)
+		if off >= len(msg) || msg[off] != '=' || (at > 0 && msg[at-1] != ' ' && msg[at-1] != ',' && msg[at-1] != '(' && msg[at-1] != '\t') {
+			continue
+		}
+		v := msg[off+1:]
+		if len(v) > 0 && v[0] == '"' {
+			if end := bytes.IndexByte(v[1:], '"'); end >= 0 {
+				return v[1 : end+1]
+			}
+			return nil
+		}
+		if end := bytes.IndexAny(v, " \t"); end >= 0 {
+			v = v[:end]
+		}
+		return bytes.TrimRight(v, ",;)")
+	}
+	return nil
+}
+
+// outcomeWords maps an application's verdict words to outcomes.
+var outcomeWords = map[string]Outcome{
+	"failure": Failure, "fail": Failure, "failed": Failure, "denied": Failure, "invalid": Failure, "unauthorized": Failure, "forbidden": Failure, "wrong_key": Failure,
+	"success": Success, "ok": Success, "succeeded": Success, "authenticated": Success, "allowed": Success, "granted": Success,
+	"unknown_identity": UnknownIdentity, "unknown": UnknownIdentity, "unknown_client": UnknownIdentity, "not_found": UnknownIdentity, "no_such_user": UnknownIdentity,
+	"throttled": Throttled, "rate_limited": Throttled, "ratelimited": Throttled,
+	"missing_credential": MissingCredential, "missing": MissingCredential, "no_key": MissingCredential,
+	"other": Other,
+}
+
+func parseOutcomeWord(b []byte) (Outcome, bool) {
+	if len(b) > 32 {
+		return Other, false
+	}
+	var buf [32]byte
+	n := copy(buf[:], b)
+	for i := 0; i < n; i++ {
+		if c := buf[i]; c >= 'A' && c <= 'Z' {
+			buf[i] = c + 'a' - 'A'
+		} else if c == '-' || c == ' ' {
+			buf[i] = '_'
+		}
+	}
+	o, ok := outcomeWords[string(buf[:n])]
+	return o, ok
+}
+
+var (
+	ansiEscape = byte(0x1b)
+	jsonStart  = byte('{')
+)
 
 // Parse fills ev from line. On error ev is unspecified. line may be modified.
 func (p *Parser) Parse(line []byte, ev *Event) error {
@@ -267,33 +611,57 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 	if len(bytes.TrimSpace(line)) == 0 {
 		return ErrEmpty
 	}
-	if p.vals == nil {
-		p.vals = make([][]byte, len(p.split.Fields()))
-	}
-	if err := p.split.Split(line, p.vals); err != nil {
-		if errors.Is(err, jsonlog.ErrNotObject) {
-			return ErrNotObject
+	if p.format == FormatFlask {
+		if bytes.IndexByte(line, ansiEscape) >= 0 {
+			line = flask.StripANSI(line)
 		}
-		if errors.Is(err, jsonlog.ErrSyntax) {
+		if flask.IsNoise(line) {
+			return ErrNoise
+		}
+	}
+	var s *shape
+	var first error
+	for _, c := range p.shapes {
+		if c.json && firstNonSpace(line) != jsonStart {
+			continue
+		}
+		err := c.split.Split(line, c.vals)
+		if err == nil {
+			s = c
+			break
+		}
+		if first == nil || c.json {
+			first = err
+		}
+	}
+	if s == nil {
+		switch {
+		case errors.Is(first, jsonlog.ErrNotObject):
+			return ErrNotObject
+		case errors.Is(first, jsonlog.ErrSyntax):
 			return ErrBadJSON
 		}
 		return ErrNoMatch
 	}
 	*ev = Event{Source: p.name}
 	var err error
-	if ev.Time, err = ParseTime(p.field(RoleTime), p.loc); err != nil {
+	if ev.Time, err = ParseTime(s.field(RoleTime), p.loc); err != nil {
 		return ErrBadTime
 	}
-	if ev.IP, err = parseIP(p.field(RoleIP)); err != nil {
+	if ev.IP, err = parseIP(s.field(RoleIP)); err != nil {
 		return ErrBadIP
 	}
-	status, ok := num(p.field(RoleStatus))
-	if !ok || status < 100 || status > 599 {
+	verdict, hasVerdict := Other, false
+	if v := s.field(RoleOutcome); v != nil {
+		verdict, hasVerdict = parseOutcomeWord(v)
+	}
+	status, ok := num(s.field(RoleStatus))
+	if ok && (status < 100 || status > 599) || !ok && !hasVerdict {
 		return ErrBadStatus
 	}
 	ev.Status = status
-	method, path, query := p.field(RoleMethod), p.field(RolePath), p.field(RoleQuery)
-	if req := p.field(RoleRequest); req != nil && (method == nil || path == nil) {
+	method, path, query := s.field(RoleMethod), s.field(RolePath), s.field(RoleQuery)
+	if req := s.field(RoleRequest); req != nil && (method == nil || path == nil) {
 		m, pth, ok := splitRequest(req)
 		if !ok && path == nil {
 			return ErrNotRequest
@@ -312,26 +680,102 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 		path = path[:i]
 	}
 	ev.Method = p.intern.bytes(method)
-	ev.Route, err = p.route(path)
+	if s.kind == appShape && path == nil {
+		ev.Route = "" // an application line names no route: it is about authentication itself
+	} else if ev.Route, err = p.route(path); err != nil {
+		return err
+	}
+	ev.Identity, err = p.identity(s, path, query)
 	if err != nil {
 		return err
 	}
-	ev.Identity, err = p.identity(path, query, ev)
-	if err != nil {
-		return err
+	if hasVerdict {
+		ev.Outcome = verdict
+	} else {
+		ev.Outcome = p.outcome[status]
 	}
-	ev.Outcome = p.outcome[status]
 	if p.hasCred {
-		label, whole, missing := p.cred.label(p.field(RoleCredential))
+		label, whole, missing := p.cred.label(s.field(RoleCredential))
 		ev.Credential, ev.RawCredential = label, whole
-		if missing && ev.Outcome.Attempt() {
+		if missing && ev.Outcome.Attempt() && !hasVerdict {
 			ev.Outcome = MissingCredential
 		}
-	}
-	if lat := p.field(RoleLatency); lat != nil {
-		if d, ok := seconds(lat); ok {
-			ev.Latency, ev.HasLatency = d, true
+		if label != "" {
+			p.filled[RoleCredential] = true
 		}
+	}
+	if d, ok := s.latency(); ok {
+		ev.Latency, ev.HasLatency = d, true
+		p.filled[RoleLatency] = true
+	}
+	p.markFilled(s, ev, method, path, query)
+	if p.format == FormatFlask {
+		return p.join(s, ev)
+	}
+	return nil
+}
+
+func firstNonSpace(b []byte) byte {
+	for _, c := range b {
+		if c != ' ' && c != '\t' {
+			return c
+		}
+	}
+	return 0
+}
+
+// markFilled remembers which roles lines have filled, for the parse
+// summary's "fields never filled".
+func (p *Parser) markFilled(s *shape, ev *Event, method, path, query []byte) {
+	p.filled[RoleIP], p.filled[RoleTime] = true, true
+	if ev.Status != 0 {
+		p.filled[RoleStatus] = true
+	}
+	if method != nil {
+		p.filled[RoleMethod] = true
+	}
+	if path != nil {
+		p.filled[RolePath], p.filled[RoleRequest] = true, p.filled[RoleRequest] || len(s.roles[RoleRequest]) > 0
+	}
+	if query != nil {
+		p.filled[RoleQuery] = true
+	}
+	if ev.Identity != "" {
+		p.filled[RoleIdentity] = true
+	}
+	if !p.filled[RoleUser] && s.field(RoleUser) != nil {
+		p.filled[RoleUser] = true
+	}
+	if !p.filled[RoleOutcome] && s.field(RoleOutcome) != nil {
+		p.filled[RoleOutcome] = true
+	}
+}
+
+// join makes one request count once in a Flask log that holds both the
+// application's line and werkzeug's access line for it. The application
+// line, written while the request is handled, comes first and wins: it
+// carries the identity and credential. The access line that follows within
+// the join window, from the same address, with the same status and (when
+// both name one) the same identity, is dropped as ErrJoined. Access lines
+// of requests the application did not log (successes, health checks) stay
+// events of their own.
+func (p *Parser) join(s *shape, ev *Event) error {
+	if s.kind == appShape {
+		p.recent[p.recentN%joinRing] = appLine{t: ev.Time, ip: ev.IP, identity: ev.Identity, status: ev.Status}
+		p.recentN++
+		return nil
+	}
+	for k := 1; k <= min(p.recentN, joinRing); k++ {
+		a := &p.recent[(p.recentN-k)%joinRing]
+		if a.used || a.ip != ev.IP || (a.status != 0 && a.status != ev.Status) ||
+			(a.identity != "" && ev.Identity != "" && a.identity != ev.Identity) {
+			continue
+		}
+		if d := ev.Time.Sub(a.t); d < -p.joinWindow || d > p.joinWindow {
+			continue
+		}
+		a.used = true
+		return ErrJoined
 	}
 	return nil
 }
@@ -362,9 +806,9 @@ func (p *Parser) route(path []byte) (string, error) {
 	return "", ErrNotAuthRoute
 }
 
-func (p *Parser) identity(path, query []byte, ev *Event) (string, error) {
+func (p *Parser) identity(s *shape, path, query []byte) (string, error) {
 	var id []byte
-	if v := p.field(RoleIdentity); v != nil {
+	if v := s.field(RoleIdentity); v != nil {
 		id = v
 	}
 	for i := 0; id == nil && i < len(p.templates); i++ {
@@ -376,7 +820,7 @@ func (p *Parser) identity(path, query []byte, ev *Event) (string, error) {
 		id = queryParam(query, p.query)
 	}
 	if id == nil && p.fromUser {
-		id = p.field(RoleUser)
+		id = s.field(RoleUser)
 	}
 	if len(id) == 0 {
 		return "", nil

@@ -21,6 +21,9 @@ type Stream struct {
 type ReadOptions struct {
 	// Since and Until keep only events in [Since, Until); zero means open.
 	Since, Until time.Time
+	// NotAfter, when set, skips events later than it as future_time: a
+	// wrong timezone or a broken clock, which would hold windows open.
+	NotAfter     time.Time
 	MaxLineBytes int
 	// Progress, when set, is called with bytes consumed from disk.
 	Progress func(n int64)
@@ -34,9 +37,11 @@ type Stats struct {
 	Source string `json:"source"`
 	Lines  int64  `json:"lines"`
 	Parsed int64  `json:"parsed"`
-	// Filtered lines parsed fine but were outside the routes or time range.
-	Filtered int64            `json:"filtered"`
-	Skipped  map[string]int64 `json:"skipped"`
+	// Filtered lines parsed fine but were outside the routes or time range,
+	// or were rightly no event (ErrNoise, ErrJoined); FilteredBy says why.
+	Filtered   int64            `json:"filtered"`
+	FilteredBy map[string]int64 `json:"filtered_by"`
+	Skipped    map[string]int64 `json:"skipped"`
 	// Samples holds one redacted example line per skip reason.
 	Samples        map[string]string `json:"samples"`
 	First          time.Time         `json:"first"`
@@ -47,12 +52,13 @@ type Stats struct {
 	SchemeOnly int64 `json:"scheme_only_credentials"`
 	Files      int   `json:"files"`
 	FileErrors int   `json:"file_errors"`
-	// Unfilled lists roles the layout offers that no line ever filled.
+	// OutOfOrder counts lines more than a minute older than the latest.
 	OutOfOrder int64 `json:"out_of_order"`
 }
 
-func newStats(source string) *Stats {
-	return &Stats{Source: source, Skipped: map[string]int64{}, Samples: map[string]string{}}
+// NewStats returns empty statistics for a source.
+func NewStats(source string) *Stats {
+	return &Stats{Source: source, Skipped: map[string]int64{}, Samples: map[string]string{}, FilteredBy: map[string]int64{}}
 }
 
 // Skip counts a skipped line under reason, keeping a redacted sample.
@@ -75,6 +81,9 @@ func (s *Stats) Merge(o *Stats) {
 	s.OutOfOrder += o.OutOfOrder
 	for k, v := range o.Skipped {
 		s.Skipped[k] += v
+	}
+	for k, v := range o.FilteredBy {
+		s.FilteredBy[k] += v
 	}
 	for k, v := range o.Samples {
 		if _, ok := s.Samples[k]; !ok {
@@ -115,9 +124,10 @@ func (s *Stats) Classify(err error, line []byte) bool {
 	switch {
 	case err == nil:
 		return true
-	case errors.Is(err, ErrNotAuthRoute):
+	case errors.Is(err, ErrNotAuthRoute), errors.Is(err, ErrJoined), errors.Is(err, ErrNoise):
 		s.Parsed++
 		s.Filtered++
+		s.FilteredBy[err.Error()]++
 	default:
 		s.Skip(err.Error(), line)
 	}
@@ -142,7 +152,7 @@ func Read(parent context.Context, streams []Stream, o ReadOptions, emit func(*Ev
 	errc := make(chan error, len(streams))
 	for i, st := range streams {
 		chans[i] = make(chan *batch, 4)
-		stats[i] = newStats(st.Parser.Name())
+		stats[i] = NewStats(st.Parser.Name())
 		go func() {
 			defer close(chans[i])
 			errc <- readStream(ctx, st, o, stats[i], chans[i], free)
@@ -250,6 +260,9 @@ func readFile(ctx context.Context, path string, p *Parser, o ReadOptions, stats 
 		perr := p.Parse(line, ev)
 		if perr == nil && ((!o.Since.IsZero() && ev.Time.Before(o.Since)) || (!o.Until.IsZero() && !ev.Time.Before(o.Until))) {
 			perr = ErrNotAuthRoute
+		}
+		if perr == nil && !o.NotAfter.IsZero() && ev.Time.After(o.NotAfter) {
+			perr = ErrFuture
 		}
 		if !stats.Classify(perr, line) {
 			b.events = b.events[:len(b.events)-1]

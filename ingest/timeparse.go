@@ -20,6 +20,13 @@ var (
 	ErrNotAuthRoute = errors.New("filtered_route")
 	ErrNoIdentity   = errors.New("no_identity")
 	ErrNotRequest   = errors.New("not_a_request")
+	// ErrFuture: the line's time is later than ReadOptions.NotAfter.
+	ErrFuture = errors.New("future_time")
+	// ErrNoise and ErrJoined are not skips but lines that are, rightly, no
+	// event: a development server's banner or a traceback, and a Flask
+	// access line joined to the application line of the same request.
+	ErrNoise  = errors.New("not_an_event")
+	ErrJoined = errors.New("joined")
 )
 
 var months = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}

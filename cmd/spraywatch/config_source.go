@@ -10,6 +10,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/spraywatch/spraywatch/ingest"
+	"github.com/spraywatch/spraywatch/ingest/flask"
+	"github.com/spraywatch/spraywatch/ingest/gunicorn"
 	"github.com/spraywatch/spraywatch/ingest/nginx"
 )
 
@@ -18,10 +20,23 @@ type SourceConfig struct {
 	Name   string   `yaml:"name"`
 	Format string   `yaml:"format"`
 	Paths  []string `yaml:"paths"`
-	// LogFormat is nginx's log_format, pasted from nginx.conf.
+	// LogFormat is nginx's log_format, pasted from nginx.conf, or
+	// gunicorn's access_log_format. Empty: nginx combined, gunicorn's
+	// default.
 	LogFormat string `yaml:"log_format"`
+	// AppLogFormat (flask) is the Python logging format of the app's own
+	// lines; default Flask's "[%(asctime)s] %(levelname)s in %(module)s:
+	// %(message)s", whose message's key=value pairs are read.
+	AppLogFormat string `yaml:"app_log_format"`
+	// AppRegex (flask) matches the app's own lines instead, with named
+	// groups (identity, credential, ip, status or outcome, time).
+	AppRegex string `yaml:"app_regex"`
+	// JoinWindow (flask) bounds the time between an app line and the
+	// werkzeug access line of the same request (default 2s).
+	JoinWindow time.Duration `yaml:"join_window"`
 	// Fields maps roles (ip, time, request, method, path, query, status,
-	// latency, user, identity, credential) to the format's field names.
+	// latency, user, identity, credential, outcome) to the format's field
+	// names.
 	Fields       map[string]string `yaml:"fields"`
 	Credential   CredentialConfig  `yaml:"credential"`
 	Identity     IdentityConfig    `yaml:"identity"`
@@ -83,29 +98,21 @@ func (s SourceConfig) options(secret []byte) (ingest.Options, error) {
 	o := ingest.Options{Name: s.Name, Format: s.Format, Layout: s.LogFormat, Secret: secret,
 		IdentityPaths: s.Identity.Path, IdentityQuery: s.Identity.Query, IdentityFromUser: s.Identity.RemoteUser,
 		Routes: s.Routes, IgnoreRoutes: s.IgnoreRoutes, Fields: map[ingest.Role]string{}}
-	switch s.Format {
-	case ingest.FormatNginx, ingest.FormatJSON:
-	case "":
-		return o, fmt.Errorf("format: %q: must be set (nginx or json)", s.Format)
-	default:
-		return o, fmt.Errorf("format: %q: must be nginx or json", s.Format)
+	if err := s.checkFormat(); err != nil {
+		return o, err
 	}
-	if s.LogFormat != "" && s.Format != ingest.FormatNginx {
-		return o, fmt.Errorf("log_format: %q: only applies to format nginx", s.LogFormat)
-	}
-	if s.Format == ingest.FormatNginx {
-		if _, err := nginx.Compile(s.LogFormat); err != nil {
-			return o, fmt.Errorf("log_format: %q: %w", s.LogFormat, err)
-		}
-	}
+	o.AppLogFormat, o.AppRegex, o.JoinWindow = s.AppLogFormat, s.AppRegex, s.JoinWindow
 	for role, field := range s.Fields {
 		r, ok := ingest.RoleByName(role)
 		if !ok {
-			return o, fmt.Errorf("fields.%s: %q: unknown role (ip, time, request, method, path, query, status, latency, user, identity, credential)", role, field)
+			return o, fmt.Errorf("fields.%s: %q: unknown role (%s)", role, field, strings.Join(ingest.RoleNames(), ", "))
 		}
 		o.Fields[r] = field
 	}
 	if s.Credential.Field != "" {
+		if s.Format == ingest.FormatCombined {
+			return o, fmt.Errorf("credential.field: %q: the combined format carries no credential (use format nginx with your log_format)", s.Credential.Field)
+		}
 		o.Fields[ingest.RoleCredential] = s.Credential.Field
 	}
 	if s.Identity.Field != "" {
@@ -121,7 +128,7 @@ func (s SourceConfig) options(secret []byte) (ingest.Options, error) {
 	default:
 		return o, fmt.Errorf("credential.kind: %q: must be auto, prefix or key", s.Credential.Kind)
 	}
-	if len(s.Identity.Path) == 0 && s.Identity.Query == "" && s.Identity.Field == "" && !s.Identity.RemoteUser && s.Format != ingest.FormatJSON {
+	if len(s.Identity.Path) == 0 && s.Identity.Query == "" && s.Identity.Field == "" && !s.Identity.RemoteUser && s.Format != ingest.FormatJSON && s.Format != ingest.FormatFlask {
 		return o, fmt.Errorf("identity: {}: say where the client ID is (path, query, field or remote_user)")
 	}
 	o.Statuses = ingest.DefaultStatuses()
@@ -157,6 +164,54 @@ func (s SourceConfig) options(secret []byte) (ingest.Options, error) {
 		return o, err
 	}
 	return o, nil
+}
+
+// checkFormat validates format and the format-specific keys, compiling
+// log formats so that a bad one is reported with the offending variable.
+func (s SourceConfig) checkFormat() error {
+	known := strings.Join(ingest.Formats, ", ")
+	switch s.Format {
+	case ingest.FormatNginx, ingest.FormatJSON, ingest.FormatGunicorn, ingest.FormatFlask, ingest.FormatCombined:
+	case "":
+		return fmt.Errorf("format: %q: must be set (%s)", s.Format, known)
+	default:
+		return fmt.Errorf("format: %q: must be one of %s", s.Format, known)
+	}
+	switch {
+	case s.LogFormat != "" && s.Format == ingest.FormatCombined && s.LogFormat != "combined":
+		return fmt.Errorf("log_format: %q: format combined is fixed; use format nginx for a custom log_format", s.LogFormat)
+	case s.LogFormat != "" && s.Format != ingest.FormatNginx && s.Format != ingest.FormatGunicorn && s.Format != ingest.FormatCombined:
+		return fmt.Errorf("log_format: %q: only applies to formats nginx and gunicorn", s.LogFormat)
+	case s.Format != ingest.FormatFlask && s.AppLogFormat != "":
+		return fmt.Errorf("app_log_format: %q: only applies to format flask", s.AppLogFormat)
+	case s.Format != ingest.FormatFlask && s.AppRegex != "":
+		return fmt.Errorf("app_regex: %q: only applies to format flask", s.AppRegex)
+	case s.Format != ingest.FormatFlask && s.JoinWindow != 0:
+		return fmt.Errorf("join_window: %q: only applies to format flask", s.JoinWindow)
+	case s.AppRegex != "" && s.AppLogFormat != "":
+		return fmt.Errorf("app_regex: %q: set app_regex or app_log_format, not both", s.AppRegex)
+	case s.JoinWindow < 0 || s.JoinWindow > time.Minute:
+		return fmt.Errorf("join_window: %q: must be between 0s and 1m", s.JoinWindow)
+	}
+	switch s.Format {
+	case ingest.FormatNginx:
+		if _, err := nginx.Compile(s.LogFormat); err != nil {
+			return fmt.Errorf("log_format: %q: %w", s.LogFormat, err)
+		}
+	case ingest.FormatGunicorn:
+		if _, err := gunicorn.Compile(s.LogFormat); err != nil {
+			return fmt.Errorf("log_format: %q: %w", s.LogFormat, err)
+		}
+	case ingest.FormatFlask:
+		if s.AppRegex != "" {
+			if _, err := flask.CompileRegex(s.AppRegex); err != nil {
+				return fmt.Errorf("app_regex: %q: %w", s.AppRegex, err)
+			}
+		} else if _, err := flask.CompileLogging(s.AppLogFormat); err != nil {
+			return fmt.Errorf("app_log_format: %q: %w", s.AppLogFormat, err)
+		}
+	}
+	return nil
 }
 
 // parseStatus reads "401", "4xx" or "500-599".

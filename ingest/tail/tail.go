@@ -1,0 +1,953 @@
+// Package tail follows live log files through every kind of rotation and
+// reports each complete line exactly once, with the position a restart can
+// resume from.
+//
+// A position is (path, device, inode, head fingerprint, offset): the file a
+// path named when the line was read, the hash of its first bytes (inodes get
+// reused), and the offset just after the line. Callers persist positions in
+// the same transaction as what the lines produced; on start the Tailer takes
+// them back and decides, per path:
+//
+//   - same file, size >= offset: resume;
+//   - same file, size < offset or another head: truncated (copytruncate):
+//     drain the copy whose head matches from the offset, then read from 0;
+//   - another inode: drain the rotated sibling with the saved inode and
+//     head (it may since have been compressed to .gz) from the offset, read
+//     any siblings rotated after it whole, then read the new file from 0.
+//
+// While running, the Tailer keeps the file it reads open. When the path
+// starts to name another file (rename+create, delete+recreate, a swapped
+// symlink) the old descriptor is still read: a writer that has not reopened
+// yet (nginx before USR1) keeps appending to it, and those late lines are
+// read for RotateWait after the last one, under their own position key
+// (Rotated).
+//
+// Why not github.com/nxadm/tail, which the design first named: its lines
+// carry no file identity and it reopens a renamed or truncated path behind
+// the caller's back, so a position cannot be tied to an inode exactly; on
+// rename it switches to the new file at once, losing late writes and,
+// because it selects between "modified" and "deleted" at random, sometimes
+// the unread end of the old file; it calls os.Exit on stat errors other than
+// "not found" and when an inotify watcher cannot be made; its inotify watch
+// follows a symlink's target, so a swapped symlink goes unnoticed; and it
+// misses a truncation followed by growth past the old size. Exactly-once
+// counting needs the reader to own the descriptor and the offset, so this
+// package polls (every Interval, 250ms by default, as nxadm/tail's own
+// poller does) with pread on descriptors it holds.
+package tail
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spraywatch/spraywatch/ingest"
+)
+
+// HeadBytes is how much of a file's start its fingerprint covers.
+const HeadBytes = 256
+
+// RotatedSuffix ends the position key of a rotated file still being read
+// for late writes.
+const RotatedSuffix = " (rotated)"
+
+// Position is how far a file has been read. Key is the followed path (or
+// the path plus RotatedSuffix); Head is empty once a rotated file is done.
+type Position struct {
+	Key        string
+	Dev, Inode uint64
+	Head       string
+	Offset     int64
+}
+
+// Line is one complete line. Text is valid only until emit returns; it is
+// nil for a line longer than MaxLineBytes (TooLong).
+type Line struct {
+	Text    []byte
+	TooLong bool
+	// PositionOnly lines carry no text, only positions to save (after a
+	// rotation or truncation, or when a rotated file is done).
+	PositionOnly bool
+	// Extra is a second position that must be saved with Pos.
+	Extra *Position
+	// File is the path the file had when it was opened, Offset the line's
+	// first byte; Pos is the position just after the line.
+	File   string
+	Offset int64
+	Pos    Position
+}
+
+// Options configure a Tailer.
+type Options struct {
+	// Patterns are paths or globs. Files matching a glob later are read
+	// from their start. Names that look rotated (x.log.1, x.log.2.gz,
+	// x.log-20261128) are never followed as live files.
+	Patterns []string
+	// Positions are the saved positions, from the store.
+	Positions []Position
+	// StartAtEnd starts files that have no saved position at their end
+	// when they exist at the first Tick; files that appear later are read
+	// from the start regardless.
+	StartAtEnd bool
+	// Interval is how often Run polls. Default 250ms; below 0 Run only
+	// waits for ctx (tests call Tick).
+	Interval time.Duration
+	// RotateWait is how long a rotated file is still read after its last
+	// new line, for writers that have not reopened yet. Default 1m.
+	RotateWait time.Duration
+	// MaxLineBytes: longer lines are reported TooLong. Default
+	// ingest.MaxLineBytes.
+	MaxLineBytes int
+	Logger       *slog.Logger
+}
+
+// Status is what a followed path looks like, for metrics and health.
+type Status struct {
+	Path string
+	// Size and Offset of the current file; Behind is Size-Offset plus what
+	// a rotated file still holds.
+	Size, Offset, Behind int64
+	// Err is the last error opening or reading the path (nil when read).
+	Err error
+	// LastRead is when a line was last read.
+	LastRead time.Time
+}
+
+// Tailer follows the files of one source.
+type Tailer struct {
+	o      Options
+	log    *slog.Logger
+	saved  map[string]Position
+	files  map[string]*follower
+	ticked bool
+
+	mu     sync.Mutex
+	status map[string]Status
+}
+
+// New returns a Tailer; nothing is opened until the first Tick.
+func New(o Options) *Tailer {
+	if o.Interval == 0 {
+		o.Interval = 250 * time.Millisecond
+	}
+	if o.RotateWait <= 0 {
+		o.RotateWait = time.Minute
+	}
+	if o.MaxLineBytes <= 0 {
+		o.MaxLineBytes = ingest.MaxLineBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	t := &Tailer{o: o, log: o.Logger, saved: map[string]Position{}, files: map[string]*follower{}, status: map[string]Status{}}
+	for _, p := range o.Positions {
+		t.saved[p.Key] = p
+	}
+	return t
+}
+
+// Run polls every Interval until ctx ends, calling emit for each line in
+// file order. An error from emit stops Run and is returned.
+func (t *Tailer) Run(ctx context.Context, emit func(*Line) error) error {
+	defer t.Close()
+	if t.o.Interval < 0 {
+		<-ctx.Done()
+		return nil
+	}
+	tick := time.NewTicker(t.o.Interval)
+	defer tick.Stop()
+	for {
+		if err := t.Tick(ctx, time.Now(), emit); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Close releases every descriptor.
+func (t *Tailer) Close() {
+	for _, f := range t.files {
+		f.cur.close()
+		f.old.close()
+	}
+}
+
+// Status returns the state of every followed path, sorted by path.
+func (t *Tailer) Status() []Status {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Status, 0, len(t.status))
+	for _, s := range t.status {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// Tick finds new files, notices rotations and reads every new complete
+// line. now is the wall time (for RotateWait and backoff).
+func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
+	first := !t.ticked
+	t.ticked = true
+	live := map[string]bool{}
+	for _, path := range t.expand() {
+		live[path] = true
+		if _, ok := t.files[path]; !ok {
+			t.files[path] = &follower{t: t, key: path, startAtEnd: first && t.o.StartAtEnd}
+		}
+	}
+	paths := make([]string, 0, len(t.files))
+	for p := range t.files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		if err := ctx.Err(); err != nil {
+			return nil
+		}
+		f := t.files[p]
+		if !live[p] && f.cur == nil && f.old == nil {
+			// A globbed file that is gone and fully read.
+			delete(t.files, p)
+			t.mu.Lock()
+			delete(t.status, p)
+			t.mu.Unlock()
+			continue
+		}
+		err := f.tick(ctx, now, emit)
+		var stop emitError
+		if errors.As(err, &stop) {
+			return stop.err
+		}
+		t.report(f, err, now)
+	}
+	return nil
+}
+
+type emitError struct{ err error }
+
+func (e emitError) Error() string { return e.err.Error() }
+
+func (t *Tailer) report(f *follower, err error, now time.Time) {
+	st := Status{Path: f.key, Err: err, LastRead: f.lastRead}
+	if f.cur != nil {
+		st.Offset = f.cur.off
+		if fi, serr := f.cur.f.Stat(); serr == nil {
+			st.Size = fi.Size()
+			st.Behind = max(0, st.Size-st.Offset)
+		}
+	}
+	if f.old != nil {
+		if fi, serr := f.old.f.Stat(); serr == nil {
+			st.Behind += max(0, fi.Size()-f.old.off)
+		}
+	}
+	if err != nil && (f.lastErr == nil || err.Error() != f.lastErr.Error() || now.Sub(f.lastLogged) > 5*time.Minute) {
+		t.log.Warn("cannot read log file; retrying", "path", f.key, "err", err, "retry_in", f.backoff)
+		f.lastLogged = now
+	}
+	if err == nil && f.lastErr != nil {
+		t.log.Info("reading log file again", "path", f.key)
+	}
+	f.lastErr = err
+	t.mu.Lock()
+	t.status[f.key] = st
+	t.mu.Unlock()
+}
+
+// expand lists the live files the patterns name now.
+func (t *Tailer) expand() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range t.o.Patterns {
+		matches := []string{p}
+		if strings.ContainsAny(p, "*?[") {
+			matches, _ = filepath.Glob(p)
+		}
+		for _, m := range matches {
+			if seen[m] || (m != p && looksRotated(m)) {
+				continue
+			}
+			if fi, err := os.Stat(m); err == nil && fi.IsDir() {
+				continue
+			}
+			seen[m] = true
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+var rotatedName = regexp.MustCompile(`(\.\d+|[-_.]\d{8}|[-_.]\d{4}-\d{2}-\d{2})(\.(gz|bz2|xz|zst))?$|\.(gz|bz2|xz|zst)$`)
+
+func looksRotated(path string) bool { return rotatedName.MatchString(filepath.Base(path)) }
+
+// follower follows one path.
+type follower struct {
+	t          *Tailer
+	key        string
+	startAtEnd bool // no saved position at the first Tick: start at the end
+	started    bool
+	missing    time.Time // when the path was first found gone
+	cur        *file     // the file the path names
+	old        *file     // the file it named before a rotation, read for late lines
+	oldIdle    time.Time
+	lastRead   time.Time
+	lastErr    error
+	lastLogged time.Time
+	backoff    time.Duration
+	retryAt    time.Time
+}
+
+func (f *follower) tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
+	if f.old != nil {
+		n, err := f.old.read(f.t.o.MaxLineBytes, false, emit)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			f.oldIdle, f.lastRead = now, now
+		} else if now.Sub(f.oldIdle) >= f.t.o.RotateWait {
+			if err := f.finishOld(emit); err != nil {
+				return err
+			}
+		}
+	}
+	if now.Before(f.retryAt) {
+		return f.lastErr
+	}
+	err := f.step(ctx, now, emit)
+	var stop emitError
+	if err != nil && !errors.As(err, &stop) {
+		f.backoff = min(max(2*f.backoff, time.Second), 30*time.Second)
+		f.retryAt = now.Add(f.backoff)
+	} else {
+		f.backoff, f.retryAt = 0, time.Time{}
+	}
+	return err
+}
+
+// finishOld reads what is left of the rotated file, a last partial line
+// included, and marks its position done.
+func (f *follower) finishOld(emit func(*Line) error) error {
+	old := f.old
+	if _, err := old.read(f.t.o.MaxLineBytes, true, emit); err != nil {
+		return err
+	}
+	f.old = nil
+	old.close()
+	done := Position{Key: old.key, Dev: old.dev, Inode: old.ino, Offset: old.off}
+	return wrapEmit(emit(&Line{Pos: done, File: old.path, Offset: old.off, PositionOnly: true}))
+}
+
+func wrapEmit(err error) error {
+	if err != nil {
+		return emitError{err}
+	}
+	return nil
+}
+
+func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) error) error {
+	if !f.started {
+		if err := f.start(emit); err != nil {
+			return err
+		}
+		f.started = true
+	}
+	if f.cur == nil {
+		nf, err := openFile(f.key, f.key, 0)
+		if err != nil {
+			return err
+		}
+		f.cur = nf
+	}
+	// Has the path moved on to another file?
+	fi, err := os.Stat(f.key)
+	switch {
+	case err == nil:
+		f.missing = time.Time{}
+		if dev, ino := devIno(fi); dev != f.cur.dev || ino != f.cur.ino {
+			return f.rotate(now, emit)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		// Moved or deleted and not yet recreated: the held descriptor
+		// still reads whatever the writer appends, for RotateWait.
+		if f.missing.IsZero() {
+			f.missing = now
+		}
+		if now.Sub(f.missing) >= f.t.o.RotateWait {
+			return f.gone(emit)
+		}
+	default:
+		return fmt.Errorf("stat %s: %w", f.key, err)
+	}
+	// Truncated, or rewritten from the start (copytruncate)?
+	if trunc, err := f.cur.truncated(); err != nil {
+		return err
+	} else if trunc {
+		return f.truncate(emit)
+	}
+	n, err := f.cur.read(f.t.o.MaxLineBytes, false, emit)
+	if n > 0 {
+		f.lastRead = now
+	}
+	return err
+}
+
+// gone finishes a file whose path has been gone for RotateWait: whatever
+// appears at the path later is read from its start.
+func (f *follower) gone(emit func(*Line) error) error {
+	if _, err := f.cur.read(f.t.o.MaxLineBytes, true, emit); err != nil {
+		return err
+	}
+	f.t.log.Info("log file gone; will read it from the start if it comes back", "path", f.key)
+	f.cur.close()
+	f.cur = nil
+	return wrapEmit(emit(&Line{Pos: Position{Key: f.key}, File: f.key, PositionOnly: true}))
+}
+
+// rotate moves the current file aside, reading it on for late lines, and
+// opens what the path names now from its start.
+func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
+	if _, err := f.cur.read(f.t.o.MaxLineBytes, false, emit); err != nil {
+		return err
+	}
+	nf, err := openFile(f.key, f.key, 0)
+	if err != nil {
+		return err
+	}
+	if f.old != nil {
+		if err := f.finishOld(emit); err != nil {
+			nf.close()
+			return err
+		}
+	}
+	f.t.log.Info("log rotated; reading the new file and the old one for late lines", "path", f.key,
+		"old_inode", f.cur.ino, "new_inode", nf.ino)
+	f.old, f.oldIdle = f.cur, now
+	f.old.key = f.key + RotatedSuffix
+	f.cur = nf
+	// The old file's position moves to its own key as the new file takes
+	// over the path's: both in one line, so they are saved together.
+	old := f.old.position()
+	if err := wrapEmit(emit(&Line{Pos: f.cur.position(), Extra: &old, File: f.cur.path, PositionOnly: true})); err != nil {
+		return err
+	}
+	n, err := f.cur.read(f.t.o.MaxLineBytes, false, emit)
+	if n > 0 {
+		f.lastRead = now
+	}
+	return err
+}
+
+// truncate handles copytruncate: lines written between the last read and
+// the copy are in the copy, so it is drained first when it can be found.
+func (f *follower) truncate(emit func(*Line) error) error {
+	f.t.log.Info("log truncated; reading from its start", "path", f.key, "inode", f.cur.ino)
+	if c := findCopy(f.key, f.cur.head, f.cur.off, f.cur.dev, f.cur.ino); c != "" {
+		if err := f.drainPath(c, f.cur, emit); err != nil {
+			return err
+		}
+	}
+	f.cur.off, f.cur.skipping = 0, false
+	f.cur.head = ""
+	if err := f.cur.refreshHead(); err != nil {
+		return err
+	}
+	if err := wrapEmit(emit(&Line{Pos: f.cur.position(), File: f.cur.path, PositionOnly: true})); err != nil {
+		return err
+	}
+	_, err := f.cur.read(f.t.o.MaxLineBytes, false, emit)
+	return err
+}
+
+// drainPath reads path (plain or gzip) from like's offset to its end,
+// reporting lines under like's key and identity, whose offset it advances.
+func (f *follower) drainPath(path string, like *file, emit func(*Line) error) error {
+	lf, err := ingest.Open(path)
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	if _, err := io.CopyN(io.Discard, lf.Reader(), like.off); errors.Is(err, io.EOF) {
+		f.t.log.Warn("rotated file is shorter than the saved offset; nothing to drain", "path", path, "offset", like.off)
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("drain %s: %w", path, err)
+	}
+	f.t.log.Info("reading rotated file from the saved offset", "path", path, "offset", like.off)
+	lr := ingest.NewLineReader(lf.Reader(), like.off, f.t.o.MaxLineBytes)
+	for {
+		line, off, err := lr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		l := &Line{File: path, Offset: off}
+		switch {
+		case errors.Is(err, ingest.ErrTooLong):
+			l.TooLong = true
+		case err != nil:
+			return fmt.Errorf("drain %s: %w", path, err)
+		default:
+			l.Text = line
+		}
+		like.off = lr.Offset()
+		l.Pos = like.position()
+		if err := wrapEmit(emit(l)); err != nil {
+			return err
+		}
+	}
+}
+
+// start applies the saved position, draining what was rotated while the
+// daemon was down.
+func (f *follower) start(emit func(*Line) error) error {
+	cur, err := openFile(f.key, f.key, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			f.startAtEnd = false // when it appears, it is read whole
+		}
+		return err
+	}
+	if old, ok := f.t.saved[f.key+RotatedSuffix]; ok && old.Head != "" {
+		if path := findFile(f.key, old, cur); path != "" {
+			like := &file{key: old.Key, dev: old.Dev, ino: old.Inode, head: old.Head, off: old.Offset}
+			if err := f.drainPath(path, like, emit); err != nil {
+				cur.close()
+				return err
+			}
+			if err := wrapEmit(emit(&Line{Pos: Position{Key: old.Key, Dev: old.Dev, Inode: old.Inode, Offset: like.off}, File: path, PositionOnly: true})); err != nil {
+				cur.close()
+				return err
+			}
+		}
+	}
+	saved, ok := f.t.saved[f.key]
+	switch {
+	case !ok:
+		if f.startAtEnd {
+			cur.off = cur.size
+			cur.seekLineStart()
+		}
+	case saved.Dev == cur.dev && saved.Inode == cur.ino && headMatches(cur.f, saved.Head) && cur.size >= saved.Offset:
+		cur.off = saved.Offset // resume
+	case saved.Dev == cur.dev && saved.Inode == cur.ino:
+		// Truncated (or rewritten) while down: the copy holds the rest.
+		like := &file{key: f.key, dev: saved.Dev, ino: saved.Inode, head: saved.Head, off: saved.Offset}
+		if c := findCopy(f.key, saved.Head, saved.Offset, saved.Dev, saved.Inode); c != "" {
+			if err := f.drainPath(c, like, emit); err != nil {
+				cur.close()
+				return err
+			}
+		}
+	default:
+		// Rotated while down: drain the saved file, then whatever was
+		// rotated after it, then read the new file from 0.
+		if err := f.catchUp(saved, cur, emit); err != nil {
+			cur.close()
+			return err
+		}
+	}
+	f.cur = cur
+	return wrapEmit(emit(&Line{Pos: cur.position(), File: cur.path, Offset: cur.off, PositionOnly: true}))
+}
+
+// catchUp drains the file a saved position names and the siblings rotated
+// after it.
+func (f *follower) catchUp(saved Position, cur *file, emit func(*Line) error) error {
+	path := findFile(f.key, saved, cur)
+	if path == "" {
+		f.t.log.Warn("the file last read was rotated away and is gone; reading the current file from its start", "path", f.key, "inode", saved.Inode)
+		return nil
+	}
+	like := &file{key: f.key, dev: saved.Dev, ino: saved.Inode, head: saved.Head, off: saved.Offset}
+	if err := f.drainPath(path, like, emit); err != nil {
+		return err
+	}
+	// Siblings newer than the drained one, oldest first.
+	order := ingest.ReplayOrder(siblings(f.key))
+	after := false
+	for _, group := range order {
+		for _, p := range group {
+			if p == path {
+				after = true
+				continue
+			}
+			if !after || p == f.key {
+				continue
+			}
+			id, err := identify(p)
+			if err != nil || (id.dev == cur.dev && id.ino == cur.ino) {
+				continue
+			}
+			next := &file{key: f.key, dev: id.dev, ino: id.ino, head: id.head}
+			if err := f.drainPath(p, next, emit); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// file is an open file read with pread from off.
+type file struct {
+	key       string
+	path      string
+	f         *os.File
+	dev, ino  uint64
+	size      int64
+	head      string
+	off       int64
+	skipping  bool // inside a line longer than the limit
+	skipStart int64
+	buf       []byte
+}
+
+func openFile(key, path string, off int64) (*file, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := fh.Stat()
+	if err != nil {
+		fh.Close()
+		return nil, err
+	}
+	if fi.IsDir() {
+		fh.Close()
+		return nil, fmt.Errorf("open %s: is a directory", path)
+	}
+	dev, ino := devIno(fi)
+	nf := &file{key: key, path: path, f: fh, dev: dev, ino: ino, size: fi.Size(), off: off}
+	if err := nf.refreshHead(); err != nil {
+		fh.Close()
+		return nil, err
+	}
+	return nf, nil
+}
+
+func (x *file) close() {
+	if x != nil && x.f != nil {
+		x.f.Close()
+		x.f = nil
+	}
+}
+
+func (x *file) position() Position {
+	return Position{Key: x.key, Dev: x.dev, Inode: x.ino, Head: x.head, Offset: x.off}
+}
+
+// refreshHead fingerprints the first bytes while the file is shorter than
+// HeadBytes (the fingerprint grows with it).
+func (x *file) refreshHead() error {
+	if n, _ := headLen(x.head); x.head != "" && n >= HeadBytes {
+		return nil
+	}
+	h, err := fingerprint(x.f)
+	if err != nil {
+		return err
+	}
+	x.head = h
+	return nil
+}
+
+// truncated reports whether the file shrank below what was read, or its
+// first bytes changed (truncated and rewritten past the old size).
+func (x *file) truncated() (bool, error) {
+	fi, err := x.f.Stat()
+	if err != nil {
+		return false, err
+	}
+	x.size = fi.Size()
+	if x.size < x.off {
+		return true, nil
+	}
+	return !headMatches(x.f, x.head), nil
+}
+
+// seekLineStart moves off back to the start of the line it is in, so that
+// starting at the end never reports half a line.
+func (x *file) seekLineStart() {
+	for x.off > 0 {
+		lo := max(0, x.off-4096)
+		buf := make([]byte, x.off-lo)
+		n, _ := x.f.ReadAt(buf, lo)
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			x.off = lo + int64(i) + 1
+			return
+		}
+		x.off = lo
+	}
+}
+
+// read reports every complete line after off. With final, a last line
+// without its newline is reported too. It returns how many lines it read.
+func (x *file) read(maxLine int, final bool, emit func(*Line) error) (int, error) {
+	if size := max(256<<10, maxLine+1); cap(x.buf) < size {
+		x.buf = make([]byte, size)
+	}
+	n := 0
+	for {
+		buf := x.buf[:cap(x.buf)]
+		got, err := x.f.ReadAt(buf, x.off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return n, fmt.Errorf("read %s: %w", x.path, err)
+		}
+		if got == 0 {
+			return n, nil
+		}
+		if err := x.refreshHead(); err != nil {
+			return n, err
+		}
+		data := buf[:got]
+		for {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				break
+			}
+			l := &Line{File: x.path, Offset: x.off}
+			switch {
+			case x.skipping:
+				l.Offset, l.TooLong, x.skipping = x.skipStart, true, false
+			case i > maxLine:
+				l.TooLong = true
+			default:
+				l.Text = data[:i]
+			}
+			x.off += int64(i + 1)
+			data = data[i+1:]
+			l.Pos = x.position()
+			n++
+			if err := wrapEmit(emit(l)); err != nil {
+				return n, err
+			}
+		}
+		if len(data) > maxLine || (x.skipping && len(data) > 0) {
+			// Inside a line longer than the limit: skip what there is.
+			if !x.skipping {
+				x.skipping, x.skipStart = true, x.off
+			}
+			x.off += int64(len(data))
+			data = nil
+		}
+		if got < len(buf) { // at the end of the file
+			if final && len(data) > 0 {
+				l := &Line{File: x.path, Offset: x.off, Text: data}
+				x.off += int64(len(data))
+				l.Pos = x.position()
+				n++
+				return n, wrapEmit(emit(l))
+			}
+			return n, nil // a partial line waits for its newline
+		}
+	}
+}
+
+func devIno(fi fs.FileInfo) (uint64, uint64) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Dev), st.Ino
+	}
+	return 0, 0
+}
+
+// fingerprint hashes a file's first HeadBytes (fewer when it is shorter)
+// as "n:hex".
+func fingerprint(r io.ReaderAt) (string, error) {
+	buf := make([]byte, HeadBytes)
+	n, err := r.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	return headOf(buf[:n]), nil
+}
+
+func headOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return strconv.Itoa(len(b)) + ":" + hex.EncodeToString(sum[:8])
+}
+
+func headLen(head string) (int, bool) {
+	n, _, ok := strings.Cut(head, ":")
+	if !ok {
+		return 0, false
+	}
+	v, err := strconv.Atoi(n)
+	return v, err == nil
+}
+
+// headMatches reports whether r starts with the bytes head fingerprints.
+func headMatches(r io.ReaderAt, head string) bool {
+	n, ok := headLen(head)
+	if !ok {
+		return false
+	}
+	buf := make([]byte, n)
+	got, err := r.ReadAt(buf, 0)
+	if got < n && err != nil {
+		return false
+	}
+	return headOf(buf) == head
+}
+
+// readerHeadMatches is headMatches for a stream (a gzip file).
+func readerHeadMatches(r io.Reader, head string) bool {
+	n, ok := headLen(head)
+	if !ok {
+		return false
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return false
+	}
+	return headOf(buf) == head
+}
+
+type fileIdent struct {
+	dev, ino uint64
+	head     string
+}
+
+func identify(path string) (fileIdent, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return fileIdent{}, err
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return fileIdent{}, err
+	}
+	dev, ino := devIno(fi)
+	h, err := fingerprint(fh)
+	return fileIdent{dev, ino, h}, err
+}
+
+// siblings are the rotated files of path: path.1, path.2.gz, path-20261128.
+func siblings(path string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, pat := range []string{path + ".*", path + "-*", path + "_*"} {
+		ms, _ := filepath.Glob(escapeGlob(path) + pat[len(path):])
+		for _, m := range ms {
+			if !seen[m] {
+				seen[m] = true
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+func escapeGlob(s string) string {
+	r := strings.NewReplacer(`*`, `\*`, `?`, `\?`, `[`, `\[`, `\`, `\\`)
+	return r.Replace(s)
+}
+
+// candidates are the files a rotated file may be found among: the path's
+// siblings, and the files beside its symlink's target.
+func candidates(path string) []string {
+	out := siblings(path)
+	seen := map[string]bool{path: true}
+	for _, p := range out {
+		seen[p] = true
+	}
+	dirs := []string{filepath.Dir(path)}
+	if real, err := filepath.EvalSymlinks(path); err == nil && filepath.Dir(real) != dirs[0] {
+		dirs = append(dirs, filepath.Dir(real))
+	}
+	for _, d := range dirs {
+		ents, err := os.ReadDir(d)
+		if err != nil || len(ents) > 5000 {
+			continue
+		}
+		for _, e := range ents {
+			p := filepath.Join(d, e.Name())
+			if !seen[p] && e.Type().IsRegular() {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// findFile finds the file a saved position names, by inode and head, or a
+// compressed copy of it by head. cur (the file the path names now) is
+// never it.
+func findFile(path string, saved Position, cur *file) string {
+	cands := candidates(path)
+	for _, p := range cands {
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		if dev, ino := devIno(fi); dev == saved.Dev && ino == saved.Inode && !(dev == cur.dev && ino == cur.ino) {
+			if startsWith(p, saved.Head) {
+				return p
+			}
+		}
+	}
+	for _, p := range cands {
+		if compressedMatch(p, saved.Head) {
+			return p
+		}
+	}
+	return ""
+}
+
+// startsWith reports whether the file at path starts with the bytes head
+// fingerprints.
+func startsWith(path, head string) bool {
+	fh, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer fh.Close()
+	return headMatches(fh, head)
+}
+
+func compressedMatch(path, head string) bool {
+	lf, err := ingest.Open(path)
+	if err != nil {
+		return false
+	}
+	defer lf.Close()
+	return lf.Compressed() && readerHeadMatches(lf.Reader(), head)
+}
+
+// findCopy finds a copytruncate copy: another file whose content starts
+// with the same bytes and is at least off long.
+func findCopy(path, head string, off int64, dev, ino uint64) string {
+	for _, p := range siblings(path) {
+		lf, err := ingest.Open(p)
+		if err != nil {
+			continue
+		}
+		ok := !(lf.Dev == dev && lf.Inode == ino) && readerHeadMatches(lf.Reader(), head)
+		big := lf.Compressed() || lf.Size >= off
+		lf.Close()
+		if ok && big {
+			return p
+		}
+	}
+	return ""
+}
