@@ -143,6 +143,10 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	for _, p := range skipped {
 		fmt.Fprintf(g.stderr, "spraywatch: %s was already replayed into %s; skipped (use --force to read it again)\n", p, dbPath)
 	}
+	if len(streams) == 0 {
+		fmt.Fprintln(g.stderr, "spraywatch: nothing new to replay; see 'spraywatch alerts --db", dbPath+"'")
+		return nil
+	}
 	maxID, err := store.MaxIncidentID(ctx)
 	if err != nil {
 		return err
@@ -374,9 +378,6 @@ func skipReplayed(ctx context.Context, store *detect.Store, streams []ingest.Str
 		if len(keep) > 0 {
 			out = append(out, ingest.Stream{Parser: st.Parser, Paths: keep})
 		}
-	}
-	if len(out) == 0 && len(skipped) > 0 {
-		return nil, skipped, fmt.Errorf("%w: every file was already replayed into this database (use --force)", errUsage)
 	}
 	return out, skipped, nil
 }

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestConfigFiles loads every testdata/config/*.good.yml, which must pass,
+// and every *.bad.yml, whose error must contain the text in its .want file.
+func TestConfigFiles(t *testing.T) {
+	files, err := filepath.Glob("../../testdata/config/*.yml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no config files: %v", err)
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		t.Run(name, func(t *testing.T) {
+			_, err := LoadConfig(f)
+			if strings.HasSuffix(name, ".good.yml") {
+				if err != nil {
+					t.Fatalf("LoadConfig: %v", err)
+				}
+				return
+			}
+			want, rerr := os.ReadFile(strings.TrimSuffix(f, ".yml") + ".want")
+			if rerr != nil {
+				t.Fatalf("bad config without a .want file: %v", rerr)
+			}
+			if err == nil {
+				t.Fatal("LoadConfig accepted a bad config")
+			}
+			if !errors.Is(err, errConfig) {
+				t.Errorf("error is not a config error (exit code 2): %v", err)
+			}
+			if w := strings.TrimSpace(string(want)); !strings.Contains(err.Error(), w) {
+				t.Errorf("error\n  %v\ndoes not contain\n  %s", err, w)
+			}
+		})
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	if _, err := LoadConfig("spraywatch.example.yml"); err != nil {
+		t.Fatalf("the shipped example config does not load: %v", err)
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := ParseConfig([]byte("sources: [{name: a, format: nginx, identity: {remote_user: true}}]"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Rules.Spray.MinIdentities; got != 10 {
+		t.Errorf("spray.min_identities default = %d, want 10", got)
+	}
+	if c.Retention.Hours() != 720 {
+		t.Errorf("retention default = %v, want 720h", c.Retention)
+	}
+	if len(c.Alerts) != 1 || c.Alerts[0].Type != "stdout" {
+		t.Errorf("alerts default = %+v, want one stdout sink", c.Alerts)
+	}
+}

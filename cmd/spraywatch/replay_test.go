@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/ingest/loggen"
+)
+
+// runCLI runs spraywatch with args and returns its exit code and output.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// writeCase writes a generated log split like logrotate leaves it
+// (access.log.2.gz, access.log.1, access.log) and its config.
+func writeCase(t *testing.T, o loggen.Options) (dir string, expect []loggen.Expect) {
+	t.Helper()
+	dir = t.TempDir()
+	var buf bytes.Buffer
+	expect, err := loggen.Write(&buf, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(buf.String(), "\n")
+	third := len(lines) / 3
+	parts := []string{strings.Join(lines[:third], ""), strings.Join(lines[third:2*third], ""), strings.Join(lines[2*third:], "")}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(parts[0]))
+	zw.Close()
+	for name, data := range map[string][]byte{"access.log.2.gz": gz.Bytes(), "access.log.1": []byte(parts[1]), "access.log": []byte(parts[2])} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := fmt.Sprintf(demoConfig, loggen.LogFormat, loggen.IdentityPath)
+	if err := os.WriteFile(filepath.Join(dir, "spraywatch.yml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, expect
+}
+
+func decodeIncidents(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var incs []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("output line is not JSON: %q: %v", sc.Text(), err)
+		}
+		incs = append(incs, m)
+	}
+	return incs
+}
+
+// TestReplayEndToEnd replays a generated 30-hour log, rotated and partly
+// gzipped, with every kind of attack hidden in benign traffic, and checks
+// the incidents' kinds and exact counts, then alerts and explain on the
+// kept case.
+func TestReplayEndToEnd(t *testing.T) {
+	start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	dir, expect := writeCase(t, loggen.Options{Start: start, Duration: 30 * time.Hour, Clients: 200, Lines: 60_000, Seed: 3,
+		Spray: true, BruteForce: true, Stuffing: true, Distributed: true, LowAndSlow: true, NAT: true, Stale: true, Compromise: true})
+	db := filepath.Join(dir, "case.db")
+	files := []string{filepath.Join(dir, "access.log"), filepath.Join(dir, "access.log.1"), filepath.Join(dir, "access.log.2.gz")}
+	code, out, stderr := runCLI(t, append([]string{"replay", "--config", filepath.Join(dir, "spraywatch.yml"), "--db", db, "--output", "json"}, files...)...)
+	if code != 0 {
+		t.Fatalf("replay exit %d: %s", code, stderr)
+	}
+	incs := decodeIncidents(t, out)
+	byKind := map[string]map[string]any{}
+	for _, inc := range incs {
+		for _, key := range []string{"id", "kind", "severity", "source", "first_seen", "last_seen", "ips", "credentials", "identities", "identity_sample", "compromised", "attempts", "rule", "evidence"} {
+			if _, ok := inc[key]; !ok {
+				t.Errorf("incident %v lacks key %q", inc["id"], key)
+			}
+		}
+		kind := inc["kind"].(string)
+		if byKind[kind] != nil {
+			t.Errorf("two %s incidents; one attack must be one incident", kind)
+		}
+		byKind[kind] = inc
+	}
+	for _, e := range expect {
+		inc := byKind[e.Kind]
+		if inc == nil {
+			t.Errorf("no %s incident; got %v", e.Kind, keys(byKind))
+			continue
+		}
+		if got := int(inc["attempts"].(float64)); got != e.Attempts {
+			t.Errorf("%s attempts = %d, want %d", e.Kind, got, e.Attempts)
+		}
+		if got := int(inc["identities"].(float64)); got != e.Identities {
+			t.Errorf("%s identities = %d, want %d", e.Kind, got, e.Identities)
+		}
+		if got := len(inc["ips"].([]any)); got != e.IPs {
+			t.Errorf("%s addresses = %d, want %d", e.Kind, got, e.IPs)
+		}
+	}
+	if c := byKind["compromise"]; c == nil || c["severity"] != "critical" {
+		t.Errorf("compromise after the spray is not critical: %v", c)
+	}
+	if byKind["enumeration_oracle"] == nil {
+		t.Error("the 404-for-unknown-IDs route was not reported as an enumeration oracle")
+	}
+	if want := len(expect) + 1; len(incs) != want { // + the enumeration oracle finding
+		t.Errorf("%d incidents, want %d: %v", len(incs), want, keys(byKind))
+	}
+	if !strings.Contains(stderr, "0 skipped") {
+		t.Errorf("summary reports skipped lines:\n%s", stderr)
+	}
+
+	code, out, stderr = runCLI(t, "alerts", "--db", db, "--output", "json")
+	if code != 0 || len(decodeIncidents(t, out)) != len(incs) {
+		t.Fatalf("alerts exit %d, %d incidents (want %d): %s", code, len(decodeIncidents(t, out)), len(incs), stderr)
+	}
+	spray := byKind["spray"]
+	code, out, stderr = runCLI(t, "explain", "--db", db, fmt.Sprint(int(spray["id"].(float64))))
+	if code != 0 {
+		t.Fatalf("explain exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(out, "evidence (") || !strings.Contains(out, "203.0.113.66") || !strings.Contains(out, "access.log") {
+		t.Errorf("explain shows no evidence lines:\n%s", out)
+	}
+	if strings.Contains(out, "key=sk_live_dead") {
+		t.Errorf("explain printed a credential unredacted:\n%s", out)
+	}
+
+	// The same files again: already replayed, nothing counted twice.
+	code, _, stderr = runCLI(t, append([]string{"replay", "--config", filepath.Join(dir, "spraywatch.yml"), "--db", db}, files...)...)
+	if code != 0 || !strings.Contains(stderr, "already replayed") {
+		t.Errorf("second replay: exit %d, stderr %s", code, stderr)
+	}
+	store, err := detect.Open(db, detect.StoreOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	all, err := store.Incidents(context.Background(), detect.IncidentFilter{})
+	if err != nil || len(all) != len(incs) {
+		t.Errorf("after a second replay the database holds %d incidents (err %v), want %d", len(all), err, len(incs))
+	}
+}
+
+func keys(m map[string]map[string]any) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// TestReplayBadInput: missing and truncated files are reported per file
+// and the rest is still read; over-long lines are counted, not fatal.
+func TestReplayBadInput(t *testing.T) {
+	start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	dir, _ := writeCase(t, loggen.Options{Start: start, Duration: 6 * time.Hour, Clients: 50, Lines: 3000, Seed: 5, Spray: true})
+	good := filepath.Join(dir, "access.log.1")
+	f, err := os.OpenFile(good, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(strings.Repeat("A", 2<<20) + "\n")             // 2 MiB line
+	f.WriteString("garbage \xff\xfe not a log line\x00\n")         // invalid UTF-8 and NUL
+	f.WriteString(`127.0.0.1 - - [27/Nov/2026:99:99:99 +0000] "GET`) // truncated, no newline
+	f.Close()
+	gz, _ := os.ReadFile(filepath.Join(dir, "access.log.2.gz"))
+	truncated := filepath.Join(dir, "cut.log.gz")
+	os.WriteFile(truncated, gz[:len(gz)/2], 0o644)
+	missing := filepath.Join(dir, "missing.log")
+
+	code, out, stderr := runCLI(t, "replay", "--config", filepath.Join(dir, "spraywatch.yml"), "--output", "json",
+		missing, truncated, good, filepath.Join(dir, "access.log"), filepath.Join(dir, "access.log.2.gz"))
+	if code != 1 {
+		t.Errorf("exit %d, want 1 (some files could not be read)", code)
+	}
+	for _, want := range []string{"missing.log", "cut.log.gz", "line_too_long", "layout_mismatch", "2 file(s) could not be read"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr does not mention %q:\n%s", want, stderr)
+		}
+	}
+	found := false
+	for _, inc := range decodeIncidents(t, out) {
+		found = found || (inc["kind"] == "spray" && inc["attempts"].(float64) == 150)
+	}
+	if !found {
+		t.Errorf("the spray in the readable files was not found:\n%s", out)
+	}
+}
+
+func TestReplayLockedDatabase(t *testing.T) {
+	start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	dir, _ := writeCase(t, loggen.Options{Start: start, Duration: time.Hour, Clients: 10, Lines: 100, Seed: 5})
+	db := filepath.Join(dir, "busy.db")
+	holder, err := detect.Open(db, detect.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	code, _, stderr := runCLI(t, "replay", "--config", filepath.Join(dir, "spraywatch.yml"), "--db", db, filepath.Join(dir, "access.log"))
+	if code != 1 || !strings.Contains(stderr, "in use by another spraywatch") {
+		t.Errorf("exit %d, stderr %q; want 1 and a clear 'in use' error", code, stderr)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yml")
+	os.WriteFile(bad, []byte("rules: {spray: {min_identities: 0}}\n"), 0o644)
+	tests := []struct {
+		args []string
+		want int
+	}{
+		{[]string{"replay", "--no-such-flag"}, exitUsage},
+		{[]string{"nonsense"}, exitUsage},
+		{[]string{"check", "--config", bad}, exitUsage},
+		{[]string{"check", "--config", filepath.Join(dir, "absent.yml")}, exitUsage},
+		{[]string{"explain", "--db", filepath.Join(dir, "absent.db"), "1"}, exitRuntime},
+		{[]string{"replay", "--since", "yesterday", "x.log"}, exitUsage},
+		{[]string{"check", "--config", "spraywatch.example.yml"}, exitOK},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			if code, _, stderr := runCLI(t, tc.args...); code != tc.want {
+				t.Errorf("exit %d, want %d; stderr: %s", code, tc.want, stderr)
+			}
+		})
+	}
+}
+
+func TestDemo(t *testing.T) {
+	code, out, stderr := runCLI(t, "demo", "--output", "json")
+	if code != 0 {
+		t.Fatalf("demo exit %d: %s", code, stderr)
+	}
+	got := map[string]bool{}
+	for _, inc := range decodeIncidents(t, out) {
+		got[inc["kind"].(string)] = true
+	}
+	for _, kind := range []string{"spray", "brute_force", "credential_stuffing", "compromise"} {
+		if !got[kind] {
+			t.Errorf("demo found no %s; found %v", kind, got)
+		}
+	}
+}
