@@ -175,8 +175,8 @@ func TestReplayBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteString(strings.Repeat("A", 2<<20) + "\n")             // 2 MiB line
-	f.WriteString("garbage \xff\xfe not a log line\x00\n")         // invalid UTF-8 and NUL
+	f.WriteString(strings.Repeat("A", 2<<20) + "\n")                 // 2 MiB line
+	f.WriteString("garbage \xff\xfe not a log line\x00\n")           // invalid UTF-8 and NUL
 	f.WriteString(`127.0.0.1 - - [27/Nov/2026:99:99:99 +0000] "GET`) // truncated, no newline
 	f.Close()
 	gz, _ := os.ReadFile(filepath.Join(dir, "access.log.2.gz"))
