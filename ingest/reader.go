@@ -241,10 +241,15 @@ func Redact(line []byte, max int) string {
 	}
 	line = bytes.ToValidUTF8(line, []byte("\uFFFD"))
 	var out bytes.Buffer
+	out.Grow(len(line))
 	i := 0
 	for i < len(line) {
 		if !isTokenByte(line[i]) {
-			out.WriteByte(line[i])
+			if c := line[i]; c < 0x20 && c != '\t' || c == 0x7f {
+				out.WriteString("\uFFFD") // NUL and terminal escapes stay off the screen
+			} else {
+				out.WriteByte(c)
+			}
 			i++
 			continue
 		}

@@ -50,8 +50,10 @@ type Stats struct {
 	// SchemeOnly counts credential labels that were only a fixed scheme
 	// prefix such as sk_live_, which cannot tell keys apart.
 	SchemeOnly int64 `json:"scheme_only_credentials"`
-	Files      int   `json:"files"`
-	FileErrors int   `json:"file_errors"`
+	// Credentials counts events that carried a credential label.
+	Credentials int64 `json:"credentials"`
+	Files       int   `json:"files"`
+	FileErrors  int   `json:"file_errors"`
 	// OutOfOrder counts lines more than a minute older than the latest.
 	OutOfOrder int64 `json:"out_of_order"`
 }
@@ -76,6 +78,7 @@ func (s *Stats) Merge(o *Stats) {
 	s.Filtered += o.Filtered
 	s.RawCredentials += o.RawCredentials
 	s.SchemeOnly += o.SchemeOnly
+	s.Credentials += o.Credentials
 	s.Files += o.Files
 	s.FileErrors += o.FileErrors
 	s.OutOfOrder += o.OutOfOrder
@@ -112,8 +115,11 @@ func (s *Stats) Observe(ev *Event) {
 	if ev.RawCredential {
 		s.RawCredentials++
 	}
-	if ev.Credential != "" && IsSchemePrefix(ev.Credential) {
-		s.SchemeOnly++
+	if ev.Credential != "" {
+		s.Credentials++
+		if IsSchemePrefix(ev.Credential) {
+			s.SchemeOnly++
+		}
 	}
 }
 

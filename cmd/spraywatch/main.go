@@ -77,6 +77,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.Args = usageArgs(cobra.NoArgs)
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	root.AddCommand(newReplayCmd(g), newAlertsCmd(g), newExplainCmd(g), newCheckCmd(g), newDemoCmd(g))
+	root.AddCommand(newParseCmd(g))
 	return root
 }
 
