@@ -439,9 +439,30 @@ func writeSummary(w io.Writer, stats []*ingest.Stats, elapsed time.Duration, inc
 		}
 	}
 	rate := float64(lines) / max(elapsed.Seconds(), 1e-9)
-	fmt.Fprintf(w, "%d incidents; %d lines in %s (%.0f lines/s)", incidents, lines, elapsed.Round(time.Millisecond), rate)
+	fmt.Fprintf(w, "%d incidents; %d lines in %s (%.0f lines/s", incidents, lines, elapsed.Round(time.Millisecond), rate)
+	if rss := peakRSS(); rss > 0 {
+		fmt.Fprintf(w, ", peak RSS %d MB", rss>>20)
+	}
+	fmt.Fprint(w, ")")
 	if kept {
 		fmt.Fprintf(w, "; case kept in %s", db)
 	}
 	fmt.Fprintln(w)
+}
+
+// peakRSS returns the process's peak resident set size in bytes (Linux
+// VmHWM), or 0 where it is not available.
+func peakRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }
