@@ -262,6 +262,17 @@ func (a *Attempts) Add(ev *ingest.Event) {
 	a.m[k] = &AttemptCount{Count: 1, Pos: ev.Pos}
 }
 
+// Absorb adds the counts of newer to a, keeping a's first positions.
+func (a *Attempts) Absorb(newer *Attempts) {
+	for k, c := range newer.m {
+		if mine := a.m[k]; mine != nil {
+			mine.Count += c.Count
+		} else {
+			a.m[k] = c
+		}
+	}
+}
+
 // Len returns the number of pending rows.
 func (a *Attempts) Len() int { return len(a.m) }
 

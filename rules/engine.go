@@ -422,13 +422,17 @@ func (e *Engine) Tick(now time.Time) {
 	e.evaluate()
 }
 
-// Flush writes pending counts and changed incidents in one transaction,
-// together with extra (positions, outbox rows), and returns snapshots of
-// the incidents that changed.
-func (e *Engine) Flush(ctx context.Context, s *detect.Store, extra detect.Batch) ([]detect.Incident, error) {
+// TakeBatch hands over everything pending (attempt counts, changed
+// incidents as snapshots, new incident identities) merged into extra, so the
+// caller can write it with detect.Store.Flush, from another goroutine if it
+// likes, and retry it if the database is locked or full: nothing pending is
+// lost. It also returns the snapshots for the sinks.
+func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident) {
 	b := extra
 	b.Attempts = e.attempts
+	e.attempts = detect.NewAttempts()
 	b.Identities = e.newIdents
+	e.newIdents = map[int64][]string{}
 	ids := make([]int64, 0, len(e.changed))
 	for id := range e.changed {
 		ids = append(ids, id)
@@ -440,7 +444,6 @@ func (e *Engine) Flush(ctx context.Context, s *detect.Store, extra detect.Batch)
 		tr.inc.Summary = summary(tr.inc)
 		tr.inc.Updated = time.Unix(e.watermark, 0).UTC()
 		tr.inc.Version++
-		b.Incidents = append(b.Incidents, tr.inc)
 		snap := *tr.inc
 		snap.IPs = append([]string(nil), tr.inc.IPs...)
 		snap.Credentials = append([]string(nil), tr.inc.Credentials...)
@@ -449,15 +452,41 @@ func (e *Engine) Flush(ctx context.Context, s *detect.Store, extra detect.Batch)
 		snap.Evidence = append([]ingest.Pos(nil), tr.inc.Evidence...)
 		snaps = append(snaps, snap)
 	}
-	if err := s.Flush(ctx, b); err != nil {
-		for _, tr := range b.Incidents {
-			tr.Version--
-		}
-		return nil, err
+	for i := range snaps {
+		b.Incidents = append(b.Incidents, &snaps[i])
 	}
 	clear(e.changed)
-	e.newIdents = map[int64][]string{}
+	return b, snaps
+}
+
+// Flush takes the pending batch and writes it in one transaction. When the
+// write fails (database locked or full) the batch goes back into the engine,
+// merged with what came since, for the next Flush: nothing is lost.
+func (e *Engine) Flush(ctx context.Context, s *detect.Store, extra detect.Batch) ([]detect.Incident, error) {
+	b, snaps := e.TakeBatch(extra)
+	if err := s.Flush(ctx, b); err != nil {
+		e.requeue(b)
+		return nil, err
+	}
 	return snaps, nil
+}
+
+// requeue puts an unwritten batch back.
+func (e *Engine) requeue(b detect.Batch) {
+	b.Attempts.Absorb(e.attempts)
+	e.attempts = b.Attempts
+	for id, idents := range b.Identities {
+		e.newIdents[id] = append(idents, e.newIdents[id]...)
+	}
+	for _, inc := range b.Incidents {
+		if tr := e.live[inc.ID]; tr != nil {
+			e.changed[inc.ID] = tr
+		} else if _, ok := e.changed[inc.ID]; !ok {
+			// closed since: write the snapshot as it was taken
+			snap := *inc
+			e.changed[inc.ID] = &tracked{inc: &snap}
+		}
+	}
 }
 
 // Pending reports how many attempt rows wait for a flush.

@@ -167,14 +167,31 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 		opts.Progress = func(n int64) { _ = bar.Add64(n) }
 	}
 	started := time.Now()
+	// A writer goroutine flushes batches while the engine goes on counting:
+	// on two cores SQLite's work overlaps parsing and judging.
+	batches := make(chan detect.Batch, 1)
+	writeErr := make(chan error, 1)
+	go func() {
+		var first error
+		for b := range batches {
+			if first == nil {
+				first = store.Flush(ctx, b)
+			}
+		}
+		writeErr <- first
+	}()
 	stats, err := ingest.Read(ctx, streams, opts, func(ev *ingest.Event) error {
 		engine.Observe(ev)
 		if engine.Pending() >= 50_000 {
-			_, err := engine.Flush(ctx, store, detect.Batch{})
-			return err
+			b, _ := engine.TakeBatch(detect.Batch{})
+			batches <- b // a write error surfaces when the replay ends
 		}
 		return nil
 	})
+	close(batches)
+	if werr := <-writeErr; err == nil && werr != nil {
+		err = werr
+	}
 	if bar != nil {
 		_ = bar.Finish()
 		fmt.Fprintln(g.stderr)
