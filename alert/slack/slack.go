@@ -1,0 +1,301 @@
+// Package slack posts incidents to Slack with Block Kit, through an
+// incoming webhook or a bot token (chat.postMessage, then chat.update of the
+// same message as the incident grows).
+package slack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	slackapi "github.com/slack-go/slack"
+
+	"github.com/spraywatch/spraywatch/alert"
+	"github.com/spraywatch/spraywatch/detect"
+)
+
+// DefaultTimeout bounds one request to Slack when no HTTP client is given.
+const DefaultTimeout = 10 * time.Second
+
+var (
+	_ alert.Sink       = (*Webhook)(nil)
+	_ alert.Summarizer = (*Webhook)(nil)
+	_ alert.Sink       = (*Bot)(nil)
+	_ alert.Summarizer = (*Bot)(nil)
+)
+
+// WebhookOptions configure NewWebhook.
+type WebhookOptions struct {
+	// URL is the incoming webhook. It is a secret: it never appears in an
+	// error or a log line.
+	URL string
+	// HTTPClient defaults to one with Timeout.
+	HTTPClient *http.Client
+	// Timeout bounds one request when HTTPClient is nil. Default DefaultTimeout.
+	Timeout time.Duration
+	Message MessageOptions
+}
+
+// Webhook posts to a Slack incoming webhook. A webhook cannot edit what it
+// posted, so an update is a new message; the outbox's cooldown keeps those
+// rare.
+type Webhook struct {
+	o WebhookOptions
+}
+
+// NewWebhook returns a webhook sink.
+func NewWebhook(o WebhookOptions) (*Webhook, error) {
+	if o.URL == "" {
+		return nil, fmt.Errorf("slack webhook: %w: no URL", alert.ErrMisconfigured)
+	}
+	if o.HTTPClient == nil {
+		if o.Timeout <= 0 {
+			o.Timeout = DefaultTimeout
+		}
+		o.HTTPClient = &http.Client{Timeout: o.Timeout}
+	}
+	return &Webhook{o: o}, nil
+}
+
+// Send posts inc.
+func (w *Webhook) Send(ctx context.Context, inc detect.Incident) error {
+	text, blocks := Message(inc, w.o.Message)
+	return w.post(ctx, text, blocks)
+}
+
+// SendSummary posts a storm summary.
+func (w *Webhook) SendSummary(ctx context.Context, s alert.Summary) error {
+	text, blocks := SummaryMessage(s)
+	return w.post(ctx, text, blocks)
+}
+
+func (w *Webhook) post(ctx context.Context, text string, blocks []slackapi.Block) error {
+	msg := &slackapi.WebhookMessage{Text: text, Blocks: &slackapi.Blocks{BlockSet: blocks}}
+	err := slackapi.PostWebhookCustomHTTPContext(ctx, w.o.URL, w.o.HTTPClient, msg)
+	if err != nil {
+		return alert.Scrub(classify("post to slack webhook", err), "slack webhook", w.o.URL)
+	}
+	return nil
+}
+
+// Refs remembers the message posted per incident. The outbox's
+// alert.MessageRefs keeps them in the database, so an update after a
+// restart still edits the first message.
+type Refs interface {
+	Ref(ctx context.Context, incident int64) (alert.MessageRef, bool, error)
+	SaveRef(ctx context.Context, incident int64, r alert.MessageRef) error
+}
+
+// Ways a bot sends an update of an incident it already posted.
+const (
+	UpdateEdit   = "edit"   // chat.update of the first message
+	UpdateThread = "thread" // a reply in the first message's thread
+)
+
+// BotOptions configure NewBot.
+type BotOptions struct {
+	// Token is the bot token (xoxb-...). It is a secret.
+	Token string
+	// Channel is the channel ID or name to post in.
+	Channel string
+	// Updates is UpdateEdit (default) or UpdateThread.
+	Updates string
+	// Refs keeps each incident's message. Default: in memory.
+	Refs Refs
+	// APIURL is Slack's API base, with a trailing slash. Tests point it at a
+	// fake. Default Slack's.
+	APIURL string
+	// HTTPClient defaults to one with Timeout.
+	HTTPClient *http.Client
+	// Timeout bounds one request when HTTPClient is nil. Default DefaultTimeout.
+	Timeout time.Duration
+	Message MessageOptions
+	// Logger reports what the sink cannot return as an error. Default: none.
+	Logger *slog.Logger
+}
+
+// Bot posts with a bot token: one top-level message per incident, edited
+// (or replied to in its thread) as the incident grows.
+type Bot struct {
+	o   BotOptions
+	api *slackapi.Client
+}
+
+// NewBot returns a bot sink.
+func NewBot(o BotOptions) (*Bot, error) {
+	if o.Token == "" {
+		return nil, fmt.Errorf("slack bot: %w: no token", alert.ErrMisconfigured)
+	}
+	if o.Channel == "" {
+		return nil, fmt.Errorf("slack bot: %w: no channel", alert.ErrMisconfigured)
+	}
+	switch o.Updates {
+	case "":
+		o.Updates = UpdateEdit
+	case UpdateEdit, UpdateThread:
+	default:
+		return nil, fmt.Errorf("slack bot: %w: updates %q: must be %s or %s", alert.ErrMisconfigured, o.Updates, UpdateEdit, UpdateThread)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Refs == nil {
+		o.Refs = &memRefs{m: map[int64]alert.MessageRef{}}
+	}
+	if o.HTTPClient == nil {
+		if o.Timeout <= 0 {
+			o.Timeout = DefaultTimeout
+		}
+		o.HTTPClient = &http.Client{Timeout: o.Timeout}
+	}
+	opts := []slackapi.Option{slackapi.OptionHTTPClient(o.HTTPClient)}
+	if o.APIURL != "" {
+		opts = append(opts, slackapi.OptionAPIURL(o.APIURL))
+	}
+	return &Bot{o: o, api: slackapi.New(o.Token, opts...)}, nil
+}
+
+// Send posts inc, or updates the message posted for an earlier version.
+// Incident 0 (a test message) is always posted and never remembered.
+func (b *Bot) Send(ctx context.Context, inc detect.Incident) error {
+	text, blocks := Message(inc, b.o.Message)
+	msg := []slackapi.MsgOption{slackapi.MsgOptionText(text, false), slackapi.MsgOptionBlocks(blocks...)}
+	if inc.ID != 0 {
+		ref, ok, err := b.o.Refs.Ref(ctx, inc.ID)
+		if err != nil {
+			return fmt.Errorf("slack bot: look up message of incident %d: %w", inc.ID, err)
+		}
+		if ok {
+			err := b.update(ctx, ref, msg, b.o.Updates)
+			if errors.Is(err, errNoEdit) && b.o.Updates == UpdateEdit {
+				err = b.update(ctx, ref, msg, UpdateThread)
+			}
+			if !errors.Is(err, errGone) {
+				return err
+			}
+			b.o.Logger.Warn("slack message of incident was deleted; posting it again", "incident", inc.ID)
+		}
+	}
+	channel, ts, err := b.api.PostMessageContext(ctx, b.o.Channel, msg...)
+	if err != nil {
+		return b.scrub(classify("post to slack channel "+b.o.Channel, err))
+	}
+	if inc.ID == 0 {
+		return nil
+	}
+	if err := b.o.Refs.SaveRef(ctx, inc.ID, alert.MessageRef{Channel: channel, ID: ts}); err != nil {
+		// Delivered: report success, or the outbox would post it again.
+		b.o.Logger.Warn("slack message posted but not remembered; its updates will be new messages", "incident", inc.ID, "err", err)
+	}
+	return nil
+}
+
+func (b *Bot) update(ctx context.Context, ref alert.MessageRef, msg []slackapi.MsgOption, how string) error {
+	var err error
+	if how == UpdateThread {
+		_, _, err = b.api.PostMessageContext(ctx, ref.Channel, append(msg, slackapi.MsgOptionTS(ref.ID))...)
+	} else {
+		_, _, _, err = b.api.UpdateMessageContext(ctx, ref.Channel, ref.ID, msg...)
+	}
+	if err != nil {
+		return b.scrub(classify("update slack message", err))
+	}
+	return nil
+}
+
+// SendSummary posts a storm summary.
+func (b *Bot) SendSummary(ctx context.Context, s alert.Summary) error {
+	text, blocks := SummaryMessage(s)
+	_, _, err := b.api.PostMessageContext(ctx, b.o.Channel, slackapi.MsgOptionText(text, false), slackapi.MsgOptionBlocks(blocks...))
+	if err != nil {
+		return b.scrub(classify("post to slack channel "+b.o.Channel, err))
+	}
+	return nil
+}
+
+func (b *Bot) scrub(err error) error {
+	return alert.Scrub(err, "slack API", b.o.Token)
+}
+
+// Why an update failed, where it can fall back.
+var (
+	errGone   = errors.New("message no longer exists")
+	errNoEdit = errors.New("message can no longer be edited")
+)
+
+// Slack error codes by what they mean for delivery.
+var (
+	misconfigured = map[string]bool{
+		"invalid_auth": true, "invalid_token": true, "not_authed": true, "account_inactive": true,
+		"token_revoked": true, "token_expired": true, "no_permission": true, "missing_scope": true,
+		"not_allowed_token_type": true, "channel_not_found": true, "not_in_channel": true,
+		"is_archived": true, "restricted_action": true, "team_access_not_granted": true,
+		"ekm_access_denied": true, "access_denied": true, "org_login_required": true,
+		"no_service": true, "no_service_id": true, "no_team": true, "team_disabled": true,
+		"channel_is_archived": true, "action_prohibited": true,
+	}
+	noEdit = map[string]bool{"cant_update_message": true, "edit_window_closed": true}
+)
+
+// classify wraps err with the alert sentinel that says whether retrying can
+// help: a 429 with Retry-After waits as told; 5xx, a 429 without the header
+// and timeouts are transient; a bad token or channel is a misconfiguration;
+// other 4xx reject the one message.
+func classify(op string, err error) error {
+	var rl *slackapi.RateLimitedError
+	if errors.As(err, &rl) {
+		return &alert.RetryAfterError{Wait: rl.RetryAfter, Err: fmt.Errorf("%s: %w", op, err)}
+	}
+	var sc slackapi.StatusCodeError
+	if errors.As(err, &sc) {
+		switch {
+		case sc.Code == http.StatusTooManyRequests, sc.Code == http.StatusRequestTimeout, sc.Code >= 500:
+			return fmt.Errorf("%s: %w", op, err)
+		case sc.Code == http.StatusUnauthorized, sc.Code == http.StatusForbidden, sc.Code == http.StatusNotFound, sc.Code == http.StatusGone:
+			return fmt.Errorf("%s: %w: %w", op, alert.ErrMisconfigured, err)
+		case sc.Code >= 400:
+			return fmt.Errorf("%s: %w: %w", op, alert.ErrRejected, err)
+		}
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	var se slackapi.SlackErrorResponse
+	if errors.As(err, &se) {
+		switch {
+		case misconfigured[se.Err]:
+			return fmt.Errorf("%s: %w: slack says %s", op, alert.ErrMisconfigured, se.Err)
+		case se.Err == "message_not_found", se.Err == "thread_not_found":
+			return fmt.Errorf("%s: %w: slack says %s", op, errGone, se.Err)
+		case noEdit[se.Err]:
+			return fmt.Errorf("%s: %w: slack says %s", op, errNoEdit, se.Err)
+		case se.Err == "ratelimited", se.Err == "internal_error", se.Err == "fatal_error",
+			se.Err == "service_unavailable", se.Err == "request_timeout":
+			return fmt.Errorf("%s: slack says %s", op, se.Err)
+		}
+		return fmt.Errorf("%s: %w: slack says %s", op, alert.ErrRejected, se.Err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// memRefs keeps message refs for the life of the process.
+type memRefs struct {
+	mu sync.Mutex
+	m  map[int64]alert.MessageRef
+}
+
+func (m *memRefs) Ref(_ context.Context, id int64) (alert.MessageRef, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.m[id]
+	return r, ok, nil
+}
+
+func (m *memRefs) SaveRef(_ context.Context, id int64, r alert.MessageRef) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.m[id] = r
+	return nil
+}
