@@ -322,15 +322,15 @@ func (o *Outbox) count(f func()) {
 
 // row is one outbox row to deliver.
 type row struct {
-	id               int64
-	incident         int64
-	version          int
-	kind, source     string
-	severity, body   string
-	tries            int
-	lastSent         int64
-	sentSeverity     string
-	grouped          bool
+	id             int64
+	incident       int64
+	version        int
+	kind, source   string
+	severity, body string
+	tries          int
+	lastSent       int64
+	sentSeverity   string
+	grouped        bool
 }
 
 func (o *Outbox) tickDestination(ctx context.Context, d *destination, now time.Time) error {

@@ -30,9 +30,9 @@ func spray(id int64) detect.Incident {
 		Credentials: []string{label}, CredentialsKnown: true,
 		Identities: 42, IdentitySample: []string{"alice", "bob", "<!channel>", "dave", "erin", "frank"},
 		Attempts: 57,
-		Rule: detect.Rule{Name: "spray", Window: "15m", Thresholds: map[string]any{"min_identities": 10, "max_credentials": 3}},
-		Summary: "203.0.113.7 sprayed 1 credential(s) across 42 identities (57 attempts)",
-		Version: 1,
+		Rule:     detect.Rule{Name: "spray", Window: "15m", Thresholds: map[string]any{"min_identities": 10, "max_credentials": 3}},
+		Summary:  "203.0.113.7 sprayed 1 credential(s) across 42 identities (57 attempts)",
+		Version:  1,
 	}
 }
 
