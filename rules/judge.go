@@ -311,6 +311,7 @@ func (e *Engine) compromise(tr *tracked, identity string, ip netip.Addr, cred st
 		c = e.newIncident(KindCompromise, detect.SeverityHigh, parent.Source, key, detect.Rule{Name: "compromise_after_attack",
 			Window: durString(e.cfg.Compromise.Within), Thresholds: map[string]any{"within": durString(e.cfg.Compromise.Within), "within_low_and_slow": durString(e.cfg.Compromise.WithinLowAndSlow)}})
 		c.inc.Related = parent.ID
+		c.inc.Group = fmt.Sprintf("incident=%d", parent.ID)
 		e.compromiseOf[parent.ID] = c
 	}
 	if _, ok := c.compromised[identity]; ok {
@@ -337,6 +338,7 @@ func (e *Engine) rawCredentialFinding(ev *ingest.Event) {
 	if tr == nil {
 		key := detect.GroupKey{Grouping: detect.ByCredential, Source: ev.Source, Value: "raw"}
 		tr = e.newIncident(KindRawCredentials, detect.SeverityMedium, ev.Source, key, detect.Rule{Name: "raw_credentials_in_logs"})
+		tr.inc.Group = "source=" + ev.Source
 		tr.inc.Summary = fmt.Sprintf("source %s logs whole API keys; spraywatch fingerprints them, but the log itself is a secret store: log a prefix instead", ev.Source)
 		e.findings[k] = tr
 	}
@@ -417,6 +419,7 @@ func (e *Engine) observeRoute(ev *ingest.Event, t int64) {
 	key := detect.GroupKey{Grouping: detect.ByIdentity, Source: ev.Source, Value: "route " + route}
 	tr := e.newIncident(KindEnumeration, detect.SeverityMedium, ev.Source, key, detect.Rule{Name: "enumeration_oracle", Window: durString(r.Window),
 		Thresholds: map[string]any{"min_samples": r.MinSamples, "latency_ratio": r.LatencyRatio, "min_latency_gap": r.MinLatencyGap.String()}})
+	tr.inc.Group = "route=" + route
 	tr.inc.Summary = fmt.Sprintf("route %s of %s tells whether an identity exists: %s (%d unknown-identity and %d wrong-credential answers); answer both alike (CWE-204)", route, ev.Source, why, nu, nw)
 	tr.inc.Attempts = int64(nu + nw)
 	tr.inc.FirstSeen = time.Unix(rs.start, 0).UTC()
