@@ -83,7 +83,8 @@ type OutboxOptions struct {
 
 // DestinationOptions configure one destination of an outbox.
 type DestinationOptions struct {
-	// Rate is the most messages per second. Default 1.
+	// Rate is the most messages per second, with bursts of up to Rate.
+	// Default 1.
 	Rate float64
 	// Cooldown is the least time between two messages about one incident;
 	// an update due sooner waits (and is replaced by any newer version)
@@ -197,7 +198,7 @@ func (o *Outbox) AddDestination(name string, s Sink, do DestinationOptions) {
 		name:    name,
 		sink:    s,
 		o:       do,
-		limiter: rate.NewLimiter(rate.Limit(do.Rate), 1),
+		limiter: rate.NewLimiter(rate.Limit(do.Rate), max(1, int(do.Rate))),
 		log:     o.log.With("destination", name),
 		stats:   DestinationStats{Destination: name},
 	}
