@@ -39,6 +39,8 @@ type Config struct {
 	// Allow lists addresses and CIDR ranges that are never judged.
 	Allow  []string      `yaml:"allow"`
 	Alerts []AlertConfig `yaml:"alerts"`
+	// DaemonConfig holds the keys of 'spraywatch run' (config_daemon.go).
+	DaemonConfig `yaml:",inline"`
 }
 
 // DefaultConfig returns the documented defaults.
@@ -50,6 +52,7 @@ func DefaultConfig() Config {
 		MaxLineBytes:          ingest.MaxLineBytes,
 		Rules:                 rules.DefaultConfig(),
 		Alerts:                []AlertConfig{{Type: "stdout", Format: "text"}},
+		DaemonConfig:          defaultDaemonConfig(),
 	}
 }
 
@@ -137,6 +140,7 @@ func (c Config) Validate() error {
 	for i, a := range c.Alerts {
 		errs = append(errs, a.validate(fmt.Sprintf("alerts[%d]", i))...)
 	}
+	errs = append(errs, c.DaemonConfig.validate()...)
 	if err := c.Rules.Validate("rules."); err != nil {
 		errs = append(errs, fmt.Errorf("%w: %w", errConfig, err))
 	}

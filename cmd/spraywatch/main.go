@@ -76,7 +76,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %w", errUsage, err) })
 	root.Args = usageArgs(cobra.NoArgs)
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
-	root.AddCommand(newReplayCmd(g), newAlertsCmd(g), newExplainCmd(g), newCheckCmd(g), newDemoCmd(g))
+	root.AddCommand(newRunCmd(g), newReplayCmd(g), newAlertsCmd(g), newExplainCmd(g), newCheckCmd(g), newDemoCmd(g))
 	root.AddCommand(newParseCmd(g))
 	return root
 }

@@ -368,7 +368,7 @@ func wrapEmit(err error) error {
 
 func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) error) error {
 	if !f.started {
-		if err := f.start(emit); err != nil {
+		if err := f.start(now, emit); err != nil {
 			return err
 		}
 		f.started = true
@@ -519,8 +519,10 @@ func (f *follower) drainPath(path string, like *file, emit func(*Line) error) er
 }
 
 // start applies the saved position, draining what was rotated while the
-// daemon was down.
-func (f *follower) start(emit func(*Line) error) error {
+// daemon was down. A rotated file that is still plain (not compressed) and
+// the newest of its siblings is followed on for RotateWait, as after a
+// rotation seen live: its writer may not have reopened yet.
+func (f *follower) start(now time.Time, emit func(*Line) error) error {
 	cur, err := openFile(f.key, f.key, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -528,17 +530,15 @@ func (f *follower) start(emit func(*Line) error) error {
 		}
 		return err
 	}
+	fail := func(err error) error {
+		cur.close()
+		f.old.close()
+		f.old = nil
+		return err
+	}
 	if old, ok := f.t.saved[f.key+RotatedSuffix]; ok && old.Head != "" {
-		if path := findFile(f.key, old, cur); path != "" {
-			like := &file{key: old.Key, dev: old.Dev, ino: old.Inode, head: old.Head, off: old.Offset}
-			if err := f.drainPath(path, like, emit); err != nil {
-				cur.close()
-				return err
-			}
-			if err := wrapEmit(emit(&Line{Pos: Position{Key: old.Key, Dev: old.Dev, Inode: old.Inode, Offset: like.off}, File: path, PositionOnly: true})); err != nil {
-				cur.close()
-				return err
-			}
+		if err := f.resume(old, cur, now, emit); err != nil {
+			return fail(err)
 		}
 	}
 	saved, ok := f.t.saved[f.key]
@@ -552,57 +552,94 @@ func (f *follower) start(emit func(*Line) error) error {
 		cur.off = saved.Offset // resume
 	case saved.Dev == cur.dev && saved.Inode == cur.ino:
 		// Truncated (or rewritten) while down: the copy holds the rest.
+		f.t.log.Info("log truncated while stopped; reading its copy from the saved offset, then the log from its start", "path", f.key)
 		like := &file{key: f.key, dev: saved.Dev, ino: saved.Inode, head: saved.Head, off: saved.Offset}
 		if c := findCopy(f.key, saved.Head, saved.Offset, saved.Dev, saved.Inode); c != "" {
 			if err := f.drainPath(c, like, emit); err != nil {
-				cur.close()
-				return err
+				return fail(err)
 			}
 		}
+	case saved.Head == "":
+		// The file was gone when last read: read what is there now whole.
 	default:
-		// Rotated while down: drain the saved file, then whatever was
-		// rotated after it, then read the new file from 0.
-		if err := f.catchUp(saved, cur, emit); err != nil {
-			cur.close()
-			return err
+		// Rotated while down: the saved file, then whatever was rotated
+		// after it, then the new file from 0.
+		if err := f.catchUp(saved, cur, now, emit); err != nil {
+			return fail(err)
 		}
 	}
 	f.cur = cur
-	return wrapEmit(emit(&Line{Pos: cur.position(), File: cur.path, Offset: cur.off, PositionOnly: true}))
+	l := &Line{Pos: cur.position(), File: cur.path, Offset: cur.off, PositionOnly: true}
+	if f.old != nil {
+		old := f.old.position()
+		l.Extra = &old
+	}
+	return wrapEmit(emit(l))
 }
 
-// catchUp drains the file a saved position names and the siblings rotated
-// after it.
-func (f *follower) catchUp(saved Position, cur *file, emit func(*Line) error) error {
+// resume takes up a rotated file that was still being read for late lines.
+func (f *follower) resume(old Position, cur *file, now time.Time, emit func(*Line) error) error {
+	path := findFile(f.key, old, cur)
+	if path == "" {
+		return wrapEmit(emit(&Line{Pos: Position{Key: old.Key}, File: f.key, PositionOnly: true}))
+	}
+	if of, err := openFile(old.Key, path, old.Offset); err == nil && of.dev == old.Dev && of.ino == old.Inode {
+		f.old, f.oldIdle = of, now
+		return nil
+	} else if err == nil {
+		of.close()
+	}
+	like := &file{key: old.Key, dev: old.Dev, ino: old.Inode, head: old.Head, off: old.Offset}
+	if err := f.drainPath(path, like, emit); err != nil {
+		return err
+	}
+	return wrapEmit(emit(&Line{Pos: Position{Key: old.Key, Dev: old.Dev, Inode: old.Inode, Offset: like.off}, File: path, PositionOnly: true}))
+}
+
+// catchUp reads the file a saved position names from its offset and the
+// siblings rotated after it whole.
+func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*Line) error) error {
 	path := findFile(f.key, saved, cur)
 	if path == "" {
 		f.t.log.Warn("the file last read was rotated away and is gone; reading the current file from its start", "path", f.key, "inode", saved.Inode)
 		return nil
 	}
-	like := &file{key: f.key, dev: saved.Dev, ino: saved.Inode, head: saved.Head, off: saved.Offset}
-	if err := f.drainPath(path, like, emit); err != nil {
-		return err
-	}
-	// Siblings newer than the drained one, oldest first.
-	order := ingest.ReplayOrder(siblings(f.key))
+	f.t.log.Info("log rotated while stopped; reading the rotated file from the saved offset", "path", f.key, "rotated", path)
+	var newer []string
 	after := false
-	for _, group := range order {
+	for _, group := range ingest.ReplayOrder(siblings(f.key)) {
 		for _, p := range group {
 			if p == path {
 				after = true
 				continue
 			}
-			if !after || p == f.key {
-				continue
+			if after && p != f.key {
+				newer = append(newer, p)
 			}
-			id, err := identify(p)
-			if err != nil || (id.dev == cur.dev && id.ino == cur.ino) {
-				continue
+		}
+	}
+	if len(newer) == 0 && f.old == nil {
+		// The newest rotated file may still get late lines: follow it.
+		if of, err := openFile(f.key+RotatedSuffix, path, saved.Offset); err == nil {
+			if of.dev == saved.Dev && of.ino == saved.Inode {
+				f.old, f.oldIdle = of, now
+				return nil
 			}
-			next := &file{key: f.key, dev: id.dev, ino: id.ino, head: id.head}
-			if err := f.drainPath(p, next, emit); err != nil {
-				return err
-			}
+			of.close()
+		}
+	}
+	like := &file{key: f.key, dev: saved.Dev, ino: saved.Inode, head: saved.Head, off: saved.Offset}
+	if err := f.drainPath(path, like, emit); err != nil {
+		return err
+	}
+	for _, p := range newer {
+		id, err := identify(p)
+		if err != nil || (id.dev == cur.dev && id.ino == cur.ino) {
+			continue
+		}
+		next := &file{key: f.key, dev: id.dev, ino: id.ino, head: id.head}
+		if err := f.drainPath(p, next, emit); err != nil {
+			return err
 		}
 	}
 	return nil

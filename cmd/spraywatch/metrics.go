@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are what 'spraywatch run' serves on metrics_listen. Only the
+// detector goroutine writes them, except the counters client_golang makes
+// safe anyway.
+type metrics struct {
+	reg         *prometheus.Registry
+	linesRead   *prometheus.CounterVec
+	linesParsed *prometheus.CounterVec
+	linesSkip   *prometheus.CounterVec
+	linesLate   *prometheus.CounterVec
+	behindBytes *prometheus.GaugeVec
+	behindSecs  *prometheus.GaugeVec
+	tracked     *prometheus.GaugeVec
+	dropped     prometheus.Counter
+	incidents   *prometheus.CounterVec
+	flushErrors prometheus.Counter
+	reloads     *prometheus.CounterVec
+	// SinkErrors counts alerts a sink failed to deliver.
+	SinkErrors prometheus.Counter
+
+	mu      sync.Mutex
+	sources map[string]*sourceMetrics
+}
+
+type sourceMetrics struct {
+	read, parsed, late         prometheus.Counter
+	skip                       *prometheus.CounterVec
+	name                       string
+	bytesBehind, secondsBehind prometheus.Gauge
+	lastEvent                  time.Time
+}
+
+func (m *sourceMetrics) skipped(reason string) {
+	m.skip.WithLabelValues(m.name, reason).Inc()
+}
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry(), sources: map[string]*sourceMetrics{},
+		linesRead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_lines_read_total",
+			Help: "Lines read, per source."}, []string{"source"}),
+		linesParsed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_lines_parsed_total",
+			Help: "Lines parsed into events (route-filtered ones included), per source."}, []string{"source"}),
+		linesSkip: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_lines_skipped_total",
+			Help: "Lines not counted, per source and reason (filtered: not an auth route)."}, []string{"source", "reason"}),
+		linesLate: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_lines_late_total",
+			Help: "Lines older than the newest by more than the lateness (still counted)."}, []string{"source"}),
+		behindBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spraywatch_source_bytes_behind",
+			Help: "Bytes written to a source's files and not read yet."}, []string{"source"}),
+		behindSecs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spraywatch_source_seconds_behind",
+			Help: "While bytes are behind: wall time minus the event time of the last line read."}, []string{"source"}),
+		tracked: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spraywatch_tracked_groups",
+			Help: "Window groups held in memory, per grouping (ip, net, credential, identity)."}, []string{"grouping"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "spraywatch_tracked_groups_dropped_total",
+			Help: "New window groups dropped because max_groups was reached (their lines are still stored)."}),
+		incidents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_incidents_raised_total",
+			Help: "Incidents raised, per kind."}, []string{"kind"}),
+		flushErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "spraywatch_flush_errors_total",
+			Help: "Failed writes of counts, incidents and positions (retried)."}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_config_reloads_total",
+			Help: "SIGHUP reloads, applied or rejected."}, []string{"result"}),
+		SinkErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "spraywatch_sink_errors_total",
+			Help: "Alerts a sink failed to deliver."}),
+	}
+	m.reg.MustRegister(m.linesRead, m.linesParsed, m.linesSkip, m.linesLate, m.behindBytes, m.behindSecs, m.tracked,
+		m.dropped, m.incidents, m.flushErrors, m.reloads, m.SinkErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) source(name string) *sourceMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.sources[name]
+	if s == nil {
+		s = &sourceMetrics{name: name, read: m.linesRead.WithLabelValues(name), parsed: m.linesParsed.WithLabelValues(name),
+			late: m.linesLate.WithLabelValues(name), skip: m.linesSkip, bytesBehind: m.behindBytes.WithLabelValues(name),
+			secondsBehind: m.behindSecs.WithLabelValues(name)}
+		m.sources[name] = s
+	}
+	return s
+}
+
+// serve answers /metrics and /healthz on addr until the returned stop is
+// called.
+func (m *metrics) serve(addr string, healthy func() (bool, []string), log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics_listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, problems := healthy()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, strings.Join(problems, "\n"))
+			return
+		}
+		fmt.Fprintln(w, "ok: every source is being read")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}

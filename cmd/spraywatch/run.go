@@ -1,0 +1,589 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/spf13/cobra"
+
+	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/ingest"
+	"github.com/spraywatch/spraywatch/ingest/tail"
+	"github.com/spraywatch/spraywatch/rules"
+)
+
+func newRunCmd(g *globals) *cobra.Command {
+	var config string
+	c := &cobra.Command{
+		Use:   "run",
+		Short: "Tail the configured logs and raise incidents as attacks happen",
+		Long: `run follows every configured source through log rotation (rename, copytruncate,
+symlink swaps, delete and recreate, new files matching a glob), counts each
+line exactly once, and raises incidents on event time exactly as replay does.
+Counts, incidents and read positions are written in one transaction, so a
+crash neither loses nor double-counts a line; on start the windows and open
+incidents are rebuilt from the database.
+
+Signals: SIGHUP reloads the config (a bad one is rejected and the old one
+kept); SIGTERM or SIGINT stops reading, writes counts and positions, and
+exits 0; a second one forces exit. Under systemd (Type=notify) it reports
+READY, RELOADING, STOPPING and watchdog pings.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDaemon(cmd.Context(), g, config, cmd.Flags().Changed("log-level"), cmd.Flags().Changed("log-format"))
+		},
+	}
+	c.Flags().StringVarP(&config, "config", "c", "/etc/spraywatch/spraywatch.yml", "config file")
+	return c
+}
+
+// lineBatch is lines of one source on their way to the detector. Text
+// points into buf.
+type lineBatch struct {
+	source string
+	lines  []tail.Line
+	buf    []byte
+}
+
+func (b *lineBatch) add(l *tail.Line) {
+	c := *l
+	if l.Text != nil {
+		start := len(b.buf)
+		b.buf = append(b.buf, l.Text...)
+		c.Text = b.buf[start:len(b.buf):len(b.buf)]
+	}
+	if l.Extra != nil {
+		x := *l.Extra
+		c.Extra = &x
+	}
+	b.lines = append(b.lines, c)
+}
+
+// fix re-points Text into buf after appends moved it.
+func (b *lineBatch) fix() {
+	off := 0
+	for i := range b.lines {
+		if t := b.lines[i].Text; t != nil {
+			b.lines[i].Text = b.buf[off : off+len(t) : off+len(t)]
+			off += len(t)
+		}
+	}
+}
+
+type posKey struct{ source, key string }
+
+// runner is the daemon's state; everything but the readers runs on the
+// goroutine of loop.
+type runner struct {
+	g          *globals
+	configPath string
+	level      *slog.LevelVar
+	log        *slog.Logger
+	cfg        Config
+	secret     []byte
+	store      *detect.Store
+	engine     *rules.Engine
+	alerts     *alerting
+	metrics    *metrics
+
+	parsers   map[string]*ingest.Parser
+	positions map[posKey]detect.Position
+	dirtyPos  map[posKey]bool
+
+	readers    *readers
+	lastEvent  time.Time // newest event time
+	lastWall   time.Time // wall time it was read
+	lastFlush  time.Time
+	incidents  int64
+	watchdog   time.Duration
+	lastPinged time.Time
+	dropped    int64
+}
+
+func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFlag bool) error {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return err
+	}
+	if len(cfg.Sources) == 0 {
+		return fmt.Errorf("%w: sources: []: run needs at least one source", errConfig)
+	}
+	r := &runner{g: g, configPath: path, cfg: cfg, level: new(slog.LevelVar), positions: map[posKey]detect.Position{}, dirtyPos: map[posKey]bool{}}
+	if levelFlag {
+		cfg.Log.Level = g.logLevel
+	}
+	if formatFlag {
+		cfg.Log.Format = g.logFormat
+	}
+	r.level.Set(parseLevel(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: r.level}
+	if cfg.Log.Format == "json" {
+		r.log = slog.New(slog.NewJSONHandler(g.stderr, opts))
+	} else {
+		r.log = slog.New(slog.NewTextHandler(g.stderr, opts))
+	}
+	if r.secret, err = loadSecret(cfg.FingerprintSecretFile); err != nil {
+		return err
+	}
+	if err := r.buildParsers(cfg); err != nil {
+		return err
+	}
+	if r.store, err = detect.Open(cfg.Database, detect.StoreOptions{}); err != nil {
+		return err
+	}
+	defer r.store.Close()
+	r.engine = rules.NewEngine(rules.Options{Config: cfg.Rules, Allow: cfg.AllowList(), NoCredential: r.noCredential(),
+		MaxGroups: cfg.MaxGroups, Logger: r.log})
+	if err := r.engine.Restore(ctx, r.store); err != nil {
+		return err
+	}
+	r.lastEvent, r.lastWall = r.engine.Watermark(), time.Now()
+	saved, err := r.store.Positions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range saved {
+		r.positions[posKey{p.Source, p.Path}] = p
+	}
+	r.metrics = newMetrics()
+	if cfg.MetricsListen != "" {
+		stop, err := r.metrics.serve(cfg.MetricsListen, r.healthy, r.log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	alertCtx, stopAlerts := context.WithCancel(context.WithoutCancel(ctx))
+	if r.alerts, err = newAlerting(cfg, r.store, r.log, g.stdout); err != nil {
+		stopAlerts()
+		return err
+	}
+	alertsDone := make(chan error, 1)
+	go func() { alertsDone <- r.alerts.Run(alertCtx) }()
+	defer func() {
+		stopAlerts()
+		<-alertsDone
+	}()
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go forceExitOnSecondSignal(ctx, r.log)
+
+	r.setReaders(r.startReaders(ctx))
+	r.watchdog, _ = daemon.SdWatchdogEnabled(false)
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+	r.log.Info("spraywatch running", "sources", len(cfg.Sources), "database", cfg.Database, "restored_watermark", r.lastEvent.UTC())
+	err = r.loop(ctx, hup)
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	// Stop the readers first, count what they already handed over, then
+	// write counts and positions last.
+	r.stopReaders()
+	r.engine.Tick(r.eventNow(time.Now()))
+	if ferr := r.flushRetry(context.WithoutCancel(ctx)); ferr != nil && err == nil {
+		err = ferr
+	}
+	r.log.Info("spraywatch stopped", "err", err)
+	return err
+}
+
+func parseLevel(s string) slog.Level {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return lvl
+}
+
+// forceExitOnSecondSignal exits at once on a signal after shutdown began.
+func forceExitOnSecondSignal(ctx context.Context, log *slog.Logger) {
+	<-ctx.Done()
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, os.Interrupt, syscall.SIGTERM)
+	<-c
+	log.Error("second signal: exiting without writing counts (they are read again on start)")
+	os.Exit(exitRuntime)
+}
+
+func (r *runner) buildParsers(cfg Config) error {
+	parsers := map[string]*ingest.Parser{}
+	for _, s := range cfg.Sources {
+		o, err := s.options(r.secret)
+		if err != nil {
+			return fmt.Errorf("%w: source %s: %w", errConfig, s.Name, err)
+		}
+		p, err := ingest.NewParser(o)
+		if err != nil {
+			return fmt.Errorf("%w: source %s: %w", errConfig, s.Name, err)
+		}
+		parsers[s.Name] = p
+	}
+	r.parsers = parsers
+	return nil
+}
+
+func (r *runner) noCredential() map[string]bool {
+	m := map[string]bool{}
+	for name, p := range r.parsers {
+		m[name] = !p.HasCredential()
+	}
+	return m
+}
+
+// readers are the tailer goroutines of every source.
+type readers struct {
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	lines   chan *lineBatch
+	mu      sync.Mutex
+	tailers map[string]*tail.Tailer
+}
+
+func (r *runner) startReaders(parent context.Context) *readers {
+	ctx, cancel := context.WithCancel(parent)
+	rd := &readers{cancel: cancel, lines: make(chan *lineBatch, 16), tailers: map[string]*tail.Tailer{}}
+	for _, src := range r.cfg.Sources {
+		var saved []tail.Position
+		for k, p := range r.positions {
+			if k.source == src.Name {
+				saved = append(saved, tail.Position{Key: p.Path, Dev: p.Dev, Inode: p.Inode, Head: p.Head, Offset: p.Offset})
+			}
+		}
+		t := tail.New(tail.Options{Patterns: src.Paths, Positions: saved, StartAtEnd: r.cfg.StartAt == "end" && len(saved) == 0,
+			RotateWait: r.cfg.RotateWait, MaxLineBytes: r.cfg.MaxLineBytes, Logger: r.log.With("source", src.Name)})
+		rd.tailers[src.Name] = t
+		rd.wg.Add(1)
+		go func() {
+			defer rd.wg.Done()
+			r.read(ctx, src.Name, t, rd.lines)
+		}()
+	}
+	return rd
+}
+
+// read runs one source's tailer, handing lines over in batches.
+func (r *runner) read(ctx context.Context, source string, t *tail.Tailer, out chan<- *lineBatch) {
+	defer t.Close()
+	b := &lineBatch{source: source}
+	send := func() error {
+		if len(b.lines) == 0 {
+			return nil
+		}
+		b.fix()
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		b = &lineBatch{source: source}
+		return nil
+	}
+	emit := func(l *tail.Line) error {
+		b.add(l)
+		if len(b.lines) >= 1024 {
+			return send()
+		}
+		return nil
+	}
+	tick := time.NewTicker(r.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		if err := t.Tick(ctx, time.Now(), emit); err != nil {
+			return // cancelled: unsent lines were not counted and are read again
+		}
+		if send() != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// stopReaders stops the tailers and counts the batches they had sent.
+func (r *runner) stopReaders() {
+	rd := r.readers
+	rd.cancel()
+	done := make(chan struct{})
+	go func() {
+		rd.wg.Wait()
+		close(done)
+	}()
+	for {
+		select {
+		case b := <-rd.lines:
+			r.consume(b)
+		case <-done:
+			for {
+				select {
+				case b := <-rd.lines:
+					r.consume(b)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// loop is the detector: it counts lines, judges on a wall-clock tick, and
+// writes everything in one transaction every flush interval.
+func (r *runner) loop(ctx context.Context, hup <-chan os.Signal) error {
+	tick := time.NewTicker(min(250*time.Millisecond, r.cfg.FlushInterval))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case b := <-r.readers.lines:
+			r.consume(b)
+			if r.engine.Pending() >= 100_000 {
+				r.flush(ctx)
+			}
+		case <-hup:
+			r.reload(ctx)
+		case now := <-tick.C:
+			r.engine.Tick(r.eventNow(now))
+			if r.engine.Counters.Incidents != r.incidents || now.Sub(r.lastFlush) >= r.cfg.FlushInterval {
+				r.flush(ctx)
+			}
+			r.observeMetrics(now)
+			if r.watchdog > 0 && now.Sub(r.lastPinged) >= r.watchdog/3 {
+				_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+				r.lastPinged = now
+			}
+		}
+	}
+}
+
+// eventNow is event time as the wall clock moves it on: the newest line's
+// time plus the wall time since it was read, held back by the lateness so
+// that a late line still finds its window.
+func (r *runner) eventNow(now time.Time) time.Time {
+	return r.lastEvent.Add(now.Sub(r.lastWall) - r.cfg.Lateness)
+}
+
+// consume parses and counts a batch, and moves the positions past it.
+func (r *runner) consume(b *lineBatch) {
+	p := r.parsers[b.source]
+	m := r.metrics.source(b.source)
+	now := time.Now()
+	var ev ingest.Event
+	for i := range b.lines {
+		l := &b.lines[i]
+		r.setPos(b.source, l.Pos)
+		if l.Extra != nil {
+			r.setPos(b.source, *l.Extra)
+		}
+		if l.PositionOnly {
+			continue
+		}
+		m.read.Inc()
+		if l.TooLong {
+			m.skipped(ingest.ErrTooLong.Error())
+			continue
+		}
+		if p == nil {
+			m.skipped("no_parser")
+			continue
+		}
+		err := p.Parse(l.Text, &ev)
+		switch {
+		case err == nil:
+		case errors.Is(err, ingest.ErrNotAuthRoute):
+			m.parsed.Inc()
+			m.skipped("filtered")
+			continue
+		default:
+			m.skipped(err.Error())
+			continue
+		}
+		m.parsed.Inc()
+		ev.Pos = ingest.Pos{File: l.File, Inode: l.Pos.Inode, Offset: l.Offset}
+		if ev.Time.Before(r.engine.Watermark().Add(-r.cfg.Lateness)) {
+			m.late.Inc()
+		}
+		r.engine.Observe(&ev)
+		if ev.Time.After(r.lastEvent) {
+			r.lastEvent = ev.Time
+		}
+		r.lastWall = now
+		m.lastEvent = ev.Time
+	}
+	// Judge at once: an incident is raised within a poll of its line.
+	r.engine.Tick(r.eventNow(now))
+}
+
+func (r *runner) setPos(source string, p tail.Position) {
+	k := posKey{source, p.Key}
+	r.positions[k] = detect.Position{Source: source, Path: p.Key, Dev: p.Dev, Inode: p.Inode, Head: p.Head, Offset: p.Offset}
+	r.dirtyPos[k] = true
+}
+
+// flush writes counts, changed incidents and positions in one transaction.
+func (r *runner) flush(ctx context.Context) error {
+	var pos []detect.Position
+	for k := range r.dirtyPos {
+		pos = append(pos, r.positions[k])
+	}
+	sort.Slice(pos, func(i, j int) bool { return pos[i].Path < pos[j].Path })
+	snaps, err := r.engine.Flush(ctx, r.store, detect.Batch{Positions: pos, Extra: r.alerts.Enqueue})
+	r.lastFlush = time.Now()
+	if err != nil {
+		r.metrics.flushErrors.Inc()
+		r.log.Error("counts not written; retrying", "err", err)
+		return err
+	}
+	clear(r.dirtyPos)
+	r.incidents = r.engine.Counters.Incidents
+	for _, s := range snaps {
+		if s.Version == 1 {
+			r.metrics.incidents.WithLabelValues(s.Kind).Inc()
+		}
+	}
+	return nil
+}
+
+// flushRetry is the last flush, retried briefly if the database is busy.
+func (r *runner) flushRetry(ctx context.Context) error {
+	var err error
+	for i := 0; i < 5; i++ {
+		if err = r.flush(ctx); err == nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
+}
+
+// reload reads the config again. Rules, the allow list, parsing and log
+// level change in place, keeping windows and incidents; the readers are
+// restarted from the positions just written, so no line is lost or read
+// twice. A bad config is rejected and the old one stays.
+func (r *runner) reload(ctx context.Context) {
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyReloading+"\n"+daemon.SdNotifyMonotonicUsec())
+	defer daemon.SdNotify(false, daemon.SdNotifyReady)
+	cfg, err := LoadConfig(r.configPath)
+	if err == nil && len(cfg.Sources) == 0 {
+		err = fmt.Errorf("%w: sources: []: run needs at least one source", errConfig)
+	}
+	if err != nil {
+		r.metrics.reloads.WithLabelValues("rejected").Inc()
+		r.log.Error("config rejected on reload; keeping the old one", "config", r.configPath, "err", err)
+		return
+	}
+	old := r.parsers
+	if err := r.buildParsers(cfg); err != nil {
+		r.parsers = old
+		r.metrics.reloads.WithLabelValues("rejected").Inc()
+		r.log.Error("config rejected on reload; keeping the old one", "config", r.configPath, "err", err)
+		return
+	}
+	for _, what := range []struct {
+		name     string
+		old, new any
+	}{{"database", r.cfg.Database, cfg.Database}, {"metrics_listen", r.cfg.MetricsListen, cfg.MetricsListen},
+		{"fingerprint_secret_file", r.cfg.FingerprintSecretFile, cfg.FingerprintSecretFile}, {"max_groups", r.cfg.MaxGroups, cfg.MaxGroups}} {
+		if fmt.Sprint(what.old) != fmt.Sprint(what.new) {
+			r.log.Warn("this setting changes only on restart", "field", what.name)
+		}
+	}
+	if fmt.Sprint(r.cfg.Alerts) != fmt.Sprint(cfg.Alerts) {
+		r.log.Warn("this setting changes only on restart", "field", "alerts")
+	}
+	r.stopReaders()
+	if err := r.flush(ctx); err != nil {
+		r.log.Error("positions not written before restarting readers", "err", err)
+	}
+	keep := r.cfg
+	r.cfg = cfg
+	r.cfg.Database, r.cfg.MetricsListen, r.cfg.FingerprintSecretFile, r.cfg.MaxGroups, r.cfg.Alerts =
+		keep.Database, keep.MetricsListen, keep.FingerprintSecretFile, keep.MaxGroups, keep.Alerts
+	r.engine.SetConfig(cfg.Rules, cfg.AllowList())
+	r.level.Set(parseLevel(cfg.Log.Level))
+	r.setReaders(r.startReaders(ctx))
+	r.metrics.reloads.WithLabelValues("applied").Inc()
+	r.log.Info("config reloaded", "config", r.configPath, "sources", len(cfg.Sources))
+}
+
+// healthy reports whether every source is being read: each has at least
+// one file and none has a read error. It is safe from any goroutine.
+func (r *runner) healthy() (bool, []string) {
+	rd := r.currentReaders()
+	if rd == nil {
+		return false, []string{"starting"}
+	}
+	var problems []string
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	names := make([]string, 0, len(rd.tailers))
+	for n := range rd.tailers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		st := rd.tailers[name].Status()
+		if len(st) == 0 {
+			problems = append(problems, fmt.Sprintf("source %s: no file matches its paths", name))
+		}
+		for _, s := range st {
+			if s.Err != nil {
+				problems = append(problems, fmt.Sprintf("source %s: %s: %v", name, s.Path, s.Err))
+			}
+		}
+	}
+	return len(problems) == 0, problems
+}
+
+var readersMu sync.Mutex
+
+func (r *runner) setReaders(rd *readers) {
+	readersMu.Lock()
+	defer readersMu.Unlock()
+	r.readers = rd
+}
+
+func (r *runner) currentReaders() *readers {
+	readersMu.Lock()
+	defer readersMu.Unlock()
+	return r.readers
+}
+
+// observeMetrics copies the detector's and readers' state into gauges.
+func (r *runner) observeMetrics(now time.Time) {
+	groups := r.engine.Windows().Len()
+	for g, n := range groups {
+		r.metrics.tracked.WithLabelValues(detect.Grouping(g).String()).Set(float64(n))
+	}
+	if d := r.engine.Windows().Dropped; d > r.dropped {
+		r.metrics.dropped.Add(float64(d - r.dropped))
+		r.dropped = d
+	}
+	rd := r.readers
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	for name, t := range rd.tailers {
+		var behind int64
+		for _, s := range t.Status() {
+			behind += s.Behind
+		}
+		m := r.metrics.source(name)
+		m.bytesBehind.Set(float64(behind))
+		secs := 0.0
+		if behind > 0 && !m.lastEvent.IsZero() {
+			secs = max(0, now.Sub(m.lastEvent).Seconds())
+		}
+		m.secondsBehind.Set(secs)
+	}
+}

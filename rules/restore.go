@@ -1,0 +1,192 @@
+package rules
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/ingest"
+)
+
+// Restore rebuilds the engine after a restart, so that counts go on exactly
+// where the last flush left them: the windows from the stored attempt rows
+// (within the longest retention before the latest row), the incidents still
+// open re-linked to their groups with the identity sets behind their counts,
+// and recently closed ones kept for compromise detection. Call it on a new
+// engine, before the first Observe. The rows it reads are not written again.
+func (e *Engine) Restore(ctx context.Context, s *detect.Store) error {
+	maxID, err := s.MaxIncidentID(ctx)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	e.nextID = max(e.nextID, maxID+1)
+	last, ok, err := s.LastAttemptMinute(ctx)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if !ok {
+		return nil
+	}
+	e.watermark = max(e.watermark, last*60)
+	var retain int64
+	for _, r := range e.win.Options().Retain {
+		retain = max(retain, r)
+	}
+	horizon := time.Unix(e.watermark, 0).Add(-maxWindow(e.cfg.Compromise.Within, e.cfg.Compromise.WithinLowAndSlow, e.cfg.Cooldown))
+	incs, err := s.Incidents(ctx, detect.IncidentFilter{Since: horizon})
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	for _, inc := range incs {
+		idents, err := s.IncidentIdentities(ctx, inc.ID)
+		if err != nil {
+			return fmt.Errorf("restore incident %d: %w", inc.ID, err)
+		}
+		if err := e.relink(inc, idents); err != nil {
+			e.log.Warn("incident not restored", "id", inc.ID, "err", err)
+		}
+	}
+	err = s.LoadAttempts(ctx, last-retain, func(k detect.AttemptKey, c detect.AttemptCount) error {
+		e.restoreRow(k, c)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	e.win.TakeDirty() // judged before the restart
+	e.lastEval = e.watermark
+	e.lastPrune = e.watermark / 60
+	return nil
+}
+
+// relink tracks a stored incident again.
+func (e *Engine) relink(inc *detect.Incident, idents []string) error {
+	tr := &tracked{inc: inc, ips: map[netip.Addr]struct{}{}, creds: map[string]struct{}{},
+		idents: map[string]struct{}{}, compromised: map[string]struct{}{}, last: inc.LastSeen.Unix()}
+	key, err := parseGroupKey(inc.Source, inc.Group)
+	if err != nil {
+		return err
+	}
+	tr.key = key
+	for _, s := range inc.IPs {
+		if ip, err := netip.ParseAddr(s); err == nil {
+			tr.ips[ip] = struct{}{}
+		}
+	}
+	for _, c := range inc.Credentials {
+		tr.creds[c] = struct{}{}
+	}
+	for _, id := range idents {
+		tr.idents[id] = struct{}{}
+	}
+	for _, id := range inc.Compromised {
+		tr.compromised[id] = struct{}{}
+	}
+	open := inc.State == detect.StateOpen
+	if open {
+		e.live[inc.ID] = tr
+	}
+	switch inc.Kind {
+	case KindRawCredentials:
+		e.findings[KindRawCredentials+"\x00"+inc.Source] = tr
+		return nil
+	case KindEnumeration:
+		route := strings.TrimPrefix(key.Value, "route ")
+		if route == "(all routes)" {
+			route = ""
+		}
+		e.findings[KindEnumeration+"\x00"+inc.Source+"\x00"+route] = tr
+		e.routes[valueKey{inc.Source, route}] = &routeStats{raised: true}
+		return nil
+	case KindCompromise:
+		if inc.Related != 0 {
+			e.compromiseOf[inc.Related] = tr
+		}
+		return nil
+	}
+	if open {
+		e.open[openKey{key, inc.Kind}] = tr
+	}
+	for ip := range tr.ips {
+		e.attackedIP[ipKey{inc.Source, ip}] = tr
+	}
+	for c := range tr.creds {
+		e.attackedCred[valueKey{inc.Source, c}] = tr
+	}
+	for id := range tr.idents {
+		e.attackedIdent[valueKey{inc.Source, id}] = tr
+	}
+	return nil
+}
+
+// parseGroupKey reads GroupKey.String back.
+func parseGroupKey(source, s string) (detect.GroupKey, error) {
+	kind, v, ok := strings.Cut(s, "=")
+	if !ok {
+		return detect.GroupKey{}, fmt.Errorf("group %q: no '='", s)
+	}
+	k := detect.GroupKey{Source: source}
+	switch kind {
+	case "ip":
+		ip, err := netip.ParseAddr(v)
+		if err != nil {
+			return k, fmt.Errorf("group %q: %w", s, err)
+		}
+		k.Grouping, k.IP = detect.ByIP, ip
+	case "net":
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			return k, fmt.Errorf("group %q: %w", s, err)
+		}
+		k.Grouping, k.Net = detect.ByNet, p
+	case "credential":
+		k.Grouping, k.Value = detect.ByCredential, v
+	case "identity":
+		k.Grouping, k.Value = detect.ByIdentity, v
+	default:
+		return k, fmt.Errorf("group %q: unknown grouping", s)
+	}
+	return k, nil
+}
+
+// restoreRow puts one stored row back in the windows, as Observe did,
+// without counting it again or absorbing it into incidents (their stored
+// counts hold it already).
+func (e *Engine) restoreRow(k detect.AttemptKey, c detect.AttemptCount) {
+	if e.allowed(k.IP) {
+		return
+	}
+	t := k.Minute * 60
+	entry := detect.Entry{Minute: k.Minute, First: t, Last: t, IP: k.IP, Identity: k.Identity, Credential: k.Credential,
+		Outcome: k.Outcome, Count: uint32(min(c.Count, 1<<32-1)), Pos: c.Pos}
+	if ingest.IsSchemePrefix(entry.Credential) {
+		entry.Credential = ""
+	}
+	switch {
+	case k.Outcome == ingest.Success:
+		if e.cfg.StaleKey && k.Identity != "" && k.Credential != "" {
+			if _, ok := e.pairs[pairKey{k.Source, k.Identity, k.Credential}]; !ok {
+				e.pairs[pairKey{k.Source, k.Identity, k.Credential}] = t
+			}
+		}
+		e.win.Add(detect.GroupKey{Grouping: detect.ByIP, Source: k.Source, IP: k.IP}, entry)
+		e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: k.Source, Net: e.win.NetOf(k.IP)}, entry)
+		if k.Identity != "" {
+			e.win.Add(detect.GroupKey{Grouping: detect.ByIdentity, Source: k.Source, Value: k.Identity}, entry)
+		}
+	case k.Outcome.Attempt():
+		if e.cfg.StaleKey && k.Credential != "" {
+			if first, ok := e.pairs[pairKey{k.Source, k.Identity, k.Credential}]; ok && first < t {
+				entry.Stale = true
+			}
+		}
+		for _, key := range e.keysOf(k.Source, &entry) {
+			if key.Grouping == detect.ByIP || key.Grouping == detect.ByNet || !entry.Stale {
+				e.win.Add(key, entry)
+			}
+		}
+	}
+}
