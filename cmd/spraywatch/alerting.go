@@ -3,95 +3,257 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"sync"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/spraywatch/spraywatch/alert"
+	"github.com/spraywatch/spraywatch/alert/slack"
+	"github.com/spraywatch/spraywatch/alert/webhook"
 	"github.com/spraywatch/spraywatch/detect"
 )
 
-// alerting delivers new and updated incidents to every configured sink.
-// Enqueue is called inside the flush transaction that records the
-// incidents (as detect.Batch.Extra); Run delivers them.
+// alertInterval is how often the outbox looks for due alerts; Enqueue
+// wakes it at once, so new incidents do not wait for it.
+const alertInterval = time.Second
+
+// alerting delivers new and updated incidents to every configured sink
+// through the outbox in the detection database. Enqueue is called inside
+// the flush transaction that records the incidents (as detect.Batch.Extra);
+// Run delivers them, and after a restart delivers what was still pending.
 type alerting struct {
-	log     *slog.Logger
-	sinks   []alert.Sink
+	box     *alert.Outbox
 	closers []io.Closer
-	mu      sync.Mutex
-	pending []detect.Incident
-	wake    chan struct{}
 }
 
-func newAlerting(cfg Config, _ *detect.Store, log *slog.Logger, stdout io.Writer) (*alerting, error) {
-	a := &alerting{log: log, wake: make(chan struct{}, 1)}
-	for i, ac := range cfg.Alerts {
-		w := stdout
-		if ac.Type == "file" {
-			f, err := os.OpenFile(ac.Path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-			if err != nil {
-				return nil, fmt.Errorf("alerts[%d]: open %s: %w", i, ac.Path, err)
-			}
-			a.closers = append(a.closers, f)
-			w = f
-		}
-		if ac.Format == "json" || (ac.Format == "" && ac.Type == "file") {
-			a.sinks = append(a.sinks, alert.NewJSONLines(w))
-		} else {
-			a.sinks = append(a.sinks, alert.NewText(w))
-		}
+func newAlerting(cfg Config, store *detect.Store, log *slog.Logger, stdout io.Writer) (*alerting, error) {
+	box, err := alert.OpenOutbox(context.Background(), store.DB(), alert.OutboxOptions{
+		Interval:      alertInterval,
+		AlertsCommand: "spraywatch alerts --db " + cfg.Database,
+		Logger:        log.With("component", "alerts"),
+	})
+	if err != nil {
+		return nil, err
 	}
-	return a, nil
+	sinks, closers, err := buildSinks(cfg, box, log, stdout)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range sinks {
+		box.AddDestination(s.name, s.sink, s.opts)
+	}
+	return &alerting{box: box, closers: closers}, nil
 }
 
-// Enqueue queues the changed incidents; it matches detect.Batch.Extra.
-func (a *alerting) Enqueue(_ *sql.Tx, changed []*detect.Incident) error {
-	a.mu.Lock()
-	for _, inc := range changed {
-		a.pending = append(a.pending, *inc)
-	}
-	a.mu.Unlock()
-	select {
-	case a.wake <- struct{}{}:
-	default:
-	}
-	return nil
+// Enqueue writes the changed incidents to the outbox in tx; it matches
+// detect.Batch.Extra.
+func (a *alerting) Enqueue(tx *sql.Tx, changed []*detect.Incident) error {
+	return a.box.Enqueue(tx, changed)
 }
 
-// Run delivers queued incidents until ctx ends, then delivers what is left.
+// Run delivers until ctx ends, makes a last round for what the final flush
+// enqueued, and closes the sinks' files.
 func (a *alerting) Run(ctx context.Context) error {
 	defer func() {
-		a.deliver(context.WithoutCancel(ctx))
 		for _, c := range a.closers {
 			c.Close()
 		}
 	}()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-a.wake:
-		case <-t.C:
+	return a.box.Run(ctx)
+}
+
+// Stats returns each destination's delivery counters, for metrics.
+func (a *alerting) Stats() []alert.DestinationStats { return a.box.Stats() }
+
+// Pending returns how many alerts wait for delivery, per destination.
+func (a *alerting) Pending(ctx context.Context) (map[string]int, error) { return a.box.Pending(ctx) }
+
+// namedSink is one configured destination.
+type namedSink struct {
+	name, describe string
+	sink           alert.Sink
+	opts           alert.DestinationOptions
+}
+
+// buildSinks turns the alerts config into sinks. box, when not nil, keeps
+// Slack bot messages per incident in the database; without it ('alerts
+// test') they are kept in memory.
+func buildSinks(cfg Config, box *alert.Outbox, log *slog.Logger, stdout io.Writer) (sinks []namedSink, closers []io.Closer, err error) {
+	defer func() {
+		if err != nil {
+			for _, c := range closers {
+				c.Close()
+			}
 		}
-		a.deliver(ctx)
+	}()
+	names := sinkNames(cfg.Alerts)
+	seen := map[string]bool{}
+	for i, ac := range cfg.Alerts {
+		field := fmt.Sprintf("alerts[%d]", i)
+		name := names[i]
+		if seen[name] {
+			return nil, closers, fmt.Errorf("%w: %s.name: %q: is used by another sink", errConfig, field, name)
+		}
+		seen[name] = true
+		ns := namedSink{name: name, opts: alert.DestinationOptions{Rate: ac.Rate, Cooldown: ac.Cooldown, StormThreshold: ac.StormThreshold}}
+		switch ac.Type {
+		case "stdout", "file":
+			w, where := stdout, "stdout"
+			if ac.Type == "file" {
+				f, err := os.OpenFile(ac.Path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+				if err != nil {
+					return nil, closers, fmt.Errorf("%s: open %s: %w", field, ac.Path, err)
+				}
+				closers = append(closers, f)
+				w, where = f, ac.Path
+			}
+			if ac.Format == "json" || (ac.Format == "" && ac.Type == "file") {
+				ns.sink, ns.describe = alert.NewJSONLines(w), "JSON lines to "+where
+			} else {
+				ns.sink, ns.describe = alert.NewText(w), "text to "+where
+			}
+			// Local output: every version, as fast as it comes.
+			if ns.opts.Rate == 0 {
+				ns.opts.Rate = 1000
+			}
+			if ns.opts.Cooldown == 0 {
+				ns.opts.Cooldown = -1
+			}
+		case "slack":
+			msg := slack.MessageOptions{ExplainCommand: "spraywatch explain --db " + cfg.Database}
+			if ac.WebhookURLFile != "" || ac.WebhookURLEnv != "" {
+				u, err := readSecret(field, "webhook_url_file", ac.WebhookURLFile, "webhook_url_env", ac.WebhookURLEnv)
+				if err != nil {
+					return nil, closers, err
+				}
+				if err := checkURL(field, secretKey(ac.WebhookURLFile, "webhook_url_file", "webhook_url_env"), ac.WebhookURLFile+ac.WebhookURLEnv, u); err != nil {
+					return nil, closers, err
+				}
+				warnOpen(log, field, ac.WebhookURLFile)
+				if ns.sink, err = slack.NewWebhook(slack.WebhookOptions{URL: u, Timeout: ac.Timeout, Message: msg}); err != nil {
+					return nil, closers, fmt.Errorf("%s: %w", field, err)
+				}
+				ns.describe = "slack incoming webhook"
+				break
+			}
+			token, err := readSecret(field, "token_file", ac.TokenFile, "token_env", ac.TokenEnv)
+			if err != nil {
+				return nil, closers, err
+			}
+			warnOpen(log, field, ac.TokenFile)
+			bo := slack.BotOptions{Token: token, Channel: ac.Channel, Updates: ac.Updates, Timeout: ac.Timeout, Message: msg,
+				Logger: log.With("component", "alerts", "destination", name)}
+			if box != nil {
+				bo.Refs = box.MessageRefs(name)
+			}
+			if ns.sink, err = slack.NewBot(bo); err != nil {
+				return nil, closers, fmt.Errorf("%s: %w", field, err)
+			}
+			ns.describe = "slack bot in " + ac.Channel
+		case "webhook":
+			u, err := readSecret(field, "url_file", ac.URLFile, "url_env", ac.URLEnv)
+			if err != nil {
+				return nil, closers, err
+			}
+			if err := checkURL(field, secretKey(ac.URLFile, "url_file", "url_env"), ac.URLFile+ac.URLEnv, u); err != nil {
+				return nil, closers, err
+			}
+			key, err := readSecret(field, "secret_file", ac.SecretFile, "secret_env", ac.SecretEnv)
+			if err != nil {
+				return nil, closers, err
+			}
+			warnOpen(log, field, ac.URLFile)
+			warnOpen(log, field, ac.SecretFile)
+			if ns.sink, err = webhook.New(webhook.Options{URL: u, Secret: []byte(key), Timeout: ac.Timeout}); err != nil {
+				return nil, closers, fmt.Errorf("%s: %w", field, err)
+			}
+			ns.describe = "webhook"
+			if key != "" {
+				ns.describe += ", signed"
+			}
+		default:
+			return nil, closers, fmt.Errorf("%w: %s.type: %q: must be stdout, file, slack or webhook", errConfig, field, ac.Type)
+		}
+		sinks = append(sinks, ns)
+	}
+	return sinks, closers, nil
+}
+
+func secretKey(file, fileKey, envKey string) string {
+	if file != "" {
+		return fileKey
+	}
+	return envKey
+}
+
+func warnOpen(log *slog.Logger, field, file string) {
+	if secretFileTooOpen(file) {
+		log.Warn("secret file is readable by others; chmod 600 it", "field", field, "file", file)
 	}
 }
 
-func (a *alerting) deliver(ctx context.Context) {
-	a.mu.Lock()
-	batch := a.pending
-	a.pending = nil
-	a.mu.Unlock()
-	for _, inc := range batch {
-		for _, s := range a.sinks {
-			if err := s.Send(ctx, inc); err != nil {
-				a.log.Error("alert not delivered", "incident", inc.ID, "err", err)
+func newAlertsTestCmd(g *globals) *cobra.Command {
+	var config string
+	c := &cobra.Command{
+		Use:   "test --config FILE",
+		Short: "Send a test message to every configured sink and report the result for each",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if config == "" {
+				return fmt.Errorf("%w: --config is required", errUsage)
 			}
-		}
+			cfg, err := LoadConfig(config)
+			if err != nil {
+				return err
+			}
+			sinks, closers, err := buildSinks(cfg, nil, g.logger(), g.stdout)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				for _, c := range closers {
+					c.Close()
+				}
+			}()
+			return testSinks(cmd.Context(), g.stdout, sinks, time.Now())
+		},
 	}
+	c.Flags().StringVarP(&config, "config", "c", "", "config file")
+	return c
+}
+
+// testSinks sends the test incident to every sink and reports each.
+func testSinks(ctx context.Context, w io.Writer, sinks []namedSink, now time.Time) error {
+	inc := alert.TestIncident(now)
+	failed := 0
+	for _, s := range sinks {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := s.sink.Send(sctx, inc)
+		cancel()
+		if err == nil {
+			fmt.Fprintf(w, "%s (%s): ok\n", s.name, s.describe)
+			continue
+		}
+		failed++
+		var ra *alert.RetryAfterError
+		hint := "temporary failure; spraywatch run retries these"
+		switch {
+		case errors.As(err, &ra):
+			hint = "rate limited; spraywatch run waits as asked"
+		case errors.Is(err, alert.ErrMisconfigured):
+			hint = "misconfigured: check the URL or token and the channel; spraywatch run will not retry"
+		case errors.Is(err, alert.ErrRejected):
+			hint = "the destination refused the message"
+		}
+		fmt.Fprintf(w, "%s (%s): FAILED: %v (%s)\n", s.name, s.describe, err, hint)
+	}
+	if failed > 0 {
+		return fmt.Errorf("alerts test: %d of %d sinks failed", failed, len(sinks))
+	}
+	return nil
 }

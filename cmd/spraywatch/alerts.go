@@ -46,6 +46,7 @@ func newAlertsCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&kind, "kind", "", "only this kind")
 	c.Flags().StringVar(&source, "source", "", "only this source")
 	c.Flags().StringVar(&state, "state", "", "only open or closed incidents")
+	c.AddCommand(newAlertsTestCmd(g))
 	return c
 }
 
