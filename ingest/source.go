@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -256,6 +257,7 @@ type Parser struct {
 	recent     [joinRing]appLine
 	recentN    int
 	joinWindow time.Duration
+	traceback  bool
 }
 
 // joinRing is how many recent application lines are kept for joining.
@@ -325,20 +327,30 @@ func NewParser(o Options) (*Parser, error) {
 	case FormatJSON:
 		err = p.addJSONShape(accessShape, jsonDefaults, explicit)
 	case FormatFlask:
-		var app splitter
-		if o.AppRegex != "" {
-			if app, err = flask.CompileRegex(o.AppRegex); err != nil {
-				return nil, err
-			}
-		} else if app, err = flask.CompileLogging(o.AppLogFormat); err != nil {
+		// Shapes, tried in order: werkzeug access lines; the app regex
+		// when set; the app's logging format (which also recognises the
+		// app's other lines as no event); JSON app lines.
+		if err = p.addShape(accessShape, flask.Access{}, werkzeugDefaults, nil, false); err != nil {
 			return nil, err
 		}
-		err = p.addShape(accessShape, flask.Access{}, werkzeugDefaults, nil, false)
-		if err == nil {
-			err = p.addShape(appShape, app, appDefaults, explicit, true)
+		if o.AppRegex != "" {
+			re, err := flask.CompileRegex(o.AppRegex)
+			if err != nil {
+				return nil, err
+			}
+			if err = p.addShape(appShape, re, appDefaults, explicit, true); err != nil {
+				return nil, err
+			}
 		}
-		if err == nil {
+		lf, err := flask.CompileLogging(o.AppLogFormat)
+		if err != nil {
+			return nil, err
+		}
+		if err = p.addShape(appShape, lf, appDefaults, explicit, true); err == nil {
 			err = p.addJSONShape(appShape, appDefaults, explicit)
+		}
+		if err != nil {
+			return nil, err
 		}
 	default:
 		return nil, fmt.Errorf("%w: %q (want one of %s)", ErrUnknownFormat, o.Format, strings.Join(Formats, ", "))
@@ -413,7 +425,10 @@ func (p *Parser) addShape(kind shapeKind, sp splitter, def defaults, explicit ma
 			if i, ok := index[n]; ok {
 				s.roles[r] = append(s.roles[r], i)
 				s.units = appendUnit(s.units, r, n)
-			} else if s.msg >= 0 && !strings.Contains(n, ".") {
+			}
+			// A field may be absent from a line (JSON) or empty: the
+			// message's key=value pairs are read then.
+			if s.msg >= 0 && !strings.Contains(n, ".") && !slices.Contains(messageFields, n) {
 				s.keys[r] = append(s.keys[r], n)
 			}
 		}
@@ -615,14 +630,18 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 		if bytes.IndexByte(line, ansiEscape) >= 0 {
 			line = flask.StripANSI(line)
 		}
-		if flask.IsNoise(line) {
+		// A traceback ends with the first unindented line after it: the
+		// exception.
+		wasTraceback := p.traceback
+		p.traceback = flask.StartsTraceback(line) || (p.traceback && flask.IsIndented(line))
+		if flask.IsNoise(line) || wasTraceback && !p.traceback {
 			return ErrNoise
 		}
 	}
 	var s *shape
 	var first error
 	for _, c := range p.shapes {
-		if c.json && firstNonSpace(line) != jsonStart {
+		if c.json && len(p.shapes) > 1 && firstNonSpace(line) != jsonStart {
 			continue
 		}
 		err := c.split.Split(line, c.vals)
@@ -642,6 +661,9 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 			return ErrBadJSON
 		}
 		return ErrNoMatch
+	}
+	if s.kind == appShape && s.field(RoleStatus) == nil && s.field(RoleOutcome) == nil && s.field(RoleIdentity) == nil && s.field(RoleCredential) == nil {
+		return ErrNoise // an app line about something other than authentication
 	}
 	*ev = Event{Source: p.name}
 	var err error

@@ -38,7 +38,7 @@ var months = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
 //	28/Nov/2026 16:03:41              werkzeug (no zone: loc)
 //	2026-11-28T16:03:41+00:00         $time_iso8601, RFC 3339, fractions allowed
 //	2026-11-28 16:03:41,123           Python logging asctime (no zone: loc)
-//	1764345821.123 / 1764345821123    epoch seconds ($msec) or milliseconds
+//	1795881821.123 / 1795881821123    epoch seconds ($msec) or milliseconds
 //
 // Surrounding brackets are ignored.
 func ParseTime(b []byte, loc *time.Location) (time.Time, error) {

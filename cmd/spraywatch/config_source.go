@@ -28,8 +28,10 @@ type SourceConfig struct {
 	// lines; default Flask's "[%(asctime)s] %(levelname)s in %(module)s:
 	// %(message)s", whose message's key=value pairs are read.
 	AppLogFormat string `yaml:"app_log_format"`
-	// AppRegex (flask) matches the app's own lines instead, with named
-	// groups (identity, credential, ip, status or outcome, time).
+	// AppRegex (flask), when set, is tried on the app's lines first, with
+	// named groups (identity, credential, ip, status or outcome, time);
+	// lines it does not match are still read by app_log_format, and those
+	// without an identity, credential, status or outcome are no event.
 	AppRegex string `yaml:"app_regex"`
 	// JoinWindow (flask) bounds the time between an app line and the
 	// werkzeug access line of the same request (default 2s).
@@ -188,8 +190,6 @@ func (s SourceConfig) checkFormat() error {
 		return fmt.Errorf("app_regex: %q: only applies to format flask", s.AppRegex)
 	case s.Format != ingest.FormatFlask && s.JoinWindow != 0:
 		return fmt.Errorf("join_window: %q: only applies to format flask", s.JoinWindow)
-	case s.AppRegex != "" && s.AppLogFormat != "":
-		return fmt.Errorf("app_regex: %q: set app_regex or app_log_format, not both", s.AppRegex)
 	case s.JoinWindow < 0 || s.JoinWindow > time.Minute:
 		return fmt.Errorf("join_window: %q: must be between 0s and 1m", s.JoinWindow)
 	}
@@ -207,7 +207,8 @@ func (s SourceConfig) checkFormat() error {
 			if _, err := flask.CompileRegex(s.AppRegex); err != nil {
 				return fmt.Errorf("app_regex: %q: %w", s.AppRegex, err)
 			}
-		} else if _, err := flask.CompileLogging(s.AppLogFormat); err != nil {
+		}
+		if _, err := flask.CompileLogging(s.AppLogFormat); err != nil {
 			return fmt.Errorf("app_log_format: %q: %w", s.AppLogFormat, err)
 		}
 	}

@@ -107,22 +107,38 @@ func StripANSI(line []byte) []byte {
 	return line[:w]
 }
 
-var noise = [][]byte{
-	[]byte(" * "), []byte("Press CTRL+C to quit"), []byte("WARNING: This is a development server"),
-	[]byte("Traceback (most recent call last)"), []byte("  "), []byte("\t"),
-}
+var (
+	noise = [][]byte{
+		[]byte(" * "), []byte("Press CTRL+C to quit"), []byte("WARNING: This is a development server"),
+		[]byte("Traceback (most recent call last)"), []byte("  "), []byte("\t"),
+	}
+	traceback  = []byte("Traceback (most recent call last)")
+	errRequest = []byte("] code ") // werkzeug's log_error: "code 400, message Bad request version"
+)
 
 // IsNoise reports lines the development server and Python write that are
-// not events: the start-up banner, and tracebacks with their indented
-// frames.
+// not requests: the start-up banner, tracebacks and their indented frames,
+// and werkzeug's "code 400, message ..." lines for requests it could not
+// read (TLS handshakes on the plain port, scanners).
 func IsNoise(line []byte) bool {
 	for _, n := range noise {
 		if bytes.HasPrefix(line, n) {
 			return true
 		}
 	}
+	if i := bytes.Index(line, sepDash); i > 0 {
+		if j := bytes.Index(line[i:], errRequest); j > 0 && bytes.IndexByte(line[i:i+j], '"') < 0 {
+			return true
+		}
+	}
 	return false
 }
+
+// StartsTraceback reports the first line of a Python traceback.
+func StartsTraceback(line []byte) bool { return bytes.HasPrefix(line, traceback) }
+
+// IsIndented reports a traceback frame line.
+func IsIndented(line []byte) bool { return len(line) > 0 && (line[0] == ' ' || line[0] == '\t') }
 
 // Logging is a compiled Python logging format (%(asctime)s ...). Its fields
 // are the LogRecord attributes the format names; "message" holds the text
