@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS alert_outbox (
 	source      TEXT NOT NULL,
 	severity    TEXT NOT NULL,
 	body        TEXT NOT NULL,      -- incident or summary JSON: labels only, never a raw key
-	state       TEXT NOT NULL,      -- pending, sent, superseded, grouped, failed
+	state       TEXT NOT NULL,      -- pending, sent, superseded, grouped, skipped, failed
 	tries       INTEGER NOT NULL DEFAULT 0,
 	due         INTEGER NOT NULL,   -- Unix ns: not before
 	created     INTEGER NOT NULL,
@@ -54,6 +54,7 @@ const (
 	stateSent       = "sent"
 	stateSuperseded = "superseded"
 	stateGrouped    = "grouped"
+	stateSkipped    = "skipped"
 	stateFailed     = "failed"
 )
 
@@ -78,7 +79,9 @@ type OutboxOptions struct {
 	// AlertsCommand is the command a storm summary points people to; the
 	// kind and source flags are added. Default "spraywatch alerts".
 	AlertsCommand string
-	Logger        *slog.Logger
+	// Keep is how long delivered rows stay in the outbox. Default 30 days.
+	Keep   time.Duration
+	Logger *slog.Logger
 }
 
 // DestinationOptions configure one destination of an outbox.
@@ -94,6 +97,10 @@ type DestinationOptions struct {
 	// and source are due at once, a Summarizer sink gets the first this many
 	// and one summary for the rest. Default 5; negative: never group.
 	StormThreshold int
+	// OnlyEscalations sends an update of an incident already sent only when
+	// its severity rose, for sinks that cannot edit what they posted (a Slack
+	// incoming webhook), so that a growing incident does not post again.
+	OnlyEscalations bool
 }
 
 // DestinationStats are one destination's delivery counters, for metrics.
@@ -115,6 +122,9 @@ type DestinationStats struct {
 	Misconfigured int64
 	// Rejected counts messages the destination refused and that were dropped.
 	Rejected int64
+	// Skipped counts updates not sent because the sink cannot edit and the
+	// severity did not rise (OnlyEscalations).
+	Skipped int64
 	// Disabled is true once the destination was found misconfigured.
 	Disabled bool
 }
@@ -131,8 +141,9 @@ type Outbox struct {
 	log  *slog.Logger
 	wake chan struct{}
 
-	tickMu sync.Mutex // one delivery round at a time
-	dests  []*destination
+	tickMu    sync.Mutex // one delivery round at a time
+	dests     []*destination
+	lastPrune time.Time
 
 	statsMu sync.Mutex
 }
@@ -282,6 +293,13 @@ func (o *Outbox) Tick(ctx context.Context, now time.Time) error {
 			errs = append(errs, fmt.Errorf("destination %s: %w", d.name, err))
 		}
 	}
+	if now.Sub(o.lastPrune) >= time.Hour {
+		o.lastPrune = now
+		if _, err := o.db.ExecContext(ctx, `DELETE FROM alert_outbox WHERE state != ? AND done < ?`,
+			statePending, now.Add(-o.o.Keep).UnixNano()); err != nil {
+			errs = append(errs, fmt.Errorf("prune alert outbox: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -296,7 +314,8 @@ func (o *Outbox) Stats() []DestinationStats {
 	return out
 }
 
-// Pending returns how many rows wait for delivery, per destination.
+// Pending returns how many rows wait for delivery, per destination, those
+// of destinations no longer configured included.
 func (o *Outbox) Pending(ctx context.Context) (map[string]int, error) {
 	rows, err := o.db.QueryContext(ctx, `SELECT destination, COUNT(*) FROM alert_outbox WHERE state = ? GROUP BY destination`, statePending)
 	if err != nil {
@@ -354,7 +373,15 @@ func (o *Outbox) tickDestination(ctx context.Context, d *destination, now time.T
 			}
 			continue
 		}
-		if r.incident != 0 && r.lastSent != 0 && d.o.Cooldown > 0 && severityRank(r.severity) <= severityRank(r.sentSeverity) {
+		rose := severityRank(r.severity) > severityRank(r.sentSeverity)
+		if r.incident != 0 && r.lastSent != 0 && d.o.OnlyEscalations && !rose {
+			if err := o.finish(ctx, d, r, stateSkipped, now, ""); err != nil {
+				return err
+			}
+			o.count(func() { d.stats.Skipped++ })
+			continue
+		}
+		if r.incident != 0 && r.lastSent != 0 && d.o.Cooldown > 0 && !rose {
 			if until := time.Unix(0, r.lastSent).Add(d.o.Cooldown); now.Before(until) {
 				if _, err := o.db.ExecContext(ctx, `UPDATE alert_outbox SET due = ? WHERE id = ?`, until.UnixNano(), r.id); err != nil {
 					return err

@@ -442,3 +442,28 @@ func TestJSONLinesGetsEveryVersionThroughTheOutbox(t *testing.T) {
 		t.Errorf("first line: %v, id %d", err, inc.ID)
 	}
 }
+
+func TestWebhookPostsAgainOnlyWhenSeverityRises(t *testing.T) {
+	h := newHarness(t, "webhook", alert.DestinationOptions{OnlyEscalations: true, Cooldown: time.Minute})
+	inc := incident(1, detect.KindSpray, "api-nginx")
+	h.flush(inc)
+	h.run(1, time.Second)
+	for v := 2; v <= 4; v++ {
+		inc.Version, inc.Attempts = v, int64(100*v)
+		h.flush(inc)
+		h.run(90, time.Second)
+	}
+	if n := len(h.fake.Sent()); n != 1 {
+		t.Fatalf("a growing incident: %d posts, want 1 (a webhook cannot edit)", n)
+	}
+	inc.Version, inc.Severity = 5, detect.SeverityCritical
+	h.flush(inc)
+	h.run(1, time.Second)
+	sent := h.fake.Sent()
+	if len(sent) != 2 || !strings.Contains(sent[1].Text, "CRITICAL") {
+		t.Errorf("after the severity rose: %d posts, want a second, critical one", len(sent))
+	}
+	if st := h.stats(); st.Skipped != 3 {
+		t.Errorf("stats: %+v, want 3 skipped updates", st)
+	}
+}

@@ -44,8 +44,19 @@ func newAlerting(cfg Config, store *detect.Store, log *slog.Logger, stdout io.Wr
 	if err != nil {
 		return nil, err
 	}
+	configured := map[string]bool{}
 	for _, s := range sinks {
 		box.AddDestination(s.name, s.sink, s.opts)
+		configured[s.name] = true
+	}
+	pending, err := box.Pending(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("read alert outbox: %w", err)
+	}
+	for name, n := range pending {
+		if !configured[name] {
+			log.Warn("alerts pending for a destination no longer configured; they are not sent (keep its name to send them)", "destination", name, "pending", n)
+		}
 	}
 	return &alerting{box: box, closers: closers}, nil
 }
@@ -139,6 +150,9 @@ func buildSinks(cfg Config, box *alert.Outbox, log *slog.Logger, stdout io.Write
 					return nil, closers, fmt.Errorf("%s: %w", field, err)
 				}
 				ns.describe = "slack incoming webhook"
+				// A webhook cannot edit what it posted: post again only
+				// when the severity rises.
+				ns.opts.OnlyEscalations = true
 				break
 			}
 			token, err := readSecret(field, "token_file", ac.TokenFile, "token_env", ac.TokenEnv)

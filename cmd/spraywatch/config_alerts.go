@@ -119,6 +119,9 @@ func (a AlertConfig) validate(field string) []error {
 			}
 		default:
 			secret("webhook_url_file", a.WebhookURLFile, "webhook_url_env", a.WebhookURLEnv, true)
+			if a.Updates != "" {
+				bad("updates", a.Updates, "applies only to a slack bot (token_file or token_env); a webhook cannot edit what it posted")
+			}
 		}
 		if a.Updates != "" && a.Updates != "edit" && a.Updates != "thread" {
 			bad("updates", a.Updates, "must be edit or thread")
