@@ -10,6 +10,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"os"
@@ -133,7 +134,9 @@ func (e *rtEnv) start() *rtDaemon {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &rtDaemon{cancel: cancel, done: make(chan int, 1), stderr: &syncBuffer{}}
-	go func() { d.done <- run(ctx, []string{"run", "--config", e.config, "--log-level", "debug"}, &syncBuffer{}, d.stderr) }()
+	go func() {
+		d.done <- run(ctx, []string{"run", "--config", e.config, "--log-level", "debug"}, &syncBuffer{}, d.stderr)
+	}()
 	return d
 }
 
@@ -241,6 +244,167 @@ func TestRunRenameRotationLateWrites(t *testing.T) {
 	e.write(w, 10)
 	e.waitCounted(d, e.written)
 	w = e.create("logs/access.log") // the writer reopens
+	e.write(w, 50)
+	e.waitCounted(d, e.written)
+	e.stop(d)
+	e.check()
+}
+
+// copy copies src to dst as logrotate's copytruncate does.
+func (e *rtEnv) copyFile(src, dst string) {
+	e.t.Helper()
+	b, err := os.ReadFile(e.path(src))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(e.path(dst), b, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *rtEnv) rename(from, to string) {
+	e.t.Helper()
+	if err := os.Rename(e.path(from), e.path(to)); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// copytruncate while running and while stopped; the writer appends with
+// O_APPEND, so it goes on at the new end.
+func TestRunCopyTruncate(t *testing.T) {
+	e := newRTEnv(t, "logs/access.log", "3s")
+	w := e.create("logs/access.log")
+	e.write(w, 30)
+	d := e.start()
+	e.waitCounted(d, e.written)
+	e.write(w, 20)
+	e.copyFile("logs/access.log", "logs/access.log.1")
+	if err := os.Truncate(e.path("logs/access.log"), 0); err != nil {
+		t.Fatal(err)
+	}
+	e.write(w, 20)
+	e.waitCounted(d, e.written)
+	e.write(w, 15)
+	e.stop(d)
+	e.write(w, 15) // unread when the copy is taken, while stopped
+	e.rename("logs/access.log.1", "logs/access.log.2")
+	e.copyFile("logs/access.log", "logs/access.log.1")
+	if err := os.Truncate(e.path("logs/access.log"), 0); err != nil {
+		t.Fatal(err)
+	}
+	e.write(w, 10)
+	d = e.start()
+	e.write(w, 40)
+	e.waitCounted(d, e.written)
+	e.stop(d)
+	e.check()
+}
+
+// The path is a symlink swapped to a new target; the writer finishes with
+// the old target.
+func TestRunSymlinkSwap(t *testing.T) {
+	e := newRTEnv(t, "logs/access.log", "3s")
+	a := e.create("logs/a.log")
+	if err := os.Symlink("a.log", e.path("logs/access.log")); err != nil {
+		t.Fatal(err)
+	}
+	e.write(a, 30)
+	d := e.start()
+	e.waitCounted(d, e.written)
+	e.write(a, 20)
+	b := e.create("logs/b.log")
+	if err := os.Symlink("b.log", e.path("logs/access.log.new")); err != nil {
+		t.Fatal(err)
+	}
+	e.rename("logs/access.log.new", "logs/access.log")
+	e.write(a, 20) // late lines to the old target
+	e.waitCounted(d, e.written)
+	e.stop(d)
+	e.write(a, 10) // and while stopped
+	e.write(b, 10)
+	d = e.start()
+	e.write(b, 60)
+	e.waitCounted(d, e.written)
+	e.stop(d)
+	e.check()
+}
+
+// The file is deleted while the writer still holds it, then recreated.
+func TestRunDeleteRecreate(t *testing.T) {
+	e := newRTEnv(t, "logs/access.log", "3s")
+	w := e.create("logs/access.log")
+	e.write(w, 30)
+	d := e.start()
+	e.waitCounted(d, e.written)
+	if err := os.Remove(e.path("logs/access.log")); err != nil {
+		t.Fatal(err)
+	}
+	e.write(w, 20) // to the deleted file, read through the held descriptor
+	e.waitCounted(d, e.written)
+	w2 := e.create("logs/access.log")
+	e.write(w2, 30)
+	e.waitCounted(d, e.written)
+	e.stop(d)
+	e.write(w2, 20)
+	d = e.start()
+	e.write(w2, 50)
+	e.waitCounted(d, e.written)
+	e.stop(d)
+	e.check()
+}
+
+// Files matching the glob appear after start, one while stopped.
+func TestRunGlobNewFiles(t *testing.T) {
+	e := newRTEnv(t, "logs/*.log", "3s")
+	d := e.start()
+	time.Sleep(100 * time.Millisecond) // the daemon is up and has globbed nothing
+	w1 := e.create("logs/app1.log")
+	e.write(w1, 40)
+	e.waitCounted(d, e.written)
+	e.stop(d)
+	e.write(w1, 20)
+	w2 := e.create("logs/app2.log")
+	e.write(w2, 20)
+	d = e.start()
+	e.waitCounted(d, e.written)
+	e.write(w1, 20)
+	e.write(w2, 50)
+	e.waitCounted(d, e.written)
+	e.stop(d)
+	e.check()
+}
+
+// While the daemon is down the log is rotated to .1, which is compressed to
+// .1.gz before the daemon starts again.
+func TestRunCompressedWhileDown(t *testing.T) {
+	e := newRTEnv(t, "logs/access.log", "3s")
+	w := e.create("logs/access.log")
+	e.write(w, 40)
+	d := e.start()
+	e.waitCounted(d, e.written)
+	e.write(w, 20)
+	e.waitCounted(d, e.written)
+	e.stop(d)
+	e.write(w, 20) // unread
+	w.Close()
+	e.rename("logs/access.log", "logs/access.log.1")
+	raw, err := os.ReadFile(e.path("logs/access.log.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(raw)
+	zw.Close()
+	if err := os.WriteFile(e.path("logs/access.log.1.gz"), gz.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(e.path("logs/access.log.1")); err != nil {
+		t.Fatal(err)
+	}
+	w = e.create("logs/access.log")
+	e.write(w, 20)
+	d = e.start()
 	e.write(w, 50)
 	e.waitCounted(d, e.written)
 	e.stop(d)

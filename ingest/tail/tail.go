@@ -319,7 +319,7 @@ type follower struct {
 }
 
 func (f *follower) tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
-	if f.old != nil && false {
+	if f.old != nil {
 		n, err := f.old.read(f.t.o.MaxLineBytes, false, emit)
 		if err != nil {
 			return err
@@ -554,7 +554,7 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 		// Truncated (or rewritten) while down: the copy holds the rest.
 		f.t.log.Info("log truncated while stopped; reading its copy from the saved offset, then the log from its start", "path", f.key)
 		like := &file{key: f.key, dev: saved.Dev, ino: saved.Inode, head: saved.Head, off: saved.Offset}
-		if c := findCopy(f.key, saved.Head, saved.Offset, saved.Dev, saved.Inode); c != "" && false {
+		if c := findCopy(f.key, saved.Head, saved.Offset, saved.Dev, saved.Inode); c != "" {
 			if err := f.drainPath(c, like, emit); err != nil {
 				return fail(err)
 			}
@@ -944,7 +944,7 @@ func findFile(path string, saved Position, cur *file) string {
 		}
 	}
 	for _, p := range cands {
-		if false && compressedMatch(p, saved.Head) {
+		if compressedMatch(p, saved.Head) {
 			return p
 		}
 	}
