@@ -429,6 +429,10 @@ func (o *Outbox) deliver(ctx context.Context, d *destination, r row, now time.Ti
 	sctx, cancel := context.WithTimeout(ctx, o.o.SendTimeout)
 	defer cancel()
 	var serr error
+	if r.incident == 0 && d.summarizer == nil {
+		// Queued for a sink that summarized; the destination changed since.
+		return false, o.finish(ctx, d, r, stateSkipped, now, "")
+	}
 	if r.incident == 0 {
 		var s Summary
 		if err := json.Unmarshal([]byte(r.body), &s); err != nil {
