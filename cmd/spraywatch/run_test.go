@@ -14,9 +14,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -408,5 +410,74 @@ func TestRunCompressedWhileDown(t *testing.T) {
 	e.write(w, 50)
 	e.waitCounted(d, e.written)
 	e.stop(d)
+	e.check()
+}
+
+// rtMainEnv makes the test binary run spraywatch's main instead of the
+// tests, so that a test can start the daemon as a process and kill it.
+const rtMainEnv = "SPRAYWATCH_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(rtMainEnv) == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func (e *rtEnv) startProcess() *exec.Cmd {
+	e.t.Helper()
+	cmd := exec.Command(os.Args[0], "run", "--config", e.config, "--log-level", "info")
+	cmd.Env = append(os.Environ(), rtMainEnv+"=1")
+	cmd.Stderr = &syncBuffer{}
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd
+}
+
+// kill -9 while lines pour in, then a restart: the last committed
+// transaction holds counts and positions together, so nothing is lost or
+// counted twice.
+func TestRunKill9(t *testing.T) {
+	e := newRTEnv(t, "logs/access.log", "3s")
+	w := e.create("logs/access.log")
+	p := e.startProcess()
+	var b strings.Builder
+	writeHeavy := func(chunks int) {
+		for c := 0; c < chunks; c++ {
+			b.Reset()
+			for i := 0; i < 500; i++ {
+				b.WriteString(e.benignLine(e.written))
+				b.WriteByte('\n')
+				e.written++
+			}
+			if _, err := w.WriteString(b.String()); err != nil {
+				t.Fatal(err)
+			}
+			e.write(w, 3) // the spray, spread through the traffic
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	writeHeavy(25)
+	for e.counted() == 0 { // killed after at least one flush, mid-stream
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := p.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.Wait()
+	killedAt, writtenAt := e.counted(), e.written
+	writeHeavy(25)
+	p = e.startProcess()
+	e.waitCounted(nil, e.written)
+	if err := p.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatalf("after SIGTERM: %v\n%s", err, p.Stderr.(*syncBuffer).String())
+	}
+	t.Logf("killed with %d of %d lines counted; %d lines in all", killedAt, writtenAt, e.written)
 	e.check()
 }
