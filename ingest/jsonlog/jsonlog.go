@@ -5,6 +5,7 @@ package jsonlog
 
 import (
 	"errors"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -275,8 +276,19 @@ func (s *scanner) str() ([]byte, error) {
 					r = r<<4 | rune(d)
 				}
 				s.i += 4
+				// A surrogate pair (Python's json.dumps writes non-BMP
+				// characters so) is twelve bytes decoding to four.
+				if utf16.IsSurrogate(r) && s.i+6 <= len(s.b) && s.b[s.i] == '\\' && s.b[s.i+1] == 'u' {
+					if lo, ok := hex4(s.b[s.i+2 : s.i+6]); ok {
+						if c := utf16.DecodeRune(r, lo); c != utf8.RuneError {
+							r = c
+							s.i += 6
+						}
+					}
+				}
 				// A \u escape takes six bytes and decodes to at most
-				// three (surrogates become U+FFFD), so w stays behind s.i.
+				// three (lone surrogates become U+FFFD), so w stays behind
+				// s.i.
 				w += utf8.EncodeRune(s.b[w:], r)
 				continue
 			default:
@@ -290,6 +302,18 @@ func (s *scanner) str() ([]byte, error) {
 		}
 	}
 	return nil, ErrSyntax
+}
+
+func hex4(b []byte) (rune, bool) {
+	r := rune(0)
+	for _, h := range b {
+		d, ok := unhex(h)
+		if !ok {
+			return 0, false
+		}
+		r = r<<4 | rune(d)
+	}
+	return r, true
 }
 
 func unhex(c byte) (byte, bool) {

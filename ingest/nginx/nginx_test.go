@@ -1,0 +1,183 @@
+package nginx_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/spraywatch/spraywatch/ingest/nginx"
+)
+
+// standardVars are the variables the issue lists, plus common ones.
+var standardVars = []string{"remote_addr", "remote_user", "time_local", "time_iso8601", "msec", "request", "request_method",
+	"request_uri", "uri", "args", "query_string", "status", "body_bytes_sent", "bytes_sent", "request_time", "upstream_response_time",
+	"upstream_addr", "http_referer", "http_user_agent", "http_x_api_key", "http_x_forwarded_for", "upstream_http_x_auth_result",
+	"cookie_session", "arg_client_id", "server_protocol", "host", "scheme", "api_key_prefix"}
+
+func TestCompile(t *testing.T) {
+	every := ""
+	for _, v := range standardVars {
+		every += " " + v + "=$" + v
+	}
+	tests := []struct {
+		name, layout string
+		fields       []string
+		escape       nginx.Escape
+		err          string // substring of the error; "" for none
+	}{
+		{"combined by name", "combined", []string{"remote_addr", "remote_user", "time_local", "request", "status", "body_bytes_sent", "http_referer", "http_user_agent"}, nginx.EscapeDefault, ""},
+		{"empty is combined", "", []string{"remote_addr", "remote_user", "time_local", "request", "status", "body_bytes_sent", "http_referer", "http_user_agent"}, nginx.EscapeDefault, ""},
+		{"every standard variable", strings.TrimSpace(every), standardVars, nginx.EscapeDefault, ""},
+		{"braces", `${remote_addr}x${status}`, []string{"remote_addr", "status"}, nginx.EscapeDefault, ""},
+		{"pasted multi-line directive", "log_format spray '$remote_addr - [$time_local] '\n        '\"$request\" $status';",
+			[]string{"remote_addr", "time_local", "request", "status"}, nginx.EscapeDefault, ""},
+		{"escape=json", `log_format j escape=json '{"ip":"$remote_addr","s":$status}';`, []string{"remote_addr", "status"}, nginx.EscapeJSON, ""},
+		{"escape=none", `log_format j escape=none '$remote_addr $status';`, []string{"remote_addr", "status"}, nginx.EscapeNone, ""},
+		{"quoted pieces without the directive", `'$remote_addr ' "$status"`, []string{"remote_addr", "status"}, nginx.EscapeDefault, ""},
+		{"adjacent variables name both", `$host$request_uri $status`, nil, 0, "$request_uri directly follows $host"},
+		{"bad variable", `$remote_addr ${bad-name} $status`, nil, 0, "bad variable at \"${bad-name}"},
+		{"dollar alone", `$remote_addr $ $status`, nil, 0, "bad variable"},
+		{"unknown escape", `log_format j escape=xml '$status';`, nil, 0, "unknown escape=xml"},
+		{"unterminated", `log_format j '$status`, nil, 0, "unterminated"},
+		{"no variables", `'just text'`, nil, 0, "has no variables"},
+		{"no name", `log_format`, nil, 0, "no name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := nginx.Compile(tt.layout)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("Compile(%q) error = %v, want it to contain %q", tt.layout, err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Compile(%q): %v", tt.layout, err)
+			}
+			if !slices.Equal(f.Fields(), tt.fields) {
+				t.Errorf("Fields() = %v, want %v", f.Fields(), tt.fields)
+			}
+			if f.Escape() != tt.escape {
+				t.Errorf("Escape() = %v, want %v", f.Escape(), tt.escape)
+			}
+		})
+	}
+}
+
+func TestSplit(t *testing.T) {
+	tests := []struct {
+		name, layout, line string
+		want               []string
+		err                error
+	}{
+		{"default escaping", `$remote_addr "$request" "$http_user_agent"`, `1.2.3.4 "GET /a\x22b HTTP/1.1" "say \x22hi\x22 \xE2\x82\xAC \x5C"`,
+			[]string{"1.2.3.4", `GET /a"b HTTP/1.1`, `say "hi" € \`}, nil},
+		{"json escaping", `log_format j escape=json '{"ip":"$remote_addr","ua":"$http_user_agent"}';`, `{"ip":"1.2.3.4","ua":"a \"q\" \\ \u0007 \n"}`,
+			[]string{"1.2.3.4", "a \"q\" \\ \a \n"}, nil},
+		{"no escaping", `log_format j escape=none '$remote_addr "$http_user_agent"';`, `1.2.3.4 "raw \x22 stays"`,
+			[]string{"1.2.3.4", `raw \x22 stays`}, nil},
+		{"dash kept", `$remote_addr $remote_user`, `1.2.3.4 -`, []string{"1.2.3.4", "-"}, nil},
+		{"truncated", `$remote_addr [$time_local] $status`, `1.2.3.4 [28/Nov/2026:16:03:41`, nil, nginx.ErrMismatch},
+		{"trailing text", `$remote_addr [$time_local]`, `1.2.3.4 [x] more`, nil, nginx.ErrMismatch},
+		{"wrong literal", `$remote_addr - $status`, `1.2.3.4 + 401`, nil, nginx.ErrMismatch},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := nginx.Compile(tt.layout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vals := make([][]byte, len(f.Fields()))
+			err = f.Split([]byte(tt.line), vals)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("Split error = %v, want %v", err, tt.err)
+			}
+			if err != nil {
+				return
+			}
+			for i, w := range tt.want {
+				if string(vals[i]) != w {
+					t.Errorf("%s = %q, want %q", f.Fields()[i], vals[i], w)
+				}
+			}
+		})
+	}
+}
+
+// seedLines returns the lines of the files matching pattern, from the
+// repository's testdata.
+func seedLines(t testing.TB, patterns ...string) [][]byte {
+	var out [][]byte
+	for _, p := range patterns {
+		files, _ := filepath.Glob(filepath.Join("..", "..", "testdata", p))
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, bytes.Split(data, []byte("\n"))...)
+		}
+	}
+	return out
+}
+
+var fuzzLayouts = []string{
+	nginx.Combined,
+	`$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" key=$api_key_prefix rt=$request_time`,
+	`log_format j escape=json '{"ip":"$remote_addr","t":"$time_iso8601","req":"$request","s":$status,"key":"$http_x_api_key"}';`,
+	`log_format n escape=none '$msec $remote_addr "$request_method $request_uri" $status';`,
+}
+
+// FuzzSplit splits arbitrary lines with real layouts: no panic, and values
+// stay inside the line.
+func FuzzSplit(f *testing.F) {
+	for _, l := range seedLines(f, "nginx/*.log", "fuzz/nginx/*.log") {
+		for i := range fuzzLayouts {
+			f.Add(uint8(i), l)
+		}
+	}
+	formats := make([]*nginx.Format, len(fuzzLayouts))
+	for i, l := range fuzzLayouts {
+		var err error
+		if formats[i], err = nginx.Compile(l); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, which uint8, line []byte) {
+		fm := formats[int(which)%len(formats)]
+		vals := make([][]byte, len(fm.Fields()))
+		n := len(line)
+		if err := fm.Split(line, vals); err != nil {
+			if !errors.Is(err, nginx.ErrMismatch) {
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		for i, v := range vals {
+			if len(v) > n {
+				t.Fatalf("%s longer than the line", fm.Fields()[i])
+			}
+		}
+	})
+}
+
+// FuzzCompile compiles arbitrary layouts (they come from users' configs).
+func FuzzCompile(f *testing.F) {
+	for _, l := range fuzzLayouts {
+		f.Add(l, "1.2.3.4 - - [28/Nov/2026:16:03:41 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"-\"")
+	}
+	f.Add("log_format x escape=json '$a' \"$b\" ;", "a")
+	f.Add("${", "")
+	f.Fuzz(func(t *testing.T, layout, line string) {
+		fm, err := nginx.Compile(layout)
+		if err != nil {
+			return
+		}
+		vals := make([][]byte, len(fm.Fields()))
+		_ = fm.Split([]byte(line), vals)
+	})
+}

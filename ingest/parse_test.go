@@ -1,0 +1,272 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spraywatch/spraywatch/ingest"
+)
+
+// reasons are every error Parse may return: each is a counted skip or
+// filter reason.
+var reasons = []error{ingest.ErrNoMatch, ingest.ErrBadTime, ingest.ErrBadIP, ingest.ErrBadStatus, ingest.ErrNotObject,
+	ingest.ErrBadJSON, ingest.ErrEmpty, ingest.ErrNotAuthRoute, ingest.ErrNotRequest, ingest.ErrNoise, ingest.ErrJoined}
+
+func known(err error) bool {
+	for _, r := range reasons {
+		if errors.Is(err, r) {
+			return true
+		}
+	}
+	return false
+}
+
+func goldenInput(t testing.TB, name string) [][]byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+}
+
+// FuzzParse runs arbitrary lines through every golden case's parser, end
+// to end: no panic, a known reason for every rejection, and events that
+// are safe to store.
+func FuzzParse(f *testing.F) {
+	for i, tc := range goldenCases {
+		for _, l := range goldenInput(f, tc.log) {
+			f.Add(uint8(i), l)
+		}
+		dir := strings.Split(tc.log, "/")[0]
+		files, _ := filepath.Glob(filepath.Join("..", "testdata", "fuzz", dir, "*.log"))
+		for _, file := range files {
+			data, _ := os.ReadFile(file)
+			for _, l := range bytes.Split(data, []byte("\n")) {
+				f.Add(uint8(i), l)
+			}
+		}
+	}
+	parsers := make([]*ingest.Parser, len(goldenCases))
+	for i, tc := range goldenCases {
+		parsers[i] = goldenParser(f, tc.opts)
+	}
+	f.Fuzz(func(t *testing.T, which uint8, line []byte) {
+		p := parsers[int(which)%len(parsers)]
+		var ev ingest.Event
+		err := p.Parse(line, &ev)
+		if err != nil {
+			if !known(err) {
+				t.Fatalf("Parse returned %v, which is no skip reason", err)
+			}
+			return
+		}
+		if !ev.IP.IsValid() {
+			t.Errorf("event without a valid address")
+		}
+		if y := ev.Time.Year(); y < 1990 || y > 2200 {
+			t.Errorf("event time %v out of range", ev.Time)
+		}
+		if !utf8.ValidString(ev.Identity) {
+			t.Errorf("identity %q is not valid UTF-8", ev.Identity)
+		}
+		if ev.RawCredential && utf8.RuneCountInString(ev.Credential) > 6+1+ingest.FingerprintLen {
+			t.Errorf("whole-key label %q is longer than a fingerprint label", ev.Credential)
+		}
+	})
+}
+
+// FuzzParseTime: any bytes, no panic, and accepted times are plausible.
+func FuzzParseTime(f *testing.F) {
+	for _, l := range goldenInput(f, "fuzz/time/hostile.log") {
+		f.Add(l)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tm, err := ingest.ParseTime(b, time.UTC)
+		if err != nil {
+			if !errors.Is(err, ingest.ErrBadTime) {
+				t.Fatalf("ParseTime error %v, want ErrBadTime", err)
+			}
+			return
+		}
+		if y := tm.Year(); y < 1990 || y > 2200 {
+			t.Fatalf("ParseTime(%q) = %v, out of range", b, tm)
+		}
+	})
+}
+
+func TestParseTime(t *testing.T) {
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	if berlin == nil {
+		berlin = time.FixedZone("CET", 3600)
+	}
+	want := time.Date(2026, 11, 28, 16, 3, 41, 0, time.UTC)
+	tests := []struct {
+		in   string
+		loc  *time.Location
+		want time.Time
+		err  bool
+	}{
+		{"28/Nov/2026:16:03:41 +0000", time.UTC, want, false},
+		{"[28/Nov/2026:17:03:41 +0100]", time.UTC, want, false},
+		{"28/Nov/2026 17:03:41", berlin, want, false}, // werkzeug: no zone
+		{"2026-11-28T16:03:41+00:00", time.UTC, want, false},
+		{"2026-11-28T16:03:41Z", time.UTC, want, false},
+		{"2026-11-28T16:03:41.250Z", time.UTC, want.Add(250 * time.Millisecond), false},
+		{"2026-11-28 17:03:41,250", berlin, want.Add(250 * time.Millisecond), false}, // asctime
+		{"1795881821", time.UTC, want, false},
+		{"1795881821.250", time.UTC, want.Add(250 * time.Millisecond), false},
+		{"1795881821250", time.UTC, want.Add(250 * time.Millisecond), false},
+		{"1795881821250000", time.UTC, want.Add(250 * time.Millisecond), false},
+		{"28/Nov/2026:16:03:41 +0000 x", time.UTC, time.Time{}, true},
+		{"32/Foo/2026:16:03:41 +0000", time.UTC, time.Time{}, true},
+		{"2026-13-28T16:03:41Z", time.UTC, time.Time{}, true},
+		{"9964345826", time.UTC, time.Time{}, true}, // year 2285
+		{"yesterday", time.UTC, time.Time{}, true},
+		{"", time.UTC, time.Time{}, true},
+	}
+	for _, tt := range tests {
+		got, err := ingest.ParseTime([]byte(tt.in), tt.loc)
+		if (err != nil) != tt.err {
+			t.Errorf("ParseTime(%q) error = %v, want error %v", tt.in, err, tt.err)
+			continue
+		}
+		if !tt.err && !got.Equal(tt.want) {
+			t.Errorf("ParseTime(%q) = %v, want %v", tt.in, got.UTC(), tt.want)
+		}
+	}
+}
+
+// TestHostileInput feeds every format what the issue lists as bad input:
+// each line is skipped with a counted reason, nothing panics.
+func TestHostileInput(t *testing.T) {
+	huge := bytes.Repeat([]byte("A"), 1<<20)
+	lines := map[string][]byte{
+		"1 MB":          append([]byte(`127.0.3.7 - - [28/Nov/2026:16:03:41 +0000] "GET /`), huge...),
+		"NUL bytes":     []byte("\x00\x00\x00 - - [\x00] \"\x00\" \x00"),
+		"invalid UTF-8": []byte("\xff\xfe\xfd - - [28/Nov/2026:16:03:41 +0000] \"GET /\xc3\x28 HTTP/1.1\" 401 0 \"-\" \"\xff\""),
+		"JSON array":    []byte(`[1,2,3]`),
+		"JSON string":   []byte(`"x"`),
+		"truncated":     []byte(`127.0.3.7 - - [28/Nov/2026:16:03:41 +0000] "GET /api/v1/cli`),
+		"only spaces":   []byte("   \t "),
+	}
+	for _, tc := range goldenCases {
+		p := goldenParser(t, tc.opts)
+		for name, line := range lines {
+			var ev ingest.Event
+			err := p.Parse(append([]byte(nil), line...), &ev)
+			if err == nil {
+				t.Errorf("%s: %s line parsed: %+v", tc.name, name, ev)
+				continue
+			}
+			if !known(err) {
+				t.Errorf("%s: %s line: %v is no skip reason", tc.name, name, err)
+			}
+		}
+	}
+}
+
+// TestReadHostile reads a real file through the reader: over-long lines,
+// out-of-order and future times are counted.
+func TestReadHostile(t *testing.T) {
+	dir := t.TempDir()
+	var b bytes.Buffer
+	line := func(ts, id string) {
+		b.WriteString(`127.0.3.7 - - [` + ts + `] "GET /api/v1/clients/` + id + `/resource HTTP/1.1" 401 0 "-" "-"` + "\n")
+	}
+	line("28/Nov/2026:16:03:41 +0000", "a")
+	b.Write(bytes.Repeat([]byte("x"), 2<<20))
+	b.WriteString("\n")
+	line("28/Nov/2026:16:10:00 +0000", "b")
+	line("28/Nov/2026:16:00:00 +0000", "c") // ten minutes back
+	line("28/Nov/2027:16:00:00 +0000", "d") // a year ahead
+	b.WriteString("\x00\xff\n")
+	path := filepath.Join(dir, "access.log")
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := goldenParser(t, goldenCases[0].opts)
+	var got []string
+	stats, err := ingest.Read(context.Background(), []ingest.Stream{{Parser: p, Paths: []string{path}}},
+		ingest.ReadOptions{NotAfter: time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)},
+		func(ev *ingest.Event) error { got = append(got, ev.Identity); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := stats[0]
+	if s.Lines != 6 || s.Skipped["line_too_long"] != 1 || s.Skipped["future_time"] != 1 || s.Skipped["layout_mismatch"] != 1 || s.OutOfOrder != 1 {
+		t.Errorf("stats = lines %d, skipped %v, out of order %d; want 6 lines, one each of line_too_long, future_time, layout_mismatch, 1 out of order",
+			s.Lines, s.Skipped, s.OutOfOrder)
+	}
+	if strings.Join(got, ",") != "a,b,c" {
+		t.Errorf("events %v, want a,b,c", got)
+	}
+	if sample := s.Samples["layout_mismatch"]; strings.ContainsAny(sample, "\x00") {
+		t.Errorf("sample %q holds a NUL byte", sample)
+	}
+}
+
+// TestJoin checks that a request logged by the app and by werkzeug counts
+// once, and that unrelated access lines are kept.
+func TestJoin(t *testing.T) {
+	p := goldenParser(t, ingest.Options{Format: ingest.FormatFlask, IdentityPaths: []string{identityPath}})
+	tests := []struct {
+		line string
+		want error
+	}{
+		{"[2026-11-28 16:03:41,900] WARNING in app: auth failure client_id=c1 key_prefix=sk_live_0000 ip=127.0.3.7 status=401", nil},
+		{"[2026-11-28 16:03:41,950] WARNING in app: auth failure client_id=c2 key_prefix=sk_live_0000 ip=127.0.3.7 status=401", nil},
+		// Threaded server: the second request's access line comes first.
+		{`127.0.3.7 - - [28/Nov/2026 16:03:42] "GET /api/v1/clients/c2/resource HTTP/1.1" 401 -`, ingest.ErrJoined},
+		{`127.0.3.7 - - [28/Nov/2026 16:03:42] "GET /api/v1/clients/c1/resource HTTP/1.1" 401 -`, ingest.ErrJoined},
+		// A second access line for c1 has no app line left to join.
+		{`127.0.3.7 - - [28/Nov/2026 16:03:42] "GET /api/v1/clients/c1/resource HTTP/1.1" 401 -`, nil},
+		// Another address, or a status the app did not log, stays.
+		{"[2026-11-28 16:03:43,000] WARNING in app: auth failure client_id=c3 key_prefix=sk_live_0000 ip=127.0.3.7 status=401", nil},
+		{`127.0.3.8 - - [28/Nov/2026 16:03:43] "GET /api/v1/clients/c3/resource HTTP/1.1" 401 -`, nil},
+		{`127.0.3.7 - - [28/Nov/2026 16:03:43] "GET /api/v1/clients/c3/resource HTTP/1.1" 500 -`, nil},
+		// Too late for the join window.
+		{`127.0.3.7 - - [28/Nov/2026 16:03:50] "GET /api/v1/clients/c3/resource HTTP/1.1" 401 -`, nil},
+	}
+	for i, tt := range tests {
+		var ev ingest.Event
+		if err := p.Parse([]byte(tt.line), &ev); !errors.Is(err, tt.want) {
+			t.Errorf("line %d: Parse = %v, want %v", i+1, err, tt.want)
+		}
+	}
+}
+
+// BenchmarkParse measures each format's parser on the events of its golden
+// input: ns/op and allocs/op are per line.
+func BenchmarkParse(b *testing.B) {
+	for _, tc := range goldenCases {
+		b.Run(strings.ReplaceAll(tc.name, "/", "-"), func(b *testing.B) {
+			p := goldenParser(b, tc.opts)
+			var lines [][]byte
+			for _, l := range goldenInput(b, tc.log) {
+				var ev ingest.Event
+				if err := p.Parse(append([]byte(nil), l...), &ev); err == nil || errors.Is(err, ingest.ErrJoined) {
+					lines = append(lines, l)
+				}
+			}
+			if len(lines) == 0 {
+				b.Fatal("no parsable lines")
+			}
+			buf := make([]byte, 0, 4096)
+			var ev ingest.Event
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				buf = append(buf[:0], lines[i%len(lines)]...)
+				_ = p.Parse(buf, &ev)
+			}
+		})
+	}
+}
