@@ -144,6 +144,9 @@ type Outbox struct {
 	tickMu    sync.Mutex // one delivery round at a time
 	dests     []*destination
 	lastPrune time.Time
+	// tokenAt is when a destination that had to stop for its rate in the
+	// last round may send again; zero when none had to.
+	tokenAt time.Time
 
 	statsMu sync.Mutex
 }
@@ -261,12 +264,19 @@ func (o *Outbox) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	t := time.NewTicker(o.o.Interval)
+	t := time.NewTimer(o.o.Interval)
 	defer t.Stop()
 	for {
 		if err := o.Tick(ctx, o.o.Now()); err != nil && ctx.Err() == nil {
 			o.log.Error("alert delivery round failed", "err", err)
 		}
+		// Come back after the interval, or sooner when a destination's
+		// rate lets the next message go.
+		wait := o.o.Interval
+		if soon := o.tokenAt.Sub(o.o.Now()); !o.tokenAt.IsZero() && soon < wait {
+			wait = max(soon, time.Millisecond)
+		}
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.o.DrainTimeout)
@@ -287,6 +297,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 func (o *Outbox) Tick(ctx context.Context, now time.Time) error {
 	o.tickMu.Lock()
 	defer o.tickMu.Unlock()
+	o.tokenAt = time.Time{}
 	var errs []error
 	for _, d := range o.dests {
 		if err := o.tickDestination(ctx, d, now); err != nil {
@@ -392,6 +403,13 @@ func (o *Outbox) tickDestination(ctx context.Context, d *destination, now time.T
 		}
 		if !d.limiter.AllowN(now, 1) {
 			return nil
+		}
+		if tokens := d.limiter.TokensAt(now); tokens < 1 {
+			// More may be due: come back when the rate allows one.
+			at := now.Add(time.Duration((1 - tokens) / d.o.Rate * float64(time.Second)))
+			if o.tokenAt.IsZero() || at.Before(o.tokenAt) {
+				o.tokenAt = at
+			}
 		}
 		if stop, err := o.deliver(ctx, d, r, now); stop || err != nil {
 			return err

@@ -20,7 +20,7 @@ import (
 
 // alertInterval is how often the outbox looks for due alerts; Enqueue
 // wakes it at once, so new incidents do not wait for it.
-const alertInterval = time.Second
+const alertInterval = 250 * time.Millisecond
 
 // alerting delivers new and updated incidents to every configured sink
 // through the outbox in the detection database. Enqueue is called inside

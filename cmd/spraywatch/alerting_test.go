@@ -115,13 +115,22 @@ alerts:
 // TestRunPostsSprayToSlack runs 'spraywatch run' on a file a writer appends
 // a spray to and waits for the Slack message at a fake. The message must
 // come within 2 s of the line that crosses the threshold; the wait itself
-// is bounded generously.
+// is bounded generously. With whole keys in the log, no raw key may reach
+// Slack, the daemon's output or the database.
 func TestRunPostsSprayToSlack(t *testing.T) {
-	dir := t.TempDir()
-	fake := slacktest.New(t)
-	writeFile(t, filepath.Join(dir, "secrets", "slack-webhook"), fake.WebhookURL(), 0o600)
-	cfg := filepath.Join(dir, "spraywatch.yml")
-	writeFile(t, cfg, fmt.Sprintf(`database: state/spraywatch.db
+	tests := []struct {
+		name, kind, key, label string
+	}{
+		{"key prefixes", "prefix", "sk_live_dead", "sk_live_dead"},
+		{"whole keys", "key", "sk_live_4eC39HqLyjWDarjtT1zdp7dcRAW", "sk_liv…"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			fake := slacktest.New(t)
+			writeFile(t, filepath.Join(dir, "secrets", "slack-webhook"), fake.WebhookURL(), 0o600)
+			cfg := filepath.Join(dir, "spraywatch.yml")
+			writeFile(t, cfg, fmt.Sprintf(`database: state/spraywatch.db
 fingerprint_secret_file: state/fingerprint.key
 start_at: beginning
 poll_interval: 20ms
@@ -131,71 +140,132 @@ sources:
     format: nginx
     paths: [%[1]s/access.log]
     log_format: '%[2]s'
-    credential: {field: api_key_prefix, kind: prefix}
+    credential: {field: api_key_prefix, kind: %[4]s}
     identity: {path: ["%[3]s"]}
     timezone: UTC
 alerts:
+  - type: stdout
+    format: json
   - type: slack
     name: slack-security
     webhook_url_file: %[1]s/secrets/slack-webhook
-`, dir, loggen.LogFormat, loggen.IdentityPath), 0o644)
-	logf, err := os.OpenFile(filepath.Join(dir, "access.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+`, dir, loggen.LogFormat, loggen.IdentityPath, tt.kind), 0o644)
+			logf, err := os.OpenFile(filepath.Join(dir, "access.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer logf.Close()
+			base := time.Now().UTC().Add(-5 * time.Minute).Truncate(time.Second)
+			line := func(i int) string {
+				at := base.Add(time.Duration(i) * 2 * time.Second)
+				return fmt.Sprintf(`203.0.113.66 - - [%s] "POST /api/v1/clients/victim-%03d/token HTTP/1.1" 401 32 "-" "spray/1.0" key=%s rt=0.004`+"\n",
+					at.Format("02/Jan/2006:15:04:05 -0700"), i, tt.key)
+			}
+			sprayMsgs := func() []slacktest.Message {
+				var out []slacktest.Message
+				for _, m := range fake.Sent() {
+					if strings.Contains(m.Text, "spray on api") {
+						out = append(out, m)
+					}
+				}
+				return out
+			}
+
+			ctx, cancel := context.WithCancel(context.Background())
+			stdout, stderr := &lockedBuffer{}, &lockedBuffer{}
+			done := make(chan int, 1)
+			go func() {
+				done <- run(ctx, []string{"run", "--config", cfg, "--log-level", "debug"}, stdout, stderr)
+			}()
+			stopped := false
+			stop := func() {
+				if stopped {
+					return
+				}
+				stopped = true
+				cancel()
+				select {
+				case <-done:
+				case <-time.After(30 * time.Second):
+					t.Errorf("run did not stop:\n%s", stderr.String())
+				}
+			}
+			defer stop()
+
+			// Below the threshold (10 identities): counted, no spray message.
+			for i := range 9 {
+				if _, err := logf.WriteString(line(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			db := filepath.Join(dir, "state", "spraywatch.db")
+			waitFor(t, stderr, "9 lines stored", func() bool { return storedAttempts(db) >= 9 })
+			if n := len(sprayMsgs()); n != 0 {
+				t.Fatalf("below the threshold: %d spray messages, want 0", n)
+			}
+
+			if _, err := logf.WriteString(line(9)); err != nil {
+				t.Fatal(err)
+			}
+			crossed := time.Now()
+			waitFor(t, stderr, "the spray message at the fake Slack", func() bool { return len(sprayMsgs()) > 0 })
+			latency := time.Since(crossed)
+			t.Logf("Slack message %s after the crossing line", latency.Round(time.Millisecond))
+			if latency > 2*time.Second {
+				t.Errorf("the Slack message came %s after the crossing line, want within 2s", latency)
+			}
+			stop()
+
+			msg := sprayMsgs()[0]
+			for _, want := range []string{"203.0.113.66", tt.label, "spraywatch explain --db " + db} {
+				if !strings.Contains(msg.Body, want) {
+					t.Errorf("message lacks %q: %s", want, msg.Body)
+				}
+			}
+			if n := len(sprayMsgs()); n != 1 {
+				t.Errorf("spray messages: %d, want exactly 1", n)
+			}
+			var slack strings.Builder
+			for _, m := range fake.Received() {
+				slack.WriteString(m.Body)
+			}
+			outbox := dumpOutbox(t, db)
+			for where, text := range map[string]string{"slack": slack.String(), "stderr": stderr.String(), "stdout": stdout.String(), "outbox": outbox} {
+				for _, secret := range []string{fake.WebhookURL(), "hooksecret"} {
+					if strings.Contains(text, secret) {
+						t.Errorf("%s holds the webhook URL", where)
+					}
+				}
+				if tt.kind == "key" && strings.Contains(text, tt.key[6:]) {
+					t.Errorf("%s holds the raw key", where)
+				}
+			}
+		})
+	}
+}
+
+// dumpOutbox returns every outbox row as text.
+func dumpOutbox(t *testing.T, db string) string {
+	t.Helper()
+	s, err := detect.Open(db, detect.StoreOptions{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer logf.Close()
-	base := time.Now().UTC().Add(-5 * time.Minute).Truncate(time.Second)
-	line := func(i int) string {
-		at := base.Add(time.Duration(i) * 2 * time.Second)
-		return fmt.Sprintf(`203.0.113.66 - - [%s] "POST /api/v1/clients/victim-%03d/token HTTP/1.1" 401 32 "-" "spray/1.0" key=sk_live_dead rt=0.004`+"\n",
-			at.Format("02/Jan/2006:15:04:05 -0700"), i)
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	stderr := &lockedBuffer{}
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"run", "--config", cfg, "--log-level", "debug"}, &lockedBuffer{}, stderr)
-	}()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Errorf("run did not stop:\n%s", stderr.String())
-		}
-	}()
-
-	// Below the threshold (10 identities): counted, no message.
-	for i := range 9 {
-		if _, err := logf.WriteString(line(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitFor(t, stderr, "9 lines stored", func() bool { return storedAttempts(filepath.Join(dir, "state", "spraywatch.db")) >= 9 })
-	if n := len(fake.Received()); n != 0 {
-		t.Fatalf("below the threshold: %d Slack messages, want 0", n)
-	}
-
-	if _, err := logf.WriteString(line(9)); err != nil {
+	defer s.Close()
+	rows, err := s.DB().Query(`SELECT destination || state || body || error FROM alert_outbox`)
+	if err != nil {
 		t.Fatal(err)
 	}
-	crossed := time.Now()
-	waitFor(t, stderr, "a Slack message", func() bool { return len(fake.Sent()) > 0 })
-	latency := time.Since(crossed)
-	t.Logf("Slack message %s after the crossing line", latency.Round(time.Millisecond))
-	if latency > 2*time.Second {
-		t.Errorf("the Slack message came %s after the crossing line, want within 2s", latency)
-	}
-	msg := fake.Sent()[0]
-	for _, want := range []string{"spray", "api", "203.0.113.66", "sk_live_dead", "spraywatch explain --db " + filepath.Join(dir, "state", "spraywatch.db")} {
-		if !strings.Contains(msg.Body, want) {
-			t.Errorf("message lacks %q: %s", want, msg.Body)
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			t.Fatal(err)
 		}
+		b.WriteString(r)
 	}
-	if logs := stderr.String(); strings.Contains(logs, fake.WebhookURL()) || strings.Contains(logs, "hooksecret") {
-		t.Errorf("daemon log holds the webhook URL:\n%s", logs)
-	}
+	return b.String()
 }
 
 func storedAttempts(db string) int {
