@@ -13,6 +13,8 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,6 +52,7 @@ type rtEnv struct {
 	base    time.Time
 	written int // lines written so far
 	spray   int // spray lines written so far
+	sprayIP string
 }
 
 func newRTEnv(t *testing.T, pattern string, rotateWait string) *rtEnv {
@@ -62,7 +65,7 @@ func newRTEnv(t *testing.T, pattern string, rotateWait string) *rtEnv {
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(rtConfig, rotateWait, pattern, loggen.LogFormat, loggen.IdentityPath)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &rtEnv{t: t, dir: dir, config: cfg, base: time.Now().UTC().Add(-20 * time.Minute).Truncate(time.Second)}
+	return &rtEnv{t: t, dir: dir, config: cfg, base: time.Now().UTC().Add(-20 * time.Minute).Truncate(time.Second), sprayIP: "203.0.113.66"}
 }
 
 func (e *rtEnv) path(p string) string { return filepath.Join(e.dir, p) }
@@ -216,8 +219,8 @@ func (e *rtEnv) check() {
 	if len(idents) != e.spray {
 		e.t.Errorf("incident_identities holds %d identities, want %d", len(idents), e.spray)
 	}
-	if len(inc.IPs) != 1 || inc.IPs[0] != "203.0.113.66" {
-		e.t.Errorf("incident addresses = %v, want [203.0.113.66]", inc.IPs)
+	if len(inc.IPs) != 1 || inc.IPs[0] != e.sprayIP {
+		e.t.Errorf("incident addresses = %v, want [%s]", inc.IPs, e.sprayIP)
 	}
 }
 
@@ -479,5 +482,143 @@ func TestRunKill9(t *testing.T) {
 		t.Fatalf("after SIGTERM: %v\n%s", err, p.Stderr.(*syncBuffer).String())
 	}
 	t.Logf("killed with %d of %d lines counted; %d lines in all", killedAt, writtenAt, e.written)
+	e.check()
+}
+
+const rtNginxConf = `daemon off;
+master_process on;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log info;
+events { worker_connections 64; }
+http {
+    client_body_temp_path %[1]s/tmp/client;
+    proxy_temp_path %[1]s/tmp/proxy;
+    fastcgi_temp_path %[1]s/tmp/fastcgi;
+    uwsgi_temp_path %[1]s/tmp/uwsgi;
+    scgi_temp_path %[1]s/tmp/scgi;
+    map $http_x_api_key $api_key_prefix {
+        default "-";
+        "~^(?<p>.{12})" $p;
+    }
+    log_format spray '%[2]s';
+    access_log %[1]s/logs/access.log spray;
+    server {
+        listen 127.0.0.1:%[3]d;
+        location /api/v1/clients/ { return 401; }
+        location / { return 200; }
+    }
+}
+`
+
+// rtNginx finds nginx, or skips (fails under CI=true).
+func rtNginx(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
+		return "/usr/sbin/nginx"
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("nginx is missing (Debian: apt-get install nginx)")
+	}
+	t.Skip("nginx is missing (Debian: apt-get install nginx)")
+	return ""
+}
+
+// Real nginx: the log is moved away with mv, nginx goes on writing to the
+// moved file until 'nginx -s reopen' (USR1), and the daemon restarts in
+// between.
+func TestRunNginxReopen(t *testing.T) {
+	nginx := rtNginx(t)
+	e := newRTEnv(t, "logs/access.log", "5s")
+	e.sprayIP = "127.0.0.66"
+	if err := os.Chmod(e.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	conf := e.path("nginx.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(rtNginxConf, e.dir, loggen.LogFormat, port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(e.path("tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srv := exec.Command(nginx, "-p", e.dir, "-c", conf, "-e", e.path("error.log"))
+	var srvOut syncBuffer
+	srv.Stdout, srv.Stderr = &srvOut, &srvOut
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Process.Signal(syscall.SIGQUIT)
+		srv.Wait()
+	})
+	client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+		LocalAddr: &net.TCPAddr{IP: net.ParseIP(e.sprayIP)}}).DialContext, DisableKeepAlives: true}}
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := client.Get(url + "/up")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx did not come up: %v\n%s", err, srvOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	os.Truncate(e.path("logs/access.log"), 0) // forget the readiness probes
+	spray := func(n int) {
+		for i := 0; i < n; i++ {
+			req, _ := http.NewRequest("POST", fmt.Sprintf("%s/api/v1/clients/victim-%03d/token", url, e.spray), nil)
+			req.Header.Set("X-API-Key", "sk_live_deadbeef0123456789")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 401 {
+				t.Fatalf("nginx answered %d, want 401", resp.StatusCode)
+			}
+			e.spray++
+			e.written++
+		}
+	}
+	reopen := func() {
+		out, err := exec.Command(nginx, "-p", e.dir, "-c", conf, "-e", e.path("error.log"), "-s", "reopen").CombinedOutput()
+		if err != nil {
+			t.Fatalf("nginx -s reopen: %v: %s", err, out)
+		}
+	}
+	spray(50)
+	d := e.start()
+	e.waitCounted(d, e.written)
+	e.rename("logs/access.log", "logs/access.log.1") // logrotate's mv
+	spray(40)                                        // nginx still writes to the moved file
+	e.waitCounted(d, e.written)
+	e.stop(d)
+	spray(20) // and while the daemon is down
+	d = e.start()
+	e.waitCounted(d, e.written)
+	reopen() // logrotate's postrotate: USR1
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(e.path("logs/access.log")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nginx did not reopen its log")
+		}
+	}
+	spray(40)
+	e.waitCounted(d, e.written)
+	e.stop(d)
 	e.check()
 }

@@ -375,6 +375,9 @@ func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) err
 	}
 	if f.cur == nil {
 		nf, err := openFile(f.key, f.key, 0)
+		if errors.Is(err, fs.ErrNotExist) && f.old != nil {
+			return nil // moved away; its writer has not reopened it yet
+		}
 		if err != nil {
 			return err
 		}
@@ -522,13 +525,20 @@ func (f *follower) drainPath(path string, like *file, emit func(*Line) error) er
 // daemon was down. A rotated file that is still plain (not compressed) and
 // the newest of its siblings is followed on for RotateWait, as after a
 // rotation seen live: its writer may not have reopened yet.
+//
+// The path may be missing (moved away, its writer not reopened yet): the
+// saved files are still taken up, and the path is read from 0 when it
+// appears.
 func (f *follower) start(now time.Time, emit func(*Line) error) error {
+	// A start that fails half way is tried again from what it reported.
+	emit = f.t.remember(emit)
 	cur, err := openFile(f.key, f.key, 0)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			f.startAtEnd = false // when it appears, it is read whole
-		}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
+	}
+	missing := err
+	if missing != nil {
+		f.startAtEnd = false // when it appears, it is read whole
 	}
 	fail := func(err error) error {
 		cur.close()
@@ -543,6 +553,13 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 	}
 	saved, ok := f.t.saved[f.key]
 	switch {
+	case !ok && cur == nil:
+	case cur == nil:
+		if saved.Head != "" {
+			if err := f.catchUp(saved, cur, now, emit); err != nil {
+				return fail(err)
+			}
+		}
 	case !ok:
 		if f.startAtEnd {
 			cur.off = cur.size
@@ -568,13 +585,40 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 			return fail(err)
 		}
 	}
+	if cur == nil && f.old == nil {
+		if ok && saved.Head != "" {
+			// Drained what was saved; the path starts afresh.
+			if err := emit(&Line{Pos: Position{Key: f.key}, File: f.key, PositionOnly: true}); err != nil {
+				return wrapEmit(err)
+			}
+		}
+		return missing
+	}
 	f.cur = cur
-	l := &Line{Pos: cur.position(), File: cur.path, Offset: cur.off, PositionOnly: true}
+	l := &Line{Pos: Position{Key: f.key}, File: f.key, PositionOnly: true}
+	if cur != nil {
+		l.Pos, l.Offset = cur.position(), cur.off
+	}
 	if f.old != nil {
 		old := f.old.position()
 		l.Extra = &old
 	}
 	return wrapEmit(emit(l))
+}
+
+// remember wraps emit so that the saved positions follow what was
+// reported.
+func (t *Tailer) remember(emit func(*Line) error) func(*Line) error {
+	return func(l *Line) error {
+		if err := emit(l); err != nil {
+			return err
+		}
+		t.saved[l.Pos.Key] = l.Pos
+		if l.Extra != nil {
+			t.saved[l.Extra.Key] = *l.Extra
+		}
+		return nil
+	}
 }
 
 // resume takes up a rotated file that was still being read for late lines.
@@ -634,7 +678,7 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	}
 	for _, p := range newer {
 		id, err := identify(p)
-		if err != nil || (id.dev == cur.dev && id.ino == cur.ino) {
+		if err != nil || cur.is(id.dev, id.ino) {
 			continue
 		}
 		next := &file{key: f.key, dev: id.dev, ino: id.ino, head: id.head}
@@ -681,6 +725,9 @@ func openFile(key, path string, off int64) (*file, error) {
 	}
 	return nf, nil
 }
+
+// is reports whether x is the file with this device and inode.
+func (x *file) is(dev, ino uint64) bool { return x != nil && x.dev == dev && x.ino == ino }
 
 func (x *file) close() {
 	if x != nil && x.f != nil {
@@ -937,7 +984,7 @@ func findFile(path string, saved Position, cur *file) string {
 		if err != nil {
 			continue
 		}
-		if dev, ino := devIno(fi); dev == saved.Dev && ino == saved.Inode && !(dev == cur.dev && ino == cur.ino) {
+		if dev, ino := devIno(fi); dev == saved.Dev && ino == saved.Inode && !cur.is(dev, ino) {
 			if startsWith(p, saved.Head) {
 				return p
 			}
