@@ -127,16 +127,19 @@ func credentials(inc detect.Incident, n int) string {
 	return code(inc.Credentials, n)
 }
 
-// counted shows a total and the first n of a sample.
+// counted shows a total, the first n of a sample, and how many of the total
+// are not shown.
 func counted(total int, sample []string, n int) string {
 	if total == 0 {
 		return "0"
 	}
-	return fmt.Sprintf("%d: %s", total, code(sample, n))
+	return fmt.Sprintf("%d: %s", total, codeOf(sample, n, total))
 }
 
 // code shows up to n values as code, and how many more there are.
-func code(xs []string, n int) string {
+func code(xs []string, n int) string { return codeOf(xs, n, len(xs)) }
+
+func codeOf(xs []string, n, total int) string {
 	if len(xs) == 0 {
 		return ""
 	}
@@ -149,7 +152,7 @@ func code(xs []string, n int) string {
 		parts[i] = "`" + strings.ReplaceAll(esc(clip(x, 80)), "`", "'") + "`"
 	}
 	s := strings.Join(parts, ", ")
-	if more := len(xs) - len(shown); more > 0 {
+	if more := total - len(shown); more > 0 {
 		s += fmt.Sprintf(" and %d more", more)
 	}
 	return s

@@ -52,13 +52,14 @@ func TestMessageShowsTheFacts(t *testing.T) {
 	s := render(t, text, blocks)
 	for _, want := range []string{
 		"HIGH", "spray", "api-nginx", "incident #7",
-		"sk_liv…",              // credential label
-		"6: `203.0.113.7`",     // address count and top addresses
-		"and 1 more",           // addresses beyond the sample
-		"42: `alice`",          // identity count and sample
-		"57",                   // attempts
-		"2026-11-28 09:00:00Z", // first seen
-		"2026-11-28 09:07:00Z", // last seen
+		"sk_liv…",                   // credential label
+		"6: `203.0.113.7`",          // address count and top addresses
+		"`203.0.113.11` and 1 more", // addresses beyond the sample
+		"42: `alice`",               // identity count and sample
+		"and 37 more",               // identities beyond the sample
+		"57",                        // attempts
+		"2026-11-28 09:00:00Z",      // first seen
+		"2026-11-28 09:07:00Z",      // last seen
 		"window 15m", "max_credentials 3", "min_identities 10",
 		"`spraywatch explain --db /var/lib/spraywatch/spraywatch.db 7`",
 	} {
