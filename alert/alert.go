@@ -1,5 +1,10 @@
 // Package alert delivers incidents to people and machines: a readable
-// table or line for terminals, JSON lines for pipelines and files.
+// table or line for terminals, JSON lines for pipelines and files, and,
+// through subpackages, Slack (alert/slack) and any HTTP endpoint
+// (alert/webhook). The Outbox makes delivery survive restarts and outages:
+// incidents are queued in the detection database in the transaction that
+// records them, then sent at a bounded rate, retried, coalesced and, in a
+// storm, summarized.
 package alert
 
 import (
