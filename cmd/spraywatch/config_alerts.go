@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -89,8 +91,8 @@ func (a AlertConfig) validate(field string) []error {
 		}
 	}
 	only := func(types string, keys map[string]bool) {
-		for k, set := range keys {
-			if set {
+		for _, k := range slices.Sorted(maps.Keys(keys)) {
+			if keys[k] {
 				bad(k, "", "applies only to type "+types)
 			}
 		}
