@@ -66,8 +66,8 @@ func TestIsNoise(t *testing.T) {
 		"Traceback (most recent call last):":    true,
 		`  File "app.py", line 3, in x`:         true,
 		`127.0.0.1 - - [28/Nov/2026 16:03:50] code 400, message Bad request version ('\x16\x03')`: true,
-		`127.0.0.1 - - [28/Nov/2026 16:03:50] "GET /code 400 HTTP/1.1" 200 -`:                    false,
-		`[2026-11-28 16:03:41,123] WARNING in app: auth failure`:                                 false,
+		`127.0.0.1 - - [28/Nov/2026 16:03:50] "GET /code 400 HTTP/1.1" 200 -`:                     false,
+		`[2026-11-28 16:03:41,123] WARNING in app: auth failure`:                                  false,
 	} {
 		if got := flask.IsNoise([]byte(line)); got != want {
 			t.Errorf("IsNoise(%q) = %v, want %v", line, got, want)

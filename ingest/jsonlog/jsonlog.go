@@ -17,11 +17,13 @@ var (
 
 const maxDepth = 32
 
-// Format extracts a fixed set of dotted paths.
+// Format extracts a fixed set of dotted paths. Split reuses a buffer, so a
+// Format is not safe for concurrent use.
 type Format struct {
 	paths    []string
 	index    map[string]int
 	prefixes map[string]bool
+	path     []byte
 }
 
 // New returns a Format that extracts paths, in the order given.
@@ -55,7 +57,8 @@ func (f *Format) Split(line []byte, vals [][]byte) error {
 	for i := range f.paths {
 		vals[i] = nil
 	}
-	s := scanner{b: line, f: f, vals: vals}
+	s := scanner{b: line, f: f, vals: vals, path: f.path[:0]}
+	defer func() { f.path = s.path[:0] }() // keep the grown buffer: no allocation per line
 	s.ws()
 	if s.i >= len(s.b) || s.b[s.i] != '{' {
 		return ErrNotObject
