@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/spraywatch/spraywatch/alert"
 )
 
 // metrics are what 'spraywatch run' serves on metrics_listen. Only the
@@ -32,8 +34,6 @@ type metrics struct {
 	incidents   *prometheus.CounterVec
 	flushErrors prometheus.Counter
 	reloads     *prometheus.CounterVec
-	// SinkErrors counts alerts a sink failed to deliver.
-	SinkErrors prometheus.Counter
 
 	mu      sync.Mutex
 	sources map[string]*sourceMetrics
@@ -75,13 +75,44 @@ func newMetrics() *metrics {
 			Help: "Failed writes of counts, incidents and positions (retried)."}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_config_reloads_total",
 			Help: "SIGHUP reloads, applied or rejected."}, []string{"result"}),
-		SinkErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "spraywatch_sink_errors_total",
-			Help: "Alerts a sink failed to deliver."}),
 	}
 	m.reg.MustRegister(m.linesRead, m.linesParsed, m.linesSkip, m.linesLate, m.behindBytes, m.behindSecs, m.tracked,
-		m.dropped, m.incidents, m.flushErrors, m.reloads, m.SinkErrors,
+		m.dropped, m.incidents, m.flushErrors, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// watchSinks exports the alert destinations' delivery counters.
+func (m *metrics) watchSinks(stats func() []alert.DestinationStats) {
+	m.reg.MustRegister(sinkCollector(stats))
+}
+
+// sinkCollector reads the outbox's counters at scrape time.
+type sinkCollector func() []alert.DestinationStats
+
+var (
+	sinkErrorsDesc = prometheus.NewDesc("spraywatch_sink_errors_total",
+		"Alert deliveries that failed, per destination and kind (retry, rate_limited, rejected, misconfigured).",
+		[]string{"destination", "kind"}, nil)
+	sinkSentDesc = prometheus.NewDesc("spraywatch_alerts_sent_total",
+		"Alert messages delivered, per destination.", []string{"destination"}, nil)
+)
+
+func (c sinkCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- sinkErrorsDesc
+	ch <- sinkSentDesc
+}
+
+func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c() {
+		ch <- prometheus.MustNewConstMetric(sinkSentDesc, prometheus.CounterValue, float64(s.Sent), s.Destination)
+		for _, k := range []struct {
+			kind string
+			n    int64
+		}{{"retry", s.Retries}, {"rate_limited", s.RateLimited}, {"rejected", s.Rejected}, {"misconfigured", s.Misconfigured}} {
+			ch <- prometheus.MustNewConstMetric(sinkErrorsDesc, prometheus.CounterValue, float64(k.n), s.Destination, k.kind)
+		}
+	}
 }
 
 func (m *metrics) source(name string) *sourceMetrics {

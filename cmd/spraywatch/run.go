@@ -167,6 +167,7 @@ func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFl
 		stopAlerts()
 		return err
 	}
+	r.metrics.watchSinks(r.alerts.Stats)
 	alertsDone := make(chan error, 1)
 	go func() { alertsDone <- r.alerts.Run(alertCtx) }()
 	defer func() {

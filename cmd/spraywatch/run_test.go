@@ -13,6 +13,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -621,4 +622,122 @@ func TestRunNginxReopen(t *testing.T) {
 	e.waitCounted(d, e.written)
 	e.stop(d)
 	e.check()
+}
+
+func rtGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Live behaviour: the incident follows its crossing line at once; metrics
+// and /healthz tell what is read; SIGHUP rejects a bad config and applies a
+// good one without losing or rereading a line.
+func TestRunLiveMetricsReload(t *testing.T) {
+	e := newRTEnv(t, "logs/access.log", "3s")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	good, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(good) + fmt.Sprintf("metrics_listen: %s\n", addr)
+	cfg = strings.Replace(cfg, "sources:\n", "sources:\n  - name: other\n    format: nginx\n    paths: [logs/other.log]\n    log_format: combined\n    identity: {remote_user: true}\n", 1)
+	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := e.create("logs/access.log")
+	e.write(w, 9)
+	d := e.start()
+	e.waitCounted(d, e.written)
+	metrics := "http://" + addr
+	if code, body := rtGet(t, metrics+"/healthz"); code != 503 || !strings.Contains(body, "other.log") {
+		t.Errorf("healthz with a missing file = %d %q, want 503 naming it", code, body)
+	}
+	// The tenth identity crosses the spray threshold.
+	written := time.Now()
+	e.write(w, 1)
+	var raised time.Duration
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if rtSprayIncidents(t, e) > 0 {
+			raised = time.Since(written)
+			break
+		}
+	}
+	if raised == 0 {
+		t.Fatalf("no incident:\n%s", d.stderr.String())
+	}
+	t.Logf("spray incident stored %v after its crossing line was written", raised.Round(time.Millisecond))
+	e.create("logs/other.log").Close()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if code, _ := rtGet(t, metrics+"/healthz"); code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			_, body := rtGet(t, metrics+"/healthz")
+			t.Fatalf("healthz stays unhealthy after the file appeared: %s", body)
+		}
+	}
+	_, body := rtGet(t, metrics+"/metrics")
+	for _, want := range []string{`spraywatch_lines_read_total{source="api"} 20`, `spraywatch_incidents_raised_total{kind="spray"} 1`,
+		`spraywatch_tracked_groups{grouping="ip"}`, `spraywatch_source_bytes_behind{source="api"} 0`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+
+	// A bad config is rejected; the daemon goes on with the old one.
+	if err := os.WriteFile(e.config, []byte(cfg+"lateness: -1m\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(d.stderr.String(), "config rejected on reload"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("bad config not rejected:\n%s", d.stderr.String())
+		}
+	}
+	e.write(w, 40)
+	e.waitCounted(d, e.written)
+	// A good one is applied, keeping windows, incidents and positions.
+	if err := os.WriteFile(e.config, []byte(cfg+"lateness: 1m\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(d.stderr.String(), "config reloaded"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("good config not applied:\n%s", d.stderr.String())
+		}
+	}
+	e.write(w, 100)
+	e.waitCounted(d, e.written)
+	_, body = rtGet(t, metrics+"/metrics")
+	for _, want := range []string{`spraywatch_config_reloads_total{result="rejected"} 1`, `spraywatch_config_reloads_total{result="applied"} 1`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	e.stop(d)
+	e.check()
+}
+
+func rtSprayIncidents(t *testing.T, e *rtEnv) int {
+	s, err := detect.Open(e.path("state/spraywatch.db"), detect.StoreOptions{ReadOnly: true})
+	if err != nil {
+		return 0
+	}
+	defer s.Close()
+	incs, err := s.Incidents(context.Background(), detect.IncidentFilter{Kind: detect.KindSpray})
+	if err != nil {
+		return 0
+	}
+	return len(incs)
 }
