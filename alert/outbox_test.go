@@ -471,3 +471,44 @@ func TestWebhookPostsAgainOnlyWhenSeverityRises(t *testing.T) {
 		t.Errorf("stats: %+v, want 3 skipped updates", st)
 	}
 }
+
+func TestRunDeliversWhenWokenAndDrainsOnStop(t *testing.T) {
+	store, err := detect.Open(filepath.Join(t.TempDir(), "s.db"), detect.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	box, err := alert.OpenOutbox(context.Background(), store.DB(), alert.OutboxOptions{Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := slacktest.New(t)
+	hook, _ := slack.NewWebhook(slack.WebhookOptions{URL: fake.WebhookURL()})
+	box.AddDestination("slack", hook, alert.DestinationOptions{Rate: 1000})
+	flush := func(id int64) {
+		inc := incident(id, detect.KindSpray, "api-nginx")
+		if err := store.Flush(context.Background(), detect.Batch{Incidents: []*detect.Incident{&inc}, Extra: box.Enqueue}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- box.Run(ctx) }()
+
+	flush(1) // the hour-long interval never fires: Enqueue wakes Run
+	for deadline := time.Now().Add(30 * time.Second); len(fake.Sent()) == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	}
+	if n := len(fake.Sent()); n != 1 {
+		t.Fatalf("after a wake: %d messages, want 1", n)
+	}
+	// Stop right after a flush: the last round still delivers it.
+	flush(2)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	n, _ := box.Pending(context.Background())
+	if len(fake.Sent()) != 2 || n["slack"] != 0 {
+		t.Errorf("after stop: %d sent, %d pending; want both sent", len(fake.Sent()), n["slack"])
+	}
+}
