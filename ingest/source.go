@@ -433,7 +433,16 @@ func (p *Parser) addShape(kind shapeKind, sp splitter, def defaults, explicit ma
 			}
 		}
 	}
-	if err := s.check(explicit, p.format); err != nil {
+	what := p.format
+	switch sp.(type) {
+	case *flask.Regex:
+		what = "app_regex"
+	case *flask.Logging:
+		what = "app_log_format"
+	case *nginx.Format, *gunicorn.Format:
+		what = "log_format"
+	}
+	if err := s.check(explicit, what); err != nil {
 		return err
 	}
 	s.vals = make([][]byte, len(sp.Fields()))
@@ -467,7 +476,7 @@ func (p *Parser) addJSONShape(kind shapeKind, def defaults, explicit map[Role]st
 }
 
 // check reports a shape that can never yield an event.
-func (s *shape) check(explicit map[Role]string, format string) error {
+func (s *shape) check(explicit map[Role]string, what string) error {
 	for _, r := range []Role{RoleIP, RoleTime, RoleStatus} {
 		if len(s.roles[r]) > 0 || len(s.keys[r]) > 0 {
 			continue
@@ -475,9 +484,9 @@ func (s *shape) check(explicit map[Role]string, format string) error {
 		if r == RoleStatus && (len(s.roles[RoleOutcome]) > 0 || len(s.keys[RoleOutcome]) > 0) {
 			continue
 		}
-		what := map[Role]string{RoleIP: "client address", RoleTime: "time", RoleStatus: "status (or outcome)"}[r]
+		need := map[Role]string{RoleIP: "client address", RoleTime: "time", RoleStatus: "status (or outcome)"}[r]
 		tried := candidates(r, defaults{}, explicit)
-		return fmt.Errorf("%w: %s has no %s field (it has %s; tried %s)", ErrUnknownField, format, what,
+		return fmt.Errorf("%w: %s has no %s field (it has %s; tried %s)", ErrUnknownField, what, need,
 			strings.Join(s.split.Fields(), ", "), strings.Join(append(tried, s.roleDefaults(r)...), ", "))
 	}
 	return nil

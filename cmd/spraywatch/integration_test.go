@@ -178,7 +178,7 @@ func integNeeds(t *testing.T) (nginx, gunicorn, python string) {
 	return nginx, gunicorn, python
 }
 
-func freePort(t *testing.T) int {
+func integFreePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -190,7 +190,7 @@ func freePort(t *testing.T) int {
 
 // startServer starts cmd, stops it at cleanup, and waits until port
 // accepts connections.
-func startServer(t *testing.T, name string, cmd *exec.Cmd, port int, logs ...string) {
+func integStart(t *testing.T, name string, cmd *exec.Cmd, port int, logs ...string) {
 	t.Helper()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -198,7 +198,7 @@ func startServer(t *testing.T, name string, cmd *exec.Cmd, port int, logs ...str
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { stopServer(name, cmd, done) })
+	t.Cleanup(func() { integStop(name, cmd, done) })
 	for i := 0; ; i++ {
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
 		if err == nil {
@@ -207,17 +207,17 @@ func startServer(t *testing.T, name string, cmd *exec.Cmd, port int, logs ...str
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("%s exited before listening: %v\n%s", name, err, tails(logs))
+			t.Fatalf("%s exited before listening: %v\n%s", name, err, integTails(logs))
 		case <-time.After(100 * time.Millisecond):
 		}
 		if i > 300 {
-			t.Fatalf("%s did not listen on 127.0.0.1:%d within 30s\n%s", name, port, tails(logs))
+			t.Fatalf("%s did not listen on 127.0.0.1:%d within 30s\n%s", name, port, integTails(logs))
 		}
 	}
 }
 
 // stopServer asks the server's process group to quit, then kills it.
-func stopServer(name string, cmd *exec.Cmd, done chan error) {
+func integStop(name string, cmd *exec.Cmd, done chan error) {
 	if cmd.Process == nil {
 		return
 	}
@@ -239,7 +239,7 @@ func stopServer(name string, cmd *exec.Cmd, done chan error) {
 	}
 }
 
-func tails(paths []string) string {
+func integTails(paths []string) string {
 	var b strings.Builder
 	for _, p := range paths {
 		data, _ := os.ReadFile(p)
@@ -388,13 +388,13 @@ func TestRealServers(t *testing.T) {
 
 	// gunicorn, in the mode that answers 404 for unknown client ids, with
 	// nginx in front of it.
-	gport, nport, fport := freePort(t), freePort(t), freePort(t)
+	gport, nport, fport := integFreePort(t), integFreePort(t), integFreePort(t)
 	gunicornErr := filepath.Join(dir, "gunicorn-error.log")
 	g := exec.Command(gunicornBin, "--bind", fmt.Sprintf("127.0.0.1:%d", gport), "--workers", "1", "--threads", "4",
 		"--chdir", appDir, "--access-logfile", filepath.Join(dir, "gunicorn.log"), "--access-logformat", integGunicornFormat,
 		"--error-logfile", gunicornErr, "app:app")
 	g.Env = append(env, "SPRAY_UNKNOWN_404=1", "SPRAY_JSON_LOG="+filepath.Join(dir, "app.json"))
-	startServer(t, "gunicorn", g, gport, gunicornErr)
+	integStart(t, "gunicorn", g, gport, gunicornErr)
 
 	user := ""
 	if os.Geteuid() == 0 {
@@ -406,7 +406,7 @@ func TestRealServers(t *testing.T) {
 	}
 	nginxErr := filepath.Join(dir, "error.log")
 	n := exec.Command(nginxBin, "-p", dir, "-c", conf, "-e", nginxErr)
-	startServer(t, "nginx", n, nport, nginxErr)
+	integStart(t, "nginx", n, nport, nginxErr)
 
 	// The werkzeug development server, answering 401 for unknown ids too;
 	// its stderr (access lines and the app's lines) is the flask log.
@@ -417,7 +417,7 @@ func TestRealServers(t *testing.T) {
 	defer flaskLog.Close()
 	f := exec.Command(python, filepath.Join(appDir, "app.py"), fmt.Sprint(fport))
 	f.Env, f.Stdout, f.Stderr = env, flaskLog, flaskLog
-	startServer(t, "werkzeug", f, fport, flaskLog.Name())
+	integStart(t, "werkzeug", f, fport, flaskLog.Name())
 
 	viaNginx := sendTraffic(t, fmt.Sprintf("http://127.0.0.1:%d", nport), true)
 	direct := sendTraffic(t, fmt.Sprintf("http://127.0.0.1:%d", fport), false)
@@ -440,7 +440,7 @@ func TestRealServers(t *testing.T) {
 	}
 
 	cfgPath := filepath.Join(dir, "spraywatch.yml")
-	cfgText := fmt.Sprintf(integConfig, indent(integSprayFormat, "      "), integVarsFormat, integGunicornFormat)
+	cfgText := fmt.Sprintf(integConfig, integIndent(integSprayFormat, "      "), integVarsFormat, integGunicornFormat)
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -568,7 +568,7 @@ func integReplay(t *testing.T, cfgPath, source, file string) (map[string]int, ma
 	return kinds, ips
 }
 
-func indent(s, pre string) string {
+func integIndent(s, pre string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	for i, l := range lines {
 		lines[i] = pre + strings.TrimLeft(l, " ")
