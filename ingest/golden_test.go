@@ -3,7 +3,6 @@ package ingest_test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -94,7 +93,7 @@ func parseAll(p *ingest.Parser, data []byte) []goldenLine {
 		err := p.Parse(append([]byte(nil), line...), &ev)
 		g := goldenLine{Line: i + 1}
 		switch {
-		case errors.Is(err, ingest.ErrNotAuthRoute), errors.Is(err, ingest.ErrJoined), errors.Is(err, ingest.ErrNoise):
+		case ingest.IsFiltered(err):
 			g.Filtered = err.Error()
 		case err != nil:
 			g.Skip = err.Error()

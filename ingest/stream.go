@@ -130,7 +130,7 @@ func (s *Stats) Classify(err error, line []byte) bool {
 	switch {
 	case err == nil:
 		return true
-	case errors.Is(err, ErrNotAuthRoute), errors.Is(err, ErrJoined), errors.Is(err, ErrNoise):
+	case IsFiltered(err):
 		s.Parsed++
 		s.Filtered++
 		s.FilteredBy[err.Error()]++
@@ -138,6 +138,13 @@ func (s *Stats) Classify(err error, line []byte) bool {
 		s.Skip(err.Error(), line)
 	}
 	return false
+}
+
+// IsFiltered reports errors from Parse that are not skips: the line was
+// read fine but is rightly no event (outside the routes, a Flask access line
+// joined to its app line, a server banner or traceback).
+func IsFiltered(err error) bool {
+	return errors.Is(err, ErrNotAuthRoute) || errors.Is(err, ErrJoined) || errors.Is(err, ErrNoise)
 }
 
 const batchSize = 512
