@@ -292,70 +292,7 @@ func NewParser(o Options) (*Parser, error) {
 		}
 		explicit[r] = name
 	}
-	var err error
-	switch o.Format {
-	case FormatNginx:
-		f, err := nginx.Compile(o.Layout)
-		if err != nil {
-			return nil, err
-		}
-		err = p.addShape(accessShape, f, nginxDefaults, explicit, false)
-		if err != nil {
-			return nil, err
-		}
-	case FormatCombined:
-		if _, ok := explicit[RoleCredential]; ok {
-			return nil, fmt.Errorf("%w: the combined format carries no credential; use format nginx with a log_format that logs one", ErrUnknownField)
-		}
-		if o.Layout != "" && o.Layout != "combined" {
-			return nil, fmt.Errorf("%w: format combined takes no log_format; use format nginx for a custom one", ErrUnknownField)
-		}
-		combined, _ := nginx.Compile(nginx.Combined)
-		common, _ := nginx.Compile(commonLayout)
-		if err = p.addShape(accessShape, combined, nginxDefaults, explicit, false); err == nil {
-			err = p.addShape(accessShape, common, nginxDefaults, explicit, false)
-		}
-	case FormatGunicorn:
-		f, err := gunicorn.Compile(o.Layout)
-		if err != nil {
-			return nil, err
-		}
-		err = p.addShape(accessShape, f, gunicornDefaults, explicit, false)
-		if err != nil {
-			return nil, err
-		}
-	case FormatJSON:
-		err = p.addJSONShape(accessShape, jsonDefaults, explicit)
-	case FormatFlask:
-		// Shapes, tried in order: werkzeug access lines; the app regex
-		// when set; the app's logging format (which also recognises the
-		// app's other lines as no event); JSON app lines.
-		if err = p.addShape(accessShape, flask.Access{}, werkzeugDefaults, nil, false); err != nil {
-			return nil, err
-		}
-		if o.AppRegex != "" {
-			re, err := flask.CompileRegex(o.AppRegex)
-			if err != nil {
-				return nil, err
-			}
-			if err = p.addShape(appShape, re, appDefaults, explicit, true); err != nil {
-				return nil, err
-			}
-		}
-		lf, err := flask.CompileLogging(o.AppLogFormat)
-		if err != nil {
-			return nil, err
-		}
-		if err = p.addShape(appShape, lf, appDefaults, explicit, true); err == nil {
-			err = p.addJSONShape(appShape, appDefaults, explicit)
-		}
-		if err != nil {
-			return nil, err
-		}
-	default:
-		return nil, fmt.Errorf("%w: %q (want one of %s)", ErrUnknownFormat, o.Format, strings.Join(Formats, ", "))
-	}
-	if err != nil {
+	if err := p.addShapes(o, explicit); err != nil {
 		return nil, err
 	}
 	if o.Format != FormatJSON && o.Format != FormatFlask {
@@ -391,6 +328,64 @@ func NewParser(o Options) (*Parser, error) {
 	return p, nil
 }
 
+// addShapes compiles the kinds of line a format holds.
+func (p *Parser) addShapes(o Options, explicit map[Role]string) error {
+	switch o.Format {
+	case FormatNginx:
+		f, err := nginx.Compile(o.Layout)
+		if err != nil {
+			return err
+		}
+		return p.addShape(accessShape, f, nginxDefaults, explicit, false)
+	case FormatCombined:
+		if _, ok := explicit[RoleCredential]; ok {
+			return fmt.Errorf("%w: the combined format carries no credential; use format nginx with a log_format that logs one", ErrUnknownField)
+		}
+		if o.Layout != "" && o.Layout != "combined" {
+			return fmt.Errorf("%w: format combined takes no log_format; use format nginx for a custom one", ErrUnknownField)
+		}
+		combined, _ := nginx.Compile(nginx.Combined)
+		common, _ := nginx.Compile(commonLayout)
+		if err := p.addShape(accessShape, combined, nginxDefaults, explicit, false); err != nil {
+			return err
+		}
+		return p.addShape(accessShape, common, nginxDefaults, explicit, false)
+	case FormatGunicorn:
+		f, err := gunicorn.Compile(o.Layout)
+		if err != nil {
+			return err
+		}
+		return p.addShape(accessShape, f, gunicornDefaults, explicit, false)
+	case FormatJSON:
+		return p.addJSONShape(accessShape, jsonDefaults, explicit)
+	case FormatFlask:
+		// Tried in order: werkzeug access lines; the app regex when set;
+		// the app's logging format (which also tells the app's other lines
+		// as no event); JSON app lines.
+		if err := p.addShape(accessShape, flask.Access{}, werkzeugDefaults, nil, false); err != nil {
+			return err
+		}
+		if o.AppRegex != "" {
+			re, err := flask.CompileRegex(o.AppRegex)
+			if err != nil {
+				return err
+			}
+			if err := p.addShape(appShape, re, appDefaults, explicit, true); err != nil {
+				return err
+			}
+		}
+		lf, err := flask.CompileLogging(o.AppLogFormat)
+		if err != nil {
+			return err
+		}
+		if err := p.addShape(appShape, lf, appDefaults, explicit, true); err != nil {
+			return err
+		}
+		return p.addJSONShape(appShape, appDefaults, explicit)
+	}
+	return fmt.Errorf("%w: %q (want one of %s)", ErrUnknownFormat, o.Format, strings.Join(Formats, ", "))
+}
+
 // commonLayout is the common log format, combined without referer and user
 // agent (Apache's "common", many embedded servers).
 const commonLayout = `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent`
@@ -404,8 +399,9 @@ func candidates(r Role, def defaults, explicit map[Role]string) []string {
 	return def[r]
 }
 
-// addShape resolves the roles of a splitter's fields. required reports a
-// missing address, time or status as an error.
+// addShape resolves the roles of a splitter's fields. app shapes read
+// key=value pairs from their message field for roles the line lacks. A
+// shape that can have no address, time or status (or outcome) is an error.
 func (p *Parser) addShape(kind shapeKind, sp splitter, def defaults, explicit map[Role]string, app bool) error {
 	s := &shape{kind: kind, split: sp, msg: -1}
 	index := map[string]int{}
