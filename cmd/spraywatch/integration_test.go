@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // integNginxConf is the nginx.conf the test writes. The spray log_format is
@@ -130,6 +131,9 @@ sources:
     paths: [flask.log]
     timezone: UTC
     identity: {path: ["/api/v1/clients/{identity}/"]}
+  - name: flask-gunicorn
+    format: flask
+    paths: [gunicorn-error.log]
   - name: flask-regex
     format: flask
     paths: [flask.log]
@@ -188,22 +192,22 @@ func integFreePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startServer starts cmd, stops it at cleanup, and waits until port
-// accepts connections.
-func integStart(t *testing.T, name string, cmd *exec.Cmd, port int, logs ...string) {
+// integStart starts cmd, stops it at cleanup, and waits until port
+// accepts connections. The channel reports the process's exit.
+func integStart(t *testing.T, name string, cmd *exec.Cmd, port int, logs ...string) chan error {
 	t.Helper()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() { done <- cmd.Wait(); close(done) }()
 	t.Cleanup(func() { integStop(name, cmd, done) })
 	for i := 0; ; i++ {
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
 		if err == nil {
 			c.Close()
-			return
+			return done
 		}
 		select {
 		case err := <-done:
@@ -216,8 +220,8 @@ func integStart(t *testing.T, name string, cmd *exec.Cmd, port int, logs ...stri
 	}
 }
 
-// stopServer asks the server's process group to quit, then kills it.
-func integStop(name string, cmd *exec.Cmd, done chan error) {
+// integStop asks the server's process group to quit, then kills it.
+func integStop(name string, cmd *exec.Cmd, done <-chan error) {
 	if cmd.Process == nil {
 		return
 	}
@@ -237,6 +241,33 @@ func integStop(name string, cmd *exec.Cmd, done chan error) {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 	}
+}
+
+// integTTY is a pseudo-terminal pair.
+type integTTY struct{ master, slave *os.File }
+
+// integPTY opens a pseudo-terminal (Linux /dev/ptmx).
+func integPTY() (*integTTY, error) {
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	var unlock int32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
+		m.Close()
+		return nil, fmt.Errorf("unlock pty: %w", e)
+	}
+	var n uint32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); e != 0 {
+		m.Close()
+		return nil, fmt.Errorf("pty number: %w", e)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return &integTTY{master: m, slave: s}, nil
 }
 
 func integTails(paths []string) string {
@@ -394,7 +425,7 @@ func TestRealServers(t *testing.T) {
 		"--chdir", appDir, "--access-logfile", filepath.Join(dir, "gunicorn.log"), "--access-logformat", integGunicornFormat,
 		"--error-logfile", gunicornErr, "app:app")
 	g.Env = append(env, "SPRAY_UNKNOWN_404=1", "SPRAY_JSON_LOG="+filepath.Join(dir, "app.json"))
-	integStart(t, "gunicorn", g, gport, gunicornErr)
+	gu := integStart(t, "gunicorn", g, gport, gunicornErr)
 
 	user := ""
 	if os.Geteuid() == 0 {
@@ -406,36 +437,50 @@ func TestRealServers(t *testing.T) {
 	}
 	nginxErr := filepath.Join(dir, "error.log")
 	n := exec.Command(nginxBin, "-p", dir, "-c", conf, "-e", nginxErr)
-	integStart(t, "nginx", n, nport, nginxErr)
+	ng := integStart(t, "nginx", n, nport, nginxErr)
 
-	// The werkzeug development server, answering 401 for unknown ids too;
-	// its stderr (access lines and the app's lines) is the flask log.
-	flaskLog, err := os.Create(filepath.Join(dir, "flask.log"))
+	// The werkzeug development server, answering 401 for unknown ids too.
+	// It runs on a pseudo-terminal, as in a developer's shell, so that its
+	// access lines carry ANSI colours; its output (access lines and the
+	// app's lines, interleaved) is the flask log.
+	flaskPath := filepath.Join(dir, "flask.log")
+	flaskLog, err := os.Create(flaskPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer flaskLog.Close()
 	f := exec.Command(python, filepath.Join(appDir, "app.py"), fmt.Sprint(fport))
 	f.Env, f.Stdout, f.Stderr = env, flaskLog, flaskLog
-	integStart(t, "werkzeug", f, fport, flaskLog.Name())
+	copied := make(chan struct{})
+	tty, ttyErr := integPTY()
+	if ttyErr != nil {
+		t.Logf("no pseudo-terminal (%v): the flask log will have no ANSI colours", ttyErr)
+		close(copied)
+	} else {
+		f.Stdout, f.Stderr = tty.slave, tty.slave
+		go func() {
+			defer close(copied)
+			io.Copy(flaskLog, tty.master) // ends with EIO once the server has exited
+		}()
+	}
+	wz := integStart(t, "werkzeug", f, fport, flaskPath)
+	if ttyErr == nil {
+		tty.slave.Close()
+		defer tty.master.Close()
+	}
 
 	viaNginx := sendTraffic(t, fmt.Sprintf("http://127.0.0.1:%d", nport), true)
 	direct := sendTraffic(t, fmt.Sprintf("http://127.0.0.1:%d", fport), false)
 
 	// Stop the servers so every line is on disk.
-	for _, c := range []struct {
-		name string
-		cmd  *exec.Cmd
-	}{{"nginx", n}, {"gunicorn", g}, {"werkzeug", f}} {
-		sig := syscall.SIGTERM
-		if c.name == "nginx" {
-			sig = syscall.SIGQUIT
-		}
-		_ = syscall.Kill(-c.cmd.Process.Pid, sig)
-	}
-	for _, c := range []*exec.Cmd{n, g, f} {
-		for i := 0; i < 100 && syscall.Kill(c.Process.Pid, 0) == nil; i++ {
-			time.Sleep(100 * time.Millisecond)
+	integStop("nginx", n, ng)
+	integStop("gunicorn", g, gu)
+	integStop("werkzeug", f, wz)
+	<-copied
+	if raw, err := os.ReadFile(flaskPath); err == nil && ttyErr == nil {
+		t.Logf("flask log: %d lines, %d ANSI escapes, %d CRLF", bytes.Count(raw, []byte("\n")), bytes.Count(raw, []byte("\x1b[")), bytes.Count(raw, []byte("\r\n")))
+		if !bytes.Contains(raw, []byte("\x1b[")) {
+			t.Errorf("werkzeug on a terminal wrote no ANSI colour codes: the stripping is not exercised")
 		}
 	}
 
@@ -480,6 +525,8 @@ func TestRealServers(t *testing.T) {
 		{"app-json", viaNginx.api, 0, false, with(oracle)},
 		{"flask", 2 * direct.api, direct.api, true, common},
 		{"flask-regex", 2 * direct.api, direct.api, true, common},
+		// The app's own lines in gunicorn's error log, among gunicorn's.
+		{"flask-gunicorn", viaNginx.api, 0, true, with(oracle)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.source, func(t *testing.T) {

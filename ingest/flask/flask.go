@@ -116,10 +116,11 @@ var (
 	errRequest = []byte("] code ") // werkzeug's log_error: "code 400, message Bad request version"
 )
 
-// IsNoise reports lines the development server and Python write that are
-// not requests: the start-up banner, tracebacks and their indented frames,
-// and werkzeug's "code 400, message ..." lines for requests it could not
-// read (TLS handshakes on the plain port, scanners).
+// IsNoise reports lines the development server, gunicorn and Python write
+// that are not requests: the start-up banner, tracebacks and their indented
+// frames, werkzeug's "code 400, message ..." lines for requests it could not
+// read (TLS handshakes on the plain port, scanners), and gunicorn's own
+// error-log lines.
 func IsNoise(line []byte) bool {
 	for _, n := range noise {
 		if bytes.HasPrefix(line, n) {
@@ -131,7 +132,27 @@ func IsNoise(line []byte) bool {
 			return true
 		}
 	}
-	return false
+	return isGunicornLog(line)
+}
+
+// isGunicornLog reports gunicorn's own error-log lines, which share the
+// file with a Flask app's lines when it runs under gunicorn:
+//
+//	[2026-11-28 16:03:41 +0000] [4711] [INFO] Booting worker with pid: 4711
+func isGunicornLog(line []byte) bool {
+	if len(line) < 2 || line[0] != '[' {
+		return false
+	}
+	i := bytes.Index(line, []byte("] ["))
+	if i < 0 {
+		return false
+	}
+	rest := line[i+3:]
+	n := 0
+	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+		n++
+	}
+	return n > 0 && bytes.HasPrefix(rest[n:], []byte("] ["))
 }
 
 // StartsTraceback reports the first line of a Python traceback.

@@ -68,6 +68,8 @@ func TestIsNoise(t *testing.T) {
 		`127.0.0.1 - - [28/Nov/2026 16:03:50] code 400, message Bad request version ('\x16\x03')`: true,
 		`127.0.0.1 - - [28/Nov/2026 16:03:50] "GET /code 400 HTTP/1.1" 200 -`:                     false,
 		`[2026-11-28 16:03:41,123] WARNING in app: auth failure`:                                  false,
+		`[2026-11-28 16:03:41 +0000] [4711] [INFO] Booting worker with pid: 4711`:                 true,
+		`[2026-11-28 16:03:41 +0000] [x] [INFO] not gunicorn`:                                     false,
 	} {
 		if got := flask.IsNoise([]byte(line)); got != want {
 			t.Errorf("IsNoise(%q) = %v, want %v", line, got, want)
