@@ -100,7 +100,7 @@ var (
 		RoleStatus:   {"status", "status_code", "response_status", "http_status"},
 		RoleLatency:  {"request_time", "duration", "latency", "elapsed", "response_time"},
 		RoleUser:     {"remote_user", "user"},
-		RoleIdentity: {"client_id", "identity"},
+		RoleIdentity: {"client_id", "identity", "user_id", "username"},
 		RoleOutcome:  {"outcome"},
 	}
 	gunicornDefaults = defaults{
@@ -762,7 +762,10 @@ func (p *Parser) markFilled(s *shape, ev *Event, method, path, query []byte) {
 		p.filled[RoleMethod] = true
 	}
 	if path != nil {
-		p.filled[RolePath], p.filled[RoleRequest] = true, p.filled[RoleRequest] || len(s.roles[RoleRequest]) > 0
+		p.filled[RolePath] = true
+	}
+	if !p.filled[RoleRequest] && s.field(RoleRequest) != nil {
+		p.filled[RoleRequest] = true
 	}
 	if query != nil {
 		p.filled[RoleQuery] = true
