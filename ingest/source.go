@@ -707,12 +707,13 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 		path = path[:i]
 	}
 	ev.Method = p.intern.bytes(method)
+	var captured []byte
 	if s.kind == appShape && path == nil {
 		ev.Route = "" // an application line names no route: it is about authentication itself
-	} else if ev.Route, err = p.route(path); err != nil {
+	} else if ev.Route, captured, err = p.route(path); err != nil {
 		return err
 	}
-	ev.Identity, err = p.identity(s, path, query)
+	ev.Identity, err = p.identity(s, path, query, captured)
 	if err != nil {
 		return err
 	}
@@ -811,35 +812,40 @@ func (p *Parser) join(s *shape, ev *Event) error {
 }
 
 // route applies the route filters and names the route for grouping.
-func (p *Parser) route(path []byte) (string, error) {
+// It also returns the identity the matching path template captured, so
+// that the path is matched once.
+func (p *Parser) route(path []byte) (string, []byte, error) {
 	for _, r := range p.ignore {
 		if bytes.HasPrefix(path, []byte(r)) {
-			return "", ErrNotAuthRoute
+			return "", nil, ErrNotAuthRoute
 		}
 	}
 	for _, t := range p.templates {
-		if _, ok := t.match(path); ok {
-			return t.raw, nil
+		if id, ok := t.match(path); ok {
+			return t.raw, id, nil
 		}
 	}
 	if len(p.routes) == 0 {
 		if len(p.templates) > 0 {
-			return "", ErrNotAuthRoute // templates name the routes that matter
+			return "", nil, ErrNotAuthRoute // templates name the routes that matter
 		}
-		return "", nil
+		return "", nil, nil
 	}
 	for _, r := range p.routes {
 		if bytes.HasPrefix(path, []byte(r)) {
-			return r, nil
+			return r, nil, nil
 		}
 	}
-	return "", ErrNotAuthRoute
+	return "", nil, ErrNotAuthRoute
 }
 
-func (p *Parser) identity(s *shape, path, query []byte) (string, error) {
-	var id []byte
-	if v := s.field(RoleIdentity); v != nil {
-		id = v
+// identity picks the identity: the identity field, else what the route's
+// template captured (captured), else another template, the query
+// parameter, or the user field.
+func (p *Parser) identity(s *shape, path, query, captured []byte) (string, error) {
+	id := s.field(RoleIdentity)
+	if id == nil {
+		id = captured
 	}
 	for i := 0; id == nil && i < len(p.templates); i++ {
 		if v, ok := p.templates[i].match(path); ok {
