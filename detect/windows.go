@@ -80,6 +80,10 @@ type WindowOptions struct {
 	// MaxGroups caps tracked groups per grouping; past it the least
 	// recently seen groups are dropped and counted in Dropped.
 	MaxGroups int
+	// MaxEntries caps the entries retained over all groups (0: no cap);
+	// past it new entries are dropped and counted in DroppedEntries. An
+	// attacker choosing addresses and identities cannot grow memory past it.
+	MaxEntries int
 }
 
 // Windows keeps groups in memory.
@@ -89,6 +93,9 @@ type Windows struct {
 	dirty   []*Group
 	counts  [numGroupings]int
 	Dropped int64
+	entries int
+	// DroppedEntries counts entries not retained under MaxEntries.
+	DroppedEntries int64
 }
 
 // NewWindows returns empty windows.
@@ -131,7 +138,12 @@ func (w *Windows) NetOf(ip netip.Addr) netip.Prefix {
 // when the group cap dropped it.
 func (w *Windows) Add(k GroupKey, e Entry) *Group {
 	g := w.groups[k]
+	full := w.opt.MaxEntries > 0 && w.entries >= w.opt.MaxEntries
 	if g == nil {
+		if full {
+			w.DroppedEntries++
+			return nil
+		}
 		if w.opt.MaxGroups > 0 && w.counts[k.Grouping] >= w.opt.MaxGroups {
 			w.Dropped++
 			return nil
@@ -158,7 +170,15 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 			return g
 		}
 	}
+	if full {
+		w.DroppedEntries++
+		if attempt {
+			g.Attempts -= int64(e.Count)
+		}
+		return g
+	}
 	g.Entries = append(g.Entries, e)
+	w.entries++
 	return g
 }
 
@@ -204,6 +224,7 @@ func (w *Windows) Prune(now int64, keep func(*Group) bool) {
 		}
 		clear(g.Entries[:i])
 		g.Entries = g.Entries[i:]
+		w.entries -= i
 		if len(g.Entries) == 0 && !g.Dirty && (keep == nil || !keep(g)) {
 			delete(w.groups, k)
 			w.counts[k.Grouping]--
@@ -213,3 +234,6 @@ func (w *Windows) Prune(now int64, keep func(*Group) bool) {
 
 // Len returns the number of tracked groups per grouping.
 func (w *Windows) Len() [numGroupings]int { return w.counts }
+
+// Entries returns the number of retained entries over all groups.
+func (w *Windows) Entries() int { return w.entries }

@@ -24,7 +24,14 @@ type Options struct {
 	NoCredential map[string]bool
 	// MaxGroups caps tracked window groups per grouping (0: no cap).
 	MaxGroups int
-	Logger    *slog.Logger
+	// MaxEntries caps retained window entries over all groups (0: no cap).
+	MaxEntries int
+	// MaxIncidentSet caps the addresses and the identities one incident
+	// tracks (0: no cap). Past it the incident still counts attempts, but
+	// new addresses and identities are counted in Counters.Untracked
+	// instead of listed, so its identity count becomes a lower bound.
+	MaxIncidentSet int
+	Logger         *slog.Logger
 	// FirstID is the ID the first new incident gets (stores pass the next
 	// free one).
 	FirstID int64
@@ -34,6 +41,9 @@ type Options struct {
 type Counters struct {
 	Events, Allowed, Stale, Incidents int64
 	ByKind                            map[string]int64
+	// Untracked counts addresses and identities not added to an incident
+	// under Options.MaxIncidentSet.
+	Untracked int64
 }
 
 // Engine consumes events in event-time order and raises incidents. It is
@@ -70,6 +80,7 @@ type Engine struct {
 	minAttempts [4]int64
 
 	scratch scratch
+	maxSet  int // Options.MaxIncidentSet
 	Counters
 }
 
@@ -115,25 +126,26 @@ func NewEngine(o Options) *Engine {
 		findings: map[string]*tracked{},
 	}
 	e.Counters.ByKind = map[string]int64{}
-	e.win = detect.NewWindows(e.windowOptions(o.Config, o.MaxGroups))
+	e.maxSet = o.MaxIncidentSet
+	e.win = detect.NewWindows(e.windowOptions(o.Config, o.MaxGroups, o.MaxEntries))
 	e.setConfig(o.Config, o.Allow)
 	return e
 }
 
-func (e *Engine) windowOptions(c Config, maxGroups int) detect.WindowOptions {
+func (e *Engine) windowOptions(c Config, maxGroups, maxEntries int) detect.WindowOptions {
 	var o detect.WindowOptions
 	o.Retain[detect.ByIP] = minutes(maxWindow(append([]time.Duration{c.Stuffing.Window}, c.Spray.Windows...)...))
 	o.Retain[detect.ByNet] = minutes(c.Stuffing.Window)
 	o.Retain[detect.ByCredential] = minutes(maxWindow(c.DistributedSpray.Window, c.LowAndSlow.Window))
 	o.Retain[detect.ByIdentity] = minutes(c.BruteForce.Window)
 	o.NetBitsV4, o.NetBits6 = c.Stuffing.NetBitsV4, c.Stuffing.NetBitsV6
-	o.MaxGroups = maxGroups
+	o.MaxGroups, o.MaxEntries = maxGroups, maxEntries
 	return o
 }
 
 // SetConfig swaps the thresholds (on reload), keeping windows and incidents.
 func (e *Engine) SetConfig(c Config, allow []netip.Prefix) {
-	e.win.SetOptions(e.windowOptions(c, e.win.Options().MaxGroups))
+	e.win.SetOptions(e.windowOptions(c, e.win.Options().MaxGroups, e.win.Options().MaxEntries))
 	e.setConfig(c, allow)
 }
 
@@ -287,7 +299,7 @@ func (e *Engine) absorb(tr *tracked, en *detect.Entry, first, last int64) {
 	// Only attacks mark what they touched for compromise checks; findings
 	// and compromises themselves do not.
 	attack := inc.Kind != KindRawCredentials && inc.Kind != KindCompromise && inc.Kind != KindEnumeration
-	if _, ok := tr.ips[en.IP]; !ok && en.IP.IsValid() {
+	if _, ok := tr.ips[en.IP]; !ok && en.IP.IsValid() && e.room(len(tr.ips)) {
 		tr.ips[en.IP] = struct{}{}
 		inc.IPs = append(inc.IPs, en.IP.String())
 		if attack {
@@ -301,7 +313,7 @@ func (e *Engine) absorb(tr *tracked, en *detect.Entry, first, last int64) {
 			e.attackedCred[valueKey{inc.Source, en.Credential}] = tr
 		}
 	}
-	if _, ok := tr.idents[en.Identity]; !ok && en.Identity != "" {
+	if _, ok := tr.idents[en.Identity]; !ok && en.Identity != "" && e.room(len(tr.idents)) {
 		tr.idents[en.Identity] = struct{}{}
 		inc.Identities++
 		if len(inc.IdentitySample) < detect.MaxIdentitySample {
@@ -324,6 +336,16 @@ func (e *Engine) absorb(tr *tracked, en *detect.Entry, first, last int64) {
 	}
 	tr.last = max(tr.last, last)
 	e.changed[inc.ID] = tr
+}
+
+// room reports whether an incident's set of n addresses or identities may
+// grow, counting what the cap keeps out.
+func (e *Engine) room(n int) bool {
+	if e.maxSet > 0 && n >= e.maxSet {
+		e.Untracked++
+		return false
+	}
+	return true
 }
 
 // newIncident starts tracking an incident.

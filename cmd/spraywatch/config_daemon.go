@@ -31,7 +31,17 @@ type DaemonConfig struct {
 	StartAt string `yaml:"start_at"`
 	// MaxGroups caps tracked window groups per grouping (address, network,
 	// credential, identity); past it new groups are dropped and counted.
+	// An attacker chooses how many addresses and identities appear: these
+	// caps bound memory (see BenchmarkMillionIPs in rules).
 	MaxGroups int `yaml:"max_groups"`
+	// MaxEntries caps retained window entries over all groups.
+	MaxEntries int `yaml:"max_entries"`
+	// MaxIncidentSet caps the addresses and identities one incident lists;
+	// past it attempts are still counted, identities become a lower bound.
+	MaxIncidentSet int `yaml:"max_incident_set"`
+	// MemoryLimitMB is Go's soft memory limit (GOMEMLIMIT) in MiB; the
+	// garbage collector works harder near it. 0 leaves Go's default.
+	MemoryLimitMB int `yaml:"memory_limit_mb"`
 	// Log sets the daemon's own logging on stderr.
 	Log LogConfig `yaml:"log"`
 }
@@ -46,7 +56,8 @@ type LogConfig struct {
 
 func defaultDaemonConfig() DaemonConfig {
 	return DaemonConfig{Lateness: 2 * time.Minute, PollInterval: 250 * time.Millisecond, RotateWait: time.Minute,
-		FlushInterval: time.Second, StartAt: "end", MaxGroups: 200_000, Log: LogConfig{Format: "text", Level: "info"}}
+		FlushInterval: time.Second, StartAt: "end", MaxGroups: 50_000, MaxEntries: 500_000, MaxIncidentSet: 50_000,
+		MemoryLimitMB: 128, Log: LogConfig{Format: "text", Level: "info"}}
 }
 
 // validate checks the daemon keys.
@@ -75,8 +86,13 @@ func (d DaemonConfig) validate() []error {
 	if d.StartAt != "end" && d.StartAt != "beginning" {
 		bad("start_at", d.StartAt, "must be end or beginning")
 	}
-	if d.MaxGroups < 0 {
-		bad("max_groups", d.MaxGroups, "must be 0 (no cap) or more")
+	for _, c := range []struct {
+		field string
+		v     int
+	}{{"max_groups", d.MaxGroups}, {"max_entries", d.MaxEntries}, {"max_incident_set", d.MaxIncidentSet}, {"memory_limit_mb", d.MemoryLimitMB}} {
+		if c.v < 0 {
+			bad(c.field, c.v, "must be 0 (no cap) or more")
+		}
 	}
 	if d.Log.Format != "text" && d.Log.Format != "json" {
 		bad("log.format", d.Log.Format, "must be text or json")

@@ -22,18 +22,21 @@ import (
 // detector goroutine writes them, except the counters client_golang makes
 // safe anyway.
 type metrics struct {
-	reg         *prometheus.Registry
-	linesRead   *prometheus.CounterVec
-	linesParsed *prometheus.CounterVec
-	linesSkip   *prometheus.CounterVec
-	linesLate   *prometheus.CounterVec
-	behindBytes *prometheus.GaugeVec
-	behindSecs  *prometheus.GaugeVec
-	tracked     *prometheus.GaugeVec
-	dropped     prometheus.Counter
-	incidents   *prometheus.CounterVec
-	flushErrors prometheus.Counter
-	reloads     *prometheus.CounterVec
+	reg            *prometheus.Registry
+	linesRead      *prometheus.CounterVec
+	linesParsed    *prometheus.CounterVec
+	linesSkip      *prometheus.CounterVec
+	linesLate      *prometheus.CounterVec
+	behindBytes    *prometheus.GaugeVec
+	behindSecs     *prometheus.GaugeVec
+	tracked        *prometheus.GaugeVec
+	dropped        prometheus.Counter
+	entries        prometheus.Gauge
+	droppedEntries prometheus.Counter
+	untracked      prometheus.Counter
+	incidents      *prometheus.CounterVec
+	flushErrors    prometheus.Counter
+	reloads        *prometheus.CounterVec
 
 	mu      sync.Mutex
 	sources map[string]*sourceMetrics
@@ -69,6 +72,12 @@ func newMetrics() *metrics {
 			Help: "Window groups held in memory, per grouping (ip, net, credential, identity)."}, []string{"grouping"}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "spraywatch_tracked_groups_dropped_total",
 			Help: "New window groups dropped because max_groups was reached (their lines are still stored)."}),
+		entries: prometheus.NewGauge(prometheus.GaugeOpts{Name: "spraywatch_tracked_entries",
+			Help: "Window entries held in memory over all groups (capped by max_entries)."}),
+		droppedEntries: prometheus.NewCounter(prometheus.CounterOpts{Name: "spraywatch_tracked_entries_dropped_total",
+			Help: "Window entries not kept because max_entries was reached (their lines are still stored)."}),
+		untracked: prometheus.NewCounter(prometheus.CounterOpts{Name: "spraywatch_incident_untracked_total",
+			Help: "Attempts whose address or identity an incident did not list because max_incident_set was reached."}),
 		incidents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_incidents_raised_total",
 			Help: "Incidents raised, per kind."}, []string{"kind"}),
 		flushErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "spraywatch_flush_errors_total",
@@ -77,7 +86,7 @@ func newMetrics() *metrics {
 			Help: "SIGHUP reloads, applied or rejected."}, []string{"result"}),
 	}
 	m.reg.MustRegister(m.linesRead, m.linesParsed, m.linesSkip, m.linesLate, m.behindBytes, m.behindSecs, m.tracked,
-		m.dropped, m.incidents, m.flushErrors, m.reloads,
+		m.dropped, m.entries, m.droppedEntries, m.untracked, m.incidents, m.flushErrors, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

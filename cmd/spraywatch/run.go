@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/spraywatch/spraywatch/detect"
@@ -107,6 +109,8 @@ type runner struct {
 	watchdog   time.Duration
 	lastPinged time.Time
 	dropped    int64
+	// what the counters above were last told
+	droppedEntries, untracked int64
 }
 
 func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFlag bool) error {
@@ -131,6 +135,9 @@ func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFl
 	} else {
 		r.log = slog.New(slog.NewTextHandler(g.stderr, opts))
 	}
+	if cfg.MemoryLimitMB > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
+	}
 	if r.secret, err = loadSecret(cfg.FingerprintSecretFile); err != nil {
 		return err
 	}
@@ -142,7 +149,7 @@ func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFl
 	}
 	defer r.store.Close()
 	r.engine = rules.NewEngine(rules.Options{Config: cfg.Rules, Allow: cfg.AllowList(), NoCredential: r.noCredential(),
-		MaxGroups: cfg.MaxGroups, Logger: r.log})
+		MaxGroups: cfg.MaxGroups, MaxEntries: cfg.MaxEntries, MaxIncidentSet: cfg.MaxIncidentSet, Logger: r.log})
 	if err := r.engine.Restore(ctx, r.store); err != nil {
 		return err
 	}
@@ -495,7 +502,8 @@ func (r *runner) reload(ctx context.Context) {
 		name     string
 		old, new any
 	}{{"database", r.cfg.Database, cfg.Database}, {"metrics_listen", r.cfg.MetricsListen, cfg.MetricsListen},
-		{"fingerprint_secret_file", r.cfg.FingerprintSecretFile, cfg.FingerprintSecretFile}, {"max_groups", r.cfg.MaxGroups, cfg.MaxGroups}} {
+		{"fingerprint_secret_file", r.cfg.FingerprintSecretFile, cfg.FingerprintSecretFile}, {"max_groups", r.cfg.MaxGroups, cfg.MaxGroups},
+		{"max_entries", r.cfg.MaxEntries, cfg.MaxEntries}, {"max_incident_set", r.cfg.MaxIncidentSet, cfg.MaxIncidentSet}} {
 		if fmt.Sprint(what.old) != fmt.Sprint(what.new) {
 			r.log.Warn("this setting changes only on restart", "field", what.name)
 		}
@@ -509,8 +517,9 @@ func (r *runner) reload(ctx context.Context) {
 	}
 	keep := r.cfg
 	r.cfg = cfg
-	r.cfg.Database, r.cfg.MetricsListen, r.cfg.FingerprintSecretFile, r.cfg.MaxGroups, r.cfg.Alerts =
-		keep.Database, keep.MetricsListen, keep.FingerprintSecretFile, keep.MaxGroups, keep.Alerts
+	r.cfg.Database, r.cfg.MetricsListen, r.cfg.FingerprintSecretFile, r.cfg.Alerts =
+		keep.Database, keep.MetricsListen, keep.FingerprintSecretFile, keep.Alerts
+	r.cfg.MaxGroups, r.cfg.MaxEntries, r.cfg.MaxIncidentSet = keep.MaxGroups, keep.MaxEntries, keep.MaxIncidentSet
 	r.engine.SetConfig(cfg.Rules, cfg.AllowList())
 	r.level.Set(parseLevel(cfg.Log.Level))
 	r.setReaders(r.startReaders(ctx))
@@ -567,9 +576,18 @@ func (r *runner) observeMetrics(now time.Time) {
 	for g, n := range groups {
 		r.metrics.tracked.WithLabelValues(detect.Grouping(g).String()).Set(float64(n))
 	}
-	if d := r.engine.Windows().Dropped; d > r.dropped {
-		r.metrics.dropped.Add(float64(d - r.dropped))
-		r.dropped = d
+	w := r.engine.Windows()
+	r.metrics.entries.Set(float64(w.Entries()))
+	for _, c := range []struct {
+		now  int64
+		seen *int64
+		m    prometheus.Counter
+	}{{w.Dropped, &r.dropped, r.metrics.dropped}, {w.DroppedEntries, &r.droppedEntries, r.metrics.droppedEntries},
+		{r.engine.Untracked, &r.untracked, r.metrics.untracked}} {
+		if c.now > *c.seen {
+			c.m.Add(float64(c.now - *c.seen))
+			*c.seen = c.now
+		}
 	}
 	rd := r.readers
 	rd.mu.Lock()
