@@ -13,7 +13,8 @@ type CredentialKind uint8
 
 const (
 	// CredentialAuto treats values up to PrefixMaxLen bytes as logged key
-	// prefixes and longer values as whole keys.
+	// prefixes and longer values as whole keys; a field that logs a request
+	// header (nginx $http_*, gunicorn %({name}i)s) always holds whole keys.
 	CredentialAuto CredentialKind = iota
 	// CredentialPrefix: the log holds a key prefix, used as the label.
 	CredentialPrefix

@@ -270,3 +270,29 @@ func BenchmarkParse(b *testing.B) {
 		})
 	}
 }
+
+// TestHeaderCredentialIsWholeKey: a logged request header holds the key as
+// sent, so even a short one is fingerprinted, never kept as a label.
+func TestHeaderCredentialIsWholeKey(t *testing.T) {
+	tests := []struct {
+		opts ingest.Options
+		line string
+	}{
+		{ingest.Options{Format: ingest.FormatNginx, Layout: `$remote_addr [$time_local] "$request" $status key=$http_x_api_key`,
+			Fields: map[ingest.Role]string{ingest.RoleCredential: "$http_x_api_key"}, IdentityPaths: []string{identityPath}},
+			`127.0.3.7 [28/Nov/2026:16:03:41 +0000] "GET /api/v1/clients/c1/resource HTTP/1.1" 401 key=abc123short`},
+		{ingest.Options{Format: ingest.FormatGunicorn, Layout: `%(h)s %(t)s "%(r)s" %(s)s key=%({x-api-key}i)s`,
+			Fields: map[ingest.Role]string{ingest.RoleCredential: "%({X-API-Key}i)s"}, IdentityPaths: []string{identityPath}},
+			`127.0.3.7 [28/Nov/2026:16:03:41 +0000] "GET /api/v1/clients/c1/resource HTTP/1.1" 401 key=abc123short`},
+	}
+	for _, tt := range tests {
+		p := goldenParser(t, tt.opts)
+		var ev ingest.Event
+		if err := p.Parse([]byte(tt.line), &ev); err != nil {
+			t.Fatalf("%s: %v", tt.opts.Format, err)
+		}
+		if !ev.RawCredential || strings.Contains(ev.Credential, "abc123short") {
+			t.Errorf("%s: credential %q (raw %v), want a fingerprint label", tt.opts.Format, ev.Credential, ev.RawCredential)
+		}
+	}
+}

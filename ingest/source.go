@@ -314,7 +314,11 @@ func NewParser(o Options) (*Parser, error) {
 			p.hasCred = true
 		}
 	}
-	p.cred = newCredentialLabeler(o.CredentialKind, o.Secret, p.intern)
+	kind := o.CredentialKind
+	if kind == CredentialAuto && isHeaderField(explicit[RoleCredential]) {
+		kind = CredentialKey // a logged request header is the whole key, however short
+	}
+	p.cred = newCredentialLabeler(kind, o.Secret, p.intern)
 	for _, set := range []struct {
 		ranges []StatusRange
 		o      Outcome
@@ -384,6 +388,12 @@ func (p *Parser) addShapes(o Options, explicit map[Role]string) error {
 		return p.addJSONShape(appShape, appDefaults, explicit)
 	}
 	return fmt.Errorf("%w: %q (want one of %s)", ErrUnknownFormat, o.Format, strings.Join(Formats, ", "))
+}
+
+// isHeaderField reports fields that log a request header as sent: nginx
+// $http_*, gunicorn %({name}i)s.
+func isHeaderField(name string) bool {
+	return strings.HasPrefix(name, "http_") || (strings.HasPrefix(name, "{") && strings.HasSuffix(name, "}i"))
 }
 
 // commonLayout is the common log format, combined without referer and user
