@@ -121,6 +121,9 @@ type StoreOptions struct {
 	ReadOnly bool
 	// BusyTimeout bounds how long a write waits for a lock. Default 5s.
 	BusyTimeout time.Duration
+	// CacheKiB is SQLite's page cache. Default 65536 (64 MiB, for replay
+	// speed); a daemon bounding its memory passes less.
+	CacheKiB int
 	// DeferIndexes leaves the attempt indexes of a new database for
 	// EnsureIndexes to build after a bulk load (replay).
 	DeferIndexes bool
@@ -138,6 +141,9 @@ type Store struct {
 func Open(path string, o StoreOptions) (*Store, error) {
 	if o.BusyTimeout == 0 {
 		o.BusyTimeout = 5 * time.Second
+	}
+	if o.CacheKiB <= 0 {
+		o.CacheKiB = 65536
 	}
 	s := &Store{path: path}
 	mode := "rwc"
@@ -162,8 +168,8 @@ func Open(path string, o StoreOptions) (*Store, error) {
 		}
 		s.lock = lock
 	}
-	dsn := fmt.Sprintf("file:%s?mode=%s&_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d&_txlock=immediate&_cache_size=-65536",
-		path, mode, o.BusyTimeout.Milliseconds())
+	dsn := fmt.Sprintf("file:%s?mode=%s&_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=%d&_txlock=immediate&_cache_size=-%d",
+		path, mode, o.BusyTimeout.Milliseconds(), o.CacheKiB)
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		s.Close()

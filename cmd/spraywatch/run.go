@@ -144,7 +144,9 @@ func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFl
 	if err := r.buildParsers(cfg); err != nil {
 		return err
 	}
-	if r.store, err = detect.Open(cfg.Database, detect.StoreOptions{}); err != nil {
+	// A small page cache: the daemon writes a second's lines at a time and
+	// bounds its memory (replay keeps the large default).
+	if r.store, err = detect.Open(cfg.Database, detect.StoreOptions{CacheKiB: 8192}); err != nil {
 		return err
 	}
 	defer r.store.Close()
