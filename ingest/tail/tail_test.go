@@ -1,0 +1,146 @@
+package tail_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spraywatch/spraywatch/ingest/tail"
+)
+
+// collector records what a Tailer reports.
+type collector struct {
+	lines []string
+	pos   map[string]tail.Position
+}
+
+func (c *collector) emit(l *tail.Line) error {
+	if c.pos == nil {
+		c.pos = map[string]tail.Position{}
+	}
+	c.pos[l.Pos.Key] = l.Pos
+	switch {
+	case l.PositionOnly:
+	case l.TooLong:
+		c.lines = append(c.lines, "<too long>")
+	default:
+		c.lines = append(c.lines, string(l.Text))
+	}
+	return nil
+}
+
+func appendFile(t *testing.T, path, s string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPartialLineWaitsForNewline(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "access.log")
+	appendFile(t, path, "one\ntw")
+	tl := tail.New(tail.Options{Patterns: []string{path}})
+	c := &collector{}
+	ctx, now := context.Background(), time.Now()
+	tick := func() {
+		if err := tl.Tick(ctx, now, c.emit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tick()
+	if got := strings.Join(c.lines, "|"); got != "one" {
+		t.Fatalf("after a partial line: got %q, want %q", got, "one")
+	}
+	if got := c.pos[path].Offset; got != 4 {
+		t.Errorf("position after the first line = %d, want 4", got)
+	}
+	appendFile(t, path, "o\nthree\n")
+	tick()
+	if got, want := strings.Join(c.lines, "|"), "one|two|three"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if got := c.pos[path].Offset; got != int64(len("one\ntwo\nthree\n")) {
+		t.Errorf("position = %d, want %d", got, len("one\ntwo\nthree\n"))
+	}
+}
+
+func TestLongLinesAreSkippedOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "access.log")
+	appendFile(t, path, "short\n"+strings.Repeat("x", 300))
+	tl := tail.New(tail.Options{Patterns: []string{path}, MaxLineBytes: 256})
+	c := &collector{}
+	for _, more := range []string{strings.Repeat("y", 300), "\nafter\n"} {
+		if err := tl.Tick(context.Background(), time.Now(), c.emit); err != nil {
+			t.Fatal(err)
+		}
+		appendFile(t, path, more)
+	}
+	if err := tl.Tick(context.Background(), time.Now(), c.emit); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(c.lines, "|"), "short|<too long>|after"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func TestResumeAndStartAtEnd(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "access.log")
+	appendFile(t, path, "old1\nold2\n")
+	c := &collector{}
+	tl := tail.New(tail.Options{Patterns: []string{path}, StartAtEnd: true})
+	if err := tl.Tick(context.Background(), time.Now(), c.emit); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.lines) != 0 {
+		t.Fatalf("start at end read %q", c.lines)
+	}
+	appendFile(t, path, "new1\n")
+	tl.Tick(context.Background(), time.Now(), c.emit)
+	tl.Close()
+	saved := c.pos[path]
+	appendFile(t, path, "new2\n")
+	c2 := &collector{}
+	tl = tail.New(tail.Options{Patterns: []string{path}, Positions: []tail.Position{saved}, StartAtEnd: true})
+	tl.Tick(context.Background(), time.Now(), c2.emit)
+	tl.Close()
+	if got, want := strings.Join(append(c.lines, c2.lines...), "|"), "new1|new2"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// A missing file is an error in Status (retried with backoff), not a
+// failure; it is read from its start once it appears.
+func TestMissingFileIsRetried(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "access.log")
+	tl := tail.New(tail.Options{Patterns: []string{path}, StartAtEnd: true})
+	c := &collector{}
+	now := time.Now()
+	if err := tl.Tick(context.Background(), now, c.emit); err != nil {
+		t.Fatal(err)
+	}
+	st := tl.Status()
+	if len(st) != 1 || st[0].Err == nil {
+		t.Fatalf("status = %+v, want an error for the missing file", st)
+	}
+	appendFile(t, path, "first\n")
+	tl.Tick(context.Background(), now.Add(100*time.Millisecond), c.emit) // within the backoff: not retried yet
+	if len(c.lines) != 0 {
+		t.Fatalf("read %q before the retry", c.lines)
+	}
+	tl.Tick(context.Background(), now.Add(2*time.Second), c.emit)
+	if got := strings.Join(c.lines, "|"); got != "first" {
+		t.Fatalf("got %q, want %q", got, "first")
+	}
+	if st := tl.Status(); st[0].Err != nil {
+		t.Errorf("status still has %v", st[0].Err)
+	}
+}
