@@ -719,7 +719,14 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 	ev.Method = p.intern.bytes(method)
 	var captured []byte
 	if s.kind == appShape && path == nil {
-		ev.Route = "" // an application line names no route: it is about authentication itself
+		// An application line names no path. With one identity path
+		// template it is about that route, so that its failures compare
+		// with the access lines of requests it did not log (the
+		// enumeration oracle); otherwise its route is empty.
+		ev.Route = ""
+		if len(p.templates) == 1 {
+			ev.Route = p.templates[0].raw
+		}
 	} else if ev.Route, captured, err = p.route(path); err != nil {
 		return err
 	}
