@@ -230,9 +230,9 @@ type shape struct {
 	vals  [][]byte
 	roles [numRoles][]int
 	units []time.Duration // per roles[RoleLatency] entry
-	// msg is the field whose key=value pairs are read for roles the line
-	// has no value for (keys[role]); -1 when the shape has none.
-	msg  int
+	// msgs are the message fields (message, event, msg) whose key=value
+	// pairs are read for roles the line has no value for (keys[role]).
+	msgs []int
 	keys [numRoles][]string
 }
 
@@ -413,7 +413,7 @@ func candidates(r Role, def defaults, explicit map[Role]string) []string {
 // key=value pairs from their message field for roles the line lacks. A
 // shape that can have no address, time or status (or outcome) is an error.
 func (p *Parser) addShape(kind shapeKind, sp splitter, def defaults, explicit map[Role]string, app bool) error {
-	s := &shape{kind: kind, split: sp, msg: -1}
+	s := &shape{kind: kind, split: sp}
 	index := map[string]int{}
 	for i, f := range sp.Fields() {
 		index[f] = i
@@ -421,8 +421,7 @@ func (p *Parser) addShape(kind shapeKind, sp splitter, def defaults, explicit ma
 	if app {
 		for _, m := range messageFields {
 			if i, ok := index[m]; ok {
-				s.msg = i
-				break
+				s.msgs = append(s.msgs, i)
 			}
 		}
 	}
@@ -434,7 +433,7 @@ func (p *Parser) addShape(kind shapeKind, sp splitter, def defaults, explicit ma
 			}
 			// A field may be absent from a line (JSON) or empty: the
 			// message's key=value pairs are read then.
-			if s.msg >= 0 && !strings.Contains(n, ".") && !slices.Contains(messageFields, n) {
+			if len(s.msgs) > 0 && !strings.Contains(n, ".") && !slices.Contains(messageFields, n) {
 				s.keys[r] = append(s.keys[r], n)
 			}
 		}
@@ -549,11 +548,23 @@ func (s *shape) field(r Role) []byte {
 			return v
 		}
 	}
-	if s.msg >= 0 && len(s.keys[r]) > 0 {
-		for _, k := range s.keys[r] {
-			if v := logfmtValue(s.vals[s.msg], k); len(v) > 0 && !(len(v) == 1 && v[0] == '-') {
-				return v
+	if len(s.keys[r]) > 0 {
+		if m := s.message(); m != nil {
+			for _, k := range s.keys[r] {
+				if v := logfmtValue(m, k); len(v) > 0 && !(len(v) == 1 && v[0] == '-') {
+					return v
+				}
 			}
+		}
+	}
+	return nil
+}
+
+// message returns the line's first message field, or nil.
+func (s *shape) message() []byte {
+	for _, i := range s.msgs {
+		if v := s.vals[i]; v != nil {
+			return v
 		}
 	}
 	return nil
@@ -570,7 +581,7 @@ func (s *shape) latency() (time.Duration, bool) {
 			return d, ok
 		}
 	}
-	if v := s.field(RoleLatency); v != nil && s.msg >= 0 {
+	if v := s.field(RoleLatency); v != nil && len(s.msgs) > 0 {
 		return seconds(v)
 	}
 	return 0, false
@@ -677,8 +688,9 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 		}
 		return ErrNoMatch
 	}
-	if s.kind == appShape && s.field(RoleStatus) == nil && s.field(RoleOutcome) == nil && s.field(RoleIdentity) == nil && s.field(RoleCredential) == nil {
-		return ErrNoise // an app line about something other than authentication
+	if (s.kind == appShape || s.message() != nil) &&
+		s.field(RoleStatus) == nil && s.field(RoleOutcome) == nil && s.field(RoleIdentity) == nil && s.field(RoleCredential) == nil {
+		return ErrNoise // an application's line (it has a message) about something other than authentication
 	}
 	*ev = Event{Source: p.name}
 	var err error
