@@ -287,11 +287,12 @@ func (e *Engine) checkCompromise(ev *ingest.Event, t int64) {
 	e.compromise(tr, ev.Identity, ev.IP, ev.Credential, ev.Pos, t, critical)
 }
 
-// ownerKey reports whether the identity already succeeded with cred before
-// the attack began: that is its owner carrying on, not the attacker.
+// ownerKey reports whether the identity already succeeded with cred by the
+// time the attack began (logs have whole seconds, so the same second counts):
+// that is its owner carrying on, not the attacker.
 func (e *Engine) ownerKey(tr *tracked, source, identity, cred string) bool {
 	t, ok := e.pairs[pairKey{source, identity, cred}]
-	return ok && cred != "" && t < tr.inc.FirstSeen.Unix()
+	return ok && cred != "" && t <= tr.inc.FirstSeen.Unix()
 }
 
 func (e *Engine) within(tr *tracked, t int64) bool {

@@ -177,7 +177,11 @@ func newCheckCmd(g *globals) *cobra.Command {
 			}
 			for _, s := range cfg.Sources {
 				fmt.Fprintf(g.stdout, "source %s: format %s, %d path(s)\n", s.Name, s.Format, len(s.Paths))
-				if s.Credential.Field == "" {
+				opts, err := s.options(nil)
+				if err != nil {
+					return fmt.Errorf("%w: source %s: %w", errConfig, s.Name, err)
+				}
+				if p, err := ingest.NewParser(opts); err == nil && !p.HasCredential() {
 					fmt.Fprintf(g.stdout, "  note: no credential field: spray is found on identities per address, with credentials unknown; stuffing and brute force are not judged\n")
 				}
 			}

@@ -52,8 +52,8 @@ siblings) are read.`,
 	fl.StringVar(&f.since, "since", "", "only events at or after this time (2026-11-01, or RFC 3339)")
 	fl.StringVar(&f.until, "until", "", "only events before this time")
 	fl.StringVar(&f.source, "source", "", "read every FILE as this configured source")
-	fl.StringVar(&f.format, "format", "nginx", "without --config: the files' format (nginx or json)")
-	fl.StringVar(&f.logFormat, "log-format", "combined", "without --config: nginx log_format")
+	fl.StringVar(&f.format, "format", "nginx", "without --config: the files' format (nginx, gunicorn, flask, json or combined)")
+	fl.StringVar(&f.logFormat, "log-format", "", "without --config: nginx log_format or gunicorn access_log_format (default: the format's own default)")
 	fl.StringVar(&f.identityPath, "identity-path", "", "without --config: path template holding the client ID, e.g. /api/v1/clients/{identity}/")
 	fl.StringVar(&f.identityQuery, "identity-query", "", "without --config: query parameter holding the client ID")
 	fl.StringVar(&f.credentialField, "credential-field", "", "without --config: field holding the key or key prefix")
@@ -84,9 +84,7 @@ func replayConfig(f *replayFlags, dbDir string) (Config, error) {
 	c.FingerprintSecretFile = filepath.Join(dbDir, "fingerprint.key")
 	src := SourceConfig{Name: "cli", Format: f.format, Credential: CredentialConfig{Field: f.credentialField},
 		Identity: IdentityConfig{Query: f.identityQuery}}
-	if f.format == ingest.FormatNginx {
-		src.LogFormat = f.logFormat
-	}
+	src.LogFormat = f.logFormat
 	if f.identityPath != "" {
 		src.Identity.Path = []string{f.identityPath}
 	}
@@ -158,7 +156,10 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 		bar = progressbar.DefaultBytes(totalSize(streams), "replaying")
 	}
 	failed := map[string]error{}
-	opts := ingest.ReadOptions{Since: since, Until: until, MaxLineBytes: cfg.MaxLineBytes,
+	// Lines dated more than a day ahead of this machine's clock are skipped
+	// as future_time: a broken clock or a forged line must not stretch the
+	// windows.
+	opts := ingest.ReadOptions{Since: since, Until: until, MaxLineBytes: cfg.MaxLineBytes, NotAfter: time.Now().Add(24 * time.Hour),
 		FileError: func(path string, err error) {
 			failed[path] = err
 			log.Error("file not read in full", "file", path, "err", err)
@@ -435,8 +436,8 @@ func writeSummary(w io.Writer, stats []*ingest.Stats, elapsed time.Duration, inc
 		if !s.First.IsZero() {
 			span = s.First.UTC().Format(time.RFC3339) + " .. " + s.Last.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "source %s: %d files, %d lines read, %d parsed (%d filtered by route or time), %d skipped; %s\n",
-			s.Source, s.Files, s.Lines, s.Parsed, s.Filtered, s.Lines-s.Parsed, span)
+		fmt.Fprintf(w, "source %s: %d files, %d lines read, %d parsed (%d filtered%s), %d skipped; %s\n",
+			s.Source, s.Files, s.Lines, s.Parsed, s.Filtered, filteredBy(s.FilteredBy), s.Lines-s.Parsed, span)
 		reasons := make([]string, 0, len(s.Skipped))
 		for r := range s.Skipped {
 			reasons = append(reasons, r)
@@ -465,6 +466,23 @@ func writeSummary(w io.Writer, stats []*ingest.Stats, elapsed time.Duration, inc
 		fmt.Fprintf(w, "; case kept in %s", db)
 	}
 	fmt.Fprintln(w)
+}
+
+// filteredBy renders ": 20 filtered_route, 125 joined" for the summary.
+func filteredBy(m map[string]int64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	reasons := make([]string, 0, len(m))
+	for r := range m {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	parts := make([]string, len(reasons))
+	for i, r := range reasons {
+		parts[i] = fmt.Sprintf("%d %s", m[r], r)
+	}
+	return ": " + strings.Join(parts, ", ")
 }
 
 // peakRSS returns the process's peak resident set size in bytes (Linux
