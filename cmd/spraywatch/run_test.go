@@ -741,3 +741,91 @@ func rtSprayIncidents(t *testing.T, e *rtEnv) int {
 	}
 	return len(incs)
 }
+
+// shift renames access.log.N to .N+1, oldest first, as logrotate does
+// before rotating.
+func (e *rtEnv) shift() {
+	for n := 20; n >= 1; n-- {
+		os.Rename(e.path(fmt.Sprintf("logs/access.log.%d", n)), e.path(fmt.Sprintf("logs/access.log.%d", n+1)))
+	}
+}
+
+// A writer goroutine pours lines and rotates (rename, late lines to the old
+// descriptor, reopen; every third time copytruncate instead) while the
+// daemon is killed with -9 and restarted several times.
+func TestRunRotationStormWithKills(t *testing.T) {
+	e := newRTEnv(t, "logs/access.log", "2s")
+	w := e.create("logs/access.log")
+	var mu sync.Mutex // guards e.written and e.spray against the checks below
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var b strings.Builder
+		for round := 0; round < 30; round++ {
+			b.Reset()
+			mu.Lock()
+			for i := 0; i < 300; i++ {
+				b.WriteString(e.benignLine(e.written))
+				b.WriteByte('\n')
+				e.written++
+			}
+			if _, err := w.WriteString(b.String()); err != nil {
+				mu.Unlock()
+				t.Error(err)
+				return
+			}
+			e.write(w, 5)
+			mu.Unlock()
+			time.Sleep(25 * time.Millisecond)
+			switch round % 6 {
+			case 2: // rename + create; late lines; the writer reopens later
+				e.shift()
+				os.Rename(e.path("logs/access.log"), e.path("logs/access.log.1"))
+				mu.Lock()
+				e.write(w, 2)
+				mu.Unlock()
+				time.Sleep(15 * time.Millisecond)
+				w.Close()
+				f, err := os.OpenFile(e.path("logs/access.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				w = f
+			case 5: // copytruncate, done while the writer pauses
+				mu.Lock()
+				e.shift()
+				e.copyFile("logs/access.log", "logs/access.log.1")
+				os.Truncate(e.path("logs/access.log"), 0)
+				mu.Unlock()
+			}
+		}
+	}()
+	for kills := 0; kills < 4; kills++ {
+		before := e.counted()
+		p := e.startProcess()
+		// Kill once it has written something, at a different point
+		// each time.
+		for deadline := time.Now().Add(30 * time.Second); e.counted() == before && time.Now().Before(deadline); {
+			time.Sleep(2 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(kills*30) * time.Millisecond)
+		p.Process.Signal(syscall.SIGKILL)
+		p.Wait()
+	}
+	<-done
+	w.Close()
+	p := e.startProcess()
+	for deadline := time.Now().Add(30 * time.Second); e.counted() < e.written && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.Process.Signal(syscall.SIGTERM)
+	if err := p.Wait(); err != nil {
+		t.Fatalf("after SIGTERM: %v\n%s", err, p.Stderr.(*syncBuffer).String())
+	}
+	if got := e.counted(); got != e.written {
+		t.Fatalf("counted %d lines, want %d; daemon log:\n%s", got, e.written, p.Stderr.(*syncBuffer).String())
+	}
+	t.Logf("%d lines written across rotations and 4 kills", e.written)
+	e.check()
+}

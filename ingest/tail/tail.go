@@ -649,15 +649,25 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 		return nil
 	}
 	f.t.log.Info("log rotated while stopped; reading the rotated file from the saved offset", "path", f.key, "rotated", path)
+	// Siblings rotated after it: later in logrotate's order (x.log.2
+	// before x.log.1, dateext by date) and not modified before it, which
+	// guards against naming schemes that order otherwise.
 	var newer []string
 	after := false
+	var since time.Time
+	if fi, err := os.Stat(path); err == nil {
+		since = fi.ModTime()
+	}
 	for _, group := range ingest.ReplayOrder(siblings(f.key)) {
 		for _, p := range group {
 			if p == path {
 				after = true
 				continue
 			}
-			if after && p != f.key {
+			if !after || p == f.key {
+				continue
+			}
+			if fi, err := os.Stat(p); err == nil && !fi.ModTime().Before(since) {
 				newer = append(newer, p)
 			}
 		}
@@ -847,6 +857,9 @@ func (x *file) read(maxLine int, final bool, emit func(*Line) error) (int, error
 }
 
 func devIno(fi fs.FileInfo) (uint64, uint64) {
+	if fi == nil {
+		return 0, 0
+	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		return uint64(st.Dev), st.Ino
 	}
@@ -990,12 +1003,33 @@ func findFile(path string, saved Position, cur *file) string {
 			}
 		}
 	}
+	// A compressed copy, or a copytruncate copy of it (the file itself may
+	// have been truncated and rotated since).
 	for _, p := range cands {
-		if compressedMatch(p, saved.Head) {
+		if !cur.is(devIno(statOrNil(p))) && copyOf(p, saved.Head, saved.Offset) {
 			return p
 		}
 	}
 	return ""
+}
+
+func statOrNil(p string) fs.FileInfo {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil
+	}
+	return fi
+}
+
+// copyOf reports whether the file at p (plain or gzip) starts with the
+// bytes head fingerprints and, when plain, holds at least off bytes.
+func copyOf(p, head string, off int64) bool {
+	lf, err := ingest.Open(p)
+	if err != nil {
+		return false
+	}
+	defer lf.Close()
+	return (lf.Compressed() || lf.Size >= off) && readerHeadMatches(lf.Reader(), head)
 }
 
 // startsWith reports whether the file at path starts with the bytes head
