@@ -747,12 +747,32 @@ func rtSprayIncidents(t *testing.T, e *rtEnv) int {
 func (e *rtEnv) shift() {
 	for n := 20; n >= 1; n-- {
 		os.Rename(e.path(fmt.Sprintf("logs/access.log.%d", n)), e.path(fmt.Sprintf("logs/access.log.%d", n+1)))
+		os.Rename(e.path(fmt.Sprintf("logs/access.log.%d.gz", n)), e.path(fmt.Sprintf("logs/access.log.%d.gz", n+1)))
 	}
 }
 
-// A writer goroutine pours lines and rotates (rename, late lines to the old
-// descriptor, reopen; every third time copytruncate instead) while the
-// daemon is killed with -9 and restarted several times.
+// compress gzips a rotated file and removes it, as logrotate's compress
+// (with delaycompress, one rotation later) does.
+func (e *rtEnv) compress(p string) {
+	e.t.Helper()
+	raw, err := os.ReadFile(e.path(p))
+	if err != nil {
+		return
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(raw)
+	zw.Close()
+	if err := os.WriteFile(e.path(p+".gz"), gz.Bytes(), 0o644); err != nil {
+		e.t.Error(err)
+	}
+	os.Remove(e.path(p))
+}
+
+// A writer goroutine pours lines and rotates as logrotate does (numbered
+// shift, delayed gzip of .2; rename with late lines to the old descriptor,
+// then reopen; or copytruncate) while the daemon is killed with -9 and
+// restarted several times.
 func TestRunRotationStormWithKills(t *testing.T) {
 	e := newRTEnv(t, "logs/access.log", "2s")
 	w := e.create("logs/access.log")
@@ -780,6 +800,7 @@ func TestRunRotationStormWithKills(t *testing.T) {
 			switch round % 6 {
 			case 2: // rename + create; late lines; the writer reopens later
 				e.shift()
+				e.compress("logs/access.log.2")
 				os.Rename(e.path("logs/access.log"), e.path("logs/access.log.1"))
 				mu.Lock()
 				e.write(w, 2)

@@ -393,11 +393,16 @@ func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) err
 		}
 	case errors.Is(err, fs.ErrNotExist):
 		// Moved or deleted and not yet recreated: the held descriptor
-		// still reads whatever the writer appends, for RotateWait.
+		// still reads whatever the writer appends (nginx until USR1),
+		// until it has been quiet for RotateWait.
 		if f.missing.IsZero() {
 			f.missing = now
 		}
-		if now.Sub(f.missing) >= f.t.o.RotateWait {
+		quiet := f.missing
+		if f.lastRead.After(quiet) {
+			quiet = f.lastRead
+		}
+		if now.Sub(quiet) >= f.t.o.RotateWait {
 			return f.gone(emit)
 		}
 	default:
