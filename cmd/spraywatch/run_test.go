@@ -850,3 +850,109 @@ func TestRunRotationStormWithKills(t *testing.T) {
 	t.Logf("%d lines written across rotations and 4 kills", e.written)
 	e.check()
 }
+
+// As systemd runs it: Type=notify messages on NOTIFY_SOCKET (READY,
+// WATCHDOG pings, RELOADING on SIGHUP, STOPPING on SIGTERM), as an
+// unprivileged user (nobody, when the test runs as root) that cannot read
+// one of the logs: that is logged and retried while everything else is
+// read, and read once permission is granted.
+func TestRunSystemdNotifyAndPermissions(t *testing.T) {
+	e := newRTEnv(t, "logs/access.log", "3s")
+	cfg, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withLocked := strings.Replace(string(cfg), "sources:\n", "sources:\n  - name: locked\n    format: nginx\n    paths: [logs/locked.log]\n    log_format: combined\n    identity: {remote_user: true}\n", 1)
+	if err := os.WriteFile(e.config, []byte(withLocked), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	locked := e.create("logs/locked.log")
+	fmt.Fprintf(locked, "198.51.100.9 - alice [%s] \"GET / HTTP/1.1\" 200 5 \"-\" \"curl\"\n", e.base.Format("02/Jan/2006:15:04:05 -0700"))
+	e.written++
+	if err := os.Chmod(e.path("logs/locked.log"), 0); err != nil {
+		t.Fatal(err)
+	}
+	w := e.create("logs/access.log")
+	e.write(w, 50)
+
+	bin := e.path("spraywatch.test")
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sockPath := e.path("notify.sock")
+	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	msgs := make(chan string, 100)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := sock.Read(buf)
+			if err != nil {
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	cmd := exec.Command(bin, "run", "--config", e.config)
+	cmd.Env = append(os.Environ(), rtMainEnv+"=1", "NOTIFY_SOCKET="+sockPath, "WATCHDOG_USEC=300000")
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if os.Getuid() == 0 {
+		const nobody = 65534
+		for _, p := range []string{filepath.Dir(e.dir), e.dir, e.path("logs")} {
+			os.Chmod(p, 0o755)
+		}
+		os.MkdirAll(e.path("state"), 0o700)
+		os.Chown(e.path("state"), nobody, nobody)
+		os.Chmod(sockPath, 0o777)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	expect := func(want string) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for {
+			select {
+			case m := <-msgs:
+				if strings.Contains(m, want) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %q from the daemon; log:\n%s", want, stderr.String())
+			}
+		}
+	}
+	expect("READY=1")
+	expect("WATCHDOG=1")
+	e.waitCounted(nil, e.written-1)
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "permission denied"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("unreadable file not reported:\n%s", stderr.String())
+		}
+	}
+	if err := os.Chmod(e.path("logs/locked.log"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.waitCounted(nil, e.written)
+	cmd.Process.Signal(syscall.SIGHUP)
+	expect("RELOADING=1")
+	expect("READY=1")
+	e.write(w, 100)
+	e.waitCounted(nil, e.written)
+	cmd.Process.Signal(syscall.SIGTERM)
+	expect("STOPPING=1")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after SIGTERM: %v\n%s", err, stderr.String())
+	}
+	e.check()
+}
