@@ -111,6 +111,7 @@ type runner struct {
 	dropped    int64
 	// what the counters above were last told
 	droppedEntries, untracked int64
+	levelFlag                 string // --log-level, which wins over the config
 }
 
 func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFlag bool) error {
@@ -124,6 +125,7 @@ func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFl
 	r := &runner{g: g, configPath: path, cfg: cfg, level: new(slog.LevelVar), positions: map[posKey]detect.Position{}, dirtyPos: map[posKey]bool{}}
 	if levelFlag {
 		cfg.Log.Level = g.logLevel
+		r.levelFlag = g.logLevel
 	}
 	if formatFlag {
 		cfg.Log.Format = g.logFormat
@@ -523,7 +525,9 @@ func (r *runner) reload(ctx context.Context) {
 		keep.Database, keep.MetricsListen, keep.FingerprintSecretFile, keep.Alerts
 	r.cfg.MaxGroups, r.cfg.MaxEntries, r.cfg.MaxIncidentSet = keep.MaxGroups, keep.MaxEntries, keep.MaxIncidentSet
 	r.engine.SetConfig(cfg.Rules, cfg.AllowList())
-	r.level.Set(parseLevel(cfg.Log.Level))
+	if r.levelFlag == "" {
+		r.level.Set(parseLevel(cfg.Log.Level))
+	}
 	r.setReaders(r.startReaders(ctx))
 	r.metrics.reloads.WithLabelValues("applied").Inc()
 	r.log.Info("config reloaded", "config", r.configPath, "sources", len(cfg.Sources))
