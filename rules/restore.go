@@ -66,7 +66,7 @@ func (e *Engine) Restore(ctx context.Context, s *detect.Store) error {
 func (e *Engine) relink(inc *detect.Incident, idents []string) error {
 	tr := &tracked{inc: inc, ips: map[netip.Addr]struct{}{}, creds: map[string]struct{}{},
 		idents: map[string]struct{}{}, compromised: map[string]struct{}{}, last: inc.LastSeen.Unix()}
-	key, err := parseGroupKey(inc.Source, inc.Group)
+	key, err := incidentKey(inc)
 	if err != nil {
 		return err
 	}
@@ -120,6 +120,26 @@ func (e *Engine) relink(inc *detect.Incident, idents []string) error {
 		e.attackedIdent[valueKey{inc.Source, id}] = tr
 	}
 	return nil
+}
+
+// incidentKey returns the group key an incident was raised for. Findings
+// and compromises name their group for people (source=, route=,
+// incident=); attacks carry GroupKey.String.
+func incidentKey(inc *detect.Incident) (detect.GroupKey, error) {
+	k := detect.GroupKey{Source: inc.Source}
+	kind, v, _ := strings.Cut(inc.Group, "=")
+	switch {
+	case inc.Kind == KindRawCredentials:
+		k.Grouping, k.Value = detect.ByCredential, "raw"
+		return k, nil
+	case inc.Kind == KindEnumeration && kind == "route":
+		k.Grouping, k.Value = detect.ByIdentity, "route "+v
+		return k, nil
+	case inc.Kind == KindCompromise:
+		k.Grouping, k.Value = detect.ByIdentity, fmt.Sprintf("incident-%d", inc.Related)
+		return k, nil
+	}
+	return parseGroupKey(inc.Source, inc.Group)
 }
 
 // parseGroupKey reads GroupKey.String back.
