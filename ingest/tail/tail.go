@@ -453,6 +453,9 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 		"old_inode", f.cur.ino, "new_inode", nf.ino)
 	f.old, f.oldIdle = f.cur, now
 	f.old.key = f.key + RotatedSuffix
+	if p := locate(f.key, f.old.dev, f.old.ino); p != "" {
+		f.old.path = p // evidence names the file where its lines now are
+	}
 	f.cur = nf
 	// The old file's position moves to its own key as the new file takes
 	// over the path's: both in one line, so they are saved together.
@@ -990,6 +993,17 @@ func candidates(path string) []string {
 		}
 	}
 	return out
+}
+
+// locate finds the file with this device and inode among path's
+// candidates (where a rotation moved it).
+func locate(path string, dev, ino uint64) string {
+	for _, p := range candidates(path) {
+		if d, i := devIno(statOrNil(p)); d == dev && i == ino {
+			return p
+		}
+	}
+	return ""
 }
 
 // findFile finds the file a saved position names, by inode and head, or a
