@@ -348,6 +348,52 @@ func TestStormIsSummarized(t *testing.T) {
 	}
 }
 
+// TestMessageThatCannotBeEditedDoesNotBlockTheDestination: someone deleted
+// the Slack message of incident 1, or Slack no longer lets the bot edit it.
+// Its update is posted again, or replied in its thread, and incident 2,
+// queued behind it, is delivered too.
+func TestMessageThatCannotBeEditedDoesNotBlockTheDestination(t *testing.T) {
+	for _, slackErr := range []string{"message_not_found", "cant_update_message", "edit_window_closed"} {
+		t.Run(slackErr, func(t *testing.T) {
+			h := newHarness(t, "bot", alert.DestinationOptions{Cooldown: -1})
+			inc := incident(1, detect.KindSpray, "api-nginx")
+			h.flush(inc)
+			h.run(1, time.Second)
+			if len(h.fake.Sent()) != 1 {
+				t.Fatal("incident 1 was not posted")
+			}
+			first := h.fake.Sent()[0].TS
+			h.fake.AnswerMethod("chat.update", slacktest.Answer{SlackError: slackErr})
+			inc.Version, inc.Attempts = 2, 200
+			h.flush(inc, incident(2, detect.KindBruteForce, "app"))
+			h.run(60, time.Second)
+
+			want := map[string]int{"1": 2, "2": 1} // incident 1 posted again
+			if slackErr != "message_not_found" {
+				want["1"] = 1
+				var replies int
+				for _, m := range h.fake.Sent() {
+					if m.ThreadTS == first && strings.Contains(m.Blocks, "200") {
+						replies++
+					}
+				}
+				if replies != 1 {
+					t.Errorf("replies with the update in the thread of %q: %d, want 1", first, replies)
+				}
+			}
+			if got := posts(h.fake.Sent()); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("messages per incident: got %v, want %v", got, want)
+			}
+			if n, _ := h.box.Pending(context.Background()); n["slack"] != 0 {
+				t.Errorf("pending: %d, want 0", n["slack"])
+			}
+			if n := len(h.fake.Received()); n > 4 {
+				t.Errorf("requests: %d, want at most 4 (post, failed edit, fallback, post)", n)
+			}
+		})
+	}
+}
+
 func TestMisconfigurationIsNotRetried(t *testing.T) {
 	h := newHarness(t, "bot", alert.DestinationOptions{})
 	h.fake.Answer(slacktest.InvalidToken)

@@ -172,6 +172,7 @@ func (b *Bot) Send(ctx context.Context, inc detect.Incident) error {
 		if ok {
 			err := b.update(ctx, ref, msg, b.o.Updates)
 			if errors.Is(err, errNoEdit) && b.o.Updates == UpdateEdit {
+				b.o.Logger.Info("slack message of incident can no longer be edited; replying in its thread", "incident", inc.ID)
 				err = b.update(ctx, ref, msg, UpdateThread)
 			}
 			if !errors.Is(err, errGone) {
@@ -217,9 +218,28 @@ func (b *Bot) SendSummary(ctx context.Context, s alert.Summary) error {
 	return nil
 }
 
+// scrub removes the token from err. alert.Scrub keeps only the outbox's
+// sentinels; the reasons Send falls back on (errGone, errNoEdit) are kept
+// too, or Send could never tell them.
 func (b *Bot) scrub(err error) error {
-	return alert.Scrub(err, "slack API", b.o.Token)
+	scrubbed := alert.Scrub(err, "slack API", b.o.Token)
+	for _, why := range []error{errGone, errNoEdit} {
+		if errors.Is(err, why) {
+			return &fallbackError{err: scrubbed, why: why}
+		}
+	}
+	return scrubbed
 }
+
+// fallbackError is a scrubbed error that also says why an update failed.
+type fallbackError struct {
+	err error // scrubbed, with the outbox's sentinel
+	why error // errGone or errNoEdit
+}
+
+func (e *fallbackError) Error() string { return e.err.Error() }
+
+func (e *fallbackError) Unwrap() []error { return []error{e.err, e.why} }
 
 // Why an update failed, where it can fall back.
 var (
@@ -267,10 +287,12 @@ func classify(op string, err error) error {
 		switch {
 		case misconfigured[se.Err]:
 			return fmt.Errorf("%s: %w: slack says %s", op, alert.ErrMisconfigured, se.Err)
+		// Send falls back on these (post again, reply in the thread); when
+		// it cannot, retrying the same request cannot help either.
 		case se.Err == "message_not_found", se.Err == "thread_not_found":
-			return fmt.Errorf("%s: %w: slack says %s", op, errGone, se.Err)
+			return fmt.Errorf("%s: %w: %w: slack says %s", op, alert.ErrRejected, errGone, se.Err)
 		case noEdit[se.Err]:
-			return fmt.Errorf("%s: %w: slack says %s", op, errNoEdit, se.Err)
+			return fmt.Errorf("%s: %w: %w: slack says %s", op, alert.ErrRejected, errNoEdit, se.Err)
 		case se.Err == "ratelimited", se.Err == "internal_error", se.Err == "fatal_error",
 			se.Err == "service_unavailable", se.Err == "request_timeout":
 			return fmt.Errorf("%s: slack says %s", op, se.Err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -153,6 +154,9 @@ func TestErrorsSayWhetherToRetry(t *testing.T) {
 	}
 	misconfigured := func(err error) bool { return errors.Is(err, alert.ErrMisconfigured) }
 	rejected := func(err error) bool { return errors.Is(err, alert.ErrRejected) }
+	// final: never retried, whatever the sink (the fake answers a webhook's
+	// Slack error with 403, a misconfiguration; the bot's is this message's).
+	final := func(err error) bool { return misconfigured(err) || rejected(err) }
 	tests := []struct {
 		name   string
 		answer slacktest.Answer
@@ -167,6 +171,12 @@ func TestErrorsSayWhetherToRetry(t *testing.T) {
 		{"channel not found", slacktest.Answer{SlackError: "channel_not_found"}, misconfigured},
 		{"404", slacktest.Answer{Status: http.StatusNotFound}, misconfigured},
 		{"400", slacktest.Answer{Status: http.StatusBadRequest, SlackError: "invalid_blocks"}, rejected},
+		// Send falls back on these when it updates (TestBotFallsBack...); on a
+		// new post there is nothing to fall back to, and a retry cannot help.
+		{"message not found", slacktest.Answer{SlackError: "message_not_found"}, final},
+		{"thread not found", slacktest.Answer{SlackError: "thread_not_found"}, final},
+		{"cant update message", slacktest.Answer{SlackError: "cant_update_message"}, final},
+		{"edit window closed", slacktest.Answer{SlackError: "edit_window_closed"}, final},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -191,6 +201,86 @@ func TestErrorsSayWhetherToRetry(t *testing.T) {
 							t.Errorf("%s: error %q holds a secret %q", name, err, secret)
 						}
 					}
+				}
+			}
+		})
+	}
+}
+
+// TestBotFallsBackWhenItsMessageCannotBeEdited: an update of a message
+// someone deleted posts the incident again; one Slack no longer lets the bot
+// edit is replied to in its thread. Either way the update is delivered and
+// Send succeeds, so the outbox moves on.
+func TestBotFallsBackWhenItsMessageCannotBeEdited(t *testing.T) {
+	type req struct {
+		method string
+		reply  bool // a reply in the first message's thread
+		ok     bool
+	}
+	var (
+		update    = req{method: "chat.update"}
+		repost    = req{method: "chat.postMessage", ok: true}
+		reply     = req{method: "chat.postMessage", reply: true, ok: true}
+		failReply = req{method: "chat.postMessage", reply: true}
+	)
+	tests := []struct {
+		name    string
+		updates string
+		answers []string // Slack errors for the update's requests, in order
+		want    []req    // the update's requests
+	}{
+		{"deleted", slack.UpdateEdit, []string{"message_not_found"}, []req{update, repost}},
+		{"cant_update_message", slack.UpdateEdit, []string{"cant_update_message"}, []req{update, reply}},
+		{"edit_window_closed", slack.UpdateEdit, []string{"edit_window_closed"}, []req{update, reply}},
+		{"too old to edit and deleted", slack.UpdateEdit, []string{"edit_window_closed", "thread_not_found"}, []req{update, failReply, repost}},
+		{"thread deleted", slack.UpdateThread, []string{"thread_not_found"}, []req{failReply, repost}},
+		{"thread reply of a deleted message", slack.UpdateThread, []string{"message_not_found"}, []req{failReply, repost}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := slacktest.New(t)
+			bot, err := slack.NewBot(slack.BotOptions{Token: "xoxb-fake-secret-token", Channel: "C1", APIURL: fake.APIURL(), Updates: tt.updates})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			inc := spray(4)
+			if err := bot.Send(ctx, inc); err != nil {
+				t.Fatal(err)
+			}
+			first := fake.Received()[0].TS
+			for _, e := range tt.answers {
+				fake.Queue(slacktest.Answer{SlackError: e})
+			}
+			inc.Version, inc.Attempts = 2, 99
+			if err := bot.Send(ctx, inc); err != nil {
+				t.Fatalf("update: got %v, want it delivered by falling back", err)
+			}
+			got := fake.Received()[1:]
+			var gotReqs []req
+			for _, m := range got {
+				gotReqs = append(gotReqs, req{method: m.Method, reply: m.ThreadTS == first && first != "", ok: m.Accepted})
+			}
+			if fmt.Sprint(gotReqs) != fmt.Sprint(tt.want) {
+				t.Fatalf("update requests: got %+v, want %+v", gotReqs, tt.want)
+			}
+			if last := got[len(got)-1]; !strings.Contains(last.Blocks, "99") {
+				t.Errorf("the delivered update does not show 99 attempts: %s", last.Blocks)
+			}
+			if tt.want[len(tt.want)-1] == repost {
+				// The new message is the incident's from now on.
+				reposted := got[len(got)-1].TS
+				inc.Version = 3
+				if err := bot.Send(ctx, inc); err != nil {
+					t.Fatal(err)
+				}
+				all := fake.Received()
+				next := all[len(all)-1]
+				if tt.updates == slack.UpdateEdit && (next.Method != "chat.update" || next.TS != reposted) {
+					t.Errorf("next update: got %s of %q, want chat.update of the new message %q", next.Method, next.TS, reposted)
+				}
+				if tt.updates == slack.UpdateThread && next.ThreadTS != reposted {
+					t.Errorf("next update: got a reply in %q, want one in the new message %q", next.ThreadTS, reposted)
 				}
 			}
 		})

@@ -73,6 +73,7 @@ type Server struct {
 	received []Message
 	queue    []Answer
 	def      Answer
+	byMethod map[string]Answer
 	nextTS   int
 }
 
@@ -96,6 +97,19 @@ func (s *Server) Answer(a Answer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.def = a
+}
+
+// AnswerMethod sets how every request to one method ("webhook",
+// "chat.postMessage", "chat.update") is answered from now on, once queued
+// answers are used up: a deleted message answers chat.update with
+// message_not_found while new posts still go through.
+func (s *Server) AnswerMethod(method string, a Answer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byMethod == nil {
+		s.byMethod = map[string]Answer{}
+	}
+	s.byMethod[method] = a
 }
 
 // Queue makes the next requests get these answers, in order.
@@ -151,6 +165,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	a := s.def
+	if ma, ok := s.byMethod[m.Method]; ok {
+		a = ma
+	}
 	if len(s.queue) > 0 {
 		a, s.queue = s.queue[0], s.queue[1:]
 	}
