@@ -286,7 +286,10 @@ func (a *Attempts) Len() int { return len(a.m) }
 // incidents and read positions never disagree after a crash.
 type Batch struct {
 	Attempts   *Attempts
-	Incidents  []*Incident
+	Incidents []*Incident
+	// Quiet incidents changed only in counts nobody needs to hear about
+	// again (a finding's line count): stored, but not given to Extra.
+	Quiet      []*Incident
 	Identities map[int64][]string // new identities per incident ID
 	Positions  []Position
 	Replayed   []ReplayedFile
@@ -338,7 +341,7 @@ func writeBatch(ctx context.Context, tx *sql.Tx, b Batch) error {
 			return err
 		}
 	}
-	for _, inc := range b.Incidents {
+	for _, inc := range append(b.Incidents[:len(b.Incidents):len(b.Incidents)], b.Quiet...) {
 		body, err := json.Marshal(inc)
 		if err != nil {
 			return err

@@ -204,14 +204,15 @@ func (w *Windows) TakeDirty() []*Group {
 }
 
 // Prune drops entries older than each grouping's retention before now (a
-// Unix minute), and groups left empty, except groups for which keep says so.
+// Unix minute, per source: each source has its own clock), and groups left
+// empty, except groups for which keep says so.
 // Entries arrive nearly in time order, so expired entries are cut from the
 // front by reslicing (append reallocates the live part later); a late
 // straggler goes when it reaches the front, and rules filter by window
 // anyway.
-func (w *Windows) Prune(now int64, keep func(*Group) bool) {
+func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 	for k, g := range w.groups {
-		cut := now - w.opt.Retain[k.Grouping]
+		cut := now(k.Source) - w.opt.Retain[k.Grouping]
 		i := 0
 		for i < len(g.Entries) && g.Entries[i].Minute < cut {
 			if e := &g.Entries[i]; e.Outcome.Attempt() && !e.Stale {

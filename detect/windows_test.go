@@ -32,15 +32,15 @@ func TestWindows(t *testing.T) {
 	if d := w.TakeDirty(); len(d) != 1 || g.Attempts != 2 {
 		t.Errorf("dirty %d, attempts %d; want 1 and 2", len(d), g.Attempts)
 	}
-	w.Prune(161, nil) // keeps minutes >= 101
+	w.Prune(func(string) int64 { return 161 }, nil) // keeps minutes >= 101
 	if len(g.Entries) != 2 || g.Attempts != 2 {
 		t.Errorf("after prune to 101: %d entries, %d attempts; want 2 and 2", len(g.Entries), g.Attempts)
 	}
-	w.Prune(185, nil) // keeps minutes >= 125
+	w.Prune(func(string) int64 { return 185 }, nil) // keeps minutes >= 125
 	if len(g.Entries) != 1 || g.Attempts != 1 {
 		t.Errorf("after prune to 125: %d entries, %d attempts; want 1 and 1", len(g.Entries), g.Attempts)
 	}
-	w.Prune(500, nil)
+	w.Prune(func(string) int64 { return 500 }, nil)
 	if w.Get(k) != nil {
 		t.Error("an empty group was kept")
 	}

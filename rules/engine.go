@@ -60,12 +60,19 @@ type Engine struct {
 	open      map[openKey]*tracked
 	live      map[int64]*tracked // every incident not yet closed
 	changed   map[int64]*tracked
+	quiet     map[int64]*tracked // changed, but sinks need not hear of it
 	newIdents map[int64][]string
 	nextID    int64
 
-	watermark int64 // Unix seconds
-	lastEval  int64
+	// Each source keeps its own event-time clock, so a source catching up
+	// on a backlog is judged on its own time, not on a livelier source's.
+	clocks    map[string]*clock
+	watermark int64 // Unix seconds: the latest event of any source
 	lastPrune int64 // Unix minute
+
+	// claimed holds the attempts an incident has taken in, so that no
+	// later incident reports them again.
+	claimed map[claimKey]struct{}
 
 	pairs         map[pairKey]int64 // first success per (source, identity, credential)
 	attackedIdent map[valueKey]*tracked
@@ -87,6 +94,21 @@ type Engine struct {
 type openKey struct {
 	key  detect.GroupKey
 	kind string
+}
+
+type clock struct {
+	watermark int64 // Unix seconds of the source's latest event (or tick)
+	lastEval  int64
+}
+
+type claimKey struct {
+	source, identity, credential string
+	minute                       int64
+	ip                           netip.Addr
+}
+
+func claimOf(source string, en *detect.Entry) claimKey {
+	return claimKey{source, en.Identity, en.Credential, en.Minute, en.IP}
 }
 
 type pairKey struct{ source, identity, credential string }
@@ -119,11 +141,11 @@ func NewEngine(o Options) *Engine {
 	e := &Engine{
 		allow: o.Allow, noCred: o.NoCredential, log: o.Logger,
 		attempts: detect.NewAttempts(),
-		open:     map[openKey]*tracked{}, live: map[int64]*tracked{}, changed: map[int64]*tracked{},
+		open:     map[openKey]*tracked{}, live: map[int64]*tracked{}, changed: map[int64]*tracked{}, quiet: map[int64]*tracked{},
 		newIdents: map[int64][]string{}, nextID: o.FirstID,
 		pairs: map[pairKey]int64{}, attackedIdent: map[valueKey]*tracked{}, attackedCred: map[valueKey]*tracked{},
 		attackedIP: map[ipKey]*tracked{}, compromiseOf: map[int64]*tracked{}, routes: map[valueKey]*routeStats{},
-		findings: map[string]*tracked{},
+		findings: map[string]*tracked{}, clocks: map[string]*clock{}, claimed: map[claimKey]struct{}{},
 	}
 	e.Counters.ByKind = map[string]int64{}
 	e.maxSet = o.MaxIncidentSet
@@ -160,8 +182,22 @@ func (e *Engine) setConfig(c Config, allow []netip.Prefix) {
 // Windows exposes the window state (for metrics and tests).
 func (e *Engine) Windows() *detect.Windows { return e.win }
 
-// Watermark is the latest event time seen.
+// Watermark is the latest event time seen from any source.
 func (e *Engine) Watermark() time.Time { return time.Unix(e.watermark, 0) }
+
+// SourceWatermark is the latest event time of one source.
+func (e *Engine) SourceWatermark(source string) time.Time {
+	return time.Unix(e.clockOf(source).watermark, 0)
+}
+
+func (e *Engine) clockOf(source string) *clock {
+	c := e.clocks[source]
+	if c == nil {
+		c = &clock{} // a source's time starts with its first line
+		e.clocks[source] = c
+	}
+	return c
+}
 
 func (e *Engine) allowed(ip netip.Addr) bool {
 	for _, p := range e.allow {
@@ -176,8 +212,13 @@ func (e *Engine) allowed(ip netip.Addr) bool {
 func (e *Engine) Observe(ev *ingest.Event) {
 	e.Events++
 	t := ev.Time.Unix()
-	if t > e.watermark {
-		e.watermark = t
+	c := e.clockOf(ev.Source)
+	if t > c.watermark {
+		c.watermark = t
+		e.watermark = max(e.watermark, t)
+		// Close what went quiet before this line can extend it, as a
+		// live tick would have.
+		e.closeIdle()
 	}
 	e.attempts.Add(ev)
 	if e.allowed(ev.IP) {
@@ -228,7 +269,7 @@ func (e *Engine) Observe(ev *ingest.Event) {
 			e.observeRoute(ev, t)
 		}
 	}
-	if t > e.lastEval {
+	if t > c.lastEval {
 		e.evaluate()
 	}
 }
@@ -268,26 +309,16 @@ const (
 	KindRawCredentials   = detect.KindRawCredentials
 )
 
-// absorbLive adds an attempt to every open incident of its groups.
+// absorbLive adds an attempt to the first open incident of its groups, in
+// the order address, network, credential, identity: one attempt is reported
+// by one incident.
 func (e *Engine) absorbLive(keys []detect.GroupKey, en *detect.Entry, t int64) {
-	var seen [6]*tracked
-	n := 0
 	for _, k := range keys {
 		for _, kind := range kindsOf[k.Grouping] {
-			tr := e.open[openKey{k, kind}]
-			if tr == nil {
-				continue
+			if tr := e.open[openKey{k, kind}]; tr != nil {
+				e.absorb(tr, en, t, t)
+				return
 			}
-			dup := false
-			for _, s := range seen[:n] {
-				dup = dup || s == tr
-			}
-			if dup {
-				continue
-			}
-			seen[n] = tr
-			n++
-			e.absorb(tr, en, t, t)
 		}
 	}
 }
@@ -296,9 +327,12 @@ func (e *Engine) absorbLive(keys []detect.GroupKey, en *detect.Entry, t int64) {
 func (e *Engine) absorb(tr *tracked, en *detect.Entry, first, last int64) {
 	inc := tr.inc
 	inc.Attempts += int64(en.Count)
-	// Only attacks mark what they touched for compromise checks; findings
-	// and compromises themselves do not.
+	// Only attacks mark what they touched for compromise checks and claim
+	// their attempts; findings and compromises themselves do not.
 	attack := inc.Kind != KindRawCredentials && inc.Kind != KindCompromise && inc.Kind != KindEnumeration
+	if attack {
+		e.claimed[claimOf(inc.Source, en)] = struct{}{}
+	}
 	if _, ok := tr.ips[en.IP]; !ok && en.IP.IsValid() && e.room(len(tr.ips)) {
 		tr.ips[en.IP] = struct{}{}
 		inc.IPs = append(inc.IPs, en.IP.String())
@@ -364,34 +398,45 @@ func (e *Engine) newIncident(kind, severity, source string, key detect.GroupKey,
 	return tr
 }
 
-// evaluate judges the groups changed since the last call, closes idle
-// incidents and prunes old window entries.
+// evaluate judges the groups changed since the last call, each on its
+// source's clock, closes idle incidents and prunes old window entries.
 func (e *Engine) evaluate() {
-	e.lastEval = e.watermark
-	now := e.watermark / 60
-	for _, g := range e.win.TakeDirty() {
-		e.judge(g, now)
+	for _, c := range e.clocks {
+		c.lastEval = c.watermark
 	}
+	e.judgeDirty()
+	e.closeIdle()
+	if now := e.watermark / 60; now > e.lastPrune {
+		e.lastPrune = now
+		e.prune(now)
+	}
+}
+
+func (e *Engine) judgeDirty() {
+	for _, g := range e.win.TakeDirty() {
+		e.judge(g, e.clockOf(g.Key.Source).watermark/60)
+	}
+}
+
+// closeIdle closes attack incidents quiet for longer than the cooldown on
+// their source's clock.
+func (e *Engine) closeIdle() {
 	cooldown := int64(e.cfg.Cooldown / time.Second)
 	for id, tr := range e.live {
 		if tr.inc.Kind == KindRawCredentials || tr.inc.Kind == KindEnumeration {
 			continue
 		}
-		if e.watermark-tr.last > cooldown {
+		if e.clockOf(tr.inc.Source).watermark-tr.last > cooldown {
 			tr.inc.State = detect.StateClosed
 			e.changed[id] = tr
 			delete(e.live, id)
 			delete(e.open, openKey{tr.key, tr.inc.Kind})
 		}
 	}
-	if now > e.lastPrune {
-		e.lastPrune = now
-		e.prune(now)
-	}
 }
 
 func (e *Engine) prune(now int64) {
-	e.win.Prune(now, func(g *detect.Group) bool {
+	e.win.Prune(func(source string) int64 { return e.clockOf(source).watermark / 60 }, func(g *detect.Group) bool {
 		for _, kind := range kindsOf[g.Key.Grouping] {
 			if e.open[openKey{g.Key, kind}] != nil {
 				return true
@@ -416,6 +461,15 @@ func (e *Engine) prune(now int64) {
 				delete(e.attackedIP, k)
 			}
 		}
+		var retain int64
+		for _, r := range e.win.Options().Retain {
+			retain = max(retain, r)
+		}
+		for k := range e.claimed {
+			if k.minute < now-retain {
+				delete(e.claimed, k)
+			}
+		}
 		stale := e.watermark - int64(30*24*time.Hour/time.Second)
 		for k, t := range e.pairs {
 			if t < stale {
@@ -427,20 +481,33 @@ func (e *Engine) prune(now int64) {
 
 // Finish judges everything still pending, as at the end of a replay.
 func (e *Engine) Finish() {
-	e.lastEval = e.watermark
-	now := e.watermark / 60
-	for _, g := range e.win.TakeDirty() {
-		e.judge(g, now)
+	for _, c := range e.clocks {
+		c.lastEval = c.watermark
 	}
+	e.judgeDirty()
 }
 
-// Tick lets a live daemon judge pending groups when no new line has moved
-// event time forward. now is event time: the daemon passes the watermark
-// plus the wall time elapsed since the last line.
+// Tick lets a live daemon judge pending groups and close quiet incidents
+// when no new line has moved event time forward. now is event time: the
+// daemon passes a source's latest event time plus the wall time elapsed
+// since it was read. Tick moves every source's clock to now; TickSource
+// moves one.
 func (e *Engine) Tick(now time.Time) {
-	if t := now.Unix(); t > e.watermark {
-		e.watermark = t
+	t := now.Unix()
+	for _, c := range e.clocks {
+		c.watermark = max(c.watermark, t)
 	}
+	e.watermark = max(e.watermark, t)
+	e.evaluate()
+}
+
+// TickSource is Tick for one source, for a daemon that knows which sources
+// have caught up with their files: a source still reading a backlog must
+// not have its clock moved to the others' time.
+func (e *Engine) TickSource(source string, now time.Time) {
+	c := e.clockOf(source)
+	c.watermark = max(c.watermark, now.Unix())
+	e.watermark = max(e.watermark, c.watermark)
 	e.evaluate()
 }
 
@@ -477,7 +544,14 @@ func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident)
 	for i := range snaps {
 		b.Incidents = append(b.Incidents, &snaps[i])
 	}
+	for id, tr := range e.quiet {
+		if _, ok := e.changed[id]; !ok {
+			snap := *tr.inc
+			b.Quiet = append(b.Quiet, &snap)
+		}
+	}
 	clear(e.changed)
+	clear(e.quiet)
 	return b, snaps
 }
 
@@ -499,6 +573,11 @@ func (e *Engine) requeue(b detect.Batch) {
 	e.attempts = b.Attempts
 	for id, idents := range b.Identities {
 		e.newIdents[id] = append(idents, e.newIdents[id]...)
+	}
+	for _, inc := range b.Quiet {
+		if tr := e.live[inc.ID]; tr != nil {
+			e.quiet[inc.ID] = tr
+		}
 	}
 	for _, inc := range b.Incidents {
 		if tr := e.live[inc.ID]; tr != nil {

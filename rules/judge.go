@@ -61,7 +61,7 @@ func (e *Engine) stats(g *detect.Group, from, to int64, maxTries int) windowStat
 			if en.Identity != "" {
 				s.succ[en.Identity] = struct{}{}
 			}
-		case en.Outcome.Attempt() && !en.Stale:
+		case en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, en):
 			st.attempts += int64(en.Count)
 			if en.Identity != "" {
 				s.tries[en.Identity] += int(en.Count)
@@ -187,7 +187,7 @@ func (e *Engine) judgeLowAndSlow(g *detect.Group, now int64) bool {
 	from := now - minutes(r.Window) + 1
 	for i := range g.Entries {
 		en := &g.Entries[i]
-		if en.Minute < from || en.Minute > now || en.Identity == "" || !en.Outcome.Attempt() || en.Stale {
+		if en.Minute < from || en.Minute > now || en.Identity == "" || !en.Outcome.Attempt() || en.Stale || e.isClaimed(g.Key.Source, en) {
 			continue
 		}
 		s.hours[identHour{en.Identity, en.Minute / 60}] += int(en.Count)
@@ -235,7 +235,7 @@ func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule)
 	e.open[openKey{g.Key, kind}] = tr
 	for i := range g.Entries {
 		en := &g.Entries[i]
-		if en.Outcome.Attempt() && !en.Stale {
+		if en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, en) {
 			e.absorb(tr, en, en.First, en.Last)
 		}
 	}
@@ -254,6 +254,16 @@ func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule)
 			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, fromIP || withCred)
 		}
 	}
+}
+
+// isClaimed reports whether an incident already reported the entry's
+// attempts.
+func (e *Engine) isClaimed(source string, en *detect.Entry) bool {
+	if len(e.claimed) == 0 {
+		return false
+	}
+	_, ok := e.claimed[claimOf(source, en)]
+	return ok
 }
 
 // checkCompromise looks at a success for an attacked identity, or one made
@@ -307,7 +317,7 @@ func (e *Engine) within(tr *tracked, t int64) bool {
 func (e *Engine) compromise(tr *tracked, identity string, ip netip.Addr, cred string, pos ingest.Pos, t int64, critical bool) {
 	parent := tr.inc
 	c := e.compromiseOf[parent.ID]
-	if c == nil {
+	if c == nil || c.inc.State == detect.StateClosed { // a closed incident is history: start another
 		key := detect.GroupKey{Grouping: detect.ByIdentity, Source: parent.Source, Value: fmt.Sprintf("incident-%d", parent.ID)}
 		c = e.newIncident(KindCompromise, detect.SeverityHigh, parent.Source, key, detect.Rule{Name: "compromise_after_attack",
 			Window: durString(e.cfg.Compromise.Within), Thresholds: map[string]any{"within": durString(e.cfg.Compromise.Within), "within_low_and_slow": durString(e.cfg.Compromise.WithinLowAndSlow)}})
@@ -343,14 +353,20 @@ func (e *Engine) rawCredentialFinding(ev *ingest.Event) {
 		tr.inc.Summary = fmt.Sprintf("source %s logs whole API keys; spraywatch fingerprints them, but the log itself is a secret store: log a prefix instead", ev.Source)
 		e.findings[k] = tr
 	}
-	if tr.inc.Attempts < 1<<40 {
-		t := ev.Time.Unix()
-		en := detect.Entry{IP: ev.IP, Credential: ev.Credential, Count: 1, Pos: ev.Pos}
-		if len(tr.inc.Credentials) >= 20 {
-			en.Credential = "" // keep the finding small: a count, not a key list
-		}
-		e.absorb(tr, &en, t, t)
+	// Count and store every line, but tell the sinks again at most once
+	// an hour of event time.
+	t := ev.Time.Unix()
+	if t-tr.last < 3600 {
+		tr.inc.Attempts++
+		tr.inc.LastSeen = ev.Time.UTC()
+		e.quiet[tr.inc.ID] = tr
+		return
 	}
+	en := detect.Entry{IP: ev.IP, Credential: ev.Credential, Count: 1, Pos: ev.Pos}
+	if len(tr.inc.Credentials) >= 20 {
+		en.Credential = "" // keep the finding small: a count, not a key list
+	}
+	e.absorb(tr, &en, t, t)
 }
 
 // routeStats compares how a route answers unknown identities and wrong

@@ -57,9 +57,45 @@ func (e *Engine) Restore(ctx context.Context, s *detect.Store) error {
 		return fmt.Errorf("restore: %w", err)
 	}
 	e.win.TakeDirty() // judged before the restart
-	e.lastEval = e.watermark
+	for _, c := range e.clocks {
+		c.lastEval = c.watermark
+	}
 	e.lastPrune = e.watermark / 60
+	e.reclaim()
 	return nil
+}
+
+// reclaim marks the restored attempts that restored attack incidents
+// already reported, as absorb did before the restart, so that no new
+// incident reports them again.
+func (e *Engine) reclaim() {
+	seen := map[*tracked]bool{}
+	for _, m := range []map[valueKey]*tracked{e.attackedIdent, e.attackedCred} {
+		for _, tr := range m {
+			seen[tr] = true
+		}
+	}
+	for _, tr := range e.attackedIP {
+		seen[tr] = true
+	}
+	for tr := range seen {
+		g := e.win.Get(tr.key)
+		if g == nil {
+			continue
+		}
+		from, to := tr.inc.FirstSeen.Unix()/60, tr.inc.LastSeen.Unix()/60
+		for i := range g.Entries {
+			en := &g.Entries[i]
+			if !en.Outcome.Attempt() || en.Minute < from || en.Minute > to {
+				continue
+			}
+			_, byIdent := tr.idents[en.Identity]
+			_, byIP := tr.ips[en.IP]
+			if byIdent || (en.Identity == "" && byIP) {
+				e.claimed[claimOf(tr.inc.Source, en)] = struct{}{}
+			}
+		}
+	}
 }
 
 // relink tracks a stored incident again.
@@ -180,6 +216,8 @@ func (e *Engine) restoreRow(k detect.AttemptKey, c detect.AttemptCount) {
 		return
 	}
 	t := k.Minute * 60
+	c0 := e.clockOf(k.Source)
+	c0.watermark = max(c0.watermark, t)
 	entry := detect.Entry{Minute: k.Minute, First: t, Last: t, IP: k.IP, Identity: k.Identity, Credential: k.Credential,
 		Outcome: k.Outcome, Count: uint32(min(c.Count, 1<<32-1)), Pos: c.Pos}
 	if ingest.IsSchemePrefix(entry.Credential) {
