@@ -285,7 +285,7 @@ func (a *Attempts) Len() int { return len(a.m) }
 // Batch is everything one flush writes, in one transaction, so that counts,
 // incidents and read positions never disagree after a crash.
 type Batch struct {
-	Attempts   *Attempts
+	Attempts  *Attempts
 	Incidents []*Incident
 	// Quiet incidents changed only in counts nobody needs to hear about
 	// again (a finding's line count): stored, but not given to Extra.
