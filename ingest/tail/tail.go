@@ -38,6 +38,7 @@ package tail
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -474,8 +475,8 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 // the copy are in the copy, so it is drained first when it can be found.
 func (f *follower) truncate(emit func(*Line) error) error {
 	f.t.log.Info("log truncated; reading from its start", "path", f.key, "inode", f.cur.ino)
-	if c := findCopy(f.key, f.cur.head, f.cur.off, f.cur.dev, f.cur.ino); c != "" {
-		if err := f.drainPath(c, f.cur, emit); err != nil {
+	if c := findCopy(f.key, f.cur.head, f.cur.off, f.cur.dev, f.cur.ino); c != nil {
+		if err := f.drain(c, f.cur, emit); err != nil {
 			return err
 		}
 	}
@@ -491,33 +492,35 @@ func (f *follower) truncate(emit func(*Line) error) error {
 	return err
 }
 
-// drainPath reads path (plain or gzip) from like's offset to its end,
-// reporting lines under like's key and identity, whose offset it advances.
-func (f *follower) drainPath(path string, like *file, emit func(*Line) error) error {
-	lf, err := ingest.Open(path)
+// drain reads an opened file (plain or gzip) from like's offset to its
+// end, reporting lines under like's key and identity, whose offset it
+// advances. It closes h. Files are opened when found, so that a rotation
+// running meanwhile cannot swap one for another.
+func (f *follower) drain(h *handle, like *file, emit func(*Line) error) error {
+	defer h.close()
+	r, err := h.content()
 	if err != nil {
-		return err
+		return fmt.Errorf("drain %s: %w", h.path, err)
 	}
-	defer lf.Close()
-	if _, err := io.CopyN(io.Discard, lf.Reader(), like.off); errors.Is(err, io.EOF) {
-		f.t.log.Warn("rotated file is shorter than the saved offset; nothing to drain", "path", path, "offset", like.off)
+	if _, err := io.CopyN(io.Discard, r, like.off); errors.Is(err, io.EOF) {
+		f.t.log.Warn("rotated file is shorter than the saved offset; nothing to drain", "path", h.path, "offset", like.off)
 		return nil
 	} else if err != nil {
-		return fmt.Errorf("drain %s: %w", path, err)
+		return fmt.Errorf("drain %s: %w", h.path, err)
 	}
-	f.t.log.Info("reading rotated file from the saved offset", "path", path, "offset", like.off)
-	lr := ingest.NewLineReader(lf.Reader(), like.off, f.t.o.MaxLineBytes)
+	f.t.log.Info("reading rotated file from the saved offset", "path", h.path, "offset", like.off)
+	lr := ingest.NewLineReader(r, like.off, f.t.o.MaxLineBytes)
 	for {
 		line, off, err := lr.Next()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
-		l := &Line{File: path, Offset: off}
+		l := &Line{File: h.path, Offset: off}
 		switch {
 		case errors.Is(err, ingest.ErrTooLong):
 			l.TooLong = true
 		case err != nil:
-			return fmt.Errorf("drain %s: %w", path, err)
+			return fmt.Errorf("drain %s: %w", h.path, err)
 		default:
 			l.Text = line
 		}
@@ -579,8 +582,8 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 		// Truncated (or rewritten) while down: the copy holds the rest.
 		f.t.log.Info("log truncated while stopped; reading its copy from the saved offset, then the log from its start", "path", f.key)
 		like := &file{key: f.key, dev: saved.Dev, ino: saved.Inode, head: saved.Head, off: saved.Offset}
-		if c := findCopy(f.key, saved.Head, saved.Offset, saved.Dev, saved.Inode); c != "" {
-			if err := f.drainPath(c, like, emit); err != nil {
+		if c := findCopy(f.key, saved.Head, saved.Offset, saved.Dev, saved.Inode); c != nil {
+			if err := f.drain(c, like, emit); err != nil {
 				return fail(err)
 			}
 		}
@@ -631,18 +634,21 @@ func (t *Tailer) remember(emit func(*Line) error) func(*Line) error {
 
 // resume takes up a rotated file that was still being read for late lines.
 func (f *follower) resume(old Position, cur *file, now time.Time, emit func(*Line) error) error {
-	path := findFile(f.key, old, cur)
-	if path == "" {
+	h := findFile(f.key, old, cur)
+	if h == nil {
 		return wrapEmit(emit(&Line{Pos: Position{Key: old.Key}, File: f.key, PositionOnly: true}))
 	}
-	if of, err := openFile(old.Key, path, old.Offset); err == nil && of.dev == old.Dev && of.ino == old.Inode {
+	if h.dev == old.Dev && h.ino == old.Inode && !h.gz {
+		of, err := newFile(old.Key, h.path, h.f, old.Offset)
+		if err != nil {
+			return err
+		}
 		f.old, f.oldIdle = of, now
 		return nil
-	} else if err == nil {
-		of.close()
 	}
 	like := &file{key: old.Key, dev: old.Dev, ino: old.Inode, head: old.Head, off: old.Offset}
-	if err := f.drainPath(path, like, emit); err != nil {
+	path := h.path
+	if err := f.drain(h, like, emit); err != nil {
 		return err
 	}
 	return wrapEmit(emit(&Line{Pos: Position{Key: old.Key, Dev: old.Dev, Inode: old.Inode, Offset: like.off}, File: path, PositionOnly: true}))
@@ -651,56 +657,60 @@ func (f *follower) resume(old Position, cur *file, now time.Time, emit func(*Lin
 // catchUp reads the file a saved position names from its offset and the
 // siblings rotated after it whole.
 func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*Line) error) error {
-	path := findFile(f.key, saved, cur)
-	if path == "" {
+	h := findFile(f.key, saved, cur)
+	if h == nil {
 		f.t.log.Warn("the file last read was rotated away and is gone; reading the current file from its start", "path", f.key, "inode", saved.Inode)
 		return nil
 	}
-	f.t.log.Info("log rotated while stopped; reading the rotated file from the saved offset", "path", f.key, "rotated", path)
+	f.t.log.Info("log rotated while stopped; reading the rotated file from the saved offset", "path", f.key, "rotated", h.path)
 	// Siblings rotated after it: later in logrotate's order (x.log.2
 	// before x.log.1, dateext by date) and not modified before it, which
-	// guards against naming schemes that order otherwise.
-	var newer []string
+	// guards against naming schemes that order otherwise. They are opened
+	// at once, before anything is read.
+	var newer []*handle
+	defer func() {
+		for _, n := range newer {
+			n.close()
+		}
+	}()
 	after := false
-	var since time.Time
-	if fi, err := os.Stat(path); err == nil {
-		since = fi.ModTime()
-	}
 	for _, group := range ingest.ReplayOrder(siblings(f.key)) {
 		for _, p := range group {
-			if p == path {
+			if p == h.path {
 				after = true
 				continue
 			}
 			if !after || p == f.key {
 				continue
 			}
-			if fi, err := os.Stat(p); err == nil && !fi.ModTime().Before(since) {
-				newer = append(newer, p)
+			n, err := openHandle(p)
+			if err != nil {
+				continue
 			}
+			if cur.is(n.dev, n.ino) || (n.dev == h.dev && n.ino == h.ino) || n.mtime.Before(h.mtime) {
+				n.close()
+				continue
+			}
+			newer = append(newer, n)
 		}
 	}
-	if len(newer) == 0 && f.old == nil {
+	if len(newer) == 0 && f.old == nil && h.dev == saved.Dev && h.ino == saved.Inode && !h.gz {
 		// The newest rotated file may still get late lines: follow it.
-		if of, err := openFile(f.key+RotatedSuffix, path, saved.Offset); err == nil {
-			if of.dev == saved.Dev && of.ino == saved.Inode {
-				f.old, f.oldIdle = of, now
-				return nil
-			}
-			of.close()
+		of, err := newFile(f.key+RotatedSuffix, h.path, h.f, saved.Offset)
+		if err != nil {
+			return err
 		}
+		f.old, f.oldIdle = of, now
+		return nil
 	}
 	like := &file{key: f.key, dev: saved.Dev, ino: saved.Inode, head: saved.Head, off: saved.Offset}
-	if err := f.drainPath(path, like, emit); err != nil {
+	if err := f.drain(h, like, emit); err != nil {
 		return err
 	}
-	for _, p := range newer {
-		id, err := identify(p)
-		if err != nil || cur.is(id.dev, id.ino) {
-			continue
-		}
-		next := &file{key: f.key, dev: id.dev, ino: id.ino, head: id.head}
-		if err := f.drainPath(p, next, emit); err != nil {
+	for i, n := range newer {
+		newer[i] = nil
+		next := &file{key: f.key, dev: n.dev, ino: n.ino, head: n.head}
+		if err := f.drain(n, next, emit); err != nil {
 			return err
 		}
 	}
@@ -726,19 +736,26 @@ func openFile(key, path string, off int64) (*file, error) {
 	if err != nil {
 		return nil, err
 	}
-	fi, err := fh.Stat()
+	nf, err := newFile(key, path, fh, off)
 	if err != nil {
 		fh.Close()
 		return nil, err
 	}
+	return nf, nil
+}
+
+// newFile reads the open fh from off; it takes fh over on success.
+func newFile(key, path string, fh *os.File, off int64) (*file, error) {
+	fi, err := fh.Stat()
+	if err != nil {
+		return nil, err
+	}
 	if fi.IsDir() {
-		fh.Close()
 		return nil, fmt.Errorf("open %s: is a directory", path)
 	}
 	dev, ino := devIno(fi)
 	nf := &file{key: key, path: path, f: fh, dev: dev, ino: ino, size: fi.Size(), off: off}
 	if err := nf.refreshHead(); err != nil {
-		fh.Close()
 		return nil, err
 	}
 	return nf, nil
@@ -815,6 +832,12 @@ func (x *file) read(maxLine int, final bool, emit func(*Line) error) (int, error
 			return n, fmt.Errorf("read %s: %w", x.path, err)
 		}
 		if got == 0 {
+			return n, nil
+		}
+		// Truncated and rewritten since the last check (copytruncate)?
+		// Then these bytes may be the new content: leave them to the
+		// truncation handling of the next step.
+		if !headMatches(x.f, x.head) {
 			return n, nil
 		}
 		if err := x.refreshHead(); err != nil {
@@ -926,26 +949,6 @@ func readerHeadMatches(r io.Reader, head string) bool {
 	return headOf(buf) == head
 }
 
-type fileIdent struct {
-	dev, ino uint64
-	head     string
-}
-
-func identify(path string) (fileIdent, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return fileIdent{}, err
-	}
-	defer fh.Close()
-	fi, err := fh.Stat()
-	if err != nil {
-		return fileIdent{}, err
-	}
-	dev, ino := devIno(fi)
-	h, err := fingerprint(fh)
-	return fileIdent{dev, ino, h}, err
-}
-
 // siblings are the rotated files of path: path.1, path.2.gz, path-20261128.
 func siblings(path string) []string {
 	var out []string
@@ -1006,30 +1009,114 @@ func locate(path string, dev, ino uint64) string {
 	return ""
 }
 
-// findFile finds the file a saved position names, by inode and head, or a
-// compressed copy of it by head. cur (the file the path names now) is
-// never it.
-func findFile(path string, saved Position, cur *file) string {
-	cands := candidates(path)
-	for _, p := range cands {
-		fi, err := os.Stat(p)
+// handle is a file opened while searching for a rotated file.
+type handle struct {
+	path     string
+	f        *os.File
+	dev, ino uint64
+	size     int64
+	mtime    time.Time
+	gz       bool
+	head     string // fingerprint of the (decompressed) content
+}
+
+func openHandle(path string) (*handle, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := fh.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		fh.Close()
+		return nil, fmt.Errorf("open %s: not a regular file", path)
+	}
+	h := &handle{path: path, f: fh, size: fi.Size(), mtime: fi.ModTime()}
+	h.dev, h.ino = devIno(fi)
+	var magic [2]byte
+	n, _ := fh.ReadAt(magic[:], 0)
+	h.gz = n == 2 && magic == [2]byte{0x1f, 0x8b}
+	r, err := h.content()
+	if err != nil {
+		fh.Close()
+		return nil, err
+	}
+	buf := make([]byte, HeadBytes)
+	got, _ := io.ReadFull(r, buf)
+	h.head = headOf(buf[:got])
+	return h, nil
+}
+
+// content reads the file from its start, decompressed.
+func (h *handle) content() (io.Reader, error) {
+	r := io.NewSectionReader(h.f, 0, 1<<62)
+	if !h.gz {
+		return r, nil
+	}
+	return gzip.NewReader(r)
+}
+
+// startsWith reports whether the content starts with the bytes head
+// fingerprints.
+func (h *handle) startsWith(head string) bool {
+	r, err := h.content()
+	return err == nil && readerHeadMatches(r, head)
+}
+
+func (h *handle) close() {
+	if h != nil && h.f != nil {
+		h.f.Close()
+		h.f = nil
+	}
+}
+
+// findFile finds and opens the file a saved position names: by inode and
+// head, else a compressed or copytruncate copy of it by head (the file
+// itself may have been truncated and rotated since). cur (the file the
+// path names now) is never it.
+func findFile(path string, saved Position, cur *file) *handle {
+	var copies []*handle
+	defer func() {
+		for _, c := range copies {
+			c.close()
+		}
+	}()
+	for _, p := range candidates(path) {
+		h, err := openHandle(p)
 		if err != nil {
 			continue
 		}
-		if dev, ino := devIno(fi); dev == saved.Dev && ino == saved.Inode && !cur.is(dev, ino) {
-			if startsWith(p, saved.Head) {
-				return p
-			}
+		switch {
+		case cur.is(h.dev, h.ino):
+		case h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head):
+			return h
+		case (h.gz || h.size >= saved.Offset) && h.startsWith(saved.Head):
+			copies = append(copies, h)
+			continue
 		}
+		h.close()
 	}
-	// A compressed copy, or a copytruncate copy of it (the file itself may
-	// have been truncated and rotated since).
-	for _, p := range cands {
-		if !cur.is(devIno(statOrNil(p))) && copyOf(p, saved.Head, saved.Offset) {
-			return p
+	if len(copies) > 0 {
+		h := copies[0]
+		copies = copies[1:]
+		return h
+	}
+	return nil
+}
+
+// findCopy finds and opens a copytruncate copy: another file whose content
+// starts with the same bytes and is at least off long.
+func findCopy(path, head string, off int64, dev, ino uint64) *handle {
+	for _, p := range siblings(path) {
+		h, err := openHandle(p)
+		if err != nil {
+			continue
 		}
+		if !(h.dev == dev && h.ino == ino) && (h.gz || h.size >= off) && h.startsWith(head) {
+			return h
+		}
+		h.close()
 	}
-	return ""
+	return nil
 }
 
 func statOrNil(p string) fs.FileInfo {
@@ -1038,53 +1125,4 @@ func statOrNil(p string) fs.FileInfo {
 		return nil
 	}
 	return fi
-}
-
-// copyOf reports whether the file at p (plain or gzip) starts with the
-// bytes head fingerprints and, when plain, holds at least off bytes.
-func copyOf(p, head string, off int64) bool {
-	lf, err := ingest.Open(p)
-	if err != nil {
-		return false
-	}
-	defer lf.Close()
-	return (lf.Compressed() || lf.Size >= off) && readerHeadMatches(lf.Reader(), head)
-}
-
-// startsWith reports whether the file at path starts with the bytes head
-// fingerprints.
-func startsWith(path, head string) bool {
-	fh, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer fh.Close()
-	return headMatches(fh, head)
-}
-
-func compressedMatch(path, head string) bool {
-	lf, err := ingest.Open(path)
-	if err != nil {
-		return false
-	}
-	defer lf.Close()
-	return lf.Compressed() && readerHeadMatches(lf.Reader(), head)
-}
-
-// findCopy finds a copytruncate copy: another file whose content starts
-// with the same bytes and is at least off long.
-func findCopy(path, head string, off int64, dev, ino uint64) string {
-	for _, p := range siblings(path) {
-		lf, err := ingest.Open(p)
-		if err != nil {
-			continue
-		}
-		ok := !(lf.Dev == dev && lf.Inode == ino) && readerHeadMatches(lf.Reader(), head)
-		big := lf.Compressed() || lf.Size >= off
-		lf.Close()
-		if ok && big {
-			return p
-		}
-	}
-	return ""
 }
