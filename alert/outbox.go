@@ -69,7 +69,10 @@ type OutboxOptions struct {
 	Rand func() float64
 	// BackoffBase and BackoffMax bound the retry delay after a transient
 	// failure (5xx, timeout): base, 2*base, 4*base... up to max, each with
-	// up to half taken off at random. Defaults 1s and 5m.
+	// up to half taken off at random. Defaults 1s and 5m. The destination
+	// backs off by its consecutive failures, and the row that failed by its
+	// tries, so that one row that keeps failing does not hold back the
+	// others.
 	BackoffBase, BackoffMax time.Duration
 	// SendTimeout bounds one delivery. Default 30s.
 	SendTimeout time.Duration
@@ -485,25 +488,29 @@ func (o *Outbox) deliver(ctx context.Context, d *destination, r row, now time.Ti
 		d.retryAt = now.Add(ra.Wait)
 		o.count(func() { d.stats.RateLimited++ })
 		log.Warn("alert destination rate limited; waiting as asked", "retry_after", ra.Wait)
-		return true, o.retry(ctx, r, serr)
+		return true, o.retry(ctx, r, serr, time.Time{})
 	case errors.Is(serr, ErrMisconfigured):
 		o.count(func() {
 			d.stats.Misconfigured++
 			d.stats.Disabled = true
 		})
 		log.Error("alert destination misconfigured: not retried, nothing more is sent to it until restart; pending alerts are kept, fix the config and restart", "err", serr)
-		return true, o.retry(ctx, r, serr)
+		return true, o.retry(ctx, r, serr, time.Time{})
 	case errors.Is(serr, ErrRejected):
 		o.count(func() { d.stats.Rejected++ })
 		log.Error("alert rejected by destination; dropped", "err", serr)
 		return false, o.finish(ctx, d, r, stateFailed, now, serr.Error())
 	}
+	// The destination waits out its consecutive failures; the row waits
+	// out its own, so that one that keeps failing (or a sink that keeps
+	// failing on it) lets the rows behind it go meanwhile.
 	d.failures++
 	wait := o.backoff(d.failures)
 	d.retryAt = now.Add(wait)
+	due := now.Add(o.backoff(r.tries + 1))
 	o.count(func() { d.stats.Retries++ })
-	log.Warn("alert not delivered; will retry", "err", serr, "retry_in", wait.Round(time.Millisecond), "failures", d.failures)
-	return true, o.retry(ctx, r, serr)
+	log.Warn("alert not delivered; will retry", "err", serr, "retry_in", wait.Round(time.Millisecond), "failures", d.failures, "tries", r.tries+1)
+	return true, o.retry(ctx, r, serr, due)
 }
 
 // backoff is the delay after n consecutive failures: capped exponential,
@@ -518,8 +525,15 @@ func (o *Outbox) backoff(n int) time.Duration {
 	return wait - time.Duration(o.o.Rand()*float64(wait)/2)
 }
 
-func (o *Outbox) retry(ctx context.Context, r row, err error) error {
-	_, xerr := o.db.ExecContext(ctx, `UPDATE alert_outbox SET tries = tries + 1, error = ? WHERE id = ?`, err.Error(), r.id)
+// retry keeps a row pending after a failed try, not before due when due is
+// set.
+func (o *Outbox) retry(ctx context.Context, r row, err error, due time.Time) error {
+	if due.IsZero() {
+		_, xerr := o.db.ExecContext(ctx, `UPDATE alert_outbox SET tries = tries + 1, error = ? WHERE id = ?`, err.Error(), r.id)
+		return xerr
+	}
+	_, xerr := o.db.ExecContext(ctx, `UPDATE alert_outbox SET tries = tries + 1, error = ?, due = MAX(due, ?) WHERE id = ?`,
+		err.Error(), due.UnixNano(), r.id)
 	return xerr
 }
 

@@ -49,7 +49,8 @@ type harness struct {
 	t     *testing.T
 	path  string
 	fake  *slacktest.Server
-	mode  string // "bot" or "webhook"
+	mode  string     // "bot", "webhook" or "sink"
+	sink  alert.Sink // the sink of mode "sink"
 	do    alert.DestinationOptions
 	now   time.Time
 	logs  *syncBuffer
@@ -87,6 +88,8 @@ func (h *harness) open() {
 	}
 	var sink alert.Sink
 	switch h.mode {
+	case "sink":
+		sink = h.sink
 	case "bot":
 		sink, err = slack.NewBot(slack.BotOptions{Token: "xoxb-fake-secret-token", Channel: "C0FAKE", APIURL: h.fake.APIURL(),
 			Refs: box.MessageRefs("slack"), Timeout: 50 * time.Millisecond, Logger: log})
@@ -391,6 +394,56 @@ func TestMessageThatCannotBeEditedDoesNotBlockTheDestination(t *testing.T) {
 				t.Errorf("requests: %d, want at most 4 (post, failed edit, fallback, post)", n)
 			}
 		})
+	}
+}
+
+// stuckSink fails transiently, every time, for one incident and records
+// the others.
+type stuckSink struct {
+	stuck int64
+	mu    sync.Mutex
+	tries int
+	sent  []int64
+}
+
+func (s *stuckSink) Send(_ context.Context, inc detect.Incident) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if inc.ID == s.stuck {
+		s.tries++
+		return fmt.Errorf("send incident %d: upstream answered 502", inc.ID)
+	}
+	s.sent = append(s.sent, inc.ID)
+	return nil
+}
+
+func (s *stuckSink) Sent() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int64(nil), s.sent...)
+}
+
+// TestStuckAlertDoesNotBlockTheOthers: an alert that fails again and again
+// is retried with backoff of its own, and the alerts queued behind it go
+// out meanwhile (no head-of-line blocking).
+func TestStuckAlertDoesNotBlockTheOthers(t *testing.T) {
+	sink := &stuckSink{stuck: 1}
+	h := &harness{t: t, path: filepath.Join(t.TempDir(), "spraywatch.db"), fake: slacktest.New(t), mode: "sink", sink: sink,
+		do: alert.DestinationOptions{Rate: 10, Cooldown: -1}, now: t0, logs: &syncBuffer{}}
+	h.open()
+	h.flush(incident(1, detect.KindSpray, "api-nginx"), incident(2, detect.KindSpray, "app"))
+	h.run(30, time.Second)
+	h.flush(incident(3, detect.KindBruteForce, "app"))
+	h.run(30, time.Second)
+	if got, want := fmt.Sprint(sink.Sent()), "[2 3]"; got != want {
+		t.Errorf("delivered: got %s, want %s behind the stuck incident 1", got, want)
+	}
+	// Backoff 1s doubling to 8s: about a dozen tries in a minute, not 60.
+	if sink.tries > 15 {
+		t.Errorf("incident 1 tried %d times in 60 s, want backoff", sink.tries)
+	}
+	if n, _ := h.box.Pending(context.Background()); n["slack"] != 1 {
+		t.Errorf("pending: %d, want the stuck one kept", n["slack"])
 	}
 }
 
