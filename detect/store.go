@@ -313,6 +313,7 @@ type ReplayedFile struct {
 	Head       string
 	Path       string
 	Source     string
+	At         time.Time // when the replay read it
 }
 
 // Flush writes b in one transaction. On success the batch's attempts are
@@ -378,7 +379,7 @@ func writeBatch(ctx context.Context, tx *sql.Tx, b Batch) error {
 	}
 	for _, f := range b.Replayed {
 		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO replayed_files VALUES (?,?,?,?,?,?,?)`,
-			int64(f.Dev), int64(f.Inode), f.Size, f.Head, f.Path, f.Source, time.Now().Unix()); err != nil {
+			int64(f.Dev), int64(f.Inode), f.Size, f.Head, f.Path, f.Source, f.At.Unix()); err != nil {
 			return err
 		}
 	}
@@ -575,8 +576,14 @@ func (s *Store) MaxIncidentID(ctx context.Context) (int64, error) {
 // LoadAttempts returns the stored attempt rows since a Unix minute, summed
 // per key, for rebuilding windows after a restart.
 func (s *Store) LoadAttempts(ctx context.Context, sinceMinute int64, fn func(AttemptKey, AttemptCount) error) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT source, minute, ip, identity, credential, outcome, SUM(count), MIN(file), MIN(inode), MIN(offset)
-		FROM attempts WHERE minute >= ? GROUP BY source, minute, ip, identity, credential, outcome ORDER BY minute`, sinceMinute)
+	// The first row of a key (lowest rowid) holds its first line; SQLite
+	// takes the bare columns from the row that MIN(rowid) picked.
+	rows, err := s.db.QueryContext(ctx, `SELECT source, minute, ip, identity, credential, outcome, total, file, inode, offset FROM (
+		SELECT source, minute, ip, identity, credential, outcome, SUM(count) OVER w AS total,
+		       file, inode, offset, ROW_NUMBER() OVER (w ORDER BY rowid) AS n
+		FROM attempts WHERE minute >= ?
+		WINDOW w AS (PARTITION BY source, minute, ip, identity, credential, outcome))
+		WHERE n = 1 ORDER BY minute`, sinceMinute)
 	if err != nil {
 		return classify(err)
 	}
@@ -595,6 +602,28 @@ func (s *Store) LoadAttempts(ctx context.Context, sinceMinute int64, fn func(Att
 		if err := fn(k, c); err != nil {
 			return err
 		}
+	}
+	return rows.Err()
+}
+
+// SuccessPairs calls fn with the first successful minute of every
+// (source, identity, credential) since a Unix minute: a restarting engine
+// needs them for stale-key suppression beyond its windows.
+func (s *Store) SuccessPairs(ctx context.Context, sinceMinute int64, fn func(source, identity, credential string, minute int64)) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT source, identity, credential, MIN(minute) FROM attempts
+		WHERE outcome = 'success' AND identity != '' AND credential != '' AND minute >= ?
+		GROUP BY source, identity, credential`, sinceMinute)
+	if err != nil {
+		return classify(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var src, id, cred string
+		var m int64
+		if err := rows.Scan(&src, &id, &cred, &m); err != nil {
+			return err
+		}
+		fn(src, id, cred, m)
 	}
 	return rows.Err()
 }

@@ -177,3 +177,10 @@ func maxWindow(ds ...time.Duration) time.Duration {
 	}
 	return m
 }
+
+// LongestWindow is the longest time any rule looks back: stored counts must
+// be kept at least this long for a restart to rebuild the windows.
+func (c Config) LongestWindow() time.Duration {
+	return maxWindow(append([]time.Duration{c.DistributedSpray.Window, c.LowAndSlow.Window, c.BruteForce.Window,
+		c.Stuffing.Window, c.Enumeration.Window}, c.Spray.Windows...)...)
+}

@@ -13,6 +13,10 @@ import (
 	"github.com/spraywatch/spraywatch/ingest"
 )
 
+// pairMemory is how long a successful (identity, credential) pair is
+// remembered for stale-key suppression.
+const pairMemory = 30 * 24 * time.Hour
+
 // Options configure an Engine.
 type Options struct {
 	Config Config
@@ -470,7 +474,7 @@ func (e *Engine) prune(now int64) {
 				delete(e.claimed, k)
 			}
 		}
-		stale := e.watermark - int64(30*24*time.Hour/time.Second)
+		stale := e.watermark - int64(pairMemory/time.Second)
 		for k, t := range e.pairs {
 			if t < stale {
 				delete(e.pairs, k)

@@ -56,6 +56,19 @@ func (e *Engine) Restore(ctx context.Context, s *detect.Store) error {
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
+	// Stale-key suppression remembers successful pairs for 30 days, far
+	// beyond the windows: load them on their own.
+	if e.cfg.StaleKey {
+		err = s.SuccessPairs(ctx, last-int64(pairMemory/time.Minute), func(source, identity, credential string, minute int64) {
+			k := pairKey{source, identity, credential}
+			if t, ok := e.pairs[k]; !ok || minute*60 < t {
+				e.pairs[k] = minute * 60
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+	}
 	e.win.TakeDirty() // judged before the restart
 	for _, c := range e.clocks {
 		c.lastEval = c.watermark

@@ -108,8 +108,8 @@ func (c Config) Validate() error {
 	if c.FingerprintSecretFile == "" {
 		bad("fingerprint_secret_file", c.FingerprintSecretFile, "must be set")
 	}
-	if c.Retention < time.Hour {
-		bad("retention", c.Retention, "must be at least 1h")
+	if longest := c.Rules.LongestWindow(); c.Retention < longest {
+		bad("retention", c.Retention, fmt.Sprintf("must cover the longest rule window (%v), or a restart loses window state", longest))
 	}
 	if c.MaxLineBytes < 256 || c.MaxLineBytes > 64<<20 {
 		bad("max_line_bytes", c.MaxLineBytes, "must be between 256 and 67108864")

@@ -408,7 +408,7 @@ func replayedFiles(streams []ingest.Stream, failed map[string]error) []detect.Re
 				continue
 			}
 			if id, err := identify(p); err == nil {
-				out = append(out, detect.ReplayedFile{Dev: id.dev, Inode: id.inode, Size: id.size, Head: id.head, Path: p, Source: st.Parser.Name()})
+				out = append(out, detect.ReplayedFile{Dev: id.dev, Inode: id.inode, Size: id.size, Head: id.head, Path: p, Source: st.Parser.Name(), At: time.Now()})
 			}
 		}
 	}
