@@ -44,6 +44,8 @@ type Options struct {
 	HTTPClient *http.Client
 	// Timeout bounds one request when HTTPClient is nil. Default DefaultTimeout.
 	Timeout time.Duration
+	// Now is the clock, for a Retry-After given as a date. Default time.Now.
+	Now func() time.Time
 }
 
 // Webhook POSTs incidents as JSON: every version of every incident, each
@@ -62,6 +64,9 @@ func New(o Options) (*Webhook, error) {
 			o.Timeout = DefaultTimeout
 		}
 		o.HTTPClient = &http.Client{Timeout: o.Timeout}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	return &Webhook{o: o}, nil
 }
@@ -100,21 +105,22 @@ func (w *Webhook) Send(ctx context.Context, inc detect.Incident) error {
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if err := classify(resp); err != nil {
+	if err := classify(resp, w.o.Now()); err != nil {
 		return alert.Scrub(fmt.Errorf("webhook: %w", err), "webhook", w.o.URL)
 	}
 	return nil
 }
 
-// classify turns a response into nil or an error the outbox can act on.
-func classify(resp *http.Response) error {
+// classify turns a response into nil or an error the outbox can act on;
+// now reads a Retry-After date.
+func classify(resp *http.Response, now time.Time) error {
 	code := resp.StatusCode
 	status := fmt.Errorf("status %s", resp.Status)
 	switch {
 	case code >= 200 && code < 300:
 		return nil
 	case code == http.StatusTooManyRequests:
-		if wait, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		if wait, ok := retryAfter(resp.Header.Get("Retry-After"), now); ok {
 			return &alert.RetryAfterError{Wait: wait, Err: status}
 		}
 		return status

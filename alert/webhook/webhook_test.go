@@ -70,6 +70,7 @@ func TestPostsSignedIncidentJSON(t *testing.T) {
 }
 
 func TestErrorsSayWhetherToRetryAndHideTheURL(t *testing.T) {
+	now := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name   string
 		status int
@@ -79,6 +80,11 @@ func TestErrorsSayWhetherToRetryAndHideTheURL(t *testing.T) {
 		{"429 with Retry-After", 429, http.Header{"Retry-After": {"3"}}, func(err error) bool {
 			var ra *alert.RetryAfterError
 			return errors.As(err, &ra) && ra.Wait == 3*time.Second
+		}},
+		// An HTTP date is read on the clock the sink was given.
+		{"429 with Retry-After date", 429, http.Header{"Retry-After": {now.Add(90 * time.Second).Format(http.TimeFormat)}}, func(err error) bool {
+			var ra *alert.RetryAfterError
+			return errors.As(err, &ra) && ra.Wait == 90*time.Second
 		}},
 		{"500", 500, nil, func(err error) bool {
 			return err != nil && !errors.Is(err, alert.ErrMisconfigured) && !errors.Is(err, alert.ErrRejected)
@@ -91,7 +97,7 @@ func TestErrorsSayWhetherToRetryAndHideTheURL(t *testing.T) {
 			srv := httptest.NewServer(&receiver{status: tt.status, header: tt.header})
 			defer srv.Close()
 			url := srv.URL + "/hooks/token-in-path-0123456789"
-			w, _ := webhook.New(webhook.Options{URL: url})
+			w, _ := webhook.New(webhook.Options{URL: url, Now: func() time.Time { return now }})
 			err := w.Send(context.Background(), detect.Incident{ID: 1})
 			if !tt.want(err) {
 				t.Errorf("got %v, want it classified as %s", err, tt.name)
