@@ -16,7 +16,9 @@ const (
 	// prefixes and longer values as whole keys; a field that logs a request
 	// header (nginx $http_*, gunicorn %({name}i)s) always holds whole keys.
 	CredentialAuto CredentialKind = iota
-	// CredentialPrefix: the log holds a key prefix, used as the label.
+	// CredentialPrefix: the log holds a key prefix, used as the label. A
+	// value longer than PrefixMaxLen is no prefix but a whole key, and is
+	// fingerprinted all the same. It cannot be used on a header field.
 	CredentialPrefix
 	// CredentialKey: the log holds whole keys, fingerprinted at once.
 	CredentialKey
@@ -82,7 +84,9 @@ func (c *credentialLabeler) label(raw []byte) (label string, whole, missing bool
 		return "", false, true
 	}
 	raw = bytes.TrimPrefix(raw, []byte("Bearer "))
-	whole = c.kind == CredentialKey || (c.kind == CredentialAuto && len(raw) > PrefixMaxLen)
+	// Whatever the configured kind, a value longer than any logged prefix
+	// is a whole key: storing it as a label would store the key.
+	whole = c.kind == CredentialKey || len(raw) > PrefixMaxLen
 	if !whole {
 		return c.intern.bytes(raw), false, false
 	}

@@ -315,7 +315,10 @@ func NewParser(o Options) (*Parser, error) {
 		}
 	}
 	kind := o.CredentialKind
-	if kind == CredentialAuto && isHeaderField(explicit[RoleCredential]) {
+	if name := explicit[RoleCredential]; isHeaderField(name) {
+		if kind == CredentialPrefix {
+			return nil, fmt.Errorf("%w: %q", ErrPrefixHeader, name)
+		}
 		kind = CredentialKey // a logged request header is the whole key, however short
 	}
 	p.cred = newCredentialLabeler(kind, o.Secret, p.intern)
@@ -390,10 +393,32 @@ func (p *Parser) addShapes(o Options, explicit map[Role]string) error {
 	return fmt.Errorf("%w: %q (want one of %s)", ErrUnknownFormat, o.Format, strings.Join(Formats, ", "))
 }
 
-// isHeaderField reports fields that log a request header as sent: nginx
-// $http_*, gunicorn %({name}i)s.
+// IsHeaderField reports whether a format's field (as written in the config)
+// logs a request header as sent, which holds the whole key: nginx $http_*,
+// gunicorn %({name}i)s, or a JSON path through a headers object such as
+// headers.x-api-key.
+func IsHeaderField(format, name string) bool {
+	name = strings.TrimPrefix(name, "$")
+	if format == FormatGunicorn {
+		name = gunicorn.Field(name)
+	}
+	return isHeaderField(name)
+}
+
+// isHeaderField is IsHeaderField on a field name as NewParser keeps it.
 func isHeaderField(name string) bool {
-	return strings.HasPrefix(name, "http_") || (strings.HasPrefix(name, "{") && strings.HasSuffix(name, "}i"))
+	if strings.HasPrefix(name, "http_") || (strings.HasPrefix(name, "{") && strings.HasSuffix(name, "}i")) {
+		return true
+	}
+	// A JSON path: a headers object on the way (headers.x-api-key,
+	// request.headers.Authorization, req_headers.x-api-key).
+	segs := strings.Split(strings.ToLower(name), ".")
+	for _, seg := range segs[:len(segs)-1] {
+		if strings.HasSuffix(seg, "headers") || seg == "header" {
+			return true
+		}
+	}
+	return false
 }
 
 // commonLayout is the common log format, combined without referer and user
@@ -512,6 +537,9 @@ var (
 	ErrUnknownFormat = errors.New("unknown format")
 	ErrUnknownField  = errors.New("unknown field")
 	ErrBadTemplate   = errors.New("bad identity path template")
+	// ErrPrefixHeader: kind prefix on a field that logs a request header,
+	// which holds whole keys.
+	ErrPrefixHeader = errors.New("credential kind prefix on a request header, which holds whole keys")
 )
 
 // HasCredential reports whether the source logs a credential at all. Without

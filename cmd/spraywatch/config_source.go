@@ -130,6 +130,13 @@ func (s SourceConfig) options(secret []byte) (ingest.Options, error) {
 	default:
 		return o, fmt.Errorf("credential.kind: %q: must be auto, prefix or key", s.Credential.Kind)
 	}
+	if name := o.Fields[ingest.RoleCredential]; o.CredentialKind == ingest.CredentialPrefix && ingest.IsHeaderField(s.Format, name) {
+		where := "credential.field"
+		if s.Credential.Field == "" {
+			where = "fields.credential"
+		}
+		return o, fmt.Errorf("credential.kind: %q: %s %q logs a request header, which holds whole keys: use kind key (or auto) so that they are fingerprinted", s.Credential.Kind, where, name)
+	}
 	if len(s.Identity.Path) == 0 && s.Identity.Query == "" && s.Identity.Field == "" && !s.Identity.RemoteUser && s.Format != ingest.FormatJSON && s.Format != ingest.FormatFlask {
 		return o, fmt.Errorf("identity: {}: say where the client ID is (path, query, field or remote_user)")
 	}

@@ -42,6 +42,10 @@ func TestSourceConfig(t *testing.T) {
 		{"bad app log format", `  - {name: f, format: flask, app_log_format: '%(asctime)s%(message)s'}`, "%(message)s directly follows %(asctime)s"},
 		{"app_regex on nginx", `  - {name: a, format: nginx, app_regex: 'x', identity: {remote_user: true}}`, `app_regex: "x": only applies to format flask`},
 		{"join window too long", `  - {name: f, format: flask, join_window: 5m}`, `join_window: "5m0s": must be between 0s and 1m`},
+		{"prefix on nginx header", `  - {name: a, format: nginx, log_format: '$remote_addr [$time_local] "$request" $status key=$http_x_api_key', credential: {field: http_x_api_key, kind: prefix}, identity: {path: ["/c/{identity}/"]}}`, `credential.kind: "prefix": credential.field "http_x_api_key" logs a request header`},
+		{"prefix on gunicorn header", `  - {name: g, format: gunicorn, log_format: '%(h)s %(t)s "%(r)s" %(s)s key="%({x-api-key}i)s"', credential: {field: "%({X-Api-Key}i)s", kind: prefix}, identity: {path: ["/c/{identity}/"]}}`, `credential.kind: "prefix": credential.field "%({X-Api-Key}i)s" logs a request header`},
+		{"prefix on json header path", `  - {name: j, format: json, credential: {field: headers.x-api-key, kind: prefix}}`, `credential.kind: "prefix": credential.field "headers.x-api-key" logs a request header`},
+		{"prefix on header via fields", `  - {name: a, format: nginx, log_format: '$remote_addr [$time_local] "$request" $status key=$http_x_api_key', fields: {credential: $http_x_api_key}, credential: {kind: prefix}, identity: {path: ["/c/{identity}/"]}}`, `credential.kind: "prefix": fields.credential "$http_x_api_key" logs a request header`},
 		{"unknown role", `  - {name: a, format: nginx, fields: {client: x}, identity: {remote_user: true}}`, "fields.client: \"x\": unknown role (ip, time, request, method, path, query, status, latency, user, identity, credential, outcome)"},
 		{"unknown key", `  - {name: a, format: nginx, access_log_format: x}`, "access_log_format"},
 	}
