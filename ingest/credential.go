@@ -14,7 +14,9 @@ type CredentialKind uint8
 const (
 	// CredentialAuto treats values up to PrefixMaxLen bytes as logged key
 	// prefixes and longer values as whole keys; a field that logs a request
-	// header (nginx $http_*, gunicorn %({name}i)s) always holds whole keys.
+	// header (nginx $http_*, gunicorn %({name}i)s, JSON headers.*) or whose
+	// name says key, token, auth, secret or password (but not prefix)
+	// always holds whole keys.
 	CredentialAuto CredentialKind = iota
 	// CredentialPrefix: the log holds a key prefix, used as the label. A
 	// value longer than PrefixMaxLen is no prefix but a whole key, and is

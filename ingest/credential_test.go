@@ -64,3 +64,50 @@ func TestPrefixKindOnHeaderRejected(t *testing.T) {
 		})
 	}
 }
+
+// TestAutoKeyNamedFieldIsWholeKey: under kind auto, a credential field
+// named like a key, token, auth, secret or password holds whole keys, so
+// even a short value is fingerprinted; a field named as a prefix keeps its
+// values as labels.
+func TestAutoKeyNamedFieldIsWholeKey(t *testing.T) {
+	tests := []struct {
+		field string
+		whole bool
+	}{
+		{"api_key", true},
+		{"apiKey", true},
+		{"access_token", true},
+		{"Authorization", true},
+		{"client_secret", true},
+		{"password", true},
+		{"api_key_prefix", false},
+		{"key_prefix", false},
+		{"credential", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.field, func(t *testing.T) {
+			p := goldenParser(t, ingest.Options{Format: ingest.FormatJSON, Fields: map[ingest.Role]string{ingest.RoleCredential: tt.field}})
+			line := `{"time":"2026-11-28T16:03:41Z","ip":"127.0.3.7","client_id":"c1","status":401,"` + tt.field + `":"abc123short"}`
+			var ev ingest.Event
+			if err := p.Parse([]byte(line), &ev); err != nil {
+				t.Fatal(err)
+			}
+			if tt.whole && (!ev.RawCredential || strings.Contains(ev.Credential, "abc123short")) {
+				t.Errorf("credential %q (raw %v), want a fingerprint label flagged raw", ev.Credential, ev.RawCredential)
+			}
+			if !tt.whole && (ev.RawCredential || ev.Credential != "abc123short") {
+				t.Errorf("credential %q (raw %v), want the prefix as label", ev.Credential, ev.RawCredential)
+			}
+		})
+	}
+	// nginx: $api_key is a whole key however short.
+	p := goldenParser(t, ingest.Options{Format: ingest.FormatNginx, Layout: `$remote_addr [$time_local] "$request" $status key=$api_key`,
+		Fields: map[ingest.Role]string{ingest.RoleCredential: "$api_key"}, IdentityPaths: []string{identityPath}})
+	var ev ingest.Event
+	if err := p.Parse([]byte(credLine+"abc123short"), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if !ev.RawCredential || strings.Contains(ev.Credential, "abc123short") {
+		t.Errorf("nginx $api_key: credential %q (raw %v), want a fingerprint label flagged raw", ev.Credential, ev.RawCredential)
+	}
+}

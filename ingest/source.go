@@ -320,6 +320,8 @@ func NewParser(o Options) (*Parser, error) {
 			return nil, fmt.Errorf("%w: %q", ErrPrefixHeader, name)
 		}
 		kind = CredentialKey // a logged request header is the whole key, however short
+	} else if kind == CredentialAuto && namesWholeKey(name) {
+		kind = CredentialKey // $api_key, token, password: the key itself, however short
 	}
 	p.cred = newCredentialLabeler(kind, o.Secret, p.intern)
 	for _, set := range []struct {
@@ -415,6 +417,22 @@ func isHeaderField(name string) bool {
 	segs := strings.Split(strings.ToLower(name), ".")
 	for _, seg := range segs[:len(segs)-1] {
 		if strings.HasSuffix(seg, "headers") || seg == "header" {
+			return true
+		}
+	}
+	return false
+}
+
+// namesWholeKey reports a credential field whose name says it holds the
+// secret itself (api_key, access_token, Authorization, client_secret,
+// password) rather than a prefix of it (api_key_prefix, key_prefix).
+func namesWholeKey(name string) bool {
+	name = strings.ToLower(name)
+	if strings.Contains(name, "prefix") {
+		return false
+	}
+	for _, w := range []string{"key", "token", "auth", "secret", "password"} {
+		if strings.Contains(name, w) {
 			return true
 		}
 	}
