@@ -102,8 +102,7 @@ type runner struct {
 	dirtyPos  map[posKey]bool
 
 	readers    *readers
-	lastEvent  time.Time // newest event time
-	lastWall   time.Time // wall time it was read
+	clocks     map[string]*sourceClock
 	lastFlush  time.Time
 	incidents  int64
 	watchdog   time.Duration
@@ -157,7 +156,8 @@ func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFl
 	if err := r.engine.Restore(ctx, r.store); err != nil {
 		return err
 	}
-	r.lastEvent, r.lastWall = r.engine.Watermark(), time.Now()
+	r.clocks = map[string]*sourceClock{}
+	r.addClocks()
 	saved, err := r.store.Positions(ctx)
 	if err != nil {
 		return err
@@ -194,13 +194,13 @@ func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFl
 	r.setReaders(r.startReaders(ctx))
 	r.watchdog, _ = daemon.SdWatchdogEnabled(false)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
-	r.log.Info("spraywatch running", "sources", len(cfg.Sources), "database", cfg.Database, "restored_watermark", r.lastEvent.UTC())
+	r.log.Info("spraywatch running", "sources", len(cfg.Sources), "database", cfg.Database, "restored_watermark", r.engine.Watermark().UTC())
 	err = r.loop(ctx, hup)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	// Stop the readers first, count what they already handed over, then
 	// write counts and positions last.
 	r.stopReaders()
-	r.engine.Tick(r.eventNow(time.Now()))
+	r.engine.TickSource(cfg.Sources[0].Name, time.Time{}) // judge what the last lines changed
 	if ferr := r.flushRetry(context.WithoutCancel(ctx)); ferr != nil && err == nil {
 		err = ferr
 	}
@@ -366,7 +366,7 @@ func (r *runner) loop(ctx context.Context, hup <-chan os.Signal) error {
 		case <-hup:
 			r.reload(ctx)
 		case now := <-tick.C:
-			r.engine.Tick(r.eventNow(now))
+			r.tickClocks(now)
 			if r.engine.Counters.Incidents != r.incidents || now.Sub(r.lastFlush) >= r.cfg.FlushInterval {
 				r.flush(ctx)
 			}
@@ -379,11 +379,40 @@ func (r *runner) loop(ctx context.Context, hup <-chan os.Signal) error {
 	}
 }
 
-// eventNow is event time as the wall clock moves it on: the newest line's
-// time plus the wall time since it was read, held back by the lateness so
-// that a late line still finds its window.
-func (r *runner) eventNow(now time.Time) time.Time {
-	return r.lastEvent.Add(now.Sub(r.lastWall) - r.cfg.Lateness)
+// addClocks starts the clocks of sources that have none, from their
+// restored event time.
+func (r *runner) addClocks() {
+	for _, s := range r.cfg.Sources {
+		if r.clocks[s.Name] == nil {
+			c := &sourceClock{wall: time.Now()}
+			if t := r.engine.SourceWatermark(s.Name); t.Unix() > 0 {
+				c.last = t
+			}
+			r.clocks[s.Name] = c
+		}
+	}
+}
+
+// sourceClock is what moves a source's event time on while its files are
+// quiet.
+type sourceClock struct {
+	last   time.Time // the source's newest event time
+	wall   time.Time // wall time it was read
+	behind int64     // bytes not read yet, at the last tick
+}
+
+// tickClocks moves each caught-up source's event time on by the wall time
+// since its newest line, held back by the lateness so that a late line
+// still finds its window, and judges what changed. A source still reading
+// a backlog keeps the time of its lines.
+func (r *runner) tickClocks(now time.Time) {
+	for name, c := range r.clocks {
+		at := time.Time{}
+		if c.behind == 0 && !c.last.IsZero() {
+			at = c.last.Add(now.Sub(c.wall) - r.cfg.Lateness)
+		}
+		r.engine.TickSource(name, at)
+	}
 }
 
 // consume parses and counts a batch, and moves the positions past it.
@@ -423,18 +452,20 @@ func (r *runner) consume(b *lineBatch) {
 		}
 		m.parsed.Inc()
 		ev.Pos = ingest.Pos{File: l.File, Inode: l.Pos.Inode, Offset: l.Offset}
-		if ev.Time.Before(r.engine.Watermark().Add(-r.cfg.Lateness)) {
+		if ev.Time.Before(r.engine.SourceWatermark(b.source).Add(-r.cfg.Lateness)) {
 			m.late.Inc()
 		}
 		r.engine.Observe(&ev)
-		if ev.Time.After(r.lastEvent) {
-			r.lastEvent = ev.Time
+		if c := r.clocks[b.source]; c != nil {
+			if ev.Time.After(c.last) {
+				c.last = ev.Time
+			}
+			c.wall = now
 		}
-		r.lastWall = now
 		m.lastEvent = ev.Time
 	}
 	// Judge at once: an incident is raised within a poll of its line.
-	r.engine.Tick(r.eventNow(now))
+	r.engine.TickSource(b.source, time.Time{})
 }
 
 func (r *runner) setPos(source string, p tail.Position) {
@@ -525,6 +556,7 @@ func (r *runner) reload(ctx context.Context) {
 		keep.Database, keep.MetricsListen, keep.FingerprintSecretFile, keep.Alerts
 	r.cfg.MaxGroups, r.cfg.MaxEntries, r.cfg.MaxIncidentSet = keep.MaxGroups, keep.MaxEntries, keep.MaxIncidentSet
 	r.engine.SetConfig(cfg.Rules, cfg.AllowList())
+	r.addClocks()
 	if r.levelFlag == "" {
 		r.level.Set(parseLevel(cfg.Log.Level))
 	}
@@ -605,6 +637,9 @@ func (r *runner) observeMetrics(now time.Time) {
 		}
 		m := r.metrics.source(name)
 		m.bytesBehind.Set(float64(behind))
+		if c := r.clocks[name]; c != nil {
+			c.behind = behind
+		}
 		secs := 0.0
 		if behind > 0 && !m.lastEvent.IsZero() {
 			secs = max(0, now.Sub(m.lastEvent).Seconds())
