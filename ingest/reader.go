@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"syscall"
+	"unicode/utf8"
 )
 
 // MaxLineBytes is the default longest line kept. Longer lines are skipped
@@ -233,51 +234,200 @@ func older(a, b rotated) bool {
 }
 
 // Redact makes a line safe to show: it is cut to max bytes, made valid UTF-8,
-// and every token that looks like a secret (long, mixed letters and digits,
-// or following a key=/token=/Authorization marker) is masked.
+// control characters are replaced, and whatever may be a secret is masked:
+//
+//   - the value after a marker word: a word ending in key (api_key, apikey,
+//     x-api-key), token, secret, password, passwd, pwd, auth, authorization,
+//     signature, sig or session, case-insensitive, followed by separators
+//     (spaces, quotes, backslashes) that hold a '=' or ':'. The value runs to
+//     the next space, quote, '&', ',', ';' or bracket, so it takes / + . = ~ %
+//     and the like. A Bearer or Basic scheme keeps its name and masks the
+//     credential after it. Placeholders such as "-" are no secret and stay.
+//     Spaces alone do not make a marker, so "GET /oauth/token HTTP/1.1"
+//     stays readable;
+//   - the credential after a lone "Bearer ";
+//   - a JWT (eyJ… with dots), all of its segments;
+//   - every segment (between / and .) of at least 20 characters that mixes
+//     letters and digits;
+//   - everything after hooks.slack.com/services/.
+//
+// A masked value keeps at most a quarter of itself, and no more than the 6
+// characters a label shows; passwords and Basic credentials keep nothing.
 func Redact(line []byte, max int) string {
 	if max > 0 && len(line) > max {
 		line = line[:max]
 	}
 	line = bytes.ToValidUTF8(line, []byte("\uFFFD"))
 	var out bytes.Buffer
-	out.Grow(len(line))
-	i := 0
-	for i < len(line) {
-		if !isTokenByte(line[i]) {
-			if c := line[i]; c < 0x20 && c != '\t' || c == 0x7f {
-				out.WriteString("\uFFFD") // NUL and terminal escapes stay off the screen
-			} else {
-				out.WriteByte(c)
-			}
+	out.Grow(len(line) + 32)
+	for i := 0; i < len(line); {
+		c := line[i]
+		if !isSegmentByte(c) {
+			writeSafe(&out, c)
 			i++
 			continue
 		}
+		if hasPrefixFold(line[i:], slackHooks) {
+			out.Write(line[i : i+len(slackHooks)])
+			i = maskValue(&out, line, i+len(slackHooks), true)
+			continue
+		}
 		j := i
-		for j < len(line) && isTokenByte(line[j]) {
+		for j < len(line) && isSegmentByte(line[j]) {
 			j++
 		}
-		tok := line[i:j]
-		if secretLike(tok) || afterKeyMarker(line[:i]) {
-			keep := min(len(tok), labelShownLen)
-			if len(tok) <= PrefixMaxLen && !secretLike(tok) {
-				keep = min(len(tok), 4)
+		seg := line[i:j]
+		switch {
+		case isMarkerWord(seg):
+			k, ok := markerSeparators(line, j)
+			if !ok {
+				out.Write(seg)
+				i = j
+				break
 			}
-			out.Write(tok[:keep])
-			out.WriteString("…[redacted]")
-		} else {
-			out.Write(tok)
+			out.Write(line[i:k])
+			i = maskMarkedValue(&out, line, k, isPasswordWord(seg))
+		case bytes.EqualFold(seg, []byte("Bearer")) && j < len(line) && line[j] == ' ':
+			k := skipSpaces(line, j)
+			out.Write(line[i:k])
+			i = maskValue(&out, line, k, false)
+		case bytes.HasPrefix(seg, []byte("eyJ")) && j < len(line) && line[j] == '.':
+			k := j
+			for k < len(line) && (isSegmentByte(line[k]) || line[k] == '.') {
+				k++
+			}
+			writeMasked(&out, line[i:k], false)
+			i = k
+		case secretLike(seg):
+			writeMasked(&out, seg, false)
+			i = j
+		default:
+			out.Write(seg)
+			i = j
 		}
-		i = j
 	}
 	return out.String()
 }
 
-func isTokenByte(c byte) bool {
-	return c == '_' || c == '-' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+const slackHooks = "hooks.slack.com/services/"
+
+// markerSuffixes end the words after which a value is a secret.
+var markerSuffixes = []string{"key", "token", "secret", "password", "passwd", "pwd", "auth", "authorization", "signature", "sig", "session", "sessionid"}
+
+func isMarkerWord(w []byte) bool {
+	for _, s := range markerSuffixes {
+		if hasSuffixFold(w, s) {
+			return true
+		}
+	}
+	return false
 }
 
-// secretLike: at least 20 token bytes with both letters and digits.
+func isPasswordWord(w []byte) bool {
+	return hasSuffixFold(w, "password") || hasSuffixFold(w, "passwd") || hasSuffixFold(w, "pwd")
+}
+
+// markerSeparators returns where the value after a marker word ending at j
+// starts: after a short run of spaces, quotes, backslashes, '=' and ':' that
+// holds at least one '=' or ':'.
+func markerSeparators(line []byte, j int) (int, bool) {
+	assign := false
+	k := j
+	for ; k < len(line) && k-j < 8; k++ {
+		switch line[k] {
+		case '=', ':':
+			assign = true
+		case ' ', '\t', '"', '\'', '\\':
+		default:
+			return k, assign
+		}
+	}
+	return k, assign
+}
+
+// maskMarkedValue masks the value at k after a marker; a Bearer or Basic
+// scheme is kept and the credential after it masked. It returns where the
+// value ends.
+func maskMarkedValue(out *bytes.Buffer, line []byte, k int, password bool) int {
+	e := valueEnd(line, k)
+	v := line[k:e]
+	if isPlaceholder(v) {
+		out.Write(v)
+		return e
+	}
+	basic := bytes.EqualFold(v, []byte("Basic"))
+	if (basic || bytes.EqualFold(v, []byte("Bearer"))) && e < len(line) && line[e] == ' ' {
+		s := skipSpaces(line, e)
+		out.Write(line[k:s])
+		return maskValue(out, line, s, basic || password)
+	}
+	writeMasked(out, v, password)
+	return e
+}
+
+// maskValue masks the value at k and returns where it ends.
+func maskValue(out *bytes.Buffer, line []byte, k int, hideAll bool) int {
+	e := valueEnd(line, k)
+	if e > k {
+		writeMasked(out, line[k:e], hideAll)
+	}
+	return e
+}
+
+// valueEnd is where a secret value starting at k ends: at a space, quote,
+// backslash, control character, '&', ',', ';', '<', '>' or closing bracket.
+func valueEnd(line []byte, k int) int {
+	for ; k < len(line); k++ {
+		switch c := line[k]; c {
+		case ' ', '"', '\'', '\\', '&', ',', ';', '<', '>', ')', ']', '}':
+			return k
+		default:
+			if c < 0x20 || c == 0x7f {
+				return k
+			}
+		}
+	}
+	return k
+}
+
+// writeMasked writes a quarter of v, at most labelShownLen bytes (none when
+// hideAll), then the redaction mark.
+func writeMasked(out *bytes.Buffer, v []byte, hideAll bool) {
+	keep := min(labelShownLen, len(v)/4)
+	if hideAll {
+		keep = 0
+	}
+	for keep > 0 && keep < len(v) && !utf8.RuneStart(v[keep]) {
+		keep--
+	}
+	out.Write(v[:keep])
+	out.WriteString("…[redacted]")
+}
+
+// writeSafe writes a byte that is no segment byte, NUL and terminal escapes
+// replaced so that they stay off the screen.
+func writeSafe(out *bytes.Buffer, c byte) {
+	if c < 0x20 && c != '\t' || c == 0x7f {
+		out.WriteString("\uFFFD")
+		return
+	}
+	out.WriteByte(c)
+}
+
+func skipSpaces(line []byte, k int) int {
+	for k < len(line) && line[k] == ' ' {
+		k++
+	}
+	return k
+}
+
+// isSegmentByte: the bytes of a word or a base64 run; '/' and '.' split
+// segments.
+func isSegmentByte(c byte) bool {
+	return c == '_' || c == '-' || c == '+' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+}
+
+// secretLike: at least 20 bytes with both letters and digits.
 func secretLike(tok []byte) bool {
 	if len(tok) < 20 {
 		return false
@@ -294,14 +444,24 @@ func secretLike(tok []byte) bool {
 	return letters && digits
 }
 
-var keyMarkers = [][]byte{[]byte("key="), []byte("key\":\""), []byte("key: "), []byte("token="), []byte("token\":\""), []byte("Bearer "), []byte("apikey="), []byte("api_key=")}
+func hasSuffixFold(b []byte, suffix string) bool {
+	return len(b) >= len(suffix) && asciiEqualFold(b[len(b)-len(suffix):], suffix)
+}
 
-func afterKeyMarker(before []byte) bool {
-	lower := bytes.ToLower(before[max(0, len(before)-12):])
-	for _, m := range keyMarkers {
-		if bytes.HasSuffix(lower, bytes.ToLower(m)) {
-			return true
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && asciiEqualFold(b[:len(prefix)], prefix)
+}
+
+// asciiEqualFold compares b with a lower-case ASCII s, ignoring case.
+func asciiEqualFold(b []byte, s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := b[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
 		}
 	}
-	return false
+	return true
 }
