@@ -136,17 +136,14 @@ func buildSinks(cfg Config, box *alert.Outbox, log *slog.Logger, stdout io.Write
 				ns.opts.Cooldown = -1
 			}
 		case "slack":
+			sec, err := readSinkSecrets(field, ac)
+			if err != nil {
+				return nil, closers, err
+			}
+			warnOpen(log, field, sec.files...)
 			msg := slack.MessageOptions{ExplainCommand: "spraywatch explain --db " + cfg.Database}
-			if ac.WebhookURLFile != "" || ac.WebhookURLEnv != "" {
-				u, err := readSecret(field, "webhook_url_file", ac.WebhookURLFile, "webhook_url_env", ac.WebhookURLEnv)
-				if err != nil {
-					return nil, closers, err
-				}
-				if err := checkURL(field, secretKey(ac.WebhookURLFile, "webhook_url_file", "webhook_url_env"), ac.WebhookURLFile+ac.WebhookURLEnv, u); err != nil {
-					return nil, closers, err
-				}
-				warnOpen(log, field, ac.WebhookURLFile)
-				if ns.sink, err = slack.NewWebhook(slack.WebhookOptions{URL: u, Timeout: ac.Timeout, Message: msg}); err != nil {
+			if sec.url != "" {
+				if ns.sink, err = slack.NewWebhook(slack.WebhookOptions{URL: sec.url, Timeout: ac.Timeout, Message: msg}); err != nil {
 					return nil, closers, fmt.Errorf("%s: %w", field, err)
 				}
 				ns.describe = "slack incoming webhook"
@@ -155,12 +152,7 @@ func buildSinks(cfg Config, box *alert.Outbox, log *slog.Logger, stdout io.Write
 				ns.opts.OnlyEscalations = true
 				break
 			}
-			token, err := readSecret(field, "token_file", ac.TokenFile, "token_env", ac.TokenEnv)
-			if err != nil {
-				return nil, closers, err
-			}
-			warnOpen(log, field, ac.TokenFile)
-			bo := slack.BotOptions{Token: token, Channel: ac.Channel, Updates: ac.Updates, Timeout: ac.Timeout, Message: msg,
+			bo := slack.BotOptions{Token: sec.token, Channel: ac.Channel, Updates: ac.Updates, Timeout: ac.Timeout, Message: msg,
 				Logger: log.With("component", "alerts", "destination", name)}
 			if box != nil {
 				bo.Refs = box.MessageRefs(name)
@@ -170,24 +162,16 @@ func buildSinks(cfg Config, box *alert.Outbox, log *slog.Logger, stdout io.Write
 			}
 			ns.describe = "slack bot in " + ac.Channel
 		case "webhook":
-			u, err := readSecret(field, "url_file", ac.URLFile, "url_env", ac.URLEnv)
+			sec, err := readSinkSecrets(field, ac)
 			if err != nil {
 				return nil, closers, err
 			}
-			if err := checkURL(field, secretKey(ac.URLFile, "url_file", "url_env"), ac.URLFile+ac.URLEnv, u); err != nil {
-				return nil, closers, err
-			}
-			key, err := readSecret(field, "secret_file", ac.SecretFile, "secret_env", ac.SecretEnv)
-			if err != nil {
-				return nil, closers, err
-			}
-			warnOpen(log, field, ac.URLFile)
-			warnOpen(log, field, ac.SecretFile)
-			if ns.sink, err = webhook.New(webhook.Options{URL: u, Secret: []byte(key), Timeout: ac.Timeout}); err != nil {
+			warnOpen(log, field, sec.files...)
+			if ns.sink, err = webhook.New(webhook.Options{URL: sec.url, Secret: []byte(sec.key), Timeout: ac.Timeout}); err != nil {
 				return nil, closers, fmt.Errorf("%s: %w", field, err)
 			}
 			ns.describe = "webhook"
-			if key != "" {
+			if sec.key != "" {
 				ns.describe += ", signed"
 			}
 		default:
@@ -198,16 +182,11 @@ func buildSinks(cfg Config, box *alert.Outbox, log *slog.Logger, stdout io.Write
 	return sinks, closers, nil
 }
 
-func secretKey(file, fileKey, envKey string) string {
-	if file != "" {
-		return fileKey
-	}
-	return envKey
-}
-
-func warnOpen(log *slog.Logger, field, file string) {
-	if secretFileTooOpen(file) {
-		log.Warn("secret file is readable by others; chmod 600 it", "field", field, "file", file)
+func warnOpen(log *slog.Logger, field string, files ...string) {
+	for _, file := range files {
+		if secretFileTooOpen(file) {
+			log.Warn("secret file is readable by others; chmod 600 it", "field", field, "file", file)
+		}
 	}
 }
 

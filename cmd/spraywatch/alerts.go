@@ -175,6 +175,10 @@ func newCheckCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// What run reads at start: a secret it cannot have fails here too.
+			if err := checkAlertSecrets(cfg.Alerts); err != nil {
+				return err
+			}
 			for _, s := range cfg.Sources {
 				fmt.Fprintf(g.stdout, "source %s: format %s, %d path(s)\n", s.Name, s.Format, len(s.Paths))
 				opts, err := s.options(nil)

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -64,11 +67,15 @@ type AlertConfig struct {
 }
 
 // validate checks one sink; field is its path in the config, e.g. alerts[0].
-// Secret values are never echoed.
+// Secret values are never echoed, nor are the values of the keys that name
+// where a secret is (*_file, *_env): a secret put there by mistake would be.
 func (a AlertConfig) validate(field string) []error {
 	var errs []error
 	bad := func(f string, value any, why string) {
 		errs = append(errs, fmt.Errorf("%w: %s: %q: %s", errConfig, field+"."+f, fmt.Sprint(value), why))
+	}
+	badRef := func(f, why string) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", errConfig, field+"."+f, why))
 	}
 	inline := func(f, value, instead string) {
 		if value != "" {
@@ -79,15 +86,20 @@ func (a AlertConfig) validate(field string) []error {
 	inline("token", a.Token, "token_file or token_env")
 	inline("url", a.URL, "url_file or url_env")
 	inline("secret", a.Secret, "secret_file or secret_env")
+	// Every file or variable named, whatever the type: a secret in its
+	// place is reported as such.
+	for _, r := range a.secretRefs() {
+		if why := r.problem(); why != "" {
+			badRef(r.key, why)
+		}
+	}
 	// secret checks a file-or-variable pair; required says one must be set.
 	secret := func(fileKey, file, envKey, env string, required bool) {
 		switch {
 		case file != "" && env != "":
-			bad(fileKey, file, "set only one of "+fileKey+" and "+envKey)
+			badRef(fileKey, "set only one of "+fileKey+" and "+envKey)
 		case file == "" && env == "" && required:
-			bad(fileKey, file, "set "+fileKey+" or "+envKey)
-		case file != "" && !filepath.IsAbs(file):
-			bad(fileKey, file, "must be an absolute path")
+			bad(fileKey, "", "set "+fileKey+" or "+envKey)
 		}
 	}
 	only := func(types string, keys map[string]bool) {
@@ -113,7 +125,7 @@ func (a AlertConfig) validate(field string) []error {
 		bot := a.TokenFile != "" || a.TokenEnv != "" || a.Channel != ""
 		switch {
 		case hook && bot:
-			bad("token_file", a.TokenFile, "a slack sink is a webhook (webhook_url_file or webhook_url_env) or a bot (token_file or token_env, and channel), not both")
+			badRef("token_file", "a slack sink is a webhook (webhook_url_file or webhook_url_env) or a bot (token_file or token_env, and channel), not both")
 		case bot:
 			secret("token_file", a.TokenFile, "token_env", a.TokenEnv, true)
 			if a.Channel == "" {
@@ -157,24 +169,102 @@ func (a AlertConfig) validate(field string) []error {
 	return errs
 }
 
+// secretRef is a config key that names where a secret is: a file or an
+// environment variable.
+type secretRef struct {
+	key, value string
+	env        bool
+}
+
+// secretRefs returns the keys set that name a file or a variable.
+func (a AlertConfig) secretRefs() []secretRef {
+	var refs []secretRef
+	for _, r := range []secretRef{
+		{"webhook_url_file", a.WebhookURLFile, false}, {"webhook_url_env", a.WebhookURLEnv, true},
+		{"token_file", a.TokenFile, false}, {"token_env", a.TokenEnv, true},
+		{"url_file", a.URLFile, false}, {"url_env", a.URLEnv, true},
+		{"secret_file", a.SecretFile, false}, {"secret_env", a.SecretEnv, true},
+	} {
+		if r.value != "" {
+			refs = append(refs, r)
+		}
+	}
+	return refs
+}
+
+// envName is what a variable named in the config may be called.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// problem says what is wrong with the file or variable named, without
+// echoing it; "" when nothing is.
+func (r secretRef) problem() string {
+	switch {
+	case looksLikeSecret(r.value, r.env):
+		return "this looks like the secret itself; put it in a file or environment variable and name that here"
+	case r.env && !envName.MatchString(r.value):
+		return "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+	case !r.env && !filepath.IsAbs(r.value):
+		return "must be an absolute path"
+	}
+	return ""
+}
+
+// looksLikeSecret reports whether a value that should name a file or a
+// variable is rather a URL, a Slack token or a long key. Variable names are
+// taken to be upper case; a file named by an absolute path is a file.
+func looksLikeSecret(v string, env bool) bool {
+	switch {
+	case strings.Contains(v, "://"), strings.Contains(v, "hooks.slack.com"):
+		return true
+	case len(v) > 5 && strings.HasPrefix(v, "xox") && (v[4] == '-' || v[4] == '.'), strings.HasPrefix(v, "xapp-"):
+		return true
+	case !env && filepath.IsAbs(v):
+		return false
+	}
+	// A long run of letters and digits with lower case and a digit in it:
+	// a token or a key (hex, base62), not a name.
+	run, lower, digit := 0, false, false
+	for _, c := range v + " " {
+		switch {
+		case c >= 'a' && c <= 'z':
+			run, lower = run+1, true
+		case c >= '0' && c <= '9':
+			run, digit = run+1, true
+		case c >= 'A' && c <= 'Z':
+			run++
+		default:
+			if run >= 20 && lower && digit {
+				return true
+			}
+			run, lower, digit = 0, false, false
+		}
+	}
+	return false
+}
+
 // readSecret reads a secret from the file or the variable the config names.
-// Errors name the field and the file or variable, never the secret.
+// Errors name the field, never the secret nor the file or variable (which
+// could be the secret, misplaced).
 func readSecret(field, fileKey, file, envKey, env string) (string, error) {
 	switch {
 	case file != "":
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", fmt.Errorf("%w: %s.%s: %q: %w", errConfig, field, fileKey, file, err)
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // its text holds the path
+			}
+			return "", fmt.Errorf("%w: %s.%s: cannot read the file: %w", errConfig, field, fileKey, err)
 		}
 		v := strings.TrimSpace(string(b))
 		if v == "" {
-			return "", fmt.Errorf("%w: %s.%s: %q: is empty", errConfig, field, fileKey, file)
+			return "", fmt.Errorf("%w: %s.%s: the file is empty", errConfig, field, fileKey)
 		}
 		return v, nil
 	case env != "":
 		v := strings.TrimSpace(os.Getenv(env))
 		if v == "" {
-			return "", fmt.Errorf("%w: %s.%s: %q: the variable is not set or empty", errConfig, field, envKey, env)
+			return "", fmt.Errorf("%w: %s.%s: the variable is not set or empty", errConfig, field, envKey)
 		}
 		return v, nil
 	}
@@ -190,13 +280,78 @@ func secretFileTooOpen(file string) bool {
 	return err == nil && st.Mode().Perm()&0o077 != 0
 }
 
-// checkURL checks a secret URL without echoing it.
-func checkURL(field, key, where, raw string) error {
+// checkURL checks a secret URL without echoing it, nor where it is.
+func checkURL(field, key, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("%w: %s.%s: %q: does not hold an http(s) URL", errConfig, field, key, where)
+		return fmt.Errorf("%w: %s.%s: does not hold an http(s) URL", errConfig, field, key)
 	}
 	return nil
+}
+
+// sinkSecrets are the secrets one sink needs, read from where the config
+// says.
+type sinkSecrets struct {
+	// url is a slack webhook's or a webhook's; token a slack bot's; key a
+	// webhook's signing secret.
+	url, token, key string
+	// files are the files read, for a warning when others can read them.
+	files []string
+}
+
+// readSinkSecrets reads and checks the secrets of one sink, as run and
+// check both do. field is its path in the config, e.g. alerts[0].
+func readSinkSecrets(field string, ac AlertConfig) (sinkSecrets, error) {
+	var s sinkSecrets
+	var err error
+	switch ac.Type {
+	case "slack":
+		if ac.WebhookURLFile != "" || ac.WebhookURLEnv != "" {
+			if s.url, err = readSecret(field, "webhook_url_file", ac.WebhookURLFile, "webhook_url_env", ac.WebhookURLEnv); err != nil {
+				return s, err
+			}
+			if err := checkURL(field, secretKey(ac.WebhookURLFile, "webhook_url_file", "webhook_url_env"), s.url); err != nil {
+				return s, err
+			}
+			s.files = append(s.files, ac.WebhookURLFile)
+			break
+		}
+		if s.token, err = readSecret(field, "token_file", ac.TokenFile, "token_env", ac.TokenEnv); err != nil {
+			return s, err
+		}
+		s.files = append(s.files, ac.TokenFile)
+	case "webhook":
+		if s.url, err = readSecret(field, "url_file", ac.URLFile, "url_env", ac.URLEnv); err != nil {
+			return s, err
+		}
+		if err := checkURL(field, secretKey(ac.URLFile, "url_file", "url_env"), s.url); err != nil {
+			return s, err
+		}
+		if s.key, err = readSecret(field, "secret_file", ac.SecretFile, "secret_env", ac.SecretEnv); err != nil {
+			return s, err
+		}
+		s.files = append(s.files, ac.URLFile, ac.SecretFile)
+	}
+	return s, nil
+}
+
+// checkAlertSecrets reads every sink's secrets, as run does, and returns
+// every problem.
+func checkAlertSecrets(alerts []AlertConfig) error {
+	var errs []error
+	for i, ac := range alerts {
+		if _, err := readSinkSecrets(fmt.Sprintf("alerts[%d]", i), ac); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func secretKey(file, fileKey, envKey string) string {
+	if file != "" {
+		return fileKey
+	}
+	return envKey
 }
 
 // sinkNames gives every sink its destination name: its name, or its type
