@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net/netip"
 	"sort"
@@ -76,7 +77,7 @@ type Engine struct {
 
 	// claimed holds the attempts an incident has taken in, so that no
 	// later incident reports them again.
-	claimed map[claimKey]struct{}
+	claimed map[claimKey]int64 // the claimed attempt's minute, for pruning
 
 	pairs         map[pairKey]int64 // first success per (source, identity, credential)
 	attackedIdent map[valueKey]*tracked
@@ -92,6 +93,9 @@ type Engine struct {
 
 	scratch scratch
 	maxSet  int // Options.MaxIncidentSet
+	// maxClaims bounds claimed like the windows' entries (Options.MaxEntries):
+	// past it, under a flood, an attempt may be reported by two incidents.
+	maxClaims int
 	Counters
 }
 
@@ -105,14 +109,20 @@ type clock struct {
 	lastEval  int64
 }
 
-type claimKey struct {
-	source, identity, credential string
-	minute                       int64
-	ip                           netip.Addr
-}
+// claimKey is a 64-bit hash of an attempt's (source, identity, credential,
+// minute, address): an attacker controls how many there are, and eight
+// bytes a claim keep the set small (a collision, about one in 2^64 per
+// pair, would only keep one attempt out of a second incident).
+type claimKey uint64
+
+var claimSeed = maphash.MakeSeed()
 
 func claimOf(source string, en *detect.Entry) claimKey {
-	return claimKey{source, en.Identity, en.Credential, en.Minute, en.IP}
+	return claimKey(maphash.Comparable(claimSeed, struct {
+		source, identity, credential string
+		minute                       int64
+		ip                           netip.Addr
+	}{source, en.Identity, en.Credential, en.Minute, en.IP}))
 }
 
 type pairKey struct{ source, identity, credential string }
@@ -149,10 +159,10 @@ func NewEngine(o Options) *Engine {
 		newIdents: map[int64][]string{}, nextID: o.FirstID,
 		pairs: map[pairKey]int64{}, attackedIdent: map[valueKey]*tracked{}, attackedCred: map[valueKey]*tracked{},
 		attackedIP: map[ipKey]*tracked{}, compromiseOf: map[int64]*tracked{}, routes: map[valueKey]*routeStats{},
-		findings: map[string]*tracked{}, clocks: map[string]*clock{}, claimed: map[claimKey]struct{}{},
+		findings: map[string]*tracked{}, clocks: map[string]*clock{}, claimed: map[claimKey]int64{},
 	}
 	e.Counters.ByKind = map[string]int64{}
-	e.maxSet = o.MaxIncidentSet
+	e.maxSet, e.maxClaims = o.MaxIncidentSet, o.MaxEntries
 	e.win = detect.NewWindows(e.windowOptions(o.Config, o.MaxGroups, o.MaxEntries))
 	e.setConfig(o.Config, o.Allow)
 	return e
@@ -334,8 +344,8 @@ func (e *Engine) absorb(tr *tracked, en *detect.Entry, first, last int64) {
 	// Only attacks mark what they touched for compromise checks and claim
 	// their attempts; findings and compromises themselves do not.
 	attack := inc.Kind != KindRawCredentials && inc.Kind != KindCompromise && inc.Kind != KindEnumeration
-	if attack {
-		e.claimed[claimOf(inc.Source, en)] = struct{}{}
+	if attack && (e.maxClaims == 0 || len(e.claimed) < e.maxClaims) {
+		e.claimed[claimOf(inc.Source, en)] = en.Minute
 	}
 	if _, ok := tr.ips[en.IP]; !ok && en.IP.IsValid() && e.room(len(tr.ips)) {
 		tr.ips[en.IP] = struct{}{}
@@ -469,8 +479,8 @@ func (e *Engine) prune(now int64) {
 		for _, r := range e.win.Options().Retain {
 			retain = max(retain, r)
 		}
-		for k := range e.claimed {
-			if k.minute < now-retain {
+		for k, minute := range e.claimed {
+			if minute < now-retain {
 				delete(e.claimed, k)
 			}
 		}

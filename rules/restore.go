@@ -105,7 +105,7 @@ func (e *Engine) reclaim() {
 			_, byIdent := tr.idents[en.Identity]
 			_, byIP := tr.ips[en.IP]
 			if byIdent || (en.Identity == "" && byIP) {
-				e.claimed[claimOf(tr.inc.Source, en)] = struct{}{}
+				e.claimed[claimOf(tr.inc.Source, en)] = en.Minute
 			}
 		}
 	}
