@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -955,4 +957,59 @@ func TestRunSystemdNotifyAndPermissions(t *testing.T) {
 		t.Fatalf("after SIGTERM: %v\n%s", err, stderr.String())
 	}
 	e.check()
+}
+
+// run judges on event time exactly as replay does: the same log gives the
+// same incidents either way.
+func TestRunMatchesReplay(t *testing.T) {
+	e := newRTEnv(t, "logs/access.log", "3s")
+	f := e.create("logs/access.log")
+	if _, err := loggen.Write(f, loggen.Options{Start: e.base.Add(-6 * time.Hour), Duration: 6 * time.Hour, Clients: 300, Lines: 30_000, Seed: 7,
+		Spray: true, BruteForce: true, Stuffing: true, Compromise: true, NAT: true, Stale: true}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(e.path("logs/access.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.written = bytes.Count(raw, []byte("\n"))
+	d := e.start()
+	e.waitCounted(d, e.written)
+	e.stop(d)
+	s, err := detect.Open(e.path("state/spraywatch.db"), detect.StoreOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	live, err := s.Incidents(context.Background(), detect.IncidentFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut syncBuffer
+	if code := run(context.Background(), []string{"replay", "--config", e.config, "--db", e.path("replay.db"), "--no-progress",
+		"--output", "json", e.path("logs/access.log")}, &out, &errOut); code != 0 {
+		t.Fatalf("replay exited %d: %s", code, errOut.String())
+	}
+	shape := func(kind string, attempts int64, identities int) string {
+		return fmt.Sprintf("%s/%d/%d", kind, attempts, identities)
+	}
+	var got, want []string
+	for _, inc := range live {
+		got = append(got, shape(inc.Kind, inc.Attempts, inc.Identities))
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var inc detect.Incident
+		if err := json.Unmarshal([]byte(line), &inc); err != nil {
+			t.Fatalf("replay output %q: %v", line, err)
+		}
+		want = append(want, shape(inc.Kind, inc.Attempts, inc.Identities))
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("run found %v\nreplay found %v", got, want)
+	}
+	if len(got) < 4 {
+		t.Errorf("only %v: the log hides a spray, a brute force, a stuffing run and a compromise", got)
+	}
 }
