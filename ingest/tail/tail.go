@@ -322,10 +322,17 @@ type follower struct {
 func (f *follower) tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
 	if f.old != nil {
 		n, err := f.old.read(f.t.o.MaxLineBytes, false, emit)
-		if err != nil {
+		var stop emitError
+		if errors.As(err, &stop) {
 			return err
 		}
-		if n > 0 {
+		if err != nil {
+			// The live file must not stall behind a rotated one that
+			// cannot be read any more.
+			f.t.log.Warn("rotated file unreadable; giving it up", "path", f.old.path, "err", err)
+			f.old.close()
+			f.old = nil
+		} else if n > 0 {
 			f.oldIdle, f.lastRead = now, now
 		} else if now.Sub(f.oldIdle) >= f.t.o.RotateWait {
 			if err := f.finishOld(emit); err != nil {
