@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"hash"
+	"unicode"
+	"unicode/utf8"
 )
 
 // CredentialKind says what a source's credential field holds.
@@ -90,6 +92,10 @@ func (c *credentialLabeler) label(raw []byte) (label string, whole, missing bool
 	// is a whole key: storing it as a label would store the key.
 	whole = c.kind == CredentialKey || len(raw) > PrefixMaxLen
 	if !whole {
+		if !isCleanText(raw) {
+			c.buf = appendCleanText(c.buf[:0], raw)
+			raw = c.buf
+		}
 		return c.intern.bytes(raw), false, false
 	}
 	return c.intern.bytes(c.fingerprintLabel(raw)), true, false
@@ -102,9 +108,13 @@ func (c *credentialLabeler) fingerprintLabel(raw []byte) []byte {
 	c.sum = c.mac.Sum(c.sum[:0])
 	shown := raw
 	if len(shown) > labelShownLen {
-		shown = shown[:labelShownLen]
+		n := labelShownLen
+		for n > 0 && !utf8.RuneStart(shown[n]) {
+			n-- // never cut a character in half
+		}
+		shown = shown[:n]
 	}
-	c.buf = append(c.buf[:0], shown...)
+	c.buf = appendCleanText(c.buf[:0], shown)
 	c.buf = append(c.buf, "…"...)
 	c.buf = hex.AppendEncode(c.buf, c.sum[:FingerprintLen/2])
 	return c.buf
@@ -138,4 +148,31 @@ func (in *interner) bytes(b []byte) string {
 	s := string(b)
 	in.m[s] = s
 	return s
+}
+
+// isCleanText reports whether b is valid UTF-8 without control characters
+// (C0, DEL, C1), without allocating.
+func isCleanText(b []byte) bool {
+	for i, c := range b {
+		if c < 0x20 || c == 0x7f || c == 0xc2 && i+1 < len(b) && b[i+1] >= 0x80 && b[i+1] <= 0x9f {
+			return false
+		}
+	}
+	return utf8.Valid(b)
+}
+
+// appendCleanText appends b to dst with each invalid byte and control
+// character replaced by U+FFFD, so that identities and labels shown in
+// terminals, alerts and Slack carry no NUL or escape sequence.
+func appendCleanText(dst, b []byte) []byte {
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r == utf8.RuneError && n <= 1 || unicode.IsControl(r) {
+			dst = utf8.AppendRune(dst, utf8.RuneError)
+		} else {
+			dst = append(dst, b[:n]...)
+		}
+		b = b[n:]
+	}
+	return dst
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/spraywatch/spraywatch/ingest"
@@ -77,6 +78,18 @@ func FuzzParse(f *testing.F) {
 		if !utf8.ValidString(ev.Identity) {
 			t.Errorf("identity %q is not valid UTF-8", ev.Identity)
 		}
+		if !utf8.ValidString(ev.Credential) {
+			t.Errorf("credential label %q is not valid UTF-8", ev.Credential)
+		}
+		if i := strings.IndexFunc(ev.Identity+ev.Credential, unicode.IsControl); i >= 0 {
+			t.Errorf("identity %q or credential %q holds a control character", ev.Identity, ev.Credential)
+		}
+		if ev.Status != 0 && (ev.Status < 100 || ev.Status > 599) {
+			t.Errorf("status %d out of range", ev.Status)
+		}
+		if ev.Latency < 0 {
+			t.Errorf("negative latency %v", ev.Latency)
+		}
 		if ev.RawCredential && utf8.RuneCountInString(ev.Credential) > 6+1+ingest.FingerprintLen {
 			t.Errorf("whole-key label %q is longer than a fingerprint label", ev.Credential)
 		}
@@ -128,6 +141,20 @@ func TestParseTime(t *testing.T) {
 		{"28/Nov/2026:16:03:41 +0000 x", time.UTC, time.Time{}, true},
 		{"32/Foo/2026:16:03:41 +0000", time.UTC, time.Time{}, true},
 		{"2026-13-28T16:03:41Z", time.UTC, time.Time{}, true},
+		// Impossible fields are bad_time, not rolled over by time.Date.
+		{"31/Nov/2026:25:61:61 +0000", time.UTC, time.Time{}, true},
+		{"31/Nov/2026:16:03:41 +0000", time.UTC, time.Time{}, true},
+		{"29/Feb/2026:16:03:41 +0000", time.UTC, time.Time{}, true},
+		{"00/Nov/2026:16:03:41 +0000", time.UTC, time.Time{}, true},
+		{"28/Nov/2026:24:00:00 +0000", time.UTC, time.Time{}, true},
+		{"28/Nov/2026:16:60:00 +0000", time.UTC, time.Time{}, true},
+		{"28/Nov/2026 16:03:61", time.UTC, time.Time{}, true},
+		{"2026-11-31T16:03:41Z", time.UTC, time.Time{}, true},
+		{"2026-02-29 16:03:41,000", time.UTC, time.Time{}, true},
+		{"2026-11-28T25:03:41Z", time.UTC, time.Time{}, true},
+		{"2026-11-00T16:03:41Z", time.UTC, time.Time{}, true},
+		{"29/Feb/2028:16:03:41 +0000", time.UTC, time.Date(2028, 2, 29, 16, 3, 41, 0, time.UTC), false},
+		{"2026-11-30T23:59:59Z", time.UTC, time.Date(2026, 11, 30, 23, 59, 59, 0, time.UTC), false},
 		{"9964345826", time.UTC, time.Time{}, true}, // year 2285
 		{"yesterday", time.UTC, time.Time{}, true},
 		{"", time.UTC, time.Time{}, true},
@@ -294,5 +321,70 @@ func TestHeaderCredentialIsWholeKey(t *testing.T) {
 		if !ev.RawCredential || strings.Contains(ev.Credential, "abc123short") {
 			t.Errorf("%s: credential %q (raw %v), want a fingerprint label", tt.opts.Format, ev.Credential, ev.RawCredential)
 		}
+	}
+}
+
+// TestNumericOverflow: a status or latency too long to be one is rejected,
+// not wrapped around (18446744073709552017 wraps to 401 in an int).
+func TestNumericOverflow(t *testing.T) {
+	p := goldenParser(t, ingest.Options{Format: ingest.FormatNginx, Layout: `$remote_addr [$time_local] "$request" $status rt=$request_time`,
+		IdentityPaths: []string{identityPath}})
+	const head = `127.0.3.7 [28/Nov/2026:16:03:41 +0000] "GET /api/v1/clients/c1/resource HTTP/1.1" `
+	for _, status := range []string{"18446744073709552017", "0401", "99999999999999999999999"} {
+		var ev ingest.Event
+		if err := p.Parse([]byte(head+status+" rt=0.001"), &ev); !errors.Is(err, ingest.ErrBadStatus) {
+			t.Errorf("status %s: Parse = %v (status %d), want bad_status", status, err, ev.Status)
+		}
+	}
+	for _, rt := range []string{"18446744073709552017.5", "999999999999999999", "9223372037"} {
+		var ev ingest.Event
+		if err := p.Parse([]byte(head+"401 rt="+rt), &ev); err != nil {
+			t.Fatalf("rt=%s: %v", rt, err)
+		}
+		if ev.HasLatency {
+			t.Errorf("rt=%s: latency %v, want none", rt, ev.Latency)
+		}
+	}
+}
+
+// TestControlCharactersReplaced: NUL and other control characters in an
+// identity or a credential label are replaced by U+FFFD (the line is kept:
+// skipping it would let a client hide attempts behind a NUL), and a
+// fingerprint label never cuts a character in half.
+func TestControlCharactersReplaced(t *testing.T) {
+	p := goldenParser(t, ingest.Options{Format: ingest.FormatJSON, Fields: map[ingest.Role]string{ingest.RoleCredential: "key_prefix"}})
+	tests := []struct {
+		line           string
+		identity, cred string
+	}{
+		{`{"time":"2026-11-28T16:03:41Z","ip":"127.0.3.7","client_id":"c\u0000\ufffd1","status":401,"key_prefix":"sk\u001b[2Jx"}`, "c\uFFFD\uFFFD1", "sk\uFFFD[2Jx"},
+		{`{"time":"2026-11-28T16:03:41Z","ip":"127.0.3.7","client_id":"c\u0085\t2","status":401,"key_prefix":"ok"}`, "c\uFFFD\uFFFD2", "ok"},
+	}
+	for _, tt := range tests {
+		var ev ingest.Event
+		if err := p.Parse([]byte(tt.line), &ev); err != nil {
+			t.Fatalf("%s: %v", tt.line, err)
+		}
+		if ev.Identity != tt.identity || ev.Credential != tt.cred {
+			t.Errorf("identity %q, credential %q; want %q, %q", ev.Identity, ev.Credential, tt.identity, tt.cred)
+		}
+	}
+	// An escaped NUL in the path of an nginx line.
+	np := goldenParser(t, goldenCases[0].opts)
+	var ev ingest.Event
+	if err := np.Parse([]byte(`127.0.3.7 - - [28/Nov/2026:16:03:41 +0000] "GET /api/v1/clients/c%001/resource HTTP/1.1" 401 0 "-" "-"`), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Identity != "c\uFFFD1" {
+		t.Errorf("identity %q, want %q", ev.Identity, "c\uFFFD1")
+	}
+	// A whole key whose sixth byte is inside a character.
+	kp := goldenParser(t, ingest.Options{Format: ingest.FormatJSON, Fields: map[ingest.Role]string{ingest.RoleCredential: "api_key"}})
+	line := `{"time":"2026-11-28T16:03:41Z","ip":"127.0.3.7","client_id":"c1","status":401,"api_key":"abc\u0000eéééééééééééééééé"}`
+	if err := kp.Parse([]byte(line), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if !ev.RawCredential || !utf8.ValidString(ev.Credential) || !strings.HasPrefix(ev.Credential, "abc\uFFFDe…") {
+		t.Errorf("credential %q (raw %v), want a valid label shown as abc\uFFFDe…", ev.Credential, ev.RawCredential)
 	}
 }

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/spraywatch/spraywatch/ingest/flask"
 	"github.com/spraywatch/spraywatch/ingest/gunicorn"
@@ -253,6 +253,7 @@ type Parser struct {
 	cred      *credentialLabeler
 	hasCred   bool
 	filled    [numRoles]bool
+	scratch   []byte // identity with control characters replaced
 	// Flask: recent application lines, for joining their access lines.
 	recent     [joinRing]appLine
 	recentN    int
@@ -750,8 +751,9 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 	if v := s.field(RoleOutcome); v != nil {
 		verdict, hasVerdict = parseOutcomeWord(v)
 	}
-	status, ok := num(s.field(RoleStatus))
-	if ok && (status < 100 || status > 599) || !ok && !hasVerdict {
+	statusField := s.field(RoleStatus)
+	status, ok := num(statusField)
+	if ok && (len(statusField) > 3 || status < 100 || status > 599) || !ok && !hasVerdict {
 		return ErrBadStatus
 	}
 	ev.Status = status
@@ -944,8 +946,13 @@ func (p *Parser) identity(s *shape, path, query, captured []byte) (string, error
 	if len(id) > 256 {
 		id = id[:256]
 	}
-	if !utf8.Valid(id) {
-		id = bytes.ToValidUTF8(id, []byte("\uFFFD"))
+	// Invalid UTF-8 and control characters (NUL, escapes, C1) are replaced
+	// by U+FFFD rather than the line skipped: a client must not be able to
+	// hide its attempts behind a NUL, and an identity shown in alerts,
+	// terminals and Slack must not carry control bytes.
+	if !isCleanText(id) {
+		p.scratch = appendCleanText(p.scratch[:0], id)
+		id = p.scratch
 	}
 	return p.intern.bytes(id), nil
 }
@@ -1018,6 +1025,9 @@ func parseIPv4(b []byte) (netip.Addr, bool) {
 	return netip.AddrFrom4(ip), true
 }
 
+// maxSeconds is the most whole seconds a time.Duration holds.
+const maxSeconds = int(math.MaxInt64 / int64(time.Second))
+
 // seconds reads "0.123" as a duration.
 func seconds(b []byte) (time.Duration, bool) {
 	if i := bytes.IndexAny(b, ", "); i >= 0 { // upstream lists "0.1, 0.2"
@@ -1028,7 +1038,7 @@ func seconds(b []byte) (time.Duration, bool) {
 		whole, frac = b[:i], b[i+1:]
 	}
 	w, ok := num(whole)
-	if !ok {
+	if !ok || w > maxSeconds {
 		return 0, false
 	}
 	d := time.Duration(w) * time.Second

@@ -60,8 +60,12 @@ func ParseTime(b []byte, loc *time.Location) (time.Time, error) {
 	return epoch(b)
 }
 
+// maxNumDigits bounds num: 18 decimal digits always fit an int64, so a
+// longer field is rejected rather than wrapped around.
+const maxNumDigits = 18
+
 func num(b []byte) (int, bool) {
-	if len(b) == 0 {
+	if len(b) == 0 || len(b) > maxNumDigits {
 		return 0, false
 	}
 	n := 0
@@ -94,7 +98,7 @@ func clfTime(b []byte, loc *time.Location) (time.Time, error) {
 			break
 		}
 	}
-	if mon == 0 {
+	if mon == 0 || !validDate(year, mon, day, hh, mm, ss) {
 		return time.Time{}, ErrBadTime
 	}
 	rest := b[20:]
@@ -145,7 +149,7 @@ func isoTime(b []byte, loc *time.Location) (time.Time, error) {
 	hh, ok4 := num(b[11:13])
 	mm, ok5 := num(b[14:16])
 	ss, ok6 := num(b[17:19])
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || mon < 1 || mon > 12 {
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || !validDate(year, mon, day, hh, mm, ss) {
 		return time.Time{}, ErrBadTime
 	}
 	rest := b[19:]
@@ -202,6 +206,22 @@ func epoch(b []byte) (time.Time, error) {
 	}
 	return checked(time.Unix(int64(n), int64(nsec)))
 }
+
+// validDate reports whether the fields name a real date and time of day.
+// time.Date would quietly normalize 31 Nov to 1 Dec and 25:61:61 to the next
+// day, turning garbage into a plausible time. A leap second (:60) is
+// rejected too: Go's time cannot hold it and logs on Linux do not show it.
+func validDate(year, mon, day, hh, mm, ss int) bool {
+	if mon < 1 || mon > 12 || day < 1 || hh > 23 || mm > 59 || ss > 59 {
+		return false
+	}
+	if mon == 2 && year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+		return day <= 29
+	}
+	return day <= monthDays[mon-1]
+}
+
+var monthDays = [12]int{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
 
 // checked rejects times that cannot be real log times (before 1990 or past
 // 2200), which guards the window arithmetic against garbage.
