@@ -530,15 +530,25 @@ func rtNginx(t *testing.T) string {
 	return ""
 }
 
-// Real nginx: the log is moved away with mv, nginx goes on writing to the
-// moved file until 'nginx -s reopen' (USR1), and the daemon restarts in
-// between.
-func TestRunNginxReopen(t *testing.T) {
-	nginx := rtNginx(t)
-	e := newRTEnv(t, "logs/access.log", "5s")
+// rtNginxServer is a real nginx logging to logs/access.log of an rtEnv.
+type rtNginxServer struct {
+	e         *rtEnv
+	bin, conf string
+	url       string
+	client    *http.Client
+}
+
+// startNginx runs nginx on a free loopback port; requests come from
+// 127.0.0.66.
+func startNginx(t *testing.T, e *rtEnv) *rtNginxServer {
+	t.Helper()
+	n := &rtNginxServer{e: e, bin: rtNginx(t)}
 	e.sprayIP = "127.0.0.66"
-	if err := os.Chmod(e.dir, 0o755); err != nil {
-		t.Fatal(err)
+	// nginx's workers (nobody) reopen the logs themselves on USR1.
+	for _, d := range []string{filepath.Dir(e.dir), e.dir, e.path("logs")} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -546,14 +556,14 @@ func TestRunNginxReopen(t *testing.T) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	conf := e.path("nginx.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(rtNginxConf, e.dir, loggen.LogFormat, port)), 0o644); err != nil {
+	n.conf = e.path("nginx.conf")
+	if err := os.WriteFile(n.conf, []byte(fmt.Sprintf(rtNginxConf, e.dir, loggen.LogFormat, port)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.MkdirAll(e.path("tmp"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	srv := exec.Command(nginx, "-p", e.dir, "-c", conf, "-e", e.path("error.log"))
+	srv := exec.Command(n.bin, "-p", e.dir, "-c", n.conf, "-e", e.path("error.log"))
 	var srvOut syncBuffer
 	srv.Stdout, srv.Stderr = &srvOut, &srvOut
 	if err := srv.Start(); err != nil {
@@ -563,12 +573,12 @@ func TestRunNginxReopen(t *testing.T) {
 		srv.Process.Signal(syscall.SIGQUIT)
 		srv.Wait()
 	})
-	client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+	n.client = &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
 		LocalAddr: &net.TCPAddr{IP: net.ParseIP(e.sprayIP)}}).DialContext, DisableKeepAlives: true}}
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	n.url = fmt.Sprintf("http://127.0.0.1:%d", port)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := client.Get(url + "/up")
+		resp, err := n.client.Get(n.url + "/up")
 		if err == nil {
 			resp.Body.Close()
 			break
@@ -579,39 +589,52 @@ func TestRunNginxReopen(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	os.Truncate(e.path("logs/access.log"), 0) // forget the readiness probes
-	spray := func(n int) {
-		for i := 0; i < n; i++ {
-			req, _ := http.NewRequest("POST", fmt.Sprintf("%s/api/v1/clients/victim-%03d/token", url, e.spray), nil)
-			req.Header.Set("X-API-Key", "sk_live_deadbeef0123456789")
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 401 {
-				t.Fatalf("nginx answered %d, want 401", resp.StatusCode)
-			}
-			e.spray++
-			e.written++
-		}
-	}
-	reopen := func() {
-		out, err := exec.Command(nginx, "-p", e.dir, "-c", conf, "-e", e.path("error.log"), "-s", "reopen").CombinedOutput()
+	return n
+}
+
+// spray sends n attempts, each on a new identity.
+func (n *rtNginxServer) spray(t *testing.T, count int) {
+	t.Helper()
+	for i := 0; i < count; i++ {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("%s/api/v1/clients/victim-%03d/token", n.url, n.e.spray), nil)
+		req.Header.Set("X-API-Key", "sk_live_deadbeef0123456789")
+		resp, err := n.client.Do(req)
 		if err != nil {
-			t.Fatalf("nginx -s reopen: %v: %s", err, out)
+			t.Fatal(err)
 		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("nginx answered %d, want 401", resp.StatusCode)
+		}
+		n.e.spray++
+		n.e.written++
 	}
-	spray(50)
+}
+
+// signalArgs are the arguments of 'nginx -s reopen' for this server.
+func (n *rtNginxServer) signalArgs() []string {
+	return []string{"-p", n.e.dir, "-c", n.conf, "-e", n.e.path("error.log"), "-s", "reopen"}
+}
+
+// Real nginx: the log is moved away with mv, nginx goes on writing to the
+// moved file until 'nginx -s reopen' (USR1), and the daemon restarts in
+// between.
+func TestRunNginxReopen(t *testing.T) {
+	e := newRTEnv(t, "logs/access.log", "5s")
+	n := startNginx(t, e)
+	n.spray(t, 50)
 	d := e.start()
 	e.waitCounted(d, e.written)
 	e.rename("logs/access.log", "logs/access.log.1") // logrotate's mv
-	spray(40)                                        // nginx still writes to the moved file
+	n.spray(t, 40)                                   // nginx still writes to the moved file
 	e.waitCounted(d, e.written)
 	e.stop(d)
-	spray(20) // and while the daemon is down
+	n.spray(t, 20) // and while the daemon is down
 	d = e.start()
 	e.waitCounted(d, e.written)
-	reopen() // logrotate's postrotate: USR1
+	if out, err := exec.Command(n.bin, n.signalArgs()...).CombinedOutput(); err != nil { // logrotate's postrotate: USR1
+		t.Fatalf("nginx -s reopen: %v: %s", err, out)
+	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if _, err := os.Stat(e.path("logs/access.log")); err == nil {
 			break
@@ -620,9 +643,81 @@ func TestRunNginxReopen(t *testing.T) {
 			t.Fatal("nginx did not reopen its log")
 		}
 	}
-	spray(40)
+	n.spray(t, 40)
 	e.waitCounted(d, e.written)
 	e.stop(d)
+	if fi, err := os.Stat(e.path("logs/access.log")); err != nil || fi.Size() == 0 {
+		t.Errorf("nginx did not write to the reopened log: %v", err)
+	}
+	e.check()
+}
+
+// rtLogrotateConf is Debian's /etc/logrotate.d/nginx, pointed at the test;
+// the new log belongs to nginx's worker user (nobody here, www-data on
+// Debian), or the workers cannot reopen it and go on writing to the
+// rotated file.
+const rtLogrotateConf = `%[1]s/logs/access.log {
+	daily
+	missingok
+	rotate 14
+	compress
+	delaycompress
+	notifempty
+	create 0640 nobody nogroup
+	sharedscripts
+	postrotate
+		%[2]s %[3]s
+	endscript
+}
+`
+
+// Real logrotate with Debian's nginx policy (create, compress,
+// delaycompress, postrotate USR1) rotating a real nginx's log three times,
+// with the daemon restarted and killed -9 in between.
+func TestRunNginxLogrotate(t *testing.T) {
+	logrotate, err := exec.LookPath("logrotate")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("logrotate is missing (Debian: apt-get install logrotate)")
+		}
+		t.Skip("logrotate is missing (Debian: apt-get install logrotate)")
+	}
+	e := newRTEnv(t, "logs/access.log", "5s")
+	n := startNginx(t, e)
+	conf := e.path("logrotate.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(rtLogrotateConf, e.dir, n.bin, strings.Join(n.signalArgs(), " "))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rotate := func() {
+		t.Helper()
+		out, err := exec.Command(logrotate, "-f", "-s", e.path("logrotate.state"), conf).CombinedOutput()
+		if err != nil {
+			t.Fatalf("logrotate: %v: %s", err, out)
+		}
+	}
+	n.spray(t, 30)
+	d := e.start()
+	e.waitCounted(d, e.written)
+	n.spray(t, 20)
+	rotate()
+	n.spray(t, 20)
+	e.waitCounted(d, e.written)
+	e.stop(d)
+	n.spray(t, 20) // unread when the log is rotated again: .1 goes to .2.gz
+	rotate()
+	n.spray(t, 20)
+	p := e.startProcess()
+	e.waitCounted(nil, e.written-5)
+	p.Process.Signal(syscall.SIGKILL)
+	p.Wait()
+	rotate()
+	n.spray(t, 40)
+	d = e.start()
+	e.waitCounted(d, e.written)
+	e.stop(d)
+	if _, err := os.Stat(e.path("logs/access.log.2.gz")); err != nil {
+		t.Errorf("logrotate did not compress: %v", err)
+	}
 	e.check()
 }
 
