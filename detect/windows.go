@@ -88,14 +88,78 @@ type WindowOptions struct {
 
 // Windows keeps groups in memory.
 type Windows struct {
-	opt     WindowOptions
-	groups  map[GroupKey]*Group
+	opt WindowOptions
+	// One map per grouping, each keyed by only what that grouping needs:
+	// hashing a small key is most of what Add costs per event.
+	byIP    map[ipKey]*Group
+	byNet   map[netKey]*Group
+	byValue [2]map[valueKey]*Group // ByCredential, ByIdentity
 	dirty   []*Group
 	counts  [numGroupings]int
 	Dropped int64
 	entries int
 	// DroppedEntries counts entries not retained under MaxEntries.
 	DroppedEntries int64
+}
+
+type ipKey struct {
+	source string
+	ip     netip.Addr
+}
+
+type netKey struct {
+	source string
+	net    netip.Prefix
+}
+
+type valueKey struct{ source, value string }
+
+func (w *Windows) get(k GroupKey) *Group {
+	switch k.Grouping {
+	case ByIP:
+		return w.byIP[ipKey{k.Source, k.IP}]
+	case ByNet:
+		return w.byNet[netKey{k.Source, k.Net}]
+	}
+	return w.byValue[k.Grouping-ByCredential][valueKey{k.Source, k.Value}]
+}
+
+func (w *Windows) put(g *Group) {
+	k := g.Key
+	switch k.Grouping {
+	case ByIP:
+		w.byIP[ipKey{k.Source, k.IP}] = g
+	case ByNet:
+		w.byNet[netKey{k.Source, k.Net}] = g
+	default:
+		w.byValue[k.Grouping-ByCredential][valueKey{k.Source, k.Value}] = g
+	}
+}
+
+func (w *Windows) del(k GroupKey) {
+	switch k.Grouping {
+	case ByIP:
+		delete(w.byIP, ipKey{k.Source, k.IP})
+	case ByNet:
+		delete(w.byNet, netKey{k.Source, k.Net})
+	default:
+		delete(w.byValue[k.Grouping-ByCredential], valueKey{k.Source, k.Value})
+	}
+}
+
+// each calls fn for every group.
+func (w *Windows) each(fn func(*Group)) {
+	for _, g := range w.byIP {
+		fn(g)
+	}
+	for _, g := range w.byNet {
+		fn(g)
+	}
+	for _, m := range w.byValue {
+		for _, g := range m {
+			fn(g)
+		}
+	}
 }
 
 // NewWindows returns empty windows.
@@ -106,7 +170,8 @@ func NewWindows(o WindowOptions) *Windows {
 	if o.NetBits6 == 0 {
 		o.NetBits6 = 64
 	}
-	return &Windows{opt: o, groups: map[GroupKey]*Group{}}
+	return &Windows{opt: o, byIP: map[ipKey]*Group{}, byNet: map[netKey]*Group{},
+		byValue: [2]map[valueKey]*Group{{}, {}}}
 }
 
 // Options returns the options in force.
@@ -137,7 +202,7 @@ func (w *Windows) NetOf(ip netip.Addr) netip.Prefix {
 // dirty, since only they can make a rule fire. It returns the group, or nil
 // when the group cap dropped it.
 func (w *Windows) Add(k GroupKey, e Entry) *Group {
-	g := w.groups[k]
+	g := w.get(k)
 	full := w.opt.MaxEntries > 0 && w.entries >= w.opt.MaxEntries
 	if g == nil {
 		if full {
@@ -149,7 +214,7 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 			return nil
 		}
 		g = &Group{Key: k}
-		w.groups[k] = g
+		w.put(g)
 		w.counts[k.Grouping]++
 	}
 	if e.Minute > g.Last {
@@ -190,7 +255,7 @@ func (w *Windows) markDirty(g *Group) {
 }
 
 // Get returns the group with key k, or nil.
-func (w *Windows) Get(k GroupKey) *Group { return w.groups[k] }
+func (w *Windows) Get(k GroupKey) *Group { return w.get(k) }
 
 // TakeDirty returns the groups changed since the last call and clears their
 // flags.
@@ -211,7 +276,8 @@ func (w *Windows) TakeDirty() []*Group {
 // straggler goes when it reaches the front, and rules filter by window
 // anyway.
 func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
-	for k, g := range w.groups {
+	w.each(func(g *Group) {
+		k := g.Key
 		cut := now(k.Source) - w.opt.Retain[k.Grouping]
 		i := 0
 		for i < len(g.Entries) && g.Entries[i].Minute < cut {
@@ -221,16 +287,16 @@ func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 			i++
 		}
 		if i == 0 {
-			continue
+			return
 		}
 		clear(g.Entries[:i])
 		g.Entries = g.Entries[i:]
 		w.entries -= i
 		if len(g.Entries) == 0 && !g.Dirty && (keep == nil || !keep(g)) {
-			delete(w.groups, k)
+			w.del(k) // deleting the current key while ranging over a map is allowed
 			w.counts[k.Grouping]--
 		}
-	}
+	})
 }
 
 // Len returns the number of tracked groups per grouping.

@@ -260,8 +260,12 @@ func (e *Engine) Observe(ev *ingest.Event) {
 		e.checkCompromise(ev, t)
 		e.win.Add(detect.GroupKey{Grouping: detect.ByIP, Source: ev.Source, IP: ev.IP}, entry)
 		e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: ev.Source, Net: e.win.NetOf(ev.IP)}, entry)
-		if ev.Identity != "" {
-			e.win.Add(detect.GroupKey{Grouping: detect.ByIdentity, Source: ev.Source, Value: ev.Identity}, entry)
+		// An identity's successes matter only next to its failures (a
+		// brute force that got in): benign identities keep no entries.
+		if k := (detect.GroupKey{Grouping: detect.ByIdentity, Source: ev.Source, Value: ev.Identity}); ev.Identity != "" {
+			if g := e.win.Get(k); g != nil && g.Attempts > 0 {
+				e.win.Add(k, entry)
+			}
 		}
 	case ev.Outcome.Attempt():
 		if e.cfg.StaleKey && ev.Credential != "" {
