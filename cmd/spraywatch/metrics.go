@@ -61,7 +61,7 @@ func newMetrics() *metrics {
 		linesParsed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_lines_parsed_total",
 			Help: "Lines parsed into events (route-filtered ones included), per source."}, []string{"source"}),
 		linesSkip: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_lines_skipped_total",
-			Help: "Lines not counted, per source and reason (filtered: not an auth route)."}, []string{"source", "reason"}),
+			Help: "Lines not counted, per source and reason; filtered_route, joined and not_an_event are lines rightly not counted (not an auth route, a flask access line joined to its app line, a banner)."}, []string{"source", "reason"}),
 		linesLate: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_lines_late_total",
 			Help: "Lines older than the newest by more than the lateness (still counted)."}, []string{"source"}),
 		behindBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spraywatch_source_bytes_behind",

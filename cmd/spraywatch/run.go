@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -107,7 +106,9 @@ type runner struct {
 	incidents  int64
 	watchdog   time.Duration
 	lastPinged time.Time
-	dropped    int64
+	// lastRetention is when old attempt rows were last deleted.
+	lastRetention time.Time
+	dropped       int64
 	// what the counters above were last told
 	droppedEntries, untracked int64
 	levelFlag                 string // --log-level, which wins over the config
@@ -371,11 +372,29 @@ func (r *runner) loop(ctx context.Context, hup <-chan os.Signal) error {
 				r.flush(ctx)
 			}
 			r.observeMetrics(now)
+			if now.Sub(r.lastRetention) >= time.Hour {
+				r.enforceRetention(ctx)
+				r.lastRetention = now
+			}
 			if r.watchdog > 0 && now.Sub(r.lastPinged) >= r.watchdog/3 {
 				_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
 				r.lastPinged = now
 			}
 		}
+	}
+}
+
+// futureSlack is how far ahead of this machine's clock a line may be dated.
+const futureSlack = 24 * time.Hour
+
+// enforceRetention drops attempt rows older than the retention before the
+// latest event time; the windows never need them again.
+func (r *runner) enforceRetention(ctx context.Context) {
+	cut := r.engine.Watermark().Add(-r.cfg.Retention)
+	if n, err := r.store.DeleteAttemptsBefore(ctx, cut); err != nil {
+		r.log.Warn("old attempt rows not deleted; will retry", "err", err)
+	} else if n > 0 {
+		r.log.Info("old attempt rows deleted", "rows", n, "before", cut)
 	}
 }
 
@@ -441,10 +460,15 @@ func (r *runner) consume(b *lineBatch) {
 		}
 		err := p.Parse(l.Text, &ev)
 		switch {
+		case err == nil && ev.Time.After(now.Add(futureSlack)):
+			// A line dated far ahead (a broken clock, a forged line) must
+			// not drag the source's event time away from its real lines.
+			m.skipped(ingest.ErrFuture.Error())
+			continue
 		case err == nil:
-		case errors.Is(err, ingest.ErrNotAuthRoute):
+		case ingest.IsFiltered(err): // route filters, joined flask lines, banners
 			m.parsed.Inc()
-			m.skipped("filtered")
+			m.skipped(err.Error())
 			continue
 		default:
 			m.skipped(err.Error())
