@@ -77,8 +77,11 @@ type Group struct {
 type WindowOptions struct {
 	Retain              [numGroupings]int64
 	NetBitsV4, NetBits6 int
-	// MaxGroups caps tracked groups per grouping; past it the least
-	// recently seen groups are dropped and counted in Dropped.
+	// MaxGroups caps tracked groups per grouping (0: no cap); past it a
+	// new group is not tracked and is counted in Dropped, while the groups
+	// already tracked go on. (An attacker who fills the cap with chosen
+	// addresses or identities can hide later groups until old ones expire:
+	// the drop counters are exported so that this shows.)
 	MaxGroups int
 	// MaxEntries caps the entries retained over all groups (0: no cap);
 	// past it new entries are dropped and counted in DroppedEntries. An
