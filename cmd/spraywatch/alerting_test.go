@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -172,7 +171,7 @@ alerts:
 			}
 
 			ctx, cancel := context.WithCancel(context.Background())
-			stdout, stderr := &lockedBuffer{}, &lockedBuffer{}
+			stdout, stderr := &syncBuffer{}, &syncBuffer{}
 			done := make(chan int, 1)
 			go func() {
 				done <- run(ctx, []string{"run", "--config", cfg, "--log-level", "debug"}, stdout, stderr)
@@ -282,7 +281,7 @@ func storedAttempts(db string) int {
 }
 
 // waitFor polls cond, giving up after a generous 30 s.
-func waitFor(t *testing.T, log *lockedBuffer, what string, cond func() bool) {
+func waitFor(t *testing.T, log *syncBuffer, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if cond() {
@@ -290,22 +289,4 @@ func waitFor(t *testing.T, log *lockedBuffer, what string, cond func() bool) {
 		}
 	}
 	t.Fatalf("gave up waiting for %s; daemon log:\n%s", what, log.String())
-}
-
-// lockedBuffer collects a daemon's output while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
