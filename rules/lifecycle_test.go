@@ -17,32 +17,7 @@ import (
 // event time on every 10 s.
 func runLive(t *testing.T, steps []step) []*detect.Incident {
 	t.Helper()
-	store, err := detect.Open(filepath.Join(t.TempDir(), "live.db"), detect.StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	e := rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
-	var last time.Time
-	for i, s := range steps {
-		at := t0.Add(s.at)
-		for tick := last.Add(10 * time.Second); !last.IsZero() && tick.Before(at); tick = tick.Add(10 * time.Second) {
-			e.Tick(tick)
-		}
-		last = at
-		ev := ingest.Event{Time: at, Source: "api", IP: netip.MustParseAddr(s.ip), Identity: s.id, Credential: s.cred,
-			Outcome: s.outcome, Status: s.status, Pos: ingest.Pos{File: "test.log", Offset: int64(i * 100)}}
-		e.Observe(&ev)
-	}
-	e.Finish()
-	if _, err := e.Flush(context.Background(), store, detect.Batch{}); err != nil {
-		t.Fatal(err)
-	}
-	incs, err := store.Incidents(context.Background(), detect.IncidentFilter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return incs
+	return play(t, rules.DefaultConfig(), nil, steps, true)
 }
 
 func totalAttempts(incs []*detect.Incident) (n int64) {

@@ -53,9 +53,19 @@ func concat(parts ...[]step) []step {
 	return out
 }
 
-// runEngine feeds steps to an engine backed by a real SQLite store and
-// returns the stored incidents.
+// runEngine feeds steps, in time order as a log holds them, to an engine
+// backed by a real SQLite store, as a replay does, and returns the stored
+// incidents.
 func runEngine(t *testing.T, cfg rules.Config, allow []netip.Prefix, steps []step) []*detect.Incident {
+	t.Helper()
+	steps = append([]step(nil), steps...)
+	sort.SliceStable(steps, func(i, j int) bool { return steps[i].at < steps[j].at })
+	return play(t, cfg, allow, steps, false)
+}
+
+// play feeds steps to a new engine; live ticks it every 10 s of event time
+// between lines, as the daemon's wall ticker does.
+func play(t *testing.T, cfg rules.Config, allow []netip.Prefix, steps []step, live bool) []*detect.Incident {
 	t.Helper()
 	store, err := detect.Open(filepath.Join(t.TempDir(), "t.db"), detect.StoreOptions{})
 	if err != nil {
@@ -63,10 +73,14 @@ func runEngine(t *testing.T, cfg rules.Config, allow []netip.Prefix, steps []ste
 	}
 	defer store.Close()
 	e := rules.NewEngine(rules.Options{Config: cfg, Allow: allow})
-	steps = append([]step(nil), steps...)
-	sort.SliceStable(steps, func(i, j int) bool { return steps[i].at < steps[j].at }) // logs are in time order
+	var last time.Time
 	for i, s := range steps {
-		ev := ingest.Event{Time: t0.Add(s.at), Source: "api", IP: netip.MustParseAddr(s.ip), Identity: s.id, Credential: s.cred,
+		at := t0.Add(s.at)
+		for tick := last.Add(10 * time.Second); live && !last.IsZero() && tick.Before(at); tick = tick.Add(10 * time.Second) {
+			e.Tick(tick)
+		}
+		last = at
+		ev := ingest.Event{Time: at, Source: "api", IP: netip.MustParseAddr(s.ip), Identity: s.id, Credential: s.cred,
 			Outcome: s.outcome, Status: s.status, Route: "/api/v1/clients/{identity}/", RawCredential: s.raw,
 			Pos: ingest.Pos{File: "test.log", Offset: int64(i * 100)}}
 		e.Observe(&ev)
