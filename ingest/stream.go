@@ -144,7 +144,7 @@ func (s *Stats) Classify(err error, line []byte) bool {
 // read fine but is rightly no event (outside the routes, a Flask access line
 // joined to its app line, a server banner or traceback).
 func IsFiltered(err error) bool {
-	return errors.Is(err, ErrNotAuthRoute) || errors.Is(err, ErrJoined) || errors.Is(err, ErrNoise)
+	return errors.Is(err, ErrNotAuthRoute) || errors.Is(err, ErrOutsideTime) || errors.Is(err, ErrJoined) || errors.Is(err, ErrNoise)
 }
 
 const batchSize = 512
@@ -272,7 +272,7 @@ func readFile(ctx context.Context, path string, p *Parser, o ReadOptions, stats 
 		ev := &b.events[len(b.events)-1]
 		perr := p.Parse(line, ev)
 		if perr == nil && ((!o.Since.IsZero() && ev.Time.Before(o.Since)) || (!o.Until.IsZero() && !ev.Time.Before(o.Until))) {
-			perr = ErrNotAuthRoute
+			perr = ErrOutsideTime
 		}
 		if perr == nil && !o.NotAfter.IsZero() && ev.Time.After(o.NotAfter) {
 			perr = ErrFuture

@@ -18,6 +18,8 @@ var (
 	ErrInvalidUTF8  = errors.New("invalid_utf8")
 	ErrEmpty        = errors.New("empty_line")
 	ErrNotAuthRoute = errors.New("filtered_route")
+	// ErrOutsideTime: the line is outside ReadOptions.Since/Until.
+	ErrOutsideTime = errors.New("filtered_time")
 	ErrNoIdentity   = errors.New("no_identity")
 	ErrNotRequest   = errors.New("not_a_request")
 	// ErrFuture: the line's time is later than ReadOptions.NotAfter.

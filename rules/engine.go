@@ -45,6 +45,9 @@ type Options struct {
 // Counters are the engine's running totals, for metrics and summaries.
 type Counters struct {
 	Events, Allowed, Stale, Incidents int64
+	// TooOld counts lines older than any window still open on their
+	// source's clock: stored, but judged by no rule.
+	TooOld int64
 	ByKind                            map[string]int64
 	// Untracked counts addresses and identities not added to an incident
 	// under Options.MaxIncidentSet.
@@ -90,6 +93,8 @@ type Engine struct {
 	// minAttempts is, per grouping, the fewest failures any of its rules
 	// can fire on.
 	minAttempts [4]int64
+	// maxRetain is the longest retention of any grouping, in seconds.
+	maxRetain int64
 
 	scratch scratch
 	maxSet  int // Options.MaxIncidentSet
@@ -187,6 +192,10 @@ func (e *Engine) SetConfig(c Config, allow []netip.Prefix) {
 
 func (e *Engine) setConfig(c Config, allow []netip.Prefix) {
 	e.cfg, e.allow = c, allow
+	e.maxRetain = 0
+	for _, r := range e.win.Options().Retain {
+		e.maxRetain = max(e.maxRetain, r*60)
+	}
 	e.minAttempts[detect.ByIP] = int64(min(c.Spray.MinIdentities, c.Stuffing.MinIdentities))
 	e.minAttempts[detect.ByNet] = int64(c.Stuffing.MinIdentities)
 	e.minAttempts[detect.ByCredential] = int64(min(c.DistributedSpray.MinIdentities, c.LowAndSlow.MinIdentities))
@@ -239,6 +248,10 @@ func (e *Engine) Observe(ev *ingest.Event) {
 		e.Allowed++
 		return
 	}
+	if t < c.watermark-e.maxRetain {
+		e.TooOld++ // no window reaches back to it: it could only distort one
+		return
+	}
 	if ev.RawCredential {
 		e.rawCredentialFinding(ev)
 	}
@@ -289,6 +302,19 @@ func (e *Engine) Observe(ev *ingest.Event) {
 	}
 	if t > c.lastEval {
 		e.evaluate()
+	}
+}
+
+// Remember takes an event from before the period being judged (a replay's
+// --since): it teaches who owns which key, for stale-key and owner
+// suppression, and nothing else.
+func (e *Engine) Remember(ev *ingest.Event) {
+	if ev.Outcome != ingest.Success || ev.Identity == "" || ev.Credential == "" || e.allowed(ev.IP) {
+		return
+	}
+	k := pairKey{ev.Source, ev.Identity, ev.Credential}
+	if t, ok := e.pairs[k]; !ok || ev.Time.Unix() < t {
+		e.pairs[k] = ev.Time.Unix()
 	}
 }
 

@@ -108,6 +108,9 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	if err != nil {
 		return err
 	}
+	if !since.IsZero() && !until.IsZero() && !since.Before(until) {
+		return fmt.Errorf("%w: --since %s is not before --until %s", errUsage, f.since, f.until)
+	}
 	log := g.logger()
 	// A replay is a batch job: trading some memory for fewer collections
 	// makes it about 10% faster, while a soft limit keeps the Go heap
@@ -169,7 +172,15 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	// Lines dated more than a day ahead of this machine's clock are skipped
 	// as future_time: a broken clock or a forged line must not stretch the
 	// windows.
-	opts := ingest.ReadOptions{Since: since, Until: until, MaxLineBytes: cfg.MaxLineBytes, NotAfter: time.Now().Add(24 * time.Hour),
+	// With --since, the day before it is read too, but only to learn which
+	// keys their identities already owned: without that history every
+	// client's own success would look like a compromise.
+	readSince := since
+	if !since.IsZero() {
+		readSince = since.Add(-max(cfg.Rules.LongestWindow(), cfg.Rules.Compromise.WithinLowAndSlow))
+	}
+	var history int64
+	opts := ingest.ReadOptions{Since: readSince, Until: until, MaxLineBytes: cfg.MaxLineBytes, NotAfter: time.Now().Add(24 * time.Hour),
 		FileError: func(path string, err error) {
 			failed[path] = err
 			log.Error("file not read in full", "file", path, "err", err)
@@ -192,6 +203,11 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 		writeErr <- first
 	}()
 	stats, err := ingest.Read(ctx, streams, opts, func(ev *ingest.Event) error {
+		if ev.Time.Before(since) {
+			engine.Remember(ev)
+			history++
+			return nil
+		}
 		engine.Observe(ev)
 		if engine.Pending() >= 50_000 {
 			b, _ := engine.TakeBatch(detect.Batch{})
@@ -227,6 +243,12 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 		return err
 	}
 	writeSummary(g.stderr, stats, elapsed, len(incs), dbPath, f.db != "")
+	if history > 0 {
+		fmt.Fprintf(g.stderr, "%d events before --since were read only to learn which keys identities already owned\n", history)
+	}
+	if engine.TooOld > 0 {
+		fmt.Fprintf(g.stderr, "%d events were older than every window still open on their source's clock: stored, but judged by no rule\n", engine.TooOld)
+	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d file(s) could not be read in full; the results cover the rest", len(failed))
 	}

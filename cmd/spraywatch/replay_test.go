@@ -258,3 +258,47 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+// TestReplaySince: a replay that starts where an attack starts still knows
+// which keys the benign clients owned before it, so their successes are
+// not compromises, and the real compromise is found.
+func TestReplaySince(t *testing.T) {
+	start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	dir, _ := writeCase(t, loggen.Options{Start: start, Duration: 6 * time.Hour, Clients: 200, Lines: 40_000, Seed: 7,
+		Spray: true, BruteForce: true, Stuffing: true, NAT: true, Stale: true, Compromise: true})
+	files := []string{filepath.Join(dir, "access.log.2.gz"), filepath.Join(dir, "access.log.1"), filepath.Join(dir, "access.log")}
+	args := append([]string{"replay", "--config", filepath.Join(dir, "spraywatch.yml"), "--output", "json",
+		"--since", "2026-11-27T02:00:00Z", "--until", "2026-11-27T03:30:00Z"}, files...)
+	code, out, stderr := runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var compromises []map[string]any
+	kinds := map[string]int{}
+	for _, inc := range decodeIncidents(t, out) {
+		kinds[inc["kind"].(string)]++
+		if inc["kind"] == "compromise" {
+			compromises = append(compromises, inc)
+		}
+	}
+	if kinds["spray"] != 1 || kinds["brute_force"] != 1 || kinds["credential_stuffing"] != 0 {
+		t.Errorf("incidents in 02:00..03:30 = %v; want the spray and the brute force, not the 04:00 stuffing", kinds)
+	}
+	if len(compromises) != 1 {
+		var summaries []any
+		for _, c := range compromises {
+			summaries = append(summaries, c["summary"])
+		}
+		t.Fatalf("%d compromise incidents, want 1 (client-0042 with the sprayed key): %v", len(compromises), summaries)
+	}
+	c := compromises[0]
+	if got := c["compromised"].([]any); len(got) != 1 || got[0] != "client-0042" || c["severity"] != "critical" {
+		t.Errorf("compromise = %v (%v), want critical client-0042", got, c["severity"])
+	}
+	if !strings.Contains(stderr, "before --since were read only to learn") {
+		t.Errorf("summary does not say the history was read:\n%s", stderr)
+	}
+	if code, _, _ := runCLI(t, "replay", "--since", "2026-11-28", "--until", "2026-11-27", files[0]); code != exitUsage {
+		t.Errorf("--since after --until: exit %d, want %d", code, exitUsage)
+	}
+}
