@@ -20,8 +20,8 @@ var (
 	ErrNotAuthRoute = errors.New("filtered_route")
 	// ErrOutsideTime: the line is outside ReadOptions.Since/Until.
 	ErrOutsideTime = errors.New("filtered_time")
-	ErrNoIdentity   = errors.New("no_identity")
-	ErrNotRequest   = errors.New("not_a_request")
+	ErrNoIdentity  = errors.New("no_identity")
+	ErrNotRequest  = errors.New("not_a_request")
 	// ErrFuture: the line's time is later than ReadOptions.NotAfter.
 	ErrFuture = errors.New("future_time")
 	// ErrNoise and ErrJoined are not skips but lines that are, rightly, no

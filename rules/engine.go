@@ -48,7 +48,7 @@ type Counters struct {
 	// TooOld counts lines older than any window still open on their
 	// source's clock: stored, but judged by no rule.
 	TooOld int64
-	ByKind                            map[string]int64
+	ByKind map[string]int64
 	// Untracked counts addresses and identities not added to an incident
 	// under Options.MaxIncidentSet.
 	Untracked int64
