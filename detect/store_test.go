@@ -162,3 +162,25 @@ func TestAttemptsAbsorbKeepsFirstPosition(t *testing.T) {
 		return nil
 	})
 }
+
+func TestDeleteAttemptsBefore(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, filepath.Join(t.TempDir(), "s.db"), detect.StoreOptions{})
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	a := detect.NewAttempts()
+	for d := 0; d < 40; d++ { // one row a day for 40 days
+		a.Add(event(t0.AddDate(0, 0, d), "203.0.113.7", "c1", "k", ingest.Failure, int64(d)))
+	}
+	if err := s.Flush(ctx, detect.Batch{Attempts: a}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.DeleteAttemptsBefore(ctx, t0.AddDate(0, 0, 10))
+	if err != nil || n != 10 {
+		t.Fatalf("deleted %d rows (err %v), want the 10 older than day 10", n, err)
+	}
+	var left int
+	s.LoadAttempts(ctx, 0, func(detect.AttemptKey, detect.AttemptCount) error { left++; return nil })
+	if left != 30 {
+		t.Errorf("%d rows left, want 30", left)
+	}
+}
