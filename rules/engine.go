@@ -578,11 +578,12 @@ func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident)
 		tr.inc.Updated = time.Unix(e.watermark, 0).UTC()
 		tr.inc.Version++
 		snap := *tr.inc
-		snap.IPs = append([]string(nil), tr.inc.IPs...)
-		snap.Credentials = append([]string(nil), tr.inc.Credentials...)
-		snap.IdentitySample = append([]string(nil), tr.inc.IdentitySample...)
-		snap.Compromised = append([]string(nil), tr.inc.Compromised...)
-		snap.Evidence = append([]ingest.Pos(nil), tr.inc.Evidence...)
+		// Clones of empty lists stay empty lists, not null, in JSON.
+		snap.IPs = append([]string{}, tr.inc.IPs...)
+		snap.Credentials = append([]string{}, tr.inc.Credentials...)
+		snap.IdentitySample = append([]string{}, tr.inc.IdentitySample...)
+		snap.Compromised = append([]string{}, tr.inc.Compromised...)
+		snap.Evidence = append([]ingest.Pos{}, tr.inc.Evidence...)
 		snaps = append(snaps, snap)
 	}
 	for i := range snaps {

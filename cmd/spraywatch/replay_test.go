@@ -86,8 +86,8 @@ func TestReplayEndToEnd(t *testing.T) {
 	byKind := map[string]map[string]any{}
 	for _, inc := range incs {
 		for _, key := range []string{"id", "kind", "severity", "source", "first_seen", "last_seen", "ips", "credentials", "identities", "identity_sample", "compromised", "attempts", "rule", "evidence"} {
-			if _, ok := inc[key]; !ok {
-				t.Errorf("incident %v lacks key %q", inc["id"], key)
+			if v, ok := inc[key]; !ok || v == nil {
+				t.Errorf("incident %v lacks key %q (or it is null)", inc["id"], key)
 			}
 		}
 		kind := inc["kind"].(string)
