@@ -191,6 +191,22 @@ func TestRules(t *testing.T) {
 		{"low-and-slow with an identity over 2 an hour", def, nil, concat(lowSlow(20), []step{
 			fail(time.Minute, "100.80.0.1", "victim-000", "sk_live_510w"), fail(2*time.Minute, "100.80.0.1", "victim-000", "sk_live_510w")}), nil},
 		{"brute force at 10 credentials", def, nil, brute(10), map[string]int64{"brute_force": 10}},
+		{"brute force one failure short of min_failures", func() rules.Config {
+			c := rules.DefaultConfig()
+			c.BruteForce.MinCredentials, c.BruteForce.MinFailures = 9, 10
+			return c
+		}(), nil, brute(9), nil},
+		{"allow-listed brute forcer", def, []netip.Prefix{netip.MustParsePrefix("198.51.100.77/32")}, brute(30), nil},
+		{"distributed spray one identity short", def, nil, distributed(9, 3), nil},
+		{"allow-listed ranges hide a distributed spray", def, []netip.Prefix{netip.MustParsePrefix("100.64.0.0/10")}, distributed(30, 3), nil},
+		{"stale keys do not make a spray", def, nil, concat(
+			func() []step {
+				var s []step
+				for i := 0; i < 12; i++ {
+					s = append(s, ok(time.Duration(i)*time.Second, "192.0.2.10", fmt.Sprintf("victim-%03d", i), "shared-old"))
+				}
+				return s
+			}(), spray(time.Hour, "203.0.113.66", 12, "shared-old")), nil},
 		{"brute force one credential short", def, nil, brute(9), nil},
 		{"enumeration oracle at 5 samples each", def, nil, enumeration(5), map[string]int64{"enumeration_oracle": 10}},
 		{"enumeration oracle one sample short", def, nil, enumeration(4), nil},
