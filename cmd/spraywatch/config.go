@@ -124,7 +124,13 @@ func (c Config) Validate() error {
 		}
 		names[s.Name] = true
 		if _, err := s.options(nil); err != nil {
-			errs = append(errs, fmt.Errorf("%w: %s (%s): %w", errConfig, f, s.Name, err))
+			each := []error{err}
+			if joined, ok := err.(interface{ Unwrap() []error }); ok {
+				each = joined.Unwrap() // one line per problem, each naming the source
+			}
+			for _, e := range each {
+				errs = append(errs, fmt.Errorf("%w: %s (%s): %w", errConfig, f, s.Name, e))
+			}
 		}
 		for j, p := range s.Paths {
 			if _, err := filepath.Match(p, ""); err != nil {

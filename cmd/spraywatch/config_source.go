@@ -95,25 +95,27 @@ func (s *statusList) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // options turns a source's config into ingest options. Errors name the
-// field and value.
+// field and value; every problem is reported, not only the first.
 func (s SourceConfig) options(secret []byte) (ingest.Options, error) {
 	o := ingest.Options{Name: s.Name, Format: s.Format, Layout: s.LogFormat, Secret: secret,
 		IdentityPaths: s.Identity.Path, IdentityQuery: s.Identity.Query, IdentityFromUser: s.Identity.RemoteUser,
 		Routes: s.Routes, IgnoreRoutes: s.IgnoreRoutes, Fields: map[ingest.Role]string{}}
 	if err := s.checkFormat(); err != nil {
-		return o, err
+		return o, err // nothing else can be judged without a format
 	}
+	var errs []error
 	o.AppLogFormat, o.AppRegex, o.JoinWindow = s.AppLogFormat, s.AppRegex, s.JoinWindow
 	for role, field := range s.Fields {
 		r, ok := ingest.RoleByName(role)
 		if !ok {
-			return o, fmt.Errorf("fields.%s: %q: unknown role (%s)", role, field, strings.Join(ingest.RoleNames(), ", "))
+			errs = append(errs, fmt.Errorf("fields.%s: %q: unknown role (%s)", role, field, strings.Join(ingest.RoleNames(), ", ")))
+			continue
 		}
 		o.Fields[r] = field
 	}
 	if s.Credential.Field != "" {
 		if s.Format == ingest.FormatCombined {
-			return o, fmt.Errorf("credential.field: %q: the combined format carries no credential (use format nginx with your log_format)", s.Credential.Field)
+			errs = append(errs, fmt.Errorf("credential.field: %q: the combined format carries no credential (use format nginx with your log_format)", s.Credential.Field))
 		}
 		o.Fields[ingest.RoleCredential] = s.Credential.Field
 	}
@@ -128,17 +130,17 @@ func (s SourceConfig) options(secret []byte) (ingest.Options, error) {
 	case "key":
 		o.CredentialKind = ingest.CredentialKey
 	default:
-		return o, fmt.Errorf("credential.kind: %q: must be auto, prefix or key", s.Credential.Kind)
+		errs = append(errs, fmt.Errorf("credential.kind: %q: must be auto, prefix or key", s.Credential.Kind))
 	}
 	if name := o.Fields[ingest.RoleCredential]; o.CredentialKind == ingest.CredentialPrefix && ingest.IsHeaderField(s.Format, name) {
 		where := "credential.field"
 		if s.Credential.Field == "" {
 			where = "fields.credential"
 		}
-		return o, fmt.Errorf("credential.kind: %q: %s %q logs a request header, which holds whole keys: use kind key (or auto) so that they are fingerprinted", s.Credential.Kind, where, name)
+		errs = append(errs, fmt.Errorf("credential.kind: %q: %s %q logs a request header, which holds whole keys: use kind key (or auto) so that they are fingerprinted", s.Credential.Kind, where, name))
 	}
 	if len(s.Identity.Path) == 0 && s.Identity.Query == "" && s.Identity.Field == "" && !s.Identity.RemoteUser && s.Format != ingest.FormatJSON && s.Format != ingest.FormatFlask {
-		return o, fmt.Errorf("identity: {}: say where the client ID is (path, query, field or remote_user)")
+		errs = append(errs, fmt.Errorf("identity: {}: say where the client ID is (path, query, field or remote_user)"))
 	}
 	o.Statuses = ingest.DefaultStatuses()
 	for _, x := range []struct {
@@ -154,7 +156,8 @@ func (s SourceConfig) options(secret []byte) (ingest.Options, error) {
 		for _, v := range x.list {
 			r, err := parseStatus(v)
 			if err != nil {
-				return o, fmt.Errorf("statuses.%s: %q: %w", x.name, v, err)
+				errs = append(errs, fmt.Errorf("statuses.%s: %q: %w", x.name, v, err))
+				continue
 			}
 			*x.dst = append(*x.dst, r)
 		}
@@ -165,9 +168,12 @@ func (s SourceConfig) options(secret []byte) (ingest.Options, error) {
 	default:
 		loc, err := time.LoadLocation(s.Timezone)
 		if err != nil {
-			return o, fmt.Errorf("timezone: %q: %w", s.Timezone, err)
+			errs = append(errs, fmt.Errorf("timezone: %q: %w", s.Timezone, err))
 		}
 		o.Location = loc
+	}
+	if len(errs) > 0 {
+		return o, errors.Join(errs...)
 	}
 	if _, err := ingest.NewParser(o); err != nil {
 		return o, err
