@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -17,6 +18,28 @@ func TestRunFutureLineDoesNotBlind(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.write(w, 150)
+	d := e.start()
+	e.waitCounted(d, e.written)
+	e.stop(d)
+	e.check()
+}
+
+// Lines out of order within the lateness still count in their windows:
+// the spray is written in shuffled blocks of a minute.
+func TestRunOutOfOrderWithinLateness(t *testing.T) {
+	e := newRTEnv(t, "logs/access.log", "1s")
+	w := e.create("logs/access.log")
+	var b strings.Builder
+	for block := 0; block < 150; block += 30 {
+		for j := 29; j >= 0; j-- { // each minute's lines newest first
+			b.WriteString(e.sprayLine(block + j))
+			b.WriteByte('\n')
+		}
+	}
+	if _, err := w.WriteString(b.String()); err != nil {
+		t.Fatal(err)
+	}
+	e.spray, e.written = 150, 150
 	d := e.start()
 	e.waitCounted(d, e.written)
 	e.stop(d)
