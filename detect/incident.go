@@ -59,9 +59,13 @@ type Incident struct {
 	Identities       int      `json:"identities"`
 	IdentitySample   []string `json:"identity_sample"`
 	Compromised      []string `json:"compromised"`
-	Attempts         int64    `json:"attempts"`
-	Rule             Rule     `json:"rule"`
-	Summary          string   `json:"summary"`
+	// CompromisedCritical counts the identities at the head of Compromised
+	// that succeeded with an attacking credential or from an attacking
+	// address; the rest succeeded with other keys after being attacked.
+	CompromisedCritical int    `json:"compromised_critical,omitempty"`
+	Attempts            int64  `json:"attempts"`
+	Rule                Rule   `json:"rule"`
+	Summary             string `json:"summary"`
 	// Related is the incident this one follows from (a compromise's spray).
 	Related  int64        `json:"related,omitempty"`
 	Evidence []ingest.Pos `json:"evidence"`

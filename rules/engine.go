@@ -146,7 +146,6 @@ type tracked struct {
 	idents      map[string]struct{}
 	compromised map[string]struct{}
 	last        int64 // Unix seconds of the latest activity
-	critical    bool
 }
 
 // NewEngine returns an engine with empty windows.
@@ -655,9 +654,29 @@ func summary(inc *detect.Incident) string {
 	case KindStuffing:
 		return fmt.Sprintf("%s tried %d identities with about one credential each (%d credentials, %d attempts)", short(inc.IPs, 3), inc.Identities, len(inc.Credentials), inc.Attempts)
 	case KindCompromise:
-		return fmt.Sprintf("identity %s succeeded after incident %d attacked it", short(inc.Compromised, 5), inc.Related)
+		crit, other := inc.Compromised[:inc.CompromisedCritical], inc.Compromised[inc.CompromisedCritical:]
+		rest := ""
+		if len(other) > 0 {
+			rest = fmt.Sprintf("%d attacked identit%s then succeeded with keys and addresses the attack did not use (likely their owners; verify): %s",
+				len(other), plural(len(other), "y", "ies"), short(other, 5))
+		}
+		if len(crit) == 0 {
+			return rest + fmt.Sprintf(" (after incident %d)", inc.Related)
+		}
+		s := fmt.Sprintf("identity %s succeeded with the attacking credential or from an attacking address after incident %d", short(crit, 5), inc.Related)
+		if rest != "" {
+			s += "; " + rest
+		}
+		return s
 	}
 	return inc.Summary
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func short(xs []string, n int) string {

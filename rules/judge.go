@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/spraywatch/spraywatch/detect"
@@ -329,9 +330,12 @@ func (e *Engine) compromise(tr *tracked, identity string, ip netip.Addr, cred st
 		return
 	}
 	c.compromised[identity] = struct{}{}
-	c.inc.Compromised = append(c.inc.Compromised, identity)
-	if critical {
+	if critical { // critical identities lead the list
 		c.inc.Severity = detect.SeverityCritical
+		c.inc.Compromised = slices.Insert(c.inc.Compromised, c.inc.CompromisedCritical, identity)
+		c.inc.CompromisedCritical++
+	} else {
+		c.inc.Compromised = append(c.inc.Compromised, identity)
 	}
 	if _, ok := tr.compromised[identity]; !ok {
 		tr.compromised[identity] = struct{}{}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -272,6 +273,18 @@ func TestCompromise(t *testing.T) {
 			}
 		})
 	}
+	t.Run("critical identities lead, the others are told apart", func(t *testing.T) {
+		steps := append(append([]step{}, attack...),
+			ok(10*time.Minute, "198.51.100.201", "victim-005", "fresh"),
+			ok(11*time.Minute, "198.51.100.200", "victim-003", "sk_live_dead"))
+		c := kinds(runEngine(t, rules.DefaultConfig(), nil, steps))["compromise"]
+		if c == nil || c.CompromisedCritical != 1 || len(c.Compromised) != 2 || c.Compromised[0] != "victim-003" {
+			t.Fatalf("compromise = %+v; want victim-003 (critical) first, then victim-005", c)
+		}
+		if !strings.Contains(c.Summary, "victim-003 succeeded with the attacking credential") || !strings.Contains(c.Summary, "1 attacked identity then succeeded with keys") {
+			t.Errorf("summary does not tell them apart: %s", c.Summary)
+		}
+	})
 	t.Run("owner carrying on with a key that worked before the attack", func(t *testing.T) {
 		steps := append([]step{ok(-time.Hour, "198.51.100.5", "victim-005", "own-key")}, attack...)
 		steps = append(steps, ok(10*time.Minute, "198.51.100.5", "victim-005", "own-key"))
