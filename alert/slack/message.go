@@ -47,12 +47,14 @@ func Message(inc detect.Incident, o MessageOptions) (string, []slackapi.Block) {
 	title := fmt.Sprintf("%s %s %s on %s (incident #%d)", emoji(inc.Severity), strings.ToUpper(inc.Severity), kindName(inc.Kind), inc.Source, inc.ID)
 	summary := inc.Summary
 	if inc.Kind == detect.KindCompromise {
-		who := strings.Join(inc.Compromised, ", ")
-		if who == "" {
-			who = "an identity"
+		crit := inc.Compromised[:min(inc.CompromisedCritical, len(inc.Compromised))]
+		if len(crit) > 0 {
+			who := strings.Join(crit, ", ")
+			title = fmt.Sprintf("%s CRITICAL: %s compromised on %s (incident #%d)", emoji(detect.SeverityCritical), who, inc.Source, inc.ID)
+			summary = fmt.Sprintf("Identity %s logged in with the attacking credential or from an attacking address after incident #%d. Treat it as compromised: rotate its credentials. %s", who, inc.Related, inc.Summary)
+		} else {
+			title = fmt.Sprintf("%s %s: identities attacked by incident #%d logged in on %s (incident #%d)", emoji(inc.Severity), strings.ToUpper(inc.Severity), inc.Related, inc.Source, inc.ID)
 		}
-		title = fmt.Sprintf("%s CRITICAL: %s compromised on %s (incident #%d)", emoji(detect.SeverityCritical), who, inc.Source, inc.ID)
-		summary = fmt.Sprintf("Identity %s logged in successfully after incident #%d attacked it. Treat it as compromised: rotate its credentials.", who, inc.Related)
 	}
 	if inc.Kind == "test" {
 		title = "spraywatch test message"

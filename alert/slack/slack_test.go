@@ -40,7 +40,7 @@ func spray(id int64) detect.Incident {
 func compromise(id int64) detect.Incident {
 	return detect.Incident{
 		ID: id, Kind: detect.KindCompromise, Severity: detect.SeverityCritical, Source: "api-nginx", State: detect.StateOpen,
-		FirstSeen: t0, LastSeen: t0, IPs: []string{"203.0.113.7"}, Compromised: []string{"carol"}, Identities: 1,
+		FirstSeen: t0, LastSeen: t0, IPs: []string{"203.0.113.7"}, Compromised: []string{"carol"}, CompromisedCritical: 1, Identities: 1,
 		IdentitySample: []string{"carol"}, Attempts: 1, Related: 1, Rule: detect.Rule{Name: "compromise", Window: "3h"}, Version: 1,
 	}
 }
@@ -284,5 +284,15 @@ func TestBotFallsBackWhenItsMessageCannotBeEdited(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestCompromiseWithoutAttackingKeyIsNotCalledCritical(t *testing.T) {
+	inc := compromise(10)
+	inc.Severity, inc.CompromisedCritical = detect.SeverityHigh, 0
+	inc.Summary = "1 attacked identity then succeeded with keys and addresses the attack did not use (likely their owners; verify): carol"
+	text, _ := slack.Message(inc, slack.MessageOptions{})
+	if strings.Contains(text, "CRITICAL") || strings.Contains(text, "carol compromised") {
+		t.Errorf("a success with the owner's own key is announced as a critical compromise: %s", text)
 	}
 }
