@@ -108,6 +108,8 @@ type runner struct {
 	lastPinged time.Time
 	// lastRetention is when old attempt rows were last deleted.
 	lastRetention time.Time
+	// lastSaturated is when a full detector was last reported.
+	lastSaturated time.Time
 	dropped       int64
 	// what the counters above were last told
 	droppedEntries, untracked int64
@@ -640,6 +642,7 @@ func (r *runner) observeMetrics(now time.Time) {
 	}
 	w := r.engine.Windows()
 	r.metrics.entries.Set(float64(w.Entries()))
+	saturated := false
 	for _, c := range []struct {
 		now  int64
 		seen *int64
@@ -649,7 +652,16 @@ func (r *runner) observeMetrics(now time.Time) {
 		if c.now > *c.seen {
 			c.m.Add(float64(c.now - *c.seen))
 			*c.seen = c.now
+			saturated = true
 		}
+	}
+	// Dropped state is blind spots an attacker may have made on purpose:
+	// say so in the log, not only in a counter, at most every ten minutes.
+	if saturated && now.Sub(r.lastSaturated) >= 10*time.Minute {
+		r.lastSaturated = now
+		r.log.Warn("detector at capacity: new window groups or entries are not being tracked",
+			"groups_dropped", w.Dropped, "entries_dropped", w.DroppedEntries, "incident_members_untracked", r.engine.Untracked,
+			"hint", "raise max_groups / max_entries, or look for a flood of addresses or identities")
 	}
 	rd := r.readers
 	rd.mu.Lock()
