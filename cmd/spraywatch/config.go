@@ -72,8 +72,18 @@ func ParseConfig(data []byte, dir string) (Config, error) {
 	c.Alerts = nil
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	// Unknown keys and mistyped values come back as one *yaml.TypeError
+	// with everything else decoded, so they are reported together with
+	// the semantic problems below; a syntax error stops here.
+	var decodeErrs []error
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("%w: %w", errConfig, err)
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return Config{}, fmt.Errorf("%w: %w", errConfig, err)
+		}
+		for _, e := range te.Errors {
+			decodeErrs = append(decodeErrs, fmt.Errorf("%w: %s", errConfig, e))
+		}
 	}
 	if c.Alerts == nil {
 		c.Alerts = DefaultConfig().Alerts
@@ -90,7 +100,7 @@ func ParseConfig(data []byte, dir string) (Config, error) {
 			}
 		}
 	}
-	if err := c.Validate(); err != nil {
+	if err := errors.Join(append(decodeErrs, c.Validate())...); err != nil {
 		return Config{}, err
 	}
 	return c, nil
