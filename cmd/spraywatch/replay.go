@@ -166,7 +166,11 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 
 	var bar *progressbar.ProgressBar
 	if !f.noProgress && isTerminal(g.stderr) {
-		bar = progressbar.DefaultBytes(totalSize(streams), "replaying")
+		w := g.stderr // progressbar.DefaultBytes would write to os.Stderr, not the terminal we were given
+		bar = progressbar.NewOptions64(totalSize(streams), progressbar.OptionSetDescription("replaying"),
+			progressbar.OptionSetWriter(w), progressbar.OptionShowBytes(true), progressbar.OptionShowTotalBytes(true),
+			progressbar.OptionSetWidth(10), progressbar.OptionThrottle(65*time.Millisecond), progressbar.OptionShowCount(),
+			progressbar.OptionSpinnerType(14), progressbar.OptionFullWidth(), progressbar.OptionSetRenderBlankState(true))
 	}
 	failed := map[string]error{}
 	// Lines dated more than a day ahead of this machine's clock are skipped
