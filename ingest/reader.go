@@ -91,7 +91,6 @@ type LogFile struct {
 	Size  int64
 	f     *os.File
 	r     io.Reader
-	gz    bool
 }
 
 // Open opens a plain or gzip log. Gzip is recognised by its magic bytes,
@@ -126,16 +125,13 @@ func Open(path string) (*LogFile, error) {
 			f.Close()
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
-		lf.r, lf.gz = zr, true
+		lf.r = zr
 	}
 	return lf, nil
 }
 
 // Reader returns the (decompressed) content.
 func (lf *LogFile) Reader() io.Reader { return lf.r }
-
-// Compressed reports whether the file is gzip.
-func (lf *LogFile) Compressed() bool { return lf.gz }
 
 // Position returns how far into the underlying file reading has got, for
 // progress reporting.

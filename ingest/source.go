@@ -569,10 +569,6 @@ func (p *Parser) HasCredential() bool { return p.hasCred }
 // Name returns the source name.
 func (p *Parser) Name() string { return p.name }
 
-// Fields returns the names of the fields the layout yields (the first
-// shape's, for formats with several).
-func (p *Parser) Fields() []string { return p.shapes[0].split.Fields() }
-
 // Filled reports, per role name, whether any line parsed so far had a value
 // for it. Roles the source cannot have (no field, no default) are left out.
 func (p *Parser) Filled() map[string]bool {

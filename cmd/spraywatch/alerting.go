@@ -81,9 +81,6 @@ func (a *alerting) Run(ctx context.Context) error {
 // Stats returns each destination's delivery counters, for metrics.
 func (a *alerting) Stats() []alert.DestinationStats { return a.box.Stats() }
 
-// Pending returns how many alerts wait for delivery, per destination.
-func (a *alerting) Pending(ctx context.Context) (map[string]int, error) { return a.box.Pending(ctx) }
-
 // namedSink is one configured destination.
 type namedSink struct {
 	name, describe string

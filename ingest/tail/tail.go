@@ -32,8 +32,9 @@
 // follows a symlink's target, so a swapped symlink goes unnoticed; and it
 // misses a truncation followed by growth past the old size. Exactly-once
 // counting needs the reader to own the descriptor and the offset, so this
-// package polls (every Interval, 250ms by default, as nxadm/tail's own
-// poller does) with pread on descriptors it holds.
+// package is polled: the caller calls Tick (the daemon every poll_interval,
+// 250ms by default, as nxadm/tail's own poller does), and Tick reads with
+// pread on descriptors it holds.
 package tail
 
 import (
@@ -105,9 +106,6 @@ type Options struct {
 	// when they exist at the first Tick; files that appear later are read
 	// from the start regardless.
 	StartAtEnd bool
-	// Interval is how often Run polls. Default 250ms; below 0 Run only
-	// waits for ctx (tests call Tick).
-	Interval time.Duration
 	// RotateWait is how long a rotated file is still read after its last
 	// new line, for writers that have not reopened yet. Default 1m.
 	RotateWait time.Duration
@@ -143,9 +141,6 @@ type Tailer struct {
 
 // New returns a Tailer; nothing is opened until the first Tick.
 func New(o Options) *Tailer {
-	if o.Interval == 0 {
-		o.Interval = 250 * time.Millisecond
-	}
 	if o.RotateWait <= 0 {
 		o.RotateWait = time.Minute
 	}
@@ -160,28 +155,6 @@ func New(o Options) *Tailer {
 		t.saved[p.Key] = p
 	}
 	return t
-}
-
-// Run polls every Interval until ctx ends, calling emit for each line in
-// file order. An error from emit stops Run and is returned.
-func (t *Tailer) Run(ctx context.Context, emit func(*Line) error) error {
-	defer t.Close()
-	if t.o.Interval < 0 {
-		<-ctx.Done()
-		return nil
-	}
-	tick := time.NewTicker(t.o.Interval)
-	defer tick.Stop()
-	for {
-		if err := t.Tick(ctx, time.Now(), emit); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
 }
 
 // Close releases every descriptor.
