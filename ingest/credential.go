@@ -48,6 +48,9 @@ var placeholders = []string{"", "-", "null", "nil", "none", "undefined", "YOUR_A
 // IsSchemePrefix reports whether label is nothing but a fixed scheme prefix
 // such as "sk_live_", which cannot tell keys apart.
 func IsSchemePrefix(label string) bool {
+	if len(label) > len("github_pat_") { // longer than every scheme prefix
+		return false
+	}
 	for _, p := range schemePrefixes {
 		if label == p || (len(label) < len(p) && len(label) >= 3 && p[:len(label)] == label) {
 			return true

@@ -71,6 +71,9 @@ type Event struct {
 	// RawCredential is set when the line held a whole key, which was
 	// fingerprinted on the spot.
 	RawCredential bool
+	// SchemeOnly is set when Credential is nothing but a fixed scheme
+	// prefix such as sk_live_, which cannot tell keys apart.
+	SchemeOnly bool
 	Outcome       Outcome
 	Status        int
 	Method        string

@@ -798,6 +798,7 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 	if p.hasCred {
 		label, whole, missing := p.cred.label(s.field(RoleCredential))
 		ev.Credential, ev.RawCredential = label, whole
+		ev.SchemeOnly = label != "" && IsSchemePrefix(label)
 		if missing && ev.Outcome.Attempt() && !hasVerdict {
 			ev.Outcome = MissingCredential
 		}

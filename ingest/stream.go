@@ -117,7 +117,7 @@ func (s *Stats) Observe(ev *Event) {
 	}
 	if ev.Credential != "" {
 		s.Credentials++
-		if IsSchemePrefix(ev.Credential) {
+		if ev.SchemeOnly {
 			s.SchemeOnly++
 		}
 	}

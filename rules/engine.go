@@ -256,7 +256,7 @@ func (e *Engine) Observe(ev *ingest.Event) {
 	}
 	entry := detect.Entry{Minute: t / 60, First: t, Last: t, IP: ev.IP, Identity: ev.Identity, Credential: ev.Credential,
 		Outcome: ev.Outcome, Count: 1, Pos: ev.Pos}
-	if ingest.IsSchemePrefix(entry.Credential) {
+	if ev.SchemeOnly {
 		entry.Credential = "" // a bare scheme prefix cannot tell keys apart
 	}
 	switch {
