@@ -74,9 +74,9 @@ type Event struct {
 	// SchemeOnly is set when Credential is nothing but a fixed scheme
 	// prefix such as sk_live_, which cannot tell keys apart.
 	SchemeOnly bool
-	Outcome       Outcome
-	Status        int
-	Method        string
+	Outcome    Outcome
+	Status     int
+	Method     string
 	// Route is the configured route the request matched (an identity path
 	// template or a route prefix), or the path's first segments otherwise.
 	Route   string
