@@ -1,0 +1,293 @@
+// Package pgtest starts throwaway PostgreSQL clusters for tests: initdb into
+// a temporary directory, a server on a free loopback port (and a unix socket
+// in that directory), stopped when the test ends. When the environment names
+// a server (SPRAYWATCH_TEST_POSTGRES, a URL whose user may create databases),
+// Database uses it instead of starting one. Without PostgreSQL's binaries the
+// test is skipped, except under CI=true, where it fails.
+package pgtest
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+)
+
+// EnvURL names a running server tests may use.
+const EnvURL = "SPRAYWATCH_TEST_POSTGRES"
+
+// User and Password are the superuser of the clusters Start makes.
+const (
+	User     = "spraywatch"
+	Password = "test-password-not-secret"
+)
+
+// Server is one throwaway cluster.
+type Server struct {
+	Dir  string // data directory, socket and log
+	Port int
+	bin  string
+	cred *syscall.Credential // run as this user (postgres refuses root)
+	mu   sync.Mutex
+	up   bool
+}
+
+func missing(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("PostgreSQL is required under CI=true: %s", why)
+	}
+	t.Skipf("no PostgreSQL: %s", why)
+}
+
+// binDir finds initdb and pg_ctl: on PATH, or Debian's
+// /usr/lib/postgresql/<version>/bin.
+func binDir() (string, error) {
+	if p, err := exec.LookPath("pg_ctl"); err == nil {
+		if _, err := exec.LookPath("initdb"); err == nil {
+			return filepath.Dir(p), nil
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	return "", fmt.Errorf("initdb and pg_ctl not found on PATH or in /usr/lib/postgresql/*/bin (apt-get install postgresql)")
+}
+
+func version(dir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
+	return n
+}
+
+// Start makes a new cluster and starts it; the test's cleanup stops it and
+// removes its directory.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s, err := start()
+	if err != nil {
+		if s == nil {
+			missing(t, err.Error())
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Remove)
+	return s
+}
+
+// start returns a nil server when PostgreSQL is not installed.
+func start() (*Server, error) {
+	bin, err := binDir()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{bin: bin}
+	// postgres refuses to run as root: as root, run it as postgres (or
+	// nobody), in a directory that user owns.
+	if os.Geteuid() == 0 {
+		for _, name := range []string{"postgres", "nobody"} {
+			if u, err := user.Lookup(name); err == nil {
+				uid, _ := strconv.Atoi(u.Uid)
+				gid, _ := strconv.Atoi(u.Gid)
+				s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+				break
+			}
+		}
+		if s.cred == nil {
+			return nil, fmt.Errorf("running as root and no postgres or nobody user to run the server as")
+		}
+	}
+	if s.Dir, err = os.MkdirTemp("", "spraywatch-pg-"); err != nil {
+		return s, err
+	}
+	if s.cred != nil {
+		if err := os.Chown(s.Dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+			return s, err
+		}
+	}
+	pw := filepath.Join(s.Dir, "pwfile")
+	if err := os.WriteFile(pw, []byte(Password+"\n"), 0o600); err != nil {
+		return s, err
+	}
+	if s.cred != nil {
+		os.Chown(pw, int(s.cred.Uid), int(s.cred.Gid))
+	}
+	// Passwords over TCP (as in production), trust on the socket.
+	if out, err := s.run("initdb", "-D", s.data(), "-U", User, "--pwfile", pw, "--auth-host=scram-sha-256",
+		"--auth-local=trust", "-E", "UTF8", "--no-locale", "--no-sync"); err != nil {
+		return s, fmt.Errorf("initdb: %w: %s", err, out)
+	}
+	os.Remove(pw)
+	if s.Port, err = freePort(); err != nil {
+		return s, err
+	}
+	return s, s.StartServer()
+}
+
+func (s *Server) data() string { return filepath.Join(s.Dir, "data") }
+
+func (s *Server) run(name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(filepath.Join(s.bin, name), args...)
+	cmd.Dir = s.Dir
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	if s.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	}
+	return cmd.CombinedOutput()
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StartServer starts the (stopped) server again on the same port.
+func (s *Server) StartServer() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off -c full_page_writes=off -c max_connections=200", s.Port, s.Dir)
+	if out, err := s.run("pg_ctl", "-D", s.data(), "-l", filepath.Join(s.Dir, "server.log"), "-w", "-t", "60", "-o", opts, "start"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(s.Dir, "server.log"))
+		return fmt.Errorf("pg_ctl start: %w: %s\n%s", err, out, log)
+	}
+	s.up = true
+	return nil
+}
+
+// StopServer stops the server at once (immediate mode: like a crash, every
+// client connection is cut).
+func (s *Server) StopServer() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.up {
+		return nil
+	}
+	if out, err := s.run("pg_ctl", "-D", s.data(), "-m", "immediate", "-w", "stop"); err != nil {
+		return fmt.Errorf("pg_ctl stop: %w: %s", err, out)
+	}
+	s.up = false
+	return nil
+}
+
+// Remove stops the server and deletes its directory.
+func (s *Server) Remove() {
+	s.StopServer()
+	os.RemoveAll(s.Dir)
+}
+
+// URL is a postgres:// URL for database db, without the password.
+func (s *Server) URL(db string) string {
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", User, s.Port, db)
+}
+
+var dbSeq atomic.Int64
+
+// CreateDatabase makes a new, empty database and returns its URL (without
+// the password, which is Password).
+func (s *Server) CreateDatabase(t testing.TB) string {
+	t.Helper()
+	u := s.URL("postgres")
+	return createDatabase(t, u, Password)
+}
+
+func createDatabase(t testing.TB, admin, password string) string {
+	t.Helper()
+	name := fmt.Sprintf("t_%d_%d", os.Getpid(), dbSeq.Add(1))
+	db, err := sql.Open("pgx", withPassword(admin, password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	u, _ := url.Parse(admin)
+	u.User = url.User(u.User.Username())
+	u.Path = "/" + name
+	return u.String()
+}
+
+func withPassword(raw, password string) string {
+	u, err := url.Parse(raw)
+	if err != nil || password == "" {
+		return raw
+	}
+	u.User = url.UserPassword(u.User.Username(), password)
+	return u.String()
+}
+
+var (
+	sharedOnce sync.Once
+	shared     *Server
+	sharedErr  error
+)
+
+// Database returns the URL of a new, empty database and its password: on
+// the server SPRAYWATCH_TEST_POSTGRES names (its password, if any, in the
+// URL or PGPASSWORD), or else on one cluster started for the whole test
+// binary (call Main from TestMain to stop it at the end).
+func Database(t testing.TB) (dbURL, password string) {
+	t.Helper()
+	if env := os.Getenv(EnvURL); env != "" {
+		u, err := url.Parse(env)
+		if err != nil {
+			t.Fatalf("%s: %v", EnvURL, err)
+		}
+		pw, _ := u.User.Password()
+		if pw == "" {
+			pw = os.Getenv("PGPASSWORD")
+		}
+		return createDatabase(t, env, pw), pw
+	}
+	sharedOnce.Do(func() { shared, sharedErr = start() })
+	if sharedErr != nil {
+		if shared == nil {
+			missing(t, sharedErr.Error())
+		}
+		t.Fatal(sharedErr)
+	}
+	return shared.CreateDatabase(t), Password
+}
+
+// Main runs the tests and then stops the cluster Database started, if any.
+func Main(m *testing.M) int {
+	code := m.Run()
+	if shared != nil {
+		shared.Remove()
+	}
+	return code
+}
+
+// Redacted is raw with any password in its user info removed, for
+// messages.
+func Redacted(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return strings.Replace(u.Redacted(), ":xxxxx@", "@", 1)
+}
