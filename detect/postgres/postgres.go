@@ -46,6 +46,9 @@ var (
 	ErrPasswordInURL = errors.New("the URL holds a password; give it in a file or the environment instead")
 	// ErrNoNode: writing attempt rows or positions needs a node name.
 	ErrNoNode = errors.New("no node name")
+	// ErrNoSchema: the tables are not there yet; the judge (the schema's
+	// owner) creates them on its first start.
+	ErrNoSchema = errors.New("the spraywatch tables do not exist yet: start a judge first, it creates them")
 )
 
 // Channel is the LISTEN/NOTIFY channel an agent's flush notifies.
@@ -73,6 +76,10 @@ type Options struct {
 	Node string
 	// ReadOnly opens for queries only: no schema changes.
 	ReadOnly bool
+	// NoMigrate leaves the schema to the role that owns it (the judge's):
+	// Open only checks that it is there. Agents, which may only insert,
+	// set it.
+	NoMigrate bool
 	// ConnectTimeout bounds each connection attempt. Default 5s.
 	ConnectTimeout time.Duration
 	// MaxConns bounds the pool. Default 4.
@@ -106,9 +113,15 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	db.SetMaxIdleConns(o.MaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	s := &Store{db: db, cfg: cfg, node: o.Node, url: Redact(o.URL)}
-	if o.ReadOnly {
+	switch {
+	case o.ReadOnly:
 		err = db.PingContext(ctx)
-	} else {
+	case o.NoMigrate:
+		var ok bool
+		if err = db.QueryRowContext(ctx, `SELECT to_regclass('judge_lease') IS NOT NULL`).Scan(&ok); err == nil && !ok {
+			err = ErrNoSchema
+		}
+	default:
 		err = s.migrate(ctx)
 	}
 	if err != nil {

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -383,5 +384,90 @@ func TestServerRestart(t *testing.T) {
 	var n int64
 	if err := s.DB().QueryRowContext(ctx, `SELECT SUM(count) FROM attempts`).Scan(&n); err != nil || n != 2 {
 		t.Errorf("stored %d attempts (%v), want 2", n, err)
+	}
+}
+
+// TestGrants sets up the roles as the README says, with grants.sql: an
+// agent can write its rows and positions and nothing else; the judge, which
+// owns the tables, does the rest; a reader only reads.
+func TestGrants(t *testing.T) {
+	ctx := context.Background()
+	srv := pgtest.Start(t)
+	admin, err := sql.Open("pgx", strings.Replace(srv.URL("postgres"), pgtest.User+"@", pgtest.User+":"+pgtest.Password+"@", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	for _, q := range []string{
+		`CREATE ROLE spraywatch_judge LOGIN PASSWORD 'judge-pw'`,
+		`CREATE ROLE spraywatch_agent LOGIN PASSWORD 'agent-pw'`,
+		`CREATE ROLE spraywatch_reader LOGIN PASSWORD 'reader-pw'`,
+		`CREATE DATABASE spraywatch OWNER spraywatch_judge`,
+	} {
+		if _, err := admin.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	as := func(role string) string {
+		return strings.Replace(srv.URL("spraywatch"), pgtest.User+"@", role+"@", 1)
+	}
+	if _, err := postgres.Open(ctx, postgres.Options{URL: as("spraywatch_agent"), Password: "agent-pw", Node: "web-1", NoMigrate: true}); !errors.Is(err, postgres.ErrNoSchema) {
+		t.Errorf("agent before the judge made the tables: err %v, want ErrNoSchema", err)
+	}
+	judge := open(t, as("spraywatch_judge"), "judge-pw", "")
+	grants, err := os.ReadFile("grants.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := judge.DB().ExecContext(ctx, string(grants)); err != nil {
+		t.Fatalf("grants.sql: %v", err)
+	}
+	agent, err := postgres.Open(ctx, postgres.Options{URL: as("spraywatch_agent"), Password: "agent-pw", Node: "web-1", NoMigrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	a := detect.NewAttempts()
+	a.Add(event(time.Now(), "203.0.113.7", "c1", "k", ingest.Failure, 1))
+	pos := []detect.Position{{Source: "api", Path: "/var/log/api.log", Inode: 1, Offset: 10}}
+	clk := []postgres.Clock{{Source: "api", Event: time.Now(), Wall: time.Now()}}
+	for range 2 { // the second flush updates positions and clocks
+		if err := agent.FlushAgent(ctx, detect.Batch{Attempts: a, Positions: pos}, clk, time.Now()); err != nil {
+			t.Fatalf("agent flush: %v", err)
+		}
+		a.Add(event(time.Now(), "203.0.113.7", "c2", "k", ingest.Failure, 2))
+	}
+	if _, err := agent.Positions(ctx); err != nil {
+		t.Errorf("agent reads its positions: %v", err)
+	}
+	for _, q := range []string{`SELECT count(*) FROM attempts`, `SELECT count(*) FROM incidents`, `UPDATE judge_cursors SET last_id = 0`,
+		`DELETE FROM attempts`} {
+		if _, err := agent.DB().ExecContext(ctx, q); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("agent: %s: err %v, want permission denied", q, err)
+		}
+	}
+	lease, ok, err := judge.TryJudge(ctx, "j")
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	defer lease.Release()
+	last, err := judge.ReadAttempts(ctx, "web-1", 0, 10, func(postgres.Row) error { return nil })
+	if err != nil || last == 0 {
+		t.Fatalf("judge reads rows: %d %v", last, err)
+	}
+	inc := &detect.Incident{ID: 1, Kind: detect.KindSpray, State: detect.StateOpen, Source: "api"}
+	if err := judge.FlushJudge(ctx, detect.Batch{Incidents: []*detect.Incident{inc}}, map[string]int64{"web-1": last}, lease); err != nil {
+		t.Errorf("judge flush: %v", err)
+	}
+	reader, err := postgres.Open(ctx, postgres.Options{URL: as("spraywatch_reader"), Password: "reader-pw", ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if incs, err := reader.Incidents(ctx, detect.IncidentFilter{}); err != nil || len(incs) != 1 {
+		t.Errorf("reader: %v %v", incs, err)
+	}
+	if _, err := reader.DB().ExecContext(ctx, `DELETE FROM incidents`); err == nil {
+		t.Error("reader deleted incidents")
 	}
 }
