@@ -105,4 +105,3 @@ func BenchmarkFleetWrite(b *testing.B) {
 		})
 	}
 }
-
