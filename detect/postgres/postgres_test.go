@@ -471,3 +471,26 @@ func TestGrants(t *testing.T) {
 		t.Error("reader deleted incidents")
 	}
 }
+
+// TestTLS: with sslmode=verify-full and the authority's certificate the
+// connection is encrypted and the server checked; with another authority
+// it is refused.
+func TestTLS(t *testing.T) {
+	ctx := context.Background()
+	srv := pgtest.StartTLS(t)
+	url := srv.CreateDatabase(t)
+	url = strings.Replace(url, "sslmode=disable", "sslmode=verify-full&sslrootcert="+srv.CAFile, 1)
+	s := open(t, url, pgtest.Password, "web-1")
+	var ssl bool
+	if err := s.DB().QueryRowContext(ctx, `SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`).Scan(&ssl); err != nil || !ssl {
+		t.Errorf("connection encrypted: %v %v", ssl, err)
+	}
+	if got := s.Path(); strings.Contains(got, "sslrootcert") || !strings.Contains(got, "sslmode=verify-full") {
+		t.Errorf("redacted URL %q", got)
+	}
+	other := pgtest.StartTLS(t)
+	wrong := strings.Replace(url, srv.CAFile, other.CAFile, 1)
+	if _, err := postgres.Open(ctx, postgres.Options{URL: wrong, Password: pgtest.Password}); err == nil {
+		t.Error("connected to a server whose certificate another authority signed")
+	}
+}

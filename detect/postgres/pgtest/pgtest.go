@@ -8,8 +8,15 @@ package pgtest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"database/sql"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -18,7 +25,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,10 +47,14 @@ const (
 type Server struct {
 	Dir  string // data directory, socket and log
 	Port int
-	bin  string
-	cred *syscall.Credential // run as this user (postgres refuses root)
-	mu   sync.Mutex
-	up   bool
+	// CAFile, for a server started by StartTLS, is the certificate of the
+	// authority that signed the server's (for sslrootcert).
+	CAFile string
+	tls    bool
+	bin    string
+	cred   *syscall.Credential // run as this user (postgres refuses root)
+	mu     sync.Mutex
+	up     bool
 }
 
 func missing(t testing.TB, why string) {
@@ -82,7 +92,19 @@ func version(dir string) int {
 // removes its directory.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s, err := start()
+	return startT(t, false)
+}
+
+// StartTLS is Start with TLS on: a throwaway authority signs the server's
+// certificate for 127.0.0.1 and localhost.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	return startT(t, true)
+}
+
+func startT(t testing.TB, tls bool) *Server {
+	t.Helper()
+	s, err := start(tls)
 	if err != nil {
 		if s == nil {
 			missing(t, err.Error())
@@ -94,12 +116,12 @@ func Start(t testing.TB) *Server {
 }
 
 // start returns a nil server when PostgreSQL is not installed.
-func start() (*Server, error) {
+func start(tls bool) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin}
+	s := &Server{bin: bin, tls: tls}
 	// postgres refuses to run as root: as root, run it as postgres (or
 	// nobody), in a directory that user owns.
 	if os.Geteuid() == 0 {
@@ -136,6 +158,11 @@ func start() (*Server, error) {
 		return s, fmt.Errorf("initdb: %w: %s", err, out)
 	}
 	os.Remove(pw)
+	if tls {
+		if err := s.writeCerts(); err != nil {
+			return s, err
+		}
+	}
 	if s.Port, err = freePort(); err != nil {
 		return s, err
 	}
@@ -168,6 +195,9 @@ func (s *Server) StartServer() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off -c full_page_writes=off -c max_connections=200", s.Port, s.Dir)
+	if s.tls {
+		opts += fmt.Sprintf(" -c ssl=on -c ssl_cert_file=%s/server.crt -c ssl_key_file=%s/server.key", s.Dir, s.Dir)
+	}
 	if out, err := s.run("pg_ctl", "-D", s.data(), "-l", filepath.Join(s.Dir, "server.log"), "-w", "-t", "60", "-o", opts, "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(s.Dir, "server.log"))
 		return fmt.Errorf("pg_ctl start: %w: %s\n%s", err, out, log)
@@ -263,7 +293,7 @@ func Database(t testing.TB) (dbURL, password string) {
 		}
 		return createDatabase(t, env, pw), pw
 	}
-	sharedOnce.Do(func() { shared, sharedErr = start() })
+	sharedOnce.Do(func() { shared, sharedErr = start(false) })
 	if sharedErr != nil {
 		if shared == nil {
 			missing(t, sharedErr.Error())
@@ -282,12 +312,52 @@ func Main(m *testing.M) int {
 	return code
 }
 
-// Redacted is raw with any password in its user info removed, for
-// messages.
-func Redacted(raw string) string {
-	u, err := url.Parse(raw)
+// writeCerts makes a throwaway authority and a server certificate it signs.
+func (s *Server) writeCerts() error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return "(unparsable URL)"
+		return err
 	}
-	return strings.Replace(u.Redacted(), ":xxxxx@", "@", 1)
+	now := time.Now()
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "spraywatch test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), DNSNames: []string{"localhost"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	s.CAFile = filepath.Join(s.Dir, "ca.crt")
+	files := []struct {
+		name, kind string
+		der        []byte
+		mode       os.FileMode
+	}{{"ca.crt", "CERTIFICATE", caDER, 0o644}, {"server.crt", "CERTIFICATE", leafDER, 0o644}, {"server.key", "PRIVATE KEY", keyDER, 0o600}}
+	for _, f := range files {
+		path := filepath.Join(s.Dir, f.name)
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: f.kind, Bytes: f.der}), f.mode); err != nil {
+			return err
+		}
+		if s.cred != nil {
+			if err := os.Chown(path, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
