@@ -29,7 +29,7 @@ func newAlertsCmd(g *globals) *cobra.Command {
 			if output != "text" && output != "json" {
 				return fmt.Errorf("%w: --output: %q: must be text or json", errUsage, output)
 			}
-			store, err := detect.Open(db, detect.StoreOptions{ReadOnly: true})
+			store, err := openForReading(cmd.Context(), db)
 			if err != nil {
 				return err
 			}
@@ -41,7 +41,7 @@ func newAlertsCmd(g *globals) *cobra.Command {
 			return printIncidents(g.stdout, output, incs)
 		},
 	}
-	c.Flags().StringVar(&db, "db", "", "SQLite database")
+	c.Flags().StringVar(&db, "db", "", "SQLite database, or postgres:// URL (password: "+envPasswordFile+", PGPASSWORD or ~/.pgpass)")
 	c.Flags().StringVarP(&output, "output", "o", "text", "text (table) or json (one incident per line)")
 	c.Flags().StringVar(&kind, "kind", "", "only this kind")
 	c.Flags().StringVar(&source, "source", "", "only this source")
@@ -51,7 +51,7 @@ func newAlertsCmd(g *globals) *cobra.Command {
 }
 
 func newExplainCmd(g *globals) *cobra.Command {
-	var db string
+	var db, node string
 	var all bool
 	c := &cobra.Command{
 		Use:   "explain --db FILE ALERT_ID",
@@ -65,20 +65,21 @@ func newExplainCmd(g *globals) *cobra.Command {
 			if db == "" {
 				return fmt.Errorf("%w: --db is required", errUsage)
 			}
-			store, err := detect.Open(db, detect.StoreOptions{ReadOnly: true})
+			store, err := openForReading(cmd.Context(), db)
 			if err != nil {
 				return err
 			}
 			defer store.Close()
-			return explain(cmd.Context(), g.stdout, store, id, all)
+			return explain(cmd.Context(), g.stdout, store, id, all, node)
 		},
 	}
-	c.Flags().StringVar(&db, "db", "", "SQLite database")
+	c.Flags().StringVar(&db, "db", "", "SQLite database, or postgres:// URL (password: "+envPasswordFile+", PGPASSWORD or ~/.pgpass)")
 	c.Flags().BoolVar(&all, "identities", false, "list every identity involved")
+	c.Flags().StringVar(&node, "node", "", "in a fleet: this machine's node name, whose evidence lines are read here (default: the host name)")
 	return c
 }
 
-func explain(ctx context.Context, w io.Writer, store *detect.Store, id int64, all bool) error {
+func explain(ctx context.Context, w io.Writer, store readStore, id int64, all bool, node string) error {
 	inc, err := store.Incident(ctx, id)
 	if err != nil {
 		return err
@@ -97,7 +98,15 @@ func explain(ctx context.Context, w io.Writer, store *detect.Store, id int64, al
 		}
 	}
 	fmt.Fprintf(w, "\nevidence (%d lines, credentials redacted):\n", len(inc.Evidence))
+	if node == "" {
+		node, _ = os.Hostname()
+	}
 	for _, pos := range inc.Evidence {
+		if pos.Node != "" && pos.Node != node {
+			// Another node's file: name it; explain on that node reads it.
+			fmt.Fprintf(w, "  %s:%s:%d  (on node %s: run explain there, or with --node %s where its logs are)\n", pos.Node, pos.File, pos.Offset, pos.Node, pos.Node)
+			continue
+		}
 		line, where, err := readEvidence(pos)
 		if err != nil {
 			fmt.Fprintf(w, "  %s:%d  (unavailable: %v)\n", pos.File, pos.Offset, err)

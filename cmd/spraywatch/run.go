@@ -17,13 +17,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/detect/postgres"
 	"github.com/spraywatch/spraywatch/ingest"
 	"github.com/spraywatch/spraywatch/ingest/tail"
 	"github.com/spraywatch/spraywatch/rules"
 )
 
 func newRunCmd(g *globals) *cobra.Command {
-	var config string
+	var config, role string
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Tail the configured logs and raise incidents as attacks happen",
@@ -37,13 +38,26 @@ incidents are rebuilt from the database.
 Signals: SIGHUP reloads the config (a bad one is rejected and the old one
 kept); SIGTERM or SIGINT stops reading, writes counts and positions, and
 exits 0; a second one forces exit. Under systemd (Type=notify) it reports
-READY, RELOADING, STOPPING and watchdog pings.`,
+READY, RELOADING, STOPPING and watchdog pings.
+
+Roles, for a fleet of nodes sharing a PostgreSQL database (database: a
+postgres:// URL): --role agent tails this node's logs and writes its
+per-minute attempt rows and positions, judging nothing; --role judge reads
+every node's rows, judges their union, keeps the incidents and delivers the
+alerts (one is active at a time, others stand by); --role all (the default)
+does everything in one process, on SQLite or PostgreSQL.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDaemon(cmd.Context(), g, config, cmd.Flags().Changed("log-level"), cmd.Flags().Changed("log-format"))
+			switch role {
+			case roleAll, roleAgent, roleJudge:
+			default:
+				return fmt.Errorf("%w: --role: %q: must be all, agent or judge", errUsage, role)
+			}
+			return runDaemon(cmd.Context(), g, config, role, cmd.Flags().Changed("log-level"), cmd.Flags().Changed("log-format"))
 		},
 	}
 	c.Flags().StringVarP(&config, "config", "c", "/etc/spraywatch/spraywatch.yml", "config file")
+	c.Flags().StringVar(&role, "role", roleAll, "all (one node), agent (count this node's logs into PostgreSQL) or judge (judge the fleet)")
 	return c
 }
 
@@ -91,9 +105,17 @@ type runner struct {
 	log        *slog.Logger
 	cfg        Config
 	secret     []byte
-	store      *detect.Store
-	engine     *rules.Engine
-	alerts     *alerting
+	store      store
+	engine     *rules.Engine // nil for an agent
+	// det is what lines are fed to: the engine, or an agent's counter.
+	det    detector
+	alerts *alerting
+	// agent is the fleet store of --role agent, else nil.
+	agent *agentStore
+	// dbErr is the last flush's failure, for /healthz; nil once one
+	// succeeds.
+	dbMu  sync.Mutex
+	dbErr error
 	metrics    *metrics
 
 	parsers   map[string]*ingest.Parser
@@ -116,10 +138,13 @@ type runner struct {
 	levelFlag                 string // --log-level, which wins over the config
 }
 
-func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFlag bool) error {
+func runDaemon(ctx context.Context, g *globals, path, role string, levelFlag, formatFlag bool) error {
 	cfg, err := LoadConfig(path)
 	if err != nil {
 		return err
+	}
+	if role != roleAll && !postgres.IsURL(cfg.Database) {
+		return fmt.Errorf("%w: database: --role %s needs a postgres:// URL shared by the fleet", errConfig, role)
 	}
 	if len(cfg.Sources) == 0 {
 		return fmt.Errorf("%w: sources: []: run needs at least one source", errConfig)
@@ -148,16 +173,29 @@ func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFl
 	if err := r.buildParsers(cfg); err != nil {
 		return err
 	}
-	// A small page cache: the daemon writes a second's lines at a time and
-	// bounds its memory (replay keeps the large default).
-	if r.store, err = detect.Open(cfg.Database, detect.StoreOptions{CacheKiB: 8192}); err != nil {
-		return err
+	if role == roleJudge {
+		return runJudge(ctx, g, cfg, r.noCredential(), r.log)
 	}
-	defer r.store.Close()
-	r.engine = rules.NewEngine(rules.Options{Config: cfg.Rules, Allow: cfg.AllowList(), NoCredential: r.noCredential(),
-		MaxGroups: cfg.MaxGroups, MaxEntries: cfg.MaxEntries, MaxIncidentSet: cfg.MaxIncidentSet, Logger: r.log})
-	if err := r.engine.Restore(ctx, r.store); err != nil {
-		return err
+	if role == roleAgent {
+		if r.agent, err = openAgentStore(ctx, cfg, r.log); err != nil {
+			return err
+		}
+		defer r.agent.Close()
+		r.store = r.agent.Store
+		r.det = newCounter()
+	} else {
+		// A small page cache: the daemon writes a second's lines at a time and
+		// bounds its memory (replay keeps the large default).
+		if r.store, err = openStore(ctx, cfg, nodeName(cfg), detect.StoreOptions{CacheKiB: 8192}); err != nil {
+			return err
+		}
+		defer r.store.Close()
+		r.engine = rules.NewEngine(rules.Options{Config: cfg.Rules, Allow: cfg.AllowList(), NoCredential: r.noCredential(),
+			MaxGroups: cfg.MaxGroups, MaxEntries: cfg.MaxEntries, MaxIncidentSet: cfg.MaxIncidentSet, Logger: r.log})
+		if err := r.engine.Restore(ctx, r.store); err != nil {
+			return err
+		}
+		r.det = r.engine
 	}
 	r.clocks = map[string]*sourceClock{}
 	r.addClocks()
@@ -176,18 +214,20 @@ func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFl
 		}
 		defer stop()
 	}
-	alertCtx, stopAlerts := context.WithCancel(context.WithoutCancel(ctx))
-	if r.alerts, err = newAlerting(cfg, r.store, r.log, g.stdout); err != nil {
-		stopAlerts()
-		return err
+	if r.engine != nil { // an agent raises nothing to alert on
+		alertCtx, stopAlerts := context.WithCancel(context.WithoutCancel(ctx))
+		if r.alerts, err = newAlerting(cfg, r.store, r.log, g.stdout); err != nil {
+			stopAlerts()
+			return err
+		}
+		r.metrics.watchSinks(r.alerts.Stats)
+		alertsDone := make(chan error, 1)
+		go func() { alertsDone <- r.alerts.Run(alertCtx) }()
+		defer func() {
+			stopAlerts()
+			<-alertsDone
+		}()
 	}
-	r.metrics.watchSinks(r.alerts.Stats)
-	alertsDone := make(chan error, 1)
-	go func() { alertsDone <- r.alerts.Run(alertCtx) }()
-	defer func() {
-		stopAlerts()
-		<-alertsDone
-	}()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -197,13 +237,13 @@ func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFl
 	r.setReaders(r.startReaders(ctx))
 	r.watchdog, _ = daemon.SdWatchdogEnabled(false)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
-	r.log.Info("spraywatch running", "sources", len(cfg.Sources), "database", cfg.Database, "restored_watermark", r.engine.Watermark().UTC())
+	r.log.Info("spraywatch running", "role", role, "sources", len(cfg.Sources), "database", databaseForLog(cfg.Database), "restored_watermark", r.det.Watermark().UTC())
 	err = r.loop(ctx, hup)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	// Stop the readers first, count what they already handed over, then
 	// write counts and positions last.
 	r.stopReaders()
-	r.engine.TickSource(cfg.Sources[0].Name, time.Time{}) // judge what the last lines changed
+	r.det.TickSource(cfg.Sources[0].Name, time.Time{}) // judge what the last lines changed
 	if ferr := r.flushRetry(context.WithoutCancel(ctx)); ferr != nil && err == nil {
 		err = ferr
 	}
@@ -361,20 +401,20 @@ func (r *runner) loop(ctx context.Context, hup <-chan os.Signal) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case b := <-r.readers.lines:
+		case b := <-r.lines():
 			r.consume(b)
-			if r.engine.Pending() >= 100_000 {
+			if r.det.Pending() >= maxPending {
 				r.flush(ctx)
 			}
 		case <-hup:
 			r.reload(ctx)
 		case now := <-tick.C:
 			r.tickClocks(now)
-			if r.engine.Counters.Incidents != r.incidents || now.Sub(r.lastFlush) >= r.cfg.FlushInterval {
+			if (r.engine != nil && r.engine.Counters.Incidents != r.incidents) || now.Sub(r.lastFlush) >= r.cfg.FlushInterval {
 				r.flush(ctx)
 			}
 			r.observeMetrics(now)
-			if now.Sub(r.lastRetention) >= time.Hour {
+			if now.Sub(r.lastRetention) >= time.Hour && r.engine != nil { // in a fleet the judge keeps retention
 				r.enforceRetention(ctx)
 				r.lastRetention = now
 			}
@@ -384,6 +424,20 @@ func (r *runner) loop(ctx context.Context, hup <-chan os.Signal) error {
 			}
 		}
 	}
+}
+
+// maxPending is how many attempt rows wait in memory before a flush is
+// forced; while flushes fail, no more lines are read past it (the files
+// keep them, and the positions say where to go on).
+const maxPending = 100_000
+
+// lines is the readers' channel, or nil (no reading) while the database
+// fails and maxPending rows wait.
+func (r *runner) lines() <-chan *lineBatch {
+	if r.det.Pending() >= maxPending && r.databaseError() != nil {
+		return nil
+	}
+	return r.readers.lines
 }
 
 // futureSlack is how far ahead of this machine's clock a line may be dated.
@@ -406,7 +460,7 @@ func (r *runner) addClocks() {
 	for _, s := range r.cfg.Sources {
 		if r.clocks[s.Name] == nil {
 			c := &sourceClock{wall: time.Now()}
-			if t := r.engine.SourceWatermark(s.Name); t.Unix() > 0 {
+			if t := r.det.SourceWatermark(s.Name); t.Unix() > 0 {
 				c.last = t
 			}
 			r.clocks[s.Name] = c
@@ -432,7 +486,7 @@ func (r *runner) tickClocks(now time.Time) {
 		if c.behind == 0 && !c.last.IsZero() {
 			at = c.last.Add(now.Sub(c.wall) - r.cfg.Lateness)
 		}
-		r.engine.TickSource(name, at)
+		r.det.TickSource(name, at)
 	}
 }
 
@@ -478,10 +532,10 @@ func (r *runner) consume(b *lineBatch) {
 		}
 		m.parsed.Inc()
 		ev.Pos = ingest.Pos{File: l.File, Inode: l.Pos.Inode, Offset: l.Offset}
-		if ev.Time.Before(r.engine.SourceWatermark(b.source).Add(-r.cfg.Lateness)) {
+		if ev.Time.Before(r.det.SourceWatermark(b.source).Add(-r.cfg.Lateness)) {
 			m.late.Inc()
 		}
-		r.engine.Observe(&ev)
+		r.det.Observe(&ev)
 		if c := r.clocks[b.source]; c != nil {
 			if ev.Time.After(c.last) {
 				c.last = ev.Time
@@ -491,7 +545,7 @@ func (r *runner) consume(b *lineBatch) {
 		m.lastEvent = ev.Time
 	}
 	// Judge at once: an incident is raised within a poll of its line.
-	r.engine.TickSource(b.source, time.Time{})
+	r.det.TickSource(b.source, time.Time{})
 }
 
 func (r *runner) setPos(source string, p tail.Position) {
@@ -507,14 +561,24 @@ func (r *runner) flush(ctx context.Context) error {
 		pos = append(pos, r.positions[k])
 	}
 	sort.Slice(pos, func(i, j int) bool { return pos[i].Path < pos[j].Path })
-	snaps, err := r.engine.Flush(ctx, r.store, detect.Batch{Positions: pos, Extra: r.alerts.Enqueue})
+	var snaps []detect.Incident
+	var err error
+	if r.agent != nil {
+		err = r.agent.flush(ctx, r.det.(*counter), pos, r.clocks, r.cfg.FlushInterval)
+	} else {
+		snaps, err = r.engine.Flush(ctx, r.store, detect.Batch{Positions: pos, Extra: r.alerts.Enqueue})
+	}
 	r.lastFlush = time.Now()
+	r.setDatabaseError(err)
 	if err != nil {
 		r.metrics.flushErrors.Inc()
 		r.log.Error("counts not written; retrying", "err", err)
 		return err
 	}
 	clear(r.dirtyPos)
+	if r.engine == nil {
+		return nil
+	}
 	r.incidents = r.engine.Counters.Incidents
 	for _, s := range snaps {
 		if s.Version == 1 {
@@ -581,7 +645,9 @@ func (r *runner) reload(ctx context.Context) {
 	r.cfg.Database, r.cfg.MetricsListen, r.cfg.FingerprintSecretFile, r.cfg.Alerts =
 		keep.Database, keep.MetricsListen, keep.FingerprintSecretFile, keep.Alerts
 	r.cfg.MaxGroups, r.cfg.MaxEntries, r.cfg.MaxIncidentSet = keep.MaxGroups, keep.MaxEntries, keep.MaxIncidentSet
-	r.engine.SetConfig(cfg.Rules, cfg.AllowList())
+	if r.engine != nil {
+		r.engine.SetConfig(cfg.Rules, cfg.AllowList())
+	}
 	r.addClocks()
 	if r.levelFlag == "" {
 		r.level.Set(parseLevel(cfg.Log.Level))
@@ -599,6 +665,9 @@ func (r *runner) healthy() (bool, []string) {
 		return false, []string{"starting"}
 	}
 	var problems []string
+	if err := r.databaseError(); err != nil {
+		problems = append(problems, fmt.Sprintf("database: counts and positions not written (kept, and written once it answers): %v", err))
+	}
 	rd.mu.Lock()
 	defer rd.mu.Unlock()
 	names := make([]string, 0, len(rd.tailers))
@@ -636,6 +705,25 @@ func (r *runner) currentReaders() *readers {
 
 // observeMetrics copies the detector's and readers' state into gauges.
 func (r *runner) observeMetrics(now time.Time) {
+	if r.engine != nil {
+		r.observeEngine(now)
+	}
+	r.observeReaders(now)
+}
+
+func (r *runner) setDatabaseError(err error) {
+	r.dbMu.Lock()
+	r.dbErr = err
+	r.dbMu.Unlock()
+}
+
+func (r *runner) databaseError() error {
+	r.dbMu.Lock()
+	defer r.dbMu.Unlock()
+	return r.dbErr
+}
+
+func (r *runner) observeEngine(now time.Time) {
 	groups := r.engine.Windows().Len()
 	for g, n := range groups {
 		r.metrics.tracked.WithLabelValues(detect.Grouping(g).String()).Set(float64(n))
@@ -663,6 +751,9 @@ func (r *runner) observeMetrics(now time.Time) {
 			"groups_dropped", w.Dropped, "entries_dropped", w.DroppedEntries, "incident_members_untracked", r.engine.Untracked,
 			"hint", "raise max_groups / max_entries, or look for a flood of addresses or identities")
 	}
+}
+
+func (r *runner) observeReaders(now time.Time) {
 	rd := r.readers
 	rd.mu.Lock()
 	defer rd.mu.Unlock()
