@@ -114,9 +114,9 @@ type runner struct {
 	agent *agentStore
 	// dbErr is the last flush's failure, for /healthz; nil once one
 	// succeeds.
-	dbMu  sync.Mutex
-	dbErr error
-	metrics    *metrics
+	dbMu    sync.Mutex
+	dbErr   error
+	metrics *metrics
 
 	parsers   map[string]*ingest.Parser
 	positions map[posKey]detect.Position
