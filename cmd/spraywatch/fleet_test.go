@@ -445,38 +445,60 @@ func TestFleetKill9(t *testing.T) {
 	f.start("judge-1")
 	f.start("judge-2")
 	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() != "" })
+	// A writer pours lines into every node's log, with one spray attempt a
+	// node per chunk, while processes are killed and restarted.
 	spray := 0
-	heavy := func(chunks int) {
-		for c := range chunks {
-			for _, n := range nodes3 {
-				var lines []string
-				now := time.Now()
-				for i := range 200 {
-					lines = append(lines, fleetLine(now, fmt.Sprintf("198.18.%d.%d", c%200, i+1), fmt.Sprintf("client-%04d", i), fmt.Sprintf("sk_live_%04x", i), 200))
+	var stop, stopped chan struct{}
+	write := func() {
+		stop, stopped = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(stopped)
+			for c := 0; ; c++ {
+				select {
+				case <-stop:
+					return
+				default:
 				}
-				lines = append(lines, fleetLine(now, "203.0.113.66", fmt.Sprintf("victim-%03d", spray), "sk_live_dead", 401))
-				spray++
-				f.write(n, lines...)
+				for _, n := range nodes3 {
+					var lines []string
+					now := time.Now()
+					for i := range 200 {
+						lines = append(lines, fleetLine(now, fmt.Sprintf("198.18.%d.%d", c%200, i+1), fmt.Sprintf("client-%04d", i), fmt.Sprintf("sk_live_%04x", i), 200))
+					}
+					lines = append(lines, fleetLine(now, "203.0.113.66", fmt.Sprintf("victim-%04d", spray), "sk_live_dead", 401))
+					spray++
+					f.write(n, lines...)
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		}()
 	}
-	heavy(20)
+	halt := func() {
+		close(stop)
+		<-stopped
+	}
+	write()
 	waitUntil(t, 30*time.Second, "web-2 to have flushed", func() bool { return f.counted("web-2") > 0 })
-	f.kill("web-2")
-	heavy(20)
+	time.Sleep(300 * time.Millisecond)
+	f.kill("web-2") // mid-stream: its log keeps growing
+	time.Sleep(500 * time.Millisecond)
 	f.start("web-2")
+	time.Sleep(500 * time.Millisecond)
+	halt()
 	f.waitCounted(60 * time.Second)
 	f.checkCounts()
 	waitUntil(t, 30*time.Second, "the spray incident", func() bool { return len(f.incidents("spray")) == 1 })
 
+	write()
+	time.Sleep(300 * time.Millisecond)
 	active := f.activeJudge()
 	standby := map[string]string{"judge-1": "judge-2", "judge-2": "judge-1"}[active]
-	f.kill(active)
+	f.kill(active) // while the spray goes on and its incident grows
 	killed := time.Now()
 	waitUntil(t, 10*time.Second, "the standby to take over", func() bool { return f.activeJudge() == standby })
 	t.Logf("standby took over %s after kill -9", time.Since(killed).Round(time.Millisecond))
-	heavy(20) // the spray goes on: the same incident grows
+	time.Sleep(500 * time.Millisecond)
+	halt()
 	f.waitCounted(60 * time.Second)
 	waitUntil(t, 30*time.Second, "the spray to cover every identity", func() bool {
 		incs := f.incidents("spray")
@@ -485,6 +507,7 @@ func TestFleetKill9(t *testing.T) {
 	if incs := f.incidents("spray"); len(incs) != 1 || incs[0].Attempts != int64(spray) {
 		t.Errorf("spray incidents %+v, want one of %d attempts", incs, spray)
 	}
+	t.Logf("%d spray attempts; lines per node %v", spray, f.lines)
 	waitUntil(t, 30*time.Second, "the outbox to drain", func() bool {
 		var n int
 		f.db.QueryRow(`SELECT COUNT(*) FROM alert_outbox WHERE state = 'pending'`).Scan(&n)
