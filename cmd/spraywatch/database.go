@@ -59,7 +59,7 @@ func (c Config) validateDatabase() []error {
 		errs = append(errs, fmt.Errorf("%w: %s: %q: %s", errConfig, field, fmt.Sprint(value), why))
 	}
 	if postgres.IsURL(c.Database) {
-		if _, err := postgres.ParseConfig(c.Database, ""); err != nil {
+		if err := postgres.CheckURL(c.Database); err != nil {
 			// The error names the URL redacted; never echo the raw value.
 			errs = append(errs, fmt.Errorf("%w: database: %w", errConfig, err))
 		}

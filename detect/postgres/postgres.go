@@ -131,18 +131,27 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
+// CheckURL checks a database URL's form without reading the files it
+// names: a postgres:// URL with a host, and no password in it.
+func CheckURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || !IsURL(raw) || u.Host == "" {
+		return fmt.Errorf("database %s: not a postgres://[user@]host[:port]/database URL", Redact(raw))
+	}
+	if _, ok := u.User.Password(); ok {
+		return fmt.Errorf("database %s: %w", Redact(raw), ErrPasswordInURL)
+	}
+	if q := u.Query(); q.Has("password") {
+		return fmt.Errorf("database %s: %w", Redact(raw), ErrPasswordInURL)
+	}
+	return nil
+}
+
 // ParseConfig parses a postgres:// URL and sets the password, refusing a
 // URL that holds one.
 func ParseConfig(raw, password string) (*pgx.ConnConfig, error) {
-	u, err := url.Parse(raw)
-	if err != nil || !IsURL(raw) {
-		return nil, fmt.Errorf("database %s: not a postgres:// URL", Redact(raw))
-	}
-	if _, ok := u.User.Password(); ok {
-		return nil, fmt.Errorf("database %s: %w", Redact(raw), ErrPasswordInURL)
-	}
-	if q := u.Query(); q.Has("password") {
-		return nil, fmt.Errorf("database %s: %w", Redact(raw), ErrPasswordInURL)
+	if err := CheckURL(raw); err != nil {
+		return nil, err
 	}
 	cfg, err := pgx.ParseConfig(raw)
 	if err != nil {
