@@ -11,7 +11,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -26,7 +25,6 @@ import (
 	"time"
 
 	"github.com/spraywatch/spraywatch/detect"
-	"github.com/spraywatch/spraywatch/detect/postgres"
 	"github.com/spraywatch/spraywatch/detect/postgres/pgtest"
 	"github.com/spraywatch/spraywatch/ingest/loggen"
 )
@@ -545,16 +543,23 @@ func TestFleetDatabaseOutage(t *testing.T) {
 		write(k)
 		time.Sleep(500 * time.Millisecond)
 	}
-	code, body := f.health("web-1")
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "database") {
-		t.Errorf("agent /healthz during the outage: %d %q, want 503 naming the database", code, body)
+	for _, name := range []string{"web-1", "judge-1"} {
+		if code, body := f.health(name); code != http.StatusServiceUnavailable || !strings.Contains(body, "database") {
+			t.Errorf("%s /healthz during the outage: %d %q, want 503 naming the database", name, code, body)
+		}
 	}
 	if err := f.srv.StartServer(); err != nil {
 		t.Fatal(err)
 	}
 	f.waitCounted(60 * time.Second)
 	f.checkCounts()
-	waitUntil(t, 30*time.Second, "agent health back", func() bool { code, _ := f.health("web-1"); return code == http.StatusOK })
-	_ = postgres.Channel
-	_ = context.Background
+	for _, name := range []string{"web-1", "judge-1"} {
+		waitUntil(t, 30*time.Second, name+" health back", func() bool { code, _ := f.health(name); return code == http.StatusOK })
+	}
+	// The judge judged every row once the database came back.
+	waitUntil(t, 30*time.Second, "the judge to catch up", func() bool {
+		var behind int
+		f.db.QueryRow(`SELECT COUNT(*) FROM attempts a WHERE a.id > COALESCE((SELECT last_id FROM judge_cursors c WHERE c.node = a.node), 0)`).Scan(&behind)
+		return behind == 0
+	})
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/spraywatch/spraywatch/alert"
 	"github.com/spraywatch/spraywatch/detect"
 	"github.com/spraywatch/spraywatch/detect/postgres"
 	"github.com/spraywatch/spraywatch/rules"
@@ -40,6 +41,7 @@ type judge struct {
 	mu       sync.Mutex
 	active   bool
 	problems []string
+	alerts   *alerting // the active term's, for the sink metrics
 
 	// The active judge's state.
 	engine  *rules.Engine
@@ -85,6 +87,7 @@ func runJudge(ctx context.Context, g *globals, cfg Config, noCred map[string]boo
 	}
 	defer j.store.Close()
 	j.metrics = newMetrics()
+	j.metrics.watchSinks(j.sinkStats) // once: each term's outbox is swapped in
 	if cfg.MetricsListen != "" {
 		stop, err := j.metrics.serve(cfg.MetricsListen, j.healthy, j.log)
 		if err != nil {
@@ -152,7 +155,8 @@ func (j *judge) run(parent context.Context, lease *postgres.Lease) error {
 	if err != nil {
 		return err
 	}
-	j.metrics.watchSinks(alerts.Stats)
+	j.setAlerts(alerts)
+	defer j.setAlerts(nil)
 	alertCtx, stopAlerts := context.WithCancel(ctx)
 	alertsDone := make(chan error, 1)
 	go func() { alertsDone <- alerts.Run(alertCtx) }()
@@ -312,6 +316,23 @@ func (j *judge) round(ctx context.Context, now time.Time) error {
 	}
 	j.setProblems(problems)
 	return nil
+}
+
+func (j *judge) setAlerts(a *alerting) {
+	j.mu.Lock()
+	j.alerts = a
+	j.mu.Unlock()
+}
+
+// sinkStats are the active term's delivery counters; none on a standby.
+func (j *judge) sinkStats() []alert.DestinationStats {
+	j.mu.Lock()
+	a := j.alerts
+	j.mu.Unlock()
+	if a == nil {
+		return nil
+	}
+	return a.Stats()
 }
 
 func (j *judge) setActive(a bool) {
