@@ -460,7 +460,7 @@ func TestFleetKill9(t *testing.T) {
 				for _, n := range nodes3 {
 					var lines []string
 					now := time.Now()
-					for i := range 200 {
+					for i := range 100 {
 						lines = append(lines, fleetLine(now, fmt.Sprintf("198.18.%d.%d", c%200, i+1), fmt.Sprintf("client-%04d", i), fmt.Sprintf("sk_live_%04x", i), 200))
 					}
 					lines = append(lines, fleetLine(now, "203.0.113.66", fmt.Sprintf("victim-%04d", spray), "sk_live_dead", 401))
@@ -495,6 +495,10 @@ func TestFleetKill9(t *testing.T) {
 	killed := time.Now()
 	waitUntil(t, 10*time.Second, "the standby to take over", func() bool { return f.activeJudge() == standby })
 	t.Logf("standby took over %s after kill -9", time.Since(killed).Round(time.Millisecond))
+	waitUntil(t, 10*time.Second, "the standby's metrics to say it is active", func() bool {
+		_, body := rtGet(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", f.procs[standby].port))
+		return strings.Contains(body, "spraywatch_judge_active 1") && strings.Contains(body, `spraywatch_fleet_nodes{state="live"} 3`)
+	})
 	time.Sleep(500 * time.Millisecond)
 	halt()
 	f.waitCounted(60 * time.Second)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spraywatch/spraywatch/alert"
 	"github.com/spraywatch/spraywatch/detect"
@@ -39,9 +40,9 @@ type judge struct {
 
 	// Set by the active round, read by healthz.
 	mu       sync.Mutex
-	active   bool
 	problems []string
 	alerts   *alerting // the active term's, for the sink metrics
+	gauges   judgeMetrics
 
 	// The active judge's state.
 	engine  *rules.Engine
@@ -88,6 +89,7 @@ func runJudge(ctx context.Context, g *globals, cfg Config, noCred map[string]boo
 	defer j.store.Close()
 	j.metrics = newMetrics()
 	j.metrics.watchSinks(j.sinkStats) // once: each term's outbox is swapped in
+	j.gauges = newJudgeMetrics(j.metrics.reg)
 	if cfg.MetricsListen != "" {
 		stop, err := j.metrics.serve(cfg.MetricsListen, j.healthy, j.log)
 		if err != nil {
@@ -252,6 +254,7 @@ func (j *judge) round(ctx context.Context, now time.Time) error {
 			got := 0
 			last, err := j.store.ReadAttempts(ctx, n.Name, j.cursors[n.Name], want, func(r postgres.Row) error {
 				j.engine.ObserveRow(r.Node, r.Key, r.Count)
+				j.gauges.rows.Inc()
 				got++
 				return nil
 			})
@@ -315,7 +318,29 @@ func (j *judge) round(ctx context.Context, now time.Time) error {
 		j.engine.Finish() // judge what the rows changed
 	}
 	j.setProblems(problems)
+	j.gauges.nodes.WithLabelValues("live").Set(float64(len(nodes) - len(j.quiet)))
+	j.gauges.nodes.WithLabelValues("quiet").Set(float64(len(j.quiet)))
 	return nil
+}
+
+// judgeMetrics are a judge's own, beside the sink metrics.
+type judgeMetrics struct {
+	active prometheus.Gauge
+	nodes  *prometheus.GaugeVec
+	rows   prometheus.Counter
+}
+
+func newJudgeMetrics(reg *prometheus.Registry) judgeMetrics {
+	m := judgeMetrics{
+		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "spraywatch_judge_active",
+			Help: "1 while this judge holds the judge lease, 0 on standby."}),
+		nodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spraywatch_fleet_nodes",
+			Help: "Agent nodes by state: live, or quiet (no flush for node_timeout; not waited for)."}, []string{"state"}),
+		rows: prometheus.NewCounter(prometheus.CounterOpts{Name: "spraywatch_judge_rows_total",
+			Help: "Attempt rows judged."}),
+	}
+	reg.MustRegister(m.active, m.nodes, m.rows)
+	return m
 }
 
 func (j *judge) setAlerts(a *alerting) {
@@ -336,9 +361,11 @@ func (j *judge) sinkStats() []alert.DestinationStats {
 }
 
 func (j *judge) setActive(a bool) {
-	j.mu.Lock()
-	j.active = a
-	j.mu.Unlock()
+	if a {
+		j.gauges.active.Set(1)
+	} else {
+		j.gauges.active.Set(0)
+	}
 }
 
 func (j *judge) setProblems(p []string) {
