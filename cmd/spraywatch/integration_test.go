@@ -785,9 +785,9 @@ func TestRealServers(t *testing.T) {
 		})
 	}
 	t.Logf("incidents per log:\n%s", table.String())
-	// Every log counts an attack it reports alike: the identities and
-	// attempts of each incident agree with the first log's (but for the
-	// known gap's compromise).
+	// Every log counts an attack it reports alike: the severity,
+	// identities and attempts of each incident agree with the first log's
+	// (but for the known gap's compromise).
 	ref := tests[0]
 	for _, tt := range tests[1:] {
 		skip := ""
@@ -805,8 +805,8 @@ func TestRealServers(t *testing.T) {
 type integIncident struct {
 	Kind string
 	IPs  string // sorted, comma-separated
-	// Severity, Identities and Attempts are shown; identities and
-	// attempts are compared between logs, not with fixed numbers.
+	// Severity, Identities and Attempts are compared between logs, not
+	// with fixed numbers.
 	Severity   string
 	Identities int
 	Attempts   int64
@@ -907,14 +907,14 @@ func integDiff(got, want []integIncident) string {
 	return b.String()
 }
 
-// integCounts shows the kind, addresses, identities and attempts of each
+// integCounts shows the kind, addresses, severity, identities and attempts of each
 // incident of incs that other has too (by kind and addresses), skipping
 // kind skip, for comparing two logs.
 func integCounts(incs, other []integIncident, skip string) string {
 	var b strings.Builder
 	for _, i := range incs {
 		if i.Kind != skip && slices.ContainsFunc(other, func(o integIncident) bool { return o.key() == i.key() }) {
-			fmt.Fprintf(&b, "  %s identities=%d attempts=%d\n", i.key(), i.Identities, i.Attempts)
+			fmt.Fprintf(&b, "  %s severity=%s identities=%d attempts=%d\n", i.key(), i.Severity, i.Identities, i.Attempts)
 		}
 	}
 	return b.String()
