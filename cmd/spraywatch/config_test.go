@@ -35,8 +35,13 @@ func TestConfigFiles(t *testing.T) {
 			if !errors.Is(err, errConfig) {
 				t.Errorf("error is not a config error (exit code 2): %v", err)
 			}
-			if w := strings.TrimSpace(string(want)); !strings.Contains(err.Error(), w) {
-				t.Errorf("error\n  %v\ndoes not contain\n  %s", err, w)
+			for _, w := range strings.Split(strings.TrimSpace(string(want)), "\n") {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error\n  %v\ndoes not contain\n  %s", err, w)
+				}
+			}
+			if goTypeName.MatchString(err.Error()) || strings.Contains(err.Error(), "yaml:") {
+				t.Errorf("error names a Go type or the YAML library: %v", err)
 			}
 		})
 	}
