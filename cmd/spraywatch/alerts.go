@@ -160,39 +160,3 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
-
-func newCheckCmd(g *globals) *cobra.Command {
-	var config string
-	c := &cobra.Command{
-		Use:   "check --config FILE",
-		Short: "Validate a config file; every problem names its field and value",
-		Args:  usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if config == "" {
-				return fmt.Errorf("%w: --config is required", errUsage)
-			}
-			cfg, err := LoadConfig(config)
-			if err != nil {
-				return err
-			}
-			// What run reads at start: a secret it cannot have fails here too.
-			if err := checkAlertSecrets(cfg.Alerts); err != nil {
-				return err
-			}
-			for _, s := range cfg.Sources {
-				fmt.Fprintf(g.stdout, "source %s: format %s, %d path(s)\n", s.Name, s.Format, len(s.Paths))
-				opts, err := s.options(nil)
-				if err != nil {
-					return fmt.Errorf("%w: source %s: %w", errConfig, s.Name, err)
-				}
-				if p, err := ingest.NewParser(opts); err == nil && !p.HasCredential() {
-					fmt.Fprintf(g.stdout, "  note: no credential field: spray is found on identities per address, with credentials unknown; stuffing and brute force are not judged\n")
-				}
-			}
-			fmt.Fprintf(g.stdout, "%s: ok\n", config)
-			return nil
-		},
-	}
-	c.Flags().StringVarP(&config, "config", "c", "", "config file")
-	return c
-}

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestConfigFiles loads every testdata/config/*.good.yml, which must pass,
@@ -19,9 +22,14 @@ func TestConfigFiles(t *testing.T) {
 		name := filepath.Base(f)
 		t.Run(name, func(t *testing.T) {
 			_, err := LoadConfig(f)
+			var report string
+			if err == nil && strings.HasPrefix(name, "check-") {
+				// A config that loads is checked against its sample logs.
+				report, err = checkReport(t, f)
+			}
 			if strings.HasSuffix(name, ".good.yml") {
 				if err != nil {
-					t.Fatalf("LoadConfig: %v", err)
+					t.Fatalf("%s\n%v", report, err)
 				}
 				return
 			}
@@ -35,9 +43,10 @@ func TestConfigFiles(t *testing.T) {
 			if !errors.Is(err, errConfig) {
 				t.Errorf("error is not a config error (exit code 2): %v", err)
 			}
+			msg := report + err.Error()
 			for _, w := range strings.Split(strings.TrimSpace(string(want)), "\n") {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error\n  %v\ndoes not contain\n  %s", err, w)
+				if !strings.Contains(msg, w) {
+					t.Errorf("error\n  %s\ndoes not contain\n  %s", msg, w)
 				}
 			}
 			if goTypeName.MatchString(err.Error()) || strings.Contains(err.Error(), "yaml:") {
@@ -45,6 +54,19 @@ func TestConfigFiles(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkNow is the clock check runs on in tests: the sample logs are from
+// the last days of November 2026.
+var checkNow = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+
+// checkReport runs check on a config file and returns what it printed.
+func checkReport(t *testing.T, file string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	g := &globals{stdout: &out, stderr: &errb, logLevel: "warn"}
+	err := runCheck(context.Background(), g, &checkFlags{config: file}, checkNow)
+	return out.String() + errb.String(), err
 }
 
 func TestExampleConfigIsValid(t *testing.T) {
