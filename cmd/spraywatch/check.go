@@ -68,9 +68,15 @@ type sourceCheck struct {
 	noCredential, ephemeral bool
 }
 
-func (c *sourceCheck) errorf(format string, a ...any) { c.errs = append(c.errs, fmt.Sprintf(format, a...)) }
-func (c *sourceCheck) warnf(format string, a ...any)  { c.warnings = append(c.warnings, fmt.Sprintf(format, a...)) }
-func (c *sourceCheck) notef(format string, a ...any)  { c.notes = append(c.notes, fmt.Sprintf(format, a...)) }
+func (c *sourceCheck) errorf(format string, a ...any) {
+	c.errs = append(c.errs, fmt.Sprintf(format, a...))
+}
+func (c *sourceCheck) warnf(format string, a ...any) {
+	c.warnings = append(c.warnings, fmt.Sprintf(format, a...))
+}
+func (c *sourceCheck) notef(format string, a ...any) {
+	c.notes = append(c.notes, fmt.Sprintf(format, a...))
+}
 
 func runCheck(ctx context.Context, g *globals, f *checkFlags, now time.Time) error {
 	if f.config == "" {
