@@ -205,7 +205,7 @@ func expectedForm(tag, goType string) string {
 // suggest returns the candidate closest to s when it is close enough to be
 // a typo, or "".
 func suggest(s string, candidates []string) string {
-	limit := min(max(1, len(s)/3), 3)
+	limit := min(max(2, len(s)/3), 3)
 	best, bestD := "", limit+1
 	for _, c := range candidates {
 		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD {
