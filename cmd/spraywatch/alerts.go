@@ -47,6 +47,9 @@ func (f *dbFlags) open() (*detect.Store, *Config, error) {
 	if db == "" {
 		return nil, nil, fmt.Errorf("%w: --db or --config is required", errUsage)
 	}
+	if _, err := os.Stat(db); err != nil {
+		return nil, nil, fmt.Errorf("database: %s (a replay keeps its case with --db FILE; the daemon writes the config's database)", fileProblem(db, err))
+	}
 	store, err := detect.Open(db, detect.StoreOptions{ReadOnly: true})
 	if err != nil {
 		return nil, nil, err

@@ -61,7 +61,7 @@ func DefaultConfig() Config {
 func LoadConfig(path string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("%w: read %s: %w", errConfig, path, err)
+		return Config{}, fmt.Errorf("%w: %s", errConfig, fileProblem(path, err))
 	}
 	return ParseConfig(data, filepath.Dir(path))
 }

@@ -82,7 +82,6 @@ func newRoot(g *globals) *cobra.Command {
 	root.SetErr(g.stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %w", errUsage, err) })
 	root.Args = unknownCommand
-	root.SuggestionsMinimumDistance = 2
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	root.AddCommand(newRunCmd(g), newReplayCmd(g), newAlertsCmd(g), newExplainCmd(g), newCheckCmd(g), newDemoCmd(g))
 	root.AddCommand(newParseCmd(g))
@@ -121,8 +120,14 @@ func unknownCommand(cmd *cobra.Command, args []string) error {
 		return nil
 	}
 	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
-	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
-		msg += fmt.Sprintf("; did you mean %q?", s[0])
+	var names []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() {
+			names = append(names, c.Name())
+		}
+	}
+	if s := suggest(args[0], names); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
 	} else if cmd.HasAvailableSubCommands() {
 		msg += fmt.Sprintf("; see '%s --help'", cmd.CommandPath())
 	}
