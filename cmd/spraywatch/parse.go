@@ -58,7 +58,7 @@ type parseReport struct {
 	// NoCredential is set for sources whose format logs no credential.
 	NoCredential bool
 	// EphemeralSecret is set when the fingerprint secret file did not
-	// exist, so fingerprints differ from the ones replay would store.
+	// exist or could not be read, so fingerprints differ from the stored ones.
 	EphemeralSecret bool
 }
 
@@ -156,7 +156,7 @@ func toJSON(ev *ingest.Event) eventJSON {
 func parseLog(ctx context.Context, cfg Config, src SourceConfig, file string, out io.Writer, now time.Time) (*parseReport, error) {
 	secret, ephemeral, err := parseSecret(cfg.FingerprintSecretFile)
 	if err != nil {
-		return nil, err
+		secret, ephemeral = oneOffSecret(), true // a dry run needs no daemon's secret
 	}
 	opts, err := src.options(secret)
 	if err != nil {
@@ -292,7 +292,7 @@ func writeParseSummary(w io.Writer, src SourceConfig, rep *parseReport) {
 		fmt.Fprintf(w, "  note: %d lines were more than a minute older than lines before them\n", s.OutOfOrder)
 	}
 	if rep.EphemeralSecret {
-		fmt.Fprintf(w, "  note: fingerprint_secret_file does not exist yet; fingerprints shown use a one-off secret\n")
+		fmt.Fprintf(w, "  note: fingerprint_secret_file does not exist or cannot be read; fingerprints shown use a one-off secret\n")
 	}
 }
 
