@@ -330,7 +330,11 @@ func newestReadable(files []string) (string, error) {
 	for _, f := range files {
 		fh, err := os.Open(f)
 		if err != nil {
-			problems = append(problems, fileProblem(f, err))
+			msg := fileProblem(f, err)
+			if errors.Is(err, fs.ErrPermission) {
+				msg += " (run check as the user spraywatch runs as)"
+			}
+			problems = append(problems, msg)
 			continue
 		}
 		st, err := fh.Stat()

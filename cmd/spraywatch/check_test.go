@@ -62,7 +62,7 @@ func TestCheckUnreadableLog(t *testing.T) {
 	file := filepath.Join(dir, "spraywatch.yml")
 	os.WriteFile(file, []byte("sources: [{name: api, format: nginx, paths: ["+log+"], identity: {remote_user: true}}]\n"), 0o600)
 	report, err := checkReport(t, file)
-	want := "error: cannot open " + log + ": permission denied\n"
+	want := "error: cannot open " + log + ": permission denied (run check as the user spraywatch runs as)\n"
 	if err == nil || !strings.Contains(report, want) || strings.Count(report, log) != 1 {
 		t.Errorf("err %v; report lacks %q (once):\n%s", err, want, report)
 	}

@@ -44,7 +44,8 @@ Without --db the case is kept in a temporary database that is removed at the
 end; pass --db FILE to keep it for 'spraywatch alerts' and 'spraywatch explain'.
 Files already replayed into that database are skipped unless --force.
 Without FILE arguments the sources' configured paths (and their rotated
-siblings) are read; - reads standard input (plain or gzip).
+siblings) are read; - reads standard input (plain or gzip; its evidence lines
+cannot be shown by 'explain' later, as it is not kept).
 
 A source most of whose lines are skipped gets a WARNING after the summary; a
 source that read lines but gave no event at all (nothing fits its layout, or
@@ -325,7 +326,7 @@ func replaySecret(g *globals, f *replayFlags, cfg Config) ([]byte, error) {
 	case err == nil:
 		why = fmt.Sprintf("holds %d bytes, fewer than 16", len(b))
 	case !errors.Is(err, fs.ErrNotExist):
-		why = "cannot be read: " + fileProblem(cfg.FingerprintSecretFile, err)
+		why = fmt.Sprintf("cannot be read (%v)", unwrapPath(err))
 	}
 	fmt.Fprintf(g.stderr, "spraywatch: note: fingerprint_secret_file %s %s; this replay fingerprints whole keys with a one-off secret (labels will not match the daemon's)\n", cfg.FingerprintSecretFile, why)
 	return oneOffSecret(), nil
@@ -354,6 +355,9 @@ func spoolStdin(files []string, stdin io.Reader) ([]string, func(), error) {
 	}
 	if slices.Index(files[i+1:], "-") >= 0 {
 		return nil, nil, fmt.Errorf("%w: - (standard input) can be given once", errUsage)
+	}
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return nil, nil, fmt.Errorf("%w: - reads standard input, which is a terminal here; pipe a log in (zcat x.log.gz | spraywatch replay ... -)", errUsage)
 	}
 	dir, err := os.MkdirTemp("", "spraywatch-stdin-")
 	if err != nil {
