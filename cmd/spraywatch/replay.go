@@ -363,8 +363,11 @@ func spoolStdin(files []string, stdin io.Reader) ([]string, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cleanup := func() { os.RemoveAll(dir) }
 	path := filepath.Join(dir, "stdin.log")
+	cleanup := func() {
+		delete(spooled, path)
+		os.RemoveAll(dir)
+	}
 	out, err := os.Create(path)
 	if err == nil {
 		_, err = io.Copy(out, stdin)
