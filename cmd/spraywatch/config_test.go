@@ -49,7 +49,7 @@ func TestConfigFiles(t *testing.T) {
 					t.Errorf("error\n  %s\ndoes not contain\n  %s", msg, w)
 				}
 			}
-			if data, _ := os.ReadFile(f); goTypeIn(err.Error(), data) != "" || strings.Contains(err.Error(), "yaml:") {
+			if data, _ := os.ReadFile(f); goTypeIn(err.Error(), data) != "" || strings.Contains(err.Error(), "config: yaml:") {
 				t.Errorf("error names a Go type or the YAML library: %v", err)
 			}
 		})
@@ -109,7 +109,7 @@ func FuzzParseConfig(f *testing.F) {
 		if !errors.Is(err, errConfig) {
 			t.Errorf("not a config error: %v", err)
 		}
-		if name := goTypeIn(err.Error(), data); name != "" || (strings.Contains(err.Error(), "yaml: ") && !bytes.Contains(data, []byte("yaml:"))) {
+		if name := goTypeIn(err.Error(), data); name != "" || strings.Contains(err.Error(), "config: yaml:") {
 			t.Errorf("error names a Go type (%q) or the YAML library: %v", name, err)
 		}
 	})
