@@ -281,6 +281,10 @@ type AttemptCount struct {
 // Attempts aggregates events into per-minute rows until they are flushed.
 type Attempts struct {
 	m map[AttemptKey]*AttemptCount
+	// slab hands out counts a chunk at a time: a busy flush interval
+	// holds one row per line, and one allocation each is most of what
+	// the collector then has to track.
+	slab []AttemptCount
 }
 
 // NewAttempts returns an empty aggregate.
@@ -293,7 +297,11 @@ func (a *Attempts) Add(ev *ingest.Event) {
 		c.Count++
 		return
 	}
-	a.m[k] = &AttemptCount{Count: 1, Pos: ev.Pos}
+	if len(a.slab) == cap(a.slab) {
+		a.slab = make([]AttemptCount, 0, 256)
+	}
+	a.slab = append(a.slab, AttemptCount{Count: 1, Pos: ev.Pos})
+	a.m[k] = &a.slab[len(a.slab)-1]
 }
 
 // Absorb adds the counts of newer to a, keeping a's first positions.
@@ -421,48 +429,85 @@ func writeBatch(ctx context.Context, tx *sql.Tx, b Batch) error {
 // one parse per batch instead of per row.
 const attemptRowsPerInsert = 64
 
-// writeAttempts inserts the pending rows in time order (B-tree inserts stay
-// local) with multi-row statements. It deliberately does not pass a context:
-// go-sqlite3 starts a goroutine per statement to watch a cancellable one.
+// attemptRow is a pending row with its count, as the map holds them.
+type attemptRow struct {
+	k AttemptKey
+	c *AttemptCount
+}
+
+// writeAttempts inserts the pending rows with multi-row statements, grouped
+// by source and file and in time order within them (B-tree inserts stay
+// local). The rows of one statement share their source, file and inode,
+// which are bound once (?1, ?2, ?3): binding is most of what a row costs
+// on the Go side. It deliberately does not pass a context: go-sqlite3
+// starts a goroutine per statement to watch a cancellable one.
 func writeAttempts(tx *sql.Tx, a *Attempts) error {
-	keys := make([]AttemptKey, 0, len(a.m))
-	for k := range a.m {
-		keys = append(keys, k)
+	rows := make([]attemptRow, 0, len(a.m))
+	for k, c := range a.m {
+		rows = append(rows, attemptRow{k, c})
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].Minute < keys[j].Minute })
-	const cols = 10
-	full, err := tx.Prepare("INSERT INTO attempts VALUES " + placeholders(attemptRowsPerInsert, cols))
-	if err != nil {
-		return err
-	}
-	defer full.Close()
-	args := make([]any, 0, attemptRowsPerInsert*cols)
-	var ipbuf []byte
-	for i, k := range keys {
-		c := a.m[k]
-		ipbuf = k.IP.AppendTo(ipbuf[:0])
-		args = append(args, k.Source, k.Minute, string(ipbuf), k.Identity, k.Credential, k.Outcome.String(), c.Count, c.Pos.File, int64(c.Pos.Inode), c.Pos.Offset)
-		if len(args) < cap(args) && i < len(keys)-1 {
-			continue
+	sort.Slice(rows, func(i, j int) bool {
+		x, y := &rows[i], &rows[j]
+		if x.k.Source != y.k.Source {
+			return x.k.Source < y.k.Source
 		}
-		st := full
-		if len(args) < cap(args) {
-			if st, err = tx.Prepare("INSERT INTO attempts VALUES " + placeholders(len(args)/cols, cols)); err != nil {
+		if x.c.Pos.File != y.c.Pos.File {
+			return x.c.Pos.File < y.c.Pos.File
+		}
+		if x.c.Pos.Inode != y.c.Pos.Inode {
+			return x.c.Pos.Inode < y.c.Pos.Inode
+		}
+		return x.k.Minute < y.k.Minute
+	})
+	stmts := map[int]*sql.Stmt{}
+	defer func() {
+		for _, st := range stmts {
+			st.Close()
+		}
+	}()
+	const shared, own = 3, 7
+	args := make([]any, 0, shared+attemptRowsPerInsert*own)
+	var ipbuf []byte
+	for i := 0; i < len(rows); {
+		first := &rows[i]
+		args = append(args[:0], first.k.Source, first.c.Pos.File, int64(first.c.Pos.Inode))
+		n := 0
+		for ; i < len(rows) && n < attemptRowsPerInsert; i, n = i+1, n+1 {
+			r := &rows[i]
+			if r.k.Source != first.k.Source || r.c.Pos.File != first.c.Pos.File || r.c.Pos.Inode != first.c.Pos.Inode {
+				break
+			}
+			ipbuf = r.k.IP.AppendTo(ipbuf[:0])
+			args = append(args, r.k.Minute, string(ipbuf), r.k.Identity, r.k.Credential, r.k.Outcome.String(), r.c.Count, r.c.Pos.Offset)
+		}
+		st := stmts[n]
+		if st == nil {
+			var err error
+			if st, err = tx.Prepare(attemptInsert(n)); err != nil {
 				return err
 			}
-			defer st.Close()
+			stmts[n] = st
 		}
 		if _, err := st.Exec(args...); err != nil {
 			return err
 		}
-		args = args[:0]
 	}
 	return nil
 }
 
-func placeholders(rows, cols int) string {
-	row := "(" + strings.Repeat("?,", cols-1) + "?)"
-	return strings.Repeat(row+",", rows-1) + row
+// attemptInsert returns an INSERT of n rows that share parameters ?1
+// (source), ?2 (file) and ?3 (inode).
+func attemptInsert(n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO attempts (source, minute, ip, identity, credential, outcome, count, file, inode, offset) VALUES ")
+	for r := 0; r < n; r++ {
+		if r > 0 {
+			b.WriteByte(',')
+		}
+		p := 4 + r*7
+		fmt.Fprintf(&b, "(?1,?%d,?%d,?%d,?%d,?%d,?%d,?2,?3,?%d)", p, p+1, p+2, p+3, p+4, p+5, p+6)
+	}
+	return b.String()
 }
 
 // WasReplayed reports whether a file with this identity and content head

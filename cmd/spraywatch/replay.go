@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"runtime/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -29,7 +28,6 @@ type replayFlags struct {
 	format, logFormat, identityPath          string
 	identityQuery, credentialField           string
 	force, noProgress                        bool
-	cpuProfile                               string
 }
 
 func newReplayCmd(g *globals) *cobra.Command {
@@ -62,8 +60,6 @@ siblings) are read.`,
 	fl.StringVar(&f.credentialField, "credential-field", "", "without --config: field holding the key or key prefix")
 	fl.BoolVar(&f.force, "force", false, "replay files even if this database has seen them")
 	fl.BoolVar(&f.noProgress, "no-progress", false, "no progress bar even on a terminal")
-	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the replay to this file")
-	_ = fl.MarkHidden("cpuprofile")
 	return c
 }
 
@@ -116,17 +112,6 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 		return fmt.Errorf("%w: --since %s is not before --until %s", errUsage, f.since, f.until)
 	}
 	log := g.logger()
-	if f.cpuProfile != "" {
-		pf, err := os.Create(f.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
 	// A replay is a batch job: trading some memory for fewer collections
 	// makes it about 10% faster, while a soft limit keeps the Go heap
 	// under 128 MiB on busy logs, or half again what is live when more is

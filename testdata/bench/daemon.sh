@@ -48,7 +48,7 @@ alerts:
   - type: file
     path: $out/alerts.jsonl
 EOF
-"$bin" run --config "$out/spraywatch.yml" 2>"$out/daemon.log" &
+"$bin" run ${PROFILE:+--cpuprofile "$PROFILE"} --config "$out/spraywatch.yml" 2>"$out/daemon.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
