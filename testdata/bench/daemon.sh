@@ -75,31 +75,44 @@ def rss():
         if line.startswith("VmRSS"):
             return int(line.split()[1]) // 1024
     return 0
+import bisect
 lines = open(src, "rb").read().splitlines(keepends=True)
 chunk = max(1, rate // 20)
 start = time.time()
-worst, peak, nextpoll = 0.0, 0, start
+# (cumulative lines written, when): how far behind the daemon is, in
+# seconds, is how long ago the first line it has not read was written.
+marks_n, marks_t = [], []
+worst, lag, peak, nextpoll = 0.0, 0.0, 0, start
+def poll():
+    global worst, lag, peak
+    m = metrics(); worst = max(worst, m["behind"]); peak = max(peak, rss())
+    i = bisect.bisect_right(marks_n, m["read"])
+    if i < len(marks_n):
+        lag = max(lag, time.time() - marks_t[i])
+    return m
 with open(dst, "ab", buffering=0) as f:
     for i in range(0, len(lines), chunk):
         f.write(b"".join(lines[i:i + chunk]))
+        marks_n.append(min(i + chunk, len(lines))); marks_t.append(time.time())
         due = start + (i + chunk) / rate
         while True:
             now = time.time()
             if now >= nextpoll:
-                m = metrics(); worst = max(worst, m["behind"]); peak = max(peak, rss()); nextpoll = now + 0.5
+                poll(); nextpoll = now + 0.5
             if now >= due:
                 break
             time.sleep(min(due - now, 0.05))
 written = time.time() - start
 while True:
-    m = metrics(); worst = max(worst, m["behind"]); peak = max(peak, rss())
+    m = poll()
     if m["read"] >= total or time.time() - start > written + 600:
         break
     time.sleep(0.2)
 done = time.time() - start
 print(f"written in {written:.1f} s ({total / written:.0f} lines/s); read in {done:.1f} s ({m['read'] / done:.0f} lines/s), "
       f"{done - written:.1f} s after the writer finished")
-print(f"lines read {m['read']:.0f} of {total}; worst seconds behind {worst:.1f}; RSS sampled up to {peak} MB")
+print(f"lines read {m['read']:.0f} of {total}; behind the writer by up to {lag:.1f} s "
+      f"(spraywatch_source_seconds_behind up to {worst:.1f}); RSS sampled up to {peak} MB")
 EOF
 sleep 2 # a flush interval and a tick
 grep VmHWM "/proc/$pid/status" | mawk '{ printf "peak RSS (VmHWM) %d MB\n", $2 / 1024 }'
