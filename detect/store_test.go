@@ -3,6 +3,8 @@ package detect_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -182,5 +184,53 @@ func TestDeleteAttemptsBefore(t *testing.T) {
 	s.LoadAttempts(ctx, 0, func(detect.AttemptKey, detect.AttemptCount) error { left++; return nil })
 	if left != 30 {
 		t.Errorf("%d rows left, want 30", left)
+	}
+}
+
+// TestFlushRandomRows writes random attempts from several sources, files
+// and inodes (rows of one INSERT share those) in a few flushes and reads
+// them back: every key's total and first line must survive.
+func TestFlushRandomRows(t *testing.T) {
+	ctx := context.Background()
+	for seed := uint64(1); seed <= 20; seed++ {
+		r := rand.New(rand.NewPCG(seed, 7))
+		s := openStore(t, filepath.Join(t.TempDir(), "s.db"), detect.StoreOptions{DeferIndexes: seed%2 == 0, Scratch: seed%2 == 0})
+		t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+		type want struct {
+			count int64
+			pos   ingest.Pos
+		}
+		model := map[detect.AttemptKey]*want{}
+		for batch := 0; batch < 3; batch++ {
+			a := detect.NewAttempts()
+			for i := 0; i < 50+r.IntN(300); i++ {
+				ev := &ingest.Event{Time: t0.Add(time.Duration(r.IntN(600)) * time.Second), Source: []string{"api", "web"}[r.IntN(2)],
+					IP: netip.AddrFrom4([4]byte{10, 0, 0, byte(r.IntN(20))}), Identity: fmt.Sprint("c", r.IntN(15)),
+					Credential: fmt.Sprint("k'\"", r.IntN(4)), Outcome: ingest.Outcome(r.IntN(4)),
+					Pos: ingest.Pos{File: []string{"/a.log", "/b.log", "/a.log.1"}[r.IntN(3)], Inode: uint64(r.IntN(2)), Offset: r.Int64N(1 << 40)}}
+				a.Add(ev)
+				k := detect.AttemptKey{Source: ev.Source, Minute: ev.Time.Unix() / 60, IP: ev.IP, Identity: ev.Identity, Credential: ev.Credential, Outcome: ev.Outcome}
+				if w := model[k]; w != nil {
+					w.count++
+				} else {
+					model[k] = &want{1, ev.Pos}
+				}
+			}
+			if err := s.Flush(ctx, detect.Batch{Attempts: a}); err != nil {
+				t.Fatalf("seed %d: %v", seed, err)
+			}
+		}
+		got := 0
+		err := s.LoadAttempts(ctx, 0, func(k detect.AttemptKey, c detect.AttemptCount) error {
+			got++
+			w := model[k]
+			if w == nil || w.count != c.Count || w.pos != c.Pos {
+				t.Errorf("seed %d: %+v = %+v, want %+v", seed, k, c, w)
+			}
+			return nil
+		})
+		if err != nil || got != len(model) {
+			t.Fatalf("seed %d: %d keys read back (err %v), want %d", seed, got, err, len(model))
+		}
 	}
 }

@@ -98,9 +98,13 @@ type Windows struct {
 	byNet   map[netKey]*Group
 	byValue [2]map[valueKey]*Group // ByCredential, ByIdentity
 	dirty   []*Group
-	counts  [numGroupings]int
-	Dropped int64
-	entries int
+	// expiring holds every group with entries, per source and grouping,
+	// ordered by its oldest entry's minute: Prune visits only the groups
+	// with something to cut instead of walking every group.
+	expiring map[expiryKey]*expiryQueue
+	counts   [numGroupings]int
+	Dropped  int64
+	entries  int
 	// DroppedEntries counts entries not retained under MaxEntries.
 	DroppedEntries int64
 }
@@ -150,19 +154,66 @@ func (w *Windows) del(k GroupKey) {
 	}
 }
 
-// each calls fn for every group.
-func (w *Windows) each(fn func(*Group)) {
-	for _, g := range w.byIP {
-		fn(g)
-	}
-	for _, g := range w.byNet {
-		fn(g)
-	}
-	for _, m := range w.byValue {
-		for _, g := range m {
-			fn(g)
+type expiryKey struct {
+	source   string
+	grouping Grouping
+}
+
+// expiryQueue is a min-heap of groups by the minute of their oldest entry.
+// A group is in its queue exactly while it has entries.
+type expiryQueue []expiring
+
+type expiring struct {
+	minute int64
+	g      *Group
+}
+
+func (q *expiryQueue) push(minute int64, g *Group) {
+	*q = append(*q, expiring{minute, g})
+	h := *q
+	for i := len(h) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if h[parent].minute <= h[i].minute {
+			break
 		}
+		h[parent], h[i] = h[i], h[parent]
+		i = parent
 	}
+}
+
+func (q *expiryQueue) pop() *Group {
+	h := *q
+	g := h[0].g
+	last := len(h) - 1
+	h[0] = h[last]
+	h[last] = expiring{}
+	h = h[:last]
+	for i := 0; ; {
+		l, small := 2*i+1, i
+		if l < len(h) && h[l].minute < h[small].minute {
+			small = l
+		}
+		if r := l + 1; r < len(h) && h[r].minute < h[small].minute {
+			small = r
+		}
+		if small == i {
+			break
+		}
+		h[i], h[small] = h[small], h[i]
+		i = small
+	}
+	*q = h
+	return g
+}
+
+func (w *Windows) queue(k GroupKey) *expiryQueue {
+	qk := expiryKey{k.Source, k.Grouping}
+	q := w.expiring[qk]
+	if q == nil {
+		q = &expiryQueue{}
+		w.expiring[qk] = q
+	}
+	return q
 }
 
 // NewWindows returns empty windows.
@@ -174,7 +225,7 @@ func NewWindows(o WindowOptions) *Windows {
 		o.NetBits6 = 64
 	}
 	return &Windows{opt: o, byIP: map[ipKey]*Group{}, byNet: map[netKey]*Group{},
-		byValue: [2]map[valueKey]*Group{{}, {}}}
+		byValue: [2]map[valueKey]*Group{{}, {}}, expiring: map[expiryKey]*expiryQueue{}}
 }
 
 // Options returns the options in force.
@@ -245,6 +296,9 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 		}
 		return g
 	}
+	if len(g.Entries) == 0 {
+		w.queue(k).push(e.Minute, g)
+	}
 	g.Entries = append(g.Entries, e)
 	w.entries++
 	return g
@@ -279,27 +333,35 @@ func (w *Windows) TakeDirty() []*Group {
 // straggler goes when it reaches the front, and rules filter by window
 // anyway.
 func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
-	w.each(func(g *Group) {
-		k := g.Key
-		cut := now(k.Source) - w.opt.Retain[k.Grouping]
-		i := 0
-		for i < len(g.Entries) && g.Entries[i].Minute < cut {
-			if e := &g.Entries[i]; e.Outcome.Attempt() && !e.Stale {
-				g.Attempts -= int64(e.Count)
-			}
-			i++
+	for qk, q := range w.expiring {
+		cut := now(qk.source) - w.opt.Retain[qk.grouping]
+		for len(*q) > 0 && (*q)[0].minute < cut {
+			w.cut(q.pop(), cut, q, keep)
 		}
-		if i == 0 {
-			return
+	}
+}
+
+// cut drops g's entries older than cut from its front, queues it again by
+// its new oldest entry, or forgets it when nothing is left.
+func (w *Windows) cut(g *Group, cut int64, q *expiryQueue, keep func(*Group) bool) {
+	i := 0
+	for i < len(g.Entries) && g.Entries[i].Minute < cut {
+		if e := &g.Entries[i]; e.Outcome.Attempt() && !e.Stale {
+			g.Attempts -= int64(e.Count)
 		}
-		clear(g.Entries[:i])
-		g.Entries = g.Entries[i:]
-		w.entries -= i
-		if len(g.Entries) == 0 && !g.Dirty && (keep == nil || !keep(g)) {
-			w.del(k) // deleting the current key while ranging over a map is allowed
-			w.counts[k.Grouping]--
-		}
-	})
+		i++
+	}
+	clear(g.Entries[:i])
+	g.Entries = g.Entries[i:]
+	w.entries -= i
+	if len(g.Entries) > 0 {
+		q.push(g.Entries[0].Minute, g)
+		return
+	}
+	if !g.Dirty && (keep == nil || !keep(g)) {
+		w.del(g.Key)
+		w.counts[g.Key.Grouping]--
+	}
 }
 
 // Len returns the number of tracked groups per grouping.

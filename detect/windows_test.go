@@ -1,6 +1,8 @@
 package detect_test
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 
@@ -46,5 +48,132 @@ func TestWindows(t *testing.T) {
 	}
 	if got := w.NetOf(netip.MustParseAddr("203.0.113.7")); got.String() != "203.0.113.0/24" {
 		t.Errorf("NetOf = %s", got)
+	}
+}
+
+// TestPruneModel checks Prune, which visits only the groups whose oldest
+// entry expired, against a model that walks every group, on random adds
+// from two sources with their own clocks, late entries, caps and kept
+// groups.
+func TestPruneModel(t *testing.T) {
+	for seed := uint64(1); seed <= 200; seed++ {
+		r := rand.New(rand.NewPCG(seed, 0x9e3779b9))
+		var o detect.WindowOptions
+		o.Retain = [4]int64{10, 15, 60, 5}
+		if seed%3 == 0 {
+			o.MaxEntries = 40 + r.IntN(40)
+		}
+		w := detect.NewWindows(o)
+		m := map[detect.GroupKey][]detect.Entry{}
+		sources := []string{"a", "b"}
+		clock := map[string]int64{"a": 1000, "b": 900}
+		kept := map[detect.GroupKey]bool{}
+		entries := 0
+		for step := 0; step < 600; step++ {
+			src := sources[r.IntN(2)]
+			clock[src] += int64(r.IntN(3))
+			minute := clock[src] - int64(r.IntN(4)) // some arrive late
+			ip := netip.AddrFrom4([4]byte{10, 0, byte(r.IntN(3)), byte(r.IntN(8))})
+			e := detect.Entry{Minute: minute, First: minute * 60, Last: minute * 60, IP: ip,
+				Identity: fmt.Sprint("id", r.IntN(6)), Credential: fmt.Sprint("k", r.IntN(3)), Outcome: ingest.Failure, Count: 1}
+			if r.IntN(4) == 0 {
+				e.Outcome = ingest.Success
+			}
+			g := detect.Grouping(r.IntN(4))
+			k := detect.GroupKey{Grouping: g, Source: src}
+			switch g {
+			case detect.ByIP:
+				k.IP = ip
+			case detect.ByNet:
+				k.Net = w.NetOf(ip)
+			case detect.ByCredential:
+				k.Value = e.Credential
+			default:
+				k.Value = e.Identity
+			}
+			// The model: merge into one of the last four entries, else
+			// append unless the cap is reached.
+			got := w.Add(k, e)
+			es, had := m[k]
+			full := o.MaxEntries > 0 && entries >= o.MaxEntries
+			merged := false
+			for i, n := len(es)-1, 0; i >= 0 && n < 4; i, n = i-1, n+1 {
+				x := &es[i]
+				if x.Minute == e.Minute && x.IP == e.IP && x.Identity == e.Identity && x.Credential == e.Credential && x.Outcome == e.Outcome {
+					x.Count += e.Count
+					merged = true
+					break
+				}
+			}
+			switch {
+			case !had && full:
+				if got != nil {
+					t.Fatalf("seed %d step %d: a new group was tracked past the entry cap", seed, step)
+				}
+				continue
+			case !merged && !full:
+				es = append(es, e)
+				entries++
+			}
+			m[k] = es
+			w.TakeDirty()
+			if r.IntN(5) == 0 {
+				kept[k] = r.IntN(2) == 0
+			}
+			if r.IntN(10) == 0 {
+				now := func(s string) int64 { return clock[s] }
+				keep := func(g *detect.Group) bool { return kept[g.Key] }
+				w.Prune(now, keep)
+				for k, es := range m {
+					cut := clock[k.Source] - o.Retain[k.Grouping]
+					i := 0
+					for i < len(es) && es[i].Minute < cut {
+						i++
+					}
+					if i == 0 {
+						continue
+					}
+					entries -= i
+					es = es[i:]
+					m[k] = es
+					if len(es) == 0 && !kept[k] {
+						delete(m, k)
+					}
+				}
+				compareWindows(t, seed, step, w, m, entries)
+			}
+		}
+	}
+}
+
+func compareWindows(t *testing.T, seed uint64, step int, w *detect.Windows, m map[detect.GroupKey][]detect.Entry, entries int) {
+	t.Helper()
+	if w.Entries() != entries {
+		t.Fatalf("seed %d step %d: %d entries, model %d", seed, step, w.Entries(), entries)
+	}
+	var n [4]int
+	for k, es := range m {
+		n[k.Grouping]++
+		g := w.Get(k)
+		if g == nil {
+			t.Fatalf("seed %d step %d: group %s lost", seed, step, k)
+		}
+		var attempts int64
+		for _, e := range es {
+			if e.Outcome.Attempt() {
+				attempts += int64(e.Count)
+			}
+		}
+		if len(g.Entries) != len(es) || g.Attempts != attempts {
+			t.Fatalf("seed %d step %d: group %s has %d entries, %d attempts; model %d, %d", seed, step, k, len(g.Entries), g.Attempts, len(es), attempts)
+		}
+		for i := range es {
+			if g.Entries[i].Minute != es[i].Minute || g.Entries[i].Count != es[i].Count {
+				t.Fatalf("seed %d step %d: group %s entry %d = %+v, model %+v", seed, step, k, i, g.Entries[i], es[i])
+			}
+		}
+	}
+	if w.Len() != n {
+		t.Fatalf("seed %d step %d: groups %v, model %v", seed, step, w.Len(), n)
 	}
 }

@@ -53,6 +53,13 @@ var goldenCases = []struct {
 	{"json/app", "json/app.log", ingest.Options{Format: ingest.FormatJSON, Fields: map[ingest.Role]string{ingest.RoleCredential: "key_prefix"}}},
 	{"flask/dev_server", "flask/dev_server.log", ingest.Options{Format: ingest.FormatFlask, IdentityPaths: []string{identityPath}}},
 	{"flask/dev_server.regex", "flask/dev_server.log", ingest.Options{Format: ingest.FormatFlask, AppRegex: flaskRegex, IdentityPaths: []string{identityPath}}},
+	// werkzeug's access lines alone (its logger sent to a file): no line
+	// can hold a key, so a 401 is a failure with the key unknown, never a
+	// request without one.
+	{"flask/access_only", "flask/access_only.log", ingest.Options{Format: ingest.FormatFlask, IdentityPaths: []string{identityPath}}},
+	// An app line whose key is "-" is a request without a key; the access
+	// line of a request the app did not log is a failure, key unknown.
+	{"flask/no_key", "flask/no_key.log", ingest.Options{Format: ingest.FormatFlask, IdentityPaths: []string{identityPath}}},
 }
 
 func goldenParser(t testing.TB, o ingest.Options) *ingest.Parser {

@@ -236,6 +236,11 @@ type shape struct {
 	keys [numRoles][]string
 }
 
+// hasCred reports whether lines of the shape can hold a credential.
+func (s *shape) hasCred() bool {
+	return len(s.roles[RoleCredential]) > 0 || len(s.keys[RoleCredential]) > 0
+}
+
 // Parser turns lines of one source into events. It is not safe for
 // concurrent use; make one per reader goroutine.
 type Parser struct {
@@ -311,7 +316,7 @@ func NewParser(o Options) (*Parser, error) {
 		p.templates = append(p.templates, pt)
 	}
 	for _, s := range p.shapes {
-		if len(s.roles[RoleCredential]) > 0 || len(s.keys[RoleCredential]) > 0 {
+		if s.hasCred() {
 			p.hasCred = true
 		}
 	}
@@ -795,7 +800,9 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 	} else {
 		ev.Outcome = p.outcome[status]
 	}
-	if p.hasCred {
+	// Only a shape with a credential field can tell that a key was
+	// missing: a werkzeug access line in a Flask source never holds one.
+	if s.hasCred() {
 		label, whole, missing := p.cred.label(s.field(RoleCredential))
 		ev.Credential, ev.RawCredential = label, whole
 		ev.SchemeOnly = label != "" && IsSchemePrefix(label)

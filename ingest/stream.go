@@ -255,7 +255,7 @@ func readFile(ctx context.Context, path string, p *Parser, o ReadOptions, stats 
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("read %s at byte %d: %w", path, off, err)
+			return fmt.Errorf("cannot read %s at byte %d: %w", path, off, err)
 		}
 		if n&1023 == 0 {
 			if ctx.Err() != nil {

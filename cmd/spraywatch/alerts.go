@@ -7,29 +7,101 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/spraywatch/spraywatch/alert"
 	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/detect/postgres"
 	"github.com/spraywatch/spraywatch/ingest"
 )
 
+// incidentKinds are the values --kind takes.
+var incidentKinds = []string{detect.KindSpray, detect.KindDistributedSpray, detect.KindLowAndSlow, detect.KindBruteForce,
+	detect.KindStuffing, detect.KindCompromise, detect.KindEnumeration, detect.KindRawCredentials}
+
+// dbFlags find the database: --db, or the config's database.
+type dbFlags struct{ db, config string }
+
+func (f *dbFlags) register(c *cobra.Command) {
+	c.Flags().StringVar(&f.db, "db", "", "SQLite database, or a fleet's postgres:// URL (default: the config's database)")
+	c.Flags().StringVarP(&f.config, "config", "c", "", "config file whose database to read")
+}
+
+// open opens the database read-only, and returns the config when given.
+// A postgres:// URL takes its password from the config's
+// database_password_file or _env, SPRAYWATCH_DATABASE_PASSWORD_FILE,
+// PGPASSWORD or ~/.pgpass.
+func (f *dbFlags) open(ctx context.Context) (readStore, *Config, error) {
+	var cfg *Config
+	db := f.db
+	if f.config != "" {
+		c, err := LoadConfig(f.config)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg = &c
+		if db == "" {
+			db = c.Database
+		}
+	}
+	if db == "" {
+		return nil, nil, fmt.Errorf("%w: --db or --config is required", errUsage)
+	}
+	if postgres.IsURL(db) {
+		pcfg := Config{Database: db, DatabasePasswordFile: os.Getenv(envPasswordFile)}
+		if cfg != nil && cfg.Database == db {
+			pcfg = *cfg
+		}
+		store, err := openPostgres(ctx, pcfg, postgres.Options{ReadOnly: true})
+		if err != nil {
+			return nil, nil, err
+		}
+		return store, cfg, nil
+	}
+	if _, err := os.Stat(db); err != nil {
+		return nil, nil, fmt.Errorf("database: %s (a replay keeps its case with --db FILE; the daemon writes the config's database)", fileProblem(db, err))
+	}
+	store, err := detect.Open(db, detect.StoreOptions{ReadOnly: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	return store, cfg, nil
+}
+
+// oneOf checks a flag's value against the values it takes.
+func oneOf(flag, v string, values []string) error {
+	if v == "" || slices.Contains(values, v) {
+		return nil
+	}
+	msg := fmt.Sprintf("--%s: %q: must be one of %s", flag, v, strings.Join(values, ", "))
+	if s := suggest(v, values); s != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", s)
+	}
+	return fmt.Errorf("%w: %s", errUsage, msg)
+}
+
 func newAlertsCmd(g *globals) *cobra.Command {
-	var db, output, kind, source, state string
+	var output, kind, source, state string
+	f := &dbFlags{}
 	c := &cobra.Command{
-		Use:   "alerts --db FILE",
+		Use:   "alerts (--db FILE | --config FILE)",
 		Short: "List incidents stored by a replay or the daemon",
-		Args:  usageArgs(cobra.NoArgs),
+		Args:  unknownCommand,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if db == "" {
-				return fmt.Errorf("%w: --db is required", errUsage)
-			}
 			if output != "text" && output != "json" {
 				return fmt.Errorf("%w: --output: %q: must be text or json", errUsage, output)
 			}
-			store, err := openForReading(cmd.Context(), db)
+			if err := oneOf("kind", kind, incidentKinds); err != nil {
+				return err
+			}
+			if err := oneOf("state", state, []string{detect.StateOpen, detect.StateClosed}); err != nil {
+				return err
+			}
+			store, _, err := f.open(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -41,9 +113,9 @@ func newAlertsCmd(g *globals) *cobra.Command {
 			return printIncidents(g.stdout, output, incs)
 		},
 	}
-	c.Flags().StringVar(&db, "db", "", "SQLite database, or postgres:// URL (password: "+envPasswordFile+", PGPASSWORD or ~/.pgpass)")
+	f.register(c)
 	c.Flags().StringVarP(&output, "output", "o", "text", "text (table) or json (one incident per line)")
-	c.Flags().StringVar(&kind, "kind", "", "only this kind")
+	c.Flags().StringVar(&kind, "kind", "", "only this kind: "+strings.Join(incidentKinds, ", "))
 	c.Flags().StringVar(&source, "source", "", "only this source")
 	c.Flags().StringVar(&state, "state", "", "only open or closed incidents")
 	c.AddCommand(newAlertsTestCmd(g))
@@ -51,35 +123,47 @@ func newAlertsCmd(g *globals) *cobra.Command {
 }
 
 func newExplainCmd(g *globals) *cobra.Command {
-	var db, node string
 	var all bool
+	var node string
+	f := &dbFlags{}
 	c := &cobra.Command{
-		Use:   "explain --db FILE ALERT_ID",
+		Use:   "explain (--db FILE | --config FILE) INCIDENT_ID",
 		Short: "Show an incident and the log lines behind it, credentials redacted",
-		Args:  usageArgs(cobra.ExactArgs(1)),
+		Long: `explain prints an incident (as listed by 'spraywatch alerts') and the log lines
+it was raised on, each with its file and byte offset. Credentials appear in the
+lines as in the incident: a logged key prefix as itself, a whole key as its
+label when the fingerprint secret can be read (with --config), anything else
+that looks like a secret masked.`,
+		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := strconv.ParseInt(args[0], 10, 64)
-			if err != nil {
-				return fmt.Errorf("%w: ALERT_ID: %q: not a number", errUsage, args[0])
+			if err != nil || id <= 0 {
+				return fmt.Errorf("%w: INCIDENT_ID: %q: not an incident number (see 'spraywatch alerts')", errUsage, args[0])
 			}
-			if db == "" {
-				return fmt.Errorf("%w: --db is required", errUsage)
-			}
-			store, err := openForReading(cmd.Context(), db)
+			store, cfg, err := f.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer store.Close()
-			return explain(cmd.Context(), g.stdout, store, id, all, node)
+			var secret []byte
+			if cfg != nil {
+				if b, err := os.ReadFile(cfg.FingerprintSecretFile); err == nil {
+					secret = b
+				}
+			}
+			return explain(cmd.Context(), g.stdout, store, id, all, secret, node)
 		},
 	}
-	c.Flags().StringVar(&db, "db", "", "SQLite database, or postgres:// URL (password: "+envPasswordFile+", PGPASSWORD or ~/.pgpass)")
+	f.register(c)
 	c.Flags().BoolVar(&all, "identities", false, "list every identity involved")
 	c.Flags().StringVar(&node, "node", "", "in a fleet: this machine's node name, whose evidence lines are read here (default: the host name)")
 	return c
 }
 
-func explain(ctx context.Context, w io.Writer, store readStore, id int64, all bool, node string) error {
+// explain prints incident id and its evidence. secret, when set, lets whole
+// keys in the lines be shown as the incident's labels. In a fleet, lines of
+// another node than node are named, not read.
+func explain(ctx context.Context, w io.Writer, store readStore, id int64, all bool, secret []byte, node string) error {
 	inc, err := store.Incident(ctx, id)
 	if err != nil {
 		return err
@@ -97,24 +181,74 @@ func explain(ctx context.Context, w io.Writer, store readStore, id int64, all bo
 			fmt.Fprintln(w, " ", s)
 		}
 	}
-	fmt.Fprintf(w, "\nevidence (%d lines, credentials redacted):\n", len(inc.Evidence))
+	fmt.Fprintf(w, "\nevidence (%d lines, as FILE (byte OFFSET), credentials as above):\n", len(inc.Evidence))
 	if node == "" {
 		node, _ = os.Hostname()
 	}
 	for _, pos := range inc.Evidence {
 		if pos.Node != "" && pos.Node != node {
-			// Another node's file: name it; explain on that node reads it.
-			fmt.Fprintf(w, "  %s:%s:%d  (on node %s: run explain there, or with --node %s where its logs are)\n", pos.Node, pos.File, pos.Offset, pos.Node, pos.Node)
+			// Another node's file: explain on that node reads it.
+			fmt.Fprintf(w, "  %s:%s (byte %d)  on node %s: run explain there, or with --node %s where its logs are\n", pos.Node, pos.File, pos.Offset, pos.Node, pos.Node)
 			continue
 		}
 		line, where, err := readEvidence(pos)
 		if err != nil {
-			fmt.Fprintf(w, "  %s:%d  (unavailable: %v)\n", pos.File, pos.Offset, err)
+			fmt.Fprintf(w, "  %s (byte %d)  unavailable: %s\n", pos.File, pos.Offset, fileProblem(pos.File, err))
 			continue
 		}
-		fmt.Fprintf(w, "  %s:%d  %s\n", where, pos.Offset, ingest.Redact(line, 400))
+		fmt.Fprintf(w, "  %s (byte %d)  %s\n", where, pos.Offset, redactEvidence(line, inc.Credentials, secret))
 	}
 	return nil
+}
+
+// redactEvidence redacts a log line as the incident shows credentials: a
+// token that is one of the incident's labels (a logged prefix), or a whole
+// key whose keyed fingerprint is one, is shown as that label; the rest of
+// the line is redacted as everywhere else.
+func redactEvidence(line []byte, labels []string, secret []byte) string {
+	const max = 400
+	if len(line) > max {
+		line = line[:max]
+	}
+	known := map[string]bool{}
+	for _, l := range labels {
+		known[l] = true
+	}
+	var out strings.Builder
+	last := 0
+	for i := 0; i < len(line); {
+		if !isTokenByte(line[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(line) && isTokenByte(line[j]) {
+			j++
+		}
+		tok := line[i:j]
+		label := ""
+		switch {
+		case known[string(tok)] && !strings.Contains(string(tok), "…"):
+			label = string(tok)
+		case secret != nil && len(tok) > ingest.PrefixMaxLen:
+			if fp := ingest.Fingerprint(secret, tok); known[fp] {
+				label = fp
+			}
+		}
+		if label != "" {
+			out.WriteString(ingest.Redact(line[last:i], 0))
+			out.WriteString(label)
+			last = j
+		}
+		i = j
+	}
+	out.WriteString(ingest.Redact(line[last:], 0))
+	return out.String()
+}
+
+// isTokenByte reports bytes a logged credential is made of.
+func isTokenByte(c byte) bool {
+	return c > ' ' && c < 0x7f && !strings.ContainsRune("\"'=&,;[](){}<>", rune(c))
 }
 
 // readEvidence reads the line at pos. When the file has been rotated since,
@@ -168,40 +302,4 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-func newCheckCmd(g *globals) *cobra.Command {
-	var config string
-	c := &cobra.Command{
-		Use:   "check --config FILE",
-		Short: "Validate a config file; every problem names its field and value",
-		Args:  usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if config == "" {
-				return fmt.Errorf("%w: --config is required", errUsage)
-			}
-			cfg, err := LoadConfig(config)
-			if err != nil {
-				return err
-			}
-			// What run reads at start: a secret it cannot have fails here too.
-			if err := checkAlertSecrets(cfg.Alerts); err != nil {
-				return err
-			}
-			for _, s := range cfg.Sources {
-				fmt.Fprintf(g.stdout, "source %s: format %s, %d path(s)\n", s.Name, s.Format, len(s.Paths))
-				opts, err := s.options(nil)
-				if err != nil {
-					return fmt.Errorf("%w: source %s: %w", errConfig, s.Name, err)
-				}
-				if p, err := ingest.NewParser(opts); err == nil && !p.HasCredential() {
-					fmt.Fprintf(g.stdout, "  note: no credential field: spray is found on identities per address, with credentials unknown; stuffing and brute force are not judged\n")
-				}
-			}
-			fmt.Fprintf(g.stdout, "%s: ok\n", config)
-			return nil
-		},
-	}
-	c.Flags().StringVarP(&config, "config", "c", "", "config file")
-	return c
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -73,7 +74,7 @@ func DefaultConfig() Config {
 func LoadConfig(path string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("%w: read %s: %w", errConfig, path, err)
+		return Config{}, fmt.Errorf("%w: %s", errConfig, fileProblem(path, err))
 	}
 	return ParseConfig(data, filepath.Dir(path))
 }
@@ -88,14 +89,26 @@ func ParseConfig(data []byte, dir string) (Config, error) {
 	// Unknown keys and mistyped values come back as one *yaml.TypeError
 	// with everything else decoded, so they are reported together with
 	// the semantic problems below; a syntax error stops here.
+	// The document is walked first so that every error names the field
+	// path a person wrote (sources[0].credential), never a Go type.
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return Config{}, fmt.Errorf("%w: %s", errConfig, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	paths := walkYAML(&doc, reflect.TypeOf(c))
 	var decodeErrs []error
+	for _, m := range paths.unknown {
+		decodeErrs = append(decodeErrs, fmt.Errorf("%w: %s", errConfig, m))
+	}
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
-			return Config{}, fmt.Errorf("%w: %w", errConfig, err)
+			return Config{}, fmt.Errorf("%w: %s", errConfig, strings.TrimPrefix(err.Error(), "yaml: "))
 		}
 		for _, e := range te.Errors {
-			decodeErrs = append(decodeErrs, fmt.Errorf("%w: %s", errConfig, e))
+			if m := paths.message(e); m != "" {
+				decodeErrs = append(decodeErrs, fmt.Errorf("%w: %s", errConfig, m))
+			}
 		}
 	}
 	if c.Alerts == nil {

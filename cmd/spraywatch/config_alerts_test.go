@@ -94,6 +94,8 @@ func TestAlertConfigKeepsRealRefs(t *testing.T) {
 // TestCheckRejectsWhatRunRejects: 'spraywatch check' fails, as run would,
 // when a sink's secret cannot be had, and says why without the secret.
 func TestCheckRejectsWhatRunRejects(t *testing.T) {
+	sample, _ := filepath.Abs("../../testdata/config/logs/app-utc.jsonl")
+	jsonSource := fmt.Sprintf("{name: app, format: json, paths: [%s], credential: {field: key_prefix}, timezone: UTC}", sample)
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "hook"), "https://hooks.slack.com/services/T0/B0/filesecret0815\n", 0o600)
 	writeFile(t, filepath.Join(dir, "not-a-url"), "notaurlsecret0815\n", 0o600)
@@ -122,7 +124,7 @@ func TestCheckRejectsWhatRunRejects(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := filepath.Join(dir, fmt.Sprintf("c%d.yml", i))
-			writeFile(t, cfg, fmt.Sprintf("database: %[1]s/db\nfingerprint_secret_file: %[1]s/key\nalerts:\n  - %s\n", dir, tt.alert), 0o644)
+			writeFile(t, cfg, fmt.Sprintf("database: %[1]s/db\nfingerprint_secret_file: %[1]s/key\nsources: [%[3]s]\nalerts:\n  - %[2]s\n", dir, tt.alert, jsonSource), 0o644)
 			code, stdout, stderr := runCLI(t, "check", "--config", cfg)
 			if tt.want == "" {
 				if code != exitOK {

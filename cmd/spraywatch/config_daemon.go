@@ -39,8 +39,9 @@ type DaemonConfig struct {
 	// MaxIncidentSet caps the addresses and identities one incident lists;
 	// past it attempts are still counted, identities become a lower bound.
 	MaxIncidentSet int `yaml:"max_incident_set"`
-	// MemoryLimitMB is Go's soft memory limit (GOMEMLIMIT) in MiB; the
-	// garbage collector works harder near it. 0 leaves Go's default.
+	// MemoryLimitMB is the floor of Go's soft memory limit in MiB: the
+	// limit is half again the live heap when that is more. 0 leaves Go's
+	// default; GOMEMLIMIT in the environment wins.
 	MemoryLimitMB int `yaml:"memory_limit_mb"`
 	// Log sets the daemon's own logging on stderr.
 	Log LogConfig `yaml:"log"`

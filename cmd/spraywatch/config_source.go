@@ -142,6 +142,13 @@ func (s SourceConfig) options(secret []byte) (ingest.Options, error) {
 	if len(s.Identity.Path) == 0 && s.Identity.Query == "" && s.Identity.Field == "" && !s.Identity.RemoteUser && s.Format != ingest.FormatJSON && s.Format != ingest.FormatFlask {
 		errs = append(errs, fmt.Errorf("identity: {}: say where the client ID is (path, query, field or remote_user)"))
 	}
+	if s.Identity.Query == "" && s.Identity.Field == "" && !s.Identity.RemoteUser {
+		for j, t := range s.Identity.Path {
+			if !strings.Contains(t, "{identity}") {
+				errs = append(errs, fmt.Errorf("identity.path[%d]: %q: has no {identity} segment, so no client ID is ever read (other {...} segments match any value)", j, t))
+			}
+		}
+	}
 	o.Statuses = ingest.DefaultStatuses()
 	for _, x := range []struct {
 		name string

@@ -145,16 +145,6 @@ type readStore interface {
 	Close() error
 }
 
-// openForReading opens --db: a SQLite file, or a postgres:// URL whose
-// password comes from PGPASSWORD, ~/.pgpass or SPRAYWATCH_DATABASE_PASSWORD_FILE.
-func openForReading(ctx context.Context, db string) (readStore, error) {
-	if !postgres.IsURL(db) {
-		return detect.Open(db, detect.StoreOptions{ReadOnly: true})
-	}
-	cfg := Config{Database: db, DatabasePasswordFile: os.Getenv(envPasswordFile)}
-	return openPostgres(ctx, cfg, postgres.Options{ReadOnly: true})
-}
-
 // envPasswordFile names a file holding the PostgreSQL password for the
 // commands that take --db (alerts, explain, replay).
 const envPasswordFile = "SPRAYWATCH_DATABASE_PASSWORD_FILE"

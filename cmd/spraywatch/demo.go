@@ -51,17 +51,34 @@ a credential-stuffing run. It then replays the log exactly as
 
 --write DIR only writes the log and its config (used by the benchmark).`,
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), g, f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.multiDay {
+				switch {
+				case !cmd.Flags().Changed("hours"):
+					f.hours = allAttacksHours
+				case f.hours < allAttacksHours:
+					return fmt.Errorf("%w: --hours: %d: --all-attacks needs at least %d hours (the low-and-slow spray takes a day)", errUsage, f.hours, allAttacksHours)
+				}
+			}
+			if f.hours <= 0 {
+				return fmt.Errorf("%w: --hours: %d: must be at least 1", errUsage, f.hours)
+			}
+			return runDemo(cmd.Context(), g, f)
+		},
 	}
 	c.Flags().StringVar(&f.dir, "write", "", "write the log and config to this directory and stop")
 	c.Flags().StringVarP(&f.output, "output", "o", "text", "text or json")
 	c.Flags().BoolVar(&f.keep, "keep", false, "keep the temporary directory with the log, config and database")
 	c.Flags().IntVar(&f.lines, "lines", 40_000, "benign lines to generate")
-	c.Flags().IntVar(&f.hours, "hours", 6, "hours of traffic")
+	c.Flags().IntVar(&f.hours, "hours", 6, "hours of traffic (default 30 with --all-attacks)")
 	c.Flags().IntVar(&f.clients, "clients", 200, "benign clients, each with its own address and key")
-	c.Flags().BoolVar(&f.multiDay, "all-attacks", false, "also hide a distributed and a low-and-slow spray (needs --hours 30 or more)")
+	c.Flags().BoolVar(&f.multiDay, "all-attacks", false, "also hide a distributed and a low-and-slow spray, in 30 hours of traffic")
 	return c
 }
+
+// allAttacksHours is the traffic --all-attacks needs: the low-and-slow
+// spray is spread over a day.
+const allAttacksHours = 30
 
 func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	dir := f.dir
@@ -98,11 +115,19 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
 	}
+	// The demo's own fingerprint secret, so that its replay is like a real one.
+	if err := os.WriteFile(filepath.Join(dir, "fingerprint.key"), oneOffSecret(), 0o600); err != nil {
+		return err
+	}
 	if f.dir != "" {
 		fmt.Fprintf(g.stdout, "wrote %s and %s\n", logPath, cfgPath)
 		return nil
 	}
-	fmt.Fprintf(g.stderr, "demo log %s (%d hours of API traffic), config %s\n\n", logPath, f.hours, cfgPath)
+	if f.keep {
+		fmt.Fprintf(g.stderr, "demo log %s (%d hours of API traffic), config %s\n\n", logPath, f.hours, cfgPath)
+	} else {
+		fmt.Fprintf(g.stderr, "demo log: %d hours of API traffic, in a temporary directory removed at the end (--keep keeps it)\n\n", f.hours)
+	}
 	rf := &replayFlags{config: cfgPath, output: f.output, noProgress: true}
 	if f.keep {
 		rf.db = filepath.Join(dir, "demo.db")

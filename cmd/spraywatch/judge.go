@@ -24,12 +24,12 @@ import (
 // catching up on a backlog still flushes and answers.
 const judgeRowsPerRound = 50_000
 
-// judge is 'spraywatch run --role judge'. Any number may run; the one that
+// fleetJudge is 'spraywatch run --role judge'. Any number may run; the one that
 // holds the judge lease reads every node's new attempt rows, judges the
 // fleet's union, keeps the incidents and delivers the alerts. The others
 // wait, and the first to get the lease after the active one dies restores
 // from the database and goes on where its last flush ended.
-type judge struct {
+type fleetJudge struct {
 	cfg     Config
 	noCred  map[string]bool
 	log     *slog.Logger
@@ -69,7 +69,7 @@ type clockSeen struct {
 
 func runJudge(ctx context.Context, g *globals, cfg Config, noCred map[string]bool, log *slog.Logger) error {
 	host, _ := os.Hostname()
-	j := &judge{cfg: cfg, noCred: noCred, log: log.With("role", roleJudge), stdout: g.stdout, holder: fmt.Sprintf("%s/%d", host, os.Getpid())}
+	j := &fleetJudge{cfg: cfg, noCred: noCred, log: log.With("role", roleJudge), stdout: g.stdout, holder: fmt.Sprintf("%s/%d", host, os.Getpid())}
 	var err error
 	for {
 		if j.store, err = openPostgres(ctx, cfg, postgres.Options{}); err == nil {
@@ -132,7 +132,7 @@ func runJudge(ctx context.Context, g *globals, cfg Config, noCred map[string]boo
 
 // run is one term as the active judge, until ctx ends, the lease is lost
 // or another judge took over.
-func (j *judge) run(parent context.Context, lease *postgres.Lease) error {
+func (j *fleetJudge) run(parent context.Context, lease *postgres.Lease) error {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	go func() {
@@ -242,7 +242,7 @@ func (f judgeFlusher) Flush(ctx context.Context, b detect.Batch) error {
 
 // round reads every node's new rows into the engine, then moves each
 // source's event time on to the slowest live node's, less the lateness.
-func (j *judge) round(ctx context.Context, now time.Time) error {
+func (j *fleetJudge) round(ctx context.Context, now time.Time) error {
 	nodes, err := j.store.Nodes(ctx)
 	if err != nil {
 		return err
@@ -343,14 +343,14 @@ func newJudgeMetrics(reg *prometheus.Registry) judgeMetrics {
 	return m
 }
 
-func (j *judge) setAlerts(a *alerting) {
+func (j *fleetJudge) setAlerts(a *alerting) {
 	j.mu.Lock()
 	j.alerts = a
 	j.mu.Unlock()
 }
 
 // sinkStats are the active term's delivery counters; none on a standby.
-func (j *judge) sinkStats() []alert.DestinationStats {
+func (j *fleetJudge) sinkStats() []alert.DestinationStats {
 	j.mu.Lock()
 	a := j.alerts
 	j.mu.Unlock()
@@ -360,7 +360,7 @@ func (j *judge) sinkStats() []alert.DestinationStats {
 	return a.Stats()
 }
 
-func (j *judge) setActive(a bool) {
+func (j *fleetJudge) setActive(a bool) {
 	if a {
 		j.gauges.active.Set(1)
 	} else {
@@ -368,7 +368,7 @@ func (j *judge) setActive(a bool) {
 	}
 }
 
-func (j *judge) setProblems(p []string) {
+func (j *fleetJudge) setProblems(p []string) {
 	j.mu.Lock()
 	j.problems = p
 	j.mu.Unlock()
@@ -376,7 +376,7 @@ func (j *judge) setProblems(p []string) {
 
 // healthy: a standby is healthy; the active judge is, while every node
 // flushes and the database answers.
-func (j *judge) healthy() (bool, []string) {
+func (j *fleetJudge) healthy() (bool, []string) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if len(j.problems) > 0 {

@@ -53,10 +53,17 @@ func newRoot(g *globals) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
-	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "format of spraywatch's own log on stderr: text or json")
 	root.PersistentFlags().StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (for performance work)")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if g.logFormat != "text" && g.logFormat != "json" {
+			return fmt.Errorf("%w: --log-format: %q: must be text or json (it is spraywatch's own log; the layout of a log to replay is replay --layout)", errUsage, g.logFormat)
+		}
+		var lvl slog.Level
+		if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+			return fmt.Errorf("%w: --log-level: %q: must be debug, info, warn or error", errUsage, g.logLevel)
+		}
 		if g.cpuProfile == "" {
 			return nil
 		}
@@ -74,7 +81,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %w", errUsage, err) })
-	root.Args = usageArgs(cobra.NoArgs)
+	root.Args = unknownCommand
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	root.AddCommand(newRunCmd(g), newReplayCmd(g), newAlertsCmd(g), newExplainCmd(g), newCheckCmd(g), newDemoCmd(g))
 	root.AddCommand(newParseCmd(g))
@@ -104,6 +111,27 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// unknownCommand rejects arguments to a command that only has
+// subcommands, suggesting the closest one.
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	var names []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() {
+			names = append(names, c.Name())
+		}
+	}
+	if s := suggest(args[0], names); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	} else if cmd.HasAvailableSubCommands() {
+		msg += fmt.Sprintf("; see '%s --help'", cmd.CommandPath())
+	}
+	return fmt.Errorf("%w: %s", errUsage, msg)
 }
 
 func main() {

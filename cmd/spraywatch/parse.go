@@ -58,7 +58,7 @@ type parseReport struct {
 	// NoCredential is set for sources whose format logs no credential.
 	NoCredential bool
 	// EphemeralSecret is set when the fingerprint secret file did not
-	// exist, so fingerprints differ from the ones replay would store.
+	// exist or could not be read, so fingerprints differ from the stored ones.
 	EphemeralSecret bool
 }
 
@@ -110,14 +110,19 @@ func pickSource(cfg Config, name, file string) (SourceConfig, error) {
 func parseSecret(path string) ([]byte, bool, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		secret := make([]byte, 32)
-		_, err := rand.Read(secret)
-		return secret, true, err
+		return oneOffSecret(), true, nil
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("read fingerprint secret %s: %w", path, err)
 	}
 	return b, false, nil
+}
+
+// oneOffSecret is a random fingerprint secret for one run.
+func oneOffSecret() []byte {
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret) // crypto/rand.Read never fails on Linux
+	return secret
 }
 
 // eventJSON is an event as parse prints it.
@@ -151,7 +156,7 @@ func toJSON(ev *ingest.Event) eventJSON {
 func parseLog(ctx context.Context, cfg Config, src SourceConfig, file string, out io.Writer, now time.Time) (*parseReport, error) {
 	secret, ephemeral, err := parseSecret(cfg.FingerprintSecretFile)
 	if err != nil {
-		return nil, err
+		secret, ephemeral = oneOffSecret(), true // a dry run needs no daemon's secret
 	}
 	opts, err := src.options(secret)
 	if err != nil {
@@ -161,18 +166,58 @@ func parseLog(ctx context.Context, cfg Config, src SourceConfig, file string, ou
 	if err != nil {
 		return nil, fmt.Errorf("%w: source %s: %w", errConfig, src.Name, err)
 	}
-	lf, err := ingest.Open(file)
+	enc := json.NewEncoder(out)
+	stats, err := scanLog(ctx, p, file, scanOptions{maxLineBytes: cfg.MaxLineBytes, notAfter: now.Add(24 * time.Hour)},
+		func(ev *ingest.Event) error { return enc.Encode(toJSON(ev)) })
 	if err != nil {
 		return nil, err
 	}
+	rep := &parseReport{Stats: stats, NoCredential: !p.HasCredential(), EphemeralSecret: ephemeral}
+	for role, filled := range p.Filled() {
+		if !filled {
+			rep.Unfilled = append(rep.Unfilled, role)
+		}
+	}
+	sort.Strings(rep.Unfilled)
+	return rep, nil
+}
+
+// scanOptions bound what scanLog reads.
+type scanOptions struct {
+	// tailBytes, when set, reads only the last tailBytes of a plain file
+	// (from the first whole line); maxLines, when set, stops after that
+	// many lines.
+	tailBytes    int64
+	maxLines     int64
+	maxLineBytes int
+	// notAfter: events later than it are skipped as future_time.
+	notAfter time.Time
+}
+
+// scanLog reads one file with p, counting every line and calling fn with
+// each event kept.
+func scanLog(ctx context.Context, p *ingest.Parser, file string, o scanOptions, fn func(*ingest.Event) error) (*ingest.Stats, error) {
+	lf, err := ingest.Open(file)
+	if err != nil {
+		return nil, errors.New(fileProblem(file, err))
+	}
 	defer lf.Close()
-	stats := ingest.NewStats(src.Name)
+	stats := ingest.NewStats(p.Name())
 	stats.Files = 1
-	notAfter := now.Add(24 * time.Hour)
-	enc := json.NewEncoder(out)
-	lr := ingest.NewLineReader(lf.Reader(), 0, cfg.MaxLineBytes)
+	var start int64
+	r := lf.Reader()
+	if f, ok := r.(*os.File); ok && o.tailBytes > 0 && lf.Size > o.tailBytes {
+		start = lf.Size - o.tailBytes
+		if _, err := f.Seek(start, io.SeekStart); err != nil {
+			return nil, errors.New(fileProblem(file, err))
+		}
+	}
+	lr := ingest.NewLineReader(r, start, o.maxLineBytes)
+	if start > 0 {
+		_, _, _ = lr.Next() // the first line read is most likely cut
+	}
 	var ev ingest.Event
-	for n := 0; ; n++ {
+	for n := int64(0); o.maxLines == 0 || n < o.maxLines; n++ {
 		line, off, err := lr.Next()
 		if errors.Is(err, io.EOF) {
 			break
@@ -183,7 +228,7 @@ func parseLog(ctx context.Context, cfg Config, src SourceConfig, file string, ou
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s at byte %d: %w", file, off, err)
+			return nil, fmt.Errorf("cannot read %s at byte %d: %w", file, off, unwrapPath(err))
 		}
 		if n&1023 == 0 && ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -192,7 +237,7 @@ func parseLog(ctx context.Context, cfg Config, src SourceConfig, file string, ou
 		// redacted sample.
 		orig := append([]byte(nil), line...)
 		perr := p.Parse(line, &ev)
-		if perr == nil && ev.Time.After(notAfter) {
+		if perr == nil && !o.notAfter.IsZero() && ev.Time.After(o.notAfter) {
 			perr = ingest.ErrFuture
 		}
 		if !stats.Classify(perr, orig) {
@@ -200,18 +245,21 @@ func parseLog(ctx context.Context, cfg Config, src SourceConfig, file string, ou
 		}
 		ev.Pos = ingest.Pos{File: file, Inode: lf.Inode, Offset: off}
 		stats.Observe(&ev)
-		if err := enc.Encode(toJSON(&ev)); err != nil {
+		if err := fn(&ev); err != nil {
 			return nil, err
 		}
 	}
-	rep := &parseReport{Stats: stats, NoCredential: !p.HasCredential(), EphemeralSecret: ephemeral}
-	for role, filled := range p.Filled() {
-		if !filled {
-			rep.Unfilled = append(rep.Unfilled, role)
-		}
+	return stats, nil
+}
+
+// unwrapPath drops a *fs.PathError's own "op path:" when the message
+// already names the path.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
 	}
-	sort.Strings(rep.Unfilled)
-	return rep, nil
+	return err
 }
 
 func writeParseSummary(w io.Writer, src SourceConfig, rep *parseReport) {
@@ -244,7 +292,7 @@ func writeParseSummary(w io.Writer, src SourceConfig, rep *parseReport) {
 		fmt.Fprintf(w, "  note: %d lines were more than a minute older than lines before them\n", s.OutOfOrder)
 	}
 	if rep.EphemeralSecret {
-		fmt.Fprintf(w, "  note: fingerprint_secret_file does not exist yet; fingerprints shown use a one-off secret\n")
+		fmt.Fprintf(w, "  note: fingerprint_secret_file does not exist or cannot be read; fingerprints shown use a one-off secret\n")
 	}
 }
 

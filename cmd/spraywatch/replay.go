@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -17,7 +20,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/spraywatch/spraywatch/alert"
 	"github.com/spraywatch/spraywatch/detect"
 	"github.com/spraywatch/spraywatch/detect/postgres"
 	"github.com/spraywatch/spraywatch/ingest"
@@ -27,7 +29,7 @@ import (
 type replayFlags struct {
 	config, db, output, since, until, source string
 	node                                     string
-	format, logFormat, identityPath          string
+	format, layout, identityPath             string
 	identityQuery, credentialField           string
 	force, noProgress                        bool
 }
@@ -35,7 +37,7 @@ type replayFlags struct {
 func newReplayCmd(g *globals) *cobra.Command {
 	f := &replayFlags{}
 	c := &cobra.Command{
-		Use:   "replay [flags] [FILE...]",
+		Use:   "replay [flags] [FILE...|-]",
 		Short: "Replay historical logs (plain, rotated and .gz) into incidents",
 		Long: `Replay reads logs oldest first (x.log.3.gz, x.log.2.gz, x.log.1, x.log), merges
 several sources by event time, and prints the incidents found.
@@ -44,7 +46,17 @@ Without --db the case is kept in a temporary database that is removed at the
 end; pass --db FILE to keep it for 'spraywatch alerts' and 'spraywatch explain'.
 Files already replayed into that database are skipped unless --force.
 Without FILE arguments the sources' configured paths (and their rotated
-siblings) are read.`,
+siblings) are read; - reads standard input (plain or gzip; its evidence lines
+cannot be shown by 'explain' later, as it is not kept).
+
+A source most of whose lines are skipped gets a WARNING after the summary; a
+source that read lines but gave no event at all (nothing fits its layout, or
+no line is on its identity paths) makes replay exit 1, because "no incidents"
+would then mean nothing.
+
+Without --db, the daemon's fingerprint secret is read if it can be, never
+created: when it does not exist or cannot be read, a one-off secret is used
+and replay says so.`,
 		Args: usageArgs(cobra.ArbitraryArgs),
 		RunE: func(cmd *cobra.Command, args []string) error { return runReplay(cmd.Context(), g, f, args) },
 	}
@@ -57,7 +69,7 @@ siblings) are read.`,
 	fl.StringVar(&f.until, "until", "", "only events before this time")
 	fl.StringVar(&f.source, "source", "", "read every FILE as this configured source")
 	fl.StringVar(&f.format, "format", "nginx", "without --config: the files' format (nginx, gunicorn, flask, json or combined)")
-	fl.StringVar(&f.logFormat, "log-format", "", "without --config: nginx log_format or gunicorn access_log_format (default: the format's own default)")
+	fl.StringVar(&f.layout, "layout", "", "without --config: the lines' layout, as nginx log_format or gunicorn access_log_format (default: the format's own; spraywatch's own log is --log-format)")
 	fl.StringVar(&f.identityPath, "identity-path", "", "without --config: path template holding the client ID, e.g. /api/v1/clients/{identity}/")
 	fl.StringVar(&f.identityQuery, "identity-query", "", "without --config: query parameter holding the client ID")
 	fl.StringVar(&f.credentialField, "credential-field", "", "without --config: field holding the key or key prefix")
@@ -88,7 +100,7 @@ func replayConfig(f *replayFlags, dbDir string) (Config, error) {
 	c.FingerprintSecretFile = filepath.Join(dbDir, "fingerprint.key")
 	src := SourceConfig{Name: "cli", Format: f.format, Credential: CredentialConfig{Field: f.credentialField},
 		Identity: IdentityConfig{Query: f.identityQuery}}
-	src.LogFormat = f.logFormat
+	src.LogFormat = f.layout
 	if f.identityPath != "" {
 		src.Identity.Path = []string{f.identityPath}
 	}
@@ -117,13 +129,12 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	log := g.logger()
 	// A replay is a batch job: trading some memory for fewer collections
 	// makes it about 10% faster, while a soft limit keeps the Go heap
-	// under 128 MiB on busy logs (SQLite's page cache comes on top).
+	// under 128 MiB on busy logs, or half again what is live when more is
+	// (SQLite's page cache comes on top).
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(200)
 	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(128 << 20)
-	}
+	defer governMemory(128 << 20).Stop()
 	pg := postgres.IsURL(f.db)
 	if f.node != "" && !pg {
 		return fmt.Errorf("%w: --node: only with a postgres:// --db", errUsage)
@@ -153,10 +164,15 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 			cfg.Node = f.node
 		}
 	}
-	secret, err := loadSecret(cfg.FingerprintSecretFile)
+	secret, err := replaySecret(g, f, cfg)
 	if err != nil {
 		return err
 	}
+	files, cleanup, err := spoolStdin(files, os.Stdin)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	streams, noCred, err := replayStreams(cfg, f.source, files, secret)
 	if err != nil {
 		return err
@@ -165,7 +181,7 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	if pg {
 		store, err = openPostgres(ctx, cfg, postgres.Options{Node: nodeName(cfg)})
 	} else {
-		store, err = detect.Open(dbPath, detect.StoreOptions{DeferIndexes: true, CacheKiB: 32 << 10})
+		store, err = detect.Open(dbPath, detect.StoreOptions{DeferIndexes: true, Scratch: true, CacheKiB: 32 << 10})
 	}
 	if err != nil {
 		return err
@@ -197,6 +213,10 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 			progressbar.OptionSpinnerType(14), progressbar.OptionFullWidth(), progressbar.OptionSetRenderBlankState(true))
 	}
 	failed := map[string]error{}
+	tried := 0
+	for _, st := range streams {
+		tried += len(st.Paths)
+	}
 	// Lines dated more than a day ahead of this machine's clock are skipped
 	// as future_time: a broken clock or a forged line must not stretch the
 	// windows.
@@ -211,7 +231,7 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	opts := ingest.ReadOptions{Since: readSince, Until: until, MaxLineBytes: cfg.MaxLineBytes, NotAfter: time.Now().Add(24 * time.Hour),
 		FileError: func(path string, err error) {
 			failed[path] = err
-			log.Error("file not read in full", "file", path, "err", err)
+			fmt.Fprintf(g.stderr, "spraywatch: %s\n", fileProblem(displayName(path), err))
 		}}
 	if bar != nil {
 		opts.Progress = func(n int64) { _ = bar.Add64(n) }
@@ -259,9 +279,8 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	if _, err := engine.Flush(ctx, store, detect.Batch{Replayed: done}); err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
-	if err := store.EnsureIndexes(ctx); err != nil {
-		return err
-	}
+	// The attempt index is left to the first Open that keeps one (a
+	// daemon's): nothing a replay or a forensic query asks needs it.
 	elapsed := time.Since(started)
 	incs, err := store.Incidents(ctx, detect.IncidentFilter{MinID: maxID + 1})
 	if err != nil {
@@ -277,23 +296,115 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	if engine.TooOld > 0 {
 		fmt.Fprintf(g.stderr, "%d events were older than every window still open on their source's clock: stored, but judged by no rule\n", engine.TooOld)
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("%d file(s) could not be read in full; the results cover the rest", len(failed))
+	blind := warnBlind(g.stderr, stats)
+	switch {
+	case len(failed) == tried:
+		return fmt.Errorf("no file could be read (%d tried)", tried)
+	case len(failed) > 0:
+		return fmt.Errorf("%d of %d file(s) could not be read in full; the results cover the other %d", len(failed), tried, tried-len(failed))
+	case len(blind) > 0:
+		return fmt.Errorf("source(s) %s gave no event: these results mean nothing for them; try 'spraywatch check --sample FILE'", strings.Join(blind, ", "))
 	}
 	return nil
 }
 
-func printIncidents(w io.Writer, output string, incs []*detect.Incident) error {
-	if output == "json" {
-		sink := alert.NewJSONLines(w)
-		for _, inc := range incs {
-			if err := sink.Send(context.Background(), *inc); err != nil {
-				return err
-			}
+// warnBlind prints a prominent warning for each source most of whose lines
+// were skipped, and returns the sources that read lines but gave no event.
+func warnBlind(w io.Writer, stats []*ingest.Stats) []string {
+	var blind []string
+	for _, s := range stats {
+		if s.Lines == 0 {
+			continue
 		}
-		return nil
+		skipped := s.Lines - s.Parsed
+		useful := s.Parsed - s.FilteredBy[ingest.ErrNotAuthRoute.Error()]
+		switch {
+		case useful == 0 && skipped >= s.Filtered:
+			blind = append(blind, s.Source)
+			fmt.Fprintf(w, "\nWARNING: source %s is blind: none of its %d lines fits its layout (%s); compare its log_format with the server's\n", s.Source, s.Lines, skipReasons(s.Skipped))
+		case useful == 0:
+			blind = append(blind, s.Source)
+			fmt.Fprintf(w, "\nWARNING: source %s is blind: none of its %d lines is on its identity paths or routes (%d filtered_route)\n", s.Source, s.Lines, s.FilteredBy[ingest.ErrNotAuthRoute.Error()])
+		case skipped*2 > s.Lines:
+			fmt.Fprintf(w, "\nWARNING: source %s skipped %d of %d lines (%s): what those lines hold is missing from these results\n", s.Source, skipped, s.Lines, skipReasons(s.Skipped))
+		}
 	}
-	return alert.WriteTable(w, incs)
+	return blind
+}
+
+// replaySecret returns the fingerprint secret. Without --db a replay is
+// read-only towards the daemon's state: the configured secret is read if
+// it can be, never created, and a one-off secret stands in otherwise.
+func replaySecret(g *globals, f *replayFlags, cfg Config) ([]byte, error) {
+	if f.db != "" || f.config == "" {
+		return loadSecret(cfg.FingerprintSecretFile) // the case's own, kept with it
+	}
+	b, err := os.ReadFile(cfg.FingerprintSecretFile)
+	if err == nil && len(b) >= 16 {
+		return b, nil
+	}
+	why := "does not exist"
+	switch {
+	case err == nil:
+		why = fmt.Sprintf("holds %d bytes, fewer than 16", len(b))
+	case !errors.Is(err, fs.ErrNotExist):
+		why = fmt.Sprintf("cannot be read (%v)", unwrapPath(err))
+	}
+	fmt.Fprintf(g.stderr, "spraywatch: note: fingerprint_secret_file %s %s; this replay fingerprints whole keys with a one-off secret (labels will not match the daemon's)\n", cfg.FingerprintSecretFile, why)
+	return oneOffSecret(), nil
+}
+
+// stdinName is how standard input is named to people.
+const stdinName = "(standard input)"
+
+var spooled = map[string]bool{}
+
+// displayName names a file for people: a spooled standard input is
+// "(standard input)".
+func displayName(path string) string {
+	if spooled[path] {
+		return stdinName
+	}
+	return path
+}
+
+// spoolStdin copies standard input, named "-" among files, to a temporary
+// file, so that it can be read like any log (gzip included).
+func spoolStdin(files []string, stdin io.Reader) ([]string, func(), error) {
+	i := slices.Index(files, "-")
+	if i < 0 {
+		return files, func() {}, nil
+	}
+	if slices.Index(files[i+1:], "-") >= 0 {
+		return nil, nil, fmt.Errorf("%w: - (standard input) can be given once", errUsage)
+	}
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return nil, nil, fmt.Errorf("%w: - reads standard input, which is a terminal here; pipe a log in (zcat x.log.gz | spraywatch replay ... -)", errUsage)
+	}
+	dir, err := os.MkdirTemp("", "spraywatch-stdin-")
+	if err != nil {
+		return nil, nil, err
+	}
+	path := filepath.Join(dir, "stdin.log")
+	cleanup := func() {
+		delete(spooled, path)
+		os.RemoveAll(dir)
+	}
+	out, err := os.Create(path)
+	if err == nil {
+		_, err = io.Copy(out, stdin)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("read standard input: %w", err)
+	}
+	spooled[path] = true
+	files = slices.Clone(files)
+	files[i] = path
+	return files, cleanup, nil
 }
 
 func isTerminal(w io.Writer) bool {
@@ -337,7 +448,7 @@ func replayStreams(cfg Config, only string, files []string, secret []byte) ([]in
 				name = matchSource(cfg.Sources, file)
 			}
 			if name == "" {
-				return nil, nil, fmt.Errorf("%w: %s matches no source's paths; name one with --source", errUsage, file)
+				return nil, nil, fmt.Errorf("%w: %s matches no source's paths; name one with --source", errUsage, displayName(file))
 			}
 			bySource[name] = append(bySource[name], file)
 		}

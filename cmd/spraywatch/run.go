@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"sort"
 	"sync"
 	"syscall"
@@ -164,9 +163,7 @@ func runDaemon(ctx context.Context, g *globals, path, role string, levelFlag, fo
 	} else {
 		r.log = slog.New(slog.NewTextHandler(g.stderr, opts))
 	}
-	if cfg.MemoryLimitMB > 0 && os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
-	}
+	defer governMemory(int64(cfg.MemoryLimitMB) << 20).Stop()
 	if r.secret, err = loadSecret(cfg.FingerprintSecretFile); err != nil {
 		return err
 	}

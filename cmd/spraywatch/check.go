@@ -1,0 +1,378 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spraywatch/spraywatch/ingest"
+)
+
+type checkFlags struct {
+	config, sample, source string
+}
+
+func newCheckCmd(g *globals) *cobra.Command {
+	f := &checkFlags{}
+	c := &cobra.Command{
+		Use:   "check --config FILE [--sample LOG [--source NAME]]",
+		Short: "Validate a config, then read each source's newest log to see that it would detect",
+		Long: `check validates the config (every problem names its field and value), then
+reads the end of each source's newest log, or LOG given with --sample, exactly as
+run and replay would, and reports what would keep the source from detecting:
+
+  error    a path that matches no file or cannot be read; no line fits the
+           layout; no line is on an identity path; the identity, the credential
+           or the status is never filled; the credential is only ever a bare
+           scheme prefix such as sk_live_; lines dated ahead of this machine's
+           clock (a wrong timezone)
+  warning  many lines skipped; secret files that others can read
+  note     fields never filled; a format without credentials
+
+Any error exits with status 2, as a bad config does.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCheck(cmd.Context(), g, f, time.Now())
+		},
+	}
+	c.Flags().StringVarP(&f.config, "config", "c", "", "config file (required)")
+	c.Flags().StringVar(&f.sample, "sample", "", "check the source against this log instead of its paths")
+	c.Flags().StringVar(&f.source, "source", "", "with --sample: read LOG as this source (default: the only one, or the one whose paths match)")
+	return c
+}
+
+// checkTailBytes is how much of the end of a plain log check reads;
+// checkMaxLines bounds the lines read from a compressed one.
+const (
+	checkTailBytes = 4 << 20
+	checkMaxLines  = 50_000
+)
+
+// sourceCheck is what checking one source against its log came to.
+type sourceCheck struct {
+	file                    string
+	stats                   *ingest.Stats
+	errs, warnings, notes   []string
+	unfilled                []string
+	ahead                   time.Duration
+	identities, attempts    int64
+	noCredential, ephemeral bool
+}
+
+func (c *sourceCheck) errorf(format string, a ...any) {
+	c.errs = append(c.errs, fmt.Sprintf(format, a...))
+}
+func (c *sourceCheck) warnf(format string, a ...any) {
+	c.warnings = append(c.warnings, fmt.Sprintf(format, a...))
+}
+func (c *sourceCheck) notef(format string, a ...any) {
+	c.notes = append(c.notes, fmt.Sprintf(format, a...))
+}
+
+func runCheck(ctx context.Context, g *globals, f *checkFlags, now time.Time) error {
+	if f.config == "" {
+		return fmt.Errorf("%w: --config is required", errUsage)
+	}
+	if f.source != "" && f.sample == "" {
+		return fmt.Errorf("%w: --source only applies with --sample", errUsage)
+	}
+	cfg, err := LoadConfig(f.config)
+	if err != nil {
+		return err
+	}
+	// What run reads at start: a secret it cannot have fails here too.
+	if err := checkAlertSecrets(cfg.Alerts); err != nil {
+		return err
+	}
+	for _, w := range openSecretFiles(cfg) {
+		fmt.Fprintf(g.stdout, "warning: %s\n", w)
+	}
+	sources := cfg.Sources
+	if f.sample != "" {
+		src, err := pickSource(cfg, f.source, f.sample)
+		if err != nil {
+			return err
+		}
+		sources = []SourceConfig{src}
+	}
+	if len(sources) == 0 {
+		return fmt.Errorf("%w: sources: []: the config has no sources, so nothing is read", errConfig)
+	}
+	var failing []string
+	for _, s := range sources {
+		fmt.Fprintf(g.stdout, "source %s: format %s, %d path(s)\n", s.Name, s.Format, len(s.Paths))
+		var files []string
+		if f.sample != "" {
+			files = []string{f.sample}
+		}
+		sc := checkSource(ctx, cfg, s, files, now)
+		writeSourceCheck(g.stdout, sc)
+		if len(sc.errs) > 0 {
+			failing = append(failing, s.Name)
+		}
+	}
+	if len(failing) > 0 {
+		return fmt.Errorf("%w: %s: source(s) %s would miss attacks as configured; see the errors above", errConfig, f.config, strings.Join(failing, ", "))
+	}
+	fmt.Fprintf(g.stdout, "%s: ok\n", f.config)
+	return nil
+}
+
+// openSecretFiles lists the secret files others can read, as run warns.
+func openSecretFiles(cfg Config) []string {
+	var out []string
+	if secretFileTooOpen(cfg.FingerprintSecretFile) {
+		out = append(out, fmt.Sprintf("fingerprint_secret_file: %s is readable by others; chmod 600 it", cfg.FingerprintSecretFile))
+	}
+	for i, a := range cfg.Alerts {
+		for _, r := range a.secretRefs() {
+			if !r.env && secretFileTooOpen(r.value) {
+				out = append(out, fmt.Sprintf("alerts[%d].%s: %s is readable by others; chmod 600 it", i, r.key, r.value))
+			}
+		}
+	}
+	return out
+}
+
+// checkSource reads the newest of a source's files (or files, when given)
+// and judges whether the source would detect anything.
+func checkSource(ctx context.Context, cfg Config, src SourceConfig, files []string, now time.Time) *sourceCheck {
+	sc := &sourceCheck{}
+	if files == nil {
+		if len(src.Paths) == 0 {
+			sc.notef("no paths: only FILE arguments to replay are read as this source")
+			return sc
+		}
+		for j, p := range src.Paths {
+			matches, _ := filepath.Glob(p)
+			switch {
+			case len(matches) > 0:
+				files = append(files, matches...)
+			case strings.ContainsAny(p, "*?["):
+				sc.errorf("paths[%d]: %q: matches no file", j, p)
+			default:
+				if _, err := os.Stat(p); err != nil {
+					sc.errorf("paths[%d]: %s", j, fileProblem(p, err))
+				}
+			}
+		}
+	}
+	file, err := newestReadable(files)
+	if err != nil {
+		sc.errorf("%s", err)
+		return sc
+	}
+	if file == "" {
+		return sc
+	}
+	sc.file = file
+	secret, ephemeral, err := parseSecret(cfg.FingerprintSecretFile)
+	if err != nil {
+		secret, ephemeral = oneOffSecret(), true
+	}
+	sc.ephemeral = ephemeral
+	opts, err := src.options(secret)
+	if err != nil {
+		sc.errorf("%v", err)
+		return sc
+	}
+	p, err := ingest.NewParser(opts)
+	if err != nil {
+		sc.errorf("%v", err)
+		return sc
+	}
+	sc.noCredential = !p.HasCredential()
+	idents := map[string]bool{}
+	notAfter := now.Add(24 * time.Hour)
+	stats, err := scanLog(ctx, p, file, scanOptions{tailBytes: checkTailBytes, maxLines: checkMaxLines, maxLineBytes: cfg.MaxLineBytes, notAfter: notAfter},
+		func(ev *ingest.Event) error {
+			if ev.Identity != "" && len(idents) < 1000 {
+				idents[ev.Identity] = true
+			}
+			if ev.Outcome.Attempt() {
+				sc.attempts++
+			}
+			if d := ev.Time.Sub(now); d > sc.ahead {
+				sc.ahead = d
+			}
+			return nil
+		})
+	if err != nil {
+		sc.errorf("%v", err)
+		return sc
+	}
+	sc.stats = stats
+	sc.identities = int64(len(idents))
+	for role, filled := range p.Filled() {
+		if !filled {
+			sc.unfilled = append(sc.unfilled, role)
+		}
+	}
+	slices.Sort(sc.unfilled)
+	judge(sc, src)
+	return sc
+}
+
+// judge turns what a source's log came to into errors, warnings and notes.
+func judge(sc *sourceCheck, src SourceConfig) {
+	s := sc.stats
+	if s.Lines == 0 {
+		sc.warnf("%s is empty: nothing to judge the layout by; check again with --sample on a log that has lines", sc.file)
+		return
+	}
+	events := s.Parsed - s.Filtered
+	skipped := s.Lines - s.Parsed
+	top, topN := "", int64(0)
+	for r, n := range s.Skipped {
+		if n > topN || (n == topN && r < top) {
+			top, topN = r, n
+		}
+	}
+	if events == 0 {
+		switch {
+		case s.Skipped[ingest.ErrFuture.Error()] == skipped && skipped > s.Filtered:
+			sc.errorf("timezone: %q: every line is dated more than a day ahead of this machine's clock (%d future_time); set the zone the log's times are written in", src.Timezone, skipped)
+		case skipped >= s.Filtered:
+			sc.errorf("no line fits the layout: %d of %d lines skipped (%s), e.g. %s; compare log_format with the server's, character for character", skipped, s.Lines, skipReasons(s.Skipped), s.Samples[top])
+		case s.FilteredBy[ingest.ErrNotAuthRoute.Error()] > 0:
+			sc.errorf("no line is on an identity path or route: %d of %d lines filtered_route; check identity.path %q (the client ID's segment is written {identity}), routes and ignore_routes", s.FilteredBy[ingest.ErrNotAuthRoute.Error()], s.Lines, src.Identity.Path)
+		default:
+			sc.errorf("no line gives an event: %d of %d lines filtered (%s)", s.Filtered, s.Lines, strings.TrimPrefix(filteredBy(s.FilteredBy), ": "))
+		}
+		return
+	}
+	switch rate := float64(skipped) / float64(s.Lines); {
+	case rate > 0.5:
+		sc.errorf("most lines do not fit: %d of %d skipped (%s), e.g. %s", skipped, s.Lines, skipReasons(s.Skipped), s.Samples[top])
+	case skipped > 0 && rate > 0.01:
+		sc.warnf("%d of %d lines skipped (%s), e.g. %s", skipped, s.Lines, skipReasons(s.Skipped), s.Samples[top])
+	}
+	if slices.Contains(sc.unfilled, "identity") {
+		sc.errorf("identity: no line gave a client ID: check identity (path %q, query %q, field %q, remote_user %v); a path template names its segment {identity}",
+			src.Identity.Path, src.Identity.Query, src.Identity.Field, src.Identity.RemoteUser)
+	}
+	if !sc.noCredential && slices.Contains(sc.unfilled, "credential") {
+		sc.errorf("credential: no line carried one (every value empty or -): check credential.field %q against the log", credentialField(src))
+	}
+	switch {
+	case s.SchemeOnly > 0 && s.SchemeOnly == s.Credentials:
+		sc.errorf("credential: only ever a bare scheme prefix such as sk_live_ (%d events), which cannot tell keys apart: log more of the key, e.g. its first 12 characters", s.SchemeOnly)
+	case s.SchemeOnly > 0:
+		sc.warnf("%d of %d credentials are only a bare scheme prefix such as sk_live_, which cannot tell keys apart", s.SchemeOnly, s.Credentials)
+	}
+	if slices.Contains(sc.unfilled, "status") && slices.Contains(sc.unfilled, "outcome") {
+		sc.errorf("no line has a status or an outcome, so no attempt can be told to have failed")
+	}
+	if sc.ahead > 5*time.Minute {
+		zone := src.Timezone
+		if zone == "" {
+			zone = "Local"
+		}
+		sc.errorf("timezone: %q: lines are dated up to %s ahead of this machine's clock; set the zone the log's times are written in", zone, sc.ahead.Round(time.Minute))
+	}
+	if s.RawCredentials > 0 {
+		sc.warnf("%d lines held whole API keys (fingerprinted at once, never stored); log a prefix instead", s.RawCredentials)
+	}
+}
+
+func credentialField(src SourceConfig) string {
+	if src.Credential.Field != "" {
+		return src.Credential.Field
+	}
+	return src.Fields["credential"]
+}
+
+func skipReasons(m map[string]int64) string {
+	parts := make([]string, 0, len(m))
+	for _, r := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%d %s", m[r], r))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func writeSourceCheck(w io.Writer, sc *sourceCheck) {
+	if s := sc.stats; s != nil {
+		fmt.Fprintf(w, "  read the end of %s: %d lines, %d events (%d filtered, %d skipped), %d identities, %d attempts\n",
+			sc.file, s.Lines, s.Parsed-s.Filtered, s.Filtered, s.Lines-s.Parsed, sc.identities, sc.attempts)
+	}
+	for _, e := range sc.errs {
+		fmt.Fprintf(w, "  error: %s\n", e)
+	}
+	for _, e := range sc.warnings {
+		fmt.Fprintf(w, "  warning: %s\n", e)
+	}
+	if s := sc.stats; len(sc.unfilled) > 0 && s != nil && s.Parsed > s.Filtered {
+		fmt.Fprintf(w, "  note: fields never filled: %s\n", strings.Join(sc.unfilled, ", "))
+	}
+	if sc.noCredential {
+		fmt.Fprintf(w, "  note: no credential field: spray is found on identities per address, with credentials unknown; stuffing and brute force are not judged\n")
+	}
+	for _, e := range sc.notes {
+		fmt.Fprintf(w, "  note: %s\n", e)
+	}
+}
+
+// newestReadable returns the most recently modified of files, or an error
+// naming every file that cannot be read when none can.
+func newestReadable(files []string) (string, error) {
+	var newest string
+	var newestT time.Time
+	var problems []string
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			msg := fileProblem(f, err)
+			if errors.Is(err, fs.ErrPermission) {
+				msg += " (run check as the user spraywatch runs as)"
+			}
+			problems = append(problems, msg)
+			continue
+		}
+		st, err := fh.Stat()
+		fh.Close()
+		if err != nil || st.IsDir() {
+			problems = append(problems, fmt.Sprintf("%s is a directory, not a log", f))
+			continue
+		}
+		if newest == "" || st.ModTime().After(newestT) {
+			newest, newestT = f, st.ModTime()
+		}
+	}
+	if newest == "" && len(problems) > 0 {
+		return "", errors.New(strings.Join(problems, "; "))
+	}
+	return newest, nil
+}
+
+// fileProblem says what happened to a file in words: "cannot open X:
+// permission denied", without the doubled prefixes of wrapped errors.
+func fileProblem(path string, err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		verb := "cannot read"
+		if pe.Op == "open" || pe.Op == "stat" {
+			verb = "cannot open"
+		}
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return fmt.Sprintf("%s does not exist", path)
+		case errors.Is(err, fs.ErrPermission):
+			return fmt.Sprintf("%s %s: permission denied", verb, path)
+		}
+		return fmt.Sprintf("%s %s: %v", verb, path, pe.Err)
+	}
+	msg := err.Error()
+	if strings.Contains(msg, path) {
+		return msg
+	}
+	return fmt.Sprintf("cannot read %s: %s", path, msg)
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// check warns about secret files others can read, as run does, and names
+// the key that points at each.
+func TestCheckWarnsAboutOpenSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	logs, _ := filepath.Abs("../../testdata/config/logs/api.log")
+	key := filepath.Join(dir, "fingerprint.key")
+	token := filepath.Join(dir, "slack.token")
+	os.WriteFile(key, []byte(strings.Repeat("k", 32)), 0o644)
+	os.WriteFile(token, []byte("xoxb-"+strings.Repeat("1", 40)), 0o640)
+	cfg := `fingerprint_secret_file: ` + key + `
+sources:
+  - name: api
+    format: nginx
+    paths: [` + logs + `]
+    log_format: '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" key=$api_key_prefix rt=$request_time'
+    credential: {field: api_key_prefix, kind: prefix}
+    identity: {path: ["/api/v1/clients/{identity}/"]}
+    timezone: UTC
+alerts:
+  - type: slack
+    token_file: ` + token + `
+    channel: "#security"
+`
+	file := filepath.Join(dir, "spraywatch.yml")
+	os.WriteFile(file, []byte(cfg), 0o600)
+	report, err := checkReport(t, file)
+	if err != nil {
+		t.Fatalf("check failed on a working config: %v\n%s", err, report)
+	}
+	for _, want := range []string{
+		"warning: fingerprint_secret_file: " + key + " is readable by others; chmod 600 it",
+		"warning: alerts[0].token_file: " + token + " is readable by others; chmod 600 it",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	os.Chmod(key, 0o600)
+	os.Chmod(token, 0o600)
+	if report, _ := checkReport(t, file); strings.Contains(report, "warning") {
+		t.Errorf("warnings for files only their owner reads:\n%s", report)
+	}
+}
+
+// A log check cannot open is an error that says what happened, once.
+func TestCheckUnreadableLog(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads every file")
+	}
+	dir := t.TempDir()
+	log := filepath.Join(dir, "api.log")
+	os.WriteFile(log, []byte("x\n"), 0o000)
+	file := filepath.Join(dir, "spraywatch.yml")
+	os.WriteFile(file, []byte("sources: [{name: api, format: nginx, paths: ["+log+"], identity: {remote_user: true}}]\n"), 0o600)
+	report, err := checkReport(t, file)
+	want := "error: cannot open " + log + ": permission denied (run check as the user spraywatch runs as)\n"
+	if err == nil || !strings.Contains(report, want) || strings.Count(report, log) != 1 {
+		t.Errorf("err %v; report lacks %q (once):\n%s", err, want, report)
+	}
+}
