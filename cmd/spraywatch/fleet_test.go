@@ -567,3 +567,38 @@ func TestFleetDatabaseOutage(t *testing.T) {
 		return behind == 0
 	})
 }
+
+// replay --db postgres://… --node NAME loads a node's logs into a case on
+// PostgreSQL under that node's name; a file already replayed for that node
+// is skipped, and alerts reads the case.
+func TestFleetReplayIntoCase(t *testing.T) {
+	f := newFleet(t, false)
+	log := filepath.Join(f.dir, "web-2-access.log")
+	var lines []string
+	base := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	for i := range 30 {
+		lines = append(lines, fleetLine(base.Add(time.Duration(i)*5*time.Second), "203.0.113.66", fmt.Sprintf("victim-%03d", i), "sk_live_dead", 401))
+	}
+	writeFile(t, log, strings.Join(lines, "\n")+"\n", 0o644)
+	env := map[string]string{envPasswordFile: filepath.Join(f.dir, "pgpass")}
+	args := []string{"replay", "--db", f.url, "--node", "web-2", "--output", "json", "--layout", loggen.LogFormat,
+		"--identity-path", loggen.IdentityPath, "--credential-field", "api_key_prefix", "--no-progress", log}
+	code, out, errOut := runCLIEnv(t, env, args...)
+	if code != 0 || strings.Count(out, `"kind":"spray"`) != 1 {
+		t.Fatalf("replay into postgres: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if got := f.counted("web-2"); got != 30 {
+		t.Errorf("%d attempts stored for web-2, want 30", got)
+	}
+	code, _, errOut = runCLIEnv(t, env, args...)
+	if code != 0 || !strings.Contains(errOut, "already replayed") {
+		t.Errorf("second replay of the same file: exit %d, %s", code, errOut)
+	}
+	if got := f.counted("web-2"); got != 30 {
+		t.Errorf("%d attempts after replaying again, want 30 (counted twice)", got)
+	}
+	code, out, errOut = runCLIEnv(t, env, "alerts", "--db", f.url)
+	if code != 0 || !strings.Contains(out, "spray") {
+		t.Errorf("alerts on the case: exit %d, %s %s", code, out, errOut)
+	}
+}
