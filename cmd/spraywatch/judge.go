@@ -53,6 +53,17 @@ type fleetJudge struct {
 	nodeSeen map[string]seenAt
 	clockAt  map[nodeSource]clockSeen
 	quiet    map[string]bool
+	// watchdog is systemd's interval (0: none); lastPing the last ping.
+	watchdog time.Duration
+	lastPing time.Time
+}
+
+// ping tells systemd's watchdog the judge is alive, every watchdog/3.
+func (j *fleetJudge) ping() {
+	if j.watchdog > 0 && time.Since(j.lastPing) >= j.watchdog/3 {
+		_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+		j.lastPing = time.Now()
+	}
 }
 
 type seenAt struct {
@@ -99,16 +110,17 @@ func runJudge(ctx context.Context, g *globals, cfg Config, noCred map[string]boo
 	}
 	go forceExitOnSecondSignal(ctx, j.log)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
-	watchdog, _ := daemon.SdWatchdogEnabled(false)
+	j.watchdog, _ = daemon.SdWatchdogEnabled(false)
 	j.log.Info("judge started; waiting for the judge lease", "database", j.store.Path(), "holder", j.holder)
-	lastPing := time.Time{}
 	for ctx.Err() == nil {
 		lease, ok, err := j.store.TryJudge(ctx, j.holder)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			j.log.Warn("judge lease not taken; retrying", "err", err)
 			j.setProblems([]string{"database: " + err.Error()})
-		case ok:
+		case !ok:
+			j.setProblems(nil) // a standby: another judge is active
+		default:
 			j.log.Info("judge lease taken: this judge is active", "epoch", lease.Epoch())
 			err := j.run(ctx, lease)
 			lease.Release()
@@ -118,10 +130,7 @@ func runJudge(ctx context.Context, g *globals, cfg Config, noCred map[string]boo
 			}
 			j.log.Warn("stepped down as the active judge; state is restored from the database on the next takeover", "err", err)
 		}
-		if watchdog > 0 && time.Since(lastPing) >= watchdog/3 {
-			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
-			lastPing = time.Now()
-		}
+		j.ping()
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
@@ -201,6 +210,7 @@ func (j *fleetJudge) run(parent context.Context, lease *postgres.Lease) error {
 		case <-poll.C:
 		}
 		now := time.Now()
+		j.ping()
 		if err := j.round(ctx, now); err != nil {
 			if ctx.Err() != nil {
 				continue
