@@ -14,12 +14,14 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -99,7 +101,7 @@ func newFleet(t *testing.T, ownServer bool) *fleet {
 }
 
 // start starts a process: names web-N are agents, judge-N judges.
-func (f *fleet) start(name string) *fleetProc {
+func (f *fleet) start(name string, env ...string) *fleetProc {
 	f.t.Helper()
 	p := f.procs[name]
 	if p == nil {
@@ -115,7 +117,7 @@ func (f *fleet) start(name string) *fleetProc {
 		f.procs[name] = p
 	}
 	p.cmd = exec.Command(os.Args[0], "run", "--config", p.config, "--role", p.role)
-	p.cmd.Env = append(os.Environ(), rtMainEnv+"=1")
+	p.cmd.Env = append(append(os.Environ(), rtMainEnv+"=1"), env...)
 	p.stderr = &syncBuffer{}
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -600,5 +602,48 @@ func TestFleetReplayIntoCase(t *testing.T) {
 	code, out, errOut = runCLIEnv(t, env, "alerts", "--db", f.url)
 	if code != 0 || !strings.Contains(out, "spray") {
 		t.Errorf("alerts on the case: exit %d, %s %s", code, out, errOut)
+	}
+}
+
+// The active judge keeps pinging systemd's watchdog (Type=notify,
+// WatchdogSec= in its unit), not only while it waits as a standby.
+func TestFleetJudgeWatchdog(t *testing.T) {
+	f := newFleet(t, false)
+	sockPath := filepath.Join(f.dir, "notify.sock")
+	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	var mu sync.Mutex
+	var pings []time.Time
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := sock.Read(buf)
+			if err != nil {
+				return
+			}
+			if strings.Contains(string(buf[:n]), "WATCHDOG=1") {
+				mu.Lock()
+				pings = append(pings, time.Now())
+				mu.Unlock()
+			}
+		}
+	}()
+	f.start("judge-1", "NOTIFY_SOCKET="+sockPath, "WATCHDOG_USEC=300000")
+	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() == "judge-1" })
+	active := time.Now()
+	time.Sleep(2 * time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	n := 0
+	for _, at := range pings {
+		if at.After(active) {
+			n++
+		}
+	}
+	if n < 6 { // one every 100 ms is due; allow a loaded machine
+		t.Errorf("%d watchdog pings in the 2 s after the judge became active, want one every 100 ms", n)
 	}
 }
