@@ -158,7 +158,9 @@ func Open(path string, o StoreOptions) (*Store, error) {
 				return nil, fmt.Errorf("open database %s: %w", path, err)
 			}
 		}
-		lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+		// The lock sits beside the real file, so that every name of the
+		// database (a symlink, a relative path) takes the same lock.
+		lock, err := os.OpenFile(lockPath(path), os.O_CREATE|os.O_RDWR, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("open database %s: %w", path, err)
 		}
@@ -191,6 +193,34 @@ func Open(path string, o StoreOptions) (*Store, error) {
 		return nil, fmt.Errorf("open database %s: %w", path, classify(err))
 	}
 	return s, nil
+}
+
+// lockPath is the writer lock of the database at path: beside the file the
+// path resolves to (through symlinks, in the directory and of the file).
+func lockPath(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return path + ".lock"
+	}
+	for range 40 { // a dangling symlink names the file SQLite will create
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			return real + ".lock"
+		}
+		dir, err := filepath.EvalSymlinks(filepath.Dir(abs))
+		if err != nil {
+			break
+		}
+		abs = filepath.Join(dir, filepath.Base(abs))
+		target, err := os.Readlink(abs)
+		if err != nil {
+			break // the file does not exist yet
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(dir, target)
+		}
+		abs = target
+	}
+	return abs + ".lock"
 }
 
 // classify maps SQLite's busy and full errors onto sentinels.
