@@ -140,6 +140,9 @@ type model struct {
 	patterns []string
 	failed   bool
 	verbose  bool
+
+	graveyard string
+	graves    int
 }
 
 type traceWriter struct{ m *model }
@@ -155,9 +158,10 @@ var fullLine = regexp.MustCompile(`^L(\d{6})-[a-z]*-E$`)
 
 func runModel(t *testing.T, seed uint64, st *modelStats, verbose bool) bool {
 	dir := t.TempDir()
-	m := &model{t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), dir: dir, partial: -1,
+	graveyard := t.TempDir()
+	m := &model{graveyard: graveyard, t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), dir: dir, partial: -1,
 		split: map[int]bool{}, exempt: map[int]bool{}, counts: map[int]int{}, saved: map[string]tail.Position{},
-		clock: time.Now().Truncate(time.Second), verbose: verbose}
+		clock: time.Now().Add(time.Hour), verbose: verbose} // after every birth time
 	defer func() {
 		if m.tl != nil {
 			m.tl.Close()
@@ -230,6 +234,15 @@ func (m *model) fail(format string, args ...any) {
 }
 
 func (m *model) abs(name string) string { return filepath.Join(m.dir, name) }
+
+// remove deletes a file as far as the Tailer can tell: it moves to a
+// directory no one looks in, so that its inode is not reused. (Reused
+// inodes are real, but file systems reuse them at different rates; the
+// Tailer never trusts an inode alone where it matters.)
+func (m *model) remove(name string) {
+	m.graves++
+	must(m.t, os.Rename(m.abs(name), filepath.Join(m.graveyard, strconv.Itoa(m.graves))))
+}
 
 func (m *model) nextTarget() string {
 	m.targets++
@@ -422,7 +435,7 @@ func (m *model) gzip(mf *mfile) *mfile {
 	m.identify(gz)
 	m.touch(gz)
 	m.files = append(m.files, gz)
-	must(m.t, os.Remove(m.abs(mf.name)))
+	m.remove(mf.name)
 	mf.name = ""
 	return gz
 }
@@ -433,7 +446,7 @@ func (m *model) shift() {
 	for len(m.rotated) >= m.keep {
 		old := m.rotated[len(m.rotated)-1]
 		m.rotated = m.rotated[:len(m.rotated)-1]
-		must(m.t, os.Remove(m.abs(old.name)))
+		m.remove(old.name)
 		m.logf("  logrotate deletes %s", old.name)
 		old.name = ""
 	}
@@ -536,7 +549,7 @@ func (m *model) deleteLive() {
 	if m.reopen || m.live.name == "" {
 		m.doReopen()
 	}
-	must(m.t, os.Remove(m.abs(m.live.name)))
+	m.remove(m.live.name)
 	m.logf("delete %s (the writer still holds it)", m.live.name)
 	m.live.name = ""
 	m.reopen, m.moved = true, m.clock

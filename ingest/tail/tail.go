@@ -298,6 +298,9 @@ type follower struct {
 	sibs  map[[2]uint64]sibling
 	known map[string]bool
 	neigh map[[2]uint64]bool // files beside a symlink's target at the last rotation
+	// lastDone fingerprints the file read last before the current one:
+	// saved with a short head, it bounds where a restart looks.
+	lastDone string
 }
 
 func (f *follower) tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
@@ -404,11 +407,11 @@ func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) err
 	if trunc, err := f.cur.truncated(); err != nil {
 		return err
 	} else if trunc {
-		return f.truncate(emit)
+		return f.truncate(emit, nil)
 	}
 	// A copy made since the last look (copytruncate's copy, the truncate
 	// maybe still to come)?
-	if err := f.absorb(emit); err != nil {
+	if err := f.absorb(emit, nil); err != nil {
 		return err
 	}
 	n, err := f.cur.read(f.t.o.MaxLineBytes, false, emit)
@@ -435,13 +438,15 @@ func (f *follower) gone(emit func(*Line) error) error {
 func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	// Truncated before it was moved (copytruncate, then a rename)? Then
 	// its copy first and its new content from 0.
+	var passed []*handle
+	defer func() { closeAll(passed) }()
 	if trunc, err := f.cur.truncated(); err != nil {
 		return err
 	} else if trunc {
-		if err := f.truncate(emit); err != nil {
+		if err := f.truncate(emit, &passed); err != nil {
 			return err
 		}
-	} else if err := f.absorb(emit); err != nil {
+	} else if err := f.absorb(emit, &passed); err != nil {
 		return err
 	}
 	if _, err := f.cur.read(f.t.o.MaxLineBytes, false, emit); err != nil {
@@ -464,12 +469,15 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	if p := locate(f.key, f.old.dev, f.old.ino); p != "" {
 		f.old.path = p // evidence names the file where its lines now are
 	}
+	f.done(f.old.head)
 	f.cur = nf
 	// Files that passed through the path between two looks (rotated
 	// twice, or created, written and rotated): read whole, under the
 	// path's key, after the old file has moved to its own.
 	var hs []*handle
-	for _, h := range append(f.newSiblings(), f.newNeighbours()...) {
+	more := append(f.newSiblings(), f.newNeighbours()...)
+	more, passed = append(passed, more...), nil
+	for _, h := range more {
 		if f.old.is(h.dev, h.ino) || h.startsWith(f.old.head) {
 			h.close() // the old file itself, renamed or compressed
 			continue
@@ -506,6 +514,10 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 			return err
 		}
 	}
+	if f.old != nil {
+		f.done(f.old.head)
+	}
+	f.cur.after = f.lastDone
 	// The old file's position moves to its own key as the new file takes
 	// over the path's: both in one line, so they are saved together.
 	l := &Line{Pos: f.cur.position(), File: f.cur.path, PositionOnly: true}
@@ -525,13 +537,15 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 
 // truncate handles copytruncate: lines written between the last read and
 // the copy are in the copy, so it is drained first when it can be found.
-func (f *follower) truncate(emit func(*Line) error) error {
+func (f *follower) truncate(emit func(*Line) error, rest *[]*handle) error {
 	f.t.log.Info("log truncated; reading from its start", "path", f.key, "inode", f.cur.ino)
-	if err := f.absorb(emit); err != nil {
+	if err := f.absorb(emit, rest); err != nil {
 		return err
 	}
+	f.done(f.cur.head)
 	f.cur.off, f.cur.skipping = 0, false
 	f.cur.head = ""
+	f.cur.after = f.lastDone
 	if err := f.cur.refreshHead(); err != nil {
 		return err
 	}
@@ -546,7 +560,10 @@ func (f *follower) truncate(emit func(*Line) error) error {
 // since the last look: a copy of the current file (copytruncate) from the
 // offset read so far, anything else whole. The current file's identity
 // keys them, so that a restart finds them again as copies.
-func (f *follower) absorb(emit func(*Line) error) error {
+//
+// With rest, files that are not copies are left to the caller (a
+// rotation: they passed through the path).
+func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 	hs := f.newSiblings()
 	defer closeAll(hs)
 	if len(hs) == 0 {
@@ -581,6 +598,9 @@ func (f *follower) absorb(emit func(*Line) error) error {
 			if err := cur.refreshHead(); err != nil {
 				return err
 			}
+		} else if rest != nil {
+			*rest = append(*rest, h)
+			continue
 		} else {
 			f.t.log.Info("a file was rotated beside the path between two looks; reading it whole", "path", f.key, "rotated", h.path)
 			like := &file{key: f.key, dev: cur.dev, ino: cur.ino, mtime: h.mtime, head: h.head}
@@ -704,6 +724,13 @@ func (f *follower) newNeighbours() []*handle {
 	return out
 }
 
+// done notes the file read last (an empty one says nothing).
+func (f *follower) done(head string) {
+	if headKnown(head) {
+		f.lastDone = head
+	}
+}
+
 // remember notes a file's content as accounted for.
 func (f *follower) remember(head string) {
 	if f.known == nil {
@@ -724,6 +751,7 @@ func closeAll(hs []*handle) {
 // running meanwhile cannot swap one for another.
 func (f *follower) drain(h *handle, like *file, emit func(*Line) error) error {
 	defer h.close()
+	f.done(h.head)
 	r, err := h.content()
 	if err != nil {
 		return fmt.Errorf("drain %s: %w", h.path, err)
@@ -828,6 +856,12 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 			}
 		}
 		return missing
+	}
+	if f.old != nil {
+		f.done(f.old.head)
+	}
+	if cur != nil {
+		cur.after = f.lastDone
 	}
 	f.cur = cur
 	l := &Line{Pos: Position{Key: f.key}, File: f.key, PositionOnly: true}
@@ -995,6 +1029,10 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 	if !headKnown(prevFP) {
 		prevFP = ""
 	}
+	afterFP := headField(saved.Head, "a")
+	if !headKnown(afterFP) {
+		afterFP = ""
+	}
 	var out []*handle
 	for _, group := range ingest.ReplayOrder(siblings(f.key)) {
 		for _, p := range group {
@@ -1009,8 +1047,11 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 				continue
 			}
 			switch {
-			case cur.is(h.dev, h.ino):
-			case prev.Key != "" && ((prevFP != "" && h.startsWith(prevFP)) || (prevFP == "" && h.dev == prev.Dev && h.ino == prev.Inode)):
+			case cur.is(h.dev, h.ino), f.old.is(h.dev, h.ino):
+				// (the rotated file taken up already)
+			case (prevFP != "" && h.startsWith(prevFP)) || (afterFP != "" && h.startsWith(afterFP)):
+				// (an empty file's fingerprint bounds nothing, and its
+				// inode may since belong to another file)
 				closeAll(out) // older than the file before
 				out = nil
 			case !since.IsZero() && h.mtime.Before(since):
@@ -1048,7 +1089,8 @@ func (f *follower) targetsSince(saved, prev Position, cur *file) []*handle {
 		if err != nil {
 			continue
 		}
-		if cur.is(h.dev, h.ino) || (h.dev == prev.Dev && h.ino == prev.Inode) || h.mtime.Before(since) {
+		isSaved := h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head)
+		if cur.is(h.dev, h.ino) || f.old.is(h.dev, h.ino) || (!isSaved && h.dev == prev.Dev && h.ino == prev.Inode) || (!isSaved && h.mtime.Before(since)) {
 			h.close()
 			continue
 		}
@@ -1057,37 +1099,44 @@ func (f *follower) targetsSince(saved, prev Position, cur *file) []*handle {
 	return out
 }
 
-// catchUpTargets reads a symlink's targets since saved: the saved one
-// from its offset (or followed on for late lines), the others whole.
+// catchUpTargets reads a symlink's targets since saved, oldest first: the
+// saved one from its offset, the others whole, and the newest (a writer
+// that has not reopened may still write to it) followed on for late lines.
+// Positions are dated by the newest file read so far, so that a restart
+// reads again only what came after.
 func (f *follower) catchUpTargets(saved Position, hs []*handle, now time.Time, emit func(*Line) error) error {
-	// The saved target first: followed on, its position is saved under
-	// the rotated key before the path's key moves on to the others.
-	sort.SliceStable(hs, func(i, j int) bool { return hs[i].dev == saved.Dev && hs[i].ino == saved.Inode })
+	isSaved := func(h *handle) bool {
+		return h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head)
+	}
+	sort.SliceStable(hs, func(i, j int) bool {
+		if a, b := isSaved(hs[i]), isSaved(hs[j]); a != b {
+			return a
+		}
+		return hs[i].mtime.Before(hs[j].mtime)
+	})
+	dated := headTime(saved.Head)
 	for i, h := range hs {
 		hs[i] = nil
-		if h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head) {
-			if !h.gz && f.old == nil {
-				of, err := newFile(f.key+RotatedSuffix, h.path, h.f, saved.Offset)
-				if err != nil {
-					h.close()
-					return err
-				}
-				f.old, f.oldIdle = of, now
-				old := of.position()
-				if err := wrapEmit(emit(&Line{Pos: saved, Extra: &old, File: h.path, PositionOnly: true})); err != nil {
-					return err
-				}
-				continue
-			}
-			like := &file{key: f.key, dev: saved.Dev, ino: saved.Inode, mtime: h.mtime, head: fingerprintOf(saved.Head), off: saved.Offset}
-			if err := f.drain(h, like, emit); err != nil {
+		like := &file{key: f.key, dev: h.dev, ino: h.ino, head: h.head}
+		if isSaved(h) {
+			like = &file{key: f.key, dev: saved.Dev, ino: saved.Inode, head: fingerprintOf(saved.Head), off: saved.Offset}
+		} else {
+			f.t.log.Info("the symlink pointed to this file while stopped; reading it whole", "path", f.key, "target", h.path)
+		}
+		if i == len(hs)-1 && !h.gz && f.old == nil {
+			of, err := newFile(f.key+RotatedSuffix, h.path, h.f, like.off)
+			if err != nil {
+				h.close()
 				return err
 			}
-			continue
+			f.old, f.oldIdle = of, now
+			return nil
 		}
-		f.t.log.Info("the symlink pointed to this file while stopped; reading it whole", "path", f.key, "target", h.path)
-		next := &file{key: f.key, dev: h.dev, ino: h.ino, mtime: h.mtime, head: h.head}
-		if err := f.drain(h, next, emit); err != nil {
+		if h.mtime.After(dated) {
+			dated = h.mtime
+		}
+		like.mtime = dated
+		if err := f.drain(h, like, emit); err != nil {
 			return err
 		}
 	}
@@ -1103,6 +1152,7 @@ type file struct {
 	size      int64
 	mtime     time.Time
 	head      string
+	after     string // fingerprint of the file read before this one
 	off       int64
 	skipping  bool // inside a line longer than the limit
 	skipStart int64
@@ -1156,6 +1206,10 @@ func (x *file) position() Position {
 		// siblings (a short fingerprint matches many files).
 		head += " t=" + strconv.FormatInt(x.mtime.UnixNano(), 10)
 	}
+	if n, _ := headLen(x.head); n < HeadBytes && x.after != "" {
+		// and the file read before it bounds where its copies are.
+		head += " a=" + x.after
+	}
 	return Position{Key: x.key, Dev: x.dev, Inode: x.ino, Head: head, Offset: x.off}
 }
 
@@ -1176,13 +1230,19 @@ func headKnown(head string) bool {
 	return n > 0
 }
 
-// headTime is when a short fingerprint was taken (zero when unknown).
-func headTime(head string) time.Time {
-	_, t, ok := strings.Cut(strings.TrimPrefix(head, donePrefix), " t=")
-	if !ok {
-		return time.Time{}
+// headField is a "k=v" field of a saved head.
+func headField(head, k string) string {
+	for _, f := range strings.Fields(strings.TrimPrefix(head, donePrefix))[1:] {
+		if v, ok := strings.CutPrefix(f, k+"="); ok {
+			return v
+		}
 	}
-	ns, err := strconv.ParseInt(t, 10, 64)
+	return ""
+}
+
+// headTime is when a fingerprint was taken (zero when unknown).
+func headTime(head string) time.Time {
+	ns, err := strconv.ParseInt(headField(head, "t"), 10, 64)
 	if err != nil {
 		return time.Time{}
 	}
