@@ -25,6 +25,8 @@ var (
 	ErrFull     = errors.New("database or disk is full")
 	ErrNotFound = errors.New("not found")
 	ErrInUse    = errors.New("database is in use by another spraywatch process")
+	ErrCorrupt  = errors.New("database file is corrupt")
+	ErrReadOnly = errors.New("database is read-only")
 )
 
 const schema = `
@@ -223,7 +225,8 @@ func lockPath(path string) string {
 	return abs + ".lock"
 }
 
-// classify maps SQLite's busy and full errors onto sentinels.
+// classify maps SQLite's busy, full, corrupt and read-only errors onto
+// sentinels.
 func classify(err error) error {
 	var se sqlite3.Error
 	if errors.As(err, &se) {
@@ -232,6 +235,16 @@ func classify(err error) error {
 			return fmt.Errorf("%w: %v", ErrLocked, err)
 		case sqlite3.ErrFull:
 			return fmt.Errorf("%w: %v", ErrFull, err)
+		case sqlite3.ErrCorrupt, sqlite3.ErrNotADB:
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		case sqlite3.ErrReadonly:
+			return fmt.Errorf("%w: %v", ErrReadOnly, err)
+		}
+		switch se.SystemErrno {
+		case syscall.ENOSPC, syscall.EDQUOT:
+			return fmt.Errorf("%w: %v", ErrFull, err)
+		case syscall.EROFS:
+			return fmt.Errorf("%w: %v", ErrReadOnly, err)
 		}
 	}
 	return err

@@ -32,8 +32,6 @@ import (
 	"github.com/spraywatch/spraywatch/ingest/tail"
 )
 
-
-
 // modelRegressions are seeds that once failed; they run on every test.
 var modelRegressions = []uint64{}
 
@@ -125,9 +123,9 @@ type model struct {
 	wm       *mfile   // the file it writes to
 	reopen   bool     // the writer has not reopened since a rotation
 	moved    time.Time
-	gzLater  *mfile   // compress without delaycompress: gzipped after the reopen
-	partial  int      // id of a line half written, or -1
-	partN    int      // bytes of it written
+	gzLater  *mfile // compress without delaycompress: gzipped after the reopen
+	partial  int    // id of a line half written, or -1
+	partN    int    // bytes of it written
 	split    map[int]bool
 	texts    []string
 	exempt   map[int]bool

@@ -127,6 +127,9 @@ type Status struct {
 	Err error
 	// LastRead is when a line was last read.
 	LastRead time.Time
+
+	dev, ino  uint64 // the current file, whose size Status looks up
+	oldBehind int64
 }
 
 // Tailer follows the files of one source.
@@ -173,6 +176,15 @@ func (t *Tailer) Status() []Status {
 	defer t.mu.Unlock()
 	out := make([]Status, 0, len(t.status))
 	for _, s := range t.status {
+		// The size now, not at the last report: a long read of a
+		// backlog, or a reader held up downstream, still shows what
+		// is behind.
+		if fi, err := os.Stat(s.Path); err == nil && s.ino != 0 {
+			if dev, ino := devIno(fi); dev == s.dev && ino == s.ino {
+				s.Size = fi.Size()
+				s.Behind = max(0, s.Size-s.Offset) + s.oldBehind
+			}
+		}
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
@@ -209,7 +221,16 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 			t.mu.Unlock()
 			continue
 		}
-		err := f.tick(ctx, now, emit)
+		n := 0
+		err := f.tick(ctx, now, func(l *Line) error {
+			if err := emit(l); err != nil {
+				return err
+			}
+			if n++; n%progressEvery == 0 {
+				t.progress(f)
+			}
+			return nil
+		})
 		var stop emitError
 		if errors.As(err, &stop) {
 			return stop.err
@@ -224,19 +245,8 @@ type emitError struct{ err error }
 func (e emitError) Error() string { return e.err.Error() }
 
 func (t *Tailer) report(f *follower, err error, now time.Time) {
-	st := Status{Path: f.key, Err: err, LastRead: f.lastRead}
-	if f.cur != nil {
-		st.Offset = f.cur.off
-		if fi, serr := f.cur.f.Stat(); serr == nil {
-			st.Size = fi.Size()
-			st.Behind = max(0, st.Size-st.Offset)
-		}
-	}
-	if f.old != nil {
-		if fi, serr := f.old.f.Stat(); serr == nil {
-			st.Behind += max(0, fi.Size()-f.old.off)
-		}
-	}
+	st := f.status()
+	st.Err = err
 	if err != nil && (f.lastErr == nil || err.Error() != f.lastErr.Error() || now.Sub(f.lastLogged) > 5*time.Minute) {
 		t.log.Warn("cannot read log file; retrying", "path", f.key, "err", err, "retry_in", f.backoff)
 		f.lastLogged = now
@@ -246,6 +256,39 @@ func (t *Tailer) report(f *follower, err error, now time.Time) {
 	}
 	f.lastErr = err
 	t.mu.Lock()
+	t.status[f.key] = st
+	t.mu.Unlock()
+}
+
+// status is what the follower looks like now.
+func (f *follower) status() Status {
+	st := Status{Path: f.key, LastRead: f.lastRead}
+	if f.cur != nil {
+		st.Offset, st.dev, st.ino = f.cur.off, f.cur.dev, f.cur.ino
+		if fi, serr := f.cur.f.Stat(); serr == nil {
+			st.Size = fi.Size()
+			st.Behind = max(0, st.Size-st.Offset)
+		}
+	}
+	if f.old != nil {
+		if fi, serr := f.old.f.Stat(); serr == nil {
+			st.oldBehind = max(0, fi.Size()-f.old.off)
+			st.Behind += st.oldBehind
+		}
+	}
+	return st
+}
+
+// progressEvery is how many lines a long read reports its progress after.
+const progressEvery = 4096
+
+// progress updates a follower's status in the middle of a long read.
+func (t *Tailer) progress(f *follower) {
+	st := f.status()
+	t.mu.Lock()
+	if old, ok := t.status[f.key]; ok {
+		st.Err = old.Err
+	}
 	t.status[f.key] = st
 	t.mu.Unlock()
 }
@@ -769,6 +812,12 @@ func (f *follower) drain(h *handle, like *file, emit func(*Line) error) error {
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
+		if err == nil && !h.gz && lr.Offset()-off == int64(len(line)) {
+			// A last line without its newline in a plain file: its
+			// writer may not be done with it (a file a restart follows
+			// on, or the half a copytruncate split off).
+			return nil
+		}
 		l := &Line{File: h.path, Offset: off}
 		switch {
 		case errors.Is(err, ingest.ErrTooLong):
@@ -927,6 +976,11 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	hs, neigh := f.rotatedSince(saved, f.t.saved[f.key+RotatedSuffix], cur)
 	defer closeAll(hs)
 	defer closeAll(neigh)
+	if cur.is(saved.Dev, saved.Inode) {
+		// The link still names the saved file: no other target is due.
+		closeAll(neigh)
+		neigh = nil
+	}
 	if err := f.catchUpTargets(saved, neigh, now, emit); err != nil {
 		return err
 	}
@@ -1030,7 +1084,7 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 		prevFP = ""
 	}
 	afterFP := headField(saved.Head, "a")
-	if !headKnown(afterFP) {
+	if !headKnown(afterFP) || afterFP == fingerprintOf(saved.Head) {
 		afterFP = ""
 	}
 	var out []*handle
@@ -1206,7 +1260,7 @@ func (x *file) position() Position {
 		// siblings (a short fingerprint matches many files).
 		head += " t=" + strconv.FormatInt(x.mtime.UnixNano(), 10)
 	}
-	if n, _ := headLen(x.head); n < HeadBytes && x.after != "" {
+	if n, _ := headLen(x.head); n < HeadBytes && x.after != "" && x.after != x.head {
 		// and the file read before it bounds where its copies are.
 		head += " a=" + x.after
 	}
