@@ -585,13 +585,18 @@ func (f *follower) truncate(emit func(*Line) error, rest *[]*handle) error {
 	if err := f.absorb(emit, rest); err != nil {
 		return err
 	}
-	f.done(f.cur.head)
-	f.cur.off, f.cur.skipping = 0, false
-	f.cur.head = ""
-	f.cur.after = f.lastDone
-	if err := f.cur.refreshHead(); err != nil {
+	// A copy of the new content may have moved the file on already.
+	if trunc, err := f.cur.truncated(); err != nil {
 		return err
+	} else if trunc {
+		f.done(f.cur.head)
+		f.cur.off, f.cur.skipping = 0, false
+		f.cur.head = ""
+		if err := f.cur.refreshHead(); err != nil {
+			return err
+		}
 	}
+	f.cur.after = f.lastDone
 	if err := wrapEmit(emit(&Line{Pos: f.cur.position(), File: f.cur.path, PositionOnly: true})); err != nil {
 		return err
 	}
@@ -619,7 +624,12 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 			h.close()
 			continue
 		}
-		if h.startsWith(cur.head) && (h.gz || h.size >= cur.off) {
+		// A copy of the file: its start is what was read (a short
+		// fingerprint proves little), or the file still starts with
+		// the copy's content (copied, not truncated yet).
+		wholeHead := distinct(h.head) || int64(len(h.first)) == h.size
+		if (headKnown(cur.head) && h.startsWith(cur.head) && (h.gz || h.size >= cur.off)) ||
+			(headKnown(h.head) && wholeHead && headMatches(cur.f, h.head) && (h.gz || h.size >= cur.off)) {
 			f.t.log.Info("log copied (copytruncate); reading the copy from the offset read", "path", f.key, "copy", h.path, "offset", cur.off)
 			// Keyed by the copy's head, which covers at least what
 			// the file's did: a restart finds the copy by it.
@@ -651,6 +661,7 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 				return err
 			}
 		}
+		cur.after = f.lastDone
 		if err := wrapEmit(emit(&Line{Pos: cur.position(), File: cur.path, Offset: cur.off, PositionOnly: true})); err != nil {
 			return err
 		}
@@ -692,7 +703,7 @@ func (f *follower) newSiblings() []*handle {
 			now[id] = sibling{head: h.head, size: h.size, mtime: h.mtime}
 			// The same file, grown or renamed, or one whose content is
 			// accounted for; an inode may have been freed and reused.
-			if first || (ok && headKnown(seen.head) && h.startsWith(seen.head)) || f.known[h.head] || f.cur.is(h.dev, h.ino) {
+			if first || (ok && h.extends(seen.head)) || f.isKnown(h) || f.cur.is(h.dev, h.ino) {
 				f.known[h.head] = true
 				h.close()
 				continue
@@ -757,7 +768,7 @@ func (f *follower) newNeighbours() []*handle {
 		if err != nil {
 			continue
 		}
-		if f.known[h.head] {
+		if f.isKnown(h) {
 			h.close()
 			continue
 		}
@@ -765,6 +776,20 @@ func (f *follower) newNeighbours() []*handle {
 	}
 	f.neigh = now
 	return out
+}
+
+// isKnown reports whether a file's content is, or extends, that of a file
+// accounted for (a rotated file grown, or compressed after it grew).
+func (f *follower) isKnown(h *handle) bool {
+	if f.known[h.head] {
+		return true
+	}
+	for k := range f.known {
+		if h.extends(k) {
+			return true
+		}
+	}
+	return false
 }
 
 // done notes the file read last (an empty one says nothing).
@@ -1080,11 +1105,11 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []*handle) {
 	since := headTime(saved.Head)
 	prevFP := fingerprintOf(prev.Head)
-	if !headKnown(prevFP) {
+	if !distinct(prevFP) {
 		prevFP = ""
 	}
 	afterFP := headField(saved.Head, "a")
-	if !headKnown(afterFP) || afterFP == fingerprintOf(saved.Head) {
+	if !distinct(afterFP) || afterFP == fingerprintOf(saved.Head) {
 		afterFP = ""
 	}
 	var out []*handle
@@ -1547,6 +1572,23 @@ type handle struct {
 	btime    time.Time // when the inode was made (zero when unknown)
 	gz       bool
 	head     string // fingerprint of the (decompressed) content
+	first    []byte // its first HeadBytes
+}
+
+// extends reports whether the content starts with what fp fingerprints
+// (a non-empty fingerprint).
+func (h *handle) extends(fp string) bool {
+	n, ok := headLen(fp)
+	return ok && distinct(fp) && n <= len(h.first) && headOf(h.first[:n]) == fingerprintOf(fp)
+}
+
+// distinctBytes is how long a fingerprint must be to tell one file from
+// another by its start alone (a few bytes of a line are shared by many).
+const distinctBytes = 64
+
+func distinct(fp string) bool {
+	n, _ := headLen(fp)
+	return n >= distinctBytes
 }
 
 // bornAfter reports whether the file was made after t (false when the
@@ -1585,7 +1627,8 @@ func openHandle(path string) (*handle, error) {
 	}
 	buf := make([]byte, HeadBytes)
 	got, _ := io.ReadFull(r, buf)
-	h.head = headOf(buf[:got])
+	h.first = buf[:got]
+	h.head = headOf(h.first)
 	return h, nil
 }
 
