@@ -2,25 +2,64 @@
 // reports each complete line exactly once, with the position a restart can
 // resume from.
 //
-// A position is (path, device, inode, head fingerprint, offset): the file a
-// path named when the line was read, the hash of its first bytes (inodes get
-// reused), and the offset just after the line. Callers persist positions in
-// the same transaction as what the lines produced; on start the Tailer takes
-// them back and decides, per path:
+// A position is (path, device, inode, head, offset): the file a path named
+// when the line was read, a fingerprint of its first bytes (inodes get
+// reused), and the offset just after the line. The saved head also holds
+// when it was taken ("t=", the file's mtime) and, for a file shorter than
+// a fingerprint, the fingerprint of the file read before it ("a="); a
+// rotated file read to its end keeps its head behind "done ". Callers
+// persist positions in the same transaction as what the lines produced.
+// The path's own key holds the file it names; the rotated key (path plus
+// RotatedSuffix) holds the previous file while it is read for late lines.
 //
-//   - same file, size >= offset: resume;
-//   - same file, size < offset or another head: truncated (copytruncate):
-//     drain the copy whose head matches from the offset, then read from 0;
-//   - another inode: drain the rotated sibling with the saved inode and
-//     head (it may since have been compressed to .gz) from the offset, read
-//     any siblings rotated after it whole, then read the new file from 0.
+// On start, per path, what the saved position can match on disk and what
+// each match means:
+//
+//	saved (path key)             on disk                               means: read
+//	---------------------------  ------------------------------------  -----------------------------------------
+//	none                         the file                              first start: from 0 (or its end: StartAtEnd)
+//	file F, head H, offset o     same inode, starts with H, size >= o  F itself: resume at o
+//	file F (H empty)             same inode                            nothing was read of F: as truncated
+//	file F                       same inode, shorter or other head     truncated (copytruncate): the oldest
+//	                                                                   sibling starting with H from o, later
+//	                                                                   siblings whole, then F from 0
+//	file F                       another inode                         rotated: the oldest sibling that is F
+//	                                                                   or a copy of it (by H: renamed, gzipped,
+//	                                                                   copied) from o, later siblings whole,
+//	                                                                   the newest plain one followed on for
+//	                                                                   late lines, then the path from 0
+//	file F, nothing holds H      (deleted, or H empty)                 every sibling rotated since whole: after
+//	                                                                   the previous file (rotated key, "a=") in
+//	                                                                   logrotate's order and written since "t="
+//	file F, path a symlink       F beside another target               F from o (or followed on), the targets
+//	                                                                   written since "t=" whole, the newest
+//	                                                                   followed on
+//	empty head ("gone")          whatever the path names               from 0
+//
+//	saved (rotated key)          on disk                               means
+//	---------------------------  ------------------------------------  -----------------------------------------
+//	"done ..."                   -                                     read to its end: nothing to do, but it
+//	                                                                   bounds where the path's copies are
+//	file R, head, offset         R by inode and head (or a copy)       plain: read on for late lines from the
+//	                                                                   offset; compressed: from the offset, done
+//
+// An empty fingerprint (a file empty when saved) names nothing: its inode
+// is trusted only if the file was born before the position was taken
+// (statx), and it bounds nothing. A fingerprint shorter than 64 bytes is
+// matched but never used as a bound: a few bytes of a line start many.
 //
 // While running, the Tailer keeps the file it reads open. When the path
 // starts to name another file (rename+create, delete+recreate, a swapped
 // symlink) the old descriptor is still read: a writer that has not reopened
 // yet (nginx before USR1) keeps appending to it, and those late lines are
-// read for RotateWait after the last one, under their own position key
-// (Rotated).
+// read for RotateWait after the last one, under the rotated key. A sibling
+// that appears while the path is followed is unread unless its content
+// proves otherwise: a copy of the current file (copytruncate, seen before
+// or after the truncate) is read from the offset read so far; a file whose
+// start is that of a file accounted for (a rename, or a compressed copy of
+// one) is skipped; anything else passed through the path between two looks
+// (rotated twice, or created, written and rotated) and is read whole, the
+// newest followed on for late lines.
 //
 // Why not github.com/nxadm/tail, which the design first named: its lines
 // carry no file identity and it reopens a renamed or truncated path behind
@@ -31,10 +70,11 @@
 // "not found" and when an inotify watcher cannot be made; its inotify watch
 // follows a symlink's target, so a swapped symlink goes unnoticed; and it
 // misses a truncation followed by growth past the old size. Exactly-once
-// counting needs the reader to own the descriptor and the offset, so this
-// package is polled: the caller calls Tick (the daemon every poll_interval,
-// 250ms by default, as nxadm/tail's own poller does), and Tick reads with
-// pread on descriptors it holds.
+// counting needs the reader to own the descriptor and the offset, so Tick
+// reads with pread on descriptors it holds and decides what every change
+// means; Watch (fsnotify on the files' directories) only wakes the caller
+// to Tick at once, and the caller still polls (every poll_interval) for
+// what events miss.
 package tail
 
 import (
