@@ -561,7 +561,7 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	more := append(f.newSiblings(), f.newNeighbours()...)
 	more, passed = append(passed, more...), nil
 	for _, h := range more {
-		if f.old.is(h.dev, h.ino) || h.startsWith(f.old.head) {
+		if f.old.is(h.dev, h.ino) || f.old.copiedTo(h) {
 			h.close() // the old file itself, renamed or compressed
 			continue
 		}
@@ -660,7 +660,7 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 	cur := f.cur
 	for i, h := range hs {
 		hs[i] = nil
-		if f.old.is(h.dev, h.ino) || (f.old != nil && h.startsWith(f.old.head)) {
+		if f.old.is(h.dev, h.ino) || f.old.copiedTo(h) {
 			h.close()
 			continue
 		}
@@ -1306,6 +1306,19 @@ func newFile(key, path string, fh *os.File, off int64) (*file, error) {
 		return nil, err
 	}
 	return nf, nil
+}
+
+// copiedTo reports whether h holds this file's content (a compressed
+// copy): by its start when the fingerprint is long enough to tell, else
+// only when it is the same.
+func (x *file) copiedTo(h *handle) bool {
+	if x == nil || !headKnown(x.head) {
+		return false
+	}
+	if distinct(x.head) {
+		return h.startsWith(x.head)
+	}
+	return h.head == x.head
 }
 
 // is reports whether x is the file with this device and inode.
