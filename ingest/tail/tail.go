@@ -384,6 +384,7 @@ type follower struct {
 	// lastDone fingerprints the file read last before the current one:
 	// saved with a short head, it bounds where a restart looks.
 	lastDone string
+	resumed  [2]uint64 // the copy of the rotated file a start read
 }
 
 func (f *follower) tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
@@ -1022,6 +1023,7 @@ func (f *follower) resume(old Position, cur *file, now time.Time, emit func(*Lin
 	}
 	like := &file{key: old.Key, dev: old.Dev, ino: old.Inode, head: fingerprintOf(old.Head), off: old.Offset}
 	path := h.path
+	f.resumed = [2]uint64{h.dev, h.ino}
 	if err := f.drain(h, like, emit); err != nil {
 		return err
 	}
@@ -1144,9 +1146,12 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 // saved was taken.
 func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []*handle) {
 	since := headTime(saved.Head)
-	prevFP := fingerprintOf(prev.Head)
+	prevFP, prevSame := fingerprintOf(prev.Head), ""
 	if !distinct(prevFP) {
-		prevFP = ""
+		prevFP, prevSame = "", prevFP
+	}
+	if !headKnown(prevSame) {
+		prevSame = ""
 	}
 	afterFP := headField(saved.Head, "a")
 	if !distinct(afterFP) || afterFP == fingerprintOf(saved.Head) {
@@ -1166,8 +1171,8 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 				continue
 			}
 			switch {
-			case cur.is(h.dev, h.ino), f.old.is(h.dev, h.ino):
-				// (the rotated file taken up already)
+			case cur.is(h.dev, h.ino), f.old.is(h.dev, h.ino), prevSame != "" && h.head == prevSame, f.resumed == [2]uint64{h.dev, h.ino}:
+				// (the rotated file taken up already, or a copy of it)
 			case (prevFP != "" && h.startsWith(prevFP)) || (afterFP != "" && h.startsWith(afterFP)):
 				// (an empty file's fingerprint bounds nothing, and its
 				// inode may since belong to another file)
