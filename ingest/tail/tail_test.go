@@ -144,3 +144,42 @@ func TestMissingFileIsRetried(t *testing.T) {
 		t.Errorf("status still has %v", st[0].Err)
 	}
 }
+
+// Bytes behind are what is behind now, not at the last Tick: a reader
+// held up downstream (a locked database) or in the middle of a long read
+// still shows its backlog; a long read reports its progress as it goes.
+func TestStatusShowsBacklogBetweenTicks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "access.log")
+	appendFile(t, path, "one\n")
+	tl := tail.New(tail.Options{Patterns: []string{path}})
+	defer tl.Close()
+	c := &collector{}
+	if err := tl.Tick(context.Background(), time.Now(), c.emit); err != nil {
+		t.Fatal(err)
+	}
+	more := strings.Repeat("a line not read yet\n", 10)
+	appendFile(t, path, more)
+	if st := tl.Status(); len(st) != 1 || st[0].Behind != int64(len(more)) {
+		t.Fatalf("status after an unread append = %+v, want %d bytes behind", st, len(more))
+	}
+	// A long read: the status seen from inside emit moves on before the
+	// Tick ends.
+	appendFile(t, path, strings.Repeat("x\n", 3*4096))
+	var mid []int64
+	n := 0
+	err := tl.Tick(context.Background(), time.Now(), func(l *tail.Line) error {
+		if n++; n%4096 == 1 && n > 1 {
+			mid = append(mid, tl.Status()[0].Behind)
+		}
+		return c.emit(l)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mid) < 2 || mid[0] <= mid[len(mid)-1] || mid[0] == 0 {
+		t.Errorf("bytes behind seen during a long read = %v, want shrinking, non-zero values", mid)
+	}
+	if st := tl.Status(); st[0].Behind != 0 {
+		t.Errorf("behind after the read = %d, want 0", st[0].Behind)
+	}
+}
