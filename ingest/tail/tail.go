@@ -1122,9 +1122,16 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 			continue
 		}
 		hs[i] = nil
-		if i == len(hs)-1 && !n.gz && f.old == nil {
+		if i == len(hs)-1 && !n.gz {
 			// The newest rotated file may still get late lines: follow
-			// it (start saves its position with the path's).
+			// it (start saves its position with the path's), and finish
+			// an older one taken up from the rotated key.
+			if f.old != nil {
+				if err := f.finishOld(emit); err != nil {
+					n.close()
+					return err
+				}
+			}
 			of, err := newFile(f.key+RotatedSuffix, n.path, n.f, 0)
 			if err != nil {
 				n.close()
@@ -1247,7 +1254,13 @@ func (f *follower) catchUpTargets(saved Position, hs []*handle, now time.Time, e
 		} else {
 			f.t.log.Info("the symlink pointed to this file while stopped; reading it whole", "path", f.key, "target", h.path)
 		}
-		if i == len(hs)-1 && !h.gz && f.old == nil {
+		if i == len(hs)-1 && !h.gz {
+			if f.old != nil {
+				if err := f.finishOld(emit); err != nil {
+					h.close()
+					return err
+				}
+			}
 			of, err := newFile(f.key+RotatedSuffix, h.path, h.f, like.off)
 			if err != nil {
 				h.close()
