@@ -562,8 +562,8 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	more := append(f.newSiblings(), f.newNeighbours()...)
 	more, passed = append(passed, more...), nil
 	for _, h := range more {
-		if f.old.is(h.dev, h.ino) || f.old.copiedTo(h) {
-			h.close() // the old file itself, renamed or compressed
+		if f.old.is(h.dev, h.ino) || f.old.copiedTo(h) || (h.gz && !headKnown(h.head)) {
+			h.close() // the old file itself, renamed or compressed; nothing
 			continue
 		}
 		hs = append(hs, h)
@@ -822,6 +822,9 @@ func (f *follower) newNeighbours() []*handle {
 // isKnown reports whether a file's content is, or extends, that of a file
 // accounted for (a rotated file grown, or compressed after it grew).
 func (f *follower) isKnown(h *handle) bool {
+	if !headKnown(h.head) {
+		return false // an empty file is no copy of anything
+	}
 	if f.known[h.head] {
 		return true
 	}
