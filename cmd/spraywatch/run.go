@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/spraywatch/spraywatch/alert"
 	"github.com/spraywatch/spraywatch/detect"
 	"github.com/spraywatch/spraywatch/ingest"
 	"github.com/spraywatch/spraywatch/ingest/tail"
@@ -113,7 +115,18 @@ type runner struct {
 	// what the counters above were last told
 	droppedEntries, untracked int64
 	levelFlag                 string // --log-level, which wins over the config
+
+	health *health
+	// committed are the positions of the last good write: a database
+	// that replaces a corrupt one resumes from them.
+	committed map[posKey]detect.Position
+	corrupt   bool // the database is corrupt: reading stopped
+	dbIno     uint64
+	lastCheck time.Time
 }
+
+// errDBReplaced ends a session: the corrupt database was replaced.
+var errDBReplaced = errors.New("database replaced")
 
 func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFlag bool) error {
 	cfg, err := LoadConfig(path)
@@ -145,12 +158,48 @@ func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFl
 	if err := r.buildParsers(cfg); err != nil {
 		return err
 	}
+	r.health, r.committed = newHealth(), map[posKey]detect.Position{}
+	r.metrics = newMetrics()
+	r.metrics.watchSinks(func() []alert.DestinationStats {
+		if a := r.currentAlerts(); a != nil {
+			return a.Stats()
+		}
+		return nil
+	})
+	if cfg.MetricsListen != "" {
+		stop, err := r.metrics.serve(cfg.MetricsListen, r.healthy, r.log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go forceExitOnSecondSignal(ctx, r.log)
+	for {
+		err := r.session(ctx, hup)
+		if !errors.Is(err, errDBReplaced) {
+			return err
+		}
+		r.log.Warn("the corrupt database was replaced; starting again from the new one", "database", r.cfg.Database)
+	}
+}
+
+// session runs the daemon on one opening of the database.
+func (r *runner) session(ctx context.Context, hup chan os.Signal) error {
+	cfg := r.cfg
+	var err error
+	r.corrupt = false
 	// A small page cache: the daemon writes a second's lines at a time and
 	// bounds its memory (replay keeps the large default).
 	if r.store, err = detect.Open(cfg.Database, detect.StoreOptions{CacheKiB: 8192}); err != nil {
 		return err
 	}
 	defer r.store.Close()
+	if fi, err := os.Stat(cfg.Database); err == nil {
+		r.dbIno = inodeOf(fi)
+	}
 	r.engine = rules.NewEngine(rules.Options{Config: cfg.Rules, Allow: cfg.AllowList(), NoCredential: r.noCredential(),
 		MaxGroups: cfg.MaxGroups, MaxEntries: cfg.MaxEntries, MaxIncidentSet: cfg.MaxIncidentSet, Logger: r.log})
 	if err := r.engine.Restore(ctx, r.store); err != nil {
@@ -162,23 +211,24 @@ func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFl
 	if err != nil {
 		return err
 	}
+	// Positions of the last good write to a database since replaced
+	// (corrupt) come first: the lines after them were never stored.
+	r.positions, r.dirtyPos = map[posKey]detect.Position{}, map[posKey]bool{}
 	for _, p := range saved {
 		r.positions[posKey{p.Source, p.Path}] = p
 	}
-	r.metrics = newMetrics()
-	if cfg.MetricsListen != "" {
-		stop, err := r.metrics.serve(cfg.MetricsListen, r.healthy, r.log)
-		if err != nil {
-			return err
+	for k, p := range r.committed {
+		if _, ok := r.positions[k]; !ok {
+			r.positions[k], r.dirtyPos[k] = p, true
 		}
-		defer stop()
 	}
 	alertCtx, stopAlerts := context.WithCancel(context.WithoutCancel(ctx))
-	if r.alerts, err = newAlerting(cfg, r.store, r.log, g.stdout); err != nil {
+	alerts, err := newAlerting(cfg, r.store, r.log, r.g.stdout)
+	if err != nil {
 		stopAlerts()
 		return err
 	}
-	r.metrics.watchSinks(r.alerts.Stats)
+	r.setAlerts(alerts)
 	alertsDone := make(chan error, 1)
 	go func() { alertsDone <- r.alerts.Run(alertCtx) }()
 	defer func() {
@@ -186,26 +236,40 @@ func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFl
 		<-alertsDone
 	}()
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go forceExitOnSecondSignal(ctx, r.log)
-
 	r.setReaders(r.startReaders(ctx))
 	r.watchdog, _ = daemon.SdWatchdogEnabled(false)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
 	r.log.Info("spraywatch running", "sources", len(cfg.Sources), "database", cfg.Database, "restored_watermark", r.engine.Watermark().UTC())
 	err = r.loop(ctx, hup)
+	if errors.Is(err, errDBReplaced) {
+		return err
+	}
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	// Stop the readers first, count what they already handed over, then
 	// write counts and positions last.
 	r.stopReaders()
 	r.engine.TickSource(cfg.Sources[0].Name, time.Time{}) // judge what the last lines changed
-	if ferr := r.flushRetry(context.WithoutCancel(ctx)); ferr != nil && err == nil {
+	if r.corrupt {
+		err = fmt.Errorf("database %s is corrupt; nothing read since the last good write was stored, and it is read again once the database is replaced", cfg.Database)
+	} else if ferr := r.flushRetry(context.WithoutCancel(ctx)); ferr != nil && err == nil {
 		err = ferr
 	}
 	r.log.Info("spraywatch stopped", "err", err)
 	return err
+}
+
+func inodeOf(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}
+
+// replaced reports whether the database file is no longer the one opened
+// (moved aside, deleted, or another file put in its place).
+func (r *runner) replaced() bool {
+	fi, err := os.Stat(r.cfg.Database)
+	return err != nil || inodeOf(fi) != r.dbIno
 }
 
 func parseLevel(s string) slog.Level {
@@ -276,15 +340,28 @@ func (r *runner) startReaders(parent context.Context) *readers {
 		rd.wg.Add(1)
 		go func() {
 			defer rd.wg.Done()
-			r.read(ctx, src.Name, t, rd.lines)
+			r.read(ctx, src.Name, src.Paths, t, rd.lines)
 		}()
 	}
 	return rd
 }
 
 // read runs one source's tailer, handing lines over in batches.
-func (r *runner) read(ctx context.Context, source string, t *tail.Tailer, out chan<- *lineBatch) {
+func (r *runner) read(ctx context.Context, source string, patterns []string, t *tail.Tailer, out chan<- *lineBatch) {
 	defer t.Close()
+	// File events wake the tailer at once; the poll stays as the
+	// fallback for what events miss.
+	var wake <-chan struct{}
+	var watch *tail.Watch
+	if r.cfg.FileEvents {
+		w, err := tail.NewWatch(patterns, r.log.With("source", source))
+		if err != nil {
+			r.log.Warn("file events unavailable; polling every poll_interval", "source", source, "err", err)
+		} else {
+			defer w.Close()
+			watch, wake = w, w.C()
+		}
+	}
 	b := &lineBatch{source: source}
 	send := func() error {
 		if len(b.lines) == 0 {
@@ -319,6 +396,10 @@ func (r *runner) read(ctx context.Context, source string, t *tail.Tailer, out ch
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			if watch != nil {
+				watch.Refresh(patterns)
+			}
+		case <-wake:
 		}
 	}
 }
@@ -360,12 +441,24 @@ func (r *runner) loop(ctx context.Context, hup <-chan os.Signal) error {
 			return nil
 		case b := <-r.readers.lines:
 			r.consume(b)
-			if r.engine.Pending() >= 100_000 {
+			// A new incident is written (and alerted) at once.
+			if (r.engine.Pending() >= 100_000 || r.engine.Counters.Incidents != r.incidents) && !r.corrupt {
 				r.flush(ctx)
 			}
 		case <-hup:
 			r.reload(ctx)
 		case now := <-tick.C:
+			if r.corrupt {
+				r.observeMetrics(now)
+				if now.Sub(r.lastCheck) >= time.Second {
+					r.lastCheck = now
+					r.flush(ctx) // logged and counted while it lasts
+					if r.replaced() {
+						return errDBReplaced
+					}
+				}
+				continue
+			}
 			r.tickClocks(now)
 			if r.engine.Counters.Incidents != r.incidents || now.Sub(r.lastFlush) >= r.cfg.FlushInterval {
 				r.flush(ctx)
@@ -451,10 +544,12 @@ func (r *runner) consume(b *lineBatch) {
 		m.read.Inc()
 		if l.TooLong {
 			m.skipped(ingest.ErrTooLong.Error())
+			r.health.line(b.source, false, false, ingest.ErrTooLong.Error(), nil)
 			continue
 		}
 		if p == nil {
 			m.skipped("no_parser")
+			r.health.line(b.source, false, false, "no_parser", nil)
 			continue
 		}
 		err := p.Parse(l.Text, &ev)
@@ -463,16 +558,20 @@ func (r *runner) consume(b *lineBatch) {
 			// A line dated far ahead (a broken clock, a forged line) must
 			// not drag the source's event time away from its real lines.
 			m.skipped(ingest.ErrFuture.Error())
+			r.health.line(b.source, false, true, "", nil)
 			continue
 		case err == nil:
 		case ingest.IsFiltered(err): // route filters, joined flask lines, banners
 			m.parsed.Inc()
 			m.skipped(err.Error())
+			r.health.line(b.source, false, true, "", nil)
 			continue
 		default:
 			m.skipped(err.Error())
+			r.health.line(b.source, false, false, err.Error(), l.Text)
 			continue
 		}
+		r.health.line(b.source, true, true, "", nil)
 		m.parsed.Inc()
 		ev.Pos = ingest.Pos{File: l.File, Inode: l.Pos.Inode, Offset: l.Offset}
 		if ev.Time.Before(r.engine.SourceWatermark(b.source).Add(-r.cfg.Lateness)) {
@@ -506,10 +605,27 @@ func (r *runner) flush(ctx context.Context) error {
 	sort.Slice(pos, func(i, j int) bool { return pos[i].Path < pos[j].Path })
 	snaps, err := r.engine.Flush(ctx, r.store, detect.Batch{Positions: pos, Extra: r.alerts.Enqueue})
 	r.lastFlush = time.Now()
+	cause, hint := "", ""
 	if err != nil {
+		cause, hint = dbCause(err)
 		r.metrics.flushErrors.Inc()
-		r.log.Error("counts not written; retrying", "err", err)
+		r.metrics.dbErrors.WithLabelValues(cause).Inc()
+	}
+	r.health.mu.Lock()
+	r.health.db.note(r.log.With("database", r.cfg.Database), "writing counts, incidents and positions", cause, hint, err, r.lastFlush)
+	r.health.mu.Unlock()
+	r.metrics.setFailing("database", err != nil)
+	if err != nil {
+		if errors.Is(err, detect.ErrCorrupt) && !r.corrupt {
+			// Stop reading: the positions stay where the last good
+			// write left them, so what was read since is read again.
+			r.corrupt = true
+			r.stopReaders()
+		}
 		return err
+	}
+	for _, p := range pos {
+		r.committed[posKey{p.Source, p.Path}] = p
 	}
 	clear(r.dirtyPos)
 	r.incidents = r.engine.Counters.Incidents
@@ -614,10 +730,23 @@ func (r *runner) healthy() (bool, []string) {
 			}
 		}
 	}
+	problems = append(problems, r.health.problems(r.cfg.Health.SinkFailingFor, time.Now())...)
 	return len(problems) == 0, problems
 }
 
 var readersMu sync.Mutex
+
+func (r *runner) setAlerts(a *alerting) {
+	readersMu.Lock()
+	defer readersMu.Unlock()
+	r.alerts = a
+}
+
+func (r *runner) currentAlerts() *alerting {
+	readersMu.Lock()
+	defer readersMu.Unlock()
+	return r.alerts
+}
 
 func (r *runner) setReaders(rd *readers) {
 	readersMu.Lock()
@@ -663,6 +792,21 @@ func (r *runner) observeMetrics(now time.Time) {
 	rd := r.readers
 	rd.mu.Lock()
 	defer rd.mu.Unlock()
+	behindOf, secsOf := map[string]int64{}, map[string]float64{}
+	defer func() {
+		blind, lagging := r.health.judgeSources(r.cfg.Health, behindOf, secsOf, now, r.log)
+		for name, b := range blind {
+			r.metrics.setFailing("blind:"+name, b)
+		}
+		for name, b := range lagging {
+			r.metrics.setFailing("behind:"+name, b)
+		}
+		if a := r.alerts; a != nil {
+			for dest, b := range r.health.judgeSinks(a.Stats(), r.cfg.Health.SinkFailingFor, now) {
+				r.metrics.setFailing("alerts:"+dest, b)
+			}
+		}
+	}()
 	for name, t := range rd.tailers {
 		var behind int64
 		for _, s := range t.Status() {
@@ -678,5 +822,6 @@ func (r *runner) observeMetrics(now time.Time) {
 			secs = max(0, now.Sub(m.lastEvent).Seconds())
 		}
 		m.secondsBehind.Set(secs)
+		behindOf[name], secsOf[name] = behind, secs
 	}
 }
