@@ -25,6 +25,8 @@ var (
 	ErrFull     = errors.New("database or disk is full")
 	ErrNotFound = errors.New("not found")
 	ErrInUse    = errors.New("database is in use by another spraywatch process")
+	ErrCorrupt  = errors.New("database file is corrupt")
+	ErrReadOnly = errors.New("database is read-only")
 )
 
 const schema = `
@@ -173,7 +175,9 @@ func Open(path string, o StoreOptions) (*Store, error) {
 				return nil, fmt.Errorf("open database %s: %w", path, err)
 			}
 		}
-		lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+		// The lock sits beside the real file, so that every name of the
+		// database (a symlink, a relative path) takes the same lock.
+		lock, err := os.OpenFile(lockPath(path), os.O_CREATE|os.O_RDWR, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("open database %s: %w", path, err)
 		}
@@ -218,7 +222,36 @@ func (s *Store) dsn(mode string, o StoreOptions) string {
 		s.path, mode, journal, sync, o.BusyTimeout.Milliseconds(), o.CacheKiB)
 }
 
-// classify maps SQLite's busy and full errors onto sentinels.
+// lockPath is the writer lock of the database at path: beside the file the
+// path resolves to (through symlinks, in the directory and of the file).
+func lockPath(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return path + ".lock"
+	}
+	for range 40 { // a dangling symlink names the file SQLite will create
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			return real + ".lock"
+		}
+		dir, err := filepath.EvalSymlinks(filepath.Dir(abs))
+		if err != nil {
+			break
+		}
+		abs = filepath.Join(dir, filepath.Base(abs))
+		target, err := os.Readlink(abs)
+		if err != nil {
+			break // the file does not exist yet
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(dir, target)
+		}
+		abs = target
+	}
+	return abs + ".lock"
+}
+
+// classify maps SQLite's busy, full, corrupt and read-only errors onto
+// sentinels.
 func classify(err error) error {
 	var se sqlite3.Error
 	if errors.As(err, &se) {
@@ -227,6 +260,16 @@ func classify(err error) error {
 			return fmt.Errorf("%w: %v", ErrLocked, err)
 		case sqlite3.ErrFull:
 			return fmt.Errorf("%w: %v", ErrFull, err)
+		case sqlite3.ErrCorrupt, sqlite3.ErrNotADB:
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		case sqlite3.ErrReadonly:
+			return fmt.Errorf("%w: %v", ErrReadOnly, err)
+		}
+		switch se.SystemErrno {
+		case syscall.ENOSPC, syscall.EDQUOT:
+			return fmt.Errorf("%w: %v", ErrFull, err)
+		case syscall.EROFS:
+			return fmt.Errorf("%w: %v", ErrReadOnly, err)
 		}
 	}
 	return err

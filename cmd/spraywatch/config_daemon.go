@@ -19,6 +19,11 @@ type DaemonConfig struct {
 	// PollInterval is how often files are checked for new lines and
 	// rotations. Default 250ms.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// FileEvents wakes the readers on file system events (inotify) as
+	// soon as a log is written or rotated, besides polling every
+	// poll_interval. Default true; false polls only (for file systems
+	// that deliver no events).
+	FileEvents bool `yaml:"file_events"`
 	// RotateWait is how long a rotated file is still read after its last
 	// new line, for writers that have not reopened yet. Default 1m.
 	RotateWait time.Duration `yaml:"rotate_wait"`
@@ -45,6 +50,30 @@ type DaemonConfig struct {
 	MemoryLimitMB int `yaml:"memory_limit_mb"`
 	// Log sets the daemon's own logging on stderr.
 	Log LogConfig `yaml:"log"`
+	// Health sets when /healthz answers 503 besides unreadable files and
+	// a database that cannot be written.
+	Health HealthConfig `yaml:"health"`
+}
+
+// HealthConfig are the limits past which /healthz reports a problem.
+type HealthConfig struct {
+	// MaxBytesBehind: a source with more bytes written and not read yet
+	// is unhealthy. Default 64 MiB; 0 turns the check off.
+	MaxBytesBehind int64 `yaml:"max_bytes_behind"`
+	// MaxSecondsBehind: a source whose last line read is older than this
+	// while bytes are behind is unhealthy. Default 10m; 0 turns it off.
+	MaxSecondsBehind time.Duration `yaml:"max_seconds_behind"`
+	// SinkFailingFor: an alert destination whose deliveries have failed
+	// for this long without one success is unhealthy. Default 15m.
+	SinkFailingFor time.Duration `yaml:"sink_failing_for"`
+	// BlindSkipRatio: a source is blind when at least this share of its
+	// last 200 lines could not be parsed (a layout that does not fit).
+	// Default 0.9.
+	BlindSkipRatio float64 `yaml:"blind_skip_ratio"`
+	// BlindAfter: a source is blind when lines are read but none has
+	// produced an event for this long (every line filtered away, say).
+	// Default 1h; 0 turns it off.
+	BlindAfter time.Duration `yaml:"blind_after"`
 }
 
 // LogConfig is the daemon's logging.
@@ -56,9 +85,11 @@ type LogConfig struct {
 }
 
 func defaultDaemonConfig() DaemonConfig {
-	return DaemonConfig{Lateness: 2 * time.Minute, PollInterval: 250 * time.Millisecond, RotateWait: time.Minute,
+	return DaemonConfig{Lateness: 2 * time.Minute, PollInterval: 250 * time.Millisecond, FileEvents: true, RotateWait: time.Minute,
 		FlushInterval: time.Second, StartAt: "end", MaxGroups: 50_000, MaxEntries: 500_000, MaxIncidentSet: 50_000,
-		MemoryLimitMB: 128, Log: LogConfig{Format: "text", Level: "info"}}
+		MemoryLimitMB: 128, Log: LogConfig{Format: "text", Level: "info"},
+		Health: HealthConfig{MaxBytesBehind: 64 << 20, MaxSecondsBehind: 10 * time.Minute, SinkFailingFor: 15 * time.Minute,
+			BlindSkipRatio: 0.9, BlindAfter: time.Hour}}
 }
 
 // validate checks the daemon keys.
@@ -94,6 +125,21 @@ func (d DaemonConfig) validate() []error {
 		if c.v < 0 {
 			bad(c.field, c.v, "must be 0 (no cap) or more")
 		}
+	}
+	if d.Health.MaxBytesBehind < 0 {
+		bad("health.max_bytes_behind", d.Health.MaxBytesBehind, "must be 0 (off) or more")
+	}
+	if d.Health.MaxSecondsBehind < 0 {
+		bad("health.max_seconds_behind", d.Health.MaxSecondsBehind, "must be 0s (off) or more")
+	}
+	if d.Health.SinkFailingFor < time.Second {
+		bad("health.sink_failing_for", d.Health.SinkFailingFor, "must be 1s or more")
+	}
+	if d.Health.BlindSkipRatio <= 0 || d.Health.BlindSkipRatio > 1 {
+		bad("health.blind_skip_ratio", d.Health.BlindSkipRatio, "must be above 0 and at most 1")
+	}
+	if d.Health.BlindAfter < 0 {
+		bad("health.blind_after", d.Health.BlindAfter, "must be 0s (off) or more")
 	}
 	if d.Log.Format != "text" && d.Log.Format != "json" {
 		bad("log.format", d.Log.Format, "must be text or json")

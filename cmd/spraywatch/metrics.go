@@ -36,6 +36,8 @@ type metrics struct {
 	untracked      prometheus.Counter
 	incidents      *prometheus.CounterVec
 	flushErrors    prometheus.Counter
+	dbErrors       *prometheus.CounterVec
+	failing        *prometheus.GaugeVec
 	reloads        *prometheus.CounterVec
 
 	mu      sync.Mutex
@@ -82,13 +84,26 @@ func newMetrics() *metrics {
 			Help: "Incidents raised, per kind."}, []string{"kind"}),
 		flushErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "spraywatch_flush_errors_total",
 			Help: "Failed writes of counts, incidents and positions (retried)."}),
+		dbErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_database_write_errors_total",
+			Help: "Failed writes of counts, incidents, positions and alert rows, per cause (disk full, locked by another process, read-only, corrupt, write error)."}, []string{"cause"}),
+		failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spraywatch_health_failing",
+			Help: "1 while a health check fails (/healthz answers 503 naming it): database, alerts:<destination>, behind:<source>, blind:<source>."}, []string{"check"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_config_reloads_total",
 			Help: "SIGHUP reloads, applied or rejected."}, []string{"result"}),
 	}
 	m.reg.MustRegister(m.linesRead, m.linesParsed, m.linesSkip, m.linesLate, m.behindBytes, m.behindSecs, m.tracked,
-		m.dropped, m.entries, m.droppedEntries, m.untracked, m.incidents, m.flushErrors, m.reloads,
+		m.dropped, m.entries, m.droppedEntries, m.untracked, m.incidents, m.flushErrors, m.dbErrors, m.failing, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// setFailing sets a health check's gauge.
+func (m *metrics) setFailing(check string, failing bool) {
+	v := 0.0
+	if failing {
+		v = 1
+	}
+	m.failing.WithLabelValues(check).Set(v)
 }
 
 // watchSinks exports the alert destinations' delivery counters.
@@ -154,7 +169,7 @@ func (m *metrics) serve(addr string, healthy func() (bool, []string), log *slog.
 			fmt.Fprintln(w, strings.Join(problems, "\n"))
 			return
 		}
-		fmt.Fprintln(w, "ok: every source is being read")
+		fmt.Fprintln(w, "ok: every source is being read and detects, counts and positions are written, alerts are delivered")
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/spraywatch/spraywatch/alert"
 	"github.com/spraywatch/spraywatch/detect"
 	"github.com/spraywatch/spraywatch/detect/postgres"
 	"github.com/spraywatch/spraywatch/ingest"
@@ -104,18 +106,17 @@ type runner struct {
 	log        *slog.Logger
 	cfg        Config
 	secret     []byte
+	role       string
 	store      store
 	engine     *rules.Engine // nil for an agent
 	// det is what lines are fed to: the engine, or an agent's counter.
-	det    detector
-	alerts *alerting
+	det     detector
+	alerts  *alerting
+	metrics *metrics
 	// agent is the fleet store of --role agent, else nil.
 	agent *agentStore
-	// dbErr is the last flush's failure, for /healthz; nil once one
-	// succeeds.
-	dbMu    sync.Mutex
-	dbErr   error
-	metrics *metrics
+	// flushFailed: the last flush failed (reading stops at maxPending).
+	flushFailed bool
 
 	parsers   map[string]*ingest.Parser
 	positions map[posKey]detect.Position
@@ -135,7 +136,18 @@ type runner struct {
 	// what the counters above were last told
 	droppedEntries, untracked int64
 	levelFlag                 string // --log-level, which wins over the config
+
+	health *health
+	// committed are the positions of the last good write: a database
+	// that replaces a corrupt one resumes from them.
+	committed map[posKey]detect.Position
+	corrupt   bool // the database is corrupt: reading stopped
+	dbIno     uint64
+	lastCheck time.Time
 }
+
+// errDBReplaced ends a session: the corrupt database was replaced.
+var errDBReplaced = errors.New("database replaced")
 
 func runDaemon(ctx context.Context, g *globals, path, role string, levelFlag, formatFlag bool) error {
 	cfg, err := LoadConfig(path)
@@ -148,7 +160,7 @@ func runDaemon(ctx context.Context, g *globals, path, role string, levelFlag, fo
 	if len(cfg.Sources) == 0 {
 		return fmt.Errorf("%w: sources: []: run needs at least one source", errConfig)
 	}
-	r := &runner{g: g, configPath: path, cfg: cfg, level: new(slog.LevelVar), positions: map[posKey]detect.Position{}, dirtyPos: map[posKey]bool{}}
+	r := &runner{g: g, configPath: path, cfg: cfg, role: role, level: new(slog.LevelVar), positions: map[posKey]detect.Position{}, dirtyPos: map[posKey]bool{}}
 	if levelFlag {
 		cfg.Log.Level = g.logLevel
 		r.levelFlag = g.logLevel
@@ -173,12 +185,45 @@ func runDaemon(ctx context.Context, g *globals, path, role string, levelFlag, fo
 	if role == roleJudge {
 		return runJudge(ctx, g, cfg, r.noCredential(), r.log)
 	}
-	if role == roleAgent {
+	r.health, r.committed = newHealth(), map[posKey]detect.Position{}
+	r.metrics = newMetrics()
+	r.metrics.watchSinks(func() []alert.DestinationStats {
+		if a := r.currentAlerts(); a != nil {
+			return a.Stats()
+		}
+		return nil
+	})
+	if cfg.MetricsListen != "" {
+		stop, err := r.metrics.serve(cfg.MetricsListen, r.healthy, r.log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go forceExitOnSecondSignal(ctx, r.log)
+	for {
+		err := r.session(ctx, hup)
+		if !errors.Is(err, errDBReplaced) {
+			return err
+		}
+		r.log.Warn("the corrupt database was replaced; starting again from the new one", "database", r.cfg.Database)
+	}
+}
+
+// session runs the daemon on one opening of the database.
+func (r *runner) session(ctx context.Context, hup chan os.Signal) error {
+	cfg := r.cfg
+	var err error
+	r.corrupt = false
+	if r.role == roleAgent {
 		if r.agent, err = openAgentStore(ctx, cfg, r.log); err != nil {
 			return err
 		}
 		defer r.agent.Close()
-		r.store = r.agent.Store
+		r.store, r.engine = r.agent.Store, nil
 		r.det = newCounter()
 	} else {
 		// A small page cache: the daemon writes a second's lines at a time and
@@ -187,6 +232,9 @@ func runDaemon(ctx context.Context, g *globals, path, role string, levelFlag, fo
 			return err
 		}
 		defer r.store.Close()
+		if fi, err := os.Stat(cfg.Database); err == nil && !postgres.IsURL(cfg.Database) {
+			r.dbIno = inodeOf(fi)
+		}
 		r.engine = rules.NewEngine(rules.Options{Config: cfg.Rules, Allow: cfg.AllowList(), NoCredential: r.noCredential(),
 			MaxGroups: cfg.MaxGroups, MaxEntries: cfg.MaxEntries, MaxIncidentSet: cfg.MaxIncidentSet, Logger: r.log})
 		if err := r.engine.Restore(ctx, r.store); err != nil {
@@ -200,52 +248,67 @@ func runDaemon(ctx context.Context, g *globals, path, role string, levelFlag, fo
 	if err != nil {
 		return err
 	}
+	// Positions of the last good write to a database since replaced
+	// (corrupt) come first: the lines after them were never stored.
+	r.positions, r.dirtyPos = map[posKey]detect.Position{}, map[posKey]bool{}
 	for _, p := range saved {
 		r.positions[posKey{p.Source, p.Path}] = p
 	}
-	r.metrics = newMetrics()
-	if cfg.MetricsListen != "" {
-		stop, err := r.metrics.serve(cfg.MetricsListen, r.healthy, r.log)
-		if err != nil {
-			return err
+	for k, p := range r.committed {
+		if _, ok := r.positions[k]; !ok {
+			r.positions[k], r.dirtyPos[k] = p, true
 		}
-		defer stop()
 	}
 	if r.engine != nil { // an agent raises nothing to alert on
 		alertCtx, stopAlerts := context.WithCancel(context.WithoutCancel(ctx))
-		if r.alerts, err = newAlerting(cfg, r.store, r.log, g.stdout); err != nil {
+		alerts, err := newAlerting(cfg, r.store, r.log, r.g.stdout)
+		if err != nil {
 			stopAlerts()
 			return err
 		}
-		r.metrics.watchSinks(r.alerts.Stats)
+		r.setAlerts(alerts)
 		alertsDone := make(chan error, 1)
-		go func() { alertsDone <- r.alerts.Run(alertCtx) }()
+		go func() { alertsDone <- alerts.Run(alertCtx) }()
 		defer func() {
 			stopAlerts()
 			<-alertsDone
 		}()
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go forceExitOnSecondSignal(ctx, r.log)
-
 	r.setReaders(r.startReaders(ctx))
 	r.watchdog, _ = daemon.SdWatchdogEnabled(false)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
-	r.log.Info("spraywatch running", "role", role, "sources", len(cfg.Sources), "database", databaseForLog(cfg.Database), "restored_watermark", r.det.Watermark().UTC())
+	r.log.Info("spraywatch running", "role", r.role, "sources", len(cfg.Sources), "database", databaseForLog(cfg.Database), "restored_watermark", r.det.Watermark().UTC())
 	err = r.loop(ctx, hup)
+	if errors.Is(err, errDBReplaced) {
+		return err
+	}
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	// Stop the readers first, count what they already handed over, then
 	// write counts and positions last.
 	r.stopReaders()
 	r.det.TickSource(cfg.Sources[0].Name, time.Time{}) // judge what the last lines changed
-	if ferr := r.flushRetry(context.WithoutCancel(ctx)); ferr != nil && err == nil {
+	if r.corrupt {
+		err = fmt.Errorf("database %s is corrupt; nothing read since the last good write was stored, and it is read again once the database is replaced", cfg.Database)
+	} else if ferr := r.flushRetry(context.WithoutCancel(ctx)); ferr != nil && err == nil {
 		err = ferr
 	}
 	r.log.Info("spraywatch stopped", "err", err)
 	return err
+}
+
+func inodeOf(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}
+
+// replaced reports whether the database file is no longer the one opened
+// (moved aside, deleted, or another file put in its place).
+func (r *runner) replaced() bool {
+	fi, err := os.Stat(r.cfg.Database)
+	return err != nil || inodeOf(fi) != r.dbIno
 }
 
 func parseLevel(s string) slog.Level {
@@ -316,15 +379,28 @@ func (r *runner) startReaders(parent context.Context) *readers {
 		rd.wg.Add(1)
 		go func() {
 			defer rd.wg.Done()
-			r.read(ctx, src.Name, t, rd.lines)
+			r.read(ctx, src.Name, src.Paths, t, rd.lines)
 		}()
 	}
 	return rd
 }
 
 // read runs one source's tailer, handing lines over in batches.
-func (r *runner) read(ctx context.Context, source string, t *tail.Tailer, out chan<- *lineBatch) {
+func (r *runner) read(ctx context.Context, source string, patterns []string, t *tail.Tailer, out chan<- *lineBatch) {
 	defer t.Close()
+	// File events wake the tailer at once; the poll stays as the
+	// fallback for what events miss.
+	var wake <-chan struct{}
+	var watch *tail.Watch
+	if r.cfg.FileEvents {
+		w, err := tail.NewWatch(patterns, r.log.With("source", source))
+		if err != nil {
+			r.log.Warn("file events unavailable; polling every poll_interval", "source", source, "err", err)
+		} else {
+			defer w.Close()
+			watch, wake = w, w.C()
+		}
+	}
 	b := &lineBatch{source: source}
 	send := func() error {
 		if len(b.lines) == 0 {
@@ -359,6 +435,10 @@ func (r *runner) read(ctx context.Context, source string, t *tail.Tailer, out ch
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			if watch != nil {
+				watch.Refresh(patterns)
+			}
+		case <-wake:
 		}
 	}
 }
@@ -400,14 +480,26 @@ func (r *runner) loop(ctx context.Context, hup <-chan os.Signal) error {
 			return nil
 		case b := <-r.lines():
 			r.consume(b)
-			if r.det.Pending() >= maxPending {
+			// A new incident is written (and alerted) at once.
+			if (r.det.Pending() >= maxPending || r.newIncidents()) && !r.corrupt {
 				r.flush(ctx)
 			}
 		case <-hup:
 			r.reload(ctx)
 		case now := <-tick.C:
+			if r.corrupt {
+				r.observeMetrics(now)
+				if now.Sub(r.lastCheck) >= time.Second {
+					r.lastCheck = now
+					r.flush(ctx) // logged and counted while it lasts
+					if r.replaced() {
+						return errDBReplaced
+					}
+				}
+				continue
+			}
 			r.tickClocks(now)
-			if (r.engine != nil && r.engine.Counters.Incidents != r.incidents) || now.Sub(r.lastFlush) >= r.cfg.FlushInterval {
+			if r.newIncidents() || now.Sub(r.lastFlush) >= r.cfg.FlushInterval {
 				r.flush(ctx)
 			}
 			r.observeMetrics(now)
@@ -428,13 +520,18 @@ func (r *runner) loop(ctx context.Context, hup <-chan os.Signal) error {
 // keep them, and the positions say where to go on).
 const maxPending = 100_000
 
-// lines is the readers' channel, or nil (no reading) while the database
-// fails and maxPending rows wait.
+// lines is the readers' channel, or nil (no reading) while flushes fail
+// and maxPending rows wait.
 func (r *runner) lines() <-chan *lineBatch {
-	if r.det.Pending() >= maxPending && r.databaseError() != nil {
+	if r.det.Pending() >= maxPending && r.flushFailed {
 		return nil
 	}
 	return r.readers.lines
+}
+
+// newIncidents reports whether the engine raised incidents not yet written.
+func (r *runner) newIncidents() bool {
+	return r.engine != nil && r.engine.Counters.Incidents != r.incidents
 }
 
 // futureSlack is how far ahead of this machine's clock a line may be dated.
@@ -505,10 +602,12 @@ func (r *runner) consume(b *lineBatch) {
 		m.read.Inc()
 		if l.TooLong {
 			m.skipped(ingest.ErrTooLong.Error())
+			r.health.line(b.source, false, false, ingest.ErrTooLong.Error(), nil)
 			continue
 		}
 		if p == nil {
 			m.skipped("no_parser")
+			r.health.line(b.source, false, false, "no_parser", nil)
 			continue
 		}
 		err := p.Parse(l.Text, &ev)
@@ -517,16 +616,20 @@ func (r *runner) consume(b *lineBatch) {
 			// A line dated far ahead (a broken clock, a forged line) must
 			// not drag the source's event time away from its real lines.
 			m.skipped(ingest.ErrFuture.Error())
+			r.health.line(b.source, false, true, "", nil)
 			continue
 		case err == nil:
 		case ingest.IsFiltered(err): // route filters, joined flask lines, banners
 			m.parsed.Inc()
 			m.skipped(err.Error())
+			r.health.line(b.source, false, true, "", nil)
 			continue
 		default:
 			m.skipped(err.Error())
+			r.health.line(b.source, false, false, err.Error(), l.Text)
 			continue
 		}
+		r.health.line(b.source, true, true, "", nil)
 		m.parsed.Inc()
 		ev.Pos = ingest.Pos{File: l.File, Inode: l.Pos.Inode, Offset: l.Offset}
 		if ev.Time.Before(r.det.SourceWatermark(b.source).Add(-r.cfg.Lateness)) {
@@ -566,11 +669,28 @@ func (r *runner) flush(ctx context.Context) error {
 		snaps, err = r.engine.Flush(ctx, r.store, detect.Batch{Positions: pos, Extra: r.alerts.Enqueue})
 	}
 	r.lastFlush = time.Now()
-	r.setDatabaseError(err)
+	r.flushFailed = err != nil
+	cause, hint := "", ""
 	if err != nil {
+		cause, hint = dbCause(err)
 		r.metrics.flushErrors.Inc()
-		r.log.Error("counts not written; retrying", "err", err)
+		r.metrics.dbErrors.WithLabelValues(cause).Inc()
+	}
+	r.health.mu.Lock()
+	r.health.db.note(r.log.With("database", databaseForLog(r.cfg.Database)), "writing counts, incidents and positions", cause, hint, err, r.lastFlush)
+	r.health.mu.Unlock()
+	r.metrics.setFailing("database", err != nil)
+	if err != nil {
+		if errors.Is(err, detect.ErrCorrupt) && !r.corrupt {
+			// Stop reading: the positions stay where the last good
+			// write left them, so what was read since is read again.
+			r.corrupt = true
+			r.stopReaders()
+		}
 		return err
+	}
+	for _, p := range pos {
+		r.committed[posKey{p.Source, p.Path}] = p
 	}
 	clear(r.dirtyPos)
 	if r.engine == nil {
@@ -662,9 +782,6 @@ func (r *runner) healthy() (bool, []string) {
 		return false, []string{"starting"}
 	}
 	var problems []string
-	if err := r.databaseError(); err != nil {
-		problems = append(problems, fmt.Sprintf("database: counts and positions not written (kept, and written once it answers): %v", err))
-	}
 	rd.mu.Lock()
 	defer rd.mu.Unlock()
 	names := make([]string, 0, len(rd.tailers))
@@ -683,10 +800,23 @@ func (r *runner) healthy() (bool, []string) {
 			}
 		}
 	}
+	problems = append(problems, r.health.problems(r.cfg.Health.SinkFailingFor, time.Now())...)
 	return len(problems) == 0, problems
 }
 
 var readersMu sync.Mutex
+
+func (r *runner) setAlerts(a *alerting) {
+	readersMu.Lock()
+	defer readersMu.Unlock()
+	r.alerts = a
+}
+
+func (r *runner) currentAlerts() *alerting {
+	readersMu.Lock()
+	defer readersMu.Unlock()
+	return r.alerts
+}
 
 func (r *runner) setReaders(rd *readers) {
 	readersMu.Lock()
@@ -706,18 +836,6 @@ func (r *runner) observeMetrics(now time.Time) {
 		r.observeEngine(now)
 	}
 	r.observeReaders(now)
-}
-
-func (r *runner) setDatabaseError(err error) {
-	r.dbMu.Lock()
-	r.dbErr = err
-	r.dbMu.Unlock()
-}
-
-func (r *runner) databaseError() error {
-	r.dbMu.Lock()
-	defer r.dbMu.Unlock()
-	return r.dbErr
 }
 
 func (r *runner) observeEngine(now time.Time) {
@@ -754,6 +872,21 @@ func (r *runner) observeReaders(now time.Time) {
 	rd := r.readers
 	rd.mu.Lock()
 	defer rd.mu.Unlock()
+	behindOf, secsOf := map[string]int64{}, map[string]float64{}
+	defer func() {
+		blind, lagging := r.health.judgeSources(r.cfg.Health, behindOf, secsOf, now, r.log)
+		for name, b := range blind {
+			r.metrics.setFailing("blind:"+name, b)
+		}
+		for name, b := range lagging {
+			r.metrics.setFailing("behind:"+name, b)
+		}
+		if a := r.alerts; a != nil {
+			for dest, b := range r.health.judgeSinks(a.Stats(), r.cfg.Health.SinkFailingFor, now) {
+				r.metrics.setFailing("alerts:"+dest, b)
+			}
+		}
+	}()
 	for name, t := range rd.tailers {
 		var behind int64
 		for _, s := range t.Status() {
@@ -769,5 +902,6 @@ func (r *runner) observeReaders(now time.Time) {
 			secs = max(0, now.Sub(m.lastEvent).Seconds())
 		}
 		m.secondsBehind.Set(secs)
+		behindOf[name], secsOf[name] = behind, secs
 	}
 }

@@ -934,7 +934,9 @@ func TestRunRotationStormWithKills(t *testing.T) {
 	<-done
 	w.Close()
 	p := e.startProcess()
-	for deadline := time.Now().Add(30 * time.Second); e.counted() < e.written && time.Now().Before(deadline); {
+	// (All may be counted already: wait for it to run, or the SIGTERM
+	// lands before its handler.)
+	for deadline := time.Now().Add(30 * time.Second); (e.counted() < e.written || !strings.Contains(p.Stderr.(*syncBuffer).String(), "spraywatch running")) && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
 	p.Process.Signal(syscall.SIGTERM)

@@ -2,25 +2,64 @@
 // reports each complete line exactly once, with the position a restart can
 // resume from.
 //
-// A position is (path, device, inode, head fingerprint, offset): the file a
-// path named when the line was read, the hash of its first bytes (inodes get
-// reused), and the offset just after the line. Callers persist positions in
-// the same transaction as what the lines produced; on start the Tailer takes
-// them back and decides, per path:
+// A position is (path, device, inode, head, offset): the file a path named
+// when the line was read, a fingerprint of its first bytes (inodes get
+// reused), and the offset just after the line. The saved head also holds
+// when it was taken ("t=", the file's mtime) and, for a file shorter than
+// a fingerprint, the fingerprint of the file read before it ("a="); a
+// rotated file read to its end keeps its head behind "done ". Callers
+// persist positions in the same transaction as what the lines produced.
+// The path's own key holds the file it names; the rotated key (path plus
+// RotatedSuffix) holds the previous file while it is read for late lines.
 //
-//   - same file, size >= offset: resume;
-//   - same file, size < offset or another head: truncated (copytruncate):
-//     drain the copy whose head matches from the offset, then read from 0;
-//   - another inode: drain the rotated sibling with the saved inode and
-//     head (it may since have been compressed to .gz) from the offset, read
-//     any siblings rotated after it whole, then read the new file from 0.
+// On start, per path, what the saved position can match on disk and what
+// each match means:
+//
+//	saved (path key)             on disk                               means: read
+//	---------------------------  ------------------------------------  -----------------------------------------
+//	none                         the file                              first start: from 0 (or its end: StartAtEnd)
+//	file F, head H, offset o     same inode, starts with H, size >= o  F itself: resume at o
+//	file F (H empty)             same inode                            nothing was read of F: as truncated
+//	file F                       same inode, shorter or other head     truncated (copytruncate): the oldest
+//	                                                                   sibling starting with H from o, later
+//	                                                                   siblings whole, then F from 0
+//	file F                       another inode                         rotated: the oldest sibling that is F
+//	                                                                   or a copy of it (by H: renamed, gzipped,
+//	                                                                   copied) from o, later siblings whole,
+//	                                                                   the newest plain one followed on for
+//	                                                                   late lines, then the path from 0
+//	file F, nothing holds H      (deleted, or H empty)                 every sibling rotated since whole: after
+//	                                                                   the previous file (rotated key, "a=") in
+//	                                                                   logrotate's order and written since "t="
+//	file F, path a symlink       F beside another target               F from o (or followed on), the targets
+//	                                                                   written since "t=" whole, the newest
+//	                                                                   followed on
+//	empty head ("gone")          whatever the path names               from 0
+//
+//	saved (rotated key)          on disk                               means
+//	---------------------------  ------------------------------------  -----------------------------------------
+//	"done ..."                   -                                     read to its end: nothing to do, but it
+//	                                                                   bounds where the path's copies are
+//	file R, head, offset         R by inode and head (or a copy)       plain: read on for late lines from the
+//	                                                                   offset; compressed: from the offset, done
+//
+// An empty fingerprint (a file empty when saved) names nothing: its inode
+// is trusted only if the file was born before the position was taken
+// (statx), and it bounds nothing. A fingerprint shorter than 64 bytes is
+// matched but never used as a bound: a few bytes of a line start many.
 //
 // While running, the Tailer keeps the file it reads open. When the path
 // starts to name another file (rename+create, delete+recreate, a swapped
 // symlink) the old descriptor is still read: a writer that has not reopened
 // yet (nginx before USR1) keeps appending to it, and those late lines are
-// read for RotateWait after the last one, under their own position key
-// (Rotated).
+// read for RotateWait after the last one, under the rotated key. A sibling
+// that appears while the path is followed is unread unless its content
+// proves otherwise: a copy of the current file (copytruncate, seen before
+// or after the truncate) is read from the offset read so far; a file whose
+// start is that of a file accounted for (a rename, or a compressed copy of
+// one) is skipped; anything else passed through the path between two looks
+// (rotated twice, or created, written and rotated) and is read whole, the
+// newest followed on for late lines.
 //
 // Why not github.com/nxadm/tail, which the design first named: its lines
 // carry no file identity and it reopens a renamed or truncated path behind
@@ -31,10 +70,11 @@
 // "not found" and when an inotify watcher cannot be made; its inotify watch
 // follows a symlink's target, so a swapped symlink goes unnoticed; and it
 // misses a truncation followed by growth past the old size. Exactly-once
-// counting needs the reader to own the descriptor and the offset, so this
-// package is polled: the caller calls Tick (the daemon every poll_interval,
-// 250ms by default, as nxadm/tail's own poller does), and Tick reads with
-// pread on descriptors it holds.
+// counting needs the reader to own the descriptor and the offset, so Tick
+// reads with pread on descriptors it holds and decides what every change
+// means; Watch (fsnotify on the files' directories) only wakes the caller
+// to Tick at once, and the caller still polls (every poll_interval) for
+// what events miss.
 package tail
 
 import (
@@ -57,6 +97,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/spraywatch/spraywatch/ingest"
 )
@@ -125,6 +167,9 @@ type Status struct {
 	Err error
 	// LastRead is when a line was last read.
 	LastRead time.Time
+
+	dev, ino  uint64 // the current file, whose size Status looks up
+	oldBehind int64
 }
 
 // Tailer follows the files of one source.
@@ -171,6 +216,15 @@ func (t *Tailer) Status() []Status {
 	defer t.mu.Unlock()
 	out := make([]Status, 0, len(t.status))
 	for _, s := range t.status {
+		// The size now, not at the last report: a long read of a
+		// backlog, or a reader held up downstream, still shows what
+		// is behind.
+		if fi, err := os.Stat(s.Path); err == nil && s.ino != 0 {
+			if dev, ino := devIno(fi); dev == s.dev && ino == s.ino {
+				s.Size = fi.Size()
+				s.Behind = max(0, s.Size-s.Offset) + s.oldBehind
+			}
+		}
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
@@ -207,7 +261,16 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 			t.mu.Unlock()
 			continue
 		}
-		err := f.tick(ctx, now, emit)
+		n := 0
+		err := f.tick(ctx, now, func(l *Line) error {
+			if err := emit(l); err != nil {
+				return err
+			}
+			if n++; n%progressEvery == 0 {
+				t.progress(f)
+			}
+			return nil
+		})
 		var stop emitError
 		if errors.As(err, &stop) {
 			return stop.err
@@ -222,19 +285,8 @@ type emitError struct{ err error }
 func (e emitError) Error() string { return e.err.Error() }
 
 func (t *Tailer) report(f *follower, err error, now time.Time) {
-	st := Status{Path: f.key, Err: err, LastRead: f.lastRead}
-	if f.cur != nil {
-		st.Offset = f.cur.off
-		if fi, serr := f.cur.f.Stat(); serr == nil {
-			st.Size = fi.Size()
-			st.Behind = max(0, st.Size-st.Offset)
-		}
-	}
-	if f.old != nil {
-		if fi, serr := f.old.f.Stat(); serr == nil {
-			st.Behind += max(0, fi.Size()-f.old.off)
-		}
-	}
+	st := f.status()
+	st.Err = err
 	if err != nil && (f.lastErr == nil || err.Error() != f.lastErr.Error() || now.Sub(f.lastLogged) > 5*time.Minute) {
 		t.log.Warn("cannot read log file; retrying", "path", f.key, "err", err, "retry_in", f.backoff)
 		f.lastLogged = now
@@ -244,6 +296,39 @@ func (t *Tailer) report(f *follower, err error, now time.Time) {
 	}
 	f.lastErr = err
 	t.mu.Lock()
+	t.status[f.key] = st
+	t.mu.Unlock()
+}
+
+// status is what the follower looks like now.
+func (f *follower) status() Status {
+	st := Status{Path: f.key, LastRead: f.lastRead}
+	if f.cur != nil {
+		st.Offset, st.dev, st.ino = f.cur.off, f.cur.dev, f.cur.ino
+		if fi, serr := f.cur.f.Stat(); serr == nil {
+			st.Size = fi.Size()
+			st.Behind = max(0, st.Size-st.Offset)
+		}
+	}
+	if f.old != nil {
+		if fi, serr := f.old.f.Stat(); serr == nil {
+			st.oldBehind = max(0, fi.Size()-f.old.off)
+			st.Behind += st.oldBehind
+		}
+	}
+	return st
+}
+
+// progressEvery is how many lines a long read reports its progress after.
+const progressEvery = 4096
+
+// progress updates a follower's status in the middle of a long read.
+func (t *Tailer) progress(f *follower) {
+	st := f.status()
+	t.mu.Lock()
+	if old, ok := t.status[f.key]; ok {
+		st.Err = old.Err
+	}
 	t.status[f.key] = st
 	t.mu.Unlock()
 }
@@ -290,6 +375,16 @@ type follower struct {
 	lastLogged time.Time
 	backoff    time.Duration
 	retryAt    time.Time
+	// sibs are the rotated siblings seen at the last look, by identity,
+	// with the fingerprint of their content; known are fingerprints of
+	// files already accounted for (siblings seen, files finished).
+	sibs  map[[2]uint64]sibling
+	known map[string]bool
+	neigh map[[2]uint64]bool // files beside a symlink's target at the last rotation
+	// lastDone fingerprints the file read last before the current one:
+	// saved with a short head, it bounds where a restart looks.
+	lastDone string
+	resumed  [2]uint64 // the copy of the rotated file a start read
 }
 
 func (f *follower) tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
@@ -336,7 +431,8 @@ func (f *follower) finishOld(emit func(*Line) error) error {
 	}
 	f.old = nil
 	old.close()
-	done := Position{Key: old.key, Dev: old.dev, Inode: old.ino, Offset: old.off}
+	f.remember(old.head)
+	done := Position{Key: old.key, Dev: old.dev, Inode: old.ino, Head: donePrefix + old.head, Offset: old.off}
 	return wrapEmit(emit(&Line{Pos: done, File: old.path, Offset: old.off, PositionOnly: true}))
 }
 
@@ -353,6 +449,8 @@ func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) err
 			return err
 		}
 		f.started = true
+		f.newSiblings() // what is there now is accounted for
+		f.newNeighbours()
 	}
 	if f.cur == nil {
 		nf, err := openFile(f.key, f.key, 0)
@@ -393,7 +491,12 @@ func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) err
 	if trunc, err := f.cur.truncated(); err != nil {
 		return err
 	} else if trunc {
-		return f.truncate(emit)
+		return f.truncate(emit, nil)
+	}
+	// A copy made since the last look (copytruncate's copy, the truncate
+	// maybe still to come)?
+	if err := f.absorb(emit, nil); err != nil {
+		return err
 	}
 	n, err := f.cur.read(f.t.o.MaxLineBytes, false, emit)
 	if n > 0 {
@@ -417,6 +520,19 @@ func (f *follower) gone(emit func(*Line) error) error {
 // rotate moves the current file aside, reading it on for late lines, and
 // opens what the path names now from its start.
 func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
+	// Truncated before it was moved (copytruncate, then a rename)? Then
+	// its copy first and its new content from 0.
+	var passed []*handle
+	defer func() { closeAll(passed) }()
+	if trunc, err := f.cur.truncated(); err != nil {
+		return err
+	} else if trunc {
+		if err := f.truncate(emit, &passed); err != nil {
+			return err
+		}
+	} else if err := f.absorb(emit, &passed); err != nil {
+		return err
+	}
 	if _, err := f.cur.read(f.t.o.MaxLineBytes, false, emit); err != nil {
 		return err
 	}
@@ -437,11 +553,63 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	if p := locate(f.key, f.old.dev, f.old.ino); p != "" {
 		f.old.path = p // evidence names the file where its lines now are
 	}
+	f.done(f.old.head)
 	f.cur = nf
+	// Files that passed through the path between two looks (rotated
+	// twice, or created, written and rotated): read whole, under the
+	// path's key, after the old file has moved to its own.
+	var hs []*handle
+	more := append(f.newSiblings(), f.newNeighbours()...)
+	more, passed = append(passed, more...), nil
+	for _, h := range more {
+		if f.old.is(h.dev, h.ino) || f.old.copiedTo(h) || (h.gz && !headKnown(h.head)) {
+			h.close() // the old file itself, renamed or compressed; nothing
+			continue
+		}
+		hs = append(hs, h)
+	}
+	defer closeAll(hs)
+	if len(hs) > 0 {
+		// The newest of them is the one a writer that has not reopened
+		// yet still writes to: it is followed for late lines, and the
+		// file read so far is done.
+		if err := f.finishOld(emit); err != nil {
+			return err
+		}
+	}
+	for i, h := range hs {
+		hs[i] = nil
+		f.t.log.Info("a file was rotated through the path between two looks; reading it", "path", f.key, "rotated", h.path)
+		if i == len(hs)-1 && !h.gz {
+			of, err := newFile(f.key+RotatedSuffix, h.path, h.f, 0)
+			if err != nil {
+				h.close()
+				return err
+			}
+			f.old, f.oldIdle = of, now
+			break
+		}
+		like := &file{key: f.key, dev: h.dev, ino: h.ino, mtime: h.mtime, head: h.head}
+		if err := wrapEmit(emit(&Line{Pos: like.position(), File: h.path, PositionOnly: true})); err != nil {
+			h.close()
+			return err
+		}
+		if err := f.drain(h, like, emit); err != nil {
+			return err
+		}
+	}
+	if f.old != nil {
+		f.done(f.old.head)
+	}
+	f.cur.after = f.lastDone
 	// The old file's position moves to its own key as the new file takes
 	// over the path's: both in one line, so they are saved together.
-	old := f.old.position()
-	if err := wrapEmit(emit(&Line{Pos: f.cur.position(), Extra: &old, File: f.cur.path, PositionOnly: true})); err != nil {
+	l := &Line{Pos: f.cur.position(), File: f.cur.path, PositionOnly: true}
+	if f.old != nil {
+		old := f.old.position()
+		l.Extra = &old
+	}
+	if err := wrapEmit(emit(l)); err != nil {
 		return err
 	}
 	n, err := f.cur.read(f.t.o.MaxLineBytes, false, emit)
@@ -453,23 +621,240 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 
 // truncate handles copytruncate: lines written between the last read and
 // the copy are in the copy, so it is drained first when it can be found.
-func (f *follower) truncate(emit func(*Line) error) error {
+func (f *follower) truncate(emit func(*Line) error, rest *[]*handle) error {
 	f.t.log.Info("log truncated; reading from its start", "path", f.key, "inode", f.cur.ino)
-	if c := findCopy(f.key, f.cur.head, f.cur.off, f.cur.dev, f.cur.ino); c != nil {
-		if err := f.drain(c, f.cur, emit); err != nil {
+	if err := f.absorb(emit, rest); err != nil {
+		return err
+	}
+	// A copy of the new content may have moved the file on already.
+	if trunc, err := f.cur.truncated(); err != nil {
+		return err
+	} else if trunc {
+		f.done(f.cur.head)
+		f.cur.off, f.cur.skipping = 0, false
+		f.cur.head = ""
+		if err := f.cur.refreshHead(); err != nil {
 			return err
 		}
 	}
-	f.cur.off, f.cur.skipping = 0, false
-	f.cur.head = ""
-	if err := f.cur.refreshHead(); err != nil {
-		return err
-	}
+	f.cur.after = f.lastDone
 	if err := wrapEmit(emit(&Line{Pos: f.cur.position(), File: f.cur.path, PositionOnly: true})); err != nil {
 		return err
 	}
 	_, err := f.cur.read(f.t.o.MaxLineBytes, false, emit)
 	return err
+}
+
+// absorb reads the copies and rotated files that appeared beside the path
+// since the last look: a copy of the current file (copytruncate) from the
+// offset read so far, anything else whole. The current file's identity
+// keys them, so that a restart finds them again as copies.
+//
+// With rest, files that are not copies are left to the caller (a
+// rotation: they passed through the path).
+func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
+	hs := f.newSiblings()
+	defer closeAll(hs)
+	if len(hs) == 0 {
+		return nil
+	}
+	cur := f.cur
+	for i, h := range hs {
+		hs[i] = nil
+		if f.old.is(h.dev, h.ino) || f.old.copiedTo(h) {
+			h.close()
+			continue
+		}
+		// A copy of the file: its start is what was read (a short
+		// fingerprint proves little), or the file still starts with
+		// the copy's content (copied, not truncated yet).
+		wholeHead := distinct(h.head) || int64(len(h.first)) == h.size
+		if (headKnown(cur.head) && h.startsWith(cur.head) && (h.gz || h.size >= cur.off)) ||
+			(headKnown(h.head) && wholeHead && headMatches(cur.f, h.head) && (h.gz || h.size >= cur.off)) {
+			f.t.log.Info("log copied (copytruncate); reading the copy from the offset read", "path", f.key, "copy", h.path, "offset", cur.off)
+			// Keyed by the copy's head, which covers at least what
+			// the file's did: a restart finds the copy by it.
+			like := &file{key: f.key, dev: cur.dev, ino: cur.ino, mtime: h.mtime, head: h.head, off: cur.off}
+			copyHead := h.head
+			if err := f.drain(h, like, emit); err != nil {
+				return err
+			}
+			fi, err := cur.f.Stat()
+			if err != nil {
+				return err
+			}
+			if headMatches(cur.f, copyHead) && fi.Size() >= like.off {
+				// Not truncated yet: the copy was the file's start.
+				cur.off = max(cur.off, like.off)
+			} else {
+				cur.off, cur.skipping, cur.head = 0, false, ""
+			}
+			if err := cur.refreshHead(); err != nil {
+				return err
+			}
+		} else if rest != nil {
+			*rest = append(*rest, h)
+			continue
+		} else {
+			f.t.log.Info("a file was rotated beside the path between two looks; reading it whole", "path", f.key, "rotated", h.path)
+			like := &file{key: f.key, dev: cur.dev, ino: cur.ino, mtime: h.mtime, head: h.head}
+			if err := f.drain(h, like, emit); err != nil {
+				return err
+			}
+		}
+		cur.after = f.lastDone
+		if err := wrapEmit(emit(&Line{Pos: cur.position(), File: cur.path, Offset: cur.off, PositionOnly: true})); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newSiblings opens the rotated siblings of the path that were not there
+// at the last look and whose content is not known (a rename, or a
+// compressed copy, of a file accounted for), oldest first. The first look
+// only records what is there.
+func (f *follower) newSiblings() []*handle {
+	first := f.sibs == nil
+	now := map[[2]uint64]sibling{}
+	if f.known == nil {
+		f.known = map[string]bool{}
+	}
+	var out []*handle
+	for _, group := range ingest.ReplayOrder(siblings(f.key)) {
+		for _, p := range group {
+			if p == f.key {
+				continue
+			}
+			fi, err := os.Lstat(p)
+			if err != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+			dev, ino := devIno(fi)
+			id := [2]uint64{dev, ino}
+			seen, ok := f.sibs[id]
+			if ok && seen.size == fi.Size() && seen.mtime.Equal(fi.ModTime()) {
+				now[id] = seen
+				continue
+			}
+			h, err := openHandle(p)
+			if err != nil {
+				continue
+			}
+			now[id] = sibling{head: h.head, size: h.size, mtime: h.mtime}
+			// The same file, grown or renamed, or one whose content is
+			// accounted for; an inode may have been freed and reused.
+			if first || (ok && h.extends(seen.head)) || f.isKnown(h) || f.cur.is(h.dev, h.ino) {
+				f.known[h.head] = true
+				h.close()
+				continue
+			}
+			f.known[h.head] = true
+			out = append(out, h)
+		}
+	}
+	f.sibs = now
+	if len(f.known) > 256 {
+		// Forget all but what is there now.
+		f.known = map[string]bool{}
+		for _, s := range now {
+			f.known[s.head] = true
+		}
+	}
+	return out
+}
+
+// sibling is what a rotated sibling looked like at the last look.
+type sibling struct {
+	head  string
+	size  int64
+	mtime time.Time
+}
+
+// newNeighbours opens the files that appeared beside a symlink's target
+// since the last rotation, when the targets live in another directory
+// than the link and share the new target's extension: targets the link
+// pointed to between two looks. The first call only records.
+func (f *follower) newNeighbours() []*handle {
+	real, err := filepath.EvalSymlinks(f.key)
+	if err != nil || filepath.Dir(real) == filepath.Dir(f.key) {
+		return nil
+	}
+	first := f.neigh == nil
+	ents, err := os.ReadDir(filepath.Dir(real))
+	if err != nil || len(ents) > 5000 {
+		return nil
+	}
+	now := map[[2]uint64]bool{}
+	var out []*handle
+	for _, e := range ents {
+		p := filepath.Join(filepath.Dir(real), e.Name())
+		if !e.Type().IsRegular() || filepath.Ext(p) != filepath.Ext(real) || p == real {
+			continue
+		}
+		if _, live := f.t.files[p]; live {
+			continue
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			continue
+		}
+		dev, ino := devIno(fi)
+		id := [2]uint64{dev, ino}
+		now[id] = true
+		if first || f.neigh[id] || f.cur.is(dev, ino) || f.old.is(dev, ino) {
+			continue
+		}
+		h, err := openHandle(p)
+		if err != nil {
+			continue
+		}
+		if f.isKnown(h) {
+			h.close()
+			continue
+		}
+		out = append(out, h)
+	}
+	f.neigh = now
+	return out
+}
+
+// isKnown reports whether a file's content is, or extends, that of a file
+// accounted for (a rotated file grown, or compressed after it grew).
+func (f *follower) isKnown(h *handle) bool {
+	if !headKnown(h.head) {
+		return false // an empty file is no copy of anything
+	}
+	if f.known[h.head] {
+		return true
+	}
+	for k := range f.known {
+		if h.extends(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// done notes the file read last (an empty one says nothing).
+func (f *follower) done(head string) {
+	if headKnown(head) {
+		f.lastDone = head
+	}
+}
+
+// remember notes a file's content as accounted for.
+func (f *follower) remember(head string) {
+	if f.known == nil {
+		f.known = map[string]bool{}
+	}
+	f.known[head] = true
+}
+
+func closeAll(hs []*handle) {
+	for _, h := range hs {
+		h.close()
+	}
 }
 
 // drain reads an opened file (plain or gzip) from like's offset to its
@@ -478,6 +863,7 @@ func (f *follower) truncate(emit func(*Line) error) error {
 // running meanwhile cannot swap one for another.
 func (f *follower) drain(h *handle, like *file, emit func(*Line) error) error {
 	defer h.close()
+	f.done(h.head)
 	r, err := h.content()
 	if err != nil {
 		return fmt.Errorf("drain %s: %w", h.path, err)
@@ -493,6 +879,12 @@ func (f *follower) drain(h *handle, like *file, emit func(*Line) error) error {
 	for {
 		line, off, err := lr.Next()
 		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err == nil && !h.gz && lr.Offset()-off == int64(len(line)) {
+			// A last line without its newline in a plain file: its
+			// writer may not be done with it (a file a restart follows
+			// on, or the half a copytruncate split off).
 			return nil
 		}
 		l := &Line{File: h.path, Offset: off}
@@ -537,7 +929,7 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 		f.old = nil
 		return err
 	}
-	if old, ok := f.t.saved[f.key+RotatedSuffix]; ok && old.Head != "" {
+	if old, ok := f.t.saved[f.key+RotatedSuffix]; ok && old.Head != "" && !strings.HasPrefix(old.Head, donePrefix) {
 		if err := f.resume(old, cur, now, emit); err != nil {
 			return fail(err)
 		}
@@ -556,16 +948,14 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 			cur.off = cur.size
 			cur.seekLineStart()
 		}
-	case saved.Dev == cur.dev && saved.Inode == cur.ino && headMatches(cur.f, saved.Head) && cur.size >= saved.Offset:
+	case saved.Dev == cur.dev && saved.Inode == cur.ino && headMatches(cur.f, saved.Head) && cur.size >= saved.Offset && headKnown(saved.Head):
 		cur.off = saved.Offset // resume
 	case saved.Dev == cur.dev && saved.Inode == cur.ino:
-		// Truncated (or rewritten) while down: the copy holds the rest.
+		// Truncated (or rewritten) while down: the copy holds the rest,
+		// and copies made after it are read whole.
 		f.t.log.Info("log truncated while stopped; reading its copy from the saved offset, then the log from its start", "path", f.key)
-		like := &file{key: f.key, dev: saved.Dev, ino: saved.Inode, head: saved.Head, off: saved.Offset}
-		if c := findCopy(f.key, saved.Head, saved.Offset, saved.Dev, saved.Inode); c != nil {
-			if err := f.drain(c, like, emit); err != nil {
-				return fail(err)
-			}
+		if err := f.catchUp(saved, cur, now, emit); err != nil {
+			return fail(err)
 		}
 	case saved.Head == "":
 		// The file was gone when last read: read what is there now whole.
@@ -584,6 +974,12 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 			}
 		}
 		return missing
+	}
+	if f.old != nil {
+		f.done(f.old.head)
+	}
+	if cur != nil {
+		cur.after = f.lastDone
 	}
 	f.cur = cur
 	l := &Line{Pos: Position{Key: f.key}, File: f.key, PositionOnly: true}
@@ -614,9 +1010,11 @@ func (t *Tailer) remember(emit func(*Line) error) func(*Line) error {
 
 // resume takes up a rotated file that was still being read for late lines.
 func (f *follower) resume(old Position, cur *file, now time.Time, emit func(*Line) error) error {
-	h := findFile(f.key, old, cur)
+	h := findFile(f.key, old, cur, Position{}, f.t.files)
+	// Done, the identity kept: the path's saved file was rotated after it.
+	done := Position{Key: old.Key, Dev: old.Dev, Inode: old.Inode, Head: donePrefix + fingerprintOf(old.Head), Offset: old.Offset}
 	if h == nil {
-		return wrapEmit(emit(&Line{Pos: Position{Key: old.Key}, File: f.key, PositionOnly: true}))
+		return wrapEmit(emit(&Line{Pos: done, File: f.key, PositionOnly: true}))
 	}
 	if h.dev == old.Dev && h.ino == old.Inode && !h.gz {
 		of, err := newFile(old.Key, h.path, h.f, old.Offset)
@@ -626,71 +1024,259 @@ func (f *follower) resume(old Position, cur *file, now time.Time, emit func(*Lin
 		f.old, f.oldIdle = of, now
 		return nil
 	}
-	like := &file{key: old.Key, dev: old.Dev, ino: old.Inode, head: old.Head, off: old.Offset}
+	like := &file{key: old.Key, dev: old.Dev, ino: old.Inode, head: fingerprintOf(old.Head), off: old.Offset}
 	path := h.path
+	f.resumed = [2]uint64{h.dev, h.ino}
 	if err := f.drain(h, like, emit); err != nil {
 		return err
 	}
-	return wrapEmit(emit(&Line{Pos: Position{Key: old.Key, Dev: old.Dev, Inode: old.Inode, Offset: like.off}, File: path, PositionOnly: true}))
+	done.Offset = like.off
+	return wrapEmit(emit(&Line{Pos: done, File: path, PositionOnly: true}))
 }
 
-// catchUp reads the file a saved position names from its offset and the
-// siblings rotated after it whole.
+// catchUp reads what was written to the path's saved file after its
+// offset and every file rotated after it: the oldest sibling that is the
+// saved file or a copy of it (by head: renamed, compressed, copied by
+// copytruncate) from the offset, every later sibling whole. Only siblings
+// rotated after prev (the file the path named before) and not last
+// written before the position was taken are considered. When no sibling
+// holds the saved file (deleted, or it was empty: an empty fingerprint
+// names nothing), those siblings are all read whole.
 func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*Line) error) error {
-	h := findFile(f.key, saved, cur)
-	if h == nil {
-		f.t.log.Warn("the file last read was rotated away and is gone; reading the current file from its start", "path", f.key, "inode", saved.Inode)
-		return nil
+	hs, neigh := f.rotatedSince(saved, f.t.saved[f.key+RotatedSuffix], cur)
+	defer closeAll(hs)
+	defer closeAll(neigh)
+	if cur.is(saved.Dev, saved.Inode) {
+		// The link still names the saved file: no other target is due.
+		closeAll(neigh)
+		neigh = nil
 	}
-	f.t.log.Info("log rotated while stopped; reading the rotated file from the saved offset", "path", f.key, "rotated", h.path)
-	// Siblings rotated after it: later in logrotate's order (x.log.2
-	// before x.log.1, dateext by date) and not modified before it, which
-	// guards against naming schemes that order otherwise. They are opened
-	// at once, before anything is read.
-	var newer []*handle
-	defer func() {
-		for _, n := range newer {
-			n.close()
+	if err := f.catchUpTargets(saved, neigh, now, emit); err != nil {
+		return err
+	}
+	anchor := -1
+	if headKnown(saved.Head) {
+		for i, h := range hs {
+			if h.startsWith(saved.Head) && (h.gz || h.size >= saved.Offset) {
+				anchor = i
+				break
+			}
 		}
-	}()
-	after := false
+	}
+	if anchor < 0 && headKnown(saved.Head) && len(neigh) == 0 && headTime(saved.Head).IsZero() {
+		// A symlink's old target, beside the new one (an undated
+		// position)?
+		if h := findFile(f.key, saved, cur, Position{}, f.t.files); h != nil {
+			if h.dev == saved.Dev && h.ino == saved.Inode && !h.gz && f.old == nil {
+				of, err := newFile(f.key+RotatedSuffix, h.path, h.f, saved.Offset)
+				if err != nil {
+					h.close()
+					return err
+				}
+				f.old, f.oldIdle = of, now
+				return nil
+			}
+			like := &file{key: f.key, dev: saved.Dev, ino: saved.Inode, head: fingerprintOf(saved.Head), off: saved.Offset}
+			return f.drain(h, like, emit)
+		}
+	}
+	if anchor < 0 {
+		if headTime(saved.Head).IsZero() && f.t.saved[f.key+RotatedSuffix].Key == "" {
+			// Saved by a version that did not date positions: without
+			// a date or a previous file, older siblings cannot be told
+			// from newer ones.
+			hs = nil
+		}
+		if headKnown(saved.Head) {
+			f.t.log.Warn("the file last read was rotated away and is gone; reading the files rotated since whole", "path", f.key, "inode", saved.Inode, "files", len(hs))
+		}
+	} else {
+		f.t.log.Info("log rotated while stopped; reading the rotated file from the saved offset", "path", f.key, "rotated", hs[anchor].path)
+		h := hs[anchor]
+		if anchor == len(hs)-1 && f.old == nil && h.dev == saved.Dev && h.ino == saved.Inode && !h.gz {
+			// The newest rotated file may still get late lines: follow it.
+			of, err := newFile(f.key+RotatedSuffix, h.path, h.f, saved.Offset)
+			if err != nil {
+				return err
+			}
+			hs[anchor] = nil
+			f.old, f.oldIdle = of, now
+			return nil
+		}
+		like := &file{key: f.key, dev: saved.Dev, ino: saved.Inode, mtime: h.mtime, head: fingerprintOf(saved.Head), off: saved.Offset}
+		hs[anchor] = nil
+		if err := f.drain(h, like, emit); err != nil {
+			return err
+		}
+		// Later siblings: not modified before it, which guards against
+		// naming schemes that order otherwise (compressing may date a
+		// file by when it was compressed).
+		rest := hs[anchor+1:]
+		for i, n := range rest {
+			if n.dev == h.dev && n.ino == h.ino || (!n.gz && !h.gz && n.mtime.Before(h.mtime)) {
+				n.close()
+				rest[i] = nil
+			}
+		}
+		hs = rest
+	}
+	for i, n := range hs {
+		if n == nil {
+			continue
+		}
+		hs[i] = nil
+		if i == len(hs)-1 && !n.gz {
+			// The newest rotated file may still get late lines: follow
+			// it (start saves its position with the path's), and finish
+			// an older one taken up from the rotated key.
+			if f.old != nil {
+				if err := f.finishOld(emit); err != nil {
+					n.close()
+					return err
+				}
+			}
+			of, err := newFile(f.key+RotatedSuffix, n.path, n.f, 0)
+			if err != nil {
+				n.close()
+				return err
+			}
+			f.old, f.oldIdle = of, now
+			return nil
+		}
+		next := &file{key: f.key, dev: n.dev, ino: n.ino, mtime: n.mtime, head: n.head}
+		if err := f.drain(n, next, emit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rotatedSince opens the siblings that may hold what was written to the
+// path after saved, oldest first: rotated after prev, and written since
+// saved was taken.
+func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []*handle) {
+	since := headTime(saved.Head)
+	prevFP, prevSame := fingerprintOf(prev.Head), ""
+	if !distinct(prevFP) {
+		prevFP, prevSame = "", prevFP
+	}
+	if !headKnown(prevSame) {
+		prevSame = ""
+	}
+	afterFP := headField(saved.Head, "a")
+	if !distinct(afterFP) || afterFP == fingerprintOf(saved.Head) {
+		afterFP = ""
+	}
+	var out []*handle
 	for _, group := range ingest.ReplayOrder(siblings(f.key)) {
 		for _, p := range group {
-			if p == h.path {
-				after = true
+			if _, live := f.t.files[p]; live || p == f.key {
 				continue
 			}
-			if !after || p == f.key {
+			if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() {
 				continue
 			}
-			n, err := openHandle(p)
+			h, err := openHandle(p)
 			if err != nil {
 				continue
 			}
-			if cur.is(n.dev, n.ino) || (n.dev == h.dev && n.ino == h.ino) || n.mtime.Before(h.mtime) {
-				n.close()
+			switch {
+			case cur.is(h.dev, h.ino), f.old.is(h.dev, h.ino), prevSame != "" && h.head == prevSame, f.resumed == [2]uint64{h.dev, h.ino}:
+				// (the rotated file taken up already, or a copy of it)
+			case (prevFP != "" && h.startsWith(prevFP)) || (afterFP != "" && h.startsWith(afterFP)):
+				// (an empty file's fingerprint bounds nothing, and its
+				// inode may since belong to another file)
+				closeAll(out) // older than the file before
+				out = nil
+			case !since.IsZero() && h.mtime.Before(since):
+			default:
+				out = append(out, h)
 				continue
 			}
-			newer = append(newer, n)
+			h.close()
 		}
 	}
-	if len(newer) == 0 && f.old == nil && h.dev == saved.Dev && h.ino == saved.Inode && !h.gz {
-		// The newest rotated file may still get late lines: follow it.
-		of, err := newFile(f.key+RotatedSuffix, h.path, h.f, saved.Offset)
-		if err != nil {
-			return err
-		}
-		f.old, f.oldIdle = of, now
+	return out, f.targetsSince(saved, prev, cur)
+}
+
+// targetsSince opens, for a path that is a symlink into another
+// directory, the files beside its target (same extension) written since
+// saved was taken, the file before (prev) left out: the targets it
+// pointed to since.
+func (f *follower) targetsSince(saved, prev Position, cur *file) []*handle {
+	since := headTime(saved.Head)
+	real, err := filepath.EvalSymlinks(f.key)
+	if err != nil || filepath.Dir(real) == filepath.Dir(f.key) || since.IsZero() {
 		return nil
 	}
-	like := &file{key: f.key, dev: saved.Dev, ino: saved.Inode, head: saved.Head, off: saved.Offset}
-	if err := f.drain(h, like, emit); err != nil {
-		return err
+	ents, err := os.ReadDir(filepath.Dir(real))
+	if err != nil || len(ents) > 5000 {
+		return nil
 	}
-	for i, n := range newer {
-		newer[i] = nil
-		next := &file{key: f.key, dev: n.dev, ino: n.ino, head: n.head}
-		if err := f.drain(n, next, emit); err != nil {
+	var out []*handle
+	for _, e := range ents {
+		p := filepath.Join(filepath.Dir(real), e.Name())
+		if _, live := f.t.files[p]; live || !e.Type().IsRegular() || filepath.Ext(p) != filepath.Ext(real) {
+			continue
+		}
+		h, err := openHandle(p)
+		if err != nil {
+			continue
+		}
+		isSaved := h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head)
+		if cur.is(h.dev, h.ino) || f.old.is(h.dev, h.ino) || (!isSaved && h.dev == prev.Dev && h.ino == prev.Inode) || (!isSaved && h.mtime.Before(since)) {
+			h.close()
+			continue
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// catchUpTargets reads a symlink's targets since saved, oldest first: the
+// saved one from its offset, the others whole, and the newest (a writer
+// that has not reopened may still write to it) followed on for late lines.
+// Positions are dated by the newest file read so far, so that a restart
+// reads again only what came after.
+func (f *follower) catchUpTargets(saved Position, hs []*handle, now time.Time, emit func(*Line) error) error {
+	isSaved := func(h *handle) bool {
+		return h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head)
+	}
+	sort.SliceStable(hs, func(i, j int) bool {
+		if a, b := isSaved(hs[i]), isSaved(hs[j]); a != b {
+			return a
+		}
+		return hs[i].mtime.Before(hs[j].mtime)
+	})
+	dated := headTime(saved.Head)
+	for i, h := range hs {
+		hs[i] = nil
+		like := &file{key: f.key, dev: h.dev, ino: h.ino, head: h.head}
+		if isSaved(h) {
+			like = &file{key: f.key, dev: saved.Dev, ino: saved.Inode, head: fingerprintOf(saved.Head), off: saved.Offset}
+		} else {
+			f.t.log.Info("the symlink pointed to this file while stopped; reading it whole", "path", f.key, "target", h.path)
+		}
+		if i == len(hs)-1 && !h.gz {
+			if f.old != nil {
+				if err := f.finishOld(emit); err != nil {
+					h.close()
+					return err
+				}
+			}
+			of, err := newFile(f.key+RotatedSuffix, h.path, h.f, like.off)
+			if err != nil {
+				h.close()
+				return err
+			}
+			f.old, f.oldIdle = of, now
+			return nil
+		}
+		if h.mtime.After(dated) {
+			dated = h.mtime
+		}
+		like.mtime = dated
+		if err := f.drain(h, like, emit); err != nil {
 			return err
 		}
 	}
@@ -704,7 +1290,9 @@ type file struct {
 	f         *os.File
 	dev, ino  uint64
 	size      int64
+	mtime     time.Time
 	head      string
+	after     string // fingerprint of the file read before this one
 	off       int64
 	skipping  bool // inside a line longer than the limit
 	skipStart int64
@@ -734,11 +1322,24 @@ func newFile(key, path string, fh *os.File, off int64) (*file, error) {
 		return nil, fmt.Errorf("open %s: is a directory", path)
 	}
 	dev, ino := devIno(fi)
-	nf := &file{key: key, path: path, f: fh, dev: dev, ino: ino, size: fi.Size(), off: off}
+	nf := &file{key: key, path: path, f: fh, dev: dev, ino: ino, size: fi.Size(), mtime: fi.ModTime(), off: off}
 	if err := nf.refreshHead(); err != nil {
 		return nil, err
 	}
 	return nf, nil
+}
+
+// copiedTo reports whether h holds this file's content (a compressed
+// copy): by its start when the fingerprint is long enough to tell, else
+// only when it is the same.
+func (x *file) copiedTo(h *handle) bool {
+	if x == nil || !headKnown(x.head) {
+		return false
+	}
+	if distinct(x.head) {
+		return h.startsWith(x.head)
+	}
+	return h.head == x.head
 }
 
 // is reports whether x is the file with this device and inode.
@@ -752,7 +1353,53 @@ func (x *file) close() {
 }
 
 func (x *file) position() Position {
-	return Position{Key: x.key, Dev: x.dev, Inode: x.ino, Head: x.head, Offset: x.off}
+	head := x.head
+	if !x.mtime.IsZero() {
+		// When it was taken tells later copies of the file from older
+		// siblings (a short fingerprint matches many files).
+		head += " t=" + strconv.FormatInt(x.mtime.UnixNano(), 10)
+	}
+	if n, _ := headLen(x.head); n < HeadBytes && x.after != "" && x.after != x.head {
+		// and the file read before it bounds where its copies are.
+		head += " a=" + x.after
+	}
+	return Position{Key: x.key, Dev: x.dev, Inode: x.ino, Head: head, Offset: x.off}
+}
+
+// donePrefix marks the saved head of a rotated file read to its end.
+const donePrefix = "done "
+
+// fingerprintOf is the fingerprint in a saved head: "[done ]n:hex[ t=ns]".
+func fingerprintOf(head string) string {
+	head = strings.TrimPrefix(head, donePrefix)
+	fp, _, _ := strings.Cut(head, " ")
+	return fp
+}
+
+// headKnown reports whether a saved head fingerprints any bytes: an empty
+// file's does not, and its inode may since have been reused.
+func headKnown(head string) bool {
+	n, _ := headLen(head)
+	return n > 0
+}
+
+// headField is a "k=v" field of a saved head.
+func headField(head, k string) string {
+	for _, f := range strings.Fields(strings.TrimPrefix(head, donePrefix))[1:] {
+		if v, ok := strings.CutPrefix(f, k+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// headTime is when a fingerprint was taken (zero when unknown).
+func headTime(head string) time.Time {
+	ns, err := strconv.ParseInt(headField(head, "t"), 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // refreshHead fingerprints the first bytes while the file is shorter than
@@ -776,7 +1423,7 @@ func (x *file) truncated() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	x.size = fi.Size()
+	x.size, x.mtime = fi.Size(), fi.ModTime()
 	if x.size < x.off {
 		return true, nil
 	}
@@ -894,7 +1541,7 @@ func headOf(b []byte) string {
 }
 
 func headLen(head string) (int, bool) {
-	n, _, ok := strings.Cut(head, ":")
+	n, _, ok := strings.Cut(fingerprintOf(head), ":")
 	if !ok {
 		return 0, false
 	}
@@ -913,7 +1560,7 @@ func headMatches(r io.ReaderAt, head string) bool {
 	if got < n && err != nil {
 		return false
 	}
-	return headOf(buf) == head
+	return headOf(buf) == fingerprintOf(head)
 }
 
 // readerHeadMatches is headMatches for a stream (a gzip file).
@@ -926,7 +1573,7 @@ func readerHeadMatches(r io.Reader, head string) bool {
 	if _, err := io.ReadFull(r, buf); err != nil {
 		return false
 	}
-	return headOf(buf) == head
+	return headOf(buf) == fingerprintOf(head)
 }
 
 // siblings are the rotated files of path: path.1, path.2.gz, path-20261128.
@@ -996,8 +1643,40 @@ type handle struct {
 	dev, ino uint64
 	size     int64
 	mtime    time.Time
+	btime    time.Time // when the inode was made (zero when unknown)
 	gz       bool
 	head     string // fingerprint of the (decompressed) content
+	first    []byte // its first HeadBytes
+}
+
+// extends reports whether the content starts with what fp fingerprints
+// (a non-empty fingerprint).
+func (h *handle) extends(fp string) bool {
+	n, ok := headLen(fp)
+	return ok && distinct(fp) && n <= len(h.first) && headOf(h.first[:n]) == fingerprintOf(fp)
+}
+
+// distinctBytes is how long a fingerprint must be to tell one file from
+// another by its start alone (a few bytes of a line are shared by many).
+const distinctBytes = 64
+
+func distinct(fp string) bool {
+	n, _ := headLen(fp)
+	return n >= distinctBytes
+}
+
+// bornAfter reports whether the file was made after t (false when the
+// file system does not say).
+func (h *handle) bornAfter(t time.Time) bool { return !h.btime.IsZero() && h.btime.After(t) }
+
+// birthTime is when the open file's inode was made, where the file system
+// records it (statx); zero otherwise.
+func birthTime(f *os.File) time.Time {
+	var st unix.Statx_t
+	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_BTIME, &st); err != nil || st.Mask&unix.STATX_BTIME == 0 {
+		return time.Time{}
+	}
+	return time.Unix(st.Btime.Sec, int64(st.Btime.Nsec))
 }
 
 func openHandle(path string) (*handle, error) {
@@ -1010,7 +1689,7 @@ func openHandle(path string) (*handle, error) {
 		fh.Close()
 		return nil, fmt.Errorf("open %s: not a regular file", path)
 	}
-	h := &handle{path: path, f: fh, size: fi.Size(), mtime: fi.ModTime()}
+	h := &handle{path: path, f: fh, size: fi.Size(), mtime: fi.ModTime(), btime: birthTime(fh)}
 	h.dev, h.ino = devIno(fi)
 	var magic [2]byte
 	n, _ := fh.ReadAt(magic[:], 0)
@@ -1022,7 +1701,8 @@ func openHandle(path string) (*handle, error) {
 	}
 	buf := make([]byte, HeadBytes)
 	got, _ := io.ReadFull(r, buf)
-	h.head = headOf(buf[:got])
+	h.first = buf[:got]
+	h.head = headOf(h.first)
 	return h, nil
 }
 
@@ -1051,24 +1731,53 @@ func (h *handle) close() {
 
 // findFile finds and opens the file a saved position names: by inode and
 // head, else a compressed or copytruncate copy of it by head (the file
-// itself may have been truncated and rotated since). cur (the file the
-// path names now) is never it.
-func findFile(path string, saved Position, cur *file) *handle {
+// itself may have been truncated and rotated since), the oldest such copy
+// rotated after prev (the file the path named before, whose position is
+// saved under the rotated key). cur (the file the path names now) is never
+// it. A short head matches many files: it is only matched among the
+// path's own siblings, and not by files last written before it was taken.
+func findFile(path string, saved Position, cur *file, prev Position, followed map[string]*follower) *handle {
 	var copies []*handle
-	defer func() {
-		for _, c := range copies {
-			c.close()
+	defer func() { closeAll(copies) }()
+	n, _ := headLen(saved.Head)
+	weak := n < HeadBytes
+	since := headTime(saved.Head)
+	sibs := map[string]bool{}
+	var order []string
+	for _, g := range ingest.ReplayOrder(siblings(path)) {
+		for _, p := range g {
+			sibs[p] = true
+			order = append(order, p)
 		}
-	}()
+	}
 	for _, p := range candidates(path) {
+		if _, live := followed[p]; !sibs[p] && !live {
+			// (a file followed in its own right is no copy)
+			order = append(order, p)
+		}
+	}
+	prevFP := fingerprintOf(prev.Head)
+	if n, _ := headLen(prevFP); n == 0 {
+		prevFP = "" // an empty file's fingerprint matches every file
+	}
+	for _, p := range order {
 		h, err := openHandle(p)
 		if err != nil {
 			continue
 		}
 		switch {
 		case cur.is(h.dev, h.ino):
-		case h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head):
+		case h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head) &&
+			(headKnown(saved.Head) || since.IsZero() || !h.bornAfter(since)):
+			// (an empty file's fingerprint proves nothing, and its inode
+			// may have been freed and reused by a file born later)
 			return h
+		case !headKnown(saved.Head):
+		case prev.Key != "" && sibs[p] && ((h.dev == prev.Dev && h.ino == prev.Inode) || (prevFP != "" && h.startsWith(prevFP))):
+			// The file before the saved one: copies are rotated after it.
+			closeAll(copies)
+			copies = nil
+		case weak && (!sibs[p] || (!since.IsZero() && h.mtime.Before(since))):
 		case (h.gz || h.size >= saved.Offset) && h.startsWith(saved.Head):
 			copies = append(copies, h)
 			continue
@@ -1079,22 +1788,6 @@ func findFile(path string, saved Position, cur *file) *handle {
 		h := copies[0]
 		copies = copies[1:]
 		return h
-	}
-	return nil
-}
-
-// findCopy finds and opens a copytruncate copy: another file whose content
-// starts with the same bytes and is at least off long.
-func findCopy(path, head string, off int64, dev, ino uint64) *handle {
-	for _, p := range siblings(path) {
-		h, err := openHandle(p)
-		if err != nil {
-			continue
-		}
-		if !(h.dev == dev && h.ino == ino) && (h.gz || h.size >= off) && h.startsWith(head) {
-			return h
-		}
-		h.close()
 	}
 	return nil
 }

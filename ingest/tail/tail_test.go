@@ -2,6 +2,7 @@ package tail_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,4 +144,173 @@ func TestMissingFileIsRetried(t *testing.T) {
 	if st := tl.Status(); st[0].Err != nil {
 		t.Errorf("status still has %v", st[0].Err)
 	}
+}
+
+// Bytes behind are what is behind now, not at the last Tick: a reader
+// held up downstream (a locked database) or in the middle of a long read
+// still shows its backlog; a long read reports its progress as it goes.
+func TestStatusShowsBacklogBetweenTicks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "access.log")
+	appendFile(t, path, "one\n")
+	tl := tail.New(tail.Options{Patterns: []string{path}})
+	defer tl.Close()
+	c := &collector{}
+	if err := tl.Tick(context.Background(), time.Now(), c.emit); err != nil {
+		t.Fatal(err)
+	}
+	more := strings.Repeat("a line not read yet\n", 10)
+	appendFile(t, path, more)
+	if st := tl.Status(); len(st) != 1 || st[0].Behind != int64(len(more)) {
+		t.Fatalf("status after an unread append = %+v, want %d bytes behind", st, len(more))
+	}
+	// A long read: the status seen from inside emit moves on before the
+	// Tick ends.
+	appendFile(t, path, strings.Repeat("x\n", 3*4096))
+	var mid []int64
+	n := 0
+	err := tl.Tick(context.Background(), time.Now(), func(l *tail.Line) error {
+		if n++; n%4096 == 1 && n > 1 {
+			mid = append(mid, tl.Status()[0].Behind)
+		}
+		return c.emit(l)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mid) < 2 || mid[0] <= mid[len(mid)-1] || mid[0] == 0 {
+		t.Errorf("bytes behind seen during a long read = %v, want shrinking, non-zero values", mid)
+	}
+	if st := tl.Status(); st[0].Behind != 0 {
+		t.Errorf("behind after the read = %d, want 0", st[0].Behind)
+	}
+}
+
+// The three sequences once known to lose lines, each written out: every
+// line must come out once.
+func TestKnownLossSequences(t *testing.T) {
+	type step func(t *testing.T, dir string, tk *ticker)
+	lines := func(prefix string, n int) string {
+		var b strings.Builder
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&b, "%s-%02d some text to make the line longer than a few bytes, as log lines are\n", prefix, i)
+		}
+		return b.String()
+	}
+	mv := func(t *testing.T, dir, from, to string) {
+		t.Helper()
+		if err := os.Rename(filepath.Join(dir, from), filepath.Join(dir, to)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copytruncate := func(t *testing.T, dir, to string) {
+		t.Helper()
+		data, err := os.ReadFile(filepath.Join(dir, "access.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, to), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(filepath.Join(dir, "access.log"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+		want  int
+	}{
+		{"copytruncate while running, then a rename rotation while stopped", []step{
+			func(t *testing.T, dir string, tk *ticker) { appendFile(t, tk.path, lines("a", 5)); tk.tick(t) },
+			func(t *testing.T, dir string, tk *ticker) {
+				copytruncate(t, dir, "access.log.1")
+				appendFile(t, tk.path, lines("b", 3))
+				tk.tick(t)
+				tk.restart(t, func() {
+					appendFile(t, tk.path, lines("c", 4))
+					mv(t, dir, "access.log.1", "access.log.2")
+					mv(t, dir, "access.log", "access.log.1")
+					appendFile(t, tk.path, lines("d", 2))
+				})
+			},
+		}, 14},
+		{"two copytruncates while stopped, with logrotate's names", []step{
+			func(t *testing.T, dir string, tk *ticker) { appendFile(t, tk.path, lines("a", 5)); tk.tick(t) },
+			func(t *testing.T, dir string, tk *ticker) {
+				tk.restart(t, func() {
+					appendFile(t, tk.path, lines("b", 3))
+					copytruncate(t, dir, "access.log.1")
+					appendFile(t, tk.path, lines("c", 4))
+					mv(t, dir, "access.log.1", "access.log.2")
+					copytruncate(t, dir, "access.log.1")
+					appendFile(t, tk.path, lines("d", 2))
+				})
+			},
+		}, 14},
+		{"a file created, written and copytruncated between two polls", []step{
+			func(t *testing.T, dir string, tk *ticker) { appendFile(t, tk.path, ""); tk.tick(t) },
+			func(t *testing.T, dir string, tk *ticker) {
+				appendFile(t, tk.path, lines("a", 5))
+				copytruncate(t, dir, "access.log.1")
+				appendFile(t, tk.path, lines("b", 2))
+				tk.tick(t)
+			},
+		}, 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tk := &ticker{path: filepath.Join(dir, "access.log"), c: &collector{}}
+			tk.tl = tail.New(tail.Options{Patterns: []string{tk.path}})
+			for _, s := range tc.steps {
+				s(t, dir, tk)
+			}
+			tk.tick(t)
+			tk.tl.Close()
+			seen := map[string]int{}
+			for _, l := range tk.c.lines {
+				seen[l]++
+				if seen[l] > 1 {
+					t.Errorf("read twice: %q", l)
+				}
+			}
+			if len(seen) != tc.want {
+				t.Errorf("read %d distinct lines, want %d: %q", len(seen), tc.want, tk.c.lines)
+			}
+		})
+	}
+}
+
+// ticker drives a Tailer on a fake clock and restarts it from the
+// positions it reported.
+type ticker struct {
+	path string
+	tl   *tail.Tailer
+	c    *collector
+	now  time.Time
+}
+
+func (k *ticker) tick(t *testing.T) {
+	t.Helper()
+	if k.now.IsZero() {
+		k.now = time.Now()
+	}
+	k.now = k.now.Add(time.Second)
+	if err := k.tl.Tick(context.Background(), k.now, k.c.emit); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// restart stops the Tailer, runs while, and starts a new one from the
+// saved positions.
+func (k *ticker) restart(t *testing.T, while func()) {
+	t.Helper()
+	k.tl.Close()
+	time.Sleep(10 * time.Millisecond) // later writes get later mtimes
+	while()
+	var pos []tail.Position
+	for _, p := range k.c.pos {
+		pos = append(pos, p)
+	}
+	k.tl = tail.New(tail.Options{Patterns: []string{k.path}, Positions: pos})
+	k.tick(t)
 }
