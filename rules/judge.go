@@ -212,6 +212,7 @@ func (e *Engine) judgeLowAndSlow(g *detect.Group, now int64) bool {
 	}
 	s := e.scratch.reset()
 	clear(s.hours)
+	clear(s.ips)
 	clear(s.tries) // identity -> 0 when every hour stays under the limit, -1 otherwise
 	from := now - minutes(r.Window) + 1
 	for i := range g.Entries {
@@ -224,6 +225,12 @@ func (e *Engine) judgeLowAndSlow(g *detect.Group, now int64) bool {
 		if _, seen := s.tries[en.Identity]; !seen {
 			s.tries[en.Identity] = 0
 		}
+		s.ips[en.IP] = struct{}{}
+	}
+	// A distributed spray slowed down to a day: from several addresses, as
+	// the distributed rule wants; one address is the spray rule's.
+	if len(s.ips) < e.cfg.DistributedSpray.MinIPs {
+		return false
 	}
 	for k, n := range s.hours {
 		if n > r.MaxPerIdentityPerHour {
