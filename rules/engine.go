@@ -436,9 +436,34 @@ func (e *Engine) absorbLive(keys []detect.GroupKey, en *detect.Entry, t int64) {
 	for _, k := range keys {
 		for _, kind := range kindsOf[k.Grouping] {
 			if tr := e.open[openKey{k, kind}]; tr != nil && e.fits(k, kind, en) {
+				_, known := tr.ips[en.IP]
 				e.absorb(tr, en, t, t)
+				if !known {
+					e.lookBack(tr, k.Source, en.IP)
+				}
 				return
 			}
+		}
+	}
+}
+
+// lookBack judges the successes an address made since its attack began,
+// when the address joins the attack after them (an attacker spreading a
+// stuffing run over a network may get in from an address before its first
+// failure is seen).
+func (e *Engine) lookBack(tr *tracked, source string, ip netip.Addr) {
+	if !e.cfg.Compromise.Enabled || !attackKind(tr.inc.Kind) {
+		return
+	}
+	g := e.win.Get(detect.GroupKey{Grouping: detect.ByIP, Source: source, IP: ip})
+	if g == nil {
+		return
+	}
+	first := tr.inc.FirstSeen.Unix()
+	for i := range g.Entries {
+		en := &g.Entries[i]
+		if en.Outcome == ingest.Success && en.Last >= first {
+			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, true)
 		}
 	}
 }

@@ -361,3 +361,20 @@ func TestLatencyOracle(t *testing.T) {
 		t.Fatalf("no latency enumeration oracle in %+v", snaps)
 	}
 }
+
+// A stuffing run spread over a /24 that gets in from an address before
+// that address's first failure is still a compromise once the address
+// joins the attack.
+func TestCompromiseFromAnAddressThatJoinsLater(t *testing.T) {
+	var steps []step
+	for i := 0; i < 60; i++ {
+		steps = append(steps, fail(time.Duration(i)*10*time.Second, fmt.Sprintf("203.0.113.%d", 1+i%20), fmt.Sprintf("victim-%03d", i), fmt.Sprintf("leak-%03d", i)))
+	}
+	// 203.0.113.21 gets in first, and fails only later
+	steps = append(steps, ok(3*time.Minute, "203.0.113.21", "dormant-1", "weak"), fail(8*time.Minute, "203.0.113.21", "victim-900", "leak-900"))
+	incs := judgeSteps(t, rules.Options{}, steps)
+	c := ofKind(incs, detect.KindCompromise)
+	if len(c) != 1 || !slices.Equal(c[0].Compromised, []string{"dormant-1"}) || c[0].Severity != detect.SeverityCritical {
+		t.Fatalf("want a critical compromise of dormant-1, got %s", describe(incs))
+	}
+}
