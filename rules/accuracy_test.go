@@ -52,7 +52,7 @@ type score struct {
 }
 
 type scoreRow struct {
-	attacks, found, misclassified, split int
+	attacks, found, misclassified, split, falseAlerts int
 	// compromises expected (an attack that got in) and reported critical
 	wins, winsFound int
 }
@@ -252,6 +252,14 @@ func scoreWeek(format string, truth loggen.Truth, incs []*detect.Incident) *scor
 	for _, inc := range s.falseAlerts {
 		s.fail("false alert #%d %s %s: %s", inc.ID, inc.Kind, inc.Severity, inc.Summary)
 	}
+	for _, inc := range incs {
+		if want := min(inc.Identities, detect.MaxIdentitySample); len(inc.IdentitySample) != want || len(inc.IdentitySample) != len(unique(inc.IdentitySample)) {
+			s.fail("incident %d (%s): %d identities but a sample of %d", inc.ID, inc.Kind, inc.Identities, len(inc.IdentitySample))
+		}
+		if inc.Kind == detect.KindCompromise && (len(inc.Compromised) == 0 || slices.Contains(inc.Compromised, "")) {
+			s.fail("compromise %d names no identity: %q", inc.ID, inc.Compromised)
+		}
+	}
 	if n := s.findings[detect.KindEnumeration]; n > 0 {
 		s.fail("%d enumeration findings: the API answers unknown identities and wrong keys alike", n)
 	}
@@ -261,17 +269,27 @@ func scoreWeek(format string, truth loggen.Truth, incs []*detect.Incident) *scor
 	return s
 }
 
+func unique(xs []string) map[string]bool {
+	m := map[string]bool{}
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
+}
+
 // benchTable renders scores as the README's table.
 func benchTable(w io.Writer, scores []*score) (ok bool) {
 	rows := map[string]*scoreRow{}
-	falseKinds := map[string]int{}
+	row := func(k string) *scoreRow {
+		if rows[k] == nil {
+			rows[k] = &scoreRow{}
+		}
+		return rows[k]
+	}
 	nfalse, failures := 0, 0
 	for _, s := range scores {
 		for k, r := range s.rows {
-			if rows[k] == nil {
-				rows[k] = &scoreRow{}
-			}
-			x := rows[k]
+			x := row(k)
 			x.attacks += r.attacks
 			x.found += r.found
 			x.misclassified += r.misclassified
@@ -280,13 +298,13 @@ func benchTable(w io.Writer, scores []*score) (ok bool) {
 			x.winsFound += r.winsFound
 		}
 		for _, inc := range s.falseAlerts {
-			falseKinds[inc.Kind]++
+			row(inc.Kind).falseAlerts++
 			nfalse++
 		}
 		failures += len(s.failures)
 	}
-	fmt.Fprintln(w, "| kind | attacks | found | misclassified | split | got in | compromise found |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| kind | attacks | found | misclassified | split | got in | critical compromise | false alerts of this kind |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 	var kinds []string
 	for k := range rows {
 		kinds = append(kinds, k)
@@ -294,17 +312,9 @@ func benchTable(w io.Writer, scores []*score) (ok bool) {
 	sort.Strings(kinds)
 	for _, k := range kinds {
 		r := rows[k]
-		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %d |\n", k, r.attacks, r.found, r.misclassified, r.split, r.wins, r.winsFound)
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %d | %d |\n", k, r.attacks, r.found, r.misclassified, r.split, r.wins, r.winsFound, r.falseAlerts)
 	}
-	var fk []string
-	for k, n := range falseKinds {
-		fk = append(fk, fmt.Sprintf("%s %d", k, n))
-	}
-	sort.Strings(fk)
-	if len(fk) == 0 {
-		fk = []string{"none"}
-	}
-	fmt.Fprintf(w, "\nfalse alerts: %d (%s)\n", nfalse, strings.Join(fk, ", "))
+	fmt.Fprintf(w, "\nfalse alerts: %d; problems: %d\n", nfalse, failures)
 	return failures == 0
 }
 
