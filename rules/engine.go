@@ -358,19 +358,23 @@ func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, t int64
 }
 
 // ownersMistake reports whether a failed attempt is on an identity that
-// succeeds from the same address (for network groups, the same network):
+// succeeds from the same address (for network groups, and for the identity's
+// own group, the same network):
 // an owner's typo or stale worker behind a NAT or on a busy network, not a
 // victim. Successes are remembered as long as key ownership is.
 func (e *Engine) ownersMistake(source string, g detect.Grouping, en *detect.Entry) bool {
 	if en.Identity == "" {
 		return false
 	}
-	if g == detect.ByNet {
+	_, fromIP := e.succFrom[identAddr{source, en.Identity, en.IP}]
+	if g == detect.ByNet || g == detect.ByIdentity && !fromIP {
+		// Network rules judge networks; and an identity's own failures
+		// from its network are its owner's too (a second server of the
+		// same client, still sending a rotated key).
 		_, ok := e.succNet[identNet{source, en.Identity, e.win.NetOf(en.IP)}]
 		return ok
 	}
-	_, ok := e.succFrom[identAddr{source, en.Identity, en.IP}]
-	return ok
+	return fromIP
 }
 
 // succeededFrom reports whether identity succeeded from ip before t.

@@ -259,13 +259,39 @@ func (e *Engine) judgeBruteForce(g *detect.Group, now int64) bool {
 	// Failures from addresses where the identity succeeds are its owner's
 	// (a stale client fails from where it used to succeed): stats leaves
 	// them out. Without credentials, many failures are all there is.
-	st := e.stats(g, now-minutes(r.Window)+1, now, 1<<30)
+	from := now - minutes(r.Window) + 1
+	st := e.stats(g, from, now, 1<<30)
+	if e.noCred[g.Key.Source] {
+		st.attempts = e.guesses(g, from, now)
+	}
 	if st.attempts < int64(r.MinFailures) || !e.noCred[g.Key.Source] && st.credentials < r.MinCredentials {
 		return false
 	}
 	e.raise(g, KindBruteForce, detect.SeverityMedium, detect.Rule{Name: "brute_force", Window: durString(r.Window),
 		Thresholds: map[string]any{"min_credentials": r.MinCredentials, "min_failures": r.MinFailures}})
 	return true
+}
+
+// guesses counts, for a log without credentials, the failures on an
+// identity group from addresses that tried it more often than a spray tries
+// an identity (distributed_spray.max_failures_per_identity): a spray's or
+// stuffing run's stray try on the identity is not a guess at its key.
+func (e *Engine) guesses(g *detect.Group, from, to int64) int64 {
+	per := map[netip.Addr]int64{}
+	for i := range g.Entries {
+		en := &g.Entries[i]
+		if en.Minute >= from && en.Minute <= to && en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, en) &&
+			!e.ownersMistake(g.Key.Source, g.Key.Grouping, en) {
+			per[en.IP] += int64(en.Count)
+		}
+	}
+	var n int64
+	for _, c := range per {
+		if c > int64(e.cfg.DistributedSpray.MaxPerIdentity) {
+			n += c
+		}
+	}
+	return n
 }
 
 // raise opens an incident for g and absorbs every attempt the group still
@@ -324,7 +350,23 @@ func (e *Engine) fits(k detect.GroupKey, kind string, en *detect.Entry) bool {
 	if en.Credential != "" && others(e.win.Get(detect.GroupKey{Grouping: detect.ByCredential, Source: k.Source, Value: en.Credential})) {
 		return false
 	}
-	return !others(e.win.Get(detect.GroupKey{Grouping: detect.ByIP, Source: k.Source, IP: en.IP}))
+	if others(e.win.Get(detect.GroupKey{Grouping: detect.ByIP, Source: k.Source, IP: en.IP})) {
+		return false
+	}
+	if !e.noCred[k.Source] {
+		return true
+	}
+	// Without credentials, only an address that tried the identity more
+	// often than a spray would is guessing its key.
+	var n int64
+	if g := e.win.Get(k); g != nil {
+		for i := range g.Entries {
+			if x := &g.Entries[i]; x.IP == en.IP && x.Outcome.Attempt() && !x.Stale {
+				n += int64(x.Count)
+			}
+		}
+	}
+	return n > int64(e.cfg.DistributedSpray.MaxPerIdentity)
 }
 
 // attackers reports whether a success is the attack's: from an attacking

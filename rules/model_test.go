@@ -255,6 +255,22 @@ func TestWithoutCredentials(t *testing.T) {
 			t.Fatalf("stale client raised:%s", describe(got))
 		}
 	})
+	t.Run("a spray's stray try on the brute-forced identity stays out of it", func(t *testing.T) {
+		steps := append(strip(brute(0, 30)), fail(time.Minute, "100.80.0.9", "victim-007", ""))
+		got := attacks(judgeSteps(t, noCred, steps))
+		if len(got) != 1 || !slices.Equal(got[0].IPs, []string{"198.51.100.77"}) || got[0].Attempts != 30 {
+			t.Fatalf("want the brute force alone from 198.51.100.77, got %s %v", describe(got), got)
+		}
+	})
+	t.Run("a second server on the client's network retrying a rotated key is no brute force", func(t *testing.T) {
+		steps := []step{ok(0, "198.18.4.7", "client-rot", "")}
+		for i := 0; i < 60; i++ {
+			steps = append(steps, fail(time.Hour+time.Duration(i)*time.Minute, "198.18.4.251", "client-rot", ""))
+		}
+		if got := attacks(judgeSteps(t, noCred, steps)); len(got) > 0 {
+			t.Fatalf("rotation raised:%s", describe(got))
+		}
+	})
 	t.Run("stuffing from a /24 is reported for the network", func(t *testing.T) {
 		var steps []step
 		for i := 0; i < 40; i++ {
