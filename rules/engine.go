@@ -466,7 +466,7 @@ func (e *Engine) lookBack(tr *tracked, source string, ip netip.Addr) {
 	first := tr.inc.FirstSeen.Unix()
 	for i := range g.Entries {
 		en := &g.Entries[i]
-		if en.Outcome == ingest.Success && en.Last >= first {
+		if en.Outcome == ingest.Success && en.Last >= first && e.attackers(tr, source, en.Identity, en.IP, en.Credential) {
 			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, true)
 		}
 	}

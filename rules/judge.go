@@ -370,7 +370,8 @@ func (e *Engine) fits(k detect.GroupKey, kind string, en *detect.Entry) bool {
 }
 
 // attackers reports whether a success is the attack's: from an attacking
-// address, or with an attacking credential on an identity the attack tried
+// address (where the identity's owner did not succeed before), or with an
+// attacking credential on an identity the attack tried
 // or on a request whose identity the log does not hold. With an attacking
 // credential on an identity the attack did not try, it is the attacker's
 // unless that identity used that key from that address before the attack,
@@ -378,8 +379,14 @@ func (e *Engine) fits(k detect.GroupKey, kind string, en *detect.Entry) bool {
 // before the failures that give it away): then it is its owner, whose key
 // the attack happened to send elsewhere.
 func (e *Engine) attackers(tr *tracked, source, identity string, ip netip.Addr, cred string) bool {
+	before := tr.inc.FirstSeen.Unix() - int64(e.window(tr.inc.Kind)/time.Second)
 	if _, ok := tr.ips[ip]; ok {
-		return true
+		// Unless the identity's owner succeeded from that address before
+		// the attack: an address the attack shares with owners (an office
+		// NAT, a carrier's pool) is not the attacker's alone.
+		if identity == "" || !e.succeededFrom(source, identity, ip, before) {
+			return true
+		}
 	}
 	if _, ok := tr.creds[cred]; !ok || cred == "" {
 		return false
@@ -387,7 +394,6 @@ func (e *Engine) attackers(tr *tracked, source, identity string, ip netip.Addr, 
 	if _, tried := tr.idents[identity]; tried || identity == "" {
 		return true
 	}
-	before := tr.inc.FirstSeen.Unix() - int64(e.window(tr.inc.Kind)/time.Second)
 	return !e.ownerKey(tr, source, identity, cred) || !e.succeededFrom(source, identity, ip, before)
 }
 
@@ -464,7 +470,7 @@ func (e *Engine) checkCompromise(ev *ingest.Event, t int64) {
 	if ev.SchemeOnly {
 		cred = "" // a bare scheme prefix is no attacking credential
 	}
-	if tr := e.attackedIP[ipKey{ev.Source, ev.IP}]; tr != nil && e.within(tr, t) {
+	if tr := e.attackedIP[ipKey{ev.Source, ev.IP}]; tr != nil && e.within(tr, t) && e.attackers(tr, ev.Source, ev.Identity, ev.IP, cred) {
 		e.compromise(tr, ev.Identity, ev.IP, cred, ev.Pos, t, true)
 		return
 	}

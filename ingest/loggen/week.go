@@ -312,6 +312,10 @@ func (g *week) benign() {
 			second = netip.AddrFrom4(b)
 			c.pool = []netip.Addr{c.home, second}
 		}
+		// that deployment worked before the rotation
+		for range g.intIn(1, 3) {
+			g.add(c.rotated-g.r.Int64N(6*3600_000), second, c.id, c.key, 200, g.in(0.01, 0.05))
+		}
 		every := int64(g.in(20, 300) * 1000)
 		for t := c.rotated; t < c.rotated+3600_000; t += every {
 			g.add(t, second, c.id, c.key, 401, g.in(0.003, 0.006))
