@@ -217,9 +217,19 @@ func TestBusyNetworksRaiseNothing(t *testing.T) {
 		for c := 0; c < 30; c++ {
 			steps = append(steps, ok(time.Duration(c)*time.Second, "192.0.2.10", fmt.Sprintf("staff-%03d", c), fmt.Sprintf("key-%03d", c)))
 		}
-		steps = append(steps, spray(time.Minute, "192.0.2.10", 40, "sk_live_dead")...)
-		if s := ofKind(judgeSteps(t, rules.Options{}, steps), detect.KindSpray); len(s) != 1 || s[0].Attempts != 40 {
+		steps = append(steps, spray(time.Hour+time.Minute, "192.0.2.10", 40, "sk_live_dead")...)
+		// the office carries on from the shared address; the attacker gets in
+		// with its key from there
+		for c := 0; c < 30; c++ {
+			steps = append(steps, ok(2*time.Hour+time.Duration(c)*time.Second, "192.0.2.10", fmt.Sprintf("staff-%03d", c), fmt.Sprintf("key-%03d", c)))
+		}
+		steps = append(steps, ok(2*time.Hour+time.Minute, "192.0.2.10", "victim-003", "sk_live_dead"))
+		incs := judgeSteps(t, rules.Options{}, steps)
+		if s := ofKind(incs, detect.KindSpray); len(s) != 1 || s[0].Attempts != 40 {
 			t.Fatalf("want the spray of 40, got %v", s)
+		}
+		if c := ofKind(incs, detect.KindCompromise); len(c) != 1 || !slices.Equal(c[0].Compromised, []string{"victim-003"}) {
+			t.Fatalf("want the attacker's success alone as a compromise, got %+v", c)
 		}
 	})
 }
