@@ -16,7 +16,14 @@ const (
 	KindCompromise       = "compromise"
 	KindEnumeration      = "enumeration_oracle"
 	KindRawCredentials   = "raw_credentials_in_logs"
+	// KindNoRateLimit is a finding about an API: a route answered an
+	// attack's failed attempts without ever throttling (HTTP 429).
+	KindNoRateLimit = "no_rate_limit"
 )
+
+// IdentityNotInLog stands for the identity of a request whose log line
+// does not name one (a token endpoint taking the client ID in its body).
+const IdentityNotInLog = "identity not in this log"
 
 // Severities.
 const (
@@ -62,10 +69,17 @@ type Incident struct {
 	// CompromisedCritical counts the identities at the head of Compromised
 	// that succeeded with an attacking credential or from an attacking
 	// address; the rest succeeded with other keys after being attacked.
-	CompromisedCritical int    `json:"compromised_critical,omitempty"`
-	Attempts            int64  `json:"attempts"`
-	Rule                Rule   `json:"rule"`
-	Summary             string `json:"summary"`
+	CompromisedCritical int `json:"compromised_critical,omitempty"`
+	// OwnersReturned counts the attacked identities later used by their
+	// owners: with keys and from addresses the attack did not use.
+	OwnersReturned int `json:"owners_returned,omitempty"`
+	// KeysKnown names the compromised identities whose working key was
+	// among the attacking credentials: attackers hold it, so it must be
+	// rotated.
+	KeysKnown []string `json:"keys_known_to_attackers,omitempty"`
+	Attempts  int64    `json:"attempts"`
+	Rule      Rule     `json:"rule"`
+	Summary   string   `json:"summary"`
 	// Related is the incident this one follows from (a compromise's spray).
 	Related  int64        `json:"related,omitempty"`
 	Evidence []ingest.Pos `json:"evidence"`

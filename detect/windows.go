@@ -70,6 +70,9 @@ type Group struct {
 	// cheap bound that lets rules skip groups that cannot fire.
 	Attempts int64
 	Dirty    bool
+	// Route is the route of the group's latest failed attempt, set by the
+	// caller: what an incident raised on the group is about.
+	Route string
 }
 
 // WindowOptions set how long each grouping retains entries, in minutes, and

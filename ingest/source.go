@@ -315,6 +315,16 @@ func NewParser(o Options) (*Parser, error) {
 		}
 		p.templates = append(p.templates, pt)
 	}
+	if len(p.routes) == 0 {
+		// The API's routes are where its identity templates live: requests
+		// there whose line names no identity (a token endpoint taking the
+		// client ID in its body) still count, per address and credential.
+		for _, t := range p.templates {
+			if r := t.apiRoot(); !slices.Contains(p.routes, r) {
+				p.routes = append(p.routes, r)
+			}
+		}
+	}
 	for _, s := range p.shapes {
 		if s.hasCred() {
 			p.hasCred = true
@@ -1082,6 +1092,30 @@ func compileTemplate(t string) (pathTemplate, error) {
 		pt.segs = append(pt.segs, s)
 	}
 	return pt, nil
+}
+
+// apiRoot is the route prefix of the API a template belongs to: its fixed
+// segments before {identity} without the last one, the collection's name
+// (/api/v1/clients/{identity}/ gives /api/v1/); with a single fixed
+// segment, that segment (/clients/{identity} gives /clients/).
+func (t *pathTemplate) apiRoot() string {
+	fixed := t.segs
+	if t.capture >= 0 {
+		fixed = t.segs[:t.capture]
+	}
+	for i, s := range fixed {
+		if strings.Contains(s, "{") {
+			fixed = fixed[:i]
+			break
+		}
+	}
+	if len(fixed) >= 2 {
+		fixed = fixed[:len(fixed)-1]
+	}
+	if len(fixed) == 0 {
+		return "/"
+	}
+	return "/" + strings.Join(fixed, "/") + "/"
 }
 
 func (t *pathTemplate) match(path []byte) ([]byte, bool) {

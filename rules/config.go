@@ -1,7 +1,8 @@
-// Package rules judges detect's windows: it holds the seven signals of
-// DETECTION.md with their thresholds, raises and updates incidents, and
-// applies the stale-key and allow-list suppressors. Everything runs on event
-// time, so replaying a file and watching it live give the same incidents.
+// Package rules judges detect's windows: it holds the detection model's
+// signals with their thresholds (MODEL.md in this directory explains each),
+// raises and updates incidents, and applies the stale-key, owner and
+// allow-list suppressors. Everything runs on event time, so replaying a
+// file and watching it live give the same incidents.
 package rules
 
 import (
@@ -92,7 +93,7 @@ type EnumerationRule struct {
 	MinLatencyGap time.Duration `yaml:"min_latency_gap"`
 }
 
-// DefaultConfig returns DETECTION.md's starting points.
+// DefaultConfig returns the rules' starting points (see MODEL.md).
 func DefaultConfig() Config {
 	return Config{
 		Spray:            SprayRule{Enabled: true, Windows: []time.Duration{15 * time.Minute, time.Hour}, MinIdentities: 10, MaxCredentials: 3, MinRatio: 5},

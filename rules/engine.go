@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -82,7 +83,9 @@ type Engine struct {
 	// later incident reports them again.
 	claimed map[claimKey]int64 // the claimed attempt's minute, for pruning
 
-	pairs         map[pairKey]int64 // first success per (source, identity, credential)
+	pairs         map[pairKey]int64  // first success per (source, identity, credential)
+	succFrom      map[identAddr]span // successes per (source, identity, address)
+	succNet       map[identNet]int64 // last success per (source, identity, network)
 	attackedIdent map[valueKey]*tracked
 	attackedCred  map[valueKey]*tracked
 	attackedIP    map[ipKey]*tracked
@@ -131,6 +134,20 @@ func claimOf(source string, en *detect.Entry) claimKey {
 }
 
 type pairKey struct{ source, identity, credential string }
+
+// identAddr and identNet key where an identity succeeded.
+type identAddr struct {
+	source, identity string
+	ip               netip.Addr
+}
+
+type identNet struct {
+	source, identity string
+	net              netip.Prefix
+}
+
+// span is the first and last time of something, in Unix seconds.
+type span struct{ first, last int64 }
 type valueKey struct{ source, value string }
 type ipKey struct {
 	source string
@@ -145,7 +162,10 @@ type tracked struct {
 	creds       map[string]struct{}
 	idents      map[string]struct{}
 	compromised map[string]struct{}
-	last        int64 // Unix seconds of the latest activity
+	owners      map[string]struct{} // attacked identities later used by their owners
+	route       string              // the route attacked
+	throttled   bool                // some attempt was answered 429
+	last        int64               // Unix seconds of the latest activity
 }
 
 // NewEngine returns an engine with empty windows.
@@ -161,7 +181,7 @@ func NewEngine(o Options) *Engine {
 		attempts: detect.NewAttempts(),
 		open:     map[openKey]*tracked{}, live: map[int64]*tracked{}, changed: map[int64]*tracked{}, quiet: map[int64]*tracked{},
 		newIdents: map[int64][]string{}, nextID: o.FirstID,
-		pairs: map[pairKey]int64{}, attackedIdent: map[valueKey]*tracked{}, attackedCred: map[valueKey]*tracked{},
+		pairs: map[pairKey]int64{}, succFrom: map[identAddr]span{}, succNet: map[identNet]int64{}, attackedIdent: map[valueKey]*tracked{}, attackedCred: map[valueKey]*tracked{},
 		attackedIP: map[ipKey]*tracked{}, compromiseOf: map[int64]*tracked{}, routes: map[valueKey]*routeStats{},
 		findings: map[string]*tracked{}, clocks: map[string]*clock{}, claimed: map[claimKey]int64{},
 	}
@@ -291,12 +311,19 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) {
 				e.pairs[pairKey{ev.Source, ev.Identity, ev.Credential}] = t
 			}
 		}
+		e.rememberSuccess(ev.Source, ev.Identity, ev.IP, t)
 		e.checkCompromise(ev, t)
 		e.win.Add(detect.GroupKey{Grouping: detect.ByIP, Source: ev.Source, IP: ev.IP}, entry)
 		e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: ev.Source, Net: e.win.NetOf(ev.IP)}, entry)
-		// An identity's successes matter only next to its failures (a
-		// brute force that got in): benign identities keep no entries.
+		// An identity's and a credential's successes matter only next to
+		// their failures (an attack that got in): benign identities and
+		// keys keep no entries.
 		if k := (detect.GroupKey{Grouping: detect.ByIdentity, Source: ev.Source, Value: ev.Identity}); ev.Identity != "" {
+			if g := e.win.Get(k); g != nil && g.Attempts > 0 {
+				e.win.Add(k, entry)
+			}
+		}
+		if k := (detect.GroupKey{Grouping: detect.ByCredential, Source: ev.Source, Value: entry.Credential}); entry.Credential != "" {
 			if g := e.win.Get(k); g != nil && g.Attempts > 0 {
 				e.win.Add(k, entry)
 			}
@@ -311,7 +338,9 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) {
 		keys := e.keysOf(ev.Source, &entry)
 		for _, k := range keys {
 			if k.Grouping == detect.ByIP || k.Grouping == detect.ByNet || !entry.Stale {
-				e.win.Add(k, entry)
+				if g := e.win.Add(k, entry); g != nil {
+					g.Route = ev.Route
+				}
 			}
 		}
 		if !entry.Stale && len(e.open) > 0 {
@@ -326,6 +355,56 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) {
 	}
 }
 
+// rememberSuccess notes that identity succeeded from ip (and its network)
+// at t: its failures from there are its owner's mistakes, not an attack.
+func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, t int64) {
+	if identity == "" {
+		return
+	}
+	if len(e.succFrom) > 1<<20 {
+		clear(e.succFrom)
+	}
+	if len(e.succNet) > 1<<20 {
+		clear(e.succNet)
+	}
+	k := identAddr{source, identity, ip}
+	if sp, ok := e.succFrom[k]; ok {
+		sp.last = max(sp.last, t)
+		sp.first = min(sp.first, t)
+		e.succFrom[k] = sp
+	} else {
+		e.succFrom[k] = span{t, t}
+	}
+	n := identNet{source, identity, e.win.NetOf(ip)}
+	e.succNet[n] = max(e.succNet[n], t)
+}
+
+// ownersMistake reports whether a failed attempt is on an identity that
+// succeeds from the same address (for network groups, and for the identity's
+// own group, the same network):
+// an owner's typo or stale worker behind a NAT or on a busy network, not a
+// victim. Successes are remembered as long as key ownership is.
+func (e *Engine) ownersMistake(source string, g detect.Grouping, en *detect.Entry) bool {
+	if en.Identity == "" {
+		return false
+	}
+	_, fromIP := e.succFrom[identAddr{source, en.Identity, en.IP}]
+	if g == detect.ByNet || g == detect.ByIdentity && !fromIP {
+		// Network rules judge networks; and an identity's own failures
+		// from its network are its owner's too (a second server of the
+		// same client, still sending a rotated key).
+		_, ok := e.succNet[identNet{source, en.Identity, e.win.NetOf(en.IP)}]
+		return ok
+	}
+	return fromIP
+}
+
+// succeededFrom reports whether identity succeeded from ip before t.
+func (e *Engine) succeededFrom(source, identity string, ip netip.Addr, t int64) bool {
+	sp, ok := e.succFrom[identAddr{source, identity, ip}]
+	return ok && sp.first < t
+}
+
 // Remember takes an event from before the period being judged (a replay's
 // --since): it teaches who owns which key, for stale-key and owner
 // suppression, and nothing else.
@@ -337,6 +416,7 @@ func (e *Engine) Remember(ev *ingest.Event) {
 	if t, ok := e.pairs[k]; !ok || ev.Time.Unix() < t {
 		e.pairs[k] = ev.Time.Unix()
 	}
+	e.rememberSuccess(ev.Source, ev.Identity, ev.IP, ev.Time.Unix())
 }
 
 // keysOf returns the groups an attempt belongs to.
@@ -357,7 +437,7 @@ func (e *Engine) keysOf(source string, en *detect.Entry) []detect.GroupKey {
 
 var kindsOf = [...][]string{
 	detect.ByIP:         {KindSpray, KindStuffing},
-	detect.ByNet:        {KindStuffing},
+	detect.ByNet:        {KindStuffing, KindSpray}, // spray: logs without credentials
 	detect.ByCredential: {KindDistributedSpray, KindLowAndSlow},
 	detect.ByIdentity:   {KindBruteForce},
 }
@@ -372,6 +452,7 @@ const (
 	KindCompromise       = detect.KindCompromise
 	KindEnumeration      = detect.KindEnumeration
 	KindRawCredentials   = detect.KindRawCredentials
+	KindNoRateLimit      = detect.KindNoRateLimit
 )
 
 // absorbLive adds an attempt to the first open incident of its groups, in
@@ -380,10 +461,35 @@ const (
 func (e *Engine) absorbLive(keys []detect.GroupKey, en *detect.Entry, t int64) {
 	for _, k := range keys {
 		for _, kind := range kindsOf[k.Grouping] {
-			if tr := e.open[openKey{k, kind}]; tr != nil {
+			if tr := e.open[openKey{k, kind}]; tr != nil && e.fits(k, kind, en) {
+				_, known := tr.ips[en.IP]
 				e.absorb(tr, en, t, t)
+				if !known {
+					e.lookBack(tr, k.Source, en.IP)
+				}
 				return
 			}
+		}
+	}
+}
+
+// lookBack judges the successes an address made since its attack began,
+// when the address joins the attack after them (an attacker spreading a
+// stuffing run over a network may get in from an address before its first
+// failure is seen).
+func (e *Engine) lookBack(tr *tracked, source string, ip netip.Addr) {
+	if !e.cfg.Compromise.Enabled || !attackKind(tr.inc.Kind) {
+		return
+	}
+	g := e.win.Get(detect.GroupKey{Grouping: detect.ByIP, Source: source, IP: ip})
+	if g == nil {
+		return
+	}
+	first := tr.inc.FirstSeen.Unix()
+	for i := range g.Entries {
+		en := &g.Entries[i]
+		if en.Outcome == ingest.Success && en.Last >= first && e.attackers(tr, source, en.Identity, en.IP, en.Credential) {
+			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, true)
 		}
 	}
 }
@@ -394,9 +500,12 @@ func (e *Engine) absorb(tr *tracked, en *detect.Entry, first, last int64) {
 	inc.Attempts += int64(en.Count)
 	// Only attacks mark what they touched for compromise checks and claim
 	// their attempts; findings and compromises themselves do not.
-	attack := inc.Kind != KindRawCredentials && inc.Kind != KindCompromise && inc.Kind != KindEnumeration
+	attack := attackKind(inc.Kind)
 	if attack && (e.maxClaims == 0 || len(e.claimed) < e.maxClaims) {
 		e.claimed[claimOf(inc.Source, en)] = en.Minute
+	}
+	if en.Outcome == ingest.Throttled {
+		tr.throttled = true
 	}
 	if _, ok := tr.ips[en.IP]; !ok && en.IP.IsValid() && e.room(len(tr.ips)) {
 		tr.ips[en.IP] = struct{}{}
@@ -435,6 +544,16 @@ func (e *Engine) absorb(tr *tracked, en *detect.Entry, first, last int64) {
 	}
 	tr.last = max(tr.last, last)
 	e.changed[inc.ID] = tr
+}
+
+// attackKind reports whether incidents of a kind are attacks, as opposed to
+// a compromise or a finding about the API or its logs.
+func attackKind(kind string) bool {
+	switch kind {
+	case KindSpray, KindDistributedSpray, KindLowAndSlow, KindBruteForce, KindStuffing:
+		return true
+	}
+	return false
 }
 
 // room reports whether an incident's set of n addresses or identities may
@@ -488,10 +607,11 @@ func (e *Engine) judgeDirty() {
 func (e *Engine) closeIdle() {
 	cooldown := int64(e.cfg.Cooldown / time.Second)
 	for id, tr := range e.live {
-		if tr.inc.Kind == KindRawCredentials || tr.inc.Kind == KindEnumeration {
+		if tr.inc.Kind == KindRawCredentials || tr.inc.Kind == KindEnumeration || tr.inc.Kind == KindNoRateLimit {
 			continue
 		}
 		if e.clockOf(tr.inc.Source).watermark-tr.last > cooldown {
+			e.rateLimitFinding(tr)
 			tr.inc.State = detect.StateClosed
 			e.changed[id] = tr
 			delete(e.live, id)
@@ -541,15 +661,34 @@ func (e *Engine) prune(now int64) {
 				delete(e.pairs, k)
 			}
 		}
+		for k, sp := range e.succFrom {
+			if sp.last < stale {
+				delete(e.succFrom, k)
+			}
+		}
+		for k, t := range e.succNet {
+			if t < stale {
+				delete(e.succNet, k)
+			}
+		}
 	}
 }
 
-// Finish judges everything still pending, as at the end of a replay.
+// Finish judges everything still pending, as at the end of a replay, and
+// audits the routes of the attacks still open.
 func (e *Engine) Finish() {
 	for _, c := range e.clocks {
 		c.lastEval = c.watermark
 	}
 	e.judgeDirty()
+	ids := make([]int64, 0, len(e.live))
+	for id := range e.live {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		e.rateLimitFinding(e.live[id])
+	}
 }
 
 // Tick lets a live daemon judge pending groups and close quiet incidents
@@ -595,7 +734,7 @@ func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident)
 	snaps := make([]detect.Incident, 0, len(ids))
 	for _, id := range ids {
 		tr := e.changed[id]
-		tr.inc.Summary = summary(tr.inc)
+		tr.inc.Summary = summary(tr.inc) + ownersLine(tr.inc)
 		tr.inc.Updated = time.Unix(e.watermark, 0).UTC()
 		tr.inc.Version++
 		snap := *tr.inc
@@ -612,6 +751,9 @@ func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident)
 	}
 	for id, tr := range e.quiet {
 		if _, ok := e.changed[id]; !ok {
+			if attackKind(tr.inc.Kind) {
+				tr.inc.Summary = summary(tr.inc) + ownersLine(tr.inc)
+			}
 			snap := *tr.inc
 			b.Quiet = append(b.Quiet, &snap)
 		}
@@ -682,22 +824,28 @@ func summary(inc *detect.Incident) string {
 	case KindStuffing:
 		return fmt.Sprintf("%s tried %d identities with about one credential each (%d credentials, %d attempts)", short(inc.IPs, 3), inc.Identities, len(inc.Credentials), inc.Attempts)
 	case KindCompromise:
-		crit, other := inc.Compromised[:inc.CompromisedCritical], inc.Compromised[inc.CompromisedCritical:]
-		rest := ""
-		if len(other) > 0 {
-			rest = fmt.Sprintf("%d attacked identit%s then succeeded with keys and addresses the attack did not use (likely their owners; verify): %s",
-				len(other), plural(len(other), "y", "ies"), short(other, 5))
+		who := short(inc.Compromised, 5)
+		if len(inc.Compromised) == 1 && inc.Compromised[0] == detect.IdentityNotInLog {
+			who = "a request whose identity is not in this log"
+		} else {
+			who = "identity " + who
 		}
-		if len(crit) == 0 {
-			return rest + fmt.Sprintf(" (after incident %d)", inc.Related)
-		}
-		s := fmt.Sprintf("identity %s succeeded with the attacking credential or from an attacking address after incident %d", short(crit, 5), inc.Related)
-		if rest != "" {
-			s += "; " + rest
+		s := fmt.Sprintf("%s succeeded with the attacking credential or from an attacking address after incident %d", who, inc.Related)
+		if len(inc.KeysKnown) > 0 {
+			s += fmt.Sprintf("; the working key of %s was among the attacking credentials: attackers know it, rotate it", short(inc.KeysKnown, 5))
 		}
 		return s
 	}
 	return inc.Summary
+}
+
+// ownersLine is the line an attack's summary gets for the attacked
+// identities their owners used afterwards.
+func ownersLine(inc *detect.Incident) string {
+	if inc.OwnersReturned == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d attacked identit%s later used by their owners", inc.OwnersReturned, plural(inc.OwnersReturned, "y was", "ies were"))
 }
 
 func plural(n int, one, many string) string {
@@ -716,7 +864,11 @@ func short(xs []string, n int) string {
 
 func durString(d time.Duration) string {
 	s := d.String()
-	s = strings.TrimSuffix(s, "0s")
-	s = strings.TrimSuffix(s, "0m")
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
 	return s
 }

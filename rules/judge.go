@@ -62,7 +62,7 @@ func (e *Engine) stats(g *detect.Group, from, to int64, maxTries int) windowStat
 			if en.Identity != "" {
 				s.succ[en.Identity] = struct{}{}
 			}
-		case en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, en):
+		case en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, en) && !e.ownersMistake(g.Key.Source, g.Key.Grouping, en):
 			st.attempts += int64(en.Count)
 			if en.Identity != "" {
 				s.tries[en.Identity] += int(en.Count)
@@ -99,6 +99,10 @@ func (e *Engine) judge(g *detect.Group, now int64) {
 		}
 		e.judgeStuffing(g, now)
 	case detect.ByNet:
+		if e.noCred[g.Key.Source] {
+			e.judgeNetSpray(g, now)
+			return
+		}
 		e.judgeStuffing(g, now)
 	case detect.ByCredential:
 		if e.judgeDistributed(g, now) {
@@ -160,6 +164,30 @@ func (e *Engine) judgeStuffing(g *detect.Group, now int64) bool {
 	return true
 }
 
+// judgeNetSpray reports, for a log without credentials, many failing
+// identities from several addresses of one network: spray and stuffing
+// cannot be told apart there, so it is reported as a spray of the network.
+func (e *Engine) judgeNetSpray(g *detect.Group, now int64) bool {
+	r := e.cfg.Spray
+	if !r.Enabled {
+		return false
+	}
+	w := e.cfg.Stuffing.Window // what a network group retains
+	st := e.stats(g, now-minutes(w)+1, now, 1<<30)
+	if st.failedIdentities < r.MinIdentities || st.failedIdentities <= st.successIdents || st.ips < 2 {
+		return false
+	}
+	for ip := range e.scratch.ips {
+		k := detect.GroupKey{Grouping: detect.ByIP, Source: g.Key.Source, IP: ip}
+		if e.open[openKey{k, KindSpray}] != nil {
+			return false // a single address is judged as itself
+		}
+	}
+	e.raise(g, KindSpray, detect.SeverityHigh, detect.Rule{Name: "spray_network", Window: durString(w),
+		Thresholds: map[string]any{"min_identities": r.MinIdentities}})
+	return true
+}
+
 func (e *Engine) judgeDistributed(g *detect.Group, now int64) bool {
 	r := e.cfg.DistributedSpray
 	if !r.Enabled {
@@ -184,17 +212,25 @@ func (e *Engine) judgeLowAndSlow(g *detect.Group, now int64) bool {
 	}
 	s := e.scratch.reset()
 	clear(s.hours)
+	clear(s.ips)
 	clear(s.tries) // identity -> 0 when every hour stays under the limit, -1 otherwise
 	from := now - minutes(r.Window) + 1
 	for i := range g.Entries {
 		en := &g.Entries[i]
-		if en.Minute < from || en.Minute > now || en.Identity == "" || !en.Outcome.Attempt() || en.Stale || e.isClaimed(g.Key.Source, en) {
+		if en.Minute < from || en.Minute > now || en.Identity == "" || !en.Outcome.Attempt() || en.Stale || e.isClaimed(g.Key.Source, en) ||
+			e.ownersMistake(g.Key.Source, g.Key.Grouping, en) {
 			continue
 		}
 		s.hours[identHour{en.Identity, en.Minute / 60}] += int(en.Count)
 		if _, seen := s.tries[en.Identity]; !seen {
 			s.tries[en.Identity] = 0
 		}
+		s.ips[en.IP] = struct{}{}
+	}
+	// A distributed spray slowed down to a day: from several addresses, as
+	// the distributed rule wants; one address is the spray rule's.
+	if len(s.ips) < e.cfg.DistributedSpray.MinIPs {
+		return false
 	}
 	for k, n := range s.hours {
 		if n > r.MaxPerIdentityPerHour {
@@ -217,11 +253,18 @@ func (e *Engine) judgeLowAndSlow(g *detect.Group, now int64) bool {
 
 func (e *Engine) judgeBruteForce(g *detect.Group, now int64) bool {
 	r := e.cfg.BruteForce
-	if !r.Enabled || e.noCred[g.Key.Source] {
+	if !r.Enabled {
 		return false
 	}
-	st := e.stats(g, now-minutes(r.Window)+1, now, 1<<30)
-	if st.credentials < r.MinCredentials || st.attempts < int64(r.MinFailures) {
+	// Failures from addresses where the identity succeeds are its owner's
+	// (a stale client fails from where it used to succeed): stats leaves
+	// them out. Without credentials, many failures are all there is.
+	from := now - minutes(r.Window) + 1
+	st := e.stats(g, from, now, 1<<30)
+	if e.noCred[g.Key.Source] {
+		st.attempts = e.guesses(g, from, now)
+	}
+	if st.attempts < int64(r.MinFailures) || !e.noCred[g.Key.Source] && st.credentials < r.MinCredentials {
 		return false
 	}
 	e.raise(g, KindBruteForce, detect.SeverityMedium, detect.Rule{Name: "brute_force", Window: durString(r.Window),
@@ -229,14 +272,37 @@ func (e *Engine) judgeBruteForce(g *detect.Group, now int64) bool {
 	return true
 }
 
+// guesses counts, for a log without credentials, the failures on an
+// identity group from addresses that tried it more often than a spray tries
+// an identity (distributed_spray.max_failures_per_identity): a spray's or
+// stuffing run's stray try on the identity is not a guess at its key.
+func (e *Engine) guesses(g *detect.Group, from, to int64) int64 {
+	per := map[netip.Addr]int64{}
+	for i := range g.Entries {
+		en := &g.Entries[i]
+		if en.Minute >= from && en.Minute <= to && en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, en) &&
+			!e.ownersMistake(g.Key.Source, g.Key.Grouping, en) {
+			per[en.IP] += int64(en.Count)
+		}
+	}
+	var n int64
+	for _, c := range per {
+		if c > int64(e.cfg.DistributedSpray.MaxPerIdentity) {
+			n += c
+		}
+	}
+	return n
+}
+
 // raise opens an incident for g and absorbs every attempt the group still
 // retains: the attack began before the threshold was crossed.
 func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule) {
 	tr := e.newIncident(kind, severity, g.Key.Source, g.Key, rule)
+	tr.route = g.Route
 	e.open[openKey{g.Key, kind}] = tr
 	for i := range g.Entries {
 		en := &g.Entries[i]
-		if en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, en) {
+		if en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, en) && e.fits(g.Key, kind, en) {
 			e.absorb(tr, en, en.First, en.Last)
 		}
 	}
@@ -248,13 +314,135 @@ func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule)
 		if en.Outcome != ingest.Success || en.Last < first {
 			continue
 		}
-		_, fromIP := tr.ips[en.IP]
-		_, withCred := tr.creds[en.Credential]
 		_, onIdent := tr.idents[en.Identity]
-		if fromIP || withCred || (onIdent && !e.ownerKey(tr, g.Key.Source, en.Identity, en.Credential)) {
-			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, fromIP || withCred)
+		switch {
+		case e.attackers(tr, g.Key.Source, en.Identity, en.IP, en.Credential):
+			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, true)
+		case onIdent:
+			e.ownerReturned(tr, en.Identity)
 		}
 	}
+}
+
+// fits reports whether a failed attempt belongs to an incident of kind
+// raised on group k: not an owner's mistake, and for a brute force on one
+// identity, not another attack's attempt that happened to try it (its
+// credential or its address failed on other identities too).
+func (e *Engine) fits(k detect.GroupKey, kind string, en *detect.Entry) bool {
+	if e.ownersMistake(k.Source, k.Grouping, en) {
+		return false
+	}
+	if kind != KindBruteForce {
+		return true
+	}
+	others := func(g *detect.Group) bool {
+		if g == nil {
+			return false
+		}
+		for i := range g.Entries {
+			x := &g.Entries[i]
+			if x.Outcome.Attempt() && x.Identity != "" && x.Identity != en.Identity && !e.ownersMistake(k.Source, detect.ByIP, x) {
+				return true
+			}
+		}
+		return false
+	}
+	if en.Credential != "" && others(e.win.Get(detect.GroupKey{Grouping: detect.ByCredential, Source: k.Source, Value: en.Credential})) {
+		return false
+	}
+	if others(e.win.Get(detect.GroupKey{Grouping: detect.ByIP, Source: k.Source, IP: en.IP})) {
+		return false
+	}
+	if !e.noCred[k.Source] {
+		return true
+	}
+	// Without credentials, only an address that tried the identity more
+	// often than a spray would is guessing its key.
+	var n int64
+	if g := e.win.Get(k); g != nil {
+		for i := range g.Entries {
+			if x := &g.Entries[i]; x.IP == en.IP && x.Outcome.Attempt() && !x.Stale {
+				n += int64(x.Count)
+			}
+		}
+	}
+	return n > int64(e.cfg.DistributedSpray.MaxPerIdentity)
+}
+
+// attackers reports whether a success is the attack's: from an attacking
+// address (where the identity's owner did not succeed before), or with an
+// attacking credential on an identity the attack tried
+// or on a request whose identity the log does not hold. With an attacking
+// credential on an identity the attack did not try, it is the attacker's
+// unless that identity used that key from that address before the attack,
+// by more than the attack's window (an attacker's first try may succeed
+// before the failures that give it away): then it is its owner, whose key
+// the attack happened to send elsewhere.
+func (e *Engine) attackers(tr *tracked, source, identity string, ip netip.Addr, cred string) bool {
+	before := tr.inc.FirstSeen.Unix() - int64(e.window(tr.inc.Kind)/time.Second)
+	if _, ok := tr.ips[ip]; ok {
+		// Unless the identity's owner succeeded from that address before
+		// the attack: an address the attack shares with owners (an office
+		// NAT, a carrier's pool) is not the attacker's alone.
+		if identity == "" || !e.succeededFrom(source, identity, ip, before) {
+			return true
+		}
+	}
+	if _, ok := tr.creds[cred]; !ok || cred == "" {
+		return false
+	}
+	if _, tried := tr.idents[identity]; tried || identity == "" {
+		return true
+	}
+	return !e.ownerKey(tr, source, identity, cred) || !e.succeededFrom(source, identity, ip, before)
+}
+
+// window is the longest window the rule of an attack kind judges.
+func (e *Engine) window(kind string) time.Duration {
+	switch kind {
+	case KindSpray:
+		return maxWindow(e.cfg.Spray.Windows...)
+	case KindDistributedSpray:
+		return e.cfg.DistributedSpray.Window
+	case KindLowAndSlow:
+		return e.cfg.LowAndSlow.Window
+	case KindBruteForce:
+		return e.cfg.BruteForce.Window
+	}
+	return e.cfg.Stuffing.Window
+}
+
+// rateLimitFinding reports, once per route, an attack its route answered
+// without ever throttling: the remediation a rate limit per key and per
+// identity would have been.
+func (e *Engine) rateLimitFinding(tr *tracked) {
+	inc := tr.inc
+	if !attackKind(inc.Kind) || tr.throttled || inc.Attempts == 0 {
+		return
+	}
+	k := KindNoRateLimit + "\x00" + inc.Source + "\x00" + tr.route
+	if e.findings[k] != nil {
+		return
+	}
+	route := tr.route
+	if route == "" {
+		route = "(all routes)"
+	}
+	key := detect.GroupKey{Grouping: detect.ByIdentity, Source: inc.Source, Value: "norate " + route}
+	f := e.newIncident(KindNoRateLimit, detect.SeverityMedium, inc.Source, key, detect.Rule{Name: "no_rate_limit"})
+	f.inc.Group = "route=" + route
+	f.inc.Related = inc.ID
+	f.inc.Attempts = inc.Attempts
+	f.inc.FirstSeen, f.inc.LastSeen = inc.FirstSeen, inc.LastSeen
+	f.inc.IPs = append(f.inc.IPs, inc.IPs...)
+	f.inc.Evidence = append(f.inc.Evidence, inc.Evidence[:min(len(inc.Evidence), 10)]...)
+	addrs := fmt.Sprintf("%d addresses", len(inc.IPs))
+	if len(inc.IPs) == 1 {
+		addrs = "one address"
+	}
+	f.inc.Summary = fmt.Sprintf("route %s of %s answered %d failed attempts from %s in %s and never throttled (no HTTP 429, incident %d): rate-limit per key and per identity",
+		route, inc.Source, inc.Attempts, addrs, durString(inc.LastSeen.Sub(inc.FirstSeen).Round(time.Minute)), inc.ID)
+	e.findings[k] = f
 }
 
 // isClaimed reports whether an incident already reported the entry's
@@ -267,40 +455,60 @@ func (e *Engine) isClaimed(source string, en *detect.Entry) bool {
 	return ok
 }
 
-// checkCompromise looks at a success for an attacked identity, or one made
-// with an attacking credential or from an attacking address.
+// checkCompromise judges a success after an attack. From an attacking
+// address, or with an attacking credential on an identity the attack tried
+// (or on a request whose identity the log does not hold), it is the
+// attacker's: a critical compromise, even when that credential has worked
+// for that identity before. On an attacked identity with a credential and
+// from an address the attack did not use, it is the owner carrying on: a
+// line on the attack's incident, not an alert.
 func (e *Engine) checkCompromise(ev *ingest.Event, t int64) {
 	if !e.cfg.Compromise.Enabled || len(e.attackedIdent)+len(e.attackedCred)+len(e.attackedIP) == 0 {
 		return
 	}
-	critical := false
-	tr := e.attackedIdent[valueKey{ev.Source, ev.Identity}]
-	if tr != nil && e.within(tr, t) {
-		_, withCred := tr.creds[ev.Credential]
-		_, fromIP := tr.ips[ev.IP]
-		critical = withCred || fromIP
-	} else {
-		tr = nil
-		if ev.Credential != "" {
-			tr = e.attackedCred[valueKey{ev.Source, ev.Credential}]
-		}
-		if tr == nil {
-			tr = e.attackedIP[ipKey{ev.Source, ev.IP}]
-		}
-		if tr == nil || !e.within(tr, t) {
-			return
-		}
-		critical = true
+	cred := ev.Credential
+	if ev.SchemeOnly {
+		cred = "" // a bare scheme prefix is no attacking credential
 	}
-	if ev.Identity == "" || (!critical && e.ownerKey(tr, ev.Source, ev.Identity, ev.Credential)) {
+	if tr := e.attackedIP[ipKey{ev.Source, ev.IP}]; tr != nil && e.within(tr, t) && e.attackers(tr, ev.Source, ev.Identity, ev.IP, cred) {
+		e.compromise(tr, ev.Identity, ev.IP, cred, ev.Pos, t, true)
 		return
 	}
-	e.compromise(tr, ev.Identity, ev.IP, ev.Credential, ev.Pos, t, critical)
+	if cred != "" {
+		if tr := e.attackedCred[valueKey{ev.Source, cred}]; tr != nil && e.within(tr, t) && e.attackers(tr, ev.Source, ev.Identity, ev.IP, cred) {
+			e.compromise(tr, ev.Identity, ev.IP, cred, ev.Pos, t, true)
+			return
+		}
+	}
+	if ev.Identity == "" {
+		return
+	}
+	if tr := e.attackedIdent[valueKey{ev.Source, ev.Identity}]; tr != nil && e.within(tr, t) {
+		e.ownerReturned(tr, ev.Identity)
+	}
+}
+
+// ownerReturned counts, once per identity, an attacked identity used by its
+// owner after the attack.
+func (e *Engine) ownerReturned(tr *tracked, identity string) {
+	if tr.owners == nil {
+		tr.owners = map[string]struct{}{}
+	}
+	if _, ok := tr.owners[identity]; ok {
+		return
+	}
+	if _, ok := tr.compromised[identity]; ok {
+		return
+	}
+	tr.owners[identity] = struct{}{}
+	tr.inc.OwnersReturned++
+	if _, ok := e.changed[tr.inc.ID]; !ok {
+		e.quiet[tr.inc.ID] = tr
+	}
 }
 
 // ownerKey reports whether the identity already succeeded with cred by the
-// time the attack began (logs have whole seconds, so the same second counts):
-// that is its owner carrying on, not the attacker.
+// time the attack began (logs have whole seconds, so the same second counts).
 func (e *Engine) ownerKey(tr *tracked, source, identity, cred string) bool {
 	t, ok := e.pairs[pairKey{source, identity, cred}]
 	return ok && cred != "" && t <= tr.inc.FirstSeen.Unix()
@@ -314,9 +522,14 @@ func (e *Engine) within(tr *tracked, t int64) bool {
 	return t >= tr.inc.FirstSeen.Unix() && t <= tr.last+int64(w/time.Second)
 }
 
-// compromise records that identity succeeded after the attack tr.
+// compromise records that the attack tr got into identity (empty when the
+// log does not name it). Every compromise is the attacker's, so critical.
 func (e *Engine) compromise(tr *tracked, identity string, ip netip.Addr, cred string, pos ingest.Pos, t int64, critical bool) {
 	parent := tr.inc
+	known := identity != "" && e.ownerKey(tr, parent.Source, identity, cred)
+	if identity == "" {
+		identity = detect.IdentityNotInLog
+	}
 	c := e.compromiseOf[parent.ID]
 	if c == nil || c.inc.State == detect.StateClosed { // a closed incident is history: start another
 		key := detect.GroupKey{Grouping: detect.ByIdentity, Source: parent.Source, Value: fmt.Sprintf("incident-%d", parent.ID)}
@@ -327,6 +540,10 @@ func (e *Engine) compromise(tr *tracked, identity string, ip netip.Addr, cred st
 		e.compromiseOf[parent.ID] = c
 	}
 	if _, ok := c.compromised[identity]; ok {
+		if known && !slices.Contains(c.inc.KeysKnown, identity) {
+			c.inc.KeysKnown = append(c.inc.KeysKnown, identity)
+			e.changed[c.inc.ID] = c
+		}
 		return
 	}
 	c.compromised[identity] = struct{}{}
@@ -337,9 +554,16 @@ func (e *Engine) compromise(tr *tracked, identity string, ip netip.Addr, cred st
 	} else {
 		c.inc.Compromised = append(c.inc.Compromised, identity)
 	}
+	if known {
+		c.inc.KeysKnown = append(c.inc.KeysKnown, identity)
+	}
 	if _, ok := tr.compromised[identity]; !ok {
 		tr.compromised[identity] = struct{}{}
 		parent.Compromised = append(parent.Compromised, identity)
+		if _, ok := tr.owners[identity]; ok {
+			delete(tr.owners, identity) // not its owner after all
+			parent.OwnersReturned--
+		}
 		e.changed[parent.ID] = tr
 	}
 	e.absorb(c, &detect.Entry{IP: ip, Identity: identity, Credential: cred, Count: 1, Pos: pos}, t, t)

@@ -166,6 +166,13 @@ func (e *Engine) relink(inc *detect.Incident, idents []string) error {
 		e.findings[KindEnumeration+"\x00"+inc.Source+"\x00"+route] = tr
 		e.routes[valueKey{inc.Source, route}] = &routeStats{raised: true}
 		return nil
+	case KindNoRateLimit:
+		route := strings.TrimPrefix(key.Value, "norate ")
+		if route == "(all routes)" {
+			route = ""
+		}
+		e.findings[KindNoRateLimit+"\x00"+inc.Source+"\x00"+route] = tr
+		return nil
 	case KindCompromise:
 		if inc.Related != 0 {
 			e.compromiseOf[inc.Related] = tr
@@ -202,6 +209,9 @@ func incidentKey(inc *detect.Incident) (detect.GroupKey, error) {
 		return k, nil
 	case inc.Kind == KindCompromise:
 		k.Grouping, k.Value = detect.ByIdentity, fmt.Sprintf("incident-%d", inc.Related)
+		return k, nil
+	case inc.Kind == KindNoRateLimit && kind == "route":
+		k.Grouping, k.Value = detect.ByIdentity, "norate "+v
 		return k, nil
 	}
 	return parseGroupKey(inc.Source, inc.Group)
@@ -259,6 +269,7 @@ func (e *Engine) restoreRow(k detect.AttemptKey, c detect.AttemptCount) {
 				e.pairs[pairKey{k.Source, k.Identity, k.Credential}] = t
 			}
 		}
+		e.rememberSuccess(k.Source, k.Identity, k.IP, t)
 		e.win.Add(detect.GroupKey{Grouping: detect.ByIP, Source: k.Source, IP: k.IP}, entry)
 		e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: k.Source, Net: e.win.NetOf(k.IP)}, entry)
 		if k.Identity != "" {

@@ -109,3 +109,40 @@ func TestRestoreContinuesExactly(t *testing.T) {
 		})
 	}
 }
+
+// A no_rate_limit finding is restored: a later attack on the same route
+// after a restart raises no second one.
+func TestRestoreKeepsRateLimitFinding(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	observe := func(e *rules.Engine, start time.Duration, ip string) {
+		for i := 0; i < 20; i++ {
+			ev := ingest.Event{Time: t0.Add(start + time.Duration(i)*10*time.Second), Source: "api", IP: netip.MustParseAddr(ip),
+				Identity: fmt.Sprintf("victim-%03d", i), Credential: "sk_live_dead", Outcome: ingest.Failure, Status: 401, Route: "/api/v1/clients/{identity}/"}
+			e.Observe(&ev)
+		}
+	}
+	e := rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
+	observe(e, 0, "203.0.113.66")
+	e.Tick(t0.Add(3 * time.Hour)) // the spray closes: the finding is raised
+	if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
+		t.Fatal(err)
+	}
+	e = rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
+	if err := e.Restore(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	observe(e, 4*time.Hour, "203.0.113.77")
+	e.Finish()
+	if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.Incidents(ctx, detect.IncidentFilter{Kind: detect.KindNoRateLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sprays, _ := s.Incidents(ctx, detect.IncidentFilter{Kind: detect.KindSpray})
+	if len(f) != 1 || len(sprays) != 2 {
+		t.Fatalf("want 2 sprays and 1 finding, got %d and %d", len(sprays), len(f))
+	}
+}

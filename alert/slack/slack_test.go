@@ -296,3 +296,19 @@ func TestCompromiseWithoutAttackingKeyIsNotCalledCritical(t *testing.T) {
 		t.Errorf("a success with the owner's own key is announced as a critical compromise: %s", text)
 	}
 }
+
+func TestCompromiseWithoutIdentityInLogSaysSo(t *testing.T) {
+	inc := compromise(11)
+	inc.Compromised, inc.IdentitySample = []string{detect.IdentityNotInLog}, []string{detect.IdentityNotInLog}
+	inc.Summary = "a request whose identity is not in this log succeeded with the attacking credential or from an attacking address after incident 1"
+	text, blocks := slack.Message(inc, slack.MessageOptions{})
+	s := render(t, text, blocks)
+	for _, want := range []string{"CRITICAL", "identity is not in this log got in", "`identity not in this log`"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("message lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "``") || strings.Contains(s, "Identity  ") {
+		t.Errorf("message shows an empty identity:\n%s", s)
+	}
+}

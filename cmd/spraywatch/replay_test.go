@@ -118,7 +118,10 @@ func TestReplayEndToEnd(t *testing.T) {
 	if byKind["enumeration_oracle"] == nil {
 		t.Error("the 404-for-unknown-IDs route was not reported as an enumeration oracle")
 	}
-	if want := len(expect) + 1; len(incs) != want { // + the enumeration oracle finding
+	if byKind["no_rate_limit"] == nil {
+		t.Error("the never-throttling route was not reported as no_rate_limit")
+	}
+	if want := len(expect) + 2; len(incs) != want { // + the enumeration oracle and no_rate_limit findings
 		t.Errorf("%d incidents, want %d: %v", len(incs), want, keys(byKind))
 	}
 	if !strings.Contains(stderr, "0 skipped") {
