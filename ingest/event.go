@@ -15,7 +15,7 @@ import (
 // Outcome classifies what an authentication attempt came to.
 type Outcome uint8
 
-// Outcomes, as listed in DETECTION.md.
+// Outcomes: what a request line says of an authentication attempt.
 const (
 	Other Outcome = iota
 	Failure

@@ -16,7 +16,7 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 
 const identityPath = "/api/v1/clients/{identity}/"
 
-// sprayDirective is the issue's log_format, pasted as nginx.conf has it.
+// sprayDirective is the project's reference log_format, pasted as nginx.conf has it.
 const sprayDirective = `log_format spray '$remote_addr - $remote_user [$time_local] '
                      '"$request" $status $body_bytes_sent "$http_referer" '
                      '"$http_user_agent" key=$api_key_prefix rt=$request_time';`

@@ -171,7 +171,7 @@ func TestParseTime(t *testing.T) {
 	}
 }
 
-// TestHostileInput feeds every format what the issue lists as bad input:
+// TestHostileInput feeds every format every kind of bad input a log can hold:
 // each line is skipped with a counted reason, nothing panics.
 func TestHostileInput(t *testing.T) {
 	huge := bytes.Repeat([]byte("A"), 1<<20)

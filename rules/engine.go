@@ -61,7 +61,11 @@ type Engine struct {
 	cfg    Config
 	allow  []netip.Prefix
 	noCred map[string]bool
-	log    *slog.Logger
+	// credSeen holds the sources that have shown a credential: until one
+	// does, its lines are judged as a log without credentials (a Flask
+	// source whose log holds only werkzeug's access lines, say).
+	credSeen map[string]bool
+	log      *slog.Logger
 
 	win      *detect.Windows
 	attempts *detect.Attempts
@@ -177,7 +181,7 @@ func NewEngine(o Options) *Engine {
 		o.FirstID = 1
 	}
 	e := &Engine{
-		allow: o.Allow, noCred: o.NoCredential, log: o.Logger,
+		allow: o.Allow, noCred: o.NoCredential, credSeen: map[string]bool{}, log: o.Logger,
 		attempts: detect.NewAttempts(),
 		open:     map[openKey]*tracked{}, live: map[int64]*tracked{}, changed: map[int64]*tracked{}, quiet: map[int64]*tracked{},
 		newIdents: map[int64][]string{}, nextID: o.FirstID,
@@ -300,6 +304,9 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) {
 		Outcome: ev.Outcome, Count: uint32(min(n, 1<<32-1)), Pos: ev.Pos}
 	if ev.SchemeOnly {
 		entry.Credential = "" // a bare scheme prefix cannot tell keys apart
+	}
+	if entry.Credential != "" && !e.credSeen[ev.Source] {
+		e.credSeen[ev.Source] = true
 	}
 	switch {
 	case ev.Outcome == ingest.Success:
@@ -569,7 +576,7 @@ func (e *Engine) room(n int) bool {
 // newIncident starts tracking an incident.
 func (e *Engine) newIncident(kind, severity, source string, key detect.GroupKey, rule detect.Rule) *tracked {
 	inc := &detect.Incident{ID: e.nextID, Kind: kind, Severity: severity, Source: source, Group: key.String(),
-		State: detect.StateOpen, Rule: rule, CredentialsKnown: !e.noCred[source],
+		State: detect.StateOpen, Rule: rule, CredentialsKnown: !e.credentialless(source),
 		IPs: []string{}, Credentials: []string{}, IdentitySample: []string{}, Compromised: []string{}, Evidence: []ingest.Pos{}}
 	e.nextID++
 	tr := &tracked{inc: inc, key: key, ips: map[netip.Addr]struct{}{}, creds: map[string]struct{}{},
@@ -871,4 +878,10 @@ func durString(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
+}
+
+// credentialless reports whether source is judged as a log without
+// credentials: configured so, or no line of it has shown one yet.
+func (e *Engine) credentialless(source string) bool {
+	return e.noCred[source] || !e.credSeen[source]
 }

@@ -99,7 +99,7 @@ func (e *Engine) judge(g *detect.Group, now int64) {
 		}
 		e.judgeStuffing(g, now)
 	case detect.ByNet:
-		if e.noCred[g.Key.Source] {
+		if e.credentialless(g.Key.Source) {
 			e.judgeNetSpray(g, now)
 			return
 		}
@@ -138,7 +138,7 @@ func (e *Engine) judgeSpray(g *detect.Group, now int64) bool {
 
 func (e *Engine) judgeStuffing(g *detect.Group, now int64) bool {
 	r := e.cfg.Stuffing
-	if !r.Enabled || e.noCred[g.Key.Source] {
+	if !r.Enabled || e.credentialless(g.Key.Source) {
 		return false
 	}
 	st := e.stats(g, now-minutes(r.Window)+1, now, r.MaxTriesPerIdentity)
@@ -261,10 +261,10 @@ func (e *Engine) judgeBruteForce(g *detect.Group, now int64) bool {
 	// them out. Without credentials, many failures are all there is.
 	from := now - minutes(r.Window) + 1
 	st := e.stats(g, from, now, 1<<30)
-	if e.noCred[g.Key.Source] {
+	if e.credentialless(g.Key.Source) {
 		st.attempts = e.guesses(g, from, now)
 	}
-	if st.attempts < int64(r.MinFailures) || !e.noCred[g.Key.Source] && st.credentials < r.MinCredentials {
+	if st.attempts < int64(r.MinFailures) || !e.credentialless(g.Key.Source) && st.credentials < r.MinCredentials {
 		return false
 	}
 	e.raise(g, KindBruteForce, detect.SeverityMedium, detect.Rule{Name: "brute_force", Window: durString(r.Window),
@@ -306,22 +306,50 @@ func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule)
 			e.absorb(tr, en, en.First, en.Last)
 		}
 	}
-	// A success inside the attack, from an attacking address or on an
-	// attacked identity, is a compromise already.
+	// A success inside the attack, from an attacking address or with an
+	// attacking credential, is a compromise already; on an attacked
+	// identity otherwise, its owner.
 	first := tr.inc.FirstSeen.Unix()
-	for i := range g.Entries {
-		en := &g.Entries[i]
-		if en.Outcome != ingest.Success || en.Last < first {
-			continue
-		}
-		_, onIdent := tr.idents[en.Identity]
-		switch {
-		case e.attackers(tr, g.Key.Source, en.Identity, en.IP, en.Credential):
-			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, true)
-		case onIdent:
-			e.ownerReturned(tr, en.Identity)
+	for _, sg := range e.attackGroups(g, tr) {
+		for i := range sg.Entries {
+			en := &sg.Entries[i]
+			if en.Outcome != ingest.Success || en.Last < first {
+				continue
+			}
+			_, onIdent := tr.idents[en.Identity]
+			switch {
+			case e.attackers(tr, g.Key.Source, en.Identity, en.IP, en.Credential):
+				e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, true)
+			case onIdent:
+				e.ownerReturned(tr, en.Identity)
+			}
 		}
 	}
+}
+
+// attackGroups lists the groups that hold the successes an attack raised
+// on g may have had before it was raised: g's own, and those of its
+// addresses and credentials. A success from another address with the
+// sprayed key, seen in the second the spray crossed its threshold (or the
+// line that made the engine judge that second), is in no group of the
+// attack's own grouping but in its credential's.
+func (e *Engine) attackGroups(g *detect.Group, tr *tracked) []*detect.Group {
+	out := []*detect.Group{g}
+	add := func(k detect.GroupKey) {
+		if k == g.Key {
+			return
+		}
+		if sg := e.win.Get(k); sg != nil {
+			out = append(out, sg)
+		}
+	}
+	for ip := range tr.ips {
+		add(detect.GroupKey{Grouping: detect.ByIP, Source: g.Key.Source, IP: ip})
+	}
+	for cred := range tr.creds {
+		add(detect.GroupKey{Grouping: detect.ByCredential, Source: g.Key.Source, Value: cred})
+	}
+	return out
 }
 
 // fits reports whether a failed attempt belongs to an incident of kind
@@ -353,7 +381,7 @@ func (e *Engine) fits(k detect.GroupKey, kind string, en *detect.Entry) bool {
 	if others(e.win.Get(detect.GroupKey{Grouping: detect.ByIP, Source: k.Source, IP: en.IP})) {
 		return false
 	}
-	if !e.noCred[k.Source] {
+	if !e.credentialless(k.Source) {
 		return true
 	}
 	// Without credentials, only an address that tried the identity more

@@ -237,8 +237,22 @@ func TestBusyNetworksRaiseNothing(t *testing.T) {
 // Without credentials in the log: brute force is many failures on one
 // identity from where it never succeeded, a /24 of failing identities is
 // reported as the network's, and owners returning are no compromise.
+// A source is judged without credentials when its format holds none
+// (combined) or when no line of it has shown one (a Flask source whose log
+// holds only werkzeug's access lines): both give the same incidents.
 func TestWithoutCredentials(t *testing.T) {
-	noCred := rules.Options{NoCredential: map[string]bool{"api": true}}
+	for _, o := range []struct {
+		name string
+		opts rules.Options
+	}{
+		{"format without credentials", rules.Options{NoCredential: map[string]bool{"api": true}}},
+		{"no line shows a credential", rules.Options{}},
+	} {
+		t.Run(o.name, func(t *testing.T) { testWithoutCredentials(t, o.opts) })
+	}
+}
+
+func testWithoutCredentials(t *testing.T, noCred rules.Options) {
 	strip := func(steps []step) []step {
 		out := append([]step(nil), steps...)
 		for i := range out {
@@ -402,5 +416,50 @@ func TestCompromiseFromAnAddressThatJoinsLater(t *testing.T) {
 	c := ofKind(incs, detect.KindCompromise)
 	if len(c) != 1 || !slices.Equal(c[0].Compromised, []string{"dormant-1"}) || c[0].Severity != detect.SeverityCritical {
 		t.Fatalf("want a critical compromise of dormant-1, got %s", describe(incs))
+	}
+}
+
+// A success with the attacking key, seen in the second an attack crossed
+// its threshold or as the line that makes the engine judge that second, is
+// judged against that attack, whatever group holds the attack (an address's
+// or a credential's) and wherever the success comes from.
+func TestSuccessAroundTheCrossingSecond(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		distributed bool          // the spray comes from 12 addresses, not one
+		at          time.Duration // when the success comes; the failures are at 1s
+		first       bool          // the success is the first line of its second
+	}{
+		{"single source, next second", false, 2 * time.Second, true},
+		{"single source, same second", false, time.Second, false},
+		{"distributed, next second", true, 2 * time.Second, true},
+		{"distributed, same second", true, time.Second, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var steps []step
+			for i := range 12 {
+				steps = append(steps, ok(0, fmt.Sprintf("198.51.100.%d", i+1), fmt.Sprintf("client-%03d", i), fmt.Sprintf("sk_live_own%03d", i)))
+			}
+			for i := range 12 {
+				ip := "203.0.113.7"
+				if tt.distributed {
+					ip = fmt.Sprintf("203.0.113.%d", i+1)
+				}
+				steps = append(steps, fail(time.Second, ip, fmt.Sprintf("client-%03d", i), "sk_live_dead"))
+			}
+			steps = append(steps, ok(tt.at, "203.0.113.99", "client-040", "sk_live_dead"))
+			incs := judgeSteps(t, rules.Options{}, steps)
+			kind := detect.KindSpray
+			if tt.distributed {
+				kind = detect.KindDistributedSpray
+			}
+			if n := len(ofKind(incs, kind)); n != 1 {
+				t.Fatalf("%d %s incidents, want 1: %v", n, kind, incs)
+			}
+			c := ofKind(incs, detect.KindCompromise)
+			if len(c) != 1 || c[0].Severity != detect.SeverityCritical || !slices.Equal(c[0].Compromised, []string{"client-040"}) {
+				t.Fatalf("compromises %+v, want one critical for client-040 (it got in with the sprayed key)", c)
+			}
+		})
 	}
 }

@@ -262,6 +262,9 @@ func (e *Engine) restoreRow(k detect.AttemptKey, c detect.AttemptCount) {
 	if ingest.IsSchemePrefix(entry.Credential) {
 		entry.Credential = ""
 	}
+	if entry.Credential != "" {
+		e.credSeen[k.Source] = true
+	}
 	switch {
 	case k.Outcome == ingest.Success:
 		if e.cfg.StaleKey && k.Identity != "" && k.Credential != "" {

@@ -12,7 +12,7 @@ import (
 	"github.com/spraywatch/spraywatch/ingest/nginx"
 )
 
-// standardVars are the variables the issue lists, plus common ones.
+// standardVars are the variables nginx documents for access logs, plus common ones.
 var standardVars = []string{"remote_addr", "remote_user", "time_local", "time_iso8601", "msec", "request", "request_method",
 	"request_uri", "uri", "args", "query_string", "status", "body_bytes_sent", "bytes_sent", "request_time", "upstream_response_time",
 	"upstream_addr", "http_referer", "http_user_agent", "http_x_api_key", "http_x_forwarded_for", "upstream_http_x_auth_result",
