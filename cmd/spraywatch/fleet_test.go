@@ -647,3 +647,37 @@ func TestFleetJudgeWatchdog(t *testing.T) {
 		t.Errorf("%d watchdog pings in the 2 s after the judge became active, want one every 100 ms", n)
 	}
 }
+
+// A node that dies is reported on the judge's /healthz and metrics after
+// node_timeout, and not waited for; it is live again once it flushes.
+func TestFleetQuietNodeReported(t *testing.T) {
+	f := newFleet(t, false)
+	f.start("web-1")
+	f.start("web-2")
+	f.start("judge-1")
+	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() == "judge-1" })
+	for i, n := range []string{"web-1", "web-2"} {
+		f.write(n, fleetLine(time.Now(), fmt.Sprintf("198.18.0.%d", i+1), "client-1", "sk_live_c000", 200))
+	}
+	f.waitCounted(30 * time.Second)
+	waitUntil(t, 30*time.Second, "the judge healthy", func() bool { code, _ := f.health("judge-1"); return code == http.StatusOK })
+	f.kill("web-2")
+	waitUntil(t, 30*time.Second, "web-2 reported quiet", func() bool {
+		code, body := f.health("judge-1")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "node web-2") && !strings.Contains(body, "node web-1")
+	})
+	_, metrics := rtGet(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", f.procs["judge-1"].port))
+	if !strings.Contains(metrics, `spraywatch_fleet_nodes{state="quiet"} 1`) {
+		t.Errorf("metrics do not count web-2 quiet")
+	}
+	// web-1's lines are still judged meanwhile.
+	f.write("web-1", fleetLine(time.Now(), "198.18.0.9", "client-2", "sk_live_c001", 200))
+	f.waitCounted(30 * time.Second)
+	waitUntil(t, 30*time.Second, "the judge to read web-1's new row", func() bool {
+		var behind int
+		f.db.QueryRow(`SELECT COUNT(*) FROM attempts a WHERE a.node = 'web-1' AND a.id > COALESCE((SELECT last_id FROM judge_cursors c WHERE c.node = a.node), 0)`).Scan(&behind)
+		return behind == 0
+	})
+	f.start("web-2")
+	waitUntil(t, 30*time.Second, "web-2 live again", func() bool { code, _ := f.health("judge-1"); return code == http.StatusOK })
+}
