@@ -254,36 +254,57 @@ func (f *fleet) incidents(kind string) []*detect.Incident {
 func (f *fleet) alerts(kind string) []string {
 	var out []string
 	for name, p := range f.procs {
-		if p.role != roleJudge {
-			continue
+		if p.role == roleJudge {
+			out = append(out, f.alertsOf(name, kind)...)
 		}
-		file, err := os.Open(filepath.Join(f.dir, name+".alerts.jsonl"))
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(file)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			var a struct {
-				ID      int64  `json:"id"`
-				Version int    `json:"version"`
-				Kind    string `json:"kind"`
-			}
-			if json.Unmarshal(sc.Bytes(), &a) == nil && (kind == "" || a.Kind == kind) {
-				out = append(out, fmt.Sprintf("%d/%d", a.ID, a.Version))
-			}
-		}
-		file.Close()
 	}
 	return out
 }
 
-func (f *fleet) checkNoAlertTwice() {
+// alertsOf returns what one judge's file sink wrote, in order.
+func (f *fleet) alertsOf(name, kind string) []string {
+	file, err := os.Open(filepath.Join(f.dir, name+".alerts.jsonl"))
+	if err != nil {
+		return nil
+	}
+	defer file.Close()
+	var out []string
+	sc := bufio.NewScanner(file)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var a struct {
+			ID      int64  `json:"id"`
+			Version int    `json:"version"`
+			Kind    string `json:"kind"`
+		}
+		if json.Unmarshal(sc.Bytes(), &a) == nil && (kind == "" || a.Kind == kind) {
+			out = append(out, fmt.Sprintf("%d/%d", a.ID, a.Version))
+		}
+	}
+	return out
+}
+
+// checkNoAlertTwice fails on any alert delivered twice, except the one
+// that a judge killed with kill -9 wrote last: delivery is at least once,
+// and a judge that dies after its sink took a message but before it
+// recorded that leaves the message pending for the next judge (a Slack bot
+// then edits its message instead of posting again).
+func (f *fleet) checkNoAlertTwice(killed ...string) {
 	f.t.Helper()
+	inFlight := map[string]bool{}
+	for _, name := range killed {
+		if list := f.alertsOf(name, ""); len(list) > 0 {
+			inFlight[list[len(list)-1]] = true
+		}
+	}
 	seen := map[string]bool{}
 	for _, a := range f.alerts("") {
-		if seen[a] {
+		if seen[a] && !inFlight[a] {
 			f.t.Errorf("alert %s delivered twice", a)
+		}
+		if seen[a] && inFlight[a] {
+			f.t.Logf("alert %s, in flight when its judge was killed, delivered again", a)
+			delete(inFlight, a)
 		}
 		seen[a] = true
 	}
@@ -517,7 +538,7 @@ func TestFleetKill9(t *testing.T) {
 		f.db.QueryRow(`SELECT COUNT(*) FROM alert_outbox WHERE state = 'pending'`).Scan(&n)
 		return n == 0
 	})
-	f.checkNoAlertTwice()
+	f.checkNoAlertTwice(active)
 	f.checkCounts()
 }
 
