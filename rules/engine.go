@@ -466,16 +466,8 @@ func (e *Engine) lookBack(tr *tracked, source string, ip netip.Addr) {
 	if !e.cfg.Compromise.Enabled || !attackKind(tr.inc.Kind) {
 		return
 	}
-	g := e.win.Get(detect.GroupKey{Grouping: detect.ByIP, Source: source, IP: ip})
-	if g == nil {
-		return
-	}
-	first := tr.inc.FirstSeen.Unix()
-	for i := range g.Entries {
-		en := &g.Entries[i]
-		if en.Outcome == ingest.Success && en.Last >= first && e.attackers(tr, source, en.Identity, en.IP, en.Credential) {
-			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, true)
-		}
+	if g := e.win.Get(detect.GroupKey{Grouping: detect.ByIP, Source: source, IP: ip}); g != nil {
+		e.judgeSuccesses(tr, g)
 	}
 }
 

@@ -309,20 +309,27 @@ func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule)
 	// A success inside the attack, from an attacking address or with an
 	// attacking credential, is a compromise already; on an attacked
 	// identity otherwise, its owner.
-	first := tr.inc.FirstSeen.Unix()
 	for _, sg := range e.attackGroups(g, tr) {
-		for i := range sg.Entries {
-			en := &sg.Entries[i]
-			if en.Outcome != ingest.Success || en.Last < first {
-				continue
-			}
-			_, onIdent := tr.idents[en.Identity]
-			switch {
-			case e.attackers(tr, g.Key.Source, en.Identity, en.IP, en.Credential):
-				e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, true)
-			case onIdent:
-				e.ownerReturned(tr, en.Identity)
-			}
+		e.judgeSuccesses(tr, sg)
+	}
+}
+
+// judgeSuccesses judges the successes g holds since the attack tr began:
+// the attacker's are compromises, the others on attacked identities their
+// owners returning.
+func (e *Engine) judgeSuccesses(tr *tracked, g *detect.Group) {
+	first := tr.inc.FirstSeen.Unix()
+	for i := range g.Entries {
+		en := &g.Entries[i]
+		if en.Outcome != ingest.Success || en.Last < first {
+			continue
+		}
+		_, onIdent := tr.idents[en.Identity]
+		switch {
+		case e.attackers(tr, g.Key.Source, en.Identity, en.IP, en.Credential):
+			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, true)
+		case onIdent:
+			e.ownerReturned(tr, en.Identity)
 		}
 	}
 }
