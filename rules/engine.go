@@ -275,6 +275,9 @@ func (e *Engine) Observe(ev *ingest.Event) {
 		e.TooOld++ // no window reaches back to it: it could only distort one
 		return
 	}
+	if ev.Credential != "" && !ev.SchemeOnly && !e.credSeen[ev.Source] {
+		e.credSeen[ev.Source] = true
+	}
 	if ev.RawCredential {
 		e.rawCredentialFinding(ev)
 	}
@@ -282,9 +285,6 @@ func (e *Engine) Observe(ev *ingest.Event) {
 		Outcome: ev.Outcome, Count: 1, Pos: ev.Pos}
 	if ev.SchemeOnly {
 		entry.Credential = "" // a bare scheme prefix cannot tell keys apart
-	}
-	if entry.Credential != "" && !e.credSeen[ev.Source] {
-		e.credSeen[ev.Source] = true
 	}
 	switch {
 	case ev.Outcome == ingest.Success:

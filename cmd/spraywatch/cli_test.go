@@ -159,6 +159,7 @@ func TestUsageErrorsSuggest(t *testing.T) {
 		{[]string{"alerts", "tset"}, `unknown command "tset" for "spraywatch alerts"; did you mean "test"?`},
 		{[]string{"alerts", "--db", "x.db", "--kind", "spary"}, `--kind: "spary": must be one of spray,`},
 		{[]string{"alerts", "--db", "x.db", "--kind", "spary"}, `(did you mean spray?)`},
+		{[]string{"alerts", "--db", "x.db", "--kind", "no_rate_limti"}, `(did you mean no_rate_limit?)`},
 		{[]string{"alerts", "--db", "x.db", "--state", "opne"}, `--state: "opne": must be one of open, closed (did you mean open?)`},
 		{[]string{"alerts"}, "--db or --config is required"},
 		{[]string{"explain", "--db", "x.db", "one"}, `INCIDENT_ID: "one": not an incident number`},
