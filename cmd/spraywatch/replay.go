@@ -497,8 +497,9 @@ type fileID struct {
 	head       string
 }
 
-// identify returns what identifies a file's content for the replayed-files
-// check: device, inode, size and a hash of its first 4 KiB.
+// identify returns what identifies a file for the replayed-files check:
+// its size and a hash of its first and last 4 KiB (so a log that grew, or a
+// copy of one, is told apart), with its device and inode for the record.
 func identify(path string) (fileID, error) {
 	lf, err := ingest.Open(path)
 	if err != nil {
@@ -510,10 +511,18 @@ func identify(path string) (fileID, error) {
 		return fileID{}, err
 	}
 	defer f.Close()
+	h := sha256.New()
 	buf := make([]byte, 4096)
 	n, _ := io.ReadFull(f, buf)
-	sum := sha256.Sum256(buf[:n])
-	return fileID{lf.Dev, lf.Inode, lf.Size, hex.EncodeToString(sum[:8])}, nil
+	h.Write(buf[:n])
+	if size := lf.Size; size > int64(n) {
+		tail := make([]byte, min(4096, size-int64(n)))
+		if _, err := f.ReadAt(tail, size-int64(len(tail))); err != nil {
+			return fileID{}, err
+		}
+		h.Write(tail)
+	}
+	return fileID{lf.Dev, lf.Inode, lf.Size, "c:" + hex.EncodeToString(h.Sum(nil)[:8])}, nil
 }
 
 func skipReplayed(ctx context.Context, store *detect.Store, streams []ingest.Stream, force bool) ([]ingest.Stream, []string, error) {
@@ -530,7 +539,7 @@ func skipReplayed(ctx context.Context, store *detect.Store, streams []ingest.Str
 				keep = append(keep, p) // the reader reports it
 				continue
 			}
-			prev, seen, err := store.WasReplayed(ctx, id.dev, id.inode, id.size, id.head)
+			prev, seen, err := store.WasReplayed(ctx, id.size, id.head)
 			if err != nil {
 				return nil, nil, err
 			}
