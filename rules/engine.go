@@ -169,7 +169,10 @@ type tracked struct {
 	owners      map[string]struct{} // attacked identities later used by their owners
 	route       string              // the route attacked
 	throttled   bool                // some attempt was answered 429
-	last        int64               // Unix seconds of the latest activity
+	// For a compromise: whether some success it holds came from an address
+	// the attack did not use, or with a credential it did not use.
+	notFromIP, notWithCred bool
+	last                   int64 // Unix seconds of the latest activity
 }
 
 // NewEngine returns an engine with empty windows.
@@ -711,7 +714,7 @@ func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident)
 	snaps := make([]detect.Incident, 0, len(ids))
 	for _, id := range ids {
 		tr := e.changed[id]
-		tr.inc.Summary = summary(tr.inc) + ownersLine(tr.inc)
+		tr.inc.Summary = summary(tr) + ownersLine(tr.inc)
 		tr.inc.Updated = time.Unix(e.watermark, 0).UTC()
 		tr.inc.Version++
 		snap := *tr.inc
@@ -729,7 +732,7 @@ func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident)
 	for id, tr := range e.quiet {
 		if _, ok := e.changed[id]; !ok {
 			if attackKind(tr.inc.Kind) {
-				tr.inc.Summary = summary(tr.inc) + ownersLine(tr.inc)
+				tr.inc.Summary = summary(tr) + ownersLine(tr.inc)
 			}
 			snap := *tr.inc
 			b.Quiet = append(b.Quiet, &snap)
@@ -778,7 +781,8 @@ func (e *Engine) requeue(b detect.Batch) {
 // Pending reports how many attempt rows wait for a flush.
 func (e *Engine) Pending() int { return e.attempts.Len() }
 
-func summary(inc *detect.Incident) string {
+func summary(tr *tracked) string {
+	inc := tr.inc
 	creds := "unknown credentials"
 	if len(inc.Credentials) > 0 {
 		creds = fmt.Sprintf("%d credential(s) %s", len(inc.Credentials), short(inc.Credentials, 3))
@@ -796,12 +800,24 @@ func summary(inc *detect.Incident) string {
 		return fmt.Sprintf("%s tried %d identities with about one credential each (%d credentials, %d attempts)", short(inc.IPs, 3), inc.Identities, len(inc.Credentials), inc.Attempts)
 	case KindCompromise:
 		who := short(inc.Compromised, 5)
-		if len(inc.Compromised) == 1 && inc.Compromised[0] == detect.IdentityNotInLog {
+		switch {
+		case len(inc.Compromised) == 1 && inc.Compromised[0] == detect.IdentityNotInLog:
 			who = "a request whose identity is not in this log"
-		} else {
+		case len(inc.Compromised) == 1:
 			who = "identity " + who
+		default:
+			who = fmt.Sprintf("%d identities (%s)", len(inc.Compromised), who)
 		}
-		s := fmt.Sprintf("%s succeeded with the attacking credential or from an attacking address after incident %d", who, inc.Related)
+		how := "from an attacking address or with an attacking credential"
+		switch {
+		case !tr.notFromIP && !tr.notWithCred:
+			how = "from an attacking address with an attacking credential"
+		case !tr.notFromIP:
+			how = "from an attacking address"
+		case !tr.notWithCred:
+			how = "with an attacking credential"
+		}
+		s := fmt.Sprintf("%s succeeded %s after incident %d", who, how, inc.Related)
 		if len(inc.KeysKnown) > 0 {
 			s += fmt.Sprintf("; the working key of %s was among the attacking credentials: attackers know it, rotate it", short(inc.KeysKnown, 5))
 		}

@@ -582,6 +582,12 @@ func (e *Engine) compromise(tr *tracked, identity string, ip netip.Addr, cred st
 		return
 	}
 	c.compromised[identity] = struct{}{}
+	if _, ok := tr.ips[ip]; !ok {
+		c.notFromIP = true
+	}
+	if _, ok := tr.creds[cred]; !ok {
+		c.notWithCred = true
+	}
 	if critical { // critical identities lead the list
 		c.inc.Severity = detect.SeverityCritical
 		c.inc.Compromised = slices.Insert(c.inc.Compromised, c.inc.CompromisedCritical, identity)
