@@ -252,3 +252,16 @@ func TestCheckSample(t *testing.T) {
 		t.Errorf("explain on a missing database: exit %d: %s", code, stderr)
 	}
 }
+
+// A replay a signal ends says so in words, not as "context canceled".
+func TestReplayInterrupted(t *testing.T) {
+	start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	dir, _ := writeCase(t, loggen.Options{Start: start, Duration: 6 * time.Hour, Clients: 50, Lines: 3000, Seed: 5, Spray: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"replay", "--config", filepath.Join(dir, "spraywatch.yml"), filepath.Join(dir, "access.log")}, &out, &errb)
+	if code != exitRuntime || !strings.Contains(errb.String(), "spraywatch: interrupted by a signal") || strings.Contains(errb.String(), "context canceled") {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}
