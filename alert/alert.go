@@ -75,21 +75,6 @@ func (t *Text) Send(_ context.Context, inc detect.Incident) error {
 	return err
 }
 
-// WriteTable prints incidents as an aligned table.
-func WriteTable(w io.Writer, incs []*detect.Incident) error {
-	if len(incs) == 0 {
-		_, err := fmt.Fprintln(w, "no incidents")
-		return err
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tKIND\tSEVERITY\tSOURCE\tFIRST SEEN\tLAST SEEN\tIPS\tCREDS\tIDENTITIES\tATTEMPTS\tSUMMARY")
-	for _, inc := range incs {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", inc.ID, inc.Kind, inc.Severity, inc.Source,
-			stamp(inc.FirstSeen), stamp(inc.LastSeen), len(inc.IPs), len(inc.Credentials), inc.Identities, inc.Attempts, clip(inc.Summary, 110))
-	}
-	return tw.Flush()
-}
-
 // WriteDetail prints one incident in full, for people.
 func WriteDetail(w io.Writer, inc *detect.Incident) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

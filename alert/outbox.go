@@ -143,6 +143,11 @@ type DestinationOptions struct {
 	// its severity rose, for sinks that cannot edit what they posted (a Slack
 	// incoming webhook), so that a growing incident does not post again.
 	OnlyEscalations bool
+	// EveryVersion delivers every version of an incident, in order: a
+	// pending older version is never replaced by a newer one. For machine
+	// readers that keep the history (stdout, a file, a SIEM's webhook),
+	// where a dropped first version would hide when an incident began.
+	EveryVersion bool
 }
 
 // DestinationStats are one destination's delivery counters, for metrics.
@@ -301,8 +306,8 @@ func (o *Outbox) AddDestination(name string, s Sink, do DestinationOptions) {
 
 // Enqueue writes one outbox row per changed incident and destination in tx,
 // the transaction that records the incidents; it matches detect.Batch.Extra.
-// A pending older version of the same incident is superseded: only the
-// newest is sent.
+// A pending older version of the same incident is superseded, so that only
+// the newest is sent, except to destinations that take EveryVersion.
 func (o *Outbox) Enqueue(tx *sql.Tx, changed []*detect.Incident) error {
 	if len(changed) == 0 || len(o.dests) == 0 {
 		return nil
@@ -314,10 +319,12 @@ func (o *Outbox) Enqueue(tx *sql.Tx, changed []*detect.Incident) error {
 			return fmt.Errorf("enqueue incident %d: %w", inc.ID, err)
 		}
 		for _, d := range o.dests {
-			if _, err := tx.Exec(o.q(`UPDATE alert_outbox SET state = ?, done = ?
-				WHERE destination = ? AND incident = ? AND state = ? AND version < ?`),
-				stateSuperseded, now, d.name, inc.ID, statePending, inc.Version); err != nil {
-				return fmt.Errorf("enqueue incident %d: %w", inc.ID, err)
+			if !d.o.EveryVersion {
+				if _, err := tx.Exec(o.q(`UPDATE alert_outbox SET state = ?, done = ?
+					WHERE destination = ? AND incident = ? AND state = ? AND version < ?`),
+					stateSuperseded, now, d.name, inc.ID, statePending, inc.Version); err != nil {
+					return fmt.Errorf("enqueue incident %d: %w", inc.ID, err)
+				}
 			}
 			if _, err := tx.Exec(o.q(`INSERT INTO alert_outbox
 				(destination, incident, version, kind, source, severity, body, state, due, created)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -635,5 +636,51 @@ func TestRunDeliversWhenWokenAndDrainsOnStop(t *testing.T) {
 	n, _ := box.Pending(context.Background())
 	if len(fake.Sent()) != 2 || n["slack"] != 0 {
 		t.Errorf("after stop: %d sent, %d pending; want both sent", len(fake.Sent()), n["slack"])
+	}
+}
+
+// A destination that takes every version gets an incident's first version
+// even when a newer one was queued before the first could go; the others
+// get only the newest.
+func TestEveryVersionKeepsVersionsQueuedTogether(t *testing.T) {
+	for _, every := range []bool{true, false} {
+		t.Run(fmt.Sprintf("every=%v", every), func(t *testing.T) {
+			store, err := detect.Open(filepath.Join(t.TempDir(), "s.db"), detect.StoreOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			box, err := alert.OpenOutbox(context.Background(), store.DB(), alert.OutboxOptions{Now: func() time.Time { return t0 }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			box.AddDestination("file", alert.NewJSONLines(&out), alert.DestinationOptions{Rate: 1000, Cooldown: -1, EveryVersion: every})
+			for v := 1; v <= 3; v++ {
+				inc := incident(1, detect.KindSpray, "api-nginx")
+				inc.Version = v
+				if err := store.Flush(context.Background(), detect.Batch{Incidents: []*detect.Incident{&inc}, Extra: box.Enqueue}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := box.Tick(context.Background(), t0.Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			var got []int
+			for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+				var inc detect.Incident
+				if err := json.Unmarshal([]byte(line), &inc); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, inc.Version)
+			}
+			want := []int{3}
+			if every {
+				want = []int{1, 2, 3}
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("versions delivered %v, want %v", got, want)
+			}
+		})
 	}
 }

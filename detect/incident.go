@@ -21,6 +21,10 @@ const (
 	KindNoRateLimit = "no_rate_limit"
 )
 
+// Kinds lists every kind of incident, in the order tools show them.
+var Kinds = []string{KindSpray, KindDistributedSpray, KindLowAndSlow, KindBruteForce, KindStuffing,
+	KindCompromise, KindEnumeration, KindRawCredentials, KindNoRateLimit}
+
 // IdentityNotInLog stands for the identity of a request whose log line
 // does not name one (a token endpoint taking the client ID in its body).
 const IdentityNotInLog = "identity not in this log"

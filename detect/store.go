@@ -553,12 +553,13 @@ func attemptInsert(n int) string {
 	return b.String()
 }
 
-// WasReplayed reports whether a file with this identity and content head
-// was already replayed into the database, and from which path.
-func (s *Store) WasReplayed(ctx context.Context, dev, inode uint64, size int64, head string) (string, bool, error) {
+// WasReplayed reports whether a file of this size and content hash was
+// already replayed into the database, and from which path. The content
+// decides, not the device and inode: a copy of a file, or the same log piped
+// through standard input, is the same evidence.
+func (s *Store) WasReplayed(ctx context.Context, size int64, head string) (string, bool, error) {
 	var path string
-	err := s.db.QueryRowContext(ctx, `SELECT path FROM replayed_files WHERE dev=? AND inode=? AND size=? AND head=?`,
-		int64(dev), int64(inode), size, head).Scan(&path)
+	err := s.db.QueryRowContext(ctx, `SELECT path FROM replayed_files WHERE size=? AND head=? LIMIT 1`, size, head).Scan(&path)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}

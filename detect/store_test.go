@@ -132,11 +132,14 @@ func TestReplayedFiles(t *testing.T) {
 	if err := s.Flush(ctx, detect.Batch{Replayed: []detect.ReplayedFile{f}}); err != nil {
 		t.Fatal(err)
 	}
-	if p, ok, err := s.WasReplayed(ctx, 1, 2, 3, "h"); err != nil || !ok || p != "/logs/a.log" {
+	if p, ok, err := s.WasReplayed(ctx, 3, "h"); err != nil || !ok || p != "/logs/a.log" {
 		t.Errorf("WasReplayed = %q %v %v", p, ok, err)
 	}
-	if _, ok, _ := s.WasReplayed(ctx, 1, 2, 4, "h"); ok {
+	if _, ok, _ := s.WasReplayed(ctx, 4, "h"); ok {
 		t.Error("a file that grew since is not the replayed one")
+	}
+	if _, ok, _ := s.WasReplayed(ctx, 3, "other"); ok {
+		t.Error("a file with other content is not the replayed one")
 	}
 	if err := s.EnsureIndexes(ctx); err != nil {
 		t.Fatal(err)

@@ -235,6 +235,9 @@ func TestReadHostile(t *testing.T) {
 	if strings.Join(got, ",") != "a,b,c" {
 		t.Errorf("events %v, want a,b,c", got)
 	}
+	if sample := s.Samples["line_too_long"]; !strings.HasPrefix(sample, "xxxxxxxx") || len(sample) > 400 {
+		t.Errorf("line_too_long sample %q, want the line's first bytes", sample)
+	}
 	if sample := s.Samples["layout_mismatch"]; strings.ContainsAny(sample, "\x00") {
 		t.Errorf("sample %q holds a NUL byte", sample)
 	}

@@ -27,7 +27,11 @@ type LineReader struct {
 	max    int
 	offset int64
 	buf    []byte
+	head   []byte // the first bytes of the last line that was too long
 }
+
+// tooLongHead is how much of a too-long line is kept for a skip sample.
+const tooLongHead = 200
 
 // NewLineReader reads r, whose first byte is at offset.
 func NewLineReader(r io.Reader, offset int64, max int) *LineReader {
@@ -36,6 +40,10 @@ func NewLineReader(r io.Reader, offset int64, max int) *LineReader {
 	}
 	return &LineReader{r: bufio.NewReaderSize(r, 256<<10), max: max, offset: offset}
 }
+
+// TooLongHead returns the first bytes of the last line Next skipped as too
+// long, for a skip sample; valid until the next call.
+func (lr *LineReader) TooLongHead() []byte { return lr.head }
 
 // Offset is the offset of the next line.
 func (lr *LineReader) Offset() int64 { return lr.offset }
@@ -54,6 +62,8 @@ func (lr *LineReader) Next() ([]byte, int64, error) {
 		if !tooLong {
 			if len(lr.buf)+len(chunk) > lr.max+1 {
 				tooLong = true
+				lr.head = append(lr.head[:0], lr.buf[:min(len(lr.buf), tooLongHead)]...)
+				lr.head = append(lr.head, chunk[:min(len(chunk), tooLongHead-len(lr.head))]...)
 				lr.buf = lr.buf[:0]
 			} else if err == nil && len(lr.buf) == 0 {
 				return chunk[:len(chunk)-1], start, nil // the common case: no copy

@@ -251,7 +251,7 @@ func readFile(ctx context.Context, path string, p *Parser, o ReadOptions, stats 
 		}
 		if errors.Is(err, ErrTooLong) {
 			stats.Lines++
-			stats.Skip(ErrTooLong.Error(), nil)
+			stats.Skip(ErrTooLong.Error(), lr.TooLongHead())
 			continue
 		}
 		if err != nil {

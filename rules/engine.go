@@ -169,7 +169,10 @@ type tracked struct {
 	owners      map[string]struct{} // attacked identities later used by their owners
 	route       string              // the route attacked
 	throttled   bool                // some attempt was answered 429
-	last        int64               // Unix seconds of the latest activity
+	// For a compromise: whether some success it holds came from an address
+	// the attack did not use, or with a credential it did not use.
+	notFromIP, notWithCred bool
+	last                   int64 // Unix seconds of the latest activity
 }
 
 // NewEngine returns an engine with empty windows.
@@ -297,6 +300,9 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) {
 		e.TooOld += n // no window reaches back to it: it could only distort one
 		return
 	}
+	if ev.Credential != "" && !ev.SchemeOnly && !e.credSeen[ev.Source] {
+		e.credSeen[ev.Source] = true
+	}
 	if line && ev.RawCredential {
 		e.rawCredentialFinding(ev)
 	}
@@ -304,9 +310,6 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) {
 		Outcome: ev.Outcome, Count: uint32(min(n, 1<<32-1)), Pos: ev.Pos}
 	if ev.SchemeOnly {
 		entry.Credential = "" // a bare scheme prefix cannot tell keys apart
-	}
-	if entry.Credential != "" && !e.credSeen[ev.Source] {
-		e.credSeen[ev.Source] = true
 	}
 	switch {
 	case ev.Outcome == ingest.Success:
@@ -488,16 +491,8 @@ func (e *Engine) lookBack(tr *tracked, source string, ip netip.Addr) {
 	if !e.cfg.Compromise.Enabled || !attackKind(tr.inc.Kind) {
 		return
 	}
-	g := e.win.Get(detect.GroupKey{Grouping: detect.ByIP, Source: source, IP: ip})
-	if g == nil {
-		return
-	}
-	first := tr.inc.FirstSeen.Unix()
-	for i := range g.Entries {
-		en := &g.Entries[i]
-		if en.Outcome == ingest.Success && en.Last >= first && e.attackers(tr, source, en.Identity, en.IP, en.Credential) {
-			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, true)
-		}
+	if g := e.win.Get(detect.GroupKey{Grouping: detect.ByIP, Source: source, IP: ip}); g != nil {
+		e.judgeSuccesses(tr, g)
 	}
 }
 
@@ -741,7 +736,7 @@ func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident)
 	snaps := make([]detect.Incident, 0, len(ids))
 	for _, id := range ids {
 		tr := e.changed[id]
-		tr.inc.Summary = summary(tr.inc) + ownersLine(tr.inc)
+		tr.inc.Summary = summary(tr) + ownersLine(tr.inc)
 		tr.inc.Updated = time.Unix(e.watermark, 0).UTC()
 		tr.inc.Version++
 		snap := *tr.inc
@@ -759,7 +754,7 @@ func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident)
 	for id, tr := range e.quiet {
 		if _, ok := e.changed[id]; !ok {
 			if attackKind(tr.inc.Kind) {
-				tr.inc.Summary = summary(tr.inc) + ownersLine(tr.inc)
+				tr.inc.Summary = summary(tr) + ownersLine(tr.inc)
 			}
 			snap := *tr.inc
 			b.Quiet = append(b.Quiet, &snap)
@@ -814,7 +809,8 @@ func (e *Engine) requeue(b detect.Batch) {
 // Pending reports how many attempt rows wait for a flush.
 func (e *Engine) Pending() int { return e.attempts.Len() }
 
-func summary(inc *detect.Incident) string {
+func summary(tr *tracked) string {
+	inc := tr.inc
 	creds := "unknown credentials"
 	if len(inc.Credentials) > 0 {
 		creds = fmt.Sprintf("%d credential(s) %s", len(inc.Credentials), short(inc.Credentials, 3))
@@ -832,12 +828,24 @@ func summary(inc *detect.Incident) string {
 		return fmt.Sprintf("%s tried %d identities with about one credential each (%d credentials, %d attempts)", short(inc.IPs, 3), inc.Identities, len(inc.Credentials), inc.Attempts)
 	case KindCompromise:
 		who := short(inc.Compromised, 5)
-		if len(inc.Compromised) == 1 && inc.Compromised[0] == detect.IdentityNotInLog {
+		switch {
+		case len(inc.Compromised) == 1 && inc.Compromised[0] == detect.IdentityNotInLog:
 			who = "a request whose identity is not in this log"
-		} else {
+		case len(inc.Compromised) == 1:
 			who = "identity " + who
+		default:
+			who = fmt.Sprintf("%d identities (%s)", len(inc.Compromised), who)
 		}
-		s := fmt.Sprintf("%s succeeded with the attacking credential or from an attacking address after incident %d", who, inc.Related)
+		how := "from an attacking address or with an attacking credential"
+		switch {
+		case !tr.notFromIP && !tr.notWithCred:
+			how = "from an attacking address with an attacking credential"
+		case !tr.notFromIP:
+			how = "from an attacking address"
+		case !tr.notWithCred:
+			how = "with an attacking credential"
+		}
+		s := fmt.Sprintf("%s succeeded %s after incident %d", who, how, inc.Related)
 		if len(inc.KeysKnown) > 0 {
 			s += fmt.Sprintf("; the working key of %s was among the attacking credentials: attackers know it, rotate it", short(inc.KeysKnown, 5))
 		}

@@ -309,20 +309,27 @@ func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule)
 	// A success inside the attack, from an attacking address or with an
 	// attacking credential, is a compromise already; on an attacked
 	// identity otherwise, its owner.
-	first := tr.inc.FirstSeen.Unix()
 	for _, sg := range e.attackGroups(g, tr) {
-		for i := range sg.Entries {
-			en := &sg.Entries[i]
-			if en.Outcome != ingest.Success || en.Last < first {
-				continue
-			}
-			_, onIdent := tr.idents[en.Identity]
-			switch {
-			case e.attackers(tr, g.Key.Source, en.Identity, en.IP, en.Credential):
-				e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, true)
-			case onIdent:
-				e.ownerReturned(tr, en.Identity)
-			}
+		e.judgeSuccesses(tr, sg)
+	}
+}
+
+// judgeSuccesses judges the successes g holds since the attack tr began:
+// the attacker's are compromises, the others on attacked identities their
+// owners returning.
+func (e *Engine) judgeSuccesses(tr *tracked, g *detect.Group) {
+	first := tr.inc.FirstSeen.Unix()
+	for i := range g.Entries {
+		en := &g.Entries[i]
+		if en.Outcome != ingest.Success || en.Last < first {
+			continue
+		}
+		_, onIdent := tr.idents[en.Identity]
+		switch {
+		case e.attackers(tr, g.Key.Source, en.Identity, en.IP, en.Credential):
+			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, true)
+		case onIdent:
+			e.ownerReturned(tr, en.Identity)
 		}
 	}
 }
@@ -575,6 +582,12 @@ func (e *Engine) compromise(tr *tracked, identity string, ip netip.Addr, cred st
 		return
 	}
 	c.compromised[identity] = struct{}{}
+	if _, ok := tr.ips[ip]; !ok {
+		c.notFromIP = true
+	}
+	if _, ok := tr.creds[cred]; !ok {
+		c.notWithCred = true
+	}
 	if critical { // critical identities lead the list
 		c.inc.Severity = detect.SeverityCritical
 		c.inc.Compromised = slices.Insert(c.inc.Compromised, c.inc.CompromisedCritical, identity)

@@ -460,6 +460,9 @@ func TestSuccessAroundTheCrossingSecond(t *testing.T) {
 			if len(c) != 1 || c[0].Severity != detect.SeverityCritical || !slices.Equal(c[0].Compromised, []string{"client-040"}) {
 				t.Fatalf("compromises %+v, want one critical for client-040 (it got in with the sprayed key)", c)
 			}
+			if want := "identity client-040 succeeded with an attacking credential after incident"; !strings.HasPrefix(c[0].Summary, want) {
+				t.Errorf("summary %q, want it to begin %q: the address was not the attack's, the key was", c[0].Summary, want)
+			}
 		})
 	}
 }

@@ -234,6 +234,9 @@ func TestRules(t *testing.T) {
 				if inc.Attempts != want {
 					t.Errorf("%s attempts = %d, want %d", kind, inc.Attempts, want)
 				}
+				if kind == "raw_credentials_in_logs" && !inc.CredentialsKnown {
+					t.Errorf("a finding that the log holds whole keys says credentials are unknown")
+				}
 			}
 			for kind := range tc.want {
 				if got[kind] == nil {

@@ -51,13 +51,15 @@ func Message(inc detect.Incident, o MessageOptions) (string, []slackapi.Block) {
 		if len(crit) > 0 {
 			who := strings.Join(crit, ", ")
 			title = fmt.Sprintf("%s CRITICAL: %s compromised on %s (incident #%d)", emoji(detect.SeverityCritical), who, inc.Source, inc.ID)
-			subject := "Identity " + who
 			if len(crit) == 1 && crit[0] == detect.IdentityNotInLog {
 				// the log holds no identity for the request: say so, never ""
 				title = fmt.Sprintf("%s CRITICAL: a request whose identity is not in this log got in on %s (incident #%d)", emoji(detect.SeverityCritical), inc.Source, inc.ID)
-				subject = "A request whose identity is not in this log"
 			}
-			summary = fmt.Sprintf("%s logged in with the attacking credential or from an attacking address after incident #%d. Treat it as compromised: rotate its credentials. %s", subject, inc.Related, inc.Summary)
+			summary = fmt.Sprintf("The attack of incident #%d got in", inc.Related)
+			if inc.Summary != "" {
+				summary += ": " + inc.Summary
+			}
+			summary += ". Treat it as compromised: rotate its credentials."
 		} else {
 			title = fmt.Sprintf("%s %s: identities attacked by incident #%d logged in on %s (incident #%d)", emoji(inc.Severity), strings.ToUpper(inc.Severity), inc.Related, inc.Source, inc.ID)
 		}

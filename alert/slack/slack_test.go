@@ -300,7 +300,7 @@ func TestCompromiseWithoutAttackingKeyIsNotCalledCritical(t *testing.T) {
 func TestCompromiseWithoutIdentityInLogSaysSo(t *testing.T) {
 	inc := compromise(11)
 	inc.Compromised, inc.IdentitySample = []string{detect.IdentityNotInLog}, []string{detect.IdentityNotInLog}
-	inc.Summary = "a request whose identity is not in this log succeeded with the attacking credential or from an attacking address after incident 1"
+	inc.Summary = "a request whose identity is not in this log succeeded from an attacking address after incident 1"
 	text, blocks := slack.Message(inc, slack.MessageOptions{})
 	s := render(t, text, blocks)
 	for _, want := range []string{"CRITICAL", "identity is not in this log got in", "`identity not in this log`"} {

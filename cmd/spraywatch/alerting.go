@@ -131,9 +131,7 @@ func buildSinks(cfg Config, box *alert.Outbox, log *slog.Logger, stdout io.Write
 			if ns.opts.Rate == 0 {
 				ns.opts.Rate = 1000
 			}
-			if ns.opts.Cooldown == 0 {
-				ns.opts.Cooldown = -1
-			}
+			ns.opts = everyVersion(ns.opts)
 		case "slack":
 			sec, err := readSinkSecrets(field, ac)
 			if err != nil {
@@ -170,6 +168,8 @@ func buildSinks(cfg Config, box *alert.Outbox, log *slog.Logger, stdout io.Write
 				return nil, closers, fmt.Errorf("%s: %w", field, err)
 			}
 			ns.describe = "webhook"
+			// A receiver deduplicates on id and version.
+			ns.opts = everyVersion(ns.opts)
 			if sec.key != "" {
 				ns.describe += ", signed"
 			}
@@ -179,6 +179,16 @@ func buildSinks(cfg Config, box *alert.Outbox, log *slog.Logger, stdout io.Write
 		sinks = append(sinks, ns)
 	}
 	return sinks, closers, nil
+}
+
+// everyVersion makes a machine reader's destination get every version of
+// every incident as it comes, unless its config sets a cooldown (then the
+// versions inside one are coalesced, the newest sent).
+func everyVersion(o alert.DestinationOptions) alert.DestinationOptions {
+	if o.Cooldown == 0 {
+		o.Cooldown, o.EveryVersion = -1, true
+	}
+	return o
 }
 
 func warnOpen(log *slog.Logger, field string, files ...string) {

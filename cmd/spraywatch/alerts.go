@@ -20,8 +20,7 @@ import (
 )
 
 // incidentKinds are the values --kind takes.
-var incidentKinds = []string{detect.KindSpray, detect.KindDistributedSpray, detect.KindLowAndSlow, detect.KindBruteForce,
-	detect.KindStuffing, detect.KindCompromise, detect.KindEnumeration, detect.KindRawCredentials}
+var incidentKinds = detect.Kinds
 
 // dbFlags find the database: --db, or the config's database.
 type dbFlags struct{ db, config string }

@@ -301,7 +301,7 @@ func skipReasons(m map[string]int64) string {
 
 func writeSourceCheck(w io.Writer, sc *sourceCheck) {
 	if s := sc.stats; s != nil {
-		fmt.Fprintf(w, "  read the end of %s: %d lines, %d events (%d filtered, %d skipped), %d identities, %d attempts\n",
+		fmt.Fprintf(w, "  read the end of %s: %d lines, %d events (%d filtered, %d skipped), %d identities, %d failed attempts\n",
 			sc.file, s.Lines, s.Parsed-s.Filtered, s.Filtered, s.Lines-s.Parsed, sc.identities, sc.attempts)
 	}
 	for _, e := range sc.errs {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -159,6 +160,7 @@ func TestUsageErrorsSuggest(t *testing.T) {
 		{[]string{"alerts", "tset"}, `unknown command "tset" for "spraywatch alerts"; did you mean "test"?`},
 		{[]string{"alerts", "--db", "x.db", "--kind", "spary"}, `--kind: "spary": must be one of spray,`},
 		{[]string{"alerts", "--db", "x.db", "--kind", "spary"}, `(did you mean spray?)`},
+		{[]string{"alerts", "--db", "x.db", "--kind", "no_rate_limti"}, `(did you mean no_rate_limit?)`},
 		{[]string{"alerts", "--db", "x.db", "--state", "opne"}, `--state: "opne": must be one of open, closed (did you mean open?)`},
 		{[]string{"alerts"}, "--db or --config is required"},
 		{[]string{"explain", "--db", "x.db", "one"}, `INCIDENT_ID: "one": not an incident number`},
@@ -249,5 +251,48 @@ func TestCheckSample(t *testing.T) {
 	}
 	if code, _, stderr := runCLI(t, "explain", "--db", filepath.Join(t.TempDir(), "absent.db"), "1"); code != exitRuntime || strings.Count(stderr, "absent.db") != 1 {
 		t.Errorf("explain on a missing database: exit %d: %s", code, stderr)
+	}
+}
+
+// A replay a signal ends says so in words, not as "context canceled".
+func TestReplayInterrupted(t *testing.T) {
+	start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	dir, _ := writeCase(t, loggen.Options{Start: start, Duration: 6 * time.Hour, Clients: 50, Lines: 3000, Seed: 5, Spray: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"replay", "--config", filepath.Join(dir, "spraywatch.yml"), filepath.Join(dir, "access.log")}, &out, &errb)
+	if code != exitRuntime || !strings.Contains(errb.String(), "spraywatch: interrupted by a signal") || strings.Contains(errb.String(), "context canceled") {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}
+
+// A named pipe (a shell's <(zcat x.log.gz)) is read like standard input.
+func TestReplayNamedPipe(t *testing.T) {
+	start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	dir, _ := writeCase(t, loggen.Options{Start: start, Duration: 6 * time.Hour, Clients: 50, Lines: 3000, Seed: 5, Spray: true})
+	data, err := os.ReadFile(filepath.Join(dir, "access.log.2.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(t.TempDir(), "pipe")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no named pipes here: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err == nil {
+			_, err = w.Write(data)
+			w.Close()
+		}
+		done <- err
+	}()
+	code, out, stderr := runCLI(t, "replay", "--config", filepath.Join(dir, "spraywatch.yml"), fifo)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 || !strings.Contains(stderr, "source api-nginx: 1 files") || out == "" || strings.Contains(stderr, "illegal seek") {
+		t.Errorf("replay of a pipe: exit %d\n%s\n%s", code, out, stderr)
 	}
 }

@@ -20,7 +20,7 @@ type store interface {
 	rules.Store
 	Positions(ctx context.Context) ([]detect.Position, error)
 	DeleteAttemptsBefore(ctx context.Context, t time.Time) (int64, error)
-	WasReplayed(ctx context.Context, dev, inode uint64, size int64, head string) (string, bool, error)
+	WasReplayed(ctx context.Context, size int64, head string) (string, bool, error)
 	EnsureIndexes(ctx context.Context) error
 	DB() *sql.DB
 	Close() error

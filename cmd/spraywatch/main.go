@@ -96,6 +96,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		// A signal ended the command: say so rather than "context canceled".
+		fmt.Fprintln(stderr, "spraywatch: interrupted by a signal")
+		return exitRuntime
+	}
 	fmt.Fprintln(stderr, "spraywatch:", err)
 	if errors.Is(err, errUsage) || errors.Is(err, errConfig) {
 		return exitUsage

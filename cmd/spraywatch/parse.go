@@ -224,7 +224,7 @@ func scanLog(ctx context.Context, p *ingest.Parser, file string, o scanOptions, 
 		}
 		if errors.Is(err, ingest.ErrTooLong) {
 			stats.Lines++
-			stats.Skip(ingest.ErrTooLong.Error(), nil)
+			stats.Skip(ingest.ErrTooLong.Error(), lr.TooLongHead())
 			continue
 		}
 		if err != nil {

@@ -357,54 +357,83 @@ func replaySecret(g *globals, f *replayFlags, cfg Config) ([]byte, error) {
 // stdinName is how standard input is named to people.
 const stdinName = "(standard input)"
 
-var spooled = map[string]bool{}
+// spooled names the spooled copies of standard input and pipes for people.
+var spooled = map[string]string{}
 
 // displayName names a file for people: a spooled standard input is
-// "(standard input)".
+// "(standard input)", a spooled pipe its own name.
 func displayName(path string) string {
-	if spooled[path] {
-		return stdinName
+	if name, ok := spooled[path]; ok {
+		return name
 	}
 	return path
 }
 
-// spoolStdin copies standard input, named "-" among files, to a temporary
-// file, so that it can be read like any log (gzip included).
+// spoolStdin copies standard input, named "-" among files, and any named
+// pipe (a shell's <(zcat x.log.gz)) to temporary files in a directory only
+// this user can read, so that they can be read like any log (gzip
+// included, rotated order, the replayed-files check). They are removed by
+// cleanup, at the end of the replay.
 func spoolStdin(files []string, stdin io.Reader) ([]string, func(), error) {
 	i := slices.Index(files, "-")
-	if i < 0 {
-		return files, func() {}, nil
-	}
-	if slices.Index(files[i+1:], "-") >= 0 {
+	if i >= 0 && slices.Index(files[i+1:], "-") >= 0 {
 		return nil, nil, fmt.Errorf("%w: - (standard input) can be given once", errUsage)
 	}
-	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if f, ok := stdin.(*os.File); ok && i >= 0 && term.IsTerminal(int(f.Fd())) {
 		return nil, nil, fmt.Errorf("%w: - reads standard input, which is a terminal here; pipe a log in (zcat x.log.gz | spraywatch replay ... -)", errUsage)
 	}
-	dir, err := os.MkdirTemp("", "spraywatch-stdin-")
-	if err != nil {
-		return nil, nil, err
-	}
-	path := filepath.Join(dir, "stdin.log")
+	var dir string
+	var made []string
 	cleanup := func() {
-		delete(spooled, path)
-		os.RemoveAll(dir)
-	}
-	out, err := os.Create(path)
-	if err == nil {
-		_, err = io.Copy(out, stdin)
-		if cerr := out.Close(); err == nil {
-			err = cerr
+		for _, p := range made {
+			delete(spooled, p)
+		}
+		if dir != "" {
+			os.RemoveAll(dir)
 		}
 	}
-	if err != nil {
-		cleanup()
-		return nil, nil, fmt.Errorf("read standard input: %w", err)
+	out := slices.Clone(files)
+	for j, name := range files {
+		var in io.Reader
+		display := name
+		switch {
+		case name == "-":
+			in, display = stdin, stdinName
+		default:
+			fi, err := os.Stat(name)
+			if err != nil || fi.Mode().IsRegular() || fi.IsDir() {
+				continue // the reader reports what is wrong with it
+			}
+			pipe, err := os.Open(name)
+			if err != nil {
+				continue
+			}
+			defer pipe.Close()
+			in, display = pipe, name+" (a pipe)"
+		}
+		if dir == "" {
+			var err error
+			if dir, err = os.MkdirTemp("", "spraywatch-stdin-"); err != nil {
+				return nil, nil, err
+			}
+		}
+		path := filepath.Join(dir, fmt.Sprintf("%d.log", j))
+		f, err := os.Create(path)
+		if err == nil {
+			_, err = io.Copy(f, in)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			cleanup()
+			return nil, nil, fmt.Errorf("read %s: %w", display, err)
+		}
+		spooled[path] = display
+		made = append(made, path)
+		out[j] = path
 	}
-	spooled[path] = true
-	files = slices.Clone(files)
-	files[i] = path
-	return files, cleanup, nil
+	return out, cleanup, nil
 }
 
 func isTerminal(w io.Writer) bool {
@@ -521,8 +550,9 @@ type fileID struct {
 	head       string
 }
 
-// identify returns what identifies a file's content for the replayed-files
-// check: device, inode, size and a hash of its first 4 KiB.
+// identify returns what identifies a file for the replayed-files check:
+// its size and a hash of its first and last 4 KiB (so a log that grew, or a
+// copy of one, is told apart), with its device and inode for the record.
 func identify(path string) (fileID, error) {
 	lf, err := ingest.Open(path)
 	if err != nil {
@@ -534,10 +564,18 @@ func identify(path string) (fileID, error) {
 		return fileID{}, err
 	}
 	defer f.Close()
+	h := sha256.New()
 	buf := make([]byte, 4096)
 	n, _ := io.ReadFull(f, buf)
-	sum := sha256.Sum256(buf[:n])
-	return fileID{lf.Dev, lf.Inode, lf.Size, hex.EncodeToString(sum[:8])}, nil
+	h.Write(buf[:n])
+	if size := lf.Size; size > int64(n) {
+		tail := make([]byte, min(4096, size-int64(n)))
+		if _, err := f.ReadAt(tail, size-int64(len(tail))); err != nil {
+			return fileID{}, err
+		}
+		h.Write(tail)
+	}
+	return fileID{lf.Dev, lf.Inode, lf.Size, "c:" + hex.EncodeToString(h.Sum(nil)[:8])}, nil
 }
 
 func skipReplayed(ctx context.Context, store store, streams []ingest.Stream, force bool) ([]ingest.Stream, []string, error) {
@@ -554,7 +592,7 @@ func skipReplayed(ctx context.Context, store store, streams []ingest.Stream, for
 				keep = append(keep, p) // the reader reports it
 				continue
 			}
-			prev, seen, err := store.WasReplayed(ctx, id.dev, id.inode, id.size, id.head)
+			prev, seen, err := store.WasReplayed(ctx, id.size, id.head)
 			if err != nil {
 				return nil, nil, err
 			}

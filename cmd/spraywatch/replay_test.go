@@ -154,6 +154,33 @@ func TestReplayEndToEnd(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "already replayed") {
 		t.Errorf("second replay: exit %d, stderr %s", code, stderr)
 	}
+	// A copy of a replayed file, and the same file through standard input,
+	// are the same evidence: skipped too.
+	last := files[len(files)-1]
+	data, err := os.ReadFile(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "copy.log")
+	if err := os.WriteFile(cp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runCLI(t, "replay", "--config", filepath.Join(dir, "spraywatch.yml"), "--db", db, cp)
+	if code != 0 || !strings.Contains(stderr, "already replayed") {
+		t.Errorf("replay of a copy: exit %d, stderr %s", code, stderr)
+	}
+	in, err := os.Open(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := os.Stdin
+	os.Stdin = in
+	code, _, stderr = runCLI(t, "replay", "--config", filepath.Join(dir, "spraywatch.yml"), "--db", db, "-")
+	os.Stdin = old
+	in.Close()
+	if code != 0 || !strings.Contains(stderr, "already replayed") {
+		t.Errorf("replay of the same log on standard input: exit %d, stderr %s", code, stderr)
+	}
 	store, err := detect.Open(db, detect.StoreOptions{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +188,7 @@ func TestReplayEndToEnd(t *testing.T) {
 	defer store.Close()
 	all, err := store.Incidents(context.Background(), detect.IncidentFilter{})
 	if err != nil || len(all) != len(incs) {
-		t.Errorf("after a second replay the database holds %d incidents (err %v), want %d", len(all), err, len(incs))
+		t.Errorf("after replaying the same files again the database holds %d incidents (err %v), want %d", len(all), err, len(incs))
 	}
 }
 

@@ -736,19 +736,12 @@ func rtGet(t *testing.T, url string) (int, string) {
 // and /healthz tell what is read; SIGHUP rejects a bad config and applies a
 // good one without losing or rereading a line.
 func TestRunLiveMetricsReload(t *testing.T) {
-	e := newRTEnv(t, "logs/access.log", "3s")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	e, metrics := rtHealthEnv(t)
+	withMetrics, err := os.ReadFile(e.config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	good, err := os.ReadFile(e.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := string(good) + fmt.Sprintf("metrics_listen: %s\n", addr)
-	cfg = strings.Replace(cfg, "sources:\n", "sources:\n  - name: other\n    format: nginx\n    paths: [logs/other.log]\n    log_format: combined\n    identity: {remote_user: true}\n", 1)
+	cfg := strings.Replace(string(withMetrics), "sources:\n", "sources:\n  - name: other\n    format: nginx\n    paths: [logs/other.log]\n    log_format: combined\n    identity: {remote_user: true}\n", 1)
 	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -756,7 +749,6 @@ func TestRunLiveMetricsReload(t *testing.T) {
 	e.write(w, 9)
 	d := e.start()
 	e.waitCounted(d, e.written)
-	metrics := "http://" + addr
 	if code, body := rtGet(t, metrics+"/healthz"); code != 503 || !strings.Contains(body, "other.log") {
 		t.Errorf("healthz with a missing file = %d %q, want 503 naming it", code, body)
 	}

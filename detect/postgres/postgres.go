@@ -527,12 +527,12 @@ func (s *Store) writeAttempts(ctx context.Context, tx *sql.Tx, a *detect.Attempt
 	return err
 }
 
-// WasReplayed reports whether this node's file with this identity and
-// content head was already replayed into the database, and from which path.
-func (s *Store) WasReplayed(ctx context.Context, dev, inode uint64, size int64, head string) (string, bool, error) {
+// WasReplayed reports whether content of this size and head was already
+// replayed into the database for this node, and from which path.
+func (s *Store) WasReplayed(ctx context.Context, size int64, head string) (string, bool, error) {
 	var path string
-	err := s.db.QueryRowContext(ctx, `SELECT path FROM replayed_files WHERE node=$1 AND dev=$2 AND inode=$3 AND size=$4 AND head=$5`,
-		s.node, int64(dev), int64(inode), size, head).Scan(&path)
+	err := s.db.QueryRowContext(ctx, `SELECT path FROM replayed_files WHERE node=$1 AND size=$2 AND head=$3 LIMIT 1`,
+		s.node, size, head).Scan(&path)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
