@@ -3,6 +3,7 @@ package alert_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,8 @@ import (
 	"github.com/spraywatch/spraywatch/alert/slack"
 	"github.com/spraywatch/spraywatch/alert/slack/slacktest"
 	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/detect/postgres"
+	"github.com/spraywatch/spraywatch/detect/postgres/pgtest"
 	"github.com/spraywatch/spraywatch/ingest"
 )
 
@@ -44,6 +47,16 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// outboxStore is what the harness needs of either store.
+type outboxStore interface {
+	Flush(context.Context, detect.Batch) error
+	DB() *sql.DB
+	Close() error
+}
+
+// outboxOnPostgres makes newHarness use PostgreSQL.
+var outboxOnPostgres bool
+
 // harness is a spraywatch database with an outbox delivering to a fake
 // Slack, on a clock the test moves.
 type harness struct {
@@ -55,14 +68,20 @@ type harness struct {
 	do    alert.DestinationOptions
 	now   time.Time
 	logs  *syncBuffer
-	store *detect.Store
+	store outboxStore
 	box   *alert.Outbox
+	// pgURL, when set, puts the outbox in that PostgreSQL database
+	// instead of SQLite (see TestOutboxOnPostgres).
+	pgURL, pgPassword string
 	// at is the clock time each request the fake received was made at.
 	at []time.Time
 }
 
 func newHarness(t *testing.T, mode string, do alert.DestinationOptions) *harness {
 	h := &harness{t: t, path: filepath.Join(t.TempDir(), "spraywatch.db"), fake: slacktest.New(t), mode: mode, do: do, now: t0, logs: &syncBuffer{}}
+	if outboxOnPostgres {
+		h.pgURL, h.pgPassword = pgtest.Database(t)
+	}
 	h.open()
 	return h
 }
@@ -70,13 +89,20 @@ func newHarness(t *testing.T, mode string, do alert.DestinationOptions) *harness
 // open opens the database and a fresh outbox, as a (re)started daemon does.
 func (h *harness) open() {
 	h.t.Helper()
-	store, err := detect.Open(h.path, detect.StoreOptions{})
+	var store outboxStore
+	var err error
+	if h.pgURL != "" {
+		store, err = postgres.Open(context.Background(), postgres.Options{URL: h.pgURL, Password: h.pgPassword})
+	} else {
+		store, err = detect.Open(h.path, detect.StoreOptions{})
+	}
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	h.t.Cleanup(func() { store.Close() })
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	box, err := alert.OpenOutbox(context.Background(), store.DB(), alert.OutboxOptions{
+		Postgres:      h.pgURL != "",
 		Now:           func() time.Time { return h.now },
 		Rand:          func() float64 { return 0.3 },
 		BackoffBase:   time.Second,

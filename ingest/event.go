@@ -53,6 +53,8 @@ func (o Outcome) Attempt() bool {
 
 // Pos locates the line an event came from, for evidence.
 type Pos struct {
+	// Node is the fleet node whose file it is; empty on a single node.
+	Node   string `json:"node,omitempty"`
 	File   string `json:"file"`
 	Inode  uint64 `json:"inode"`
 	Offset int64  `json:"offset"`

@@ -259,7 +259,30 @@ func (e *Engine) allowed(ip netip.Addr) bool {
 
 // Observe takes one event. Events should come in (roughly) time order.
 func (e *Engine) Observe(ev *ingest.Event) {
-	e.Events++
+	e.attempts.Add(ev)
+	e.observe(ev, 1, true)
+}
+
+// ObserveRow takes one per-minute attempt row as a fleet's agent wrote it
+// (count events of one key in one minute, judged at the minute's start),
+// from node. The row is already stored: it is not counted for a flush.
+// Statuses, latencies and whole keys are not in rows, so the findings
+// judged from them (enumeration oracles, raw credentials) are not made
+// from rows.
+func (e *Engine) ObserveRow(node string, k detect.AttemptKey, c detect.AttemptCount) {
+	if c.Count <= 0 {
+		return
+	}
+	ev := ingest.Event{Time: time.Unix(k.Minute*60, 0), Source: k.Source, IP: k.IP, Identity: k.Identity,
+		Credential: k.Credential, Outcome: k.Outcome, Pos: c.Pos}
+	ev.Pos.Node = node
+	e.observe(&ev, c.Count, false)
+}
+
+// observe counts n events like ev; line says they come from a log line
+// (with status, latency and the raw-key flag) rather than a stored row.
+func (e *Engine) observe(ev *ingest.Event, n int64, line bool) {
+	e.Events += n
 	t := ev.Time.Unix()
 	c := e.clockOf(ev.Source)
 	if t > c.watermark {
@@ -269,23 +292,22 @@ func (e *Engine) Observe(ev *ingest.Event) {
 		// live tick would have.
 		e.closeIdle()
 	}
-	e.attempts.Add(ev)
 	if e.allowed(ev.IP) {
-		e.Allowed++
+		e.Allowed += n
 		return
 	}
 	if t < c.watermark-e.maxRetain {
-		e.TooOld++ // no window reaches back to it: it could only distort one
+		e.TooOld += n // no window reaches back to it: it could only distort one
 		return
 	}
 	if ev.Credential != "" && !ev.SchemeOnly && !e.credSeen[ev.Source] {
 		e.credSeen[ev.Source] = true
 	}
-	if ev.RawCredential {
+	if line && ev.RawCredential {
 		e.rawCredentialFinding(ev)
 	}
 	entry := detect.Entry{Minute: t / 60, First: t, Last: t, IP: ev.IP, Identity: ev.Identity, Credential: ev.Credential,
-		Outcome: ev.Outcome, Count: 1, Pos: ev.Pos}
+		Outcome: ev.Outcome, Count: uint32(min(n, 1<<32-1)), Pos: ev.Pos}
 	if ev.SchemeOnly {
 		entry.Credential = "" // a bare scheme prefix cannot tell keys apart
 	}
@@ -320,7 +342,7 @@ func (e *Engine) Observe(ev *ingest.Event) {
 		if e.cfg.StaleKey && ev.Credential != "" {
 			if _, ok := e.pairs[pairKey{ev.Source, ev.Identity, ev.Credential}]; ok {
 				entry.Stale = true
-				e.Stale++
+				e.Stale += n
 			}
 		}
 		keys := e.keysOf(ev.Source, &entry)
@@ -334,7 +356,7 @@ func (e *Engine) Observe(ev *ingest.Event) {
 		if !entry.Stale && len(e.open) > 0 {
 			e.absorbLive(keys, &entry, t)
 		}
-		if ev.Outcome != ingest.Throttled {
+		if line && ev.Outcome != ingest.Throttled {
 			e.observeRoute(ev, t)
 		}
 	}
@@ -697,7 +719,7 @@ func (e *Engine) TickSource(source string, now time.Time) {
 
 // TakeBatch hands over everything pending (attempt counts, changed
 // incidents as snapshots, new incident identities) merged into extra, so the
-// caller can write it with detect.Store.Flush, from another goroutine if it
+// caller can write it with a Flusher, from another goroutine if it
 // likes, and retry it if the database is locked or full: nothing pending is
 // lost. It also returns the snapshots for the sinks.
 func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident) {
@@ -743,10 +765,16 @@ func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident)
 	return b, snaps
 }
 
+// Flusher writes a batch in one transaction: detect.Store (SQLite) and
+// postgres.Store do.
+type Flusher interface {
+	Flush(ctx context.Context, b detect.Batch) error
+}
+
 // Flush takes the pending batch and writes it in one transaction. When the
 // write fails (database locked or full) the batch goes back into the engine,
 // merged with what came since, for the next Flush: nothing is lost.
-func (e *Engine) Flush(ctx context.Context, s *detect.Store, extra detect.Batch) ([]detect.Incident, error) {
+func (e *Engine) Flush(ctx context.Context, s Flusher, extra detect.Batch) ([]detect.Incident, error) {
 	b, snaps := e.TakeBatch(extra)
 	if err := s.Flush(ctx, b); err != nil {
 		e.requeue(b)

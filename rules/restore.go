@@ -11,13 +11,29 @@ import (
 	"github.com/spraywatch/spraywatch/ingest"
 )
 
+// History is what Restore reads back from a store.
+type History interface {
+	MaxIncidentID(ctx context.Context) (int64, error)
+	LastAttemptMinute(ctx context.Context) (int64, bool, error)
+	Incidents(ctx context.Context, f detect.IncidentFilter) ([]*detect.Incident, error)
+	IncidentIdentities(ctx context.Context, id int64) ([]string, error)
+	LoadAttempts(ctx context.Context, sinceMinute int64, fn func(detect.AttemptKey, detect.AttemptCount) error) error
+	SuccessPairs(ctx context.Context, sinceMinute int64, fn func(source, identity, credential string, minute int64)) error
+}
+
+// Store is a store the engine writes to and restores from.
+type Store interface {
+	Flusher
+	History
+}
+
 // Restore rebuilds the engine after a restart, so that counts go on exactly
 // where the last flush left them: the windows from the stored attempt rows
 // (within the longest retention before the latest row), the incidents still
 // open re-linked to their groups with the identity sets behind their counts,
 // and recently closed ones kept for compromise detection. Call it on a new
 // engine, before the first Observe. The rows it reads are not written again.
-func (e *Engine) Restore(ctx context.Context, s *detect.Store) error {
+func (e *Engine) Restore(ctx context.Context, s History) error {
 	maxID, err := s.MaxIncidentID(ctx)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/spraywatch/spraywatch/alert/slack"
 	"github.com/spraywatch/spraywatch/alert/webhook"
 	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/detect/postgres"
 )
 
 // alertInterval is how often the outbox looks for due alerts; Enqueue
@@ -31,11 +32,12 @@ type alerting struct {
 	closers []io.Closer
 }
 
-func newAlerting(cfg Config, store *detect.Store, log *slog.Logger, stdout io.Writer) (*alerting, error) {
+func newAlerting(cfg Config, store interface{ DB() *sql.DB }, log *slog.Logger, stdout io.Writer) (*alerting, error) {
 	box, err := alert.OpenOutbox(context.Background(), store.DB(), alert.OutboxOptions{
 		Interval:      alertInterval,
-		AlertsCommand: "spraywatch alerts --db " + cfg.Database,
+		AlertsCommand: "spraywatch alerts --db " + databaseForLog(cfg.Database),
 		Logger:        log.With("component", "alerts"),
+		Postgres:      postgres.IsURL(cfg.Database),
 	})
 	if err != nil {
 		return nil, err
@@ -136,7 +138,7 @@ func buildSinks(cfg Config, box *alert.Outbox, log *slog.Logger, stdout io.Write
 				return nil, closers, err
 			}
 			warnOpen(log, field, sec.files...)
-			msg := slack.MessageOptions{ExplainCommand: "spraywatch explain --db " + cfg.Database}
+			msg := slack.MessageOptions{ExplainCommand: "spraywatch explain --db " + databaseForLog(cfg.Database)}
 			if sec.url != "" {
 				if ns.sink, err = slack.NewWebhook(slack.WebhookOptions{URL: sec.url, Timeout: ac.Timeout, Message: msg}); err != nil {
 					return nil, closers, fmt.Errorf("%s: %w", field, err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spraywatch/spraywatch/alert"
 	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/detect/postgres"
 	"github.com/spraywatch/spraywatch/ingest"
 )
 
@@ -25,12 +26,15 @@ var incidentKinds = detect.Kinds
 type dbFlags struct{ db, config string }
 
 func (f *dbFlags) register(c *cobra.Command) {
-	c.Flags().StringVar(&f.db, "db", "", "SQLite database (default: the config's database)")
+	c.Flags().StringVar(&f.db, "db", "", "SQLite database, or a fleet's postgres:// URL (default: the config's database)")
 	c.Flags().StringVarP(&f.config, "config", "c", "", "config file whose database to read")
 }
 
 // open opens the database read-only, and returns the config when given.
-func (f *dbFlags) open() (*detect.Store, *Config, error) {
+// A postgres:// URL takes its password from the config's
+// database_password_file or _env, SPRAYWATCH_DATABASE_PASSWORD_FILE,
+// PGPASSWORD or ~/.pgpass.
+func (f *dbFlags) open(ctx context.Context) (readStore, *Config, error) {
 	var cfg *Config
 	db := f.db
 	if f.config != "" {
@@ -45,6 +49,17 @@ func (f *dbFlags) open() (*detect.Store, *Config, error) {
 	}
 	if db == "" {
 		return nil, nil, fmt.Errorf("%w: --db or --config is required", errUsage)
+	}
+	if postgres.IsURL(db) {
+		pcfg := Config{Database: db, DatabasePasswordFile: os.Getenv(envPasswordFile)}
+		if cfg != nil && cfg.Database == db {
+			pcfg = *cfg
+		}
+		store, err := openPostgres(ctx, pcfg, postgres.Options{ReadOnly: true})
+		if err != nil {
+			return nil, nil, err
+		}
+		return store, cfg, nil
 	}
 	if _, err := os.Stat(db); err != nil {
 		return nil, nil, fmt.Errorf("database: %s (a replay keeps its case with --db FILE; the daemon writes the config's database)", fileProblem(db, err))
@@ -85,7 +100,7 @@ func newAlertsCmd(g *globals) *cobra.Command {
 			if err := oneOf("state", state, []string{detect.StateOpen, detect.StateClosed}); err != nil {
 				return err
 			}
-			store, _, err := f.open()
+			store, _, err := f.open(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -108,6 +123,7 @@ func newAlertsCmd(g *globals) *cobra.Command {
 
 func newExplainCmd(g *globals) *cobra.Command {
 	var all bool
+	var node string
 	f := &dbFlags{}
 	c := &cobra.Command{
 		Use:   "explain (--db FILE | --config FILE) INCIDENT_ID",
@@ -123,7 +139,7 @@ that looks like a secret masked.`,
 			if err != nil || id <= 0 {
 				return fmt.Errorf("%w: INCIDENT_ID: %q: not an incident number (see 'spraywatch alerts')", errUsage, args[0])
 			}
-			store, cfg, err := f.open()
+			store, cfg, err := f.open(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -134,17 +150,19 @@ that looks like a secret masked.`,
 					secret = b
 				}
 			}
-			return explain(cmd.Context(), g.stdout, store, id, all, secret)
+			return explain(cmd.Context(), g.stdout, store, id, all, secret, node)
 		},
 	}
 	f.register(c)
 	c.Flags().BoolVar(&all, "identities", false, "list every identity involved")
+	c.Flags().StringVar(&node, "node", "", "in a fleet: this machine's node name, whose evidence lines are read here (default: the host name)")
 	return c
 }
 
 // explain prints incident id and its evidence. secret, when set, lets whole
-// keys in the lines be shown as the incident's labels.
-func explain(ctx context.Context, w io.Writer, store *detect.Store, id int64, all bool, secret []byte) error {
+// keys in the lines be shown as the incident's labels. In a fleet, lines of
+// another node than node are named, not read.
+func explain(ctx context.Context, w io.Writer, store readStore, id int64, all bool, secret []byte, node string) error {
 	inc, err := store.Incident(ctx, id)
 	if err != nil {
 		return err
@@ -163,7 +181,15 @@ func explain(ctx context.Context, w io.Writer, store *detect.Store, id int64, al
 		}
 	}
 	fmt.Fprintf(w, "\nevidence (%d lines, as FILE (byte OFFSET), credentials as above):\n", len(inc.Evidence))
+	if node == "" {
+		node, _ = os.Hostname()
+	}
 	for _, pos := range inc.Evidence {
+		if pos.Node != "" && pos.Node != node {
+			// Another node's file: explain on that node reads it.
+			fmt.Fprintf(w, "  %s:%s (byte %d)  on node %s: run explain there, or with --node %s where its logs are\n", pos.Node, pos.File, pos.Offset, pos.Node, pos.Node)
+			continue
+		}
 		line, where, err := readEvidence(pos)
 		if err != nil {
 			fmt.Fprintf(w, "  %s (byte %d)  unavailable: %s\n", pos.File, pos.Offset, fileProblem(pos.File, err))

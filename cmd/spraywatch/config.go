@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/spraywatch/spraywatch/detect/postgres"
 	"github.com/spraywatch/spraywatch/ingest"
 	"github.com/spraywatch/spraywatch/rules"
 )
@@ -26,8 +27,19 @@ var errConfig = errors.New("config")
 // Config is the YAML file. Only this package knows its shape; it is turned
 // into the options of ingest, rules and alert.
 type Config struct {
-	// Database is the SQLite file for windows, incidents and positions.
+	// Database is the SQLite file for windows, incidents and positions, or
+	// a postgres:// URL (without a password) for a fleet's shared store.
 	Database string `yaml:"database"`
+	// DatabasePasswordFile or DatabasePasswordEnv hold the PostgreSQL
+	// password; without either, libpq's PGPASSWORD and ~/.pgpass apply.
+	DatabasePasswordFile string `yaml:"database_password_file"`
+	DatabasePasswordEnv  string `yaml:"database_password_env"`
+	// Node names this machine in a fleet: its attempt rows and positions
+	// carry it. Default: the host name.
+	Node string `yaml:"node"`
+	// NodeTimeout: a node without a flush for this long is reported quiet
+	// and the judge stops waiting for it. Default 30s.
+	NodeTimeout time.Duration `yaml:"node_timeout"`
 	// FingerprintSecretFile keys credential fingerprints; created 0600 with
 	// random bytes when missing.
 	FingerprintSecretFile string `yaml:"fingerprint_secret_file"`
@@ -48,6 +60,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Database:              "/var/lib/spraywatch/spraywatch.db",
+		NodeTimeout:           30 * time.Second,
 		FingerprintSecretFile: "/var/lib/spraywatch/fingerprint.key",
 		Retention:             30 * 24 * time.Hour,
 		MaxLineBytes:          ingest.MaxLineBytes,
@@ -101,8 +114,8 @@ func ParseConfig(data []byte, dir string) (Config, error) {
 	if c.Alerts == nil {
 		c.Alerts = DefaultConfig().Alerts
 	}
-	for _, p := range []*string{&c.Database, &c.FingerprintSecretFile} {
-		if *p != "" && !filepath.IsAbs(*p) && dir != "" {
+	for _, p := range []*string{&c.Database, &c.FingerprintSecretFile, &c.DatabasePasswordFile} {
+		if *p != "" && !filepath.IsAbs(*p) && dir != "" && !postgres.IsURL(*p) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
@@ -170,6 +183,7 @@ func (c Config) Validate() error {
 		errs = append(errs, a.validate(fmt.Sprintf("alerts[%d]", i))...)
 	}
 	errs = append(errs, c.DaemonConfig.validate()...)
+	errs = append(errs, c.validateDatabase()...)
 	if err := c.Rules.Validate("rules."); err != nil {
 		errs = append(errs, fmt.Errorf("%w: %w", errConfig, err))
 	}

@@ -21,12 +21,14 @@ import (
 	"golang.org/x/term"
 
 	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/detect/postgres"
 	"github.com/spraywatch/spraywatch/ingest"
 	"github.com/spraywatch/spraywatch/rules"
 )
 
 type replayFlags struct {
 	config, db, output, since, until, source string
+	node                                     string
 	format, layout, identityPath             string
 	identityQuery, credentialField           string
 	force, noProgress                        bool
@@ -60,7 +62,8 @@ and replay says so.`,
 	}
 	fl := c.Flags()
 	fl.StringVarP(&f.config, "config", "c", "", "config file")
-	fl.StringVar(&f.db, "db", "", "SQLite database to keep the case in (default: temporary)")
+	fl.StringVar(&f.db, "db", "", "SQLite database to keep the case in (default: temporary), or a fleet's postgres:// URL")
+	fl.StringVar(&f.node, "node", "", "with a postgres:// --db: the node whose logs these are (default: the host name)")
 	fl.StringVarP(&f.output, "output", "o", "text", "output: text (table) or json (one incident per line)")
 	fl.StringVar(&f.since, "since", "", "only events at or after this time (2026-11-01, or RFC 3339)")
 	fl.StringVar(&f.until, "until", "", "only events before this time")
@@ -132,7 +135,14 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 		debug.SetGCPercent(200)
 	}
 	defer governMemory(128 << 20).Stop()
+	pg := postgres.IsURL(f.db)
+	if f.node != "" && !pg {
+		return fmt.Errorf("%w: --node: only with a postgres:// --db", errUsage)
+	}
 	dbPath := f.db
+	if pg {
+		dbPath = ""
+	}
 	if dbPath == "" {
 		tmp, err := os.MkdirTemp("", "spraywatch-replay-")
 		if err != nil {
@@ -144,6 +154,15 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	cfg, err := replayConfig(f, filepath.Dir(dbPath))
 	if err != nil {
 		return err
+	}
+	if pg {
+		cfg.Database, dbPath = f.db, postgres.Redact(f.db)
+		if f.config == "" {
+			cfg.DatabasePasswordFile = os.Getenv(envPasswordFile)
+		}
+		if f.node != "" {
+			cfg.Node = f.node
+		}
 	}
 	secret, err := replaySecret(g, f, cfg)
 	if err != nil {
@@ -158,7 +177,12 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	if err != nil {
 		return err
 	}
-	store, err := detect.Open(dbPath, detect.StoreOptions{DeferIndexes: true, Scratch: true, CacheKiB: 32 << 10})
+	var store store
+	if pg {
+		store, err = openPostgres(ctx, cfg, postgres.Options{Node: nodeName(cfg)})
+	} else {
+		store, err = detect.Open(dbPath, detect.StoreOptions{DeferIndexes: true, Scratch: true, CacheKiB: 32 << 10})
+	}
 	if err != nil {
 		return err
 	}
@@ -554,7 +578,7 @@ func identify(path string) (fileID, error) {
 	return fileID{lf.Dev, lf.Inode, lf.Size, "c:" + hex.EncodeToString(h.Sum(nil)[:8])}, nil
 }
 
-func skipReplayed(ctx context.Context, store *detect.Store, streams []ingest.Stream, force bool) ([]ingest.Stream, []string, error) {
+func skipReplayed(ctx context.Context, store store, streams []ingest.Stream, force bool) ([]ingest.Stream, []string, error) {
 	if force {
 		return streams, nil, nil
 	}

@@ -18,13 +18,14 @@ import (
 
 	"github.com/spraywatch/spraywatch/alert"
 	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/detect/postgres"
 	"github.com/spraywatch/spraywatch/ingest"
 	"github.com/spraywatch/spraywatch/ingest/tail"
 	"github.com/spraywatch/spraywatch/rules"
 )
 
 func newRunCmd(g *globals) *cobra.Command {
-	var config string
+	var config, role string
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Tail the configured logs and raise incidents as attacks happen",
@@ -38,13 +39,26 @@ incidents are rebuilt from the database.
 Signals: SIGHUP reloads the config (a bad one is rejected and the old one
 kept); SIGTERM or SIGINT stops reading, writes counts and positions, and
 exits 0; a second one forces exit. Under systemd (Type=notify) it reports
-READY, RELOADING, STOPPING and watchdog pings.`,
+READY, RELOADING, STOPPING and watchdog pings.
+
+Roles, for a fleet of nodes sharing a PostgreSQL database (database: a
+postgres:// URL): --role agent tails this node's logs and writes its
+per-minute attempt rows and positions, judging nothing; --role judge reads
+every node's rows, judges their union, keeps the incidents and delivers the
+alerts (one is active at a time, others stand by); --role all (the default)
+does everything in one process, on SQLite or PostgreSQL.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDaemon(cmd.Context(), g, config, cmd.Flags().Changed("log-level"), cmd.Flags().Changed("log-format"))
+			switch role {
+			case roleAll, roleAgent, roleJudge:
+			default:
+				return fmt.Errorf("%w: --role: %q: must be all, agent or judge", errUsage, role)
+			}
+			return runDaemon(cmd.Context(), g, config, role, cmd.Flags().Changed("log-level"), cmd.Flags().Changed("log-format"))
 		},
 	}
 	c.Flags().StringVarP(&config, "config", "c", "/etc/spraywatch/spraywatch.yml", "config file")
+	c.Flags().StringVar(&role, "role", roleAll, "all (one node), agent (count this node's logs into PostgreSQL) or judge (judge the fleet)")
 	return c
 }
 
@@ -92,10 +106,17 @@ type runner struct {
 	log        *slog.Logger
 	cfg        Config
 	secret     []byte
-	store      *detect.Store
-	engine     *rules.Engine
-	alerts     *alerting
-	metrics    *metrics
+	role       string
+	store      store
+	engine     *rules.Engine // nil for an agent
+	// det is what lines are fed to: the engine, or an agent's counter.
+	det     detector
+	alerts  *alerting
+	metrics *metrics
+	// agent is the fleet store of --role agent, else nil.
+	agent *agentStore
+	// flushFailed: the last flush failed (reading stops at maxPending).
+	flushFailed bool
 
 	parsers   map[string]*ingest.Parser
 	positions map[posKey]detect.Position
@@ -128,15 +149,18 @@ type runner struct {
 // errDBReplaced ends a session: the corrupt database was replaced.
 var errDBReplaced = errors.New("database replaced")
 
-func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFlag bool) error {
+func runDaemon(ctx context.Context, g *globals, path, role string, levelFlag, formatFlag bool) error {
 	cfg, err := LoadConfig(path)
 	if err != nil {
 		return err
 	}
+	if role != roleAll && !postgres.IsURL(cfg.Database) {
+		return fmt.Errorf("%w: database: --role %s needs a postgres:// URL shared by the fleet", errConfig, role)
+	}
 	if len(cfg.Sources) == 0 {
 		return fmt.Errorf("%w: sources: []: run needs at least one source", errConfig)
 	}
-	r := &runner{g: g, configPath: path, cfg: cfg, level: new(slog.LevelVar), positions: map[posKey]detect.Position{}, dirtyPos: map[posKey]bool{}}
+	r := &runner{g: g, configPath: path, cfg: cfg, role: role, level: new(slog.LevelVar), positions: map[posKey]detect.Position{}, dirtyPos: map[posKey]bool{}}
 	if levelFlag {
 		cfg.Log.Level = g.logLevel
 		r.levelFlag = g.logLevel
@@ -157,6 +181,9 @@ func runDaemon(ctx context.Context, g *globals, path string, levelFlag, formatFl
 	}
 	if err := r.buildParsers(cfg); err != nil {
 		return err
+	}
+	if role == roleJudge {
+		return runJudge(ctx, g, cfg, r.noCredential(), r.log)
 	}
 	r.health, r.committed = newHealth(), map[posKey]detect.Position{}
 	r.metrics = newMetrics()
@@ -191,19 +218,29 @@ func (r *runner) session(ctx context.Context, hup chan os.Signal) error {
 	cfg := r.cfg
 	var err error
 	r.corrupt = false
-	// A small page cache: the daemon writes a second's lines at a time and
-	// bounds its memory (replay keeps the large default).
-	if r.store, err = detect.Open(cfg.Database, detect.StoreOptions{CacheKiB: 8192}); err != nil {
-		return err
-	}
-	defer r.store.Close()
-	if fi, err := os.Stat(cfg.Database); err == nil {
-		r.dbIno = inodeOf(fi)
-	}
-	r.engine = rules.NewEngine(rules.Options{Config: cfg.Rules, Allow: cfg.AllowList(), NoCredential: r.noCredential(),
-		MaxGroups: cfg.MaxGroups, MaxEntries: cfg.MaxEntries, MaxIncidentSet: cfg.MaxIncidentSet, Logger: r.log})
-	if err := r.engine.Restore(ctx, r.store); err != nil {
-		return err
+	if r.role == roleAgent {
+		if r.agent, err = openAgentStore(ctx, cfg, r.log); err != nil {
+			return err
+		}
+		defer r.agent.Close()
+		r.store, r.engine = r.agent.Store, nil
+		r.det = newCounter()
+	} else {
+		// A small page cache: the daemon writes a second's lines at a time and
+		// bounds its memory (replay keeps the large default).
+		if r.store, err = openStore(ctx, cfg, nodeName(cfg), detect.StoreOptions{CacheKiB: 8192}); err != nil {
+			return err
+		}
+		defer r.store.Close()
+		if fi, err := os.Stat(cfg.Database); err == nil && !postgres.IsURL(cfg.Database) {
+			r.dbIno = inodeOf(fi)
+		}
+		r.engine = rules.NewEngine(rules.Options{Config: cfg.Rules, Allow: cfg.AllowList(), NoCredential: r.noCredential(),
+			MaxGroups: cfg.MaxGroups, MaxEntries: cfg.MaxEntries, MaxIncidentSet: cfg.MaxIncidentSet, Logger: r.log})
+		if err := r.engine.Restore(ctx, r.store); err != nil {
+			return err
+		}
+		r.det = r.engine
 	}
 	r.clocks = map[string]*sourceClock{}
 	r.addClocks()
@@ -222,24 +259,26 @@ func (r *runner) session(ctx context.Context, hup chan os.Signal) error {
 			r.positions[k], r.dirtyPos[k] = p, true
 		}
 	}
-	alertCtx, stopAlerts := context.WithCancel(context.WithoutCancel(ctx))
-	alerts, err := newAlerting(cfg, r.store, r.log, r.g.stdout)
-	if err != nil {
-		stopAlerts()
-		return err
+	if r.engine != nil { // an agent raises nothing to alert on
+		alertCtx, stopAlerts := context.WithCancel(context.WithoutCancel(ctx))
+		alerts, err := newAlerting(cfg, r.store, r.log, r.g.stdout)
+		if err != nil {
+			stopAlerts()
+			return err
+		}
+		r.setAlerts(alerts)
+		alertsDone := make(chan error, 1)
+		go func() { alertsDone <- alerts.Run(alertCtx) }()
+		defer func() {
+			stopAlerts()
+			<-alertsDone
+		}()
 	}
-	r.setAlerts(alerts)
-	alertsDone := make(chan error, 1)
-	go func() { alertsDone <- r.alerts.Run(alertCtx) }()
-	defer func() {
-		stopAlerts()
-		<-alertsDone
-	}()
 
 	r.setReaders(r.startReaders(ctx))
 	r.watchdog, _ = daemon.SdWatchdogEnabled(false)
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
-	r.log.Info("spraywatch running", "sources", len(cfg.Sources), "database", cfg.Database, "restored_watermark", r.engine.Watermark().UTC())
+	r.log.Info("spraywatch running", "role", r.role, "sources", len(cfg.Sources), "database", databaseForLog(cfg.Database), "restored_watermark", r.det.Watermark().UTC())
 	err = r.loop(ctx, hup)
 	if errors.Is(err, errDBReplaced) {
 		return err
@@ -248,7 +287,7 @@ func (r *runner) session(ctx context.Context, hup chan os.Signal) error {
 	// Stop the readers first, count what they already handed over, then
 	// write counts and positions last.
 	r.stopReaders()
-	r.engine.TickSource(cfg.Sources[0].Name, time.Time{}) // judge what the last lines changed
+	r.det.TickSource(cfg.Sources[0].Name, time.Time{}) // judge what the last lines changed
 	if r.corrupt {
 		err = fmt.Errorf("database %s is corrupt; nothing read since the last good write was stored, and it is read again once the database is replaced", cfg.Database)
 	} else if ferr := r.flushRetry(context.WithoutCancel(ctx)); ferr != nil && err == nil {
@@ -439,10 +478,10 @@ func (r *runner) loop(ctx context.Context, hup <-chan os.Signal) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case b := <-r.readers.lines:
+		case b := <-r.lines():
 			r.consume(b)
 			// A new incident is written (and alerted) at once.
-			if (r.engine.Pending() >= 100_000 || r.engine.Counters.Incidents != r.incidents) && !r.corrupt {
+			if (r.det.Pending() >= maxPending || r.newIncidents()) && !r.corrupt {
 				r.flush(ctx)
 			}
 		case <-hup:
@@ -460,11 +499,11 @@ func (r *runner) loop(ctx context.Context, hup <-chan os.Signal) error {
 				continue
 			}
 			r.tickClocks(now)
-			if r.engine.Counters.Incidents != r.incidents || now.Sub(r.lastFlush) >= r.cfg.FlushInterval {
+			if r.newIncidents() || now.Sub(r.lastFlush) >= r.cfg.FlushInterval {
 				r.flush(ctx)
 			}
 			r.observeMetrics(now)
-			if now.Sub(r.lastRetention) >= time.Hour {
+			if now.Sub(r.lastRetention) >= time.Hour && r.engine != nil { // in a fleet the judge keeps retention
 				r.enforceRetention(ctx)
 				r.lastRetention = now
 			}
@@ -474,6 +513,25 @@ func (r *runner) loop(ctx context.Context, hup <-chan os.Signal) error {
 			}
 		}
 	}
+}
+
+// maxPending is how many attempt rows wait in memory before a flush is
+// forced; while flushes fail, no more lines are read past it (the files
+// keep them, and the positions say where to go on).
+const maxPending = 100_000
+
+// lines is the readers' channel, or nil (no reading) while flushes fail
+// and maxPending rows wait.
+func (r *runner) lines() <-chan *lineBatch {
+	if r.det.Pending() >= maxPending && r.flushFailed {
+		return nil
+	}
+	return r.readers.lines
+}
+
+// newIncidents reports whether the engine raised incidents not yet written.
+func (r *runner) newIncidents() bool {
+	return r.engine != nil && r.engine.Counters.Incidents != r.incidents
 }
 
 // futureSlack is how far ahead of this machine's clock a line may be dated.
@@ -496,7 +554,7 @@ func (r *runner) addClocks() {
 	for _, s := range r.cfg.Sources {
 		if r.clocks[s.Name] == nil {
 			c := &sourceClock{wall: time.Now()}
-			if t := r.engine.SourceWatermark(s.Name); t.Unix() > 0 {
+			if t := r.det.SourceWatermark(s.Name); t.Unix() > 0 {
 				c.last = t
 			}
 			r.clocks[s.Name] = c
@@ -522,7 +580,7 @@ func (r *runner) tickClocks(now time.Time) {
 		if c.behind == 0 && !c.last.IsZero() {
 			at = c.last.Add(now.Sub(c.wall) - r.cfg.Lateness)
 		}
-		r.engine.TickSource(name, at)
+		r.det.TickSource(name, at)
 	}
 }
 
@@ -574,10 +632,10 @@ func (r *runner) consume(b *lineBatch) {
 		r.health.line(b.source, true, true, "", nil)
 		m.parsed.Inc()
 		ev.Pos = ingest.Pos{File: l.File, Inode: l.Pos.Inode, Offset: l.Offset}
-		if ev.Time.Before(r.engine.SourceWatermark(b.source).Add(-r.cfg.Lateness)) {
+		if ev.Time.Before(r.det.SourceWatermark(b.source).Add(-r.cfg.Lateness)) {
 			m.late.Inc()
 		}
-		r.engine.Observe(&ev)
+		r.det.Observe(&ev)
 		if c := r.clocks[b.source]; c != nil {
 			if ev.Time.After(c.last) {
 				c.last = ev.Time
@@ -587,7 +645,7 @@ func (r *runner) consume(b *lineBatch) {
 		m.lastEvent = ev.Time
 	}
 	// Judge at once: an incident is raised within a poll of its line.
-	r.engine.TickSource(b.source, time.Time{})
+	r.det.TickSource(b.source, time.Time{})
 }
 
 func (r *runner) setPos(source string, p tail.Position) {
@@ -603,8 +661,15 @@ func (r *runner) flush(ctx context.Context) error {
 		pos = append(pos, r.positions[k])
 	}
 	sort.Slice(pos, func(i, j int) bool { return pos[i].Path < pos[j].Path })
-	snaps, err := r.engine.Flush(ctx, r.store, detect.Batch{Positions: pos, Extra: r.alerts.Enqueue})
+	var snaps []detect.Incident
+	var err error
+	if r.agent != nil {
+		err = r.agent.flush(ctx, r.det.(*counter), pos, r.clocks, r.cfg.FlushInterval)
+	} else {
+		snaps, err = r.engine.Flush(ctx, r.store, detect.Batch{Positions: pos, Extra: r.alerts.Enqueue})
+	}
 	r.lastFlush = time.Now()
+	r.flushFailed = err != nil
 	cause, hint := "", ""
 	if err != nil {
 		cause, hint = dbCause(err)
@@ -612,7 +677,7 @@ func (r *runner) flush(ctx context.Context) error {
 		r.metrics.dbErrors.WithLabelValues(cause).Inc()
 	}
 	r.health.mu.Lock()
-	r.health.db.note(r.log.With("database", r.cfg.Database), "writing counts, incidents and positions", cause, hint, err, r.lastFlush)
+	r.health.db.note(r.log.With("database", databaseForLog(r.cfg.Database)), "writing counts, incidents and positions", cause, hint, err, r.lastFlush)
 	r.health.mu.Unlock()
 	r.metrics.setFailing("database", err != nil)
 	if err != nil {
@@ -628,6 +693,9 @@ func (r *runner) flush(ctx context.Context) error {
 		r.committed[posKey{p.Source, p.Path}] = p
 	}
 	clear(r.dirtyPos)
+	if r.engine == nil {
+		return nil
+	}
 	r.incidents = r.engine.Counters.Incidents
 	for _, s := range snaps {
 		if s.Version == 1 {
@@ -694,7 +762,9 @@ func (r *runner) reload(ctx context.Context) {
 	r.cfg.Database, r.cfg.MetricsListen, r.cfg.FingerprintSecretFile, r.cfg.Alerts =
 		keep.Database, keep.MetricsListen, keep.FingerprintSecretFile, keep.Alerts
 	r.cfg.MaxGroups, r.cfg.MaxEntries, r.cfg.MaxIncidentSet = keep.MaxGroups, keep.MaxEntries, keep.MaxIncidentSet
-	r.engine.SetConfig(cfg.Rules, cfg.AllowList())
+	if r.engine != nil {
+		r.engine.SetConfig(cfg.Rules, cfg.AllowList())
+	}
 	r.addClocks()
 	if r.levelFlag == "" {
 		r.level.Set(parseLevel(cfg.Log.Level))
@@ -762,6 +832,13 @@ func (r *runner) currentReaders() *readers {
 
 // observeMetrics copies the detector's and readers' state into gauges.
 func (r *runner) observeMetrics(now time.Time) {
+	if r.engine != nil {
+		r.observeEngine(now)
+	}
+	r.observeReaders(now)
+}
+
+func (r *runner) observeEngine(now time.Time) {
 	groups := r.engine.Windows().Len()
 	for g, n := range groups {
 		r.metrics.tracked.WithLabelValues(detect.Grouping(g).String()).Set(float64(n))
@@ -789,6 +866,9 @@ func (r *runner) observeMetrics(now time.Time) {
 			"groups_dropped", w.Dropped, "entries_dropped", w.DroppedEntries, "incident_members_untracked", r.engine.Untracked,
 			"hint", "raise max_groups / max_entries, or look for a flood of addresses or identities")
 	}
+}
+
+func (r *runner) observeReaders(now time.Time) {
 	rd := r.readers
 	rd.mu.Lock()
 	defer rd.mu.Unlock()

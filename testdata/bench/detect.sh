@@ -9,6 +9,7 @@
 #
 #   testdata/bench/detect.sh                       # 20 seeds x 1M lines, nginx
 #   SEEDS=5 LINES=200000 FORMATS=nginx,json,gunicorn,combined testdata/bench/detect.sh
+#   FLEET=3 testdata/bench/detect.sh               # split over 3 nodes, judged from rows
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$PATH:/usr/local/go/bin"
@@ -17,6 +18,7 @@ export SPRAYWATCH_BENCH_FIRST_SEED="${FIRST_SEED:-1}"
 export SPRAYWATCH_BENCH_LINES="${LINES:-1000000}"
 export SPRAYWATCH_BENCH_CLIENTS="${CLIENTS:-3000}"
 export SPRAYWATCH_BENCH_FORMATS="${FORMATS:-nginx}"
+export SPRAYWATCH_BENCH_FLEET="${FLEET:-0}"
 echo "$SPRAYWATCH_BENCH_SEEDS seeds from $SPRAYWATCH_BENCH_FIRST_SEED, $SPRAYWATCH_BENCH_LINES lines, $SPRAYWATCH_BENCH_CLIENTS clients, formats $SPRAYWATCH_BENCH_FORMATS"
 go test ./rules -run '^TestDetectionBenchmark$' -count=1 -timeout 0 -v 2>&1 |
 	sed -n -e 's/^ *accuracy_test.go:[0-9]*: //p' -e '/^ *|/p' -e '/^ *false alerts/p' -e '/^--- /p' -e '/^\(ok\|FAIL\)/p'

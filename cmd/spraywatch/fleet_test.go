@@ -1,0 +1,704 @@
+package main
+
+// End-to-end tests of a fleet on a real PostgreSQL: agents and judges are
+// real spraywatch processes (this test binary re-run as main), each agent
+// tailing its own log, the judges sharing the database. A spray spread
+// over the nodes must be one incident; kill -9 of an agent or of the
+// active judge, and the database going away, must neither lose nor repeat
+// a line, an incident or an alert. Deadlines here bound polling, except
+// the two the design promises (an incident within 2 s of the line that
+// crosses the threshold, a takeover within 10 s).
+
+import (
+	"bufio"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/detect/postgres/pgtest"
+	"github.com/spraywatch/spraywatch/ingest/loggen"
+)
+
+const fleetConfig = `database: %[1]s
+database_password_file: %[2]s/pgpass
+node: %[3]s
+fingerprint_secret_file: %[2]s/fingerprint.key
+start_at: beginning
+poll_interval: 20ms
+flush_interval: 100ms
+node_timeout: 3s
+lateness: 5s
+metrics_listen: 127.0.0.1:%[4]d
+log: {level: debug}
+alerts:
+  - type: file
+    path: %[2]s/%[3]s.alerts.jsonl
+    format: json
+sources:
+  - name: api
+    format: nginx
+    paths: [%[2]s/%[3]s.log]
+    log_format: '%[5]s'
+    credential: {field: api_key_prefix, kind: prefix}
+    identity: {path: ["%[6]s"]}
+    timezone: UTC
+`
+
+type fleet struct {
+	t     *testing.T
+	dir   string
+	srv   *pgtest.Server // nil on a shared server
+	url   string
+	db    *sql.DB
+	procs map[string]*fleetProc
+	logs  map[string]*os.File
+	lines map[string]int // lines written per node
+}
+
+type fleetProc struct {
+	name, role, config string
+	port               int
+	cmd                *exec.Cmd
+	stderr             *syncBuffer
+}
+
+// newFleet makes a database (on a server of its own when the test must stop
+// it), the shared fingerprint secret and password file, and a config per
+// process name.
+func newFleet(t *testing.T, ownServer bool) *fleet {
+	t.Helper()
+	f := &fleet{t: t, dir: t.TempDir(), procs: map[string]*fleetProc{}, logs: map[string]*os.File{}, lines: map[string]int{}}
+	var pw string
+	if ownServer {
+		f.srv = pgtest.Start(t)
+		f.url, pw = f.srv.CreateDatabase(t), pgtest.Password
+	} else {
+		f.url, pw = pgtest.Database(t)
+	}
+	writeFile(t, filepath.Join(f.dir, "pgpass"), pw+"\n", 0o600)
+	writeFile(t, filepath.Join(f.dir, "fingerprint.key"), strings.Repeat("k", 32), 0o600)
+	u, _ := url.Parse(f.url)
+	u.User = url.UserPassword(u.User.Username(), pw)
+	db, err := sql.Open("pgx", u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	f.db = db
+	return f
+}
+
+// start starts a process: names web-N are agents, judge-N judges.
+func (f *fleet) start(name string, env ...string) *fleetProc {
+	f.t.Helper()
+	p := f.procs[name]
+	if p == nil {
+		p = &fleetProc{name: name, role: roleAgent, port: integFreePort(f.t)}
+		if strings.HasPrefix(name, "judge") {
+			p.role = roleJudge
+		}
+		p.config = filepath.Join(f.dir, name+".yml")
+		writeFile(f.t, p.config, fmt.Sprintf(fleetConfig, f.url, f.dir, name, p.port, loggen.LogFormat, loggen.IdentityPath), 0o644)
+		if p.role == roleAgent {
+			f.logs[name] = f.open(name)
+		}
+		f.procs[name] = p
+	}
+	p.cmd = exec.Command(os.Args[0], "run", "--config", p.config, "--role", p.role)
+	p.cmd.Env = append(append(os.Environ(), rtMainEnv+"=1"), env...)
+	p.stderr = &syncBuffer{}
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		f.t.Fatal(err)
+	}
+	cmd := p.cmd
+	f.t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if f.t.Failed() {
+			f.t.Logf("%s log:\n%s", name, lastLines(p.stderr.String(), 40))
+		}
+	})
+	return p
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (f *fleet) open(node string) *os.File {
+	w, err := os.OpenFile(filepath.Join(f.dir, node+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { w.Close() })
+	return w
+}
+
+func (f *fleet) kill(name string) {
+	f.t.Helper()
+	p := f.procs[name]
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		f.t.Fatal(err)
+	}
+	p.cmd.Wait()
+}
+
+func (f *fleet) stop(name string) {
+	f.t.Helper()
+	p := f.procs[name]
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Wait(); err != nil {
+		f.t.Errorf("%s after SIGTERM: %v\n%s", name, err, lastLines(p.stderr.String(), 30))
+	}
+}
+
+// write appends lines to a node's log.
+func (f *fleet) write(node string, lines ...string) {
+	f.t.Helper()
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	if _, err := f.logs[node].WriteString(b.String()); err != nil {
+		f.t.Fatal(err)
+	}
+	f.lines[node] += len(lines)
+}
+
+func fleetLine(at time.Time, ip, identity, key string, status int) string {
+	return fmt.Sprintf(`%s - - [%s] "POST /api/v1/clients/%s/token HTTP/1.1" %d 32 "-" "t/1.0" key=%s rt=0.004`,
+		ip, at.UTC().Format("02/Jan/2006:15:04:05 -0700"), identity, status, key)
+}
+
+// counted is the lines stored for a node.
+func (f *fleet) counted(node string) int {
+	var n int
+	if err := f.db.QueryRow(`SELECT COALESCE(SUM(count), 0) FROM attempts WHERE node = $1`, node).Scan(&n); err != nil {
+		return -1
+	}
+	return n
+}
+
+func (f *fleet) waitCounted(d time.Duration) {
+	f.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		done := true
+		for node, want := range f.lines {
+			if f.counted(node) < want {
+				done = false
+			}
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			for node, want := range f.lines {
+				f.t.Errorf("node %s: %d lines counted, want %d", node, f.counted(node), want)
+			}
+			f.t.FailNow()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (f *fleet) checkCounts() {
+	f.t.Helper()
+	for node, want := range f.lines {
+		if got := f.counted(node); got != want {
+			f.t.Errorf("node %s: stored counts add up to %d lines, want exactly %d written (lost or counted twice)", node, got, want)
+		}
+	}
+}
+
+func (f *fleet) incidents(kind string) []*detect.Incident {
+	f.t.Helper()
+	rows, err := f.db.Query(`SELECT body FROM incidents WHERE kind = $1 ORDER BY id`, kind)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []*detect.Incident
+	for rows.Next() {
+		var body []byte
+		rows.Scan(&body)
+		inc := &detect.Incident{}
+		if err := json.Unmarshal(body, inc); err != nil {
+			f.t.Fatal(err)
+		}
+		out = append(out, inc)
+	}
+	return out
+}
+
+// alerts returns every alert the judges delivered, as "id/version", in
+// the order of the files.
+func (f *fleet) alerts(kind string) []string {
+	var out []string
+	for name, p := range f.procs {
+		if p.role == roleJudge {
+			out = append(out, f.alertsOf(name, kind)...)
+		}
+	}
+	return out
+}
+
+// alertsOf returns what one judge's file sink wrote, in order.
+func (f *fleet) alertsOf(name, kind string) []string {
+	file, err := os.Open(filepath.Join(f.dir, name+".alerts.jsonl"))
+	if err != nil {
+		return nil
+	}
+	defer file.Close()
+	var out []string
+	sc := bufio.NewScanner(file)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var a struct {
+			ID      int64  `json:"id"`
+			Version int    `json:"version"`
+			Kind    string `json:"kind"`
+		}
+		if json.Unmarshal(sc.Bytes(), &a) == nil && (kind == "" || a.Kind == kind) {
+			out = append(out, fmt.Sprintf("%d/%d", a.ID, a.Version))
+		}
+	}
+	return out
+}
+
+// checkNoAlertTwice fails on any alert delivered twice, except the one
+// that a judge killed with kill -9 wrote last: delivery is at least once,
+// and a judge that dies after its sink took a message but before it
+// recorded that leaves the message pending for the next judge (a Slack bot
+// then edits its message instead of posting again).
+func (f *fleet) checkNoAlertTwice(killed ...string) {
+	f.t.Helper()
+	inFlight := map[string]bool{}
+	for _, name := range killed {
+		if list := f.alertsOf(name, ""); len(list) > 0 {
+			inFlight[list[len(list)-1]] = true
+		}
+	}
+	seen := map[string]bool{}
+	for _, a := range f.alerts("") {
+		if seen[a] && !inFlight[a] {
+			f.t.Errorf("alert %s delivered twice", a)
+		}
+		if seen[a] && inFlight[a] {
+			f.t.Logf("alert %s, in flight when its judge was killed, delivered again", a)
+			delete(inFlight, a)
+		}
+		seen[a] = true
+	}
+}
+
+func (f *fleet) health(name string) (int, string) {
+	return rtGet(f.t, fmt.Sprintf("http://127.0.0.1:%d/healthz", f.procs[name].port))
+}
+
+// activeJudge returns the judge holding the lease, by the database.
+func (f *fleet) activeJudge() string {
+	var holder string
+	f.db.QueryRow(`SELECT holder FROM judge_lease`).Scan(&holder)
+	for name, p := range f.procs {
+		if p.role == roleJudge && p.cmd.Process != nil && strings.HasSuffix(holder, fmt.Sprintf("/%d", p.cmd.Process.Pid)) {
+			return name
+		}
+	}
+	return ""
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var nodes3 = []string{"web-1", "web-2", "web-3"}
+
+// Three agents, two judges: a spray of 60 identities from one address,
+// spread round-robin over the three logs (20 a node, each under the
+// threshold of 10... only at first), is one incident with every identity,
+// raised within 2 s of the line that crosses the threshold; nothing is
+// alerted twice.
+func TestFleetSpraySpreadOverNodes(t *testing.T) {
+	f := newFleet(t, false)
+	for _, n := range nodes3 {
+		f.start(n)
+	}
+	f.start("judge-1")
+	f.start("judge-2")
+	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() != "" })
+	// Benign traffic on every node first, so every node has a clock.
+	now := time.Now()
+	for i, n := range nodes3 {
+		f.write(n, fleetLine(now, fmt.Sprintf("198.18.0.%d", i+1), fmt.Sprintf("client-%d", i), "sk_live_c000", 200))
+	}
+	f.waitCounted(30 * time.Second)
+	var crossed time.Time
+	for i := range 60 {
+		node := nodes3[i%3]
+		f.write(node, fleetLine(time.Now(), "203.0.113.66", fmt.Sprintf("victim-%03d", i), "sk_live_dead", 401))
+		if i == 9 { // the tenth failed identity crosses spray's threshold
+			crossed = time.Now()
+			waitUntil(t, 30*time.Second, "the spray alert", func() bool { return len(f.alerts("spray")) > 0 })
+			if took := time.Since(crossed); took > 2*time.Second {
+				t.Errorf("spray alerted %s after the line that crossed the threshold, want within 2s", took.Round(time.Millisecond))
+			} else {
+				t.Logf("spray alerted %s after the crossing line", took.Round(time.Millisecond))
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	f.waitCounted(30 * time.Second)
+	waitUntil(t, 30*time.Second, "the spray to cover 60 identities", func() bool {
+		incs := f.incidents("spray")
+		return len(incs) > 0 && incs[len(incs)-1].Identities >= 60
+	})
+	incs := f.incidents("spray")
+	if len(incs) != 1 {
+		t.Fatalf("%d spray incidents, want 1: %+v", len(incs), incs)
+	}
+	inc := incs[0]
+	if inc.Identities != 60 || inc.Attempts != 60 || len(inc.IPs) != 1 || inc.IPs[0] != "203.0.113.66" {
+		t.Errorf("spray: %d identities, %d attempts, addresses %v; want 60, 60, [203.0.113.66]", inc.Identities, inc.Attempts, inc.IPs)
+	}
+	var idents int
+	f.db.QueryRow(`SELECT COUNT(*) FROM incident_identities WHERE incident = $1`, inc.ID).Scan(&idents)
+	if idents != 60 {
+		t.Errorf("incident_identities holds %d, want 60", idents)
+	}
+	evNodes := map[string]bool{}
+	for _, p := range inc.Evidence {
+		evNodes[p.Node] = true
+	}
+	if len(evNodes) != 3 {
+		t.Errorf("evidence comes from nodes %v, want all three", evNodes)
+	}
+	for _, other := range []string{"distributed_spray", "low_and_slow_spray", "credential_stuffing", "brute_force"} {
+		if n := len(f.incidents(other)); n != 0 {
+			t.Errorf("%d %s incidents, want none", n, other)
+		}
+	}
+	// alerts and explain read the fleet's database.
+	code, out, errOut := runCLIEnv(t, map[string]string{envPasswordFile: filepath.Join(f.dir, "pgpass")}, "alerts", "--db", f.url, "--output", "json")
+	if code != 0 || strings.Count(out, `"kind":"spray"`) != 1 {
+		t.Errorf("alerts --db postgres: exit %d, %s %s", code, out, errOut)
+	}
+	code, out, errOut = runCLIEnv(t, map[string]string{envPasswordFile: filepath.Join(f.dir, "pgpass")}, "explain", "--db", f.url, fmt.Sprint(inc.ID))
+	if code != 0 || !strings.Contains(out, "web-2") {
+		t.Errorf("explain --db postgres: exit %d, %s %s", code, out, errOut)
+	}
+	for _, n := range nodes3 {
+		f.stop(n)
+	}
+	f.stop("judge-1")
+	f.stop("judge-2")
+	f.checkCounts()
+	f.checkNoAlertTwice()
+}
+
+func runCLIEnv(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	return runCLI(t, args...)
+}
+
+// A low-and-slow spray (one key, 30 identities, one try each, one every 30
+// minutes from rotating addresses), split over three nodes, is found.
+func TestFleetLowAndSlowSplit(t *testing.T) {
+	f := newFleet(t, false)
+	base := time.Now().Add(-16 * time.Hour).Truncate(time.Minute)
+	for i := range 30 {
+		node := nodes3[i%3]
+		if f.logs[node] == nil {
+			f.logs[node] = f.open(node)
+		}
+		f.write(node, fleetLine(base.Add(time.Duration(i)*30*time.Minute), fmt.Sprintf("192.0.2.%d", 10+i), fmt.Sprintf("victim-%03d", i), "sk_live_slow", 401))
+	}
+	f.start("judge-1")
+	for _, n := range nodes3 {
+		f.start(n)
+	}
+	f.waitCounted(30 * time.Second)
+	waitUntil(t, 30*time.Second, "the low-and-slow incident", func() bool {
+		incs := f.incidents("low_and_slow_spray")
+		return len(incs) == 1 && incs[0].Identities == 30
+	})
+	if n := len(f.incidents("distributed_spray")) + len(f.incidents("spray")); n != 0 {
+		t.Errorf("%d faster spray incidents, want none", n)
+	}
+}
+
+// kill -9 of an agent while it writes heavily, then a restart: exact
+// counts. kill -9 of the active judge: the standby takes over within 10 s,
+// and no incident is lost or raised twice, no alert sent twice.
+func TestFleetKill9(t *testing.T) {
+	f := newFleet(t, false)
+	for _, n := range nodes3 {
+		f.start(n)
+	}
+	f.start("judge-1")
+	f.start("judge-2")
+	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() != "" })
+	// A writer pours lines into every node's log, with one spray attempt a
+	// node per chunk, while processes are killed and restarted.
+	spray := 0
+	var stop, stopped chan struct{}
+	write := func() {
+		stop, stopped = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(stopped)
+			for c := 0; ; c++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for _, n := range nodes3 {
+					var lines []string
+					now := time.Now()
+					for i := range 100 {
+						lines = append(lines, fleetLine(now, fmt.Sprintf("198.18.%d.%d", c%200, i+1), fmt.Sprintf("client-%04d", i), fmt.Sprintf("sk_live_%04x", i), 200))
+					}
+					lines = append(lines, fleetLine(now, "203.0.113.66", fmt.Sprintf("victim-%04d", spray), "sk_live_dead", 401))
+					spray++
+					f.write(n, lines...)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	halt := func() {
+		close(stop)
+		<-stopped
+	}
+	write()
+	waitUntil(t, 30*time.Second, "web-2 to have flushed", func() bool { return f.counted("web-2") > 0 })
+	time.Sleep(300 * time.Millisecond)
+	f.kill("web-2") // mid-stream: its log keeps growing
+	time.Sleep(500 * time.Millisecond)
+	f.start("web-2")
+	time.Sleep(500 * time.Millisecond)
+	halt()
+	f.waitCounted(60 * time.Second)
+	f.checkCounts()
+	waitUntil(t, 30*time.Second, "the spray incident", func() bool { return len(f.incidents("spray")) == 1 })
+
+	write()
+	time.Sleep(300 * time.Millisecond)
+	active := f.activeJudge()
+	standby := map[string]string{"judge-1": "judge-2", "judge-2": "judge-1"}[active]
+	f.kill(active) // while the spray goes on and its incident grows
+	killed := time.Now()
+	waitUntil(t, 10*time.Second, "the standby to take over", func() bool { return f.activeJudge() == standby })
+	t.Logf("standby took over %s after kill -9", time.Since(killed).Round(time.Millisecond))
+	waitUntil(t, 10*time.Second, "the standby's metrics to say it is active", func() bool {
+		_, body := rtGet(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", f.procs[standby].port))
+		return strings.Contains(body, "spraywatch_judge_active 1") && strings.Contains(body, `spraywatch_fleet_nodes{state="live"} 3`)
+	})
+	time.Sleep(500 * time.Millisecond)
+	halt()
+	f.waitCounted(60 * time.Second)
+	waitUntil(t, 30*time.Second, "the spray to cover every identity", func() bool {
+		incs := f.incidents("spray")
+		return len(incs) == 1 && incs[0].Identities == spray
+	})
+	if incs := f.incidents("spray"); len(incs) != 1 || incs[0].Attempts != int64(spray) {
+		t.Errorf("spray incidents %+v, want one of %d attempts", incs, spray)
+	}
+	t.Logf("%d spray attempts; lines per node %v", spray, f.lines)
+	waitUntil(t, 30*time.Second, "the outbox to drain", func() bool {
+		var n int
+		f.db.QueryRow(`SELECT COUNT(*) FROM alert_outbox WHERE state = 'pending'`).Scan(&n)
+		return n == 0
+	})
+	f.checkNoAlertTwice(active)
+	f.checkCounts()
+}
+
+// The database stopped for 30 s, then back: agents keep their positions
+// and catch up, no line lost or counted twice; /healthz says so meanwhile.
+func TestFleetDatabaseOutage(t *testing.T) {
+	f := newFleet(t, true)
+	for _, n := range nodes3 {
+		f.start(n)
+	}
+	f.start("judge-1")
+	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() != "" })
+	write := func(k int) {
+		for _, n := range nodes3 {
+			var lines []string
+			for i := range 50 {
+				lines = append(lines, fleetLine(time.Now(), fmt.Sprintf("198.18.%d.%d", k%200, i+1), fmt.Sprintf("client-%04d", i), "sk_live_c000", 200))
+			}
+			f.write(n, lines...)
+		}
+	}
+	write(0)
+	f.waitCounted(30 * time.Second)
+	if err := f.srv.StopServer(); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	for k := 1; time.Since(down) < 30*time.Second; k++ {
+		write(k)
+		time.Sleep(500 * time.Millisecond)
+	}
+	for _, name := range []string{"web-1", "judge-1"} {
+		if code, body := f.health(name); code != http.StatusServiceUnavailable || !strings.Contains(body, "database") {
+			t.Errorf("%s /healthz during the outage: %d %q, want 503 naming the database", name, code, body)
+		}
+	}
+	if err := f.srv.StartServer(); err != nil {
+		t.Fatal(err)
+	}
+	f.waitCounted(60 * time.Second)
+	f.checkCounts()
+	for _, name := range []string{"web-1", "judge-1"} {
+		waitUntil(t, 30*time.Second, name+" health back", func() bool { code, _ := f.health(name); return code == http.StatusOK })
+	}
+	// The judge judged every row once the database came back.
+	waitUntil(t, 30*time.Second, "the judge to catch up", func() bool {
+		var behind int
+		f.db.QueryRow(`SELECT COUNT(*) FROM attempts a WHERE a.id > COALESCE((SELECT last_id FROM judge_cursors c WHERE c.node = a.node), 0)`).Scan(&behind)
+		return behind == 0
+	})
+}
+
+// replay --db postgres://… --node NAME loads a node's logs into a case on
+// PostgreSQL under that node's name; a file already replayed for that node
+// is skipped, and alerts reads the case.
+func TestFleetReplayIntoCase(t *testing.T) {
+	f := newFleet(t, false)
+	log := filepath.Join(f.dir, "web-2-access.log")
+	var lines []string
+	base := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	for i := range 30 {
+		lines = append(lines, fleetLine(base.Add(time.Duration(i)*5*time.Second), "203.0.113.66", fmt.Sprintf("victim-%03d", i), "sk_live_dead", 401))
+	}
+	writeFile(t, log, strings.Join(lines, "\n")+"\n", 0o644)
+	env := map[string]string{envPasswordFile: filepath.Join(f.dir, "pgpass")}
+	args := []string{"replay", "--db", f.url, "--node", "web-2", "--output", "json", "--layout", loggen.LogFormat,
+		"--identity-path", loggen.IdentityPath, "--credential-field", "api_key_prefix", "--no-progress", log}
+	code, out, errOut := runCLIEnv(t, env, args...)
+	if code != 0 || strings.Count(out, `"kind":"spray"`) != 1 {
+		t.Fatalf("replay into postgres: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if got := f.counted("web-2"); got != 30 {
+		t.Errorf("%d attempts stored for web-2, want 30", got)
+	}
+	code, _, errOut = runCLIEnv(t, env, args...)
+	if code != 0 || !strings.Contains(errOut, "already replayed") {
+		t.Errorf("second replay of the same file: exit %d, %s", code, errOut)
+	}
+	if got := f.counted("web-2"); got != 30 {
+		t.Errorf("%d attempts after replaying again, want 30 (counted twice)", got)
+	}
+	code, out, errOut = runCLIEnv(t, env, "alerts", "--db", f.url)
+	if code != 0 || !strings.Contains(out, "spray") {
+		t.Errorf("alerts on the case: exit %d, %s %s", code, out, errOut)
+	}
+}
+
+// The active judge keeps pinging systemd's watchdog (Type=notify,
+// WatchdogSec= in its unit), not only while it waits as a standby.
+func TestFleetJudgeWatchdog(t *testing.T) {
+	f := newFleet(t, false)
+	sockPath := filepath.Join(f.dir, "notify.sock")
+	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	var mu sync.Mutex
+	var pings []time.Time
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := sock.Read(buf)
+			if err != nil {
+				return
+			}
+			if strings.Contains(string(buf[:n]), "WATCHDOG=1") {
+				mu.Lock()
+				pings = append(pings, time.Now())
+				mu.Unlock()
+			}
+		}
+	}()
+	f.start("judge-1", "NOTIFY_SOCKET="+sockPath, "WATCHDOG_USEC=300000")
+	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() == "judge-1" })
+	active := time.Now()
+	time.Sleep(2 * time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	n := 0
+	for _, at := range pings {
+		if at.After(active) {
+			n++
+		}
+	}
+	if n < 6 { // one every 100 ms is due; allow a loaded machine
+		t.Errorf("%d watchdog pings in the 2 s after the judge became active, want one every 100 ms", n)
+	}
+}
+
+// A node that dies is reported on the judge's /healthz and metrics after
+// node_timeout, and not waited for; it is live again once it flushes.
+func TestFleetQuietNodeReported(t *testing.T) {
+	f := newFleet(t, false)
+	f.start("web-1")
+	f.start("web-2")
+	f.start("judge-1")
+	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() == "judge-1" })
+	for i, n := range []string{"web-1", "web-2"} {
+		f.write(n, fleetLine(time.Now(), fmt.Sprintf("198.18.0.%d", i+1), "client-1", "sk_live_c000", 200))
+	}
+	f.waitCounted(30 * time.Second)
+	waitUntil(t, 30*time.Second, "the judge healthy", func() bool { code, _ := f.health("judge-1"); return code == http.StatusOK })
+	f.kill("web-2")
+	waitUntil(t, 30*time.Second, "web-2 reported quiet", func() bool {
+		code, body := f.health("judge-1")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "node web-2") && !strings.Contains(body, "node web-1")
+	})
+	_, metrics := rtGet(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", f.procs["judge-1"].port))
+	if !strings.Contains(metrics, `spraywatch_fleet_nodes{state="quiet"} 1`) {
+		t.Errorf("metrics do not count web-2 quiet")
+	}
+	// web-1's lines are still judged meanwhile.
+	f.write("web-1", fleetLine(time.Now(), "198.18.0.9", "client-2", "sk_live_c001", 200))
+	f.waitCounted(30 * time.Second)
+	waitUntil(t, 30*time.Second, "the judge to read web-1's new row", func() bool {
+		var behind int
+		f.db.QueryRow(`SELECT COUNT(*) FROM attempts a WHERE a.node = 'web-1' AND a.id > COALESCE((SELECT last_id FROM judge_cursors c WHERE c.node = a.node), 0)`).Scan(&behind)
+		return behind == 0
+	})
+	f.start("web-2")
+	waitUntil(t, 30*time.Second, "web-2 live again", func() bool { code, _ := f.health("judge-1"); return code == http.StatusOK })
+}

@@ -1,0 +1,396 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spraywatch/spraywatch/alert"
+	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/detect/postgres"
+	"github.com/spraywatch/spraywatch/rules"
+)
+
+// judgeRowsPerRound bounds the rows one round reads, so that a judge
+// catching up on a backlog still flushes and answers.
+const judgeRowsPerRound = 50_000
+
+// fleetJudge is 'spraywatch run --role judge'. Any number may run; the one that
+// holds the judge lease reads every node's new attempt rows, judges the
+// fleet's union, keeps the incidents and delivers the alerts. The others
+// wait, and the first to get the lease after the active one dies restores
+// from the database and goes on where its last flush ended.
+type fleetJudge struct {
+	cfg     Config
+	noCred  map[string]bool
+	log     *slog.Logger
+	store   *postgres.Store
+	stdout  io.Writer
+	holder  string
+	metrics *metrics
+
+	// Set by the active round, read by healthz.
+	mu       sync.Mutex
+	problems []string
+	alerts   *alerting // the active term's, for the sink metrics
+	gauges   judgeMetrics
+
+	// The active judge's state.
+	engine  *rules.Engine
+	cursors map[string]int64
+	// nodeSeen is, per node, its last flush time as it reported it and
+	// when this judge first saw that value: liveness is judged on this
+	// judge's clock, so the nodes' clocks need not agree.
+	nodeSeen map[string]seenAt
+	clockAt  map[nodeSource]clockSeen
+	quiet    map[string]bool
+	// watchdog is systemd's interval (0: none); lastPing the last ping.
+	watchdog time.Duration
+	lastPing time.Time
+}
+
+// ping tells systemd's watchdog the judge is alive, every watchdog/3.
+func (j *fleetJudge) ping() {
+	if j.watchdog > 0 && time.Since(j.lastPing) >= j.watchdog/3 {
+		_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+		j.lastPing = time.Now()
+	}
+}
+
+type seenAt struct {
+	reported time.Time
+	local    time.Time
+}
+
+type nodeSource struct{ node, source string }
+
+type clockSeen struct {
+	c     postgres.Clock
+	local time.Time
+}
+
+func runJudge(ctx context.Context, g *globals, cfg Config, noCred map[string]bool, log *slog.Logger) error {
+	host, _ := os.Hostname()
+	j := &fleetJudge{cfg: cfg, noCred: noCred, log: log.With("role", roleJudge), stdout: g.stdout, holder: fmt.Sprintf("%s/%d", host, os.Getpid())}
+	var err error
+	for {
+		if j.store, err = openPostgres(ctx, cfg, postgres.Options{}); err == nil {
+			break
+		}
+		if !postgres.IsUnavailable(err) || ctx.Err() != nil {
+			return err
+		}
+		j.log.Error("database unreachable; retrying", "err", err)
+		j.setProblems([]string{"database unreachable: " + err.Error()})
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+	defer j.store.Close()
+	j.metrics = newMetrics()
+	j.metrics.watchSinks(j.sinkStats) // once: each term's outbox is swapped in
+	j.gauges = newJudgeMetrics(j.metrics.reg)
+	if cfg.MetricsListen != "" {
+		stop, err := j.metrics.serve(cfg.MetricsListen, j.healthy, j.log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	go forceExitOnSecondSignal(ctx, j.log)
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+	j.watchdog, _ = daemon.SdWatchdogEnabled(false)
+	j.log.Info("judge started; waiting for the judge lease", "database", j.store.Path(), "holder", j.holder)
+	for ctx.Err() == nil {
+		lease, ok, err := j.store.TryJudge(ctx, j.holder)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			j.log.Warn("judge lease not taken; retrying", "err", err)
+			j.setProblems([]string{"database: " + err.Error()})
+		case !ok:
+			j.setProblems(nil) // a standby: another judge is active
+		default:
+			j.log.Info("judge lease taken: this judge is active", "epoch", lease.Epoch())
+			err := j.run(ctx, lease)
+			lease.Release()
+			j.setActive(false)
+			if ctx.Err() != nil {
+				return err
+			}
+			j.log.Warn("stepped down as the active judge; state is restored from the database on the next takeover", "err", err)
+		}
+		j.ping()
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
+}
+
+// run is one term as the active judge, until ctx ends, the lease is lost
+// or another judge took over.
+func (j *fleetJudge) run(parent context.Context, lease *postgres.Lease) error {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	go func() {
+		select {
+		case <-lease.Lost():
+			j.log.Warn("judge lease lost (database connection broke)")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	j.engine = rules.NewEngine(rules.Options{Config: j.cfg.Rules, Allow: j.cfg.AllowList(), NoCredential: j.noCred, MaxGroups: j.cfg.MaxGroups,
+		MaxEntries: j.cfg.MaxEntries, MaxIncidentSet: j.cfg.MaxIncidentSet, Logger: j.log})
+	if err := j.engine.Restore(ctx, j.store); err != nil {
+		return err
+	}
+	var err error
+	if j.cursors, err = j.store.Cursors(ctx); err != nil {
+		return err
+	}
+	j.nodeSeen, j.clockAt, j.quiet = map[string]seenAt{}, map[nodeSource]clockSeen{}, map[string]bool{}
+	alerts, err := newAlerting(j.cfg, j.store, j.log, j.stdout)
+	if err != nil {
+		return err
+	}
+	j.setAlerts(alerts)
+	defer j.setAlerts(nil)
+	alertCtx, stopAlerts := context.WithCancel(ctx)
+	alertsDone := make(chan error, 1)
+	go func() { alertsDone <- alerts.Run(alertCtx) }()
+	defer func() {
+		stopAlerts()
+		<-alertsDone
+	}()
+	wake := make(chan struct{}, 1)
+	go j.store.Listen(ctx, wake, time.Second, func(err error) {
+		j.log.Warn("LISTEN connection broke; polling meanwhile", "err", err)
+	})
+	j.setActive(true)
+	j.log.Info("judging the fleet", "restored_watermark", j.engine.Watermark().UTC(), "nodes", len(j.cursors))
+	poll := time.NewTicker(j.cfg.PollInterval)
+	defer poll.Stop()
+	var lastFlush, lastRetention time.Time
+	var incidents int64
+	flush := func(ctx context.Context) error {
+		cur := make(map[string]int64, len(j.cursors))
+		for k, v := range j.cursors {
+			cur[k] = v
+		}
+		_, err := j.engine.Flush(ctx, judgeFlusher{j.store, cur, lease}, detect.Batch{Extra: alerts.Enqueue})
+		lastFlush = time.Now()
+		if err == nil {
+			incidents = j.engine.Counters.Incidents
+		}
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			if parent.Err() != nil { // shutting down, still active: write what is judged
+				fctx, c := context.WithTimeout(context.WithoutCancel(parent), 5*time.Second)
+				defer c()
+				return flush(fctx)
+			}
+			return ctx.Err()
+		case <-wake:
+		case <-poll.C:
+		}
+		now := time.Now()
+		j.ping()
+		if err := j.round(ctx, now); err != nil {
+			if ctx.Err() != nil {
+				continue
+			}
+			j.log.Error("judge round failed; retrying", "err", err)
+			j.setProblems([]string{"database: " + err.Error()})
+			continue
+		}
+		if j.engine.Counters.Incidents != incidents || now.Sub(lastFlush) >= j.cfg.FlushInterval {
+			if err := flush(ctx); err != nil {
+				if errors.Is(err, postgres.ErrNotActive) {
+					return err
+				}
+				j.log.Error("incidents not written; retrying", "err", err)
+			}
+		}
+		if now.Sub(lastRetention) >= time.Hour {
+			lastRetention = now
+			cut := j.engine.Watermark().Add(-j.cfg.Retention)
+			if n, err := j.store.DeleteAttemptsBefore(ctx, cut); err != nil {
+				j.log.Warn("old attempt rows not deleted; will retry", "err", err)
+			} else if n > 0 {
+				j.log.Info("old attempt rows deleted", "rows", n, "before", cut)
+			}
+		}
+	}
+}
+
+// judgeFlusher writes the judge's batch with the cursors it came from.
+type judgeFlusher struct {
+	store   *postgres.Store
+	cursors map[string]int64
+	lease   *postgres.Lease
+}
+
+func (f judgeFlusher) Flush(ctx context.Context, b detect.Batch) error {
+	return f.store.FlushJudge(ctx, b, f.cursors, f.lease)
+}
+
+// round reads every node's new rows into the engine, then moves each
+// source's event time on to the slowest live node's, less the lateness.
+func (j *fleetJudge) round(ctx context.Context, now time.Time) error {
+	nodes, err := j.store.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	budget := judgeRowsPerRound
+	for _, n := range nodes {
+		for budget > 0 {
+			want := min(budget, 5000)
+			got := 0
+			last, err := j.store.ReadAttempts(ctx, n.Name, j.cursors[n.Name], want, func(r postgres.Row) error {
+				j.engine.ObserveRow(r.Node, r.Key, r.Count)
+				j.gauges.rows.Inc()
+				got++
+				return nil
+			})
+			j.cursors[n.Name] = last
+			budget -= got
+			if err != nil {
+				return err
+			}
+			if got < want {
+				break
+			}
+		}
+	}
+	var problems []string
+	horizon := map[string]time.Time{}
+	for _, n := range nodes {
+		s, ok := j.nodeSeen[n.Name]
+		if !ok || !s.reported.Equal(n.Seen) {
+			s = seenAt{reported: n.Seen, local: now}
+			j.nodeSeen[n.Name] = s
+		}
+		if quiet := now.Sub(s.local) > j.cfg.NodeTimeout; quiet {
+			problems = append(problems, fmt.Sprintf("node %s: no flush for %s; judged without waiting for it", n.Name, now.Sub(s.local).Round(time.Second)))
+			if !j.quiet[n.Name] {
+				j.quiet[n.Name] = true
+				j.log.Warn("node quiet or dead: not waiting for it", "node", n.Name, "last_flush", s.local.UTC())
+			}
+			continue
+		} else if j.quiet[n.Name] {
+			delete(j.quiet, n.Name)
+			j.log.Info("node back", "node", n.Name)
+		}
+		for _, c := range n.Clocks {
+			if c.Event.IsZero() {
+				continue
+			}
+			k := nodeSource{n.Name, c.Source}
+			cs, ok := j.clockAt[k]
+			if !ok || !cs.c.Event.Equal(c.Event) || !cs.c.Wall.Equal(c.Wall) {
+				cs = clockSeen{c: c, local: now}
+				j.clockAt[k] = cs
+			}
+			at := c.Event
+			if c.Behind == 0 {
+				at = at.Add(now.Sub(cs.local))
+			}
+			if h, ok := horizon[c.Source]; !ok || at.Before(h) {
+				horizon[c.Source] = at
+			}
+		}
+	}
+	sources := make([]string, 0, len(horizon))
+	for s := range horizon {
+		sources = append(sources, s)
+	}
+	sort.Strings(sources)
+	for _, s := range sources {
+		j.engine.TickSource(s, horizon[s].Add(-j.cfg.Lateness))
+	}
+	if len(sources) == 0 {
+		j.engine.Finish() // judge what the rows changed
+	}
+	j.setProblems(problems)
+	j.gauges.nodes.WithLabelValues("live").Set(float64(len(nodes) - len(j.quiet)))
+	j.gauges.nodes.WithLabelValues("quiet").Set(float64(len(j.quiet)))
+	return nil
+}
+
+// judgeMetrics are a judge's own, beside the sink metrics.
+type judgeMetrics struct {
+	active prometheus.Gauge
+	nodes  *prometheus.GaugeVec
+	rows   prometheus.Counter
+}
+
+func newJudgeMetrics(reg *prometheus.Registry) judgeMetrics {
+	m := judgeMetrics{
+		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "spraywatch_judge_active",
+			Help: "1 while this judge holds the judge lease, 0 on standby."}),
+		nodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spraywatch_fleet_nodes",
+			Help: "Agent nodes by state: live, or quiet (no flush for node_timeout; not waited for)."}, []string{"state"}),
+		rows: prometheus.NewCounter(prometheus.CounterOpts{Name: "spraywatch_judge_rows_total",
+			Help: "Attempt rows judged."}),
+	}
+	reg.MustRegister(m.active, m.nodes, m.rows)
+	return m
+}
+
+func (j *fleetJudge) setAlerts(a *alerting) {
+	j.mu.Lock()
+	j.alerts = a
+	j.mu.Unlock()
+}
+
+// sinkStats are the active term's delivery counters; none on a standby.
+func (j *fleetJudge) sinkStats() []alert.DestinationStats {
+	j.mu.Lock()
+	a := j.alerts
+	j.mu.Unlock()
+	if a == nil {
+		return nil
+	}
+	return a.Stats()
+}
+
+func (j *fleetJudge) setActive(a bool) {
+	if a {
+		j.gauges.active.Set(1)
+	} else {
+		j.gauges.active.Set(0)
+	}
+}
+
+func (j *fleetJudge) setProblems(p []string) {
+	j.mu.Lock()
+	j.problems = p
+	j.mu.Unlock()
+}
+
+// healthy: a standby is healthy; the active judge is, while every node
+// flushes and the database answers.
+func (j *fleetJudge) healthy() (bool, []string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if len(j.problems) > 0 {
+		return false, append([]string(nil), j.problems...)
+	}
+	return true, nil
+}
