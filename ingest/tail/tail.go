@@ -1183,6 +1183,9 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 			switch {
 			case cur.is(h.dev, h.ino), f.old.is(h.dev, h.ino), prevSame != "" && h.head == prevSame, f.resumed == [2]uint64{h.dev, h.ino}:
 				// (the rotated file taken up already, or a copy of it)
+			case cur != nil && cur.startsWithAll(h):
+				// (copytruncate's copy of the live file, not truncated
+				// yet: the live file, read from 0, holds all of it)
 			case (prevFP != "" && h.startsWith(prevFP)) || (afterFP != "" && h.startsWith(afterFP)):
 				// (an empty file's fingerprint bounds nothing, and its
 				// inode may since belong to another file)
@@ -1340,6 +1343,31 @@ func (x *file) copiedTo(h *handle) bool {
 		return h.startsWith(x.head)
 	}
 	return h.head == x.head
+}
+
+// startsWithAll reports whether x starts with all of a plain, non-empty
+// file's content: h is a copy of x's start (copytruncate before its
+// truncate).
+func (x *file) startsWithAll(h *handle) bool {
+	if x == nil || h.gz || h.size == 0 {
+		return false
+	}
+	fi, err := x.f.Stat()
+	if err != nil || fi.Size() < h.size {
+		return false
+	}
+	a, b := make([]byte, 32<<10), make([]byte, 32<<10)
+	for off := int64(0); off < h.size; {
+		n := int(min(int64(len(a)), h.size-off))
+		if got, _ := h.f.ReadAt(a[:n], off); got < n {
+			return false
+		}
+		if got, _ := x.f.ReadAt(b[:n], off); got < n || !bytes.Equal(a[:n], b[:n]) {
+			return false
+		}
+		off += int64(n)
+	}
+	return true
 }
 
 // is reports whether x is the file with this device and inode.
