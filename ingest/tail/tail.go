@@ -1164,7 +1164,7 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 		prevSame = ""
 	}
 	afterFP := headField(saved.Head, "a")
-	if !distinct(afterFP) || afterFP == fingerprintOf(saved.Head) {
+	if !headKnown(afterFP) || afterFP == fingerprintOf(saved.Head) {
 		afterFP = ""
 	}
 	var out []*handle
@@ -1186,7 +1186,7 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 			case cur != nil && cur.startsWithAll(h):
 				// (copytruncate's copy of the live file, not truncated
 				// yet: the live file, read from 0, holds all of it)
-			case (prevFP != "" && h.startsWith(prevFP)) || (afterFP != "" && h.startsWith(afterFP)):
+			case (prevFP != "" && h.startsWith(prevFP)) || (afterFP != "" && h.startsWith(afterFP) && (distinct(afterFP) || h.wholeLines(afterFP))):
 				// (an empty file's fingerprint bounds nothing, and its
 				// inode may since belong to another file)
 				closeAll(out) // older than the file before
@@ -1682,6 +1682,14 @@ type handle struct {
 func (h *handle) extends(fp string) bool {
 	n, ok := headLen(fp)
 	return ok && distinct(fp) && n <= len(h.first) && headOf(h.first[:n]) == fingerprintOf(fp)
+}
+
+// wholeLines reports whether the bytes fp fingerprints hold at least one
+// complete line: a short fingerprint that ends a line tells a file as well
+// as its lines do (a log line is rarely written twice).
+func (h *handle) wholeLines(fp string) bool {
+	n, ok := headLen(fp)
+	return ok && n > 0 && n <= len(h.first) && bytes.IndexByte(h.first[:n], '\n') >= 0
 }
 
 // distinctBytes is how long a fingerprint must be to tell one file from
