@@ -566,6 +566,12 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 			h.close() // the old file itself, renamed or compressed; nothing
 			continue
 		}
+		if f.cur.startsWithAll(h) {
+			// copytruncate's copy of the new file, not truncated yet:
+			// the new file, read from 0, holds all of it.
+			h.close()
+			continue
+		}
 		hs = append(hs, h)
 	}
 	defer closeAll(hs)
