@@ -558,9 +558,11 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	// Files that passed through the path between two looks (rotated
 	// twice, or created, written and rotated): read whole, under the
 	// path's key, after the old file has moved to its own.
-	var hs []*handle
+	var hs, earlier []*handle
 	more := append(f.newSiblings(), f.newNeighbours()...)
 	more, passed = append(passed, more...), nil
+	order := rotationOrder(f.key)
+	oldAt, oldIn := order[f.old.path]
 	for _, h := range more {
 		if f.old.is(h.dev, h.ino) || f.old.copiedTo(h) || (h.gz && !headKnown(h.head)) {
 			h.close() // the old file itself, renamed or compressed; nothing
@@ -572,9 +574,30 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 			h.close()
 			continue
 		}
+		if at, ok := order[h.path]; oldIn && ok && at < oldAt {
+			// Rotated before the old file: copies of its earlier
+			// content (copytruncate), not files that passed through
+			// the path after it; read whole, and the old file is
+			// still the one a writer may append to.
+			earlier = append(earlier, h)
+			continue
+		}
 		hs = append(hs, h)
 	}
 	defer closeAll(hs)
+	defer closeAll(earlier)
+	for i, h := range earlier {
+		earlier[i] = nil
+		f.t.log.Info("a copy of the rotated file was made between two looks; reading it whole", "path", f.key, "copy", h.path)
+		like := &file{key: f.key, dev: h.dev, ino: h.ino, mtime: h.mtime, head: h.head}
+		if err := wrapEmit(emit(&Line{Pos: like.position(), File: h.path, PositionOnly: true})); err != nil {
+			h.close()
+			return err
+		}
+		if err := f.drain(h, like, emit); err != nil {
+			return err
+		}
+	}
 	if len(hs) > 0 {
 		// The newest of them is the one a writer that has not reopened
 		// yet still writes to: it is followed for late lines, and the
@@ -1608,6 +1631,17 @@ func readerHeadMatches(r io.Reader, head string) bool {
 		return false
 	}
 	return headOf(buf) == fingerprintOf(head)
+}
+
+// rotationOrder numbers the rotated siblings of path, oldest first.
+func rotationOrder(path string) map[string]int {
+	out := map[string]int{}
+	for _, group := range ingest.ReplayOrder(siblings(path)) {
+		for _, p := range group {
+			out[p] = len(out)
+		}
+	}
+	return out
 }
 
 // siblings are the rotated files of path: path.1, path.2.gz, path-20261128.
