@@ -1210,7 +1210,12 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 				continue
 			}
 			switch {
-			case cur.is(h.dev, h.ino), f.old.is(h.dev, h.ino), prevSame != "" && h.head == prevSame, f.resumed == [2]uint64{h.dev, h.ino}:
+			case f.old.is(h.dev, h.ino) || f.resumed == [2]uint64{h.dev, h.ino}:
+				// The file before, taken up already from the rotated
+				// key by its identity: what is older is older than it.
+				closeAll(out)
+				out = nil
+			case cur.is(h.dev, h.ino), prevSame != "" && h.head == prevSame:
 				// (the rotated file taken up already, or a copy of it)
 			case cur != nil && cur.startsWithAll(h):
 				// (copytruncate's copy of the live file, not truncated
