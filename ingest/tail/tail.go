@@ -512,9 +512,28 @@ func (f *follower) gone(emit func(*Line) error) error {
 		return err
 	}
 	f.t.log.Info("log file gone; will read it from the start if it comes back", "path", f.key)
+	// Files made at the path after it went are later than this.
+	since := f.missing
+	if fi, err := f.cur.f.Stat(); err == nil && fi.ModTime().Before(since) {
+		since = fi.ModTime()
+	}
+	f.done(f.cur.head)
 	f.cur.close()
 	f.cur = nil
-	return wrapEmit(emit(&Line{Pos: Position{Key: f.key}, File: f.key, PositionOnly: true}))
+	return wrapEmit(emit(&Line{Pos: f.gonePos(since), File: f.key, PositionOnly: true}))
+}
+
+// goneHead is the saved head of a path that names no file: dated ("t=")
+// and, when known, with the file read last ("a="), so that a restart reads
+// whole what was made at the path and rotated away since.
+const goneHead = "gone"
+
+func (f *follower) gonePos(since time.Time) Position {
+	head := goneHead + " t=" + strconv.FormatInt(since.UnixNano(), 10)
+	if f.lastDone != "" {
+		head += " a=" + f.lastDone
+	}
+	return Position{Key: f.key, Head: head}
 }
 
 // rotate moves the current file aside, reading it on for late lines, and
@@ -987,7 +1006,14 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 			return fail(err)
 		}
 	case saved.Head == "":
-		// The file was gone when last read: read what is there now whole.
+		// The file was gone when last read (an undated position):
+		// read what is there now whole.
+	case strings.HasPrefix(saved.Head, goneHead+" "):
+		// Gone when last read: what was made at the path since and
+		// rotated away, whole, then the path from 0.
+		if err := f.catchUp(saved, cur, now, emit); err != nil {
+			return fail(err)
+		}
 	default:
 		// Rotated while down: the saved file, then whatever was rotated
 		// after it, then the new file from 0.
@@ -998,7 +1024,7 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 	if cur == nil && f.old == nil {
 		if ok && saved.Head != "" {
 			// Drained what was saved; the path starts afresh.
-			if err := emit(&Line{Pos: Position{Key: f.key}, File: f.key, PositionOnly: true}); err != nil {
+			if err := emit(&Line{Pos: f.gonePos(now), File: f.key, PositionOnly: true}); err != nil {
 				return wrapEmit(err)
 			}
 		}
@@ -1011,7 +1037,7 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 		cur.after = f.lastDone
 	}
 	f.cur = cur
-	l := &Line{Pos: Position{Key: f.key}, File: f.key, PositionOnly: true}
+	l := &Line{Pos: f.gonePos(now), File: f.key, PositionOnly: true}
 	if cur != nil {
 		l.Pos, l.Offset = cur.position(), cur.off
 	}
