@@ -1109,16 +1109,26 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	if err := f.catchUpTargets(saved, neigh, now, emit); err != nil {
 		return err
 	}
-	anchor := -1
+	anchor, bound := -1, -1
 	if headKnown(saved.Head) {
 		for i, h := range hs {
-			if h.startsWith(saved.Head) && (h.gz || h.size >= saved.Offset) {
+			if !h.startsWith(saved.Head) {
+				continue
+			}
+			if h.gz || h.size >= saved.Offset {
 				anchor = i
 				break
 			}
+			// A copy of the saved file taken before it was read to
+			// the offset (copytruncate seen while running): read.
+			bound = i
 		}
 	}
-	if anchor < 0 && headKnown(saved.Head) && len(neigh) == 0 && headTime(saved.Head).IsZero() {
+	if anchor < 0 && bound >= 0 {
+		f.t.log.Info("log copied before the saved offset and truncated; reading the files rotated after the copy whole", "path", f.key, "copy", hs[bound].path)
+		closeAll(hs[:bound+1])
+		hs = hs[bound+1:]
+	} else if anchor < 0 && headKnown(saved.Head) && len(neigh) == 0 && headTime(saved.Head).IsZero() {
 		// A symlink's old target, beside the new one (an undated
 		// position)?
 		if h := findFile(f.key, saved, cur, Position{}, f.t.files); h != nil {
@@ -1135,7 +1145,8 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 			return f.drain(h, like, emit)
 		}
 	}
-	if anchor < 0 {
+	if anchor < 0 && bound >= 0 {
+	} else if anchor < 0 {
 		if headTime(saved.Head).IsZero() && f.t.saved[f.key+RotatedSuffix].Key == "" {
 			// Saved by a version that did not date positions: without
 			// a date or a previous file, older siblings cannot be told
