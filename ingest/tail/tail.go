@@ -717,12 +717,20 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 		// fingerprint proves little), or the file still starts with
 		// the copy's content (copied, not truncated yet).
 		wholeHead := distinct(h.head) || int64(len(h.first)) == h.size
-		if (headKnown(cur.head) && h.startsWith(cur.head) && (h.gz || h.size >= cur.off)) ||
-			(headKnown(h.head) && wholeHead && headMatches(cur.f, h.head) && (h.gz || h.size >= cur.off)) {
-			f.t.log.Info("log copied (copytruncate); reading the copy from the offset read", "path", f.key, "copy", h.path, "offset", cur.off)
+		// The file no longer holds what was read (truncated, and
+		// written again): a copy of its new content is unread.
+		stale := headKnown(cur.head) && !headMatches(cur.f, cur.head)
+		ofRead := headKnown(cur.head) && h.startsWith(cur.head) && (h.gz || h.size >= cur.off)
+		ofNew := headKnown(h.head) && wholeHead && headMatches(cur.f, h.head) && (stale || h.gz || h.size >= cur.off)
+		if ofRead || ofNew {
+			from := cur.off
+			if !ofRead && stale {
+				from = 0
+			}
+			f.t.log.Info("log copied (copytruncate); reading the copy from the offset read", "path", f.key, "copy", h.path, "offset", from)
 			// Keyed by the copy's head, which covers at least what
 			// the file's did: a restart finds the copy by it.
-			like := &file{key: f.key, dev: cur.dev, ino: cur.ino, mtime: h.mtime, head: h.head, off: cur.off}
+			like := &file{key: f.key, dev: cur.dev, ino: cur.ino, mtime: h.mtime, head: h.head, off: from}
 			copyHead := h.head
 			if err := f.drain(h, like, emit); err != nil {
 				return err
@@ -733,7 +741,11 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 			}
 			if headMatches(cur.f, copyHead) && fi.Size() >= like.off {
 				// Not truncated yet: the copy was the file's start.
-				cur.off = max(cur.off, like.off)
+				if stale {
+					cur.off, cur.skipping, cur.head = like.off, false, ""
+				} else {
+					cur.off = max(cur.off, like.off)
+				}
 			} else {
 				cur.off, cur.skipping, cur.head = 0, false, ""
 			}
