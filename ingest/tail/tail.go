@@ -445,12 +445,21 @@ func wrapEmit(err error) error {
 
 func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) error) error {
 	if !f.started {
-		if err := f.start(now, emit); err != nil {
+		_, saved := f.t.saved[f.key]
+		err := f.start(now, emit)
+		if f.sibs == nil || (err == nil && saved) {
+			// What is there at the first try is accounted for (history,
+			// or taken up by start); what appears later, while the path
+			// is still missing, is not, unless a start from a saved
+			// position took it up.
+			f.sibs = nil
+			f.newSiblings()
+			f.newNeighbours()
+		}
+		if err != nil {
 			return err
 		}
 		f.started = true
-		f.newSiblings() // what is there now is accounted for
-		f.newNeighbours()
 	}
 	if f.cur == nil {
 		nf, err := openFile(f.key, f.key, 0)
