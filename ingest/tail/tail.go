@@ -179,6 +179,8 @@ type Tailer struct {
 	saved  map[string]Position
 	files  map[string]*follower
 	ticked bool
+	// lastTick is the time of the last Tick.
+	lastTick time.Time
 
 	mu     sync.Mutex
 	status map[string]Status
@@ -236,11 +238,17 @@ func (t *Tailer) Status() []Status {
 func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
 	first := !t.ticked
 	t.ticked = true
+	prev := t.lastTick
+	t.lastTick = now
 	live := map[string]bool{}
 	for _, path := range t.expand() {
 		live[path] = true
 		if _, ok := t.files[path]; !ok {
-			t.files[path] = &follower{t: t, key: path, startAtEnd: first && t.o.StartAtEnd}
+			f := &follower{t: t, key: path, startAtEnd: first && t.o.StartAtEnd}
+			if !first {
+				f.fresh = prev
+			}
+			t.files[path] = f
 		}
 	}
 	paths := make([]string, 0, len(t.files))
@@ -385,6 +393,10 @@ type follower struct {
 	// saved with a short head, it bounds where a restart looks.
 	lastDone string
 	resumed  [2]uint64 // the copy of the rotated file a start read
+	// fresh is, for a path that appeared after the first Tick (a new
+	// file under a glob), the time of the Tick before: its siblings
+	// written since passed through it and are not history.
+	fresh time.Time
 }
 
 func (f *follower) tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
@@ -446,6 +458,9 @@ func wrapEmit(err error) error {
 func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) error) error {
 	if !f.started {
 		_, saved := f.t.saved[f.key]
+		if saved {
+			f.fresh = time.Time{} // start takes up what was rotated since
+		}
 		err := f.start(now, emit)
 		if f.sibs == nil || (err == nil && saved) {
 			// What is there at the first try is accounted for (history,
@@ -808,6 +823,13 @@ func (f *follower) newSiblings() []*handle {
 			}
 			h, err := openHandle(p)
 			if err != nil {
+				continue
+			}
+			if first && !f.fresh.IsZero() && !h.mtime.Before(f.fresh) {
+				// Written since the last look, under a path that is
+				// new: it passed through the path, the next look
+				// reads it.
+				h.close()
 				continue
 			}
 			now[id] = sibling{head: h.head, size: h.size, mtime: h.mtime}
