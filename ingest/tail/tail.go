@@ -1355,6 +1355,10 @@ func (f *follower) targetsSince(saved, prev Position, cur *file) []*handle {
 	if err != nil || len(ents) > 5000 {
 		return nil
 	}
+	afterFP := headField(saved.Head, "a")
+	if !headKnown(afterFP) || afterFP == fingerprintOf(saved.Head) {
+		afterFP = ""
+	}
 	var out []*handle
 	for _, e := range ents {
 		p := filepath.Join(filepath.Dir(real), e.Name())
@@ -1366,7 +1370,9 @@ func (f *follower) targetsSince(saved, prev Position, cur *file) []*handle {
 			continue
 		}
 		isSaved := h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head)
-		if cur.is(h.dev, h.ino) || f.old.is(h.dev, h.ino) || (!isSaved && h.dev == prev.Dev && h.ino == prev.Inode) || (!isSaved && h.mtime.Before(since)) {
+		// (the target read before the saved one, by its content)
+		before := !isSaved && afterFP != "" && h.startsWith(afterFP) && (distinct(afterFP) || h.wholeLines(afterFP))
+		if before || cur.is(h.dev, h.ino) || f.old.is(h.dev, h.ino) || (!isSaved && h.dev == prev.Dev && h.ino == prev.Inode) || (!isSaved && h.mtime.Before(since)) {
 			h.close()
 			continue
 		}
