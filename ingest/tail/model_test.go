@@ -64,7 +64,7 @@ var modelKnownFailing = []uint64{
 
 // modelTolerance is the share of random sequences that may fail without
 // failing the test (outside strict mode), while the known failures are
-// being fixed: the measured rate is about 0.5% (29 of 6000, at most 11
+// being fixed: the measured rate is about 0.4% (24 of 6000, at most 11
 // of 1500 in one run); the ceiling is twice the worst run, so that CI does
 // not flake but a regression fails it. Every failing seed is printed
 // either way.

@@ -60,7 +60,7 @@
 // matched, but used as a bound only when it covers a whole line (a few
 // bytes of a line start many files; a whole log line rarely two).
 //
-// Not decided right yet (the model test's known failing seeds, about 0.5%
+// Not decided right yet (the model test's known failing seeds, about 0.4%
 // of its random sequences): a copytruncate copy of a file of which nothing
 // had been read, seen only after that file was deleted (the file is let go
 // while its writer still appends); a copy shorter than the saved
