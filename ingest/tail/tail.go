@@ -1248,6 +1248,7 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 		rest := hs[anchor+1:]
 		for i, n := range rest {
 			if n.dev == h.dev && n.ino == h.ino || (!n.gz && !h.gz && n.mtime.Before(h.mtime)) {
+				f.t.log.Info("a rotated file last written before the one the saved position names; not read", "path", f.key, "rotated", n.path, "saved", h.path)
 				n.close()
 				rest[i] = nil
 			}
