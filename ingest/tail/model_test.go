@@ -37,20 +37,38 @@ import (
 var modelRegressions = []uint64{
 	1003, 1013, 1026, 1027, 1035, 1038, 1054, 1057, 1061, 1065, 1085, 1092, 1106, 1135, 1138,
 	1151, 1161, 1170, 1183, 1195, 1203, 1213, 1246, 1247, 1259, 5013, 5016, 5134, 5169,
-	5218, 5273, 5322, 5324, 5331, 5384, 5400, 5483, 5493, 5561, 5563, 5570, 5607, 5613,
+	5218, 5273, 5322, 5324, 5331, 5384, 5400, 5493, 5561, 5563, 5570, 5607, 5613,
 	5643, 5677, 5061, 5349, 5678, 5106, 5233, 5416,
 	4417111550595813779, 4417111550595813803, 4417111550595813818, 4417111550595813840,
-	4417111550595814072,
+	4417111550595814072, 1078, 5154, 5192,
+	// several rotations, copies and restarts between two looks
+	15328381212796892304, 15328381212796892533, 15328381212796892760, 15328381212796892799,
+	15328381212796892813, 15328381212796892829, 15328381212796892902, 15328381212796892907,
+	15328381212796892955, 15328381212796892982, 15328381212796892991, 15328381212796893147,
+	15328381212796893279, 15328381212796893361, 15328381212796893379, 15328381212796893390,
+	15328381212796893434, 15328381212796893442, 15328381212796893504, 15328381212796893517,
+	15328381212796893577, 15328381212796893581, 15328381212796893675, 15328381212796893694,
+	777007, 777020, 777024, 777032, 777133, 777154, 777216, 777263, 777284, 777436, 777559,
+	777622, 777723, 777823, 777832, 777971, 778066, 778087, 778100, 778267, 778332, 778341,
+	778412, 778467, 778475,
+	// symlink targets read before the saved one
+	777226, 777241, 777296, 15328381212796893120, 15328381212796893237,
 }
 
 // modelKnownFailing are seeds that still fail (a sequence the follower
 // does not get exactly right yet); TAIL_MODEL_STRICT=1 runs them too.
-var modelKnownFailing = []uint64{1078, 5154, 5192, 5254}
+var modelKnownFailing = []uint64{
+	5254, 5483, 15328381212796892365, 777556, 777568, 31338079, 4242025, 4242408, 4242426, 4242491,
+	4242626, 4242739, 4242884, 4242910, 4243087, 4243127, 4243383, 777754, 778108, 15328381212796893418, 31337024, 31337320, 31337641, 31337773, 31338324, 31338498,
+}
 
 // modelTolerance is the share of random sequences that may fail without
 // failing the test (outside strict mode), while the known failures are
-// being fixed. Every failing seed is printed either way.
-const modelTolerance = 0.08
+// being fixed: the measured rate is about 0.4% (24 of 6000, at most 11
+// of 1500 in one run); the ceiling is twice the worst run, so that CI does
+// not flake but a regression fails it. Every failing seed is printed
+// either way.
+const modelTolerance = 0.015
 
 func TestModel(t *testing.T) {
 	if s := os.Getenv("TAIL_MODEL_SEED"); s != "" {
@@ -58,7 +76,7 @@ func TestModel(t *testing.T) {
 		if err != nil {
 			t.Fatalf("TAIL_MODEL_SEED=%q: %v", s, err)
 		}
-		st := &modelStats{}
+		st := &modelStats{why: map[string]int{}}
 		runModel(t, seed, st, true, true)
 		t.Logf("seed %d: %s", seed, st)
 		return
@@ -80,7 +98,7 @@ func TestModel(t *testing.T) {
 		base, _ = strconv.ParseUint(s, 10, 64)
 	}
 	t.Logf("model: %d regression seeds, then %d random sequences from seed %d (replay one with TAIL_MODEL_SEED=<seed>)", len(modelRegressions), n, base)
-	st := &modelStats{}
+	st := &modelStats{why: map[string]int{}}
 	for _, seed := range modelRegressions {
 		runModel(t, seed, st, false, true)
 	}
@@ -104,7 +122,7 @@ func TestModel(t *testing.T) {
 		t.Logf("model: %d of %d random sequences failed: seeds %v", len(failed), n, failed)
 	}
 	if !strict && float64(len(failed)) > modelTolerance*float64(n) {
-		t.Errorf("model: %d of %d random sequences failed, more than the %.0f%% tolerated: seeds %v", len(failed), n, 100*modelTolerance, failed)
+		t.Errorf("model: %d of %d random sequences failed, more than the %.2f%% tolerated: seeds %v", len(failed), n, 100*modelTolerance, failed)
 	}
 }
 
@@ -121,11 +139,27 @@ func modelOff(op string) bool {
 
 type modelStats struct {
 	sequences, ops, written, required, exact, exempt, exemptCounted int
+	why                                                             map[string]int
 }
 
+// Why a line may be counted once or not at all (never twice).
+const (
+	// In no file on disk nor held open by the Tailer at some moment:
+	// logrotate destroyed it (written between copytruncate's copy and
+	// its truncate, in a file deleted before it was read, or deleted
+	// while the daemon was stopped). A file rotated while stopped and
+	// still on disk is on disk: its lines are required.
+	exemptDestroyed = "destroyed"
+	// In a file not live at a first start (no saved position at all:
+	// nothing was ever committed), history that is replay's to read.
+	exemptHistory = "history"
+	// Split in two by copytruncate (its halves are allowed fragments).
+	exemptSplit = "split"
+)
+
 func (s *modelStats) String() string {
-	return fmt.Sprintf("%d sequences, %d operations, %d lines written: %d of %d required lines counted exactly once; %d destroyed by logrotate itself (%d of them counted once before)",
-		s.sequences, s.ops, s.written, s.exact, s.required, s.exempt, s.exemptCounted)
+	return fmt.Sprintf("%d sequences, %d operations, %d lines written: %d of %d required lines counted exactly once; %d exempt (%d destroyed by logrotate, %d history at a first start, %d split by copytruncate; %d of them counted once)",
+		s.sequences, s.ops, s.written, s.exact, s.required, s.exempt, s.why[exemptDestroyed], s.why[exemptHistory], s.why[exemptSplit], s.exemptCounted)
 }
 
 // mfile is one inode the model knows: the lines wholly in it.
@@ -168,7 +202,7 @@ type model struct {
 	partN    int    // bytes of it written
 	split    map[int]bool
 	texts    []string
-	exempt   map[int]bool
+	exempt   map[int]string // why a line need not be counted (exempt*)
 	counts   map[int]int
 	garbage  []string
 	clock    time.Time
@@ -181,6 +215,9 @@ type model struct {
 
 	graveyard string
 	graves    int
+	// lastHeld are the files the Tailer held at the last look; released
+	// those it closed while running (since the last kill).
+	lastHeld, released map[[2]uint64]bool
 }
 
 type traceWriter struct{ m *model }
@@ -200,7 +237,7 @@ func runModel(t *testing.T, seed uint64, st *modelStats, verbose, fatal bool) bo
 	dir := t.TempDir()
 	graveyard := t.TempDir()
 	m := &model{graveyard: graveyard, t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), dir: dir, partial: -1,
-		split: map[int]bool{}, exempt: map[int]bool{}, counts: map[int]int{}, saved: map[string]tail.Position{},
+		split: map[int]bool{}, exempt: map[int]string{}, released: map[[2]uint64]bool{}, counts: map[int]int{}, saved: map[string]tail.Position{},
 		clock: time.Now().Add(time.Hour), verbose: verbose} // after every birth time
 	defer func() {
 		if m.tl != nil {
@@ -353,7 +390,7 @@ func (m *model) finishPartial() {
 		m.wm.ids = append(m.wm.ids, id)
 	}
 	if m.wm.history {
-		m.exempt[id] = true
+		m.exempt[id] = exemptHistory
 	}
 	m.partial = -1
 }
@@ -373,7 +410,7 @@ func (m *model) write(n int, partialEnd bool) {
 		b.WriteString(m.texts[id])
 		m.wm.ids = append(m.wm.ids, id)
 		if m.wm.history {
-			m.exempt[id] = true
+			m.exempt[id] = exemptHistory
 		}
 	}
 	_, err := m.wf.WriteString(b.String())
@@ -575,7 +612,7 @@ func (m *model) copytruncate() {
 	m.rotated = append([]*mfile{cp}, m.rotated...)
 	if m.partial >= 0 {
 		m.split[m.partial] = true
-		m.exempt[m.partial] = true
+		m.exempt[m.partial] = exemptSplit
 	}
 	if m.rng.IntN(3) == 0 {
 		m.write(1+m.rng.IntN(2), false) // lost: after the copy, before the truncate
@@ -718,8 +755,8 @@ func (m *model) start() {
 			live[m.partial] = true
 		}
 		for id := range m.texts {
-			if !live[id] {
-				m.exempt[id] = true
+			if !live[id] && m.exempt[id] == "" {
+				m.exempt[id] = exemptHistory
 			}
 		}
 		m.tick(-1)
@@ -738,6 +775,7 @@ func (m *model) kill(midTick bool) {
 	m.tl.Close()
 	m.tl = nil
 	m.pending = nil
+	m.released = map[[2]uint64]bool{} // read but not committed: gone with it
 	m.logf("kill -9")
 }
 
@@ -756,9 +794,19 @@ func (m *model) stop() {
 // held open by the Tailer: logrotate destroyed them.
 func (m *model) reach() {
 	held := m.heldInodes()
+	if m.tl != nil {
+		// A file the running Tailer let go of was its to finish:
+		// what it did not read then is lost, not destroyed.
+		for id := range m.lastHeld {
+			if !held[id] {
+				m.released[id] = true
+			}
+		}
+	}
+	m.lastHeld = held
 	ok := map[int]bool{}
 	for _, f := range m.files {
-		if f.name != "" || held[[2]uint64{f.dev, f.ino}] {
+		if id := [2]uint64{f.dev, f.ino}; f.name != "" || held[id] || m.released[id] {
 			for _, id := range f.ids {
 				ok[id] = true
 			}
@@ -768,8 +816,8 @@ func (m *model) reach() {
 		ok[m.partial] = true
 	}
 	for id := range m.texts {
-		if !ok[id] && !m.exempt[id] {
-			m.exempt[id] = true
+		if !ok[id] && m.exempt[id] == "" {
+			m.exempt[id] = exemptDestroyed
 		}
 	}
 }
@@ -837,8 +885,9 @@ func (m *model) check(st *modelStats) {
 	for id := range m.texts {
 		st.written++
 		c := m.counts[id]
-		if m.exempt[id] {
+		if why := m.exempt[id]; why != "" {
 			st.exempt++
+			st.why[why]++
 			if c == 1 {
 				st.exemptCounted++
 			}
