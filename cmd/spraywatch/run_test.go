@@ -864,77 +864,94 @@ func (e *rtEnv) compress(p string) {
 	os.Remove(e.path(p))
 }
 
-// A writer goroutine pours lines and rotates as logrotate does (numbered
-// shift, delayed gzip of .2; rename with late lines to the old descriptor,
-// then reopen; or copytruncate) while the daemon is killed with -9 and
-// restarted several times.
+// Lines pour in and the log rotates as logrotate does it (numbered shift,
+// delayed gzip of .2; rename with late lines to the old descriptor, then
+// reopen; or copytruncate) while the daemon is killed with -9 and restarted
+// several times: killed while it reads what was just written, at a
+// different moment each time, and kept down across one rotation of each
+// style. Where in the sequence each kill falls is fixed by the round, not
+// by how fast the machine is, so the same sequence is tested on a loaded
+// machine as on an idle one. (Several rotations while the daemon is down,
+// in every order, are the follower's model test's to search.)
 func TestRunRotationStormWithKills(t *testing.T) {
 	e := newRTEnv(t, "logs/access.log", "2s")
 	w := e.create("logs/access.log")
-	var mu sync.Mutex // guards e.written and e.spray against the checks below
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var b strings.Builder
-		for round := 0; round < 30; round++ {
-			b.Reset()
-			mu.Lock()
-			for i := 0; i < 300; i++ {
-				b.WriteString(e.benignLine(e.written))
-				b.WriteByte('\n')
-				e.written++
-			}
-			if _, err := w.WriteString(b.String()); err != nil {
-				mu.Unlock()
-				t.Error(err)
-				return
-			}
-			e.write(w, 5)
-			mu.Unlock()
-			time.Sleep(25 * time.Millisecond)
-			switch round % 6 {
-			case 2: // rename + create; late lines; the writer reopens later
-				e.shift()
-				e.compress("logs/access.log.2")
-				os.Rename(e.path("logs/access.log"), e.path("logs/access.log.1"))
-				mu.Lock()
-				e.write(w, 2)
-				mu.Unlock()
-				time.Sleep(15 * time.Millisecond)
-				w.Close()
-				f, err := os.OpenFile(e.path("logs/access.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				w = f
-			case 5: // copytruncate, done while the writer pauses
-				mu.Lock()
-				e.shift()
-				e.copyFile("logs/access.log", "logs/access.log.1")
-				os.Truncate(e.path("logs/access.log"), 0)
-				mu.Unlock()
-			}
-		}
-	}()
-	for kills := 0; kills < 4; kills++ {
-		before := e.counted()
-		p := e.startProcess()
-		// Kill once it has written something, at a different point
-		// each time.
-		for deadline := time.Now().Add(30 * time.Second); e.counted() == before && time.Now().Before(deadline); {
+	p := e.startProcess()
+	// started is what had been counted when the daemon came up: it is
+	// killed only once it has committed more, so that every restart
+	// resumes from a saved position (a first start leaves rotated files
+	// to replay, by design).
+	started := 0
+	running := func(p *exec.Cmd) {
+		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(p.Stderr.(*syncBuffer).String(), "spraywatch running") && time.Now().Before(deadline); {
 			time.Sleep(2 * time.Millisecond)
 		}
-		time.Sleep(time.Duration(kills*30) * time.Millisecond)
-		p.Process.Signal(syscall.SIGKILL)
-		p.Wait()
+		started = e.counted()
 	}
-	<-done
+	running(p)
+	kills, down := 0, false
+	var b strings.Builder
+	for round := 0; round < 30; round++ {
+		b.Reset()
+		for i := 0; i < 300; i++ {
+			b.WriteString(e.benignLine(e.written))
+			b.WriteByte('\n')
+			e.written++
+		}
+		if _, err := w.WriteString(b.String()); err != nil {
+			t.Fatal(err)
+		}
+		e.write(w, 5)
+		if round%6 == 1 || round%6 == 4 {
+			// Killed while it reads the lines just written; down across
+			// the next rotation (a rename, or a copytruncate) for the
+			// first two kills of each style, restarted at once after
+			// the others.
+			for deadline := time.Now().Add(30 * time.Second); e.counted() == started && time.Now().Before(deadline); {
+				time.Sleep(2 * time.Millisecond)
+			}
+			time.Sleep(time.Duration(kills%4) * 7 * time.Millisecond)
+			p.Process.Signal(syscall.SIGKILL)
+			p.Wait()
+			kills++
+			if kills <= 4 {
+				down = true
+			} else {
+				p = e.startProcess()
+				running(p)
+			}
+		}
+		time.Sleep(25 * time.Millisecond)
+		switch round % 6 {
+		case 2: // rename + create; late lines; the writer reopens later
+			e.shift()
+			e.compress("logs/access.log.2")
+			os.Rename(e.path("logs/access.log"), e.path("logs/access.log.1"))
+			e.write(w, 2)
+			time.Sleep(15 * time.Millisecond)
+			w.Close()
+			f, err := os.OpenFile(e.path("logs/access.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w = f
+		case 5: // copytruncate, done while the writer pauses
+			e.shift()
+			e.copyFile("logs/access.log", "logs/access.log.1")
+			os.Truncate(e.path("logs/access.log"), 0)
+		}
+		if down && (round%6 == 2 || round%6 == 5) {
+			// Back up after the rotation it missed.
+			p, down = e.startProcess(), false
+			running(p)
+		}
+	}
 	w.Close()
-	p := e.startProcess()
-	// (All may be counted already: wait for it to run, or the SIGTERM
-	// lands before its handler.)
-	for deadline := time.Now().Add(30 * time.Second); (e.counted() < e.written || !strings.Contains(p.Stderr.(*syncBuffer).String(), "spraywatch running")) && time.Now().Before(deadline); {
+	if down {
+		p = e.startProcess()
+		running(p)
+	}
+	for deadline := time.Now().Add(30 * time.Second); e.counted() < e.written && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
 	p.Process.Signal(syscall.SIGTERM)
@@ -944,7 +961,7 @@ func TestRunRotationStormWithKills(t *testing.T) {
 	if got := e.counted(); got != e.written {
 		t.Fatalf("counted %d lines, want %d; daemon log:\n%s", got, e.written, p.Stderr.(*syncBuffer).String())
 	}
-	t.Logf("%d lines written across rotations and 4 kills", e.written)
+	t.Logf("%d lines written across rotations and %d kills", e.written, kills)
 	e.check()
 }
 
