@@ -339,6 +339,17 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 
 var nodes3 = []string{"web-1", "web-2", "web-3"}
 
+// startThreeAndTwo starts an agent for each of nodes3 and two judges, and
+// waits for one judge to be active.
+func (f *fleet) startThreeAndTwo() {
+	for _, n := range nodes3 {
+		f.start(n)
+	}
+	f.start("judge-1")
+	f.start("judge-2")
+	waitUntil(f.t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() != "" })
+}
+
 // Three agents, two judges: a spray of 60 identities from one address,
 // spread round-robin over the three logs (20 a node, each under the
 // threshold of 10... only at first), is one incident with every identity,
@@ -346,12 +357,7 @@ var nodes3 = []string{"web-1", "web-2", "web-3"}
 // alerted twice.
 func TestFleetSpraySpreadOverNodes(t *testing.T) {
 	f := newFleet(t, false)
-	for _, n := range nodes3 {
-		f.start(n)
-	}
-	f.start("judge-1")
-	f.start("judge-2")
-	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() != "" })
+	f.startThreeAndTwo()
 	// Benign traffic on every node first, so every node has a clock.
 	now := time.Now()
 	for i, n := range nodes3 {
@@ -460,12 +466,7 @@ func TestFleetLowAndSlowSplit(t *testing.T) {
 // and no incident is lost or raised twice, no alert sent twice.
 func TestFleetKill9(t *testing.T) {
 	f := newFleet(t, false)
-	for _, n := range nodes3 {
-		f.start(n)
-	}
-	f.start("judge-1")
-	f.start("judge-2")
-	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() != "" })
+	f.startThreeAndTwo()
 	// A writer pours lines into every node's log, with one spray attempt a
 	// node per chunk, while processes are killed and restarted.
 	spray := 0
