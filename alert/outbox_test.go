@@ -540,15 +540,7 @@ func TestNoRawKeyOrWebhookURLAnywhere(t *testing.T) {
 }
 
 func TestJSONLinesGetsEveryVersionThroughTheOutbox(t *testing.T) {
-	store, err := detect.Open(filepath.Join(t.TempDir(), "s.db"), detect.StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	box, err := alert.OpenOutbox(context.Background(), store.DB(), alert.OutboxOptions{Now: func() time.Time { return t0 }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, box := openOutbox(t, alert.OutboxOptions{Now: func() time.Time { return t0 }})
 	var out bytes.Buffer
 	box.AddDestination("stdout", alert.NewJSONLines(&out), alert.DestinationOptions{Rate: 1000, StormThreshold: 2})
 	var b detect.Batch
@@ -599,15 +591,7 @@ func TestWebhookPostsAgainOnlyWhenSeverityRises(t *testing.T) {
 }
 
 func TestRunDeliversWhenWokenAndDrainsOnStop(t *testing.T) {
-	store, err := detect.Open(filepath.Join(t.TempDir(), "s.db"), detect.StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	box, err := alert.OpenOutbox(context.Background(), store.DB(), alert.OutboxOptions{Interval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, box := openOutbox(t, alert.OutboxOptions{Interval: time.Hour})
 	fake := slacktest.New(t)
 	hook, _ := slack.NewWebhook(slack.WebhookOptions{URL: fake.WebhookURL()})
 	box.AddDestination("slack", hook, alert.DestinationOptions{Rate: 1000})
@@ -645,15 +629,7 @@ func TestRunDeliversWhenWokenAndDrainsOnStop(t *testing.T) {
 func TestEveryVersionKeepsVersionsQueuedTogether(t *testing.T) {
 	for _, every := range []bool{true, false} {
 		t.Run(fmt.Sprintf("every=%v", every), func(t *testing.T) {
-			store, err := detect.Open(filepath.Join(t.TempDir(), "s.db"), detect.StoreOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer store.Close()
-			box, err := alert.OpenOutbox(context.Background(), store.DB(), alert.OutboxOptions{Now: func() time.Time { return t0 }})
-			if err != nil {
-				t.Fatal(err)
-			}
+			store, box := openOutbox(t, alert.OutboxOptions{Now: func() time.Time { return t0 }})
 			var out bytes.Buffer
 			box.AddDestination("file", alert.NewJSONLines(&out), alert.DestinationOptions{Rate: 1000, Cooldown: -1, EveryVersion: every})
 			for v := 1; v <= 3; v++ {
@@ -683,4 +659,20 @@ func TestEveryVersionKeepsVersionsQueuedTogether(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openOutbox opens a store in a temporary directory, closed at the end of
+// the test, and an outbox in it.
+func openOutbox(t *testing.T, o alert.OutboxOptions) (*detect.Store, *alert.Outbox) {
+	t.Helper()
+	store, err := detect.Open(filepath.Join(t.TempDir(), "s.db"), detect.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	box, err := alert.OpenOutbox(context.Background(), store.DB(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, box
 }
