@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -92,6 +93,11 @@ type Store struct {
 	cfg  *pgx.ConnConfig
 	node string
 	url  string
+
+	// standby is the connection a judge on standby tries the judge lock
+	// on, kept between tries.
+	standbyMu sync.Mutex
+	standby   *pgx.Conn
 }
 
 // Open connects, and unless ReadOnly creates the schema if needed.
@@ -195,7 +201,15 @@ func (s *Store) Path() string { return s.url }
 func (s *Store) Node() string { return s.node }
 
 // Close closes the pool.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.standbyMu.Lock()
+	if s.standby != nil {
+		s.standby.Close(context.Background())
+		s.standby = nil
+	}
+	s.standbyMu.Unlock()
+	return s.db.Close()
+}
 
 // EnsureIndexes is a no-op: PostgreSQL keeps its indexes as it goes.
 func (s *Store) EnsureIndexes(context.Context) error { return nil }
@@ -402,12 +416,8 @@ func (s *Store) FlushJudge(ctx context.Context, b detect.Batch, cursors map[stri
 		return errors.New("flush: a judge does not write attempt rows or positions")
 	}
 	return s.flush(ctx, b, func(tx *sql.Tx) error {
-		var epoch int64
-		if err := tx.QueryRowContext(ctx, `SELECT epoch FROM judge_lease WHERE id = 1 FOR UPDATE`).Scan(&epoch); err != nil {
+		if err := lease.Fence(ctx, tx); err != nil {
 			return err
-		}
-		if lease == nil || epoch != lease.epoch {
-			return ErrNotActive
 		}
 		nodes := make([]string, 0, len(cursors))
 		ids := make([]int64, 0, len(cursors))
@@ -853,6 +863,20 @@ type Lease struct {
 	done   chan struct{}
 }
 
+// Fence returns ErrNotActive unless l is the judge lease of the latest
+// term; it locks the lease row for tx, so that no other judge's term begins
+// before tx ends. Whatever tx writes is then written by the active judge.
+func (l *Lease) Fence(ctx context.Context, tx *sql.Tx) error {
+	var epoch int64
+	if err := tx.QueryRowContext(ctx, `SELECT epoch FROM judge_lease WHERE id = 1 FOR UPDATE`).Scan(&epoch); err != nil {
+		return err
+	}
+	if l == nil || epoch != l.epoch {
+		return ErrNotActive
+	}
+	return nil
+}
+
 // Epoch is the lease's fencing number.
 func (l *Lease) Epoch() int64 { return l.epoch }
 
@@ -870,11 +894,25 @@ func (s *Store) lease(ctx context.Context, key int32, onAcquire func(context.Con
 	if err != nil {
 		return nil, false, err
 	}
+	l, ok, err := s.leaseOn(ctx, conn, key, onAcquire)
+	if err == nil && !ok {
+		conn.Close(context.WithoutCancel(ctx))
+	}
+	return l, ok, err
+}
+
+// leaseOn tries the lock on conn; conn is closed on an error, left open
+// when the lock is held by another session, and the lease's when taken.
+func (s *Store) leaseOn(ctx context.Context, conn *pgx.Conn, key int32, onAcquire func(context.Context, *pgx.Conn) (int64, error)) (*Lease, bool, error) {
 	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, $2)`, int32(lockClass), key).Scan(&ok); err != nil || !ok {
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, $2)`, int32(lockClass), key).Scan(&ok); err != nil {
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, false, err
 	}
+	if !ok {
+		return nil, false, nil
+	}
+	var err error
 	l := &Lease{conn: conn, lost: make(chan struct{}), done: make(chan struct{})}
 	if onAcquire != nil {
 		if l.epoch, err = onAcquire(ctx, conn); err != nil {
@@ -912,14 +950,34 @@ func (l *Lease) watch(ctx context.Context) {
 }
 
 // TryJudge takes the judge lease if no other judge holds it, raising the
-// fencing epoch; false when another judge is active.
+// fencing epoch; false when another judge is active. A standby's tries
+// share one connection, kept open between them; it becomes the lease's
+// when the lock is taken.
 func (s *Store) TryJudge(ctx context.Context, holder string) (*Lease, bool, error) {
-	return s.lease(ctx, 0, func(ctx context.Context, c *pgx.Conn) (int64, error) {
+	s.standbyMu.Lock()
+	defer s.standbyMu.Unlock()
+	// A connection that stopped answering (the network dropping packets)
+	// is given up after this, not waited on.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn := s.standby
+	s.standby = nil
+	if conn == nil || conn.IsClosed() {
+		var err error
+		if conn, err = s.connect(ctx); err != nil {
+			return nil, false, err
+		}
+	}
+	l, ok, err := s.leaseOn(ctx, conn, 0, func(ctx context.Context, c *pgx.Conn) (int64, error) {
 		var epoch int64
 		err := c.QueryRow(ctx, `UPDATE judge_lease SET epoch = epoch + 1, holder = $1, since = $2 WHERE id = 1 RETURNING epoch`,
 			holder, time.Now().UnixNano()).Scan(&epoch)
 		return epoch, err
 	})
+	if err == nil && !ok {
+		s.standby = conn
+	}
+	return l, ok, err
 }
 
 // LockNode takes this node's lease, so that two processes never write as

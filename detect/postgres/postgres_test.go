@@ -233,6 +233,46 @@ func TestFleetExactlyOnce(t *testing.T) {
 
 // TestJudgeLeaseFencing: one judge at a time; a judge that lost the lease
 // cannot write; rows count as judged only up to the saved cursors.
+// A standby judge tries the lock on one connection, kept between tries,
+// not a new connection a try; that connection becomes the lease's.
+func TestStandbyKeepsOneConnection(t *testing.T) {
+	ctx := context.Background()
+	url, pw := pgtest.Database(t)
+	j1, j2 := open(t, url, pw, ""), open(t, url, pw, "")
+	l1, ok, err := j1.TryJudge(ctx, "j1")
+	if err != nil || !ok {
+		t.Fatalf("first judge: %v %v", ok, err)
+	}
+	// After each try the standby's session is still there, idle, its last
+	// query the try; the same session every time. (The active judge's
+	// last query on its session was the lease update, then pings.)
+	pids := map[int]bool{}
+	for range 5 {
+		if _, ok, err := j2.TryJudge(ctx, "j2"); err != nil || ok {
+			t.Fatalf("standby took the lease while the first judge holds it: %v %v", ok, err)
+		}
+		rows, err := j1.DB().QueryContext(ctx, `SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_try_advisory_lock%' AND pid != pg_backend_pid()`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var pid int
+			rows.Scan(&pid)
+			pids[pid] = true
+		}
+		rows.Close()
+	}
+	if len(pids) != 1 {
+		t.Errorf("after the standby's 5 tries, %d sessions seen open with the try as their last query, want 1: one connection kept", len(pids))
+	}
+	l1.Release()
+	l2, ok, err := j2.TryJudge(ctx, "j2")
+	if err != nil || !ok {
+		t.Fatalf("standby after the release: %v %v", ok, err)
+	}
+	l2.Release()
+}
+
 func TestJudgeLeaseFencing(t *testing.T) {
 	ctx := context.Background()
 	url, pw := pgtest.Database(t)

@@ -36,6 +36,10 @@ type Answer struct {
 	SlackError string
 	// Delay holds the answer back (or until the client gives up).
 	Delay time.Duration
+	// PostFirst, with Delay, posts (or edits) at once and only then holds
+	// the answer back: the sender may die knowing nothing of it, as when
+	// Slack took a message and the process was killed before the answer.
+	PostFirst bool
 }
 
 // Answers the tests use.
@@ -224,6 +228,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		a.SlackError, ok = "message_not_found", false
 	}
 	idx := len(s.received)
+	early := ok && a.PostFirst
+	if early {
+		m.Accepted = true
+		s.post(m)
+	}
 	s.received = append(s.received, m)
 	s.mu.Unlock()
 
@@ -234,7 +243,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if ok {
+	if ok && !early {
 		s.mu.Lock()
 		s.received[idx].Accepted = true
 		s.post(m)
