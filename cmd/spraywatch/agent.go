@@ -109,7 +109,12 @@ func (a *agentStore) flush(ctx context.Context, c *counter, pos []detect.Positio
 	for name, sc := range clocks {
 		cl = append(cl, postgres.Clock{Source: name, Event: sc.last, Wall: sc.wall, Behind: sc.behind})
 	}
-	return a.FlushAgent(fctx, detect.Batch{Attempts: c.attempts, Positions: pos}, cl, time.Now())
+	landed := a.LandedInDoubt()
+	err := a.FlushAgent(fctx, detect.Batch{Attempts: c.attempts, Positions: pos}, cl, time.Now())
+	if a.LandedInDoubt() > landed {
+		a.log.Warn("an earlier flush whose commit got no answer was written after all; its rows were not written again")
+	}
+	return err
 }
 
 // Close releases the node lock and the connections.

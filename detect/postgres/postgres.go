@@ -21,11 +21,15 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
+	"math/rand/v2"
 	"net/netip"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -42,6 +46,10 @@ var (
 	ErrNotActive = errors.New("not the active judge: another judge took over")
 	// ErrNodeInUse: another process writes as the same node.
 	ErrNodeInUse = errors.New("node name is in use by another spraywatch process")
+	// ErrFlushConflict: the node's last flush in the database is neither
+	// this agent's last one nor one it has in doubt: another process wrote
+	// as this node.
+	ErrFlushConflict = errors.New("the node's rows were written by another process")
 	// ErrPasswordInURL: the password must come from a file or the
 	// environment, never the config.
 	ErrPasswordInURL = errors.New("the URL holds a password; give it in a file or the environment instead")
@@ -98,6 +106,31 @@ type Store struct {
 	// on, kept between tries.
 	standbyMu sync.Mutex
 	standby   *pgx.Conn
+
+	// An agent's flush chain: token is what nodes.flush holds after this
+	// agent's last flush known written; doubts are the flushes since
+	// whose COMMIT got no answer, each with a copy of the rows it wrote.
+	agentMu    sync.Mutex
+	tokenKnown bool
+	token      int64
+	doubts     []doubtFlush
+	landed     atomic.Int64
+}
+
+// LandedInDoubt counts the agent's flushes that got no answer to their
+// COMMIT, were found written by a later flush, and so were not written
+// twice.
+func (s *Store) LandedInDoubt() int64 { return s.landed.Load() }
+
+// doubtFlush is a flush whose COMMIT may or may not have landed.
+type doubtFlush struct {
+	token int64
+	rows  []doubtRow
+}
+
+type doubtRow struct {
+	k detect.AttemptKey
+	n int64
 }
 
 // Open connects, and unless ReadOnly creates the schema if needed.
@@ -307,6 +340,11 @@ CREATE TABLE IF NOT EXISTS nodes (
 	node    TEXT PRIMARY KEY,
 	seen    BIGINT NOT NULL  -- Unix ns (the node's wall clock) of its last flush
 );
+-- flush: the token of the node's last flush; each flush replaces it only if
+-- it is still the one the agent last wrote, so that a flush whose COMMIT
+-- was held in the network and landed after the agent gave up on it is
+-- found, not written again.
+ALTER TABLE nodes ADD COLUMN IF NOT EXISTS flush BIGINT NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS node_clocks (
 	node    TEXT NOT NULL,
 	source  TEXT NOT NULL,
@@ -374,13 +412,76 @@ func (s *Store) Flush(ctx context.Context, b detect.Batch) error {
 // FlushAgent writes an agent's attempt rows, positions and clocks in one
 // transaction and notifies the judges. Incidents in b are an error: agents
 // do not judge.
+//
+// A flush whose COMMIT got no answer (the network dropped it, the flush
+// timed out) may still land later. Each flush therefore replaces the
+// node's flush token only if it still holds the one of the last flush
+// known written, and keeps a copy of the rows of a flush in doubt: when
+// the next flush finds the token of one in doubt, that one landed, and its
+// rows are taken out of b before writing the rest; when the next flush
+// lands, the ones in doubt never can. Either way every row is written
+// once.
 func (s *Store) FlushAgent(ctx context.Context, b detect.Batch, clocks []Clock, now time.Time) error {
 	if len(b.Incidents) > 0 || len(b.Quiet) > 0 || len(b.Identities) > 0 {
 		return errors.New("flush: an agent does not write incidents")
 	}
-	return s.flush(ctx, b, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO nodes VALUES ($1, $2)
-			ON CONFLICT (node) DO UPDATE SET seen = excluded.seen`, s.node, now.UnixNano()); err != nil {
+	s.agentMu.Lock()
+	defer s.agentMu.Unlock()
+	if !s.tokenKnown {
+		err := s.db.QueryRowContext(ctx, `SELECT flush FROM nodes WHERE node = $1`, s.node).Scan(&s.token)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("flush: %w", err)
+		}
+		s.tokenKnown = true
+	}
+	for {
+		next := rand.Int64N(math.MaxInt64-1) + 1
+		err := s.flushAgent(ctx, b, clocks, now, next)
+		switch {
+		case err == nil:
+			s.token, s.doubts = next, nil
+			return nil
+		case errors.Is(err, errCommitUnknown) && b.Attempts != nil:
+			d := doubtFlush{token: next}
+			b.Attempts.Each(func(k detect.AttemptKey, c detect.AttemptCount) { d.rows = append(d.rows, doubtRow{k, c.Count}) })
+			s.doubts = append(s.doubts, d)
+			return err
+		case !errors.Is(err, ErrFlushConflict):
+			return err
+		}
+		var cur int64
+		if err := s.db.QueryRowContext(ctx, `SELECT flush FROM nodes WHERE node = $1`, s.node).Scan(&cur); err != nil {
+			return fmt.Errorf("flush: %w", err)
+		}
+		i := slices.IndexFunc(s.doubts, func(d doubtFlush) bool { return d.token == cur })
+		if i < 0 {
+			return fmt.Errorf("flush: node %s: %w", s.node, ErrFlushConflict)
+		}
+		// That flush landed after all: its rows are in; write the rest.
+		for _, r := range s.doubts[i].rows {
+			b.Attempts.Take(r.k, r.n)
+		}
+		s.token, s.doubts = cur, nil
+		s.landed.Add(1)
+	}
+}
+
+// flushAgent is one try of FlushAgent, replacing the node's flush token
+// with next if it still holds s.token.
+func (s *Store) flushAgent(ctx context.Context, b detect.Batch, clocks []Clock, now time.Time, next int64) error {
+	return s.flushTx(ctx, b, nil, func(tx *sql.Tx) error {
+		// A flush still open on another connection (its COMMIT held in the
+		// network) holds the node's row: this waits for it to end.
+		res, err := tx.ExecContext(ctx, `INSERT INTO nodes (node, seen, flush) VALUES ($1, $2, $3)
+			ON CONFLICT (node) DO UPDATE SET seen = excluded.seen, flush = excluded.flush WHERE nodes.flush = $4`,
+			s.node, now.UnixNano(), next, s.token)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			if err == nil {
+				err = ErrFlushConflict
+			}
 			return err
 		}
 		for _, c := range clocks {
@@ -431,11 +532,23 @@ func (s *Store) FlushJudge(ctx context.Context, b detect.Batch, cursors map[stri
 }
 
 func (s *Store) flush(ctx context.Context, b detect.Batch, extra func(*sql.Tx) error) error {
+	return s.flushTx(ctx, b, nil, extra)
+}
+
+// flushTx is flush with first run before the batch is written. An error of
+// the COMMIT itself wraps errCommitUnknown: the transaction may have been
+// written.
+func (s *Store) flushTx(ctx context.Context, b detect.Batch, first, extra func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
 	defer tx.Rollback()
+	if first != nil {
+		if err := first(tx); err != nil {
+			return fmt.Errorf("flush: %w", err)
+		}
+	}
 	if err := s.writeBatch(ctx, tx, b); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
@@ -448,13 +561,16 @@ func (s *Store) flush(ctx context.Context, b detect.Batch, extra func(*sql.Tx) e
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("flush: %w", err)
+		return fmt.Errorf("flush: %w: %w", errCommitUnknown, err)
 	}
 	if b.Attempts != nil {
 		b.Attempts.Clear()
 	}
 	return nil
 }
+
+// errCommitUnknown: a COMMIT got no answer; it may have been written.
+var errCommitUnknown = errors.New("commit not confirmed")
 
 func (s *Store) writeBatch(ctx context.Context, tx *sql.Tx, b detect.Batch) error {
 	if (b.Attempts != nil && b.Attempts.Len() > 0 || len(b.Positions) > 0 || len(b.Replayed) > 0) && s.node == "" {
@@ -936,6 +1052,11 @@ func (l *Lease) watch(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			// Released: unlock before closing, so that the lock is free
+			// when Release returns, not once the server ends the session.
+			uctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			l.conn.Exec(uctx, `SELECT pg_advisory_unlock_all()`)
+			cancel()
 			return
 		case <-t.C:
 		}
