@@ -749,6 +749,114 @@ func TestFleetJudgeKilledMidSend(t *testing.T) {
 	t.Logf("%d kills in the window: %d alerts found delivered, not sent again; %d messages, none twice", rounds, recovered, len(f.slack.Channel()))
 }
 
+const singleConfig = `database: %[1]s/spraywatch.db
+fingerprint_secret_file: %[1]s/fingerprint.key
+start_at: beginning
+flush_interval: 100ms
+metrics_listen: 127.0.0.1:%[2]d
+log: {level: debug}
+alerts:
+  - type: slack
+    token_file: %[1]s/slack-token
+    channel: C0FAKE
+    api_url: %[3]s
+    updates: thread
+    rate: 100
+    cooldown: 1ms
+sources:
+  - name: api
+    format: nginx
+    paths: [%[1]s/access.log]
+    log_format: '%[4]s'
+    credential: {field: api_key_prefix, kind: prefix}
+    identity: {path: ["%[5]s"]}
+    timezone: UTC
+`
+
+// The same kill in the window on one node, --role all on SQLite: the same
+// outbox, so the same promise. Slack takes the first message of a new
+// incident and holds its answer; the daemon is killed; restarted, it finds
+// the alert in doubt and the message in the channel, and posts nothing
+// twice.
+func TestRunKilledMidSendSQLite(t *testing.T) {
+	f := &fleet{t: t, dir: t.TempDir(), slack: slacktest.New(t)}
+	writeFile(t, filepath.Join(f.dir, "fingerprint.key"), strings.Repeat("k", 32), 0o600)
+	writeFile(t, filepath.Join(f.dir, "slack-token"), "xoxb-fake-single-token\n", 0o600)
+	config := filepath.Join(f.dir, "spraywatch.yml")
+	writeFile(t, config, fmt.Sprintf(singleConfig, f.dir, integFreePort(t), f.slack.APIURL(), loggen.LogFormat, loggen.IdentityPath), 0o644)
+	logf := f.open("access")
+	var stderr *syncBuffer
+	var cmd *exec.Cmd
+	start := func() {
+		cmd = exec.Command(os.Args[0], "run", "--config", config)
+		cmd.Env = append(os.Environ(), rtMainEnv+"=1")
+		stderr = &syncBuffer{}
+		cmd.Stderr = stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		c, buf := cmd, stderr
+		t.Cleanup(func() {
+			c.Process.Kill()
+			c.Wait()
+			if t.Failed() {
+				t.Logf("spraywatch log:\n%s", lastLines(buf.String(), 30))
+			}
+		})
+	}
+	db, err := sql.Open("sqlite3", filepath.Join(f.dir, "spraywatch.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	write := func(lines ...string) {
+		for _, l := range lines {
+			if _, err := logf.WriteString(l + "\n"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const rounds = 3
+	recovered := 0
+	start()
+	for round := range rounds {
+		held := len(f.slack.Channel())
+		f.slack.AnswerMethod("chat.postMessage", slacktest.Answer{Delay: time.Minute, PostFirst: true})
+		ip := fmt.Sprintf("203.0.113.%d", 100+round)
+		for i := range 12 {
+			write(fleetLine(time.Now(), ip, fmt.Sprintf("victim-%d-%03d", round, i), "sk_live_dead", 401))
+		}
+		waitShowing(t, 30*time.Second, "a message posted and its answer held", func() bool { return len(f.slack.Channel()) > held },
+			func() string { return lastLines(stderr.String(), 10) })
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		f.slack.AnswerMethod("chat.postMessage", slacktest.OK)
+		start()
+		for i := 12; i < 15; i++ {
+			write(fleetLine(time.Now(), ip, fmt.Sprintf("victim-%d-%03d", round, i), "sk_live_dead", 401))
+		}
+		var pending int
+		waitShowing(t, 30*time.Second, "the outbox to drain and the incident to grow", func() bool {
+			var v int
+			db.QueryRow(`SELECT COUNT(*) FROM alert_outbox WHERE state IN ('pending', 'sending')`).Scan(&pending)
+			db.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM alert_outbox WHERE incident = ? AND state = 'sent'`, round+1).Scan(&v)
+			return pending == 0 && v > 1
+		}, func() string { return fmt.Sprintf("%d pending; log: %s", pending, lastLines(stderr.String(), 10)) })
+		recovered += strings.Count(stderr.String(), "alert in doubt was delivered before its sender stopped")
+	}
+	dups, shown := f.slackDuplicates()
+	for _, d := range dups {
+		t.Errorf("slack: %s", d)
+	}
+	if recovered < rounds {
+		t.Errorf("the restarted daemons found %d alerts in doubt already delivered, want %d (one a kill)", recovered, rounds)
+	}
+	if t.Failed() {
+		t.Logf("the channel:\n%s", shown)
+	}
+	t.Logf("%d kills in the window on SQLite: %d alerts found delivered, not sent again; %d messages, none twice", rounds, recovered, len(f.slack.Channel()))
+}
+
 // The database stopped for 30 s, then back: agents keep their positions
 // and catch up, no line lost or counted twice; /healthz says so meanwhile.
 func TestFleetDatabaseOutage(t *testing.T) {
