@@ -556,6 +556,58 @@ func TestFleetLowAndSlowSplit(t *testing.T) {
 	}
 }
 
+// A finding judged from lines (here enumeration_oracle: unknown identities
+// get 404, wrong keys 401) is raised by each agent on its own node's lines
+// and becomes one incident on the judge, with evidence from every node,
+// alerted once.
+func TestFleetLineFindings(t *testing.T) {
+	f := newFleet(t, false)
+	f.startThreeAndTwo()
+	for k, n := range nodes3 {
+		var lines []string
+		for i := range 6 {
+			lines = append(lines,
+				fleetLine(time.Now(), fmt.Sprintf("198.51.%d.%d", k, i+1), fmt.Sprintf("ghost-%d-%d", k, i), "sk_live_0bad", 404),
+				fleetLine(time.Now(), fmt.Sprintf("198.51.%d.%d", k, i+101), fmt.Sprintf("client-%d-%d", k, i), "sk_live_0bad", 401))
+		}
+		f.write(n, lines...)
+	}
+	f.waitCounted(30 * time.Second)
+	nodesOf := func(inc *detect.Incident) map[string]bool {
+		out := map[string]bool{}
+		for _, p := range inc.Evidence {
+			out[p.Node] = true
+		}
+		return out
+	}
+	waitShowing(t, 30*time.Second, "one enumeration_oracle incident with evidence from every node", func() bool {
+		incs := f.incidents(detect.KindEnumeration)
+		return len(incs) == 1 && len(nodesOf(incs[0])) == 3
+	}, func() string {
+		var b strings.Builder
+		for _, inc := range f.incidents(detect.KindEnumeration) {
+			fmt.Fprintf(&b, "#%d v%d %d lines nodes %v: %s; ", inc.ID, inc.Version, inc.Attempts, nodesOf(inc), inc.Summary)
+		}
+		return b.String() + f.state()
+	})
+	inc := f.incidents(detect.KindEnumeration)[0]
+	// Each node counts the answers that showed the oracle: min_samples (5)
+	// of each kind.
+	if inc.Attempts != 30 || inc.Group != "route=/api/v1/clients/{identity}/" {
+		t.Errorf("enumeration incident: %d lines, group %q; want 3 nodes x 10 answers, and its route", inc.Attempts, inc.Group)
+	}
+	waitShowing(t, 10*time.Second, "its alert", func() bool { return len(f.alerts(detect.KindEnumeration)) > 0 }, f.state)
+	time.Sleep(time.Second) // more alerts would come by now
+	if got := f.alerts(detect.KindEnumeration); len(got) != 1 {
+		t.Errorf("enumeration alerts %v, want one", got)
+	}
+	dups, _ := f.slackDuplicates()
+	for _, d := range dups {
+		t.Errorf("slack: %s", d)
+	}
+	t.Logf("enumeration_oracle #%d: %d lines from nodes %v; %s", inc.ID, inc.Attempts, nodesOf(inc), inc.Summary)
+}
+
 // kill -9 of an agent while it writes heavily, then a restart: exact
 // counts. kill -9 of the active judge: the standby takes over within 10 s,
 // and no incident is lost or raised twice, no alert sent twice.

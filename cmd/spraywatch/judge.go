@@ -279,6 +279,15 @@ func (j *fleetJudge) round(ctx context.Context, now time.Time) error {
 				break
 			}
 		}
+		fc := postgres.FindingsCursor(n.Name)
+		last, err := j.store.ReadFindings(ctx, n.Name, j.cursors[fc], func(r postgres.FindingRow) error {
+			j.engine.ObserveFinding(r.Node, &r.Incident, r.Lines)
+			return nil
+		})
+		j.cursors[fc] = last
+		if err != nil {
+			return err
+		}
 	}
 	var problems []string
 	horizon := map[string]time.Time{}

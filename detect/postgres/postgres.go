@@ -354,6 +354,19 @@ CREATE TABLE IF NOT EXISTS node_clocks (
 	PRIMARY KEY (node, source)
 );
 -- The last attempt row of each node the judge has judged.
+-- Findings an agent judged from its own lines (statuses, latencies, whole
+-- keys: what attempt rows do not carry), for the judge to make one incident
+-- of across the fleet. body: the node's incident JSON, labels only.
+CREATE TABLE IF NOT EXISTS findings (
+	id      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	node    TEXT NOT NULL,
+	kind    TEXT NOT NULL,
+	source  TEXT NOT NULL,
+	grp     TEXT NOT NULL,
+	lines   BIGINT NOT NULL,  -- lines counted since the node last reported it
+	body    JSONB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS findings_node ON findings (node, id);
 CREATE TABLE IF NOT EXISTS judge_cursors (
 	node    TEXT PRIMARY KEY,
 	last_id BIGINT NOT NULL
@@ -409,8 +422,57 @@ func (s *Store) Flush(ctx context.Context, b detect.Batch) error {
 	})
 }
 
-// FlushAgent writes an agent's attempt rows, positions and clocks in one
-// transaction and notifies the judges. Incidents in b are an error: agents
+// Finding is a line finding an agent raised on its own lines: its incident
+// as the node has it, and the lines counted since the node last reported it.
+type Finding struct {
+	Incident *detect.Incident
+	Lines    int64
+}
+
+// FindingRow is a finding as the judge reads it.
+type FindingRow struct {
+	ID       int64
+	Node     string
+	Incident detect.Incident
+	Lines    int64
+}
+
+// FindingsCursor is the judge cursor key of a node's findings.
+func FindingsCursor(node string) string { return "findings/" + node }
+
+// ReadFindings calls fn with node's findings after id after, in order, and
+// returns the last ID read.
+func (s *Store) ReadFindings(ctx context.Context, node string, after int64, fn func(FindingRow) error) (int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, lines, body FROM findings WHERE node = $1 AND id > $2 ORDER BY id LIMIT 1000`, node, after)
+	if err != nil {
+		return after, err
+	}
+	defer rows.Close()
+	last := after
+	for rows.Next() {
+		r := FindingRow{Node: node}
+		var body []byte
+		if err := rows.Scan(&r.ID, &r.Lines, &body); err != nil {
+			return last, err
+		}
+		if err := json.Unmarshal(body, &r.Incident); err != nil {
+			return last, fmt.Errorf("finding %d of node %s: %w", r.ID, node, err)
+		}
+		if err := fn(r); err != nil {
+			return last, err
+		}
+		last = r.ID
+	}
+	return last, rows.Err()
+}
+
+// FlushAgent is FlushAgentFindings without findings.
+func (s *Store) FlushAgent(ctx context.Context, b detect.Batch, clocks []Clock, now time.Time) error {
+	return s.FlushAgentFindings(ctx, b, clocks, nil, now)
+}
+
+// FlushAgentFindings writes an agent's attempt rows, positions, clocks and
+// line findings in one transaction and notifies the judges. Incidents in b are an error: agents
 // do not judge.
 //
 // A flush whose COMMIT got no answer (the network dropped it, the flush
@@ -421,7 +483,7 @@ func (s *Store) Flush(ctx context.Context, b detect.Batch) error {
 // rows are taken out of b before writing the rest; when the next flush
 // lands, the ones in doubt never can. Either way every row is written
 // once.
-func (s *Store) FlushAgent(ctx context.Context, b detect.Batch, clocks []Clock, now time.Time) error {
+func (s *Store) FlushAgentFindings(ctx context.Context, b detect.Batch, clocks []Clock, findings []Finding, now time.Time) error {
 	if len(b.Incidents) > 0 || len(b.Quiet) > 0 || len(b.Identities) > 0 {
 		return errors.New("flush: an agent does not write incidents")
 	}
@@ -436,7 +498,7 @@ func (s *Store) FlushAgent(ctx context.Context, b detect.Batch, clocks []Clock, 
 	}
 	for {
 		next := rand.Int64N(math.MaxInt64-1) + 1
-		err := s.flushAgent(ctx, b, clocks, now, next)
+		err := s.flushAgent(ctx, b, clocks, findings, now, next)
 		switch {
 		case err == nil:
 			s.token, s.doubts = next, nil
@@ -468,7 +530,7 @@ func (s *Store) FlushAgent(ctx context.Context, b detect.Batch, clocks []Clock, 
 
 // flushAgent is one try of FlushAgent, replacing the node's flush token
 // with next if it still holds s.token.
-func (s *Store) flushAgent(ctx context.Context, b detect.Batch, clocks []Clock, now time.Time, next int64) error {
+func (s *Store) flushAgent(ctx context.Context, b detect.Batch, clocks []Clock, findings []Finding, now time.Time, next int64) error {
 	return s.flushTx(ctx, b, nil, func(tx *sql.Tx) error {
 		// A flush still open on another connection (its COMMIT held in the
 		// network) holds the node's row: this waits for it to end.
@@ -492,7 +554,17 @@ func (s *Store) flushAgent(ctx context.Context, b detect.Batch, clocks []Clock, 
 				return err
 			}
 		}
-		if b.Attempts != nil && b.Attempts.Len() > 0 {
+		for _, f := range findings {
+			body, err := json.Marshal(f.Incident)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO findings (node, kind, source, grp, lines, body) VALUES ($1, $2, $3, $4, $5, $6)`,
+				s.node, f.Incident.Kind, f.Incident.Source, f.Incident.Group, f.Lines, string(body)); err != nil {
+				return err
+			}
+		}
+		if b.Attempts != nil && b.Attempts.Len() > 0 || len(findings) > 0 {
 			if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, Channel, s.node); err != nil {
 				return err
 			}

@@ -471,8 +471,9 @@ func TestGrants(t *testing.T) {
 	a.Add(event(time.Now(), "203.0.113.7", "c1", "k", ingest.Failure, 1))
 	pos := []detect.Position{{Source: "api", Path: "/var/log/api.log", Inode: 1, Offset: 10}}
 	clk := []postgres.Clock{{Source: "api", Event: time.Now(), Wall: time.Now()}}
+	finding := postgres.Finding{Incident: &detect.Incident{ID: 1, Kind: detect.KindRawCredentials, Source: "api", Group: "source=api", Version: 1}, Lines: 3}
 	for range 2 { // the second flush updates positions and clocks
-		if err := agent.FlushAgent(ctx, detect.Batch{Attempts: a, Positions: pos}, clk, time.Now()); err != nil {
+		if err := agent.FlushAgentFindings(ctx, detect.Batch{Attempts: a, Positions: pos}, clk, []postgres.Finding{finding}, time.Now()); err != nil {
 			t.Fatalf("agent flush: %v", err)
 		}
 		a.Add(event(time.Now(), "203.0.113.7", "c2", "k", ingest.Failure, 2))
@@ -481,7 +482,7 @@ func TestGrants(t *testing.T) {
 		t.Errorf("agent reads its positions: %v", err)
 	}
 	for _, q := range []string{`SELECT count(*) FROM attempts`, `SELECT count(*) FROM incidents`, `UPDATE judge_cursors SET last_id = 0`,
-		`DELETE FROM attempts`} {
+		`DELETE FROM attempts`, `SELECT count(*) FROM findings`, `UPDATE findings SET lines = 0`, `DELETE FROM findings`} {
 		if _, err := agent.DB().ExecContext(ctx, q); err == nil || !strings.Contains(err.Error(), "permission denied") {
 			t.Errorf("agent: %s: err %v, want permission denied", q, err)
 		}
@@ -494,6 +495,16 @@ func TestGrants(t *testing.T) {
 	last, err := judge.ReadAttempts(ctx, "web-1", 0, 10, func(postgres.Row) error { return nil })
 	if err != nil || last == 0 {
 		t.Fatalf("judge reads rows: %d %v", last, err)
+	}
+	var lines int64
+	if _, err := judge.ReadFindings(ctx, "web-1", 0, func(r postgres.FindingRow) error {
+		lines += r.Lines
+		if r.Incident.Kind != detect.KindRawCredentials {
+			t.Errorf("finding read back as %+v", r.Incident)
+		}
+		return nil
+	}); err != nil || lines != 6 {
+		t.Errorf("judge reads the agent's findings: %d lines, %v; want 6", lines, err)
 	}
 	inc := &detect.Incident{ID: 1, Kind: detect.KindSpray, State: detect.StateOpen, Source: "api"}
 	if err := judge.FlushJudge(ctx, detect.Batch{Incidents: []*detect.Incident{inc}}, map[string]int64{"web-1": last}, lease); err != nil {
