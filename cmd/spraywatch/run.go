@@ -766,6 +766,9 @@ func (r *runner) reload(ctx context.Context) {
 	if r.engine != nil {
 		r.engine.SetConfig(cfg.Rules, cfg.AllowList())
 	}
+	if c, ok := r.det.(*counter); ok { // an agent's line findings
+		c.lines.SetConfig(cfg.Rules, cfg.AllowList())
+	}
 	r.addClocks()
 	if r.levelFlag == "" {
 		r.level.Set(parseLevel(cfg.Log.Level))
