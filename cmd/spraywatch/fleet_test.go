@@ -124,12 +124,15 @@ func (f *fleet) start(name string, env ...string) *fleetProc {
 	p := f.procs[name]
 	if p == nil {
 		p = &fleetProc{name: name, role: roleAgent, port: integFreePort(f.t)}
-		if strings.HasPrefix(name, "judge") {
+		switch {
+		case strings.HasPrefix(name, "judge"):
 			p.role = roleJudge
+		case strings.HasPrefix(name, "all"):
+			p.role = roleAll
 		}
 		p.config = filepath.Join(f.dir, name+".yml")
 		writeFile(f.t, p.config, fmt.Sprintf(fleetConfig, f.procURL, f.dir, name, p.port, loggen.LogFormat, loggen.IdentityPath, f.slack.APIURL()), 0o644)
-		if p.role == roleAgent {
+		if p.role != roleJudge {
 			f.logs[name] = f.open(name)
 		}
 		f.procs[name] = p
@@ -1285,4 +1288,59 @@ func TestFleetQuietNodeReported(t *testing.T) {
 	})
 	f.start("web-2")
 	waitUntil(t, 30*time.Second, "web-2 live again", func() bool { code, _ := f.health("judge-1"); return code == http.StatusOK })
+}
+
+// The single-node daemon on PostgreSQL (--role all) through the same black
+// hole (40 s), beginning on the answer to one of its COMMITs: the flush
+// times out (the store's FlushTimeout, 30 s), /healthz says the database
+// is failing meanwhile (it said 200 "written" throughout before), and once the hole ends the retried
+// flush finds the one in doubt written and writes only the rest, so every
+// line is counted exactly once.
+func TestRunAllOnPostgresBlackHole(t *testing.T) {
+	f := newFleet(t, false)
+	u, _ := url.Parse(f.url)
+	hole := startBlackHole(t, u.Host)
+	u.Host = hole.addr()
+	f.procURL = u.String()
+	const node = "all-1"
+	f.start(node)
+	write := func(k int) {
+		var lines []string
+		for i := range 50 {
+			lines = append(lines, fleetLine(time.Now(), fmt.Sprintf("198.18.%d.%d", k%200, i+1), fmt.Sprintf("client-%04d", i), "sk_live_c000", 200))
+		}
+		f.write(node, lines...)
+	}
+	write(0)
+	f.waitCounted(30 * time.Second)
+	hole.atNextAgentCommit()
+	for k := 1000; !hole.holding(); k++ {
+		if k > 1500 {
+			t.Fatal("the daemon committed nothing in 10 s")
+		}
+		write(k)
+		time.Sleep(20 * time.Millisecond)
+	}
+	down := time.Now()
+	var saw, last string
+	for k := 1; time.Since(down) < 40*time.Second; k++ {
+		write(k)
+		time.Sleep(500 * time.Millisecond)
+		if code, body := f.healthNow(node); code == http.StatusServiceUnavailable && strings.Contains(body, "database") {
+			saw = body
+		} else {
+			last = fmt.Sprintf("%d %q", code, body)
+		}
+	}
+	if saw == "" {
+		t.Errorf("/healthz during the black hole: never 503 naming the database; last: %s", last)
+	}
+	hole.set(false)
+	f.waitCounted(90 * time.Second)
+	time.Sleep(2 * time.Second) // a commit held in the network would land by now
+	f.checkCounts()
+	waitShowing(t, 60*time.Second, "health back", func() bool { code, _ := f.healthNow(node); return code == http.StatusOK },
+		func() string { _, body := f.healthNow(node); return body })
+	f.checkCounts()
+	t.Logf("lines %v; /healthz during the hole: %s", f.lines, strings.TrimSpace(saw))
 }

@@ -93,6 +93,8 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// MaxConns bounds the pool. Default 4.
 	MaxConns int
+	// FlushTimeout bounds a Flush of a node's rows. Default 30s.
+	FlushTimeout time.Duration
 }
 
 // Store is the PostgreSQL store. It is safe for concurrent use.
@@ -107,14 +109,16 @@ type Store struct {
 	standbyMu sync.Mutex
 	standby   *pgx.Conn
 
-	// An agent's flush chain: token is what nodes.flush holds after this
-	// agent's last flush known written; doubts are the flushes since
-	// whose COMMIT got no answer, each with a copy of the rows it wrote.
-	agentMu    sync.Mutex
-	tokenKnown bool
-	token      int64
-	doubts     []doubtFlush
-	landed     atomic.Int64
+	// A node's flush chain (an agent's, or a single-node daemon's or a
+	// replay's): token is what nodes.flush holds after this node's last
+	// flush known written; doubts are the flushes since whose COMMIT got
+	// no answer, each with a copy of the rows it wrote.
+	agentMu      sync.Mutex
+	flushTimeout time.Duration
+	tokenKnown   bool
+	token        int64
+	doubts       []doubtFlush
+	landed       atomic.Int64
 }
 
 // LandedInDoubt counts the agent's flushes that got no answer to their
@@ -151,7 +155,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	db.SetMaxOpenConns(o.MaxConns)
 	db.SetMaxIdleConns(o.MaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &Store{db: db, cfg: cfg, node: o.Node, url: Redact(o.URL)}
+	if o.FlushTimeout <= 0 {
+		o.FlushTimeout = 30 * time.Second
+	}
+	s := &Store{db: db, cfg: cfg, node: o.Node, url: Redact(o.URL), flushTimeout: o.FlushTimeout}
 	switch {
 	case o.ReadOnly:
 		err = db.PingContext(ctx)
@@ -410,8 +417,15 @@ type Clock struct {
 // does: the node's attempt rows and positions, the incidents and the
 // outbox (Extra). The rows it writes count as judged. On success the
 // batch's attempts are cleared.
+//
+// With a node, flushes are chained by the node's flush token as an agent's
+// are (see FlushAgentFindings), so that a flush whose COMMIT got no answer
+// and landed all the same is not written twice when retried; and each
+// flush is bounded by FlushTimeout, so that a database that stops
+// answering (a network black hole) is an error the caller sees and
+// reports, not a flush that hangs.
 func (s *Store) Flush(ctx context.Context, b detect.Batch) error {
-	return s.flush(ctx, b, func(tx *sql.Tx) error {
+	cursors := func(tx *sql.Tx) error {
 		if s.node == "" {
 			return nil
 		}
@@ -419,6 +433,17 @@ func (s *Store) Flush(ctx context.Context, b detect.Batch) error {
 			SELECT $1::text, COALESCE(MAX(id), 0) FROM attempts WHERE node = $1::text
 			ON CONFLICT (node) DO UPDATE SET last_id = excluded.last_id`, s.node)
 		return err
+	}
+	if s.node == "" {
+		return s.flush(ctx, b, cursors)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.flushTimeout)
+	defer cancel()
+	s.agentMu.Lock()
+	defer s.agentMu.Unlock()
+	now := time.Now()
+	return s.chained(ctx, b, func(next int64) error {
+		return s.flushTx(ctx, b, func(tx *sql.Tx) error { return s.swapToken(ctx, tx, now, next) }, cursors)
 	})
 }
 
@@ -489,6 +514,14 @@ func (s *Store) FlushAgentFindings(ctx context.Context, b detect.Batch, clocks [
 	}
 	s.agentMu.Lock()
 	defer s.agentMu.Unlock()
+	return s.chained(ctx, b, func(next int64) error { return s.flushAgent(ctx, b, clocks, findings, now, next) })
+}
+
+// chained runs try, a flush that replaces the node's flush token with next
+// if it still holds s.token, until it is written once: after a flush in
+// doubt it looks at which token the node holds, and when that is one in
+// doubt, takes its rows out of b and tries again. The caller holds agentMu.
+func (s *Store) chained(ctx context.Context, b detect.Batch, try func(next int64) error) error {
 	if !s.tokenKnown {
 		err := s.db.QueryRowContext(ctx, `SELECT flush FROM nodes WHERE node = $1`, s.node).Scan(&s.token)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -498,7 +531,7 @@ func (s *Store) FlushAgentFindings(ctx context.Context, b detect.Batch, clocks [
 	}
 	for {
 		next := rand.Int64N(math.MaxInt64-1) + 1
-		err := s.flushAgent(ctx, b, clocks, findings, now, next)
+		err := try(next)
 		switch {
 		case err == nil:
 			s.token, s.doubts = next, nil
@@ -528,22 +561,31 @@ func (s *Store) FlushAgentFindings(ctx context.Context, b detect.Batch, clocks [
 	}
 }
 
+// swapToken replaces the node's flush token with next if it still holds
+// s.token (ErrFlushConflict otherwise). A flush still open on another
+// connection (its COMMIT held in the network) holds the node's row: this
+// waits for it to end.
+func (s *Store) swapToken(ctx context.Context, tx *sql.Tx, now time.Time, next int64) error {
+	res, err := tx.ExecContext(ctx, `INSERT INTO nodes (node, seen, flush) VALUES ($1, $2, $3)
+		ON CONFLICT (node) DO UPDATE SET seen = excluded.seen, flush = excluded.flush WHERE nodes.flush = $4`,
+		s.node, now.UnixNano(), next, s.token)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		if err == nil {
+			err = ErrFlushConflict
+		}
+		return err
+	}
+	return nil
+}
+
 // flushAgent is one try of FlushAgent, replacing the node's flush token
 // with next if it still holds s.token.
 func (s *Store) flushAgent(ctx context.Context, b detect.Batch, clocks []Clock, findings []Finding, now time.Time, next int64) error {
 	return s.flushTx(ctx, b, nil, func(tx *sql.Tx) error {
-		// A flush still open on another connection (its COMMIT held in the
-		// network) holds the node's row: this waits for it to end.
-		res, err := tx.ExecContext(ctx, `INSERT INTO nodes (node, seen, flush) VALUES ($1, $2, $3)
-			ON CONFLICT (node) DO UPDATE SET seen = excluded.seen, flush = excluded.flush WHERE nodes.flush = $4`,
-			s.node, now.UnixNano(), next, s.token)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n != 1 {
-			if err == nil {
-				err = ErrFlushConflict
-			}
+		if err := s.swapToken(ctx, tx, now, next); err != nil {
 			return err
 		}
 		for _, c := range clocks {
