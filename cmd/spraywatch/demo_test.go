@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -72,5 +73,72 @@ func TestBundledDemoLog(t *testing.T) {
 	summary = summary[:strings.Index(summary, "\n")+1]
 	if !strings.Contains(block, summary) {
 		t.Errorf("the README's demo output lacks the replay's summary line:\n%s", summary)
+	}
+}
+
+// explain follows evidence across rotation: to the renamed file by its
+// inode, to a compressed copy by content (the line must name one of the
+// incident's addresses), and never shows the line at the same offset of
+// another file that took the name.
+func TestExplainAfterRotation(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "access.log")
+	f, _ := os.Open("../../testdata/demo/access.log.gz")
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(zr)
+	f.Close()
+	if err := os.WriteFile(log, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := os.ReadFile("../../testdata/demo/spraywatch.yml")
+	os.WriteFile(filepath.Join(dir, "spraywatch.yml"), cfg, 0o644)
+	db := filepath.Join(dir, "case.db")
+	if code, _, stderr := runCLI(t, "replay", "--config", filepath.Join(dir, "spraywatch.yml"), "--db", db, log); code != 0 {
+		t.Fatalf("replay: exit %d: %s", code, stderr)
+	}
+	explain := func() string {
+		t.Helper()
+		code, out, stderr := runCLI(t, "explain", "--db", db, "1") // the spray
+		if code != 0 {
+			t.Fatalf("explain: exit %d: %s", code, stderr)
+		}
+		return out
+	}
+	evidence := func(out string) []string {
+		return strings.Split(strings.TrimSpace(out[strings.Index(out, "\nevidence ("):]), "\n")[1:]
+	}
+	lines := evidence(explain())
+	if len(lines) == 0 || !strings.Contains(lines[0], "203.0.113.66") {
+		t.Fatalf("no spray evidence before rotation: %v", lines)
+	}
+	// Rotated by rename; a new file takes the name, its lines of another address.
+	os.Rename(log, log+".1")
+	os.WriteFile(log, []byte(strings.Repeat(`198.51.100.1 - - [27/Nov/2026:07:00:00 +0000] "GET /api/v1/clients/x/resource HTTP/1.1" 200 5 "-" "c" key=sk_live_aaaa rt=0.001`+"\n", 60000)), 0o644)
+	for _, l := range evidence(explain()) {
+		if !strings.Contains(l, log+".1 (byte") || !strings.Contains(l, "203.0.113.66") {
+			t.Fatalf("after a rename, evidence line not read from access.log.1: %s", l)
+		}
+	}
+	// access.log.1 compressed (logrotate's delaycompress, a cycle later).
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(data)
+	zw.Close()
+	os.WriteFile(log+".2.gz", gz.Bytes(), 0o644)
+	os.Remove(log + ".1")
+	for _, l := range evidence(explain()) {
+		if !strings.Contains(l, log+".2.gz (compressed since; matched by content) (byte") || !strings.Contains(l, "203.0.113.66") {
+			t.Fatalf("after compression, evidence line not matched in access.log.2.gz: %s", l)
+		}
+	}
+	// And gone: unavailable, saying why, never the new file's line.
+	os.Remove(log + ".2.gz")
+	for _, l := range evidence(explain()) {
+		if !strings.Contains(l, "unavailable: "+log+" has been rotated since") || strings.Contains(l, "198.51.100.1") {
+			t.Fatalf("with the rotated file gone: %s", l)
+		}
 	}
 }
