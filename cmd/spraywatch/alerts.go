@@ -181,7 +181,7 @@ func explain(ctx context.Context, w io.Writer, store readStore, id int64, all bo
 			fmt.Fprintln(w, " ", s)
 		}
 	}
-	fmt.Fprintf(w, "\nevidence (%d lines, as FILE (byte OFFSET), credentials as above):\n", len(inc.Evidence))
+	fmt.Fprintf(w, "\nevidence (%s, as FILE (byte OFFSET), credentials as above):\n", counted(len(inc.Evidence), "line", "lines"))
 	if node == "" {
 		node, _ = os.Hostname()
 	}
