@@ -921,15 +921,7 @@ func TestFleetDatabaseOutage(t *testing.T) {
 	}
 	f.start("judge-1")
 	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() != "" })
-	write := func(k int) {
-		for _, n := range nodes3 {
-			var lines []string
-			for i := range 50 {
-				lines = append(lines, fleetLine(time.Now(), fmt.Sprintf("198.18.%d.%d", k%200, i+1), fmt.Sprintf("client-%04d", i), "sk_live_c000", 200))
-			}
-			f.write(n, lines...)
-		}
-	}
+	write := func(k int) { f.writeBenign(nodes3, k) }
 	write(0)
 	f.waitCounted(30 * time.Second)
 	if err := f.srv.StopServer(); err != nil {
@@ -1129,6 +1121,18 @@ func TestFleetDatabaseBlackHole(t *testing.T) {
 	t.Logf("flushes in doubt found written after the hole: %d; lines per node %v", found, f.lines)
 }
 
+// writeBenign writes round k of benign traffic to each node's log: 50
+// successful calls from 198.18.k.1-50.
+func (f *fleet) writeBenign(nodes []string, k int) {
+	for _, n := range nodes {
+		var lines []string
+		for i := range 50 {
+			lines = append(lines, fleetLine(time.Now(), fmt.Sprintf("198.18.%d.%d", k%200, i+1), fmt.Sprintf("client-%04d", i), "sk_live_c000", 200))
+		}
+		f.write(n, lines...)
+	}
+}
+
 // throughBlackHole puts a black hole between the processes started from
 // now on and PostgreSQL.
 func (f *fleet) throughBlackHole() *blackHole {
@@ -1148,15 +1152,7 @@ func (f *fleet) throughBlackHole() *blackHole {
 func (f *fleet) holdACommit(hole *blackHole, nodes []string, d time.Duration, health ...string) {
 	t := f.t
 	t.Helper()
-	write := func(k int) {
-		for _, n := range nodes {
-			var lines []string
-			for i := range 50 {
-				lines = append(lines, fleetLine(time.Now(), fmt.Sprintf("198.18.%d.%d", k%200, i+1), fmt.Sprintf("client-%04d", i), "sk_live_c000", 200))
-			}
-			f.write(n, lines...)
-		}
-	}
+	write := func(k int) { f.writeBenign(nodes, k) }
 	write(0)
 	f.waitCounted(30 * time.Second)
 	hole.atNextAgentCommit()

@@ -213,13 +213,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
-	a := s.def
-	if ma, ok := s.byMethod[m.Method]; ok {
-		a = ma
-	}
-	if len(s.queue) > 0 {
-		a, s.queue = s.queue[0], s.queue[1:]
-	}
+	a := s.next(m.Method)
 	ok := a.Status == 0 && a.SlackError == ""
 	if ok && m.Method == "chat.postMessage" {
 		m.TS = s.ts()
@@ -295,18 +289,25 @@ func (s *Server) find(ts string) int {
 	return -1
 }
 
-// read answers conversations.history (top-level messages, newest first) and
-// conversations.replies (a thread's parent and replies, oldest first),
-// between oldest and latest, limit at a time, the cursor being an offset.
-func (s *Server) read(w http.ResponseWriter, m Message, form url.Values) {
-	s.mu.Lock()
+// next is the answer to a request of method: the next queued one, else
+// the method's own, else the default. s.mu is held.
+func (s *Server) next(method string) Answer {
 	a := s.def
-	if ma, ok := s.byMethod[m.Method]; ok {
+	if ma, ok := s.byMethod[method]; ok {
 		a = ma
 	}
 	if len(s.queue) > 0 {
 		a, s.queue = s.queue[0], s.queue[1:]
 	}
+	return a
+}
+
+// read answers conversations.history (top-level messages, newest first) and
+// conversations.replies (a thread's parent and replies, oldest first),
+// between oldest and latest, limit at a time, the cursor being an offset.
+func (s *Server) read(w http.ResponseWriter, m Message, form url.Values) {
+	s.mu.Lock()
+	a := s.next(m.Method)
 	m.Accepted = a.Status == 0 && a.SlackError == ""
 	s.received = append(s.received, m)
 	var list []Posted
