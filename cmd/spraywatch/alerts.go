@@ -51,6 +51,9 @@ func (f *dbFlags) open(ctx context.Context) (readStore, *Config, error) {
 	if db == "" {
 		return nil, nil, fmt.Errorf("%w: --db or --config is required", errUsage)
 	}
+	if err := checkDatabaseArg(db); err != nil {
+		return nil, nil, err
+	}
 	if postgres.IsURL(db) {
 		pcfg := Config{Database: db, DatabasePasswordFile: os.Getenv(envPasswordFile)}
 		if cfg != nil && cfg.Database == db {

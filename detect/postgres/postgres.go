@@ -25,6 +25,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -69,8 +70,22 @@ const lockClass = 0x73707279
 // IsURL reports whether a database setting names PostgreSQL rather than a
 // SQLite file.
 func IsURL(s string) bool {
-	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+	l := strings.ToLower(s)
+	return strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://")
 }
+
+// keywordDSN matches libpq's keyword/value connection strings
+// ("host=db dbname=spraywatch password=…").
+var keywordDSN = regexp.MustCompile(`(?i)(^|\s)(host|hostaddr|port|dbname|user|password|passfile|sslmode|service)\s*=`)
+
+// IsKeywordDSN reports whether s is a libpq keyword/value connection
+// string rather than a URL or a file path. Such a string may hold a
+// password, so it must never be echoed, logged or taken for a file name.
+func IsKeywordDSN(s string) bool { return !IsURL(s) && keywordDSN.MatchString(s) }
+
+// ErrKeywordDSN: a libpq keyword/value string was given where a URL is
+// needed.
+var ErrKeywordDSN = errors.New("a libpq keyword/value connection string (not shown: it may hold a password) is not supported; write it as a postgres://user@host:port/dbname URL, with the password in database_password_file or database_password_env")
 
 // Options configure Open.
 type Options struct {
@@ -187,8 +202,10 @@ func CheckURL(raw string) error {
 	if _, ok := u.User.Password(); ok {
 		return fmt.Errorf("database %s: %w", Redact(raw), ErrPasswordInURL)
 	}
-	if q := u.Query(); q.Has("password") {
-		return fmt.Errorf("database %s: %w", Redact(raw), ErrPasswordInURL)
+	for k := range u.Query() {
+		if strings.EqualFold(k, "password") {
+			return fmt.Errorf("database %s: %w", Redact(raw), ErrPasswordInURL)
+		}
 	}
 	return nil
 }
