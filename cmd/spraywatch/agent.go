@@ -75,13 +75,25 @@ type agentStore struct {
 // cannot start reading before it knows its saved positions).
 func openAgentStore(ctx context.Context, cfg Config, log *slog.Logger) (*agentStore, error) {
 	node := nodeName(cfg)
+	secret, err := fleetSecret(cfg)
+	if err != nil {
+		return nil, err
+	}
+	check := postgres.SecretCheck(secret)
 	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
-		s, err := openPostgres(ctx, cfg, postgres.Options{Node: node, NoMigrate: true})
+		s, err := openPostgres(ctx, cfg, postgres.Options{Node: node, NoMigrate: true, SecretCheck: check})
 		if err == nil {
 			a := &agentStore{Store: s, log: log}
-			if a.lease, err = s.LockNode(ctx); err == nil {
-				log.Info("agent connected", "node", node, "database", s.Path())
-				return a, nil
+			var judges string
+			if judges, err = s.FleetSecretCheck(ctx); err == nil && judges != "" && judges != check {
+				s.Close()
+				return nil, fmt.Errorf("%w: fingerprint_secret_file: %s: %w", errConfig, cfg.FingerprintSecretFile, errOtherSecret)
+			}
+			if err == nil {
+				if a.lease, err = s.LockNode(ctx); err == nil {
+					log.Info("agent connected", "node", node, "database", s.Path())
+					return a, nil
+				}
 			}
 			s.Close()
 		}

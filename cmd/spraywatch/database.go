@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"regexp"
 	"time"
@@ -121,6 +123,27 @@ func openPostgres(ctx context.Context, cfg Config, o postgres.Options) (*postgre
 	o.URL, o.Password = cfg.Database, pw
 	return postgres.Open(ctx, o)
 }
+
+// fleetSecret reads the fingerprint secret of an agent or a judge. Unlike
+// a single node, a fleet member never creates it: every node and judge
+// must share one secret, or one whole key gets another label on each
+// node, so a missing file is a configuration error saying what to do.
+func fleetSecret(cfg Config) ([]byte, error) {
+	b, err := os.ReadFile(cfg.FingerprintSecretFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%w: fingerprint_secret_file: %s does not exist: in a fleet every agent and judge uses the same secret, so it is not created here; create it once (head -c 32 /dev/urandom > FILE; chmod 600 FILE) and copy it to every node and judge", errConfig, cfg.FingerprintSecretFile)
+	case err != nil:
+		return nil, fmt.Errorf("%w: fingerprint_secret_file: %s", errConfig, fileProblem(cfg.FingerprintSecretFile, err))
+	case len(b) < 16:
+		return nil, fmt.Errorf("%w: fingerprint_secret_file: %s holds %d bytes, fewer than 16", errConfig, cfg.FingerprintSecretFile, len(b))
+	}
+	return b, nil
+}
+
+// errOtherSecret: this fleet member's fingerprint secret is not the
+// judge's.
+var errOtherSecret = errors.New("this node's fingerprint secret is not the judge's: whole keys would get other labels here than on the other nodes, and an attack across nodes would look like several; copy the judge's fingerprint_secret_file to this node")
 
 // checkDatabaseArg refuses a --db that is a libpq keyword/value string,
 // which would otherwise be taken for a SQLite file name (and may hold a

@@ -11,6 +11,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -1320,4 +1321,53 @@ func TestRunAllOnPostgresBlackHole(t *testing.T) {
 	f.holdACommit(hole, []string{"all-1"}, 40*time.Second, "all-1")
 	f.checkCounts()
 	t.Logf("lines %v", f.lines)
+}
+
+// Every fleet member must use one fingerprint secret: an agent whose
+// secret is missing is refused (not given a new one of its own), one
+// whose secret is not the judge's is refused at start, and a judge taking
+// over reports a node that flushed under another secret.
+func TestFleetSecretMustBeShared(t *testing.T) {
+	f := newFleet(t, false)
+	f.start("judge-1")
+	waitShowing(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() != "" }, f.state)
+	f.start("web-1")
+	f.write("web-1", fleetLine(time.Now(), "198.18.0.1", "client-0001", "sk_live_c000", 200))
+	f.waitCounted(30 * time.Second)
+
+	other := filepath.Join(f.dir, "other.key")
+	writeFile(t, other, strings.Repeat("o", 32), 0o600)
+	for _, tc := range []struct{ name, key, want string }{
+		{"web-2", other, "this node's fingerprint secret is not the judge's"},
+		{"web-3", filepath.Join(f.dir, "absent.key"), "does not exist: in a fleet every agent and judge uses the same secret, so it is not created here"},
+	} {
+		cfg := fmt.Sprintf(fleetConfig, f.procURL, f.dir, tc.name, integFreePort(t), loggen.LogFormat, loggen.IdentityPath, f.slack.APIURL())
+		cfg = strings.Replace(cfg, filepath.Join(f.dir, "fingerprint.key"), tc.key, 1)
+		path := filepath.Join(f.dir, tc.name+".yml")
+		writeFile(t, path, cfg, 0o644)
+		writeFile(t, filepath.Join(f.dir, tc.name+".log"), "", 0o644)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		cmd := exec.CommandContext(ctx, os.Args[0], "run", "--config", path, "--role", roleAgent)
+		cmd.Env = append(os.Environ(), rtMainEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if code := cmd.ProcessState.ExitCode(); err == nil || code != exitUsage || !strings.Contains(string(out), tc.want) {
+			t.Errorf("agent %s with secret %s: exit %d (%v), want %d saying %q:\n%s", tc.name, tc.key, code, err, exitUsage, tc.want, lastLines(string(out), 10))
+		}
+		if _, err := os.Stat(filepath.Join(f.dir, "absent.key")); err == nil {
+			t.Errorf("agent %s created a fingerprint secret of its own", tc.name)
+		}
+	}
+
+	// web-1 as if it had flushed under another secret: the next judge says so.
+	f.stop("web-1")
+	if _, err := f.db.Exec(`UPDATE nodes SET secret_check = 'deadbeefdeadbeef' WHERE node = 'web-1'`); err != nil {
+		t.Fatal(err)
+	}
+	f.kill("judge-1")
+	j := f.start("judge-2")
+	waitShowing(t, 30*time.Second, "judge-2 to report web-1's secret", func() bool {
+		s := j.stderr.String()
+		return strings.Contains(s, "node uses another fingerprint secret than this judge") && strings.Contains(s, "node=web-1")
+	}, func() string { return lastLines(j.stderr.String(), 20) + "\n" + f.state() })
 }

@@ -141,6 +141,33 @@ func runJudge(ctx context.Context, g *globals, cfg Config, noCred map[string]boo
 	return nil
 }
 
+// checkSecrets publishes the judge's secret check for agents starting
+// later, and reports every node that flushed under another secret: its
+// whole keys get other labels, so an attack across it and the others
+// looks like several.
+func (j *fleetJudge) checkSecrets(ctx context.Context) {
+	secret, err := fleetSecret(j.cfg)
+	if err != nil {
+		j.log.Error("cannot check the nodes' fingerprint secrets", "err", err)
+		return
+	}
+	mine := postgres.SecretCheck(secret)
+	if err := j.store.PublishSecretCheck(ctx, mine); err != nil {
+		j.log.Error("cannot publish the judge's secret check for agents", "err", err)
+	}
+	checks, err := j.store.NodeSecretChecks(ctx)
+	if err != nil {
+		j.log.Error("cannot read the nodes' secret checks", "err", err)
+		return
+	}
+	for node, c := range checks {
+		if c != "" && c != mine {
+			j.log.Error("node uses another fingerprint secret than this judge: its whole keys get other labels, and an attack across it and other nodes looks like several; copy the judge's fingerprint_secret_file to it and restart it",
+				"node", node)
+		}
+	}
+}
+
 // run is one term as the active judge, until ctx ends, the lease is lost
 // or another judge took over.
 func (j *fleetJudge) run(parent context.Context, lease *postgres.Lease) error {
@@ -181,6 +208,7 @@ func (j *fleetJudge) run(parent context.Context, lease *postgres.Lease) error {
 	go j.store.Listen(ctx, wake, time.Second, func(err error) {
 		j.log.Warn("LISTEN connection broke; polling meanwhile", "err", err)
 	})
+	j.checkSecrets(ctx)
 	j.setActive(true)
 	j.log.Info("judging the fleet", "restored_watermark", j.engine.Watermark().UTC(), "nodes", len(j.cursors))
 	poll := time.NewTicker(j.cfg.PollInterval)

@@ -176,7 +176,12 @@ func runDaemon(ctx context.Context, g *globals, path, role string, levelFlag, fo
 		r.log = slog.New(slog.NewTextHandler(g.stderr, opts))
 	}
 	defer governMemory(int64(cfg.MemoryLimitMB) << 20).Stop()
-	if r.secret, err = loadSecret(cfg.FingerprintSecretFile); err != nil {
+	if role == roleAll {
+		r.secret, err = loadSecret(cfg.FingerprintSecretFile)
+	} else {
+		r.secret, err = fleetSecret(cfg)
+	}
+	if err != nil {
 		return err
 	}
 	if err := r.buildParsers(cfg); err != nil {

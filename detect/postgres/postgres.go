@@ -16,7 +16,10 @@ package postgres
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,6 +113,57 @@ type Options struct {
 	MaxConns int
 	// FlushTimeout bounds a Flush of a node's rows. Default 30s.
 	FlushTimeout time.Duration
+	// SecretCheck is SecretCheck(the node's fingerprint secret), written
+	// with every flush of the node's rows.
+	SecretCheck string
+}
+
+// secretCheckText is what SecretCheck hashes.
+const secretCheckText = "spraywatch fingerprint secret check"
+
+// SecretCheck is a keyed hash of a fixed text under secret: equal for
+// equal secrets, and telling nothing of the secret itself.
+func SecretCheck(secret []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(secretCheckText))
+	return hex.EncodeToString(m.Sum(nil))[:16]
+}
+
+// PublishSecretCheck records the judge's secret check for agents to
+// compare theirs with (FleetSecretCheck).
+func (s *Store) PublishSecretCheck(ctx context.Context, check string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO fleet_settings VALUES ('secret_check', $1)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, check)
+	return err
+}
+
+// FleetSecretCheck is the judge's published secret check, "" if none yet.
+func (s *Store) FleetSecretCheck(ctx context.Context) (string, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM fleet_settings WHERE key = 'secret_check'`).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return v, err
+}
+
+// NodeSecretChecks maps each node that has flushed to its secret check
+// ("" for one that has not written it yet).
+func (s *Store) NodeSecretChecks(ctx context.Context) (map[string]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT node, secret_check FROM nodes`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var n, c string
+		if err := rows.Scan(&n, &c); err != nil {
+			return nil, err
+		}
+		out[n] = c
+	}
+	return out, rows.Err()
 }
 
 // Store is the PostgreSQL store. It is safe for concurrent use.
@@ -130,6 +184,7 @@ type Store struct {
 	// no answer, each with a copy of the rows it wrote.
 	agentMu      sync.Mutex
 	flushTimeout time.Duration
+	secretCheck  string
 	tokenKnown   bool
 	token        int64
 	doubts       []doubtFlush
@@ -173,7 +228,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.FlushTimeout <= 0 {
 		o.FlushTimeout = 30 * time.Second
 	}
-	s := &Store{db: db, cfg: cfg, node: o.Node, url: Redact(o.URL), flushTimeout: o.FlushTimeout}
+	s := &Store{db: db, cfg: cfg, node: o.Node, url: Redact(o.URL), flushTimeout: o.FlushTimeout, secretCheck: o.SecretCheck}
 	switch {
 	case o.ReadOnly:
 		err = db.PingContext(ctx)
@@ -369,6 +424,15 @@ CREATE TABLE IF NOT EXISTS nodes (
 -- was held in the network and landed after the agent gave up on it is
 -- found, not written again.
 ALTER TABLE nodes ADD COLUMN IF NOT EXISTS flush BIGINT NOT NULL DEFAULT 0;
+-- secret_check: a keyed hash of a fixed text under the node's fingerprint
+-- secret (it tells nothing of the secret), so that the judge can see a node
+-- whose whole keys get other labels than everyone else's.
+ALTER TABLE nodes ADD COLUMN IF NOT EXISTS secret_check TEXT NOT NULL DEFAULT '';
+-- fleet_settings: what the judge publishes to agents (its secret_check).
+CREATE TABLE IF NOT EXISTS fleet_settings (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS node_clocks (
 	node    TEXT NOT NULL,
 	source  TEXT NOT NULL,
@@ -583,9 +647,10 @@ func (s *Store) chained(ctx context.Context, b detect.Batch, try func(next int64
 // connection (its COMMIT held in the network) holds the node's row: this
 // waits for it to end.
 func (s *Store) swapToken(ctx context.Context, tx *sql.Tx, now time.Time, next int64) error {
-	res, err := tx.ExecContext(ctx, `INSERT INTO nodes (node, seen, flush) VALUES ($1, $2, $3)
-		ON CONFLICT (node) DO UPDATE SET seen = excluded.seen, flush = excluded.flush WHERE nodes.flush = $4`,
-		s.node, now.UnixNano(), next, s.token)
+	res, err := tx.ExecContext(ctx, `INSERT INTO nodes (node, seen, flush, secret_check) VALUES ($1, $2, $3, $5)
+		ON CONFLICT (node) DO UPDATE SET seen = excluded.seen, flush = excluded.flush, secret_check = excluded.secret_check
+		WHERE nodes.flush = $4`,
+		s.node, now.UnixNano(), next, s.token, s.secretCheck)
 	if err != nil {
 		return err
 	}
