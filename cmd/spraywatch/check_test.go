@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -121,5 +123,21 @@ func TestCheckWarnsAboutState(t *testing.T) {
 	}
 	if strings.Contains(report, "fingerprint_secret_file") {
 		t.Errorf("a secret that run can create is reported:\n%s", report)
+	}
+}
+
+// A judge reads no logs: check --role judge validates the config without
+// reading the sources' paths, which a judge host does not have.
+func TestCheckJudgeReadsNoLogs(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "judge.yml")
+	os.WriteFile(file, []byte("database: "+dir+"/sw.db\nsources: [{name: api, format: nginx, paths: [/nonexistent/api.log], log_format: combined, identity: {remote_user: true}}]\n"), 0o600)
+	var out, errb bytes.Buffer
+	g := &globals{stdout: &out, stderr: &errb, logLevel: "warn"}
+	if err := runCheck(context.Background(), g, &checkFlags{config: file, role: roleJudge}, checkNow); err != nil || !strings.Contains(out.String(), "ok (judge") {
+		t.Errorf("check --role judge: %v\n%s%s", err, out.String(), errb.String())
+	}
+	if report, err := checkReport(t, file); err == nil || !strings.Contains(report, "/nonexistent/api.log") {
+		t.Errorf("check (all) of a missing log: %v\n%s", err, report)
 	}
 }
