@@ -69,6 +69,10 @@ type Engine struct {
 
 	win      *detect.Windows
 	attempts *detect.Attempts
+	// spare is a written batch's emptied aggregate, kept for the next
+	// batch: a busy daemon fills one a second, and growing a fresh map to a
+	// hundred thousand rows each time is garbage the collector must chase.
+	spare *detect.Attempts
 
 	open      map[openKey]*tracked
 	live      map[int64]*tracked // every incident not yet closed
@@ -725,7 +729,11 @@ func (e *Engine) TickSource(source string, now time.Time) {
 func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident) {
 	b := extra
 	b.Attempts = e.attempts
-	e.attempts = detect.NewAttempts()
+	if e.spare != nil {
+		e.attempts, e.spare = e.spare, nil
+	} else {
+		e.attempts = detect.NewAttempts()
+	}
 	b.Identities = e.newIdents
 	e.newIdents = map[int64][]string{}
 	ids := make([]int64, 0, len(e.changed))
@@ -777,14 +785,16 @@ type Flusher interface {
 func (e *Engine) Flush(ctx context.Context, s Flusher, extra detect.Batch) ([]detect.Incident, error) {
 	b, snaps := e.TakeBatch(extra)
 	if err := s.Flush(ctx, b); err != nil {
-		e.requeue(b)
+		e.Requeue(b)
 		return nil, err
 	}
+	e.Recycle(b.Attempts)
 	return snaps, nil
 }
 
-// requeue puts an unwritten batch back.
-func (e *Engine) requeue(b detect.Batch) {
+// Requeue puts back a batch from TakeBatch that could not be written,
+// merged with what came since, for the next batch: nothing pending is lost.
+func (e *Engine) Requeue(b detect.Batch) {
 	b.Attempts.Absorb(e.attempts)
 	e.attempts = b.Attempts
 	for id, idents := range b.Identities {
@@ -803,6 +813,14 @@ func (e *Engine) requeue(b detect.Batch) {
 			snap := *inc
 			e.changed[inc.ID] = &tracked{inc: &snap}
 		}
+	}
+}
+
+// Recycle hands back the aggregate of a batch from TakeBatch once it is
+// written (and so empty), to hold the rows of a later batch.
+func (e *Engine) Recycle(a *detect.Attempts) {
+	if a != nil && a.Len() == 0 && a != e.attempts {
+		e.spare = a
 	}
 }
 
