@@ -177,6 +177,21 @@ type tracked struct {
 	// the attack did not use, or with a credential it did not use.
 	notFromIP, notWithCred bool
 	last                   int64 // Unix seconds of the latest activity
+	// nets are the networks of a network stuffing incident that other
+	// networks joined (a botnet storm), its own included; nil otherwise.
+	nets map[netip.Prefix]struct{}
+}
+
+// groupKeys returns the groups an incident is open on: the one it was
+// raised on and the networks that joined it.
+func (tr *tracked) groupKeys() []detect.GroupKey {
+	keys := []detect.GroupKey{tr.key}
+	for n := range tr.nets {
+		if n != tr.key.Net {
+			keys = append(keys, detect.GroupKey{Grouping: detect.ByNet, Source: tr.key.Source, Net: n})
+		}
+	}
+	return keys
 }
 
 // NewEngine returns an engine with empty windows.
@@ -621,7 +636,9 @@ func (e *Engine) closeIdle() {
 			tr.inc.State = detect.StateClosed
 			e.changed[id] = tr
 			delete(e.live, id)
-			delete(e.open, openKey{tr.key, tr.inc.Kind})
+			for _, k := range tr.groupKeys() {
+				delete(e.open, openKey{k, tr.inc.Kind})
+			}
 		}
 	}
 }
@@ -843,7 +860,11 @@ func summary(tr *tracked) string {
 	case KindBruteForce:
 		return fmt.Sprintf("%d credentials tried against %s from %d address(es) (%d attempts)", len(inc.Credentials), short(inc.IdentitySample, 1), len(inc.IPs), inc.Attempts)
 	case KindStuffing:
-		return fmt.Sprintf("%s tried %d identities with about one credential each (%d credentials, %d attempts)", short(inc.IPs, 3), inc.Identities, len(inc.Credentials), inc.Attempts)
+		s := fmt.Sprintf("%s tried %d identities with about one credential each (%d credentials, %d attempts)", short(inc.IPs, 3), inc.Identities, len(inc.Credentials), inc.Attempts)
+		if len(tr.nets) > 1 {
+			s += fmt.Sprintf("; a storm from %d networks, %d addresses", len(tr.nets), len(inc.IPs))
+		}
+		return s
 	case KindCompromise:
 		who := short(inc.Compromised, 5)
 		switch {
