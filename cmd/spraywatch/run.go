@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -63,11 +64,34 @@ does everything in one process, on SQLite or PostgreSQL.`,
 }
 
 // lineBatch is lines of one source on their way to the detector. Text
-// points into buf.
+// points into buf. The reader parses them before it hands them over (on
+// its own goroutine, so parsing overlaps counting): evs[i] and errs[i] are
+// line i's event and parse error.
 type lineBatch struct {
 	source string
 	lines  []tail.Line
 	buf    []byte
+	evs    []ingest.Event
+	errs   []error
+	parsed bool
+}
+
+// parse parses every line that holds text, with p (nil: none is parsed,
+// and the detector counts them as lines without a parser).
+func (b *lineBatch) parse(p *ingest.Parser) {
+	if p == nil {
+		return
+	}
+	b.evs = slices.Grow(b.evs[:0], len(b.lines))[:len(b.lines)]
+	b.errs = slices.Grow(b.errs[:0], len(b.lines))[:len(b.lines)]
+	for i := range b.lines {
+		l := &b.lines[i]
+		if l.PositionOnly || l.TooLong {
+			continue
+		}
+		b.errs[i] = p.Parse(l.Text, &b.evs[i])
+	}
+	b.parsed = true
 }
 
 func (b *lineBatch) add(l *tail.Line) {
@@ -104,7 +128,9 @@ func newBatch(source string) *lineBatch {
 // its lines afterwards.
 func (b *lineBatch) release() {
 	clear(b.lines)
-	b.lines, b.buf = b.lines[:0], b.buf[:0]
+	clear(b.evs)
+	clear(b.errs)
+	b.lines, b.buf, b.evs, b.errs, b.parsed = b.lines[:0], b.buf[:0], b.evs[:0], b.errs[:0], false
 	if cap(b.buf) <= 4*batchLines*192 { // not a batch of huge lines
 		batchPool.Put(b)
 	}
@@ -412,16 +438,17 @@ func (r *runner) startReaders(parent context.Context) *readers {
 			RotateWait: r.cfg.RotateWait, MaxLineBytes: r.cfg.MaxLineBytes, Logger: r.log.With("source", src.Name)})
 		rd.tailers[src.Name] = t
 		rd.wg.Add(1)
+		p := r.parsers[src.Name]
 		go func() {
 			defer rd.wg.Done()
-			r.read(ctx, src.Name, src.Paths, t, rd.lines)
+			r.read(ctx, src.Name, src.Paths, t, p, rd.lines)
 		}()
 	}
 	return rd
 }
 
-// read runs one source's tailer, handing lines over in batches.
-func (r *runner) read(ctx context.Context, source string, patterns []string, t *tail.Tailer, out chan<- *lineBatch) {
+// read runs one source's tailer, handing lines over in batches parsed by p.
+func (r *runner) read(ctx context.Context, source string, patterns []string, t *tail.Tailer, p *ingest.Parser, out chan<- *lineBatch) {
 	defer t.Close()
 	// File events wake the tailer at once; the poll stays as the
 	// fallback for what events miss.
@@ -443,6 +470,7 @@ func (r *runner) read(ctx context.Context, source string, patterns []string, t *
 			return nil
 		}
 		b.fix()
+		b.parse(p)
 		select {
 		case out <- b:
 		case <-ctx.Done():
@@ -631,12 +659,10 @@ func (r *runner) tickClocks(now time.Time) {
 	}
 }
 
-// consume parses and counts a batch, and moves the positions past it.
+// consume counts a batch its reader parsed, and moves the positions past it.
 func (r *runner) consume(b *lineBatch) {
-	p := r.parsers[b.source]
 	m := r.metrics.source(b.source)
 	now := time.Now()
-	var ev ingest.Event
 	for i := range b.lines {
 		l := &b.lines[i]
 		r.setPos(b.source, l.Pos)
@@ -652,12 +678,12 @@ func (r *runner) consume(b *lineBatch) {
 			r.health.line(b.source, false, false, ingest.ErrTooLong.Error(), nil)
 			continue
 		}
-		if p == nil {
+		if !b.parsed {
 			m.skipped("no_parser")
 			r.health.line(b.source, false, false, "no_parser", nil)
 			continue
 		}
-		err := p.Parse(l.Text, &ev)
+		ev, err := &b.evs[i], b.errs[i]
 		switch {
 		case err == nil && ev.Time.After(now.Add(futureSlack)):
 			// A line dated far ahead (a broken clock, a forged line) must
@@ -682,7 +708,7 @@ func (r *runner) consume(b *lineBatch) {
 		if ev.Time.Before(r.det.SourceWatermark(b.source).Add(-r.cfg.Lateness)) {
 			m.late.Inc()
 		}
-		r.det.Observe(&ev)
+		r.det.Observe(ev)
 		if c := r.clocks[b.source]; c != nil {
 			if ev.Time.After(c.last) {
 				c.last = ev.Time
