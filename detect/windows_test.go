@@ -69,13 +69,20 @@ func TestPruneModel(t *testing.T) {
 		clock := map[string]int64{"a": 1000, "b": 900}
 		kept := map[detect.GroupKey]bool{}
 		entries := 0
+		// Half the seeds are a flood: many groups, many in one minute.
+		hosts, values, ticks := 8, 6, 1
+		if seed%2 == 0 {
+			hosts, values, ticks = 250, 100, 8
+		}
 		for step := 0; step < 600; step++ {
 			src := sources[r.IntN(2)]
-			clock[src] += int64(r.IntN(3))
+			if r.IntN(ticks) == 0 {
+				clock[src] += int64(r.IntN(3))
+			}
 			minute := clock[src] - int64(r.IntN(4)) // some arrive late
-			ip := netip.AddrFrom4([4]byte{10, 0, byte(r.IntN(3)), byte(r.IntN(8))})
+			ip := netip.AddrFrom4([4]byte{10, 0, byte(r.IntN(3)), byte(r.IntN(hosts))})
 			e := detect.Entry{Minute: minute, First: minute * 60, Last: minute * 60, IP: ip,
-				Identity: fmt.Sprint("id", r.IntN(6)), Credential: fmt.Sprint("k", r.IntN(3)), Outcome: ingest.Failure, Count: 1}
+				Identity: fmt.Sprint("id", r.IntN(values)), Credential: fmt.Sprint("k", r.IntN(values/2)), Outcome: ingest.Failure, Count: 1}
 			if r.IntN(4) == 0 {
 				e.Outcome = ingest.Success
 			}
