@@ -241,19 +241,11 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	// on two cores SQLite's work overlaps parsing and judging.
 	batches := make(chan detect.Batch, 1)
 	writeErr := make(chan error, 1)
-	// Written (emptied) aggregates come back to hold later batches.
-	spare := make(chan *detect.Attempts, 2)
 	go func() {
 		var first error
 		for b := range batches {
 			if first == nil {
 				first = store.Flush(ctx, b)
-			}
-			if first == nil {
-				select {
-				case spare <- b.Attempts:
-				default:
-				}
 			}
 		}
 		writeErr <- first
@@ -266,11 +258,6 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 		}
 		engine.Observe(ev)
 		if engine.Pending() >= 50_000 {
-			select {
-			case a := <-spare:
-				engine.Recycle(a)
-			default:
-			}
 			b, _ := engine.TakeBatch(detect.Batch{})
 			batches <- b // a write error surfaces when the replay ends
 		}
