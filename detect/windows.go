@@ -49,16 +49,32 @@ func (k GroupKey) String() string {
 // credential and outcome.
 type Entry struct {
 	Minute     int64 // Unix minute of the events
-	First      int64 // Unix seconds of the first and last event
-	Last       int64
 	IP         netip.Addr
 	Identity   string
 	Credential string
+	Pos        ingest.Pos // the first event's line
+	Count      uint32
 	Outcome    ingest.Outcome
 	Stale      bool // failures of a pair that succeeded before
-	Count      uint32
-	Pos        ingest.Pos // the first event's line
+	// FirstSec and LastSec are the seconds into Minute of the first and
+	// last event (small fields last: an entry fits 128 bytes, and a flood
+	// retains hundreds of thousands).
+	FirstSec, LastSec uint8
 }
+
+// EntryAt returns an entry for events at Unix second t, in minute t/60
+// (as attempt rows count them).
+func EntryAt(t int64) Entry {
+	m := t / 60
+	s := uint8(max(0, t-m*60)) // 0 before 1970, where t/60 rounds up
+	return Entry{Minute: m, FirstSec: s, LastSec: s}
+}
+
+// First returns the Unix second of the entry's first event.
+func (e *Entry) First() int64 { return e.Minute*60 + int64(e.FirstSec) }
+
+// Last returns the Unix second of the entry's last event.
+func (e *Entry) Last() int64 { return e.Minute*60 + int64(e.LastSec) }
 
 // Group is the retained entries of one key, oldest first (late events are
 // appended, so order is by arrival, nearly by time).
@@ -300,7 +316,7 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 		x := &g.Entries[i]
 		if x.Minute == e.Minute && x.IP == e.IP && x.Identity == e.Identity && x.Credential == e.Credential && x.Outcome == e.Outcome && x.Stale == e.Stale {
 			x.Count += e.Count
-			x.First, x.Last = min(x.First, e.First), max(x.Last, e.Last)
+			x.FirstSec, x.LastSec = min(x.FirstSec, e.FirstSec), max(x.LastSec, e.LastSec)
 			return g
 		}
 	}

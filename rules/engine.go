@@ -325,8 +325,9 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) {
 	if line && ev.RawCredential {
 		e.rawCredentialFinding(ev)
 	}
-	entry := detect.Entry{Minute: t / 60, First: t, Last: t, IP: ev.IP, Identity: ev.Identity, Credential: ev.Credential,
-		Outcome: ev.Outcome, Count: uint32(min(n, 1<<32-1)), Pos: ev.Pos}
+	entry := detect.EntryAt(t)
+	entry.IP, entry.Identity, entry.Credential, entry.Outcome, entry.Count, entry.Pos =
+		ev.IP, ev.Identity, ev.Credential, ev.Outcome, uint32(min(n, 1<<32-1)), ev.Pos
 	if ev.SchemeOnly {
 		entry.Credential = "" // a bare scheme prefix cannot tell keys apart
 	}

@@ -327,7 +327,7 @@ func (e *Engine) join(g *detect.Group, tr *tracked) {
 	for i := range g.Entries {
 		en := &g.Entries[i]
 		if en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, en) && e.fits(g.Key, KindStuffing, en) {
-			e.absorb(tr, en, en.First, en.Last)
+			e.absorb(tr, en, en.First(), en.Last())
 		}
 	}
 	for _, sg := range e.attackGroups(g, tr) {
@@ -345,7 +345,7 @@ func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule)
 	for i := range g.Entries {
 		en := &g.Entries[i]
 		if en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, en) && e.fits(g.Key, kind, en) {
-			e.absorb(tr, en, en.First, en.Last)
+			e.absorb(tr, en, en.First(), en.Last())
 		}
 	}
 	// A success inside the attack, from an attacking address or with an
@@ -363,13 +363,13 @@ func (e *Engine) judgeSuccesses(tr *tracked, g *detect.Group) {
 	first := tr.inc.FirstSeen.Unix()
 	for i := range g.Entries {
 		en := &g.Entries[i]
-		if en.Outcome != ingest.Success || en.Last < first {
+		if en.Outcome != ingest.Success || en.Last() < first {
 			continue
 		}
 		_, onIdent := tr.idents[en.Identity]
 		switch {
 		case e.attackers(tr, g.Key.Source, en.Identity, en.IP, en.Credential):
-			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, true)
+			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last(), true)
 		case onIdent:
 			e.ownerReturned(tr, en.Identity)
 		}

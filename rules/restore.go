@@ -275,7 +275,7 @@ func (e *Engine) restoreRow(k detect.AttemptKey, c detect.AttemptCount) {
 	t := k.Minute * 60
 	c0 := e.clockOf(k.Source)
 	c0.watermark = max(c0.watermark, t)
-	entry := detect.Entry{Minute: k.Minute, First: t, Last: t, IP: k.IP, Identity: k.Identity, Credential: k.Credential,
+	entry := detect.Entry{Minute: k.Minute, IP: k.IP, Identity: k.Identity, Credential: k.Credential,
 		Outcome: k.Outcome, Count: uint32(min(c.Count, 1<<32-1)), Pos: c.Pos}
 	if ingest.IsSchemePrefix(entry.Credential) {
 		entry.Credential = ""
