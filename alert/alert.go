@@ -86,21 +86,39 @@ func WriteDetail(w io.Writer, inc *detect.Incident) error {
 	row("first seen", stamp(inc.FirstSeen))
 	row("last seen", stamp(inc.LastSeen))
 	row("attempts", inc.Attempts)
-	row("addresses", fmt.Sprintf("%d: %s", len(inc.IPs), clip(strings.Join(inc.IPs, ", "), 300)))
+	if len(inc.IPs) > 0 {
+		row("addresses", fmt.Sprintf("%d: %s", len(inc.IPs), clip(strings.Join(inc.IPs, ", "), 300)))
+	} else {
+		row("addresses", 0)
+	}
 	creds := strings.Join(inc.Credentials, ", ")
-	if !inc.CredentialsKnown {
+	switch {
+	case !inc.CredentialsKnown:
 		creds = "unknown (the source logs no credential)"
+	case creds == "":
+		creds = "-"
 	}
 	row("credentials", creds)
-	row("identities", fmt.Sprintf("%d, e.g. %s", inc.Identities, strings.Join(inc.IdentitySample, ", ")))
+	if len(inc.IdentitySample) > 0 {
+		row("identities", fmt.Sprintf("%d, e.g. %s", inc.Identities, strings.Join(inc.IdentitySample, ", ")))
+	} else {
+		row("identities", inc.Identities)
+	}
 	if len(inc.Compromised) > 0 {
 		row("compromised", strings.Join(inc.Compromised, ", "))
 	}
 	if inc.Related != 0 {
 		row("related incident", inc.Related)
 	}
-	th, _ := json.Marshal(inc.Rule.Thresholds)
-	row("rule", fmt.Sprintf("%s, window %s, thresholds %s", inc.Rule.Name, inc.Rule.Window, th))
+	rule := inc.Rule.Name
+	if inc.Rule.Window != "" {
+		rule += ", window " + inc.Rule.Window
+	}
+	if len(inc.Rule.Thresholds) > 0 {
+		th, _ := json.Marshal(inc.Rule.Thresholds)
+		rule += ", thresholds " + string(th)
+	}
+	row("rule", rule)
 	return tw.Flush()
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -28,12 +29,14 @@ CREATE TABLE IF NOT EXISTS alert_outbox (
 	source      TEXT NOT NULL,
 	severity    TEXT NOT NULL,
 	body        TEXT NOT NULL,      -- incident or summary JSON: labels only, never a raw key
-	state       TEXT NOT NULL,      -- pending, sent, superseded, grouped, skipped, failed
+	state       TEXT NOT NULL,      -- pending, sending, sent, superseded, grouped, skipped, failed
 	tries       INTEGER NOT NULL DEFAULT 0,
 	due         INTEGER NOT NULL,   -- Unix ns: not before
 	created     INTEGER NOT NULL,
 	done        INTEGER NOT NULL DEFAULT 0,
-	error       TEXT NOT NULL DEFAULT ''
+	error       TEXT NOT NULL DEFAULT '',
+	claim       TEXT NOT NULL DEFAULT '', -- who last handed it to the sink
+	doubt       INTEGER NOT NULL DEFAULT 0 -- 1: a send may have reached the sink, outcome not recorded
 );
 CREATE UNIQUE INDEX IF NOT EXISTS alert_outbox_version ON alert_outbox(destination, incident, version) WHERE incident != 0;
 CREATE INDEX IF NOT EXISTS alert_outbox_due ON alert_outbox(destination, state, due);
@@ -67,7 +70,9 @@ CREATE TABLE IF NOT EXISTS alert_outbox (
 	due         BIGINT NOT NULL,
 	created     BIGINT NOT NULL,
 	done        BIGINT NOT NULL DEFAULT 0,
-	error       TEXT NOT NULL DEFAULT ''
+	error       TEXT NOT NULL DEFAULT '',
+	claim       TEXT NOT NULL DEFAULT '',
+	doubt       BIGINT NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX IF NOT EXISTS alert_outbox_version ON alert_outbox(destination, incident, version) WHERE incident != 0;
 CREATE INDEX IF NOT EXISTS alert_outbox_due ON alert_outbox(destination, state, due);
@@ -85,7 +90,11 @@ CREATE TABLE IF NOT EXISTS alert_threads (
 
 // Outbox row states.
 const (
-	statePending    = "pending"
+	statePending = "pending"
+	// stateSending is a row handed to its sink, the outcome not yet
+	// recorded: committed before the send, so that a process killed in
+	// between leaves a row the next one knows is in doubt.
+	stateSending    = "sending"
 	stateSent       = "sent"
 	stateSuperseded = "superseded"
 	stateGrouped    = "grouped"
@@ -124,6 +133,14 @@ type OutboxOptions struct {
 	// rather than SQLite: the tables are created in its dialect and the
 	// statements take $1 placeholders. Nothing else differs.
 	Postgres bool
+	// Claimant names this outbox in the claim it records before each send
+	// (e.g. "judge web-1/123 epoch 7"), for the log of the one that finds
+	// the claim. Default "pid N".
+	Claimant string
+	// Fence, when set, runs in the transaction that claims a row before
+	// its send; an error (e.g. another judge is active) aborts the send.
+	// It keeps a judge that lost its lease from sending.
+	Fence func(ctx context.Context, tx *sql.Tx) error
 }
 
 // DestinationOptions configure one destination of an outbox.
@@ -164,6 +181,13 @@ type DestinationStats struct {
 	Retries int64
 	// RateLimited counts 429 answers.
 	RateLimited int64
+	// Recovered counts alerts found in doubt (a process died between
+	// handing one to the sink and recording the outcome) that the sink
+	// said it had already delivered: recorded as sent, not sent again.
+	Recovered int64
+	// Resent counts alerts found in doubt and sent again, because the sink
+	// cannot be asked (at least once) or said it had not got them.
+	Resent int64
 	// Misconfigured counts failures that mean the configuration is wrong;
 	// the destination is then off until restart.
 	Misconfigured int64
@@ -176,12 +200,27 @@ type DestinationStats struct {
 	Disabled bool
 }
 
+// Checker is a sink that can say whether it already delivered an alert:
+// the outbox asks it before sending again an alert whose previous send
+// may have reached it (the process died between the send and recording
+// its outcome, or the send timed out). since is when the alert was queued:
+// nothing older can be it. A sink that answers makes delivery exactly
+// once; without it, delivery is at least once.
+type Checker interface {
+	Delivered(ctx context.Context, inc detect.Incident, since time.Time) (bool, error)
+	SummaryDelivered(ctx context.Context, s Summary, since time.Time) (bool, error)
+}
+
 // Outbox delivers incidents to destinations from a table in the detection
 // database. Enqueue writes rows in the transaction that records the
 // incidents, so that an incident is never recorded without its alert nor
 // alerted without being recorded; Tick (or Run) delivers them and marks them
-// done. Delivery is at least once: a crash between a successful send and
-// marking it done sends that one message again.
+// done. Before each send it commits a claim (state sending), and after it
+// the outcome, so that a process killed in between leaves the row in
+// doubt: the next one asks a Checker sink whether the alert arrived before
+// sending it again. Delivery is exactly once to a Checker, at least once to
+// other sinks (a crash between their accepting a message and its record
+// sends that one message again).
 type Outbox struct {
 	db   *sql.DB
 	o    OutboxOptions
@@ -203,6 +242,7 @@ type destination struct {
 	name       string
 	sink       Sink
 	summarizer Summarizer
+	checker    Checker
 	o          DestinationOptions
 	limiter    *rate.Limiter
 	log        *slog.Logger
@@ -238,6 +278,9 @@ func OpenOutbox(ctx context.Context, db *sql.DB, o OutboxOptions) (*Outbox, erro
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Claimant == "" {
+		o.Claimant = fmt.Sprintf("pid %d", os.Getpid())
+	}
 	ddl := outboxSchema
 	if o.Postgres {
 		ddl = outboxSchemaPostgres
@@ -245,7 +288,32 @@ func OpenOutbox(ctx context.Context, db *sql.DB, o OutboxOptions) (*Outbox, erro
 	if _, err := db.ExecContext(ctx, ddl); err != nil {
 		return nil, fmt.Errorf("create alert outbox: %w", err)
 	}
+	if err := addClaimColumns(ctx, db, o.Postgres); err != nil {
+		return nil, fmt.Errorf("create alert outbox: %w", err)
+	}
 	return &Outbox{db: db, o: o, log: o.Logger, wake: make(chan struct{}, 1), ph: placeholders(o.Postgres)}, nil
+}
+
+// addClaimColumns adds the claim columns to an outbox made before them.
+func addClaimColumns(ctx context.Context, db *sql.DB, postgres bool) error {
+	if postgres {
+		_, err := db.ExecContext(ctx, `ALTER TABLE alert_outbox ADD COLUMN IF NOT EXISTS claim TEXT NOT NULL DEFAULT '',
+			ADD COLUMN IF NOT EXISTS doubt BIGINT NOT NULL DEFAULT 0`)
+		return err
+	}
+	for _, c := range []string{"claim TEXT NOT NULL DEFAULT ''", "doubt INTEGER NOT NULL DEFAULT 0"} {
+		name, _, _ := strings.Cut(c, " ")
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('alert_outbox') WHERE name = ?`, name).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			if _, err := db.ExecContext(ctx, `ALTER TABLE alert_outbox ADD COLUMN `+c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // placeholders returns the function that writes a statement's ? as the
@@ -300,6 +368,7 @@ func (o *Outbox) AddDestination(name string, s Sink, do DestinationOptions) {
 		stats:   DestinationStats{Destination: name},
 	}
 	d.summarizer, _ = s.(Summarizer)
+	d.checker, _ = s.(Checker)
 	o.dests = append(o.dests, d)
 	sort.Slice(o.dests, func(i, j int) bool { return o.dests[i].name < o.dests[j].name })
 }
@@ -307,7 +376,8 @@ func (o *Outbox) AddDestination(name string, s Sink, do DestinationOptions) {
 // Enqueue writes one outbox row per changed incident and destination in tx,
 // the transaction that records the incidents; it matches detect.Batch.Extra.
 // A pending older version of the same incident is superseded, so that only
-// the newest is sent, except to destinations that take EveryVersion.
+// the newest is sent, except to destinations that take EveryVersion, and
+// except a version in doubt: it is settled (asked about, or sent) first.
 func (o *Outbox) Enqueue(tx *sql.Tx, changed []*detect.Incident) error {
 	if len(changed) == 0 || len(o.dests) == 0 {
 		return nil
@@ -321,7 +391,7 @@ func (o *Outbox) Enqueue(tx *sql.Tx, changed []*detect.Incident) error {
 		for _, d := range o.dests {
 			if !d.o.EveryVersion {
 				if _, err := tx.Exec(o.q(`UPDATE alert_outbox SET state = ?, done = ?
-					WHERE destination = ? AND incident = ? AND state = ? AND version < ?`),
+					WHERE destination = ? AND incident = ? AND state = ? AND doubt = 0 AND version < ?`),
 					stateSuperseded, now, d.name, inc.ID, statePending, inc.Version); err != nil {
 					return fmt.Errorf("enqueue incident %d: %w", inc.ID, err)
 				}
@@ -391,8 +461,8 @@ func (o *Outbox) Tick(ctx context.Context, now time.Time) error {
 	}
 	if now.Sub(o.lastPrune) >= time.Hour {
 		o.lastPrune = now
-		if _, err := o.db.ExecContext(ctx, o.q(`DELETE FROM alert_outbox WHERE state != ? AND done < ?`),
-			statePending, now.Add(-o.o.Keep).UnixNano()); err != nil {
+		if _, err := o.db.ExecContext(ctx, o.q(`DELETE FROM alert_outbox WHERE state NOT IN (?, ?) AND done < ?`),
+			statePending, stateSending, now.Add(-o.o.Keep).UnixNano()); err != nil {
 			errs = append(errs, fmt.Errorf("prune alert outbox: %w", err))
 		}
 	}
@@ -411,9 +481,9 @@ func (o *Outbox) Stats() []DestinationStats {
 }
 
 // Pending returns how many rows wait for delivery, per destination, those
-// of destinations no longer configured included.
+// of destinations no longer configured and those in doubt included.
 func (o *Outbox) Pending(ctx context.Context) (map[string]int, error) {
-	rows, err := o.db.QueryContext(ctx, o.q(`SELECT destination, COUNT(*) FROM alert_outbox WHERE state = ? GROUP BY destination`), statePending)
+	rows, err := o.db.QueryContext(ctx, o.q(`SELECT destination, COUNT(*) FROM alert_outbox WHERE state IN (?, ?) GROUP BY destination`), statePending, stateSending)
 	if err != nil {
 		return nil, err
 	}
@@ -447,6 +517,12 @@ type row struct {
 	lastSent       int64
 	sentSeverity   string
 	grouped        bool
+	// doubt: a send may have reached the sink; claim is who made it and
+	// created when the row was queued.
+	doubt   bool
+	killed  bool // left sending: its sender stopped mid-send
+	claim   string
+	created int64
 }
 
 func (o *Outbox) tickDestination(ctx context.Context, d *destination, now time.Time) error {
@@ -462,6 +538,16 @@ func (o *Outbox) tickDestination(ctx context.Context, d *destination, now time.T
 		r, ok, err := o.next(ctx, d, now)
 		if err != nil || !ok {
 			return err
+		}
+		if r.doubt {
+			// Handed to the sink before: settle it as it was decided.
+			if !d.limiter.AllowN(now, 1) {
+				return nil
+			}
+			if stop, err := o.deliver(ctx, d, r, now); stop || err != nil {
+				return err
+			}
+			continue
 		}
 		if r.incident != 0 && r.grouped {
 			if err := o.finish(ctx, d, r, stateGrouped, now, ""); err != nil {
@@ -509,13 +595,18 @@ func (o *Outbox) next(ctx context.Context, d *destination, now time.Time) (row, 
 	var r row
 	var grouped, lastSent sql.NullInt64
 	var sev sql.NullString
+	var state string
+	var doubt int64
+	// A row left sending was claimed by a process that did not record the
+	// outcome (this one records it before the next round): in doubt.
 	err := o.db.QueryRowContext(ctx, o.q(`SELECT o.id, o.incident, o.version, o.kind, o.source, o.severity, o.body, o.tries,
-			t.last_sent, t.severity, t.grouped
+			o.state, o.doubt, o.claim, o.created, t.last_sent, t.severity, t.grouped
 		FROM alert_outbox o LEFT JOIN alert_threads t ON t.destination = o.destination AND t.incident = o.incident
-		WHERE o.destination = ? AND o.state = ? AND o.due <= ?
-		ORDER BY o.due, o.id LIMIT 1`), d.name, statePending, now.UnixNano()).Scan(
+		WHERE o.destination = ? AND o.state IN (?, ?) AND o.due <= ?
+		ORDER BY o.due, o.id LIMIT 1`), d.name, statePending, stateSending, now.UnixNano()).Scan(
 		&r.id, &r.incident, &r.version, &r.kind, &r.source, &r.severity, &r.body, &r.tries,
-		&lastSent, &sev, &grouped)
+		&state, &doubt, &r.claim, &r.created, &lastSent, &sev, &grouped)
+	r.doubt, r.killed = state == stateSending || doubt != 0, state == stateSending
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, false, nil
 	}
@@ -531,25 +622,42 @@ func (o *Outbox) next(ctx context.Context, d *destination, now time.Time) (row, 
 func (o *Outbox) deliver(ctx context.Context, d *destination, r row, now time.Time) (stop bool, err error) {
 	sctx, cancel := context.WithTimeout(ctx, o.o.SendTimeout)
 	defer cancel()
-	var serr error
 	if r.incident == 0 && d.summarizer == nil {
 		// Queued for a sink that summarized; the destination changed since.
 		return false, o.finish(ctx, d, r, stateSkipped, now, "")
 	}
+	var sum Summary
+	var inc detect.Incident
 	if r.incident == 0 {
-		var s Summary
-		if err := json.Unmarshal([]byte(r.body), &s); err != nil {
+		if err := json.Unmarshal([]byte(r.body), &sum); err != nil {
 			return false, o.finish(ctx, d, r, stateFailed, now, "decode summary: "+err.Error())
 		}
-		serr = d.summarizer.SendSummary(sctx, s)
-	} else {
-		var inc detect.Incident
-		if err := json.Unmarshal([]byte(r.body), &inc); err != nil {
-			return false, o.finish(ctx, d, r, stateFailed, now, "decode incident: "+err.Error())
-		}
-		serr = d.sink.Send(sctx, inc)
+	} else if err := json.Unmarshal([]byte(r.body), &inc); err != nil {
+		return false, o.finish(ctx, d, r, stateFailed, now, "decode incident: "+err.Error())
 	}
 	log := d.log.With("incident", r.incident, "version", r.version, "kind", r.kind, "source", r.source)
+	var serr error
+	if r.doubt {
+		delivered, err := o.settle(sctx, d, r, inc, sum, log)
+		switch {
+		case err != nil:
+			serr = err
+		case delivered:
+			d.failures = 0
+			o.count(func() { d.stats.Recovered++ })
+			return false, o.finish(ctx, d, r, stateSent, now, "")
+		}
+	}
+	if serr == nil {
+		if err := o.claim(ctx, r); err != nil {
+			return true, err
+		}
+		if r.incident == 0 {
+			serr = d.summarizer.SendSummary(sctx, sum)
+		} else {
+			serr = d.sink.Send(sctx, inc)
+		}
+	}
 	if serr == nil {
 		d.failures = 0
 		o.count(func() {
@@ -562,7 +670,7 @@ func (o *Outbox) deliver(ctx context.Context, d *destination, r row, now time.Ti
 		return false, o.finish(ctx, d, r, stateSent, now, "")
 	}
 	if ctx.Err() != nil {
-		return true, nil // shutting down: the row stays pending
+		return true, nil // shutting down: the row stays sending, in doubt
 	}
 	var ra *RetryAfterError
 	switch {
@@ -570,14 +678,14 @@ func (o *Outbox) deliver(ctx context.Context, d *destination, r row, now time.Ti
 		d.retryAt = now.Add(ra.Wait)
 		o.count(func() { d.stats.RateLimited++ })
 		log.Warn("alert destination rate limited; waiting as asked", "retry_after", ra.Wait)
-		return true, o.retry(ctx, r, serr, time.Time{})
+		return true, o.retry(ctx, r, serr, time.Time{}, false)
 	case errors.Is(serr, ErrMisconfigured):
 		o.count(func() {
 			d.stats.Misconfigured++
 			d.stats.Disabled = true
 		})
 		log.Error("alert destination misconfigured: not retried, nothing more is sent to it until restart; pending alerts are kept, fix the config and restart", "err", serr)
-		return true, o.retry(ctx, r, serr, time.Time{})
+		return true, o.retry(ctx, r, serr, time.Time{}, false)
 	case errors.Is(serr, ErrRejected):
 		o.count(func() { d.stats.Rejected++ })
 		log.Error("alert rejected by destination; dropped", "err", serr)
@@ -592,8 +700,78 @@ func (o *Outbox) deliver(ctx context.Context, d *destination, r row, now time.Ti
 	due := now.Add(o.backoff(r.tries + 1))
 	o.count(func() { d.stats.Retries++ })
 	log.Warn("alert not delivered; will retry", "err", serr, "retry_in", wait.Round(time.Millisecond), "failures", d.failures, "tries", r.tries+1)
-	return true, o.retry(ctx, r, serr, due)
+	// A timeout or a broken connection may follow a delivery: in doubt.
+	return true, o.retry(ctx, r, serr, due, true)
 }
+
+// settle decides what to do with a row in doubt: true when the sink says
+// it was delivered. A sink that cannot be asked gets it again (at least
+// once), and so does one whose answer cannot be had for a reason retrying
+// will not fix (a missing permission); a transient failure to ask is
+// returned, to be retried as a failed send would be.
+func (o *Outbox) settle(ctx context.Context, d *destination, r row, inc detect.Incident, sum Summary, log *slog.Logger) (bool, error) {
+	log = log.With("claimed_by", r.claim)
+	if d.checker == nil {
+		o.count(func() { d.stats.Resent++ })
+		if r.killed {
+			log.Warn("alert in doubt (its sender stopped mid-send); this sink cannot be asked, so it is sent again")
+		}
+		return false, nil
+	}
+	since := time.Unix(0, r.created)
+	var delivered bool
+	var err error
+	if r.incident == 0 {
+		delivered, err = d.checker.SummaryDelivered(ctx, sum, since)
+	} else {
+		delivered, err = d.checker.Delivered(ctx, inc, since)
+	}
+	switch {
+	case err == nil && delivered:
+		log.Info("alert in doubt was delivered before its sender stopped; recorded, not sent again")
+		return true, nil
+	case err == nil:
+		o.count(func() { d.stats.Resent++ })
+		log.Info("alert in doubt was not delivered; sending it")
+		return false, nil
+	case errors.Is(err, ErrMisconfigured), errors.Is(err, ErrRejected):
+		o.count(func() { d.stats.Resent++ })
+		log.Warn("alert in doubt: the sink cannot say whether it got it; sending it again", "err", err)
+		return false, nil
+	}
+	return false, fmt.Errorf("ask whether an alert in doubt was delivered: %w", err)
+}
+
+// claim records, before a send, that this outbox hands the row to its
+// sink: state sending, in doubt until the outcome is recorded. Fence runs
+// in the same transaction.
+func (o *Outbox) claim(ctx context.Context, r row) error {
+	tx, err := o.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("claim alert: %w", err)
+	}
+	defer tx.Rollback()
+	if o.o.Fence != nil {
+		if err := o.o.Fence(ctx, tx); err != nil {
+			return fmt.Errorf("claim alert: %w", err)
+		}
+	}
+	res, err := tx.ExecContext(ctx, o.q(`UPDATE alert_outbox SET state = ?, claim = ?, doubt = 1 WHERE id = ? AND state IN (?, ?)`),
+		stateSending, o.o.Claimant, r.id, statePending, stateSending)
+	if err != nil {
+		return fmt.Errorf("claim alert: %w", err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n != 1 {
+		return fmt.Errorf("claim alert: %w", errLostClaim)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("claim alert: %w", err)
+	}
+	return nil
+}
+
+// errLostClaim: the row changed under the outbox (another one settled it).
+var errLostClaim = errors.New("row no longer pending")
 
 // backoff is the delay after n consecutive failures: capped exponential,
 // with up to half taken off at random so that restarts do not align.
@@ -608,14 +786,20 @@ func (o *Outbox) backoff(n int) time.Duration {
 }
 
 // retry keeps a row pending after a failed try, not before due when due is
-// set.
-func (o *Outbox) retry(ctx context.Context, r row, err error, due time.Time) error {
+// set. doubt says the try may have reached the sink; a row already in
+// doubt stays so until a send's outcome is known.
+func (o *Outbox) retry(ctx context.Context, r row, err error, due time.Time, doubt bool) error {
+	d := 0
+	if doubt || r.doubt {
+		d = 1
+	}
 	if due.IsZero() {
-		_, xerr := o.db.ExecContext(ctx, o.q(`UPDATE alert_outbox SET tries = tries + 1, error = ? WHERE id = ?`), err.Error(), r.id)
+		_, xerr := o.db.ExecContext(ctx, o.q(`UPDATE alert_outbox SET state = ?, doubt = ?, tries = tries + 1, error = ? WHERE id = ?`),
+			statePending, d, err.Error(), r.id)
 		return xerr
 	}
-	_, xerr := o.db.ExecContext(ctx, o.q(`UPDATE alert_outbox SET tries = tries + 1, error = ?, due = CASE WHEN due > ? THEN due ELSE ? END WHERE id = ?`),
-		err.Error(), due.UnixNano(), due.UnixNano(), r.id)
+	_, xerr := o.db.ExecContext(ctx, o.q(`UPDATE alert_outbox SET state = ?, doubt = ?, tries = tries + 1, error = ?, due = CASE WHEN due > ? THEN due ELSE ? END WHERE id = ?`),
+		statePending, d, err.Error(), due.UnixNano(), due.UnixNano(), r.id)
 	return xerr
 }
 
@@ -631,7 +815,7 @@ func (o *Outbox) finish(ctx context.Context, d *destination, r row, state string
 	if state == stateSent || state == stateFailed {
 		tries = 1
 	}
-	if _, err := tx.ExecContext(ctx, o.q(`UPDATE alert_outbox SET state = ?, done = ?, tries = tries + ?, error = ? WHERE id = ?`),
+	if _, err := tx.ExecContext(ctx, o.q(`UPDATE alert_outbox SET state = ?, done = ?, tries = tries + ?, error = ?, doubt = 0 WHERE id = ?`),
 		state, now.UnixNano(), tries, msg, r.id); err != nil {
 		return err
 	}
@@ -647,12 +831,15 @@ func (o *Outbox) finish(ctx context.Context, d *destination, r row, state string
 
 // groupStorms folds, per kind and source, the new incidents due beyond the
 // threshold into one summary row. The ones kept are claimed so that a later
-// round does not fold them into another summary.
+// round does not fold them into another summary. An incident with a
+// version in doubt may have been posted already: it is not new.
 func (o *Outbox) groupStorms(ctx context.Context, d *destination, now time.Time) error {
 	rows, err := o.db.QueryContext(ctx, o.q(`SELECT o.id, o.incident, o.kind, o.source
 		FROM alert_outbox o LEFT JOIN alert_threads t ON t.destination = o.destination AND t.incident = o.incident
 		WHERE o.destination = ? AND o.state = ? AND o.due <= ? AND o.incident != 0 AND t.incident IS NULL
-		ORDER BY o.id`), d.name, statePending, now.UnixNano())
+			AND NOT EXISTS (SELECT 1 FROM alert_outbox x WHERE x.destination = o.destination AND x.incident = o.incident
+				AND (x.state = ? OR x.doubt != 0))
+		ORDER BY o.id`), d.name, statePending, now.UnixNano(), stateSending)
 	if err != nil {
 		return err
 	}

@@ -14,3 +14,15 @@ func (a *Attempts) Clear() {
 	clear(a.m)
 	a.slab = nil
 }
+
+// Take removes n from row k's count (a store found those written after
+// all), dropping the row when nothing is left of it.
+func (a *Attempts) Take(k AttemptKey, n int64) {
+	c := a.m[k]
+	if c == nil {
+		return
+	}
+	if c.Count -= n; c.Count <= 0 {
+		delete(a.m, k)
+	}
+}

@@ -5,6 +5,7 @@ package slack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,7 +27,19 @@ var (
 	_ alert.Summarizer = (*Webhook)(nil)
 	_ alert.Sink       = (*Bot)(nil)
 	_ alert.Summarizer = (*Bot)(nil)
+	_ alert.Checker    = (*Bot)(nil)
 )
+
+// Message metadata event types: every message a bot posts carries one,
+// with the incident's ID and version (or the summary's first incident), so
+// that Delivered can find it in the channel. No label, address or key.
+const (
+	EventIncident = "spraywatch_incident"
+	EventSummary  = "spraywatch_summary"
+)
+
+// historyPages bounds the pages of 200 messages Delivered reads back.
+const historyPages = 5
 
 // WebhookOptions configure NewWebhook.
 type WebhookOptions struct {
@@ -119,7 +132,10 @@ type BotOptions struct {
 }
 
 // Bot posts with a bot token: one top-level message per incident, edited
-// (or replied to in its thread) as the incident grows.
+// (or replied to in its thread) as the incident grows. Each message carries
+// metadata naming the incident and version, which Delivered looks for
+// (conversations.history and conversations.replies: the bot needs the
+// channels:history scope, groups:history for a private channel).
 type Bot struct {
 	o   BotOptions
 	api *slackapi.Client
@@ -163,7 +179,8 @@ func NewBot(o BotOptions) (*Bot, error) {
 // Incident 0 (a test message) is always posted and never remembered.
 func (b *Bot) Send(ctx context.Context, inc detect.Incident) error {
 	text, blocks := Message(inc, b.o.Message)
-	msg := []slackapi.MsgOption{slackapi.MsgOptionText(text, false), slackapi.MsgOptionBlocks(blocks...)}
+	msg := []slackapi.MsgOption{slackapi.MsgOptionText(text, false), slackapi.MsgOptionBlocks(blocks...),
+		slackapi.MsgOptionMetadata(incidentMetadata(inc))}
 	if inc.ID != 0 {
 		ref, ok, err := b.o.Refs.Ref(ctx, inc.ID)
 		if err != nil {
@@ -211,11 +228,159 @@ func (b *Bot) update(ctx context.Context, ref alert.MessageRef, msg []slackapi.M
 // SendSummary posts a storm summary.
 func (b *Bot) SendSummary(ctx context.Context, s alert.Summary) error {
 	text, blocks := SummaryMessage(s)
-	_, _, err := b.api.PostMessageContext(ctx, b.o.Channel, slackapi.MsgOptionText(text, false), slackapi.MsgOptionBlocks(blocks...))
+	_, _, err := b.api.PostMessageContext(ctx, b.o.Channel, slackapi.MsgOptionText(text, false), slackapi.MsgOptionBlocks(blocks...),
+		slackapi.MsgOptionMetadata(summaryMetadata(s)))
 	if err != nil {
 		return b.scrub(classify("post to slack channel "+b.o.Channel, err))
 	}
 	return nil
+}
+
+func incidentMetadata(inc detect.Incident) slackapi.SlackMetadata {
+	return slackapi.SlackMetadata{EventType: EventIncident, EventPayload: map[string]any{
+		"incident_id": inc.ID, "version": inc.Version}}
+}
+
+func summaryMetadata(s alert.Summary) slackapi.SlackMetadata {
+	first := int64(0)
+	if len(s.IDs) > 0 {
+		first = s.IDs[0]
+	}
+	return slackapi.SlackMetadata{EventType: EventSummary, EventPayload: map[string]any{
+		"first_incident": first, "incidents": len(s.IDs)}}
+}
+
+// payloadInt reads a number from metadata (JSON numbers decode as float64).
+func payloadInt(p map[string]any, k string) int64 {
+	switch v := p[k].(type) {
+	case float64:
+		return int64(v)
+	case int64:
+		return v
+	case int:
+		return int64(v)
+	case json.Number:
+		n, _ := v.Int64()
+		return n
+	}
+	return -1
+}
+
+// Delivered reports whether this version of inc (or a newer one) is in the
+// channel, posted since since: the outbox asks before sending again an
+// alert whose send was interrupted. A top-level message found for the
+// incident becomes its remembered message, so that the next version edits
+// it. With UpdateThread, the replies of the remembered message are read too.
+func (b *Bot) Delivered(ctx context.Context, inc detect.Incident, since time.Time) (bool, error) {
+	if inc.ID == 0 {
+		return false, nil
+	}
+	ref, known, err := b.o.Refs.Ref(ctx, inc.ID)
+	if err != nil {
+		return false, fmt.Errorf("slack bot: look up message of incident %d: %w", inc.ID, err)
+	}
+	is := func(m slackapi.Message) bool {
+		return m.Metadata.EventType == EventIncident && payloadInt(m.Metadata.EventPayload, "incident_id") == inc.ID
+	}
+	newEnough := func(m slackapi.Message) bool {
+		return is(m) && payloadInt(m.Metadata.EventPayload, "version") >= int64(inc.Version)
+	}
+	channel := b.o.Channel
+	if known {
+		channel = ref.Channel
+		// An edit changes the metadata of the remembered message; a reply
+		// in its thread carries its own.
+		top, found, err := b.find(ctx, channel, "", ref.ID, ref.ID, func(m slackapi.Message) bool { return m.Timestamp == ref.ID })
+		if err != nil {
+			return false, err
+		}
+		if found && newEnough(top) {
+			return true, nil
+		}
+		if b.o.Updates == UpdateThread {
+			if _, found, err := b.find(ctx, channel, ref.ID, slackTS(since), "", newEnough); err != nil || found {
+				return found, err
+			}
+		}
+		if found {
+			return false, nil
+		}
+		// The remembered message is gone: Send posts again; look below for
+		// a post that was not remembered.
+	}
+	m, found, err := b.find(ctx, channel, "", slackTS(since), "", is)
+	if err != nil || !found {
+		return false, err
+	}
+	if !known || ref.ID != m.Timestamp {
+		if err := b.o.Refs.SaveRef(ctx, inc.ID, alert.MessageRef{Channel: channel, ID: m.Timestamp}); err != nil {
+			return false, fmt.Errorf("slack bot: remember message of incident %d: %w", inc.ID, err)
+		}
+	}
+	return newEnough(m), nil
+}
+
+// SummaryDelivered reports whether the summary is in the channel, posted
+// since since.
+func (b *Bot) SummaryDelivered(ctx context.Context, s alert.Summary, since time.Time) (bool, error) {
+	want := summaryMetadata(s).EventPayload
+	_, found, err := b.find(ctx, b.o.Channel, "", slackTS(since), "", func(m slackapi.Message) bool {
+		p := m.Metadata.EventPayload
+		return m.Metadata.EventType == EventSummary && payloadInt(p, "first_incident") == want["first_incident"].(int64) &&
+			payloadInt(p, "incidents") == int64(want["incidents"].(int))
+	})
+	return found, err
+}
+
+// find reads the channel's history (or, with thread set, that thread's
+// replies) newest first, between oldest and latest (ts, inclusive; empty:
+// no bound), and returns the newest message match accepts. It reads at
+// most historyPages pages.
+func (b *Bot) find(ctx context.Context, channel, thread, oldest, latest string, match func(slackapi.Message) bool) (slackapi.Message, bool, error) {
+	cursor := ""
+	for range historyPages {
+		var msgs []slackapi.Message
+		var more bool
+		var next string
+		var err error
+		if thread != "" {
+			msgs, more, next, err = b.api.GetConversationRepliesContext(ctx, &slackapi.GetConversationRepliesParameters{
+				ChannelID: channel, Timestamp: thread, Cursor: cursor, Oldest: oldest, Latest: latest, Inclusive: true, Limit: 200, IncludeAllMetadata: true})
+		} else {
+			var h *slackapi.GetConversationHistoryResponse
+			h, err = b.api.GetConversationHistoryContext(ctx, &slackapi.GetConversationHistoryParameters{
+				ChannelID: channel, Cursor: cursor, Oldest: oldest, Latest: latest, Inclusive: true, Limit: 200, IncludeAllMetadata: true})
+			if h != nil {
+				msgs, more, next = h.Messages, h.HasMore, h.ResponseMetaData.NextCursor
+			}
+		}
+		if err != nil {
+			return slackapi.Message{}, false, b.scrub(classify("read slack channel "+channel, err))
+		}
+		var best slackapi.Message
+		found := false
+		for _, m := range msgs {
+			if match(m) && (!found || m.Timestamp > best.Timestamp) {
+				best, found = m, true
+			}
+		}
+		if found {
+			return best, true, nil
+		}
+		if !more || next == "" {
+			break
+		}
+		cursor = next
+	}
+	return slackapi.Message{}, false, nil
+}
+
+// slackTS writes t as a Slack ts, a second early for clock differences.
+func slackTS(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf("%d.000000", t.Add(-time.Second).Unix())
 }
 
 // scrub removes the token from err. alert.Scrub keeps only the outbox's

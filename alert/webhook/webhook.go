@@ -26,7 +26,19 @@ const (
 	SignatureHeader = "X-Spraywatch-Signature-256"
 	// EventHeader says what the body is: "incident".
 	EventHeader = "X-Spraywatch-Event"
+	// IdempotencyHeader is the same on every send of one version of one
+	// incident: a send interrupted before its outcome was recorded (a
+	// timeout, the process killed, a judge taking over) is sent again with
+	// the same key, so that the receiver can drop the repeat.
+	IdempotencyHeader = "Idempotency-Key"
 )
+
+// IdempotencyKey is the IdempotencyHeader value for one incident version:
+// its ID, version and first-seen time (which tell apart incidents of two
+// databases that share an ID).
+func IdempotencyKey(inc detect.Incident) string {
+	return fmt.Sprintf("spraywatch-%d-%d-%d", inc.ID, inc.Version, inc.FirstSeen.Unix())
+}
 
 // DefaultTimeout bounds one request when no HTTP client is given.
 const DefaultTimeout = 10 * time.Second
@@ -49,7 +61,9 @@ type Options struct {
 }
 
 // Webhook POSTs incidents as JSON: every version of every incident, each
-// with its id and version so the receiver can keep the newest.
+// with its id and version so the receiver can keep the newest. It cannot be
+// asked what it received, so delivery is at least once; IdempotencyHeader
+// lets the receiver drop a repeat.
 type Webhook struct {
 	o Options
 }
@@ -96,6 +110,7 @@ func (w *Webhook) Send(ctx context.Context, inc detect.Incident) error {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "spraywatch")
 	req.Header.Set(EventHeader, "incident")
+	req.Header.Set(IdempotencyHeader, IdempotencyKey(inc))
 	if len(w.o.Secret) > 0 {
 		req.Header.Set(SignatureHeader, Sign(w.o.Secret, body))
 	}

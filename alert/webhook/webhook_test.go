@@ -22,6 +22,7 @@ type receiver struct {
 	mu     sync.Mutex
 	bodies [][]byte
 	sigs   []string
+	keys   []string
 	status int
 	header http.Header
 }
@@ -39,6 +40,38 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.bodies = append(r.bodies, body)
 	r.sigs = append(r.sigs, req.Header.Get(webhook.SignatureHeader))
+	r.keys = append(r.keys, req.Header.Get(webhook.IdempotencyHeader))
+}
+
+// Every send of one incident version carries the same Idempotency-Key, so
+// a receiver can drop the repeat the outbox sends after an interrupted
+// send; another version or incident gets another key.
+func TestIdempotencyKeyIsStablePerVersion(t *testing.T) {
+	rec := &receiver{}
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	w, err := webhook.New(webhook.Options{URL: srv.URL + "/hook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+	inc := func(id int64, v int, seen time.Time) detect.Incident {
+		return detect.Incident{ID: id, Version: v, Kind: detect.KindSpray, FirstSeen: seen, Attempts: int64(10 * v)}
+	}
+	for _, i := range []detect.Incident{inc(4, 1, first), inc(4, 1, first), inc(4, 2, first), inc(5, 1, first), inc(4, 1, first.Add(time.Hour))} {
+		if err := w.Send(context.Background(), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := rec.keys
+	if k[0] == "" || k[0] != k[1] {
+		t.Errorf("resend of one version: keys %q and %q, want the same, not empty", k[0], k[1])
+	}
+	for i, other := range k[2:] {
+		if other == k[0] {
+			t.Errorf("send %d (another version, incident or first-seen time) has the key %q of the first", i+2, other)
+		}
+	}
 }
 
 func TestPostsSignedIncidentJSON(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"github.com/spraywatch/spraywatch/detect"
 	"github.com/spraywatch/spraywatch/detect/postgres"
 	"github.com/spraywatch/spraywatch/ingest"
+	"github.com/spraywatch/spraywatch/rules"
 )
 
 // detector is what the daemon's loop feeds lines to: the rules engine in
@@ -23,20 +24,26 @@ type detector interface {
 }
 
 // counter is an agent's detector: it aggregates events into per-minute
-// attempt rows for the judge and keeps each source's event time, and judges
-// nothing.
+// attempt rows for the judge and keeps each source's event time. Its rules
+// engine, fed the node's lines, aggregates the rows and judges the line
+// findings (rules.LineFinding: statuses, latencies, whole keys, which rows
+// do not carry), which the agent hands to the judge; the attacks it may
+// see in the node's share are not reported: the judge judges them over the
+// fleet.
 type counter struct {
-	attempts *detect.Attempts
-	clocks   map[string]time.Time
-	newest   time.Time
+	lines  *rules.Engine
+	clocks map[string]time.Time
+	newest time.Time
+	// reported is, per local finding, the lines last handed to the judge.
+	reported map[int64]int64
 }
 
-func newCounter() *counter {
-	return &counter{attempts: detect.NewAttempts(), clocks: map[string]time.Time{}}
+func newCounter(lines *rules.Engine) *counter {
+	return &counter{lines: lines, clocks: map[string]time.Time{}, reported: map[int64]int64{}}
 }
 
 func (c *counter) Observe(ev *ingest.Event) {
-	c.attempts.Add(ev)
+	c.lines.Observe(ev)
 	if ev.Time.After(c.clocks[ev.Source]) {
 		c.clocks[ev.Source] = ev.Time
 	}
@@ -45,13 +52,13 @@ func (c *counter) Observe(ev *ingest.Event) {
 	}
 }
 
-// TickSource does nothing: the judge moves event time on from the clocks
-// each flush reports.
-func (c *counter) TickSource(string, time.Time) {}
+// TickSource moves the line engine's clock; the judge moves the fleet's on
+// from the clocks each flush reports.
+func (c *counter) TickSource(source string, now time.Time) { c.lines.TickSource(source, now) }
 
 func (c *counter) SourceWatermark(source string) time.Time { return c.clocks[source] }
 func (c *counter) Watermark() time.Time                    { return c.newest }
-func (c *counter) Pending() int                            { return c.attempts.Len() }
+func (c *counter) Pending() int                            { return c.lines.Pending() }
 
 var _ detector = (*counter)(nil)
 
@@ -109,8 +116,35 @@ func (a *agentStore) flush(ctx context.Context, c *counter, pos []detect.Positio
 	for name, sc := range clocks {
 		cl = append(cl, postgres.Clock{Source: name, Event: sc.last, Wall: sc.wall, Behind: sc.behind})
 	}
-	return a.FlushAgent(fctx, detect.Batch{Attempts: c.attempts, Positions: pos}, cl, time.Now())
+	landed := a.LandedInDoubt()
+	_, err := c.lines.Flush(fctx, flusherFunc(func(ctx context.Context, b detect.Batch) error {
+		var fs []postgres.Finding
+		for _, inc := range append(b.Incidents[:len(b.Incidents):len(b.Incidents)], b.Quiet...) {
+			if !rules.LineFinding(inc.Kind) {
+				continue
+			}
+			if lines := inc.Attempts - c.reported[inc.ID]; lines > 0 || c.reported[inc.ID] == 0 {
+				fs = append(fs, postgres.Finding{Incident: inc, Lines: lines})
+			}
+		}
+		if err := a.FlushAgentFindings(ctx, detect.Batch{Attempts: b.Attempts, Positions: pos}, cl, fs, time.Now()); err != nil {
+			return err
+		}
+		for _, f := range fs {
+			c.reported[f.Incident.ID] = f.Incident.Attempts
+		}
+		return nil
+	}), detect.Batch{})
+	if a.LandedInDoubt() > landed {
+		a.log.Warn("an earlier flush whose commit got no answer was written after all; its rows were not written again")
+	}
+	return err
 }
+
+// flusherFunc is a rules.Flusher.
+type flusherFunc func(context.Context, detect.Batch) error
+
+func (f flusherFunc) Flush(ctx context.Context, b detect.Batch) error { return f(ctx, b) }
 
 // Close releases the node lock and the connections.
 func (a *agentStore) Close() error {

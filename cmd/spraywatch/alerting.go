@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,11 +34,20 @@ type alerting struct {
 }
 
 func newAlerting(cfg Config, store interface{ DB() *sql.DB }, log *slog.Logger, stdout io.Writer) (*alerting, error) {
+	return newFencedAlerting(cfg, store, log, stdout, "", nil)
+}
+
+// newFencedAlerting is newAlerting for a judge: claimant names it in the
+// claims its outbox records before each send, and fence keeps it from
+// sending once it is no longer the active judge.
+func newFencedAlerting(cfg Config, store interface{ DB() *sql.DB }, log *slog.Logger, stdout io.Writer, claimant string, fence func(context.Context, *sql.Tx) error) (*alerting, error) {
 	box, err := alert.OpenOutbox(context.Background(), store.DB(), alert.OutboxOptions{
 		Interval:      alertInterval,
 		AlertsCommand: "spraywatch alerts --db " + databaseForLog(cfg.Database),
 		Logger:        log.With("component", "alerts"),
 		Postgres:      postgres.IsURL(cfg.Database),
+		Claimant:      claimant,
+		Fence:         fence,
 	})
 	if err != nil {
 		return nil, err
@@ -151,6 +161,9 @@ func buildSinks(cfg Config, box *alert.Outbox, log *slog.Logger, stdout io.Write
 			}
 			bo := slack.BotOptions{Token: sec.token, Channel: ac.Channel, Updates: ac.Updates, Timeout: ac.Timeout, Message: msg,
 				Logger: log.With("component", "alerts", "destination", name)}
+			if ac.APIURL != "" {
+				bo.APIURL = strings.TrimSuffix(ac.APIURL, "/") + "/"
+			}
 			if box != nil {
 				bo.Refs = box.MessageRefs(name)
 			}

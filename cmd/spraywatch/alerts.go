@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -49,6 +50,9 @@ func (f *dbFlags) open(ctx context.Context) (readStore, *Config, error) {
 	}
 	if db == "" {
 		return nil, nil, fmt.Errorf("%w: --db or --config is required", errUsage)
+	}
+	if err := checkDatabaseArg(db); err != nil {
+		return nil, nil, err
 	}
 	if postgres.IsURL(db) {
 		pcfg := Config{Database: db, DatabasePasswordFile: os.Getenv(envPasswordFile)}
@@ -180,7 +184,7 @@ func explain(ctx context.Context, w io.Writer, store readStore, id int64, all bo
 			fmt.Fprintln(w, " ", s)
 		}
 	}
-	fmt.Fprintf(w, "\nevidence (%d lines, as FILE (byte OFFSET), credentials as above):\n", len(inc.Evidence))
+	fmt.Fprintf(w, "\nevidence (%s, as FILE (byte OFFSET), credentials as above):\n", counted(len(inc.Evidence), "line", "lines"))
 	if node == "" {
 		node, _ = os.Hostname()
 	}
@@ -190,7 +194,7 @@ func explain(ctx context.Context, w io.Writer, store readStore, id int64, all bo
 			fmt.Fprintf(w, "  %s:%s (byte %d)  on node %s: run explain there, or with --node %s where its logs are\n", pos.Node, pos.File, pos.Offset, pos.Node, pos.Node)
 			continue
 		}
-		line, where, err := readEvidence(pos)
+		line, where, err := readEvidence(pos, namesAddress(inc.IPs))
 		if err != nil {
 			fmt.Fprintf(w, "  %s (byte %d)  unavailable: %s\n", pos.File, pos.Offset, fileProblem(pos.File, err))
 			continue
@@ -251,49 +255,100 @@ func isTokenByte(c byte) bool {
 }
 
 // readEvidence reads the line at pos. When the file has been rotated since,
-// it looks for the same inode among the file's rotated siblings.
-func readEvidence(pos ingest.Pos) ([]byte, string, error) {
-	path := pos.File
-	if lf, err := ingest.Open(path); err != nil || lf.Inode != pos.Inode {
-		if err == nil {
-			lf.Close()
+// it looks for the same inode among the file's rotated siblings; a line is
+// never read from another file that took the name. A compressed sibling
+// has an inode of its own, so there the line at the same offset is taken
+// only when belongs says it is the incident's (it names one of its
+// addresses), and where says it was matched by content.
+func readEvidence(pos ingest.Pos, belongs func([]byte) bool) (line []byte, where string, err error) {
+	path, err := evidenceFile(pos)
+	if err == nil {
+		line, err = lineAt(path, pos.Offset)
+		return line, path, err
+	}
+	matches, _ := filepath.Glob(pos.File + "*")
+	for _, m := range matches {
+		if !strings.HasSuffix(m, ".gz") {
+			continue
 		}
-		matches, _ := filepath.Glob(path + "*")
-		found := false
-		for _, m := range matches {
-			if l2, err := ingest.Open(m); err == nil {
-				same := l2.Inode == pos.Inode
-				l2.Close()
-				if same {
-					path, found = m, true
-					break
-				}
+		if l, lerr := lineAt(m, pos.Offset); lerr == nil && belongs(l) {
+			return l, m + " (compressed since; matched by content)", nil
+		}
+	}
+	return nil, pos.File, err
+}
+
+// evidenceFile finds the file pos was read from: its path, or the rotated
+// sibling with its inode.
+func evidenceFile(pos ingest.Pos) (string, error) {
+	lf, err := ingest.Open(pos.File)
+	if err == nil {
+		same := lf.Inode == pos.Inode || pos.Inode == 0
+		lf.Close()
+		if same {
+			return pos.File, nil
+		}
+	}
+	matches, _ := filepath.Glob(pos.File + "*")
+	for _, m := range matches {
+		if l2, err := ingest.Open(m); err == nil {
+			same := l2.Inode == pos.Inode
+			l2.Close()
+			if same {
+				return m, nil
 			}
 		}
-		if !found && err != nil {
-			return nil, path, err
-		}
-	} else {
-		lf.Close()
 	}
+	if err != nil && len(matches) == 0 {
+		return "", err
+	}
+	return "", fmt.Errorf("%s has been rotated since (no file named %s* is the one read, inode %d; a compressed or deleted copy cannot be told by its inode)", pos.File, filepath.Base(pos.File), pos.Inode)
+}
+
+// lineAt reads the line that starts at offset in path (decompressed).
+func lineAt(path string, offset int64) ([]byte, error) {
 	lf, err := ingest.Open(path)
 	if err != nil {
-		return nil, path, err
+		return nil, err
 	}
 	defer lf.Close()
 	r := lf.Reader()
 	if f, ok := r.(*os.File); ok {
-		if _, err := f.Seek(pos.Offset, io.SeekStart); err != nil {
-			return nil, path, err
+		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+			return nil, err
 		}
-	} else if _, err := io.CopyN(io.Discard, r, pos.Offset); err != nil {
-		return nil, path, err
+	} else if _, err := io.CopyN(io.Discard, r, offset); err != nil {
+		return nil, err
 	}
 	line, err := bufio.NewReader(r).ReadSlice('\n')
 	if err != nil && len(line) == 0 {
-		return nil, path, err
+		return nil, err
 	}
-	return line[:len(line)-boolInt(line[len(line)-1] == '\n')], path, nil
+	return line[:len(line)-boolInt(line[len(line)-1] == '\n')], nil
+}
+
+// namesAddress reports whether line names one of ips as a whole token.
+func namesAddress(ips []string) func([]byte) bool {
+	return func(line []byte) bool {
+		for _, ip := range ips {
+			for i := 0; ; {
+				j := bytes.Index(line[i:], []byte(ip))
+				if j < 0 {
+					break
+				}
+				at, end := i+j, i+j+len(ip)
+				if (at == 0 || !isAddrByte(line[at-1])) && (end == len(line) || !isAddrByte(line[end])) {
+					return true
+				}
+				i = end
+			}
+		}
+		return false
+	}
+}
+
+func isAddrByte(c byte) bool {
+	return c == '.' || c == ':' || c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 func boolInt(b bool) int {

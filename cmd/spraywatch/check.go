@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/spraywatch/spraywatch/detect/postgres"
 	"github.com/spraywatch/spraywatch/ingest"
 )
 
@@ -35,7 +38,9 @@ run and replay would, and reports what would keep the source from detecting:
            or the status is never filled; the credential is only ever a bare
            scheme prefix such as sk_live_; lines dated ahead of this machine's
            clock (a wrong timezone)
-  warning  many lines skipped; secret files that others can read
+  warning  many lines skipped; secret files that others can read; a database
+           or fingerprint secret this user cannot create or write, or a
+           metrics_listen address already taken (run would stop at start)
   note     fields never filled; a format without credentials
 
 Any error exits with status 2, as a bad config does.`,
@@ -56,6 +61,10 @@ const (
 	checkTailBytes = 4 << 20
 	checkMaxLines  = 50_000
 )
+
+// aheadHint is what to do about lines dated ahead of the clock: the zone
+// applies only to times written without one.
+const aheadHint = "if the log's times carry no zone, set timezone to the zone they are written in; if they carry one (+0000), this machine's clock or the log's host's is wrong"
 
 // sourceCheck is what checking one source against its log came to.
 type sourceCheck struct {
@@ -96,6 +105,9 @@ func runCheck(ctx context.Context, g *globals, f *checkFlags, now time.Time) err
 	for _, w := range openSecretFiles(cfg) {
 		fmt.Fprintf(g.stdout, "warning: %s\n", w)
 	}
+	for _, w := range stateProblems(cfg) {
+		fmt.Fprintf(g.stdout, "warning: %s\n", w)
+	}
 	sources := cfg.Sources
 	if f.sample != "" {
 		src, err := pickSource(cfg, f.source, f.sample)
@@ -125,6 +137,87 @@ func runCheck(ctx context.Context, g *globals, f *checkFlags, now time.Time) err
 	}
 	fmt.Fprintf(g.stdout, "%s: ok\n", f.config)
 	return nil
+}
+
+// stateProblems lists what would stop run at start although the config is
+// valid: a database or fingerprint secret this user cannot create or
+// write, a metrics address already taken. They are warnings, not errors,
+// because check may be run as another user than the daemon (the systemd
+// unit's StateDirectory creates /var/lib/spraywatch for it).
+func stateProblems(cfg Config) []string {
+	const hint = "run check as the user spraywatch runs as"
+	var out []string
+	if !postgres.IsURL(cfg.Database) {
+		if why := unwritable(cfg.Database); why != "" {
+			out = append(out, fmt.Sprintf("database: %s: %s, so run would stop at start (%s)", cfg.Database, why, hint))
+		}
+	}
+	if f := cfg.FingerprintSecretFile; f != "" {
+		if _, err := os.Stat(f); err == nil {
+			if r, err := os.Open(f); err != nil {
+				out = append(out, fmt.Sprintf("fingerprint_secret_file: %s cannot be read (%v), so run would stop at start (%s)", f, unwrapPath(err), hint))
+			} else {
+				r.Close()
+			}
+		} else if why := unwritable(f); why != "" {
+			out = append(out, fmt.Sprintf("fingerprint_secret_file: %s does not exist and cannot be created: %s (%s)", f, why, hint))
+		}
+	}
+	if addr := cfg.MetricsListen; addr != "" {
+		if l, err := net.Listen("tcp", addr); err != nil {
+			why := ""
+			if errors.Is(err, syscall.EADDRINUSE) {
+				why = "; is another spraywatch running?"
+			}
+			out = append(out, fmt.Sprintf("metrics_listen: %s cannot be listened on (%v), so run would stop at start%s", addr, unwrapNet(err), why))
+		} else {
+			l.Close()
+		}
+	}
+	return out
+}
+
+// unwritable says why this user could not create or write the file at
+// path, or "" if it could: an existing file must be writable, a new one
+// needs a writable directory (or the nearest existing ancestor, which run
+// creates the rest under).
+func unwritable(path string) string {
+	if st, err := os.Stat(path); err == nil {
+		if st.IsDir() {
+			return "is a directory"
+		}
+		if err := syscall.Access(path, 0x2 /* W_OK */); err != nil {
+			return fmt.Sprintf("is not writable by this user (%v)", err)
+		}
+		return ""
+	}
+	dir := filepath.Dir(path)
+	for {
+		st, err := os.Stat(dir)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Sprintf("%s is not a directory", dir)
+			}
+			if err := syscall.Access(dir, 0x2|0x1 /* W_OK|X_OK */); err != nil {
+				return fmt.Sprintf("directory %s is not writable by this user (%v)", dir, err)
+			}
+			return ""
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+}
+
+// unwrapNet drops the "listen tcp ADDR:" prefix a net error repeats.
+func unwrapNet(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
 }
 
 // openSecretFiles lists the secret files others can read, as run warns.
@@ -240,7 +333,7 @@ func judge(sc *sourceCheck, src SourceConfig) {
 	if events == 0 {
 		switch {
 		case s.Skipped[ingest.ErrFuture.Error()] == skipped && skipped > s.Filtered:
-			sc.errorf("timezone: %q: every line is dated more than a day ahead of this machine's clock (%d future_time); set the zone the log's times are written in", src.Timezone, skipped)
+			sc.errorf("timezone: %q: every line is dated more than a day ahead of this machine's clock (%d future_time); %s", src.Timezone, skipped, aheadHint)
 		case skipped >= s.Filtered:
 			sc.errorf("no line fits the layout: %d of %d lines skipped (%s), e.g. %s; compare log_format with the server's, character for character", skipped, s.Lines, skipReasons(s.Skipped), s.Samples[top])
 		case s.FilteredBy[ingest.ErrNotAuthRoute.Error()] > 0:
@@ -277,7 +370,7 @@ func judge(sc *sourceCheck, src SourceConfig) {
 		if zone == "" {
 			zone = "Local"
 		}
-		sc.errorf("timezone: %q: lines are dated up to %s ahead of this machine's clock; set the zone the log's times are written in", zone, sc.ahead.Round(time.Minute))
+		sc.errorf("timezone: %q: lines are dated up to %s ahead of this machine's clock; %s", zone, sc.ahead.Round(time.Minute), aheadHint)
 	}
 	if s.RawCredentials > 0 {
 		sc.warnf("%d lines held whole API keys (fingerprinted at once, never stored); log a prefix instead", s.RawCredentials)

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -17,6 +20,7 @@ func TestCheckWarnsAboutOpenSecretFiles(t *testing.T) {
 	os.WriteFile(key, []byte(strings.Repeat("k", 32)), 0o644)
 	os.WriteFile(token, []byte("xoxb-"+strings.Repeat("1", 40)), 0o640)
 	cfg := `fingerprint_secret_file: ` + key + `
+database: ` + filepath.Join(dir, "sw.db") + `
 sources:
   - name: api
     format: nginx
@@ -51,19 +55,71 @@ alerts:
 	}
 }
 
-// A log check cannot open is an error that says what happened, once.
+// A log check cannot open is an error that says what happened, once. As
+// root (CI) the check runs as nobody, since root reads every file.
 func TestCheckUnreadableLog(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("root reads every file")
-	}
 	dir := t.TempDir()
 	log := filepath.Join(dir, "api.log")
 	os.WriteFile(log, []byte("x\n"), 0o000)
 	file := filepath.Join(dir, "spraywatch.yml")
-	os.WriteFile(file, []byte("sources: [{name: api, format: nginx, paths: ["+log+"], identity: {remote_user: true}}]\n"), 0o600)
-	report, err := checkReport(t, file)
+	os.WriteFile(file, []byte("sources: [{name: api, format: nginx, paths: ["+log+"], identity: {remote_user: true}}]\n"), 0o644)
+	var report string
+	var err error
+	if os.Geteuid() == 0 {
+		const nobody = 65534
+		for _, p := range []string{filepath.Dir(dir), dir} {
+			os.Chmod(p, 0o755)
+		}
+		// The test binary may sit in a directory only root can enter.
+		self, rerr := os.ReadFile(os.Args[0])
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		bin := filepath.Join(dir, "spraywatch.test")
+		if werr := os.WriteFile(bin, self, 0o755); werr != nil {
+			t.Fatal(werr)
+		}
+		cmd := exec.Command(bin, "check", "--config", file)
+		cmd.Env = append(os.Environ(), rtMainEnv+"=1")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		var out []byte
+		out, err = cmd.CombinedOutput()
+		report = string(out)
+	} else {
+		report, err = checkReport(t, file)
+	}
 	want := "error: cannot open " + log + ": permission denied (run check as the user spraywatch runs as)\n"
 	if err == nil || !strings.Contains(report, want) || strings.Count(report, log) != 1 {
 		t.Errorf("err %v; report lacks %q (once):\n%s", err, want, report)
+	}
+}
+
+// check warns about what would stop run at start although the config is
+// valid: a database under a path that is a file, a metrics address taken.
+func TestCheckWarnsAboutState(t *testing.T) {
+	dir := t.TempDir()
+	logs, _ := filepath.Abs("../../testdata/config/logs/api.log")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	notDir := filepath.Join(dir, "file")
+	os.WriteFile(notDir, nil, 0o600)
+	file := filepath.Join(dir, "spraywatch.yml")
+	os.WriteFile(file, []byte("database: "+notDir+"/sw.db\nfingerprint_secret_file: "+dir+"/fp.key\nmetrics_listen: "+l.Addr().String()+
+		"\nsources: [{name: api, format: nginx, paths: ["+logs+"], credential: {field: api_key_prefix}, identity: {path: [\"/api/v1/clients/{identity}/\"]}, log_format: '"+
+		`$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" key=$api_key_prefix rt=$request_time`+"'}]\n"), 0o600)
+	report, _ := checkReport(t, file)
+	for _, want := range []string{
+		"warning: database: " + notDir + "/sw.db: " + notDir + " is not a directory, so run would stop at start",
+		"warning: metrics_listen: " + l.Addr().String() + " cannot be listened on (bind: address already in use), so run would stop at start; is another spraywatch running?",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	if strings.Contains(report, "fingerprint_secret_file") {
+		t.Errorf("a secret that run can create is reported:\n%s", report)
 	}
 }

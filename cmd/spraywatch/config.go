@@ -76,8 +76,31 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("%w: %s", errConfig, fileProblem(path, err))
 	}
-	return ParseConfig(data, filepath.Dir(path))
+	c, err := ParseConfig(data, filepath.Dir(path))
+	if err != nil {
+		return Config{}, inFile(path, err)
+	}
+	return c, nil
 }
+
+// inFile names the config file on every line of a config error (one
+// line per problem), so that the reader knows which file to fix.
+func inFile(path string, err error) error { return &fileError{path: path, err: err} }
+
+type fileError struct {
+	path string
+	err  error
+}
+
+func (e *fileError) Error() string {
+	lines := strings.Split(e.err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = e.path + ": " + l
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (e *fileError) Unwrap() error { return e.err }
 
 // ParseConfig decodes YAML over the defaults and validates it. Relative
 // paths are taken from dir.
@@ -165,7 +188,11 @@ func (c Config) Validate() error {
 				each = joined.Unwrap() // one line per problem, each naming the source
 			}
 			for _, e := range each {
-				errs = append(errs, fmt.Errorf("%w: %s (%s): %w", errConfig, f, s.Name, e))
+				at := f
+				if s.Name != "" {
+					at = fmt.Sprintf("%s (%s)", f, s.Name)
+				}
+				errs = append(errs, fmt.Errorf("%w: %s: %w", errConfig, at, e))
 			}
 		}
 		for j, p := range s.Paths {

@@ -40,6 +40,9 @@ type AlertConfig struct {
 	// Updates: how a bot shows that an incident grew: edit (default, edits
 	// the first message) or thread (replies in its thread).
 	Updates string `yaml:"updates"`
+	// APIURL is the bot's Slack Web API base. Default
+	// https://slack.com/api/ (GovSlack: https://slack-gov.com/api/).
+	APIURL string `yaml:"api_url"`
 
 	// Generic webhook: the URL from a file or a variable, and an optional
 	// HMAC-SHA256 signing secret from a file or a variable.
@@ -131,10 +134,16 @@ func (a AlertConfig) validate(field string) []error {
 			if a.Channel == "" {
 				bad("channel", a.Channel, "must be set for a slack bot")
 			}
+			if u, err := url.Parse(a.APIURL); a.APIURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil) {
+				bad("api_url", a.APIURL, "must be an http(s) URL such as https://slack.com/api/, without credentials")
+			}
 		default:
 			secret("webhook_url_file", a.WebhookURLFile, "webhook_url_env", a.WebhookURLEnv, true)
 			if a.Updates != "" {
 				bad("updates", a.Updates, "applies only to a slack bot (token_file or token_env); a webhook cannot edit what it posted")
+			}
+			if a.APIURL != "" {
+				bad("api_url", a.APIURL, "applies only to a slack bot (token_file or token_env)")
 			}
 		}
 		if a.Updates != "" && a.Updates != "edit" && a.Updates != "thread" {
@@ -147,7 +156,8 @@ func (a AlertConfig) validate(field string) []error {
 		secret("secret_file", a.SecretFile, "secret_env", a.SecretEnv, false)
 		only("stdout, file or slack", map[string]bool{"path": a.Path != "", "format": a.Format != "",
 			"webhook_url_file": a.WebhookURLFile != "", "webhook_url_env": a.WebhookURLEnv != "",
-			"token_file": a.TokenFile != "", "token_env": a.TokenEnv != "", "channel": a.Channel != "", "updates": a.Updates != ""})
+			"token_file": a.TokenFile != "", "token_env": a.TokenEnv != "", "channel": a.Channel != "", "updates": a.Updates != "",
+			"api_url": a.APIURL != ""})
 	default:
 		bad("type", a.Type, "must be stdout, file, slack or webhook")
 	}

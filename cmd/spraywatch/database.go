@@ -58,7 +58,9 @@ func (c Config) validateDatabase() []error {
 	bad := func(field string, value any, why string) {
 		errs = append(errs, fmt.Errorf("%w: %s: %q: %s", errConfig, field, fmt.Sprint(value), why))
 	}
-	if postgres.IsURL(c.Database) {
+	if postgres.IsKeywordDSN(c.Database) {
+		errs = append(errs, fmt.Errorf("%w: database: %w", errConfig, postgres.ErrKeywordDSN))
+	} else if postgres.IsURL(c.Database) {
 		if err := postgres.CheckURL(c.Database); err != nil {
 			// The error names the URL redacted; never echo the raw value.
 			errs = append(errs, fmt.Errorf("%w: database: %w", errConfig, err))
@@ -118,6 +120,16 @@ func openPostgres(ctx context.Context, cfg Config, o postgres.Options) (*postgre
 	}
 	o.URL, o.Password = cfg.Database, pw
 	return postgres.Open(ctx, o)
+}
+
+// checkDatabaseArg refuses a --db that is a libpq keyword/value string,
+// which would otherwise be taken for a SQLite file name (and may hold a
+// password).
+func checkDatabaseArg(db string) error {
+	if postgres.IsKeywordDSN(db) {
+		return fmt.Errorf("%w: --db: %w", errUsage, postgres.ErrKeywordDSN)
+	}
+	return nil
 }
 
 // databaseForLog is the database setting fit for a log line.

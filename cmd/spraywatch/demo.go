@@ -49,7 +49,9 @@ traffic a spray (followed by a success with the sprayed key), a brute force and
 a credential-stuffing run. It then replays the log exactly as
 'spraywatch replay' would and prints what it found.
 
---write DIR only writes the log and its config (used by the benchmark).`,
+With the default flags the log is the one bundled as
+testdata/demo/access.log.gz. --write DIR only writes the log and its config
+(used by the benchmark).`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.multiDay {
@@ -70,10 +72,19 @@ a credential-stuffing run. It then replays the log exactly as
 	c.Flags().StringVarP(&f.output, "output", "o", "text", "text or json")
 	c.Flags().BoolVar(&f.keep, "keep", false, "keep the temporary directory with the log, config and database")
 	c.Flags().IntVar(&f.lines, "lines", 40_000, "benign lines to generate")
-	c.Flags().IntVar(&f.hours, "hours", 6, "hours of traffic (default 30 with --all-attacks)")
+	c.Flags().IntVar(&f.hours, "hours", 6, "hours of traffic; --all-attacks makes the default 30")
 	c.Flags().IntVar(&f.clients, "clients", 200, "benign clients, each with its own address and key")
 	c.Flags().BoolVar(&f.multiDay, "all-attacks", false, "also hide a distributed and a low-and-slow spray, in 30 hours of traffic")
 	return c
+}
+
+// demoOptions is the traffic the demo writes; with the default flags it is
+// the log bundled as testdata/demo/access.log.gz.
+func demoOptions(f *demoFlags) loggen.Options {
+	start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	return loggen.Options{Start: start, Duration: time.Duration(f.hours) * time.Hour, Clients: f.clients, Lines: f.lines, Seed: 7,
+		Spray: true, BruteForce: true, Stuffing: true, NAT: true, Stale: true, Compromise: true,
+		Distributed: f.multiDay, LowAndSlow: f.multiDay}
 }
 
 // allAttacksHours is the traffic --all-attacks needs: the low-and-slow
@@ -99,11 +110,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	if err != nil {
 		return err
 	}
-	start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
-	opts := loggen.Options{Start: start, Duration: time.Duration(f.hours) * time.Hour, Clients: f.clients, Lines: f.lines, Seed: 7,
-		Spray: true, BruteForce: true, Stuffing: true, NAT: true, Stale: true, Compromise: true,
-		Distributed: f.multiDay, LowAndSlow: f.multiDay}
-	if _, err := loggen.Write(out, opts); err != nil {
+	if _, err := loggen.Write(out, demoOptions(f)); err != nil {
 		out.Close()
 		return err
 	}

@@ -42,6 +42,7 @@ type fleetJudge struct {
 	mu       sync.Mutex
 	problems []string
 	alerts   *alerting // the active term's, for the sink metrics
+	active   bool
 	gauges   judgeMetrics
 
 	// The active judge's state.
@@ -101,6 +102,7 @@ func runJudge(ctx context.Context, g *globals, cfg Config, noCred map[string]boo
 	j.metrics = newMetrics()
 	j.metrics.watchSinks(j.sinkStats) // once: each term's outbox is swapped in
 	j.gauges = newJudgeMetrics(j.metrics.reg)
+	j.metrics.okText = j.okText
 	if cfg.MetricsListen != "" {
 		stop, err := j.metrics.serve(cfg.MetricsListen, j.healthy, j.log)
 		if err != nil {
@@ -162,7 +164,7 @@ func (j *fleetJudge) run(parent context.Context, lease *postgres.Lease) error {
 		return err
 	}
 	j.nodeSeen, j.clockAt, j.quiet = map[string]seenAt{}, map[nodeSource]clockSeen{}, map[string]bool{}
-	alerts, err := newAlerting(j.cfg, j.store, j.log, j.stdout)
+	alerts, err := newFencedAlerting(j.cfg, j.store, j.log, j.stdout, fmt.Sprintf("judge %s epoch %d", j.holder, lease.Epoch()), lease.Fence)
 	if err != nil {
 		return err
 	}
@@ -277,6 +279,15 @@ func (j *fleetJudge) round(ctx context.Context, now time.Time) error {
 				break
 			}
 		}
+		fc := postgres.FindingsCursor(n.Name)
+		last, err := j.store.ReadFindings(ctx, n.Name, j.cursors[fc], func(r postgres.FindingRow) error {
+			j.engine.ObserveFinding(r.Node, &r.Incident, r.Lines)
+			return nil
+		})
+		j.cursors[fc] = last
+		if err != nil {
+			return err
+		}
 	}
 	var problems []string
 	horizon := map[string]time.Time{}
@@ -371,11 +382,24 @@ func (j *fleetJudge) sinkStats() []alert.DestinationStats {
 }
 
 func (j *fleetJudge) setActive(a bool) {
+	j.mu.Lock()
+	j.active = a
+	j.mu.Unlock()
 	if a {
 		j.gauges.active.Set(1)
 	} else {
 		j.gauges.active.Set(0)
 	}
+}
+
+// okText is what a healthy judge's /healthz says: a judge reads no logs.
+func (j *fleetJudge) okText() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.active {
+		return "ok: active judge: every live node's attempt rows are read and judged, incidents are written, alerts are delivered"
+	}
+	return "ok: standby judge: the database answers and another judge holds the judge lease; this one takes over when that one stops"
 }
 
 func (j *fleetJudge) setProblems(p []string) {

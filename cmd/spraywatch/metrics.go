@@ -22,6 +22,9 @@ import (
 // detector goroutine writes them, except the counters client_golang makes
 // safe anyway.
 type metrics struct {
+	// okText, when set, is what /healthz says when healthy (a judge reads
+	// no sources); the default speaks of the sources.
+	okText         func() string
 	reg            *prometheus.Registry
 	linesRead      *prometheus.CounterVec
 	linesParsed    *prometheus.CounterVec
@@ -167,6 +170,10 @@ func (m *metrics) serve(addr string, healthy func() (bool, []string), log *slog.
 		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, strings.Join(problems, "\n"))
+			return
+		}
+		if m.okText != nil {
+			fmt.Fprintln(w, m.okText())
 			return
 		}
 		fmt.Fprintln(w, "ok: every source is being read and detects, counts and positions are written, alerts are delivered")

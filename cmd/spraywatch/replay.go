@@ -135,6 +135,9 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 		debug.SetGCPercent(200)
 	}
 	defer governMemory(128 << 20).Stop()
+	if err := checkDatabaseArg(f.db); err != nil {
+		return err
+	}
 	pg := postgres.IsURL(f.db)
 	if f.node != "" && !pg {
 		return fmt.Errorf("%w: --node: only with a postgres:// --db", errUsage)

@@ -280,7 +280,8 @@ func (r *runner) session(ctx context.Context, hup chan os.Signal) error {
 		}
 		defer r.agent.Close()
 		r.store, r.engine = r.agent.Store, nil
-		r.det = newCounter()
+		r.det = newCounter(rules.NewEngine(rules.Options{Config: cfg.Rules, Allow: cfg.AllowList(), NoCredential: r.noCredential(),
+			MaxGroups: cfg.MaxGroups, MaxEntries: cfg.MaxEntries, MaxIncidentSet: cfg.MaxIncidentSet, Logger: r.log.With("judges", "line findings")}))
 	} else {
 		// A small page cache: the daemon writes a second's lines at a time and
 		// bounds its memory (replay keeps the large default).
@@ -945,6 +946,9 @@ func (r *runner) reload(ctx context.Context) {
 	r.cfg.MaxGroups, r.cfg.MaxEntries, r.cfg.MaxIncidentSet = keep.MaxGroups, keep.MaxEntries, keep.MaxIncidentSet
 	if r.engine != nil {
 		r.engine.SetConfig(cfg.Rules, cfg.AllowList())
+	}
+	if c, ok := r.det.(*counter); ok { // an agent's line findings
+		c.lines.SetConfig(cfg.Rules, cfg.AllowList())
 	}
 	r.addClocks()
 	if r.levelFlag == "" {

@@ -120,7 +120,7 @@ func writeBlocks(w io.Writer, incs []*detect.Incident, width int) error {
 		groups := [][]string{
 			{fmt.Sprintf("#%d", inc.ID), inc.Kind, inc.Severity, inc.Source},
 			{stamp(inc.FirstSeen), "..", last},
-			{fmt.Sprintf("%d IPs,", len(inc.IPs)), fmt.Sprintf("%d creds,", len(inc.Credentials)), fmt.Sprintf("%d identities,", inc.Identities), fmt.Sprintf("%d attempts", inc.Attempts)},
+			{counted(len(inc.IPs), "IP", "IPs") + ",", counted(len(inc.Credentials), "cred", "creds") + ",", counted(inc.Identities, "identity", "identities") + ",", counted(int(inc.Attempts), "attempt", "attempts")},
 		}
 		for gi, words := range groups {
 			first := indent
@@ -196,4 +196,12 @@ func stamp(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+// counted writes n with the noun's singular or plural: "1 IP", "2 IPs".
+func counted(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -21,10 +21,16 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
+	"math/rand/v2"
 	"net/netip"
 	"net/url"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -41,6 +47,10 @@ var (
 	ErrNotActive = errors.New("not the active judge: another judge took over")
 	// ErrNodeInUse: another process writes as the same node.
 	ErrNodeInUse = errors.New("node name is in use by another spraywatch process")
+	// ErrFlushConflict: the node's last flush in the database is neither
+	// this agent's last one nor one it has in doubt: another process wrote
+	// as this node.
+	ErrFlushConflict = errors.New("the node's rows were written by another process")
 	// ErrPasswordInURL: the password must come from a file or the
 	// environment, never the config.
 	ErrPasswordInURL = errors.New("the URL holds a password; give it in a file or the environment instead")
@@ -60,8 +70,22 @@ const lockClass = 0x73707279
 // IsURL reports whether a database setting names PostgreSQL rather than a
 // SQLite file.
 func IsURL(s string) bool {
-	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+	l := strings.ToLower(s)
+	return strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://")
 }
+
+// keywordDSN matches libpq's keyword/value connection strings
+// ("host=db dbname=spraywatch password=…").
+var keywordDSN = regexp.MustCompile(`(?i)(^|\s)(host|hostaddr|port|dbname|user|password|passfile|sslmode|service)\s*=`)
+
+// IsKeywordDSN reports whether s is a libpq keyword/value connection
+// string rather than a URL or a file path. Such a string may hold a
+// password, so it must never be echoed, logged or taken for a file name.
+func IsKeywordDSN(s string) bool { return !IsURL(s) && keywordDSN.MatchString(s) }
+
+// ErrKeywordDSN: a libpq keyword/value string was given where a URL is
+// needed.
+var ErrKeywordDSN = errors.New("a libpq keyword/value connection string (not shown: it may hold a password) is not supported; write it as a postgres://user@host:port/dbname URL, with the password in database_password_file or database_password_env")
 
 // Options configure Open.
 type Options struct {
@@ -84,6 +108,8 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// MaxConns bounds the pool. Default 4.
 	MaxConns int
+	// FlushTimeout bounds a Flush of a node's rows. Default 30s.
+	FlushTimeout time.Duration
 }
 
 // Store is the PostgreSQL store. It is safe for concurrent use.
@@ -92,6 +118,38 @@ type Store struct {
 	cfg  *pgx.ConnConfig
 	node string
 	url  string
+
+	// standby is the connection a judge on standby tries the judge lock
+	// on, kept between tries.
+	standbyMu sync.Mutex
+	standby   *pgx.Conn
+
+	// A node's flush chain (an agent's, or a single-node daemon's or a
+	// replay's): token is what nodes.flush holds after this node's last
+	// flush known written; doubts are the flushes since whose COMMIT got
+	// no answer, each with a copy of the rows it wrote.
+	agentMu      sync.Mutex
+	flushTimeout time.Duration
+	tokenKnown   bool
+	token        int64
+	doubts       []doubtFlush
+	landed       atomic.Int64
+}
+
+// LandedInDoubt counts the agent's flushes that got no answer to their
+// COMMIT, were found written by a later flush, and so were not written
+// twice.
+func (s *Store) LandedInDoubt() int64 { return s.landed.Load() }
+
+// doubtFlush is a flush whose COMMIT may or may not have landed.
+type doubtFlush struct {
+	token int64
+	rows  []doubtRow
+}
+
+type doubtRow struct {
+	k detect.AttemptKey
+	n int64
 }
 
 // Open connects, and unless ReadOnly creates the schema if needed.
@@ -112,7 +170,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	db.SetMaxOpenConns(o.MaxConns)
 	db.SetMaxIdleConns(o.MaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &Store{db: db, cfg: cfg, node: o.Node, url: Redact(o.URL)}
+	if o.FlushTimeout <= 0 {
+		o.FlushTimeout = 30 * time.Second
+	}
+	s := &Store{db: db, cfg: cfg, node: o.Node, url: Redact(o.URL), flushTimeout: o.FlushTimeout}
 	switch {
 	case o.ReadOnly:
 		err = db.PingContext(ctx)
@@ -141,8 +202,10 @@ func CheckURL(raw string) error {
 	if _, ok := u.User.Password(); ok {
 		return fmt.Errorf("database %s: %w", Redact(raw), ErrPasswordInURL)
 	}
-	if q := u.Query(); q.Has("password") {
-		return fmt.Errorf("database %s: %w", Redact(raw), ErrPasswordInURL)
+	for k := range u.Query() {
+		if strings.EqualFold(k, "password") {
+			return fmt.Errorf("database %s: %w", Redact(raw), ErrPasswordInURL)
+		}
 	}
 	return nil
 }
@@ -195,7 +258,15 @@ func (s *Store) Path() string { return s.url }
 func (s *Store) Node() string { return s.node }
 
 // Close closes the pool.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.standbyMu.Lock()
+	if s.standby != nil {
+		s.standby.Close(context.Background())
+		s.standby = nil
+	}
+	s.standbyMu.Unlock()
+	return s.db.Close()
+}
 
 // EnsureIndexes is a no-op: PostgreSQL keeps its indexes as it goes.
 func (s *Store) EnsureIndexes(context.Context) error { return nil }
@@ -293,6 +364,11 @@ CREATE TABLE IF NOT EXISTS nodes (
 	node    TEXT PRIMARY KEY,
 	seen    BIGINT NOT NULL  -- Unix ns (the node's wall clock) of its last flush
 );
+-- flush: the token of the node's last flush; each flush replaces it only if
+-- it is still the one the agent last wrote, so that a flush whose COMMIT
+-- was held in the network and landed after the agent gave up on it is
+-- found, not written again.
+ALTER TABLE nodes ADD COLUMN IF NOT EXISTS flush BIGINT NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS node_clocks (
 	node    TEXT NOT NULL,
 	source  TEXT NOT NULL,
@@ -302,6 +378,19 @@ CREATE TABLE IF NOT EXISTS node_clocks (
 	PRIMARY KEY (node, source)
 );
 -- The last attempt row of each node the judge has judged.
+-- Findings an agent judged from its own lines (statuses, latencies, whole
+-- keys: what attempt rows do not carry), for the judge to make one incident
+-- of across the fleet. body: the node's incident JSON, labels only.
+CREATE TABLE IF NOT EXISTS findings (
+	id      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	node    TEXT NOT NULL,
+	kind    TEXT NOT NULL,
+	source  TEXT NOT NULL,
+	grp     TEXT NOT NULL,
+	lines   BIGINT NOT NULL,  -- lines counted since the node last reported it
+	body    JSONB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS findings_node ON findings (node, id);
 CREATE TABLE IF NOT EXISTS judge_cursors (
 	node    TEXT PRIMARY KEY,
 	last_id BIGINT NOT NULL
@@ -345,8 +434,15 @@ type Clock struct {
 // does: the node's attempt rows and positions, the incidents and the
 // outbox (Extra). The rows it writes count as judged. On success the
 // batch's attempts are cleared.
+//
+// With a node, flushes are chained by the node's flush token as an agent's
+// are (see FlushAgentFindings), so that a flush whose COMMIT got no answer
+// and landed all the same is not written twice when retried; and each
+// flush is bounded by FlushTimeout, so that a database that stops
+// answering (a network black hole) is an error the caller sees and
+// reports, not a flush that hangs.
 func (s *Store) Flush(ctx context.Context, b detect.Batch) error {
-	return s.flush(ctx, b, func(tx *sql.Tx) error {
+	cursors := func(tx *sql.Tx) error {
 		if s.node == "" {
 			return nil
 		}
@@ -354,19 +450,159 @@ func (s *Store) Flush(ctx context.Context, b detect.Batch) error {
 			SELECT $1::text, COALESCE(MAX(id), 0) FROM attempts WHERE node = $1::text
 			ON CONFLICT (node) DO UPDATE SET last_id = excluded.last_id`, s.node)
 		return err
+	}
+	if s.node == "" {
+		return s.flush(ctx, b, cursors)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.flushTimeout)
+	defer cancel()
+	s.agentMu.Lock()
+	defer s.agentMu.Unlock()
+	now := time.Now()
+	return s.chained(ctx, b, func(next int64) error {
+		return s.flushTx(ctx, b, func(tx *sql.Tx) error { return s.swapToken(ctx, tx, now, next) }, cursors)
 	})
 }
 
-// FlushAgent writes an agent's attempt rows, positions and clocks in one
-// transaction and notifies the judges. Incidents in b are an error: agents
-// do not judge.
+// Finding is a line finding an agent raised on its own lines: its incident
+// as the node has it, and the lines counted since the node last reported it.
+type Finding struct {
+	Incident *detect.Incident
+	Lines    int64
+}
+
+// FindingRow is a finding as the judge reads it.
+type FindingRow struct {
+	ID       int64
+	Node     string
+	Incident detect.Incident
+	Lines    int64
+}
+
+// FindingsCursor is the judge cursor key of a node's findings.
+func FindingsCursor(node string) string { return "findings/" + node }
+
+// ReadFindings calls fn with node's findings after id after, in order, and
+// returns the last ID read.
+func (s *Store) ReadFindings(ctx context.Context, node string, after int64, fn func(FindingRow) error) (int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, lines, body FROM findings WHERE node = $1 AND id > $2 ORDER BY id LIMIT 1000`, node, after)
+	if err != nil {
+		return after, err
+	}
+	defer rows.Close()
+	last := after
+	for rows.Next() {
+		r := FindingRow{Node: node}
+		var body []byte
+		if err := rows.Scan(&r.ID, &r.Lines, &body); err != nil {
+			return last, err
+		}
+		if err := json.Unmarshal(body, &r.Incident); err != nil {
+			return last, fmt.Errorf("finding %d of node %s: %w", r.ID, node, err)
+		}
+		if err := fn(r); err != nil {
+			return last, err
+		}
+		last = r.ID
+	}
+	return last, rows.Err()
+}
+
+// FlushAgent is FlushAgentFindings without findings.
 func (s *Store) FlushAgent(ctx context.Context, b detect.Batch, clocks []Clock, now time.Time) error {
+	return s.FlushAgentFindings(ctx, b, clocks, nil, now)
+}
+
+// FlushAgentFindings writes an agent's attempt rows, positions, clocks and
+// line findings in one transaction and notifies the judges. Incidents in b are an error: agents
+// do not judge.
+//
+// A flush whose COMMIT got no answer (the network dropped it, the flush
+// timed out) may still land later. Each flush therefore replaces the
+// node's flush token only if it still holds the one of the last flush
+// known written, and keeps a copy of the rows of a flush in doubt: when
+// the next flush finds the token of one in doubt, that one landed, and its
+// rows are taken out of b before writing the rest; when the next flush
+// lands, the ones in doubt never can. Either way every row is written
+// once.
+func (s *Store) FlushAgentFindings(ctx context.Context, b detect.Batch, clocks []Clock, findings []Finding, now time.Time) error {
 	if len(b.Incidents) > 0 || len(b.Quiet) > 0 || len(b.Identities) > 0 {
 		return errors.New("flush: an agent does not write incidents")
 	}
-	return s.flush(ctx, b, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO nodes VALUES ($1, $2)
-			ON CONFLICT (node) DO UPDATE SET seen = excluded.seen`, s.node, now.UnixNano()); err != nil {
+	s.agentMu.Lock()
+	defer s.agentMu.Unlock()
+	return s.chained(ctx, b, func(next int64) error { return s.flushAgent(ctx, b, clocks, findings, now, next) })
+}
+
+// chained runs try, a flush that replaces the node's flush token with next
+// if it still holds s.token, until it is written once: after a flush in
+// doubt it looks at which token the node holds, and when that is one in
+// doubt, takes its rows out of b and tries again. The caller holds agentMu.
+func (s *Store) chained(ctx context.Context, b detect.Batch, try func(next int64) error) error {
+	if !s.tokenKnown {
+		err := s.db.QueryRowContext(ctx, `SELECT flush FROM nodes WHERE node = $1`, s.node).Scan(&s.token)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("flush: %w", err)
+		}
+		s.tokenKnown = true
+	}
+	for {
+		next := rand.Int64N(math.MaxInt64-1) + 1
+		err := try(next)
+		switch {
+		case err == nil:
+			s.token, s.doubts = next, nil
+			return nil
+		case errors.Is(err, errCommitUnknown) && b.Attempts != nil:
+			d := doubtFlush{token: next}
+			b.Attempts.Each(func(k detect.AttemptKey, c detect.AttemptCount) { d.rows = append(d.rows, doubtRow{k, c.Count}) })
+			s.doubts = append(s.doubts, d)
+			return err
+		case !errors.Is(err, ErrFlushConflict):
+			return err
+		}
+		var cur int64
+		if err := s.db.QueryRowContext(ctx, `SELECT flush FROM nodes WHERE node = $1`, s.node).Scan(&cur); err != nil {
+			return fmt.Errorf("flush: %w", err)
+		}
+		i := slices.IndexFunc(s.doubts, func(d doubtFlush) bool { return d.token == cur })
+		if i < 0 {
+			return fmt.Errorf("flush: node %s: %w", s.node, ErrFlushConflict)
+		}
+		// That flush landed after all: its rows are in; write the rest.
+		for _, r := range s.doubts[i].rows {
+			b.Attempts.Take(r.k, r.n)
+		}
+		s.token, s.doubts = cur, nil
+		s.landed.Add(1)
+	}
+}
+
+// swapToken replaces the node's flush token with next if it still holds
+// s.token (ErrFlushConflict otherwise). A flush still open on another
+// connection (its COMMIT held in the network) holds the node's row: this
+// waits for it to end.
+func (s *Store) swapToken(ctx context.Context, tx *sql.Tx, now time.Time, next int64) error {
+	res, err := tx.ExecContext(ctx, `INSERT INTO nodes (node, seen, flush) VALUES ($1, $2, $3)
+		ON CONFLICT (node) DO UPDATE SET seen = excluded.seen, flush = excluded.flush WHERE nodes.flush = $4`,
+		s.node, now.UnixNano(), next, s.token)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		if err == nil {
+			err = ErrFlushConflict
+		}
+		return err
+	}
+	return nil
+}
+
+// flushAgent is one try of FlushAgent, replacing the node's flush token
+// with next if it still holds s.token.
+func (s *Store) flushAgent(ctx context.Context, b detect.Batch, clocks []Clock, findings []Finding, now time.Time, next int64) error {
+	return s.flushTx(ctx, b, nil, func(tx *sql.Tx) error {
+		if err := s.swapToken(ctx, tx, now, next); err != nil {
 			return err
 		}
 		for _, c := range clocks {
@@ -377,7 +613,17 @@ func (s *Store) FlushAgent(ctx context.Context, b detect.Batch, clocks []Clock, 
 				return err
 			}
 		}
-		if b.Attempts != nil && b.Attempts.Len() > 0 {
+		for _, f := range findings {
+			body, err := json.Marshal(f.Incident)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO findings (node, kind, source, grp, lines, body) VALUES ($1, $2, $3, $4, $5, $6)`,
+				s.node, f.Incident.Kind, f.Incident.Source, f.Incident.Group, f.Lines, string(body)); err != nil {
+				return err
+			}
+		}
+		if b.Attempts != nil && b.Attempts.Len() > 0 || len(findings) > 0 {
 			if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, Channel, s.node); err != nil {
 				return err
 			}
@@ -402,12 +648,8 @@ func (s *Store) FlushJudge(ctx context.Context, b detect.Batch, cursors map[stri
 		return errors.New("flush: a judge does not write attempt rows or positions")
 	}
 	return s.flush(ctx, b, func(tx *sql.Tx) error {
-		var epoch int64
-		if err := tx.QueryRowContext(ctx, `SELECT epoch FROM judge_lease WHERE id = 1 FOR UPDATE`).Scan(&epoch); err != nil {
+		if err := lease.Fence(ctx, tx); err != nil {
 			return err
-		}
-		if lease == nil || epoch != lease.epoch {
-			return ErrNotActive
 		}
 		nodes := make([]string, 0, len(cursors))
 		ids := make([]int64, 0, len(cursors))
@@ -421,11 +663,23 @@ func (s *Store) FlushJudge(ctx context.Context, b detect.Batch, cursors map[stri
 }
 
 func (s *Store) flush(ctx context.Context, b detect.Batch, extra func(*sql.Tx) error) error {
+	return s.flushTx(ctx, b, nil, extra)
+}
+
+// flushTx is flush with first run before the batch is written. An error of
+// the COMMIT itself wraps errCommitUnknown: the transaction may have been
+// written.
+func (s *Store) flushTx(ctx context.Context, b detect.Batch, first, extra func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
 	defer tx.Rollback()
+	if first != nil {
+		if err := first(tx); err != nil {
+			return fmt.Errorf("flush: %w", err)
+		}
+	}
 	if err := s.writeBatch(ctx, tx, b); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
@@ -438,13 +692,16 @@ func (s *Store) flush(ctx context.Context, b detect.Batch, extra func(*sql.Tx) e
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("flush: %w", err)
+		return fmt.Errorf("flush: %w: %w", errCommitUnknown, err)
 	}
 	if b.Attempts != nil {
 		b.Attempts.Clear()
 	}
 	return nil
 }
+
+// errCommitUnknown: a COMMIT got no answer; it may have been written.
+var errCommitUnknown = errors.New("commit not confirmed")
 
 func (s *Store) writeBatch(ctx context.Context, tx *sql.Tx, b detect.Batch) error {
 	if (b.Attempts != nil && b.Attempts.Len() > 0 || len(b.Positions) > 0 || len(b.Replayed) > 0) && s.node == "" {
@@ -853,6 +1110,20 @@ type Lease struct {
 	done   chan struct{}
 }
 
+// Fence returns ErrNotActive unless l is the judge lease of the latest
+// term; it locks the lease row for tx, so that no other judge's term begins
+// before tx ends. Whatever tx writes is then written by the active judge.
+func (l *Lease) Fence(ctx context.Context, tx *sql.Tx) error {
+	var epoch int64
+	if err := tx.QueryRowContext(ctx, `SELECT epoch FROM judge_lease WHERE id = 1 FOR UPDATE`).Scan(&epoch); err != nil {
+		return err
+	}
+	if l == nil || epoch != l.epoch {
+		return ErrNotActive
+	}
+	return nil
+}
+
 // Epoch is the lease's fencing number.
 func (l *Lease) Epoch() int64 { return l.epoch }
 
@@ -870,11 +1141,25 @@ func (s *Store) lease(ctx context.Context, key int32, onAcquire func(context.Con
 	if err != nil {
 		return nil, false, err
 	}
+	l, ok, err := s.leaseOn(ctx, conn, key, onAcquire)
+	if err == nil && !ok {
+		conn.Close(context.WithoutCancel(ctx))
+	}
+	return l, ok, err
+}
+
+// leaseOn tries the lock on conn; conn is closed on an error, left open
+// when the lock is held by another session, and the lease's when taken.
+func (s *Store) leaseOn(ctx context.Context, conn *pgx.Conn, key int32, onAcquire func(context.Context, *pgx.Conn) (int64, error)) (*Lease, bool, error) {
 	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, $2)`, int32(lockClass), key).Scan(&ok); err != nil || !ok {
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, $2)`, int32(lockClass), key).Scan(&ok); err != nil {
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, false, err
 	}
+	if !ok {
+		return nil, false, nil
+	}
+	var err error
 	l := &Lease{conn: conn, lost: make(chan struct{}), done: make(chan struct{})}
 	if onAcquire != nil {
 		if l.epoch, err = onAcquire(ctx, conn); err != nil {
@@ -898,6 +1183,11 @@ func (l *Lease) watch(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			// Released: unlock before closing, so that the lock is free
+			// when Release returns, not once the server ends the session.
+			uctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			l.conn.Exec(uctx, `SELECT pg_advisory_unlock_all()`)
+			cancel()
 			return
 		case <-t.C:
 		}
@@ -912,14 +1202,34 @@ func (l *Lease) watch(ctx context.Context) {
 }
 
 // TryJudge takes the judge lease if no other judge holds it, raising the
-// fencing epoch; false when another judge is active.
+// fencing epoch; false when another judge is active. A standby's tries
+// share one connection, kept open between them; it becomes the lease's
+// when the lock is taken.
 func (s *Store) TryJudge(ctx context.Context, holder string) (*Lease, bool, error) {
-	return s.lease(ctx, 0, func(ctx context.Context, c *pgx.Conn) (int64, error) {
+	s.standbyMu.Lock()
+	defer s.standbyMu.Unlock()
+	// A connection that stopped answering (the network dropping packets)
+	// is given up after this, not waited on.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn := s.standby
+	s.standby = nil
+	if conn == nil || conn.IsClosed() {
+		var err error
+		if conn, err = s.connect(ctx); err != nil {
+			return nil, false, err
+		}
+	}
+	l, ok, err := s.leaseOn(ctx, conn, 0, func(ctx context.Context, c *pgx.Conn) (int64, error) {
 		var epoch int64
 		err := c.QueryRow(ctx, `UPDATE judge_lease SET epoch = epoch + 1, holder = $1, since = $2 WHERE id = 1 RETURNING epoch`,
 			holder, time.Now().UnixNano()).Scan(&epoch)
 		return epoch, err
 	})
+	if err == nil && !ok {
+		s.standby = conn
+	}
+	return l, ok, err
 }
 
 // LockNode takes this node's lease, so that two processes never write as

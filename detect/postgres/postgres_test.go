@@ -233,6 +233,46 @@ func TestFleetExactlyOnce(t *testing.T) {
 
 // TestJudgeLeaseFencing: one judge at a time; a judge that lost the lease
 // cannot write; rows count as judged only up to the saved cursors.
+// A standby judge tries the lock on one connection, kept between tries,
+// not a new connection a try; that connection becomes the lease's.
+func TestStandbyKeepsOneConnection(t *testing.T) {
+	ctx := context.Background()
+	url, pw := pgtest.Database(t)
+	j1, j2 := open(t, url, pw, ""), open(t, url, pw, "")
+	l1, ok, err := j1.TryJudge(ctx, "j1")
+	if err != nil || !ok {
+		t.Fatalf("first judge: %v %v", ok, err)
+	}
+	// After each try the standby's session is still there, idle, its last
+	// query the try; the same session every time. (The active judge's
+	// last query on its session was the lease update, then pings.)
+	pids := map[int]bool{}
+	for range 5 {
+		if _, ok, err := j2.TryJudge(ctx, "j2"); err != nil || ok {
+			t.Fatalf("standby took the lease while the first judge holds it: %v %v", ok, err)
+		}
+		rows, err := j1.DB().QueryContext(ctx, `SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_try_advisory_lock%' AND pid != pg_backend_pid()`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var pid int
+			rows.Scan(&pid)
+			pids[pid] = true
+		}
+		rows.Close()
+	}
+	if len(pids) != 1 {
+		t.Errorf("after the standby's 5 tries, %d sessions seen open with the try as their last query, want 1: one connection kept", len(pids))
+	}
+	l1.Release()
+	l2, ok, err := j2.TryJudge(ctx, "j2")
+	if err != nil || !ok {
+		t.Fatalf("standby after the release: %v %v", ok, err)
+	}
+	l2.Release()
+}
+
 func TestJudgeLeaseFencing(t *testing.T) {
 	ctx := context.Background()
 	url, pw := pgtest.Database(t)
@@ -431,8 +471,9 @@ func TestGrants(t *testing.T) {
 	a.Add(event(time.Now(), "203.0.113.7", "c1", "k", ingest.Failure, 1))
 	pos := []detect.Position{{Source: "api", Path: "/var/log/api.log", Inode: 1, Offset: 10}}
 	clk := []postgres.Clock{{Source: "api", Event: time.Now(), Wall: time.Now()}}
+	finding := postgres.Finding{Incident: &detect.Incident{ID: 1, Kind: detect.KindRawCredentials, Source: "api", Group: "source=api", Version: 1}, Lines: 3}
 	for range 2 { // the second flush updates positions and clocks
-		if err := agent.FlushAgent(ctx, detect.Batch{Attempts: a, Positions: pos}, clk, time.Now()); err != nil {
+		if err := agent.FlushAgentFindings(ctx, detect.Batch{Attempts: a, Positions: pos}, clk, []postgres.Finding{finding}, time.Now()); err != nil {
 			t.Fatalf("agent flush: %v", err)
 		}
 		a.Add(event(time.Now(), "203.0.113.7", "c2", "k", ingest.Failure, 2))
@@ -441,7 +482,7 @@ func TestGrants(t *testing.T) {
 		t.Errorf("agent reads its positions: %v", err)
 	}
 	for _, q := range []string{`SELECT count(*) FROM attempts`, `SELECT count(*) FROM incidents`, `UPDATE judge_cursors SET last_id = 0`,
-		`DELETE FROM attempts`} {
+		`DELETE FROM attempts`, `SELECT count(*) FROM findings`, `UPDATE findings SET lines = 0`, `DELETE FROM findings`} {
 		if _, err := agent.DB().ExecContext(ctx, q); err == nil || !strings.Contains(err.Error(), "permission denied") {
 			t.Errorf("agent: %s: err %v, want permission denied", q, err)
 		}
@@ -454,6 +495,16 @@ func TestGrants(t *testing.T) {
 	last, err := judge.ReadAttempts(ctx, "web-1", 0, 10, func(postgres.Row) error { return nil })
 	if err != nil || last == 0 {
 		t.Fatalf("judge reads rows: %d %v", last, err)
+	}
+	var lines int64
+	if _, err := judge.ReadFindings(ctx, "web-1", 0, func(r postgres.FindingRow) error {
+		lines += r.Lines
+		if r.Incident.Kind != detect.KindRawCredentials {
+			t.Errorf("finding read back as %+v", r.Incident)
+		}
+		return nil
+	}); err != nil || lines != 6 {
+		t.Errorf("judge reads the agent's findings: %d lines, %v; want 6", lines, err)
 	}
 	inc := &detect.Incident{ID: 1, Kind: detect.KindSpray, State: detect.StateOpen, Source: "api"}
 	if err := judge.FlushJudge(ctx, detect.Batch{Incidents: []*detect.Incident{inc}}, map[string]int64{"web-1": last}, lease); err != nil {
