@@ -8,8 +8,12 @@ func (a *Attempts) Each(fn func(AttemptKey, AttemptCount)) {
 	}
 }
 
-// Clear drops the pending rows, once a store has written them.
-func (a *Attempts) Clear() { clear(a.m) }
+// Clear drops the pending rows, once a store has written them. The map
+// keeps its room, for a caller that reuses the aggregate.
+func (a *Attempts) Clear() {
+	clear(a.m)
+	a.slab = nil
+}
 
 // Take removes n from row k's count (a store found those written after
 // all), dropping the row when nothing is left of it.

@@ -410,7 +410,7 @@ func (s *Store) Flush(ctx context.Context, b Batch) error {
 		return fmt.Errorf("flush: %w", classify(err))
 	}
 	if b.Attempts != nil {
-		clear(b.Attempts.m)
+		b.Attempts.Clear()
 	}
 	return nil
 }

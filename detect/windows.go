@@ -49,16 +49,32 @@ func (k GroupKey) String() string {
 // credential and outcome.
 type Entry struct {
 	Minute     int64 // Unix minute of the events
-	First      int64 // Unix seconds of the first and last event
-	Last       int64
 	IP         netip.Addr
 	Identity   string
 	Credential string
+	Pos        ingest.Pos // the first event's line
+	Count      uint32
 	Outcome    ingest.Outcome
 	Stale      bool // failures of a pair that succeeded before
-	Count      uint32
-	Pos        ingest.Pos // the first event's line
+	// FirstSec and LastSec are the seconds into Minute of the first and
+	// last event (small fields last: an entry fits 128 bytes, and a flood
+	// retains hundreds of thousands).
+	FirstSec, LastSec uint8
 }
+
+// EntryAt returns an entry for events at Unix second t, in minute t/60
+// (as attempt rows count them).
+func EntryAt(t int64) Entry {
+	m := t / 60
+	s := uint8(max(0, t-m*60)) // 0 before 1970, where t/60 rounds up
+	return Entry{Minute: m, FirstSec: s, LastSec: s}
+}
+
+// First returns the Unix second of the entry's first event.
+func (e *Entry) First() int64 { return e.Minute*60 + int64(e.FirstSec) }
+
+// Last returns the Unix second of the entry's last event.
+func (e *Entry) Last() int64 { return e.Minute*60 + int64(e.LastSec) }
 
 // Group is the retained entries of one key, oldest first (late events are
 // appended, so order is by arrival, nearly by time).
@@ -162,41 +178,51 @@ type expiryKey struct {
 	grouping Grouping
 }
 
-// expiryQueue is a min-heap of groups by the minute of their oldest entry.
-// A group is in its queue exactly while it has entries.
-type expiryQueue []expiring
-
-type expiring struct {
-	minute int64
-	g      *Group
+// expiryQueue holds groups by the minute of their oldest entry: a bucket
+// per minute, and a min-heap of the minutes that have one (a retention's
+// worth at most), so that queueing a group is an append and expiring a
+// minute takes its whole bucket. A group is in its queue exactly while it
+// has entries.
+type expiryQueue struct {
+	buckets map[int64][]*Group
+	minutes []int64 // min-heap of the keys of buckets
 }
 
 func (q *expiryQueue) push(minute int64, g *Group) {
-	*q = append(*q, expiring{minute, g})
-	h := *q
-	for i := len(h) - 1; i > 0; {
-		parent := (i - 1) / 2
-		if h[parent].minute <= h[i].minute {
-			break
+	b, ok := q.buckets[minute]
+	if !ok {
+		h := append(q.minutes, minute)
+		for i := len(h) - 1; i > 0; {
+			parent := (i - 1) / 2
+			if h[parent] <= h[i] {
+				break
+			}
+			h[parent], h[i] = h[i], h[parent]
+			i = parent
 		}
-		h[parent], h[i] = h[i], h[parent]
-		i = parent
+		q.minutes = h
 	}
+	q.buckets[minute] = append(b, g)
 }
 
-func (q *expiryQueue) pop() *Group {
-	h := *q
-	g := h[0].g
+// expired reports whether the oldest queued minute is before cut.
+func (q *expiryQueue) expired(cut int64) bool {
+	return len(q.minutes) > 0 && q.minutes[0] < cut
+}
+
+// take removes the bucket of the oldest minute and returns its groups.
+func (q *expiryQueue) take() []*Group {
+	h := q.minutes
+	minute := h[0]
 	last := len(h) - 1
 	h[0] = h[last]
-	h[last] = expiring{}
 	h = h[:last]
 	for i := 0; ; {
 		l, small := 2*i+1, i
-		if l < len(h) && h[l].minute < h[small].minute {
+		if l < len(h) && h[l] < h[small] {
 			small = l
 		}
-		if r := l + 1; r < len(h) && h[r].minute < h[small].minute {
+		if r := l + 1; r < len(h) && h[r] < h[small] {
 			small = r
 		}
 		if small == i {
@@ -205,15 +231,17 @@ func (q *expiryQueue) pop() *Group {
 		h[i], h[small] = h[small], h[i]
 		i = small
 	}
-	*q = h
-	return g
+	q.minutes = h
+	b := q.buckets[minute]
+	delete(q.buckets, minute)
+	return b
 }
 
 func (w *Windows) queue(k GroupKey) *expiryQueue {
 	qk := expiryKey{k.Source, k.Grouping}
 	q := w.expiring[qk]
 	if q == nil {
-		q = &expiryQueue{}
+		q = &expiryQueue{buckets: map[int64][]*Group{}}
 		w.expiring[qk] = q
 	}
 	return q
@@ -288,7 +316,7 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 		x := &g.Entries[i]
 		if x.Minute == e.Minute && x.IP == e.IP && x.Identity == e.Identity && x.Credential == e.Credential && x.Outcome == e.Outcome && x.Stale == e.Stale {
 			x.Count += e.Count
-			x.First, x.Last = min(x.First, e.First), max(x.Last, e.Last)
+			x.FirstSec, x.LastSec = min(x.FirstSec, e.FirstSec), max(x.LastSec, e.LastSec)
 			return g
 		}
 	}
@@ -338,8 +366,10 @@ func (w *Windows) TakeDirty() []*Group {
 func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 	for qk, q := range w.expiring {
 		cut := now(qk.source) - w.opt.Retain[qk.grouping]
-		for len(*q) > 0 && (*q)[0].minute < cut {
-			w.cut(q.pop(), cut, q, keep)
+		for q.expired(cut) {
+			for _, g := range q.take() {
+				w.cut(g, cut, q, keep)
+			}
 		}
 	}
 }

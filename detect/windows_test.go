@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+	"unsafe"
 
 	"github.com/spraywatch/spraywatch/detect"
 	"github.com/spraywatch/spraywatch/ingest"
@@ -16,7 +17,7 @@ func TestWindows(t *testing.T) {
 	w := detect.NewWindows(o)
 	k := detect.GroupKey{Grouping: detect.ByIP, Source: "api", IP: netip.MustParseAddr("203.0.113.7")}
 	entry := func(minute int64, id string, out ingest.Outcome) detect.Entry {
-		return detect.Entry{Minute: minute, First: minute * 60, Last: minute * 60, IP: k.IP, Identity: id, Outcome: out, Count: 1}
+		return detect.Entry{Minute: minute, IP: k.IP, Identity: id, Outcome: out, Count: 1}
 	}
 	// Steady traffic collapses to one entry a minute and never marks dirty.
 	for i := 0; i < 5; i++ {
@@ -69,13 +70,20 @@ func TestPruneModel(t *testing.T) {
 		clock := map[string]int64{"a": 1000, "b": 900}
 		kept := map[detect.GroupKey]bool{}
 		entries := 0
+		// Half the seeds are a flood: many groups, many in one minute.
+		hosts, values, ticks := 8, 6, 1
+		if seed%2 == 0 {
+			hosts, values, ticks = 250, 100, 8
+		}
 		for step := 0; step < 600; step++ {
 			src := sources[r.IntN(2)]
-			clock[src] += int64(r.IntN(3))
+			if r.IntN(ticks) == 0 {
+				clock[src] += int64(r.IntN(3))
+			}
 			minute := clock[src] - int64(r.IntN(4)) // some arrive late
-			ip := netip.AddrFrom4([4]byte{10, 0, byte(r.IntN(3)), byte(r.IntN(8))})
-			e := detect.Entry{Minute: minute, First: minute * 60, Last: minute * 60, IP: ip,
-				Identity: fmt.Sprint("id", r.IntN(6)), Credential: fmt.Sprint("k", r.IntN(3)), Outcome: ingest.Failure, Count: 1}
+			ip := netip.AddrFrom4([4]byte{10, 0, byte(r.IntN(3)), byte(r.IntN(hosts))})
+			e := detect.Entry{Minute: minute, IP: ip,
+				Identity: fmt.Sprint("id", r.IntN(values)), Credential: fmt.Sprint("k", r.IntN(values/2)), Outcome: ingest.Failure, Count: 1}
 			if r.IntN(4) == 0 {
 				e.Outcome = ingest.Success
 			}
@@ -175,5 +183,29 @@ func compareWindows(t *testing.T, seed uint64, step int, w *detect.Windows, m ma
 	}
 	if w.Len() != n {
 		t.Fatalf("seed %d step %d: groups %v, model %v", seed, step, w.Len(), n)
+	}
+}
+
+// An entry keeps its events' first and last second through merges, and
+// fits 128 bytes: a flood retains max_entries of them.
+func TestEntrySecondsAndSize(t *testing.T) {
+	if s := unsafe.Sizeof(detect.Entry{}); s > 128 {
+		t.Errorf("detect.Entry is %d bytes, want at most 128", s)
+	}
+	for _, tc := range []struct{ first, last int64 }{{1764324000, 1764324000}, {1764324007, 1764324059}, {1764324059, 1764324059}} {
+		w := detect.NewWindows(detect.WindowOptions{})
+		k := detect.GroupKey{Grouping: detect.ByIP, Source: "api", IP: netip.MustParseAddr("192.0.2.1")}
+		for _, at := range []int64{tc.last, tc.first, (tc.first + tc.last) / 2} {
+			e := detect.EntryAt(at)
+			e.IP, e.Outcome, e.Count = k.IP, ingest.Failure, 1
+			w.Add(k, e)
+		}
+		g := w.Get(k)
+		if len(g.Entries) != 1 {
+			t.Fatalf("%d entries for one minute, want 1", len(g.Entries))
+		}
+		if en := &g.Entries[0]; en.First() != tc.first || en.Last() != tc.last || en.Minute != tc.first/60 || en.Count != 3 {
+			t.Errorf("entry minute %d, first %d, last %d, count %d; want %d, %d, %d, 3", en.Minute, en.First(), en.Last(), en.Count, tc.first/60, tc.first, tc.last)
+		}
 	}
 }

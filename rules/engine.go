@@ -69,6 +69,10 @@ type Engine struct {
 
 	win      *detect.Windows
 	attempts *detect.Attempts
+	// spare is a written batch's emptied aggregate, kept for the next
+	// batch: a busy daemon fills one a second, and growing a fresh map to a
+	// hundred thousand rows each time is garbage the collector must chase.
+	spare *detect.Attempts
 
 	open      map[openKey]*tracked
 	live      map[int64]*tracked // every incident not yet closed
@@ -173,6 +177,21 @@ type tracked struct {
 	// the attack did not use, or with a credential it did not use.
 	notFromIP, notWithCred bool
 	last                   int64 // Unix seconds of the latest activity
+	// nets are the networks of a network stuffing incident that other
+	// networks joined (a botnet storm), its own included; nil otherwise.
+	nets map[netip.Prefix]struct{}
+}
+
+// groupKeys returns the groups an incident is open on: the one it was
+// raised on and the networks that joined it.
+func (tr *tracked) groupKeys() []detect.GroupKey {
+	keys := []detect.GroupKey{tr.key}
+	for n := range tr.nets {
+		if n != tr.key.Net {
+			keys = append(keys, detect.GroupKey{Grouping: detect.ByNet, Source: tr.key.Source, Net: n})
+		}
+	}
+	return keys
 }
 
 // NewEngine returns an engine with empty windows.
@@ -306,8 +325,9 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) {
 	if line && ev.RawCredential {
 		e.rawCredentialFinding(ev)
 	}
-	entry := detect.Entry{Minute: t / 60, First: t, Last: t, IP: ev.IP, Identity: ev.Identity, Credential: ev.Credential,
-		Outcome: ev.Outcome, Count: uint32(min(n, 1<<32-1)), Pos: ev.Pos}
+	entry := detect.EntryAt(t)
+	entry.IP, entry.Identity, entry.Credential, entry.Outcome, entry.Count, entry.Pos =
+		ev.IP, ev.Identity, ev.Credential, ev.Outcome, uint32(min(n, 1<<32-1)), ev.Pos
 	if ev.SchemeOnly {
 		entry.Credential = "" // a bare scheme prefix cannot tell keys apart
 	}
@@ -617,7 +637,9 @@ func (e *Engine) closeIdle() {
 			tr.inc.State = detect.StateClosed
 			e.changed[id] = tr
 			delete(e.live, id)
-			delete(e.open, openKey{tr.key, tr.inc.Kind})
+			for _, k := range tr.groupKeys() {
+				delete(e.open, openKey{k, tr.inc.Kind})
+			}
 		}
 	}
 }
@@ -725,7 +747,11 @@ func (e *Engine) TickSource(source string, now time.Time) {
 func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident) {
 	b := extra
 	b.Attempts = e.attempts
-	e.attempts = detect.NewAttempts()
+	if e.spare != nil {
+		e.attempts, e.spare = e.spare, nil
+	} else {
+		e.attempts = detect.NewAttempts()
+	}
 	b.Identities = e.newIdents
 	e.newIdents = map[int64][]string{}
 	ids := make([]int64, 0, len(e.changed))
@@ -777,14 +803,16 @@ type Flusher interface {
 func (e *Engine) Flush(ctx context.Context, s Flusher, extra detect.Batch) ([]detect.Incident, error) {
 	b, snaps := e.TakeBatch(extra)
 	if err := s.Flush(ctx, b); err != nil {
-		e.requeue(b)
+		e.Requeue(b)
 		return nil, err
 	}
+	e.Recycle(b.Attempts)
 	return snaps, nil
 }
 
-// requeue puts an unwritten batch back.
-func (e *Engine) requeue(b detect.Batch) {
+// Requeue puts back a batch from TakeBatch that could not be written,
+// merged with what came since, for the next batch: nothing pending is lost.
+func (e *Engine) Requeue(b detect.Batch) {
 	b.Attempts.Absorb(e.attempts)
 	e.attempts = b.Attempts
 	for id, idents := range b.Identities {
@@ -803,6 +831,14 @@ func (e *Engine) requeue(b detect.Batch) {
 			snap := *inc
 			e.changed[inc.ID] = &tracked{inc: &snap}
 		}
+	}
+}
+
+// Recycle hands back the aggregate of a batch from TakeBatch once it is
+// written (and so empty), to hold the rows of a later batch.
+func (e *Engine) Recycle(a *detect.Attempts) {
+	if a != nil && a.Len() == 0 && a != e.attempts {
+		e.spare = a
 	}
 }
 
@@ -825,7 +861,11 @@ func summary(tr *tracked) string {
 	case KindBruteForce:
 		return fmt.Sprintf("%d credentials tried against %s from %d address(es) (%d attempts)", len(inc.Credentials), short(inc.IdentitySample, 1), len(inc.IPs), inc.Attempts)
 	case KindStuffing:
-		return fmt.Sprintf("%s tried %d identities with about one credential each (%d credentials, %d attempts)", short(inc.IPs, 3), inc.Identities, len(inc.Credentials), inc.Attempts)
+		s := fmt.Sprintf("%s tried %d identities with about one credential each (%d credentials, %d attempts)", short(inc.IPs, 3), inc.Identities, len(inc.Credentials), inc.Attempts)
+		if len(tr.nets) > 1 {
+			s += fmt.Sprintf("; a storm from %d networks, %d addresses", len(tr.nets), len(inc.IPs))
+		}
+		return s
 	case KindCompromise:
 		who := short(inc.Compromised, 5)
 		switch {

@@ -158,6 +158,10 @@ func (e *Engine) judgeStuffing(g *detect.Group, now int64) bool {
 				return false
 			}
 		}
+		if tr := e.storm(g); tr != nil {
+			e.join(g, tr)
+			return true
+		}
 	}
 	e.raise(g, KindStuffing, detect.SeverityHigh, detect.Rule{Name: "credential_stuffing_" + g.Key.Grouping.String(), Window: durString(r.Window),
 		Thresholds: map[string]any{"min_identities": r.MinIdentities, "min_credentials_per_identity": r.MinRatio, "max_tries_per_identity": r.MaxTriesPerIdentity}})
@@ -294,6 +298,44 @@ func (e *Engine) guesses(g *detect.Group, from, to int64) int64 {
 	return n
 }
 
+// storm returns the open network stuffing incident of g's source on g's
+// route (the oldest, if several), or nil. A botnet spread over many
+// networks crosses the threshold in each of them: that is one attack, and
+// each further network joins the incident instead of raising its own.
+func (e *Engine) storm(g *detect.Group) *tracked {
+	var best *tracked
+	for _, tr := range e.live {
+		if tr.inc.Kind != KindStuffing || tr.key.Grouping != detect.ByNet || tr.key.Source != g.Key.Source ||
+			tr.inc.State != detect.StateOpen || tr.route != "" && g.Route != "" && tr.route != g.Route {
+			continue
+		}
+		if best == nil || tr.inc.ID < best.inc.ID {
+			best = tr
+		}
+	}
+	return best
+}
+
+// join adds network group g to the storm incident tr, as raise would have
+// opened an incident on it.
+func (e *Engine) join(g *detect.Group, tr *tracked) {
+	if tr.nets == nil {
+		tr.nets = map[netip.Prefix]struct{}{tr.key.Net: {}}
+	}
+	tr.nets[g.Key.Net] = struct{}{}
+	e.open[openKey{g.Key, KindStuffing}] = tr
+	for i := range g.Entries {
+		en := &g.Entries[i]
+		if en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, en) && e.fits(g.Key, KindStuffing, en) {
+			e.absorb(tr, en, en.First(), en.Last())
+		}
+	}
+	for _, sg := range e.attackGroups(g, tr) {
+		e.judgeSuccesses(tr, sg)
+	}
+	e.changed[tr.inc.ID] = tr
+}
+
 // raise opens an incident for g and absorbs every attempt the group still
 // retains: the attack began before the threshold was crossed.
 func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule) {
@@ -303,7 +345,7 @@ func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule)
 	for i := range g.Entries {
 		en := &g.Entries[i]
 		if en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, en) && e.fits(g.Key, kind, en) {
-			e.absorb(tr, en, en.First, en.Last)
+			e.absorb(tr, en, en.First(), en.Last())
 		}
 	}
 	// A success inside the attack, from an attacking address or with an
@@ -321,13 +363,13 @@ func (e *Engine) judgeSuccesses(tr *tracked, g *detect.Group) {
 	first := tr.inc.FirstSeen.Unix()
 	for i := range g.Entries {
 		en := &g.Entries[i]
-		if en.Outcome != ingest.Success || en.Last < first {
+		if en.Outcome != ingest.Success || en.Last() < first {
 			continue
 		}
 		_, onIdent := tr.idents[en.Identity]
 		switch {
 		case e.attackers(tr, g.Key.Source, en.Identity, en.IP, en.Credential):
-			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last, true)
+			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last(), true)
 		case onIdent:
 			e.ownerReturned(tr, en.Identity)
 		}

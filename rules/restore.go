@@ -108,21 +108,26 @@ func (e *Engine) reclaim() {
 		seen[tr] = true
 	}
 	for tr := range seen {
-		g := e.win.Get(tr.key)
-		if g == nil {
+		for _, k := range tr.groupKeys() {
+			if g := e.win.Get(k); g != nil {
+				e.reclaimGroup(tr, g)
+			}
+		}
+	}
+}
+
+// reclaimGroup claims the attempts of g that restored incident tr took in.
+func (e *Engine) reclaimGroup(tr *tracked, g *detect.Group) {
+	from, to := tr.inc.FirstSeen.Unix()/60, tr.inc.LastSeen.Unix()/60
+	for i := range g.Entries {
+		en := &g.Entries[i]
+		if !en.Outcome.Attempt() || en.Minute < from || en.Minute > to {
 			continue
 		}
-		from, to := tr.inc.FirstSeen.Unix()/60, tr.inc.LastSeen.Unix()/60
-		for i := range g.Entries {
-			en := &g.Entries[i]
-			if !en.Outcome.Attempt() || en.Minute < from || en.Minute > to {
-				continue
-			}
-			_, byIdent := tr.idents[en.Identity]
-			_, byIP := tr.ips[en.IP]
-			if byIdent || (en.Identity == "" && byIP) {
-				e.claimed[claimOf(tr.inc.Source, en)] = en.Minute
-			}
+		_, byIdent := tr.idents[en.Identity]
+		_, byIP := tr.ips[en.IP]
+		if byIdent || (en.Identity == "" && byIP) {
+			e.claimed[claimOf(tr.inc.Source, en)] = en.Minute
 		}
 	}
 }
@@ -179,8 +184,21 @@ func (e *Engine) relink(inc *detect.Incident, idents []string) error {
 		}
 		return nil
 	}
+	if key.Grouping == detect.ByNet && inc.Kind == KindStuffing {
+		// The networks that joined a storm are those of its addresses.
+		for ip := range tr.ips {
+			if n := e.win.NetOf(ip); n != key.Net {
+				if tr.nets == nil {
+					tr.nets = map[netip.Prefix]struct{}{key.Net: {}}
+				}
+				tr.nets[n] = struct{}{}
+			}
+		}
+	}
 	if open {
-		e.open[openKey{key, inc.Kind}] = tr
+		for _, k := range tr.groupKeys() {
+			e.open[openKey{k, inc.Kind}] = tr
+		}
 	}
 	for ip := range tr.ips {
 		e.attackedIP[ipKey{inc.Source, ip}] = tr
@@ -257,7 +275,7 @@ func (e *Engine) restoreRow(k detect.AttemptKey, c detect.AttemptCount) {
 	t := k.Minute * 60
 	c0 := e.clockOf(k.Source)
 	c0.watermark = max(c0.watermark, t)
-	entry := detect.Entry{Minute: k.Minute, First: t, Last: t, IP: k.IP, Identity: k.Identity, Credential: k.Credential,
+	entry := detect.Entry{Minute: k.Minute, IP: k.IP, Identity: k.Identity, Credential: k.Credential,
 		Outcome: k.Outcome, Count: uint32(min(c.Count, 1<<32-1)), Pos: c.Pos}
 	if ingest.IsSchemePrefix(entry.Credential) {
 		entry.Credential = ""

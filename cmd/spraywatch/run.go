@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -63,11 +64,34 @@ does everything in one process, on SQLite or PostgreSQL.`,
 }
 
 // lineBatch is lines of one source on their way to the detector. Text
-// points into buf.
+// points into buf. The reader parses them before it hands them over (on
+// its own goroutine, so parsing overlaps counting): evs[i] and errs[i] are
+// line i's event and parse error.
 type lineBatch struct {
 	source string
 	lines  []tail.Line
 	buf    []byte
+	evs    []ingest.Event
+	errs   []error
+	parsed bool
+}
+
+// parse parses every line that holds text, with p (nil: none is parsed,
+// and the detector counts them as lines without a parser).
+func (b *lineBatch) parse(p *ingest.Parser) {
+	if p == nil {
+		return
+	}
+	b.evs = slices.Grow(b.evs[:0], len(b.lines))[:len(b.lines)]
+	b.errs = slices.Grow(b.errs[:0], len(b.lines))[:len(b.lines)]
+	for i := range b.lines {
+		l := &b.lines[i]
+		if l.PositionOnly || l.TooLong {
+			continue
+		}
+		b.errs[i] = p.Parse(l.Text, &b.evs[i])
+	}
+	b.parsed = true
 }
 
 func (b *lineBatch) add(l *tail.Line) {
@@ -82,6 +106,34 @@ func (b *lineBatch) add(l *tail.Line) {
 		c.Extra = &x
 	}
 	b.lines = append(b.lines, c)
+}
+
+// batchLines is how many lines a reader hands over at a time.
+const batchLines = 1024
+
+// batchPool keeps consumed batches for the readers to fill again: under a
+// flood a reader fills hundreds a second, and growing a fresh buffer for
+// each is most of the garbage of reading.
+var batchPool = sync.Pool{New: func() any {
+	return &lineBatch{lines: make([]tail.Line, 0, batchLines), buf: make([]byte, 0, batchLines*192)}
+}}
+
+func newBatch(source string) *lineBatch {
+	b := batchPool.Get().(*lineBatch)
+	b.source = source
+	return b
+}
+
+// release gives a consumed batch back to the pool: nothing may hold on to
+// its lines afterwards.
+func (b *lineBatch) release() {
+	clear(b.lines)
+	clear(b.evs)
+	clear(b.errs)
+	b.lines, b.buf, b.evs, b.errs, b.parsed = b.lines[:0], b.buf[:0], b.evs[:0], b.errs[:0], false
+	if cap(b.buf) <= 4*batchLines*192 { // not a batch of huge lines
+		batchPool.Put(b)
+	}
 }
 
 // fix re-points Text into buf after appends moved it.
@@ -117,6 +169,10 @@ type runner struct {
 	agent *agentStore
 	// flushFailed: the last flush failed (reading stops at maxPending).
 	flushFailed bool
+	// writer writes the engine's batches (nil for an agent, which writes
+	// on this goroutine); inFlight is the batch it is writing.
+	writer   *writer
+	inFlight *flushJob
 
 	parsers   map[string]*ingest.Parser
 	positions map[posKey]detect.Position
@@ -247,6 +303,11 @@ func (r *runner) session(ctx context.Context, hup chan os.Signal) error {
 			return err
 		}
 		r.det = r.engine
+		r.writer, r.inFlight = startWriter(context.WithoutCancel(ctx), r.store), nil
+		defer func() {
+			r.writer.stop()
+			r.writer = nil
+		}()
 	}
 	r.clocks = map[string]*sourceClock{}
 	r.addClocks()
@@ -383,16 +444,17 @@ func (r *runner) startReaders(parent context.Context) *readers {
 			RotateWait: r.cfg.RotateWait, MaxLineBytes: r.cfg.MaxLineBytes, Logger: r.log.With("source", src.Name)})
 		rd.tailers[src.Name] = t
 		rd.wg.Add(1)
+		p := r.parsers[src.Name]
 		go func() {
 			defer rd.wg.Done()
-			r.read(ctx, src.Name, src.Paths, t, rd.lines)
+			r.read(ctx, src.Name, src.Paths, t, p, rd.lines)
 		}()
 	}
 	return rd
 }
 
-// read runs one source's tailer, handing lines over in batches.
-func (r *runner) read(ctx context.Context, source string, patterns []string, t *tail.Tailer, out chan<- *lineBatch) {
+// read runs one source's tailer, handing lines over in batches parsed by p.
+func (r *runner) read(ctx context.Context, source string, patterns []string, t *tail.Tailer, p *ingest.Parser, out chan<- *lineBatch) {
 	defer t.Close()
 	// File events wake the tailer at once; the poll stays as the
 	// fallback for what events miss.
@@ -407,23 +469,25 @@ func (r *runner) read(ctx context.Context, source string, patterns []string, t *
 			watch, wake = w, w.C()
 		}
 	}
-	b := &lineBatch{source: source}
+	b := newBatch(source)
+	defer func() { b.release() }()
 	send := func() error {
 		if len(b.lines) == 0 {
 			return nil
 		}
 		b.fix()
+		b.parse(p)
 		select {
 		case out <- b:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		b = &lineBatch{source: source}
+		b = newBatch(source)
 		return nil
 	}
 	emit := func(l *tail.Line) error {
 		b.add(l)
-		if len(b.lines) >= 1024 {
+		if len(b.lines) >= batchLines {
 			return send()
 		}
 		return nil
@@ -487,8 +551,13 @@ func (r *runner) loop(ctx context.Context, hup <-chan os.Signal) error {
 		case b := <-r.lines():
 			r.consume(b)
 			// A new incident is written (and alerted) at once.
-			if (r.det.Pending() >= maxPending || r.newIncidents()) && !r.corrupt {
-				r.flush(ctx)
+			if (r.det.Pending() >= flushAt || r.newIncidents()) && !r.corrupt {
+				r.startFlush(ctx)
+			}
+		case j := <-r.flushDone():
+			r.flushed(j)
+			if (r.det.Pending() >= flushAt || r.newIncidents()) && !r.corrupt && !r.flushFailed {
+				r.startFlush(ctx)
 			}
 		case <-hup:
 			r.reload(ctx)
@@ -506,7 +575,7 @@ func (r *runner) loop(ctx context.Context, hup <-chan os.Signal) error {
 			}
 			r.tickClocks(now)
 			if r.newIncidents() || now.Sub(r.lastFlush) >= r.cfg.FlushInterval {
-				r.flush(ctx)
+				r.startFlush(ctx)
 			}
 			r.observeMetrics(now)
 			if now.Sub(r.lastRetention) >= time.Hour && r.engine != nil { // in a fleet the judge keeps retention
@@ -522,14 +591,20 @@ func (r *runner) loop(ctx context.Context, hup <-chan os.Signal) error {
 }
 
 // maxPending is how many attempt rows wait in memory before a flush is
-// forced; while flushes fail, no more lines are read past it (the files
-// keep them, and the positions say where to go on).
+// forced; while flushes fail, or the last batch is still being written, no
+// more lines are read past it (the files keep them, and the positions say
+// where to go on).
 const maxPending = 100_000
 
+// flushAt is how many attempt rows start a flush before the flush interval
+// is up: small batches keep the pending aggregate, and so the heap the
+// collector scans, small under a flood.
+const flushAt = 25_000
+
 // lines is the readers' channel, or nil (no reading) while flushes fail
-// and maxPending rows wait.
+// or one is in flight, and maxPending rows wait.
 func (r *runner) lines() <-chan *lineBatch {
-	if r.det.Pending() >= maxPending && r.flushFailed {
+	if r.det.Pending() >= maxPending && (r.flushFailed || r.inFlight != nil) {
 		return nil
 	}
 	return r.readers.lines
@@ -590,12 +665,10 @@ func (r *runner) tickClocks(now time.Time) {
 	}
 }
 
-// consume parses and counts a batch, and moves the positions past it.
+// consume counts a batch its reader parsed, and moves the positions past it.
 func (r *runner) consume(b *lineBatch) {
-	p := r.parsers[b.source]
 	m := r.metrics.source(b.source)
 	now := time.Now()
-	var ev ingest.Event
 	for i := range b.lines {
 		l := &b.lines[i]
 		r.setPos(b.source, l.Pos)
@@ -611,12 +684,12 @@ func (r *runner) consume(b *lineBatch) {
 			r.health.line(b.source, false, false, ingest.ErrTooLong.Error(), nil)
 			continue
 		}
-		if p == nil {
+		if !b.parsed {
 			m.skipped("no_parser")
 			r.health.line(b.source, false, false, "no_parser", nil)
 			continue
 		}
-		err := p.Parse(l.Text, &ev)
+		ev, err := &b.evs[i], b.errs[i]
 		switch {
 		case err == nil && ev.Time.After(now.Add(futureSlack)):
 			// A line dated far ahead (a broken clock, a forged line) must
@@ -641,7 +714,7 @@ func (r *runner) consume(b *lineBatch) {
 		if ev.Time.Before(r.det.SourceWatermark(b.source).Add(-r.cfg.Lateness)) {
 			m.late.Inc()
 		}
-		r.det.Observe(&ev)
+		r.det.Observe(ev)
 		if c := r.clocks[b.source]; c != nil {
 			if ev.Time.After(c.last) {
 				c.last = ev.Time
@@ -652,6 +725,7 @@ func (r *runner) consume(b *lineBatch) {
 	}
 	// Judge at once: an incident is raised within a poll of its line.
 	r.det.TickSource(b.source, time.Time{})
+	b.release()
 }
 
 func (r *runner) setPos(source string, p tail.Position) {
@@ -660,21 +734,126 @@ func (r *runner) setPos(source string, p tail.Position) {
 	r.dirtyPos[k] = true
 }
 
-// flush writes counts, changed incidents and positions in one transaction.
-func (r *runner) flush(ctx context.Context) error {
-	var pos []detect.Position
+// flushJob is one batch on its way to the writer goroutine: the engine's
+// pending counts and changed incidents with the positions of the lines they
+// cover, written in one transaction.
+type flushJob struct {
+	b         detect.Batch
+	snaps     []detect.Incident
+	pos       []detect.Position
+	incidents int64 // the engine's incident counter when the batch was taken
+	err       error
+}
+
+// writer flushes batches on its own goroutine, so that the detector goes on
+// counting the next lines while SQLite writes the last ones. At most one
+// batch is in flight: the next is taken only when it is done.
+type writer struct {
+	jobs chan *flushJob
+	done chan *flushJob
+	wg   sync.WaitGroup
+}
+
+func startWriter(ctx context.Context, s rules.Flusher) *writer {
+	w := &writer{jobs: make(chan *flushJob, 1), done: make(chan *flushJob, 1)}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		for j := range w.jobs {
+			j.err = s.Flush(ctx, j.b)
+			w.done <- j
+		}
+	}()
+	return w
+}
+
+// stop ends the writer goroutine; a batch still in flight is waited for.
+func (w *writer) stop() {
+	close(w.jobs)
+	go func() {
+		for range w.done {
+		}
+	}()
+	w.wg.Wait()
+	close(w.done)
+}
+
+// takePositions returns the positions moved since the last flush began, and
+// forgets that they moved: a failed flush marks them again.
+func (r *runner) takePositions() []detect.Position {
+	pos := make([]detect.Position, 0, len(r.dirtyPos))
 	for k := range r.dirtyPos {
 		pos = append(pos, r.positions[k])
 	}
 	sort.Slice(pos, func(i, j int) bool { return pos[i].Path < pos[j].Path })
-	var snaps []detect.Incident
-	var err error
-	if r.agent != nil {
-		err = r.agent.flush(ctx, r.det.(*counter), pos, r.clocks, r.cfg.FlushInterval)
-	} else {
-		snaps, err = r.engine.Flush(ctx, r.store, detect.Batch{Positions: pos, Extra: r.alerts.Enqueue})
+	clear(r.dirtyPos)
+	return pos
+}
+
+// startFlush hands what is pending to the writer goroutine, unless a batch
+// is still in flight. An agent writes at once.
+func (r *runner) startFlush(ctx context.Context) {
+	if r.writer == nil {
+		r.flush(ctx)
+		return
 	}
+	if r.inFlight != nil {
+		return
+	}
+	j := &flushJob{pos: r.takePositions(), incidents: r.engine.Counters.Incidents}
+	j.b, j.snaps = r.engine.TakeBatch(detect.Batch{Positions: j.pos, Extra: r.alerts.Enqueue})
+	r.inFlight = j
 	r.lastFlush = time.Now()
+	r.writer.jobs <- j
+}
+
+// flushDone is the writer's channel of finished batches, or nil when no
+// batch is in flight.
+func (r *runner) flushDone() <-chan *flushJob {
+	if r.inFlight == nil {
+		return nil
+	}
+	return r.writer.done
+}
+
+// awaitFlush waits for the batch in flight, if any, and returns its error.
+func (r *runner) awaitFlush() error {
+	if r.inFlight == nil {
+		return nil
+	}
+	j := <-r.writer.done
+	return r.flushed(j)
+}
+
+// flushed takes a finished batch: on failure its counts and incidents go
+// back into the engine and its positions are marked to be written again
+// (with whatever lines came since), so nothing is lost or counted twice.
+func (r *runner) flushed(j *flushJob) error {
+	r.inFlight = nil
+	if j.err != nil {
+		r.engine.Requeue(j.b)
+	} else {
+		r.engine.Recycle(j.b.Attempts)
+	}
+	return r.noteFlush(j.pos, j.snaps, j.incidents, j.err)
+}
+
+// flush writes counts, changed incidents and positions in one transaction
+// and waits for it.
+func (r *runner) flush(ctx context.Context) error {
+	if r.agent != nil {
+		pos := r.takePositions()
+		err := r.agent.flush(ctx, r.det.(*counter), pos, r.clocks, r.cfg.FlushInterval)
+		r.lastFlush = time.Now()
+		return r.noteFlush(pos, nil, 0, err)
+	}
+	_ = r.awaitFlush() // noted; its batch is part of the next
+	r.startFlush(ctx)
+	return r.awaitFlush()
+}
+
+// noteFlush records how a write of pos (and snaps) went.
+func (r *runner) noteFlush(pos []detect.Position, snaps []detect.Incident, incidents int64, err error) error {
 	r.flushFailed = err != nil
 	cause, hint := "", ""
 	if err != nil {
@@ -683,10 +862,13 @@ func (r *runner) flush(ctx context.Context) error {
 		r.metrics.dbErrors.WithLabelValues(cause).Inc()
 	}
 	r.health.mu.Lock()
-	r.health.db.note(r.log.With("database", databaseForLog(r.cfg.Database)), "writing counts, incidents and positions", cause, hint, err, r.lastFlush)
+	r.health.db.note(r.log.With("database", databaseForLog(r.cfg.Database)), "writing counts, incidents and positions", cause, hint, err, time.Now())
 	r.health.mu.Unlock()
 	r.metrics.setFailing("database", err != nil)
 	if err != nil {
+		for _, p := range pos {
+			r.dirtyPos[posKey{p.Source, p.Path}] = true
+		}
 		if errors.Is(err, detect.ErrCorrupt) && !r.corrupt {
 			// Stop reading: the positions stay where the last good
 			// write left them, so what was read since is read again.
@@ -698,11 +880,10 @@ func (r *runner) flush(ctx context.Context) error {
 	for _, p := range pos {
 		r.committed[posKey{p.Source, p.Path}] = p
 	}
-	clear(r.dirtyPos)
 	if r.engine == nil {
 		return nil
 	}
-	r.incidents = r.engine.Counters.Incidents
+	r.incidents = incidents
 	for _, s := range snaps {
 		if s.Version == 1 {
 			r.metrics.incidents.WithLabelValues(s.Kind).Inc()

@@ -120,6 +120,8 @@ print(f"lines read {m['read']:.0f} of {total}; behind the writer by up to {lag:.
 EOF
 sleep 2 # a flush interval and a tick
 grep VmHWM "/proc/$pid/status" | mawk '{ printf "peak RSS (VmHWM) %d MB\n", $2 / 1024 }'
+# CPU seconds (user + system) depend far less on the machine's load than lines/s.
+mawk -v hz="$(getconf CLK_TCK)" -v n="$total" '{ cpu = ($14 + $15) / hz; printf "CPU %.2f s, %.2f us a line\n", cpu, cpu * 1e6 / n }' "/proc/$pid/stat"
 kill -TERM $pid
 wait $pid || true
 trap - EXIT

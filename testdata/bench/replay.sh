@@ -62,19 +62,22 @@ awkref='$9 == 401 { split($7, p, "/"); id = p[5]; ip = $1; kk = $(NF-1);
 END { for (ip in nid) if (nid[ip] >= 10 && nk[ip] <= 3) print ip, nid[ip], nk[ip] }'
 
 now() { date +%s.%N; }
-# replay BINARY NAME: one timed replay; appends "seconds lines/s rssMB" to $out/NAME.runs
+# replay BINARY NAME: one timed replay; appends "seconds lines/s rssMB cpu-seconds" to
+# $out/NAME.runs. CPU seconds (user + system) depend far less on what else
+# runs on the machine than wall time does.
 replay() {
 	rm -f "$out/case/bench.db"*
 	local t0 t1
 	t0=$(now)
-	"$1" replay --config "$out/case/spraywatch.yml" --db "$out/case/bench.db" --force --no-progress >"$out/$2.incidents" 2>"$out/$2.summary"
+	/usr/bin/time -f '%U %S' -o "$out/$2.cpu" "$1" replay --config "$out/case/spraywatch.yml" --db "$out/case/bench.db" --force --no-progress >"$out/$2.incidents" 2>"$out/$2.summary"
 	t1=$(now)
-	local s rate rss
+	local s rate rss cpu
 	s=$(echo "$t1 - $t0" | bc -l)
+	cpu=$(mawk '{ print $1 + $2 }' "$out/$2.cpu")
 	rate=$(tail -n 1 "$out/$2.summary" | sed -n 's/.*(\([0-9]*\) lines\/s.*/\1/p')
 	rss=$(tail -n 1 "$out/$2.summary" | sed -n 's/.*peak RSS \([0-9]*\) MB.*/\1/p')
-	echo "$s $rate $rss" >>"$out/$2.runs"
-	printf '  %-10s %6.2f s  %8s lines/s  peak RSS %4s MB  (%s)\n' "$2" "$s" "$rate" "$rss" "$(tail -n 1 "$out/$2.summary" | cut -d';' -f1)"
+	echo "$s $rate $rss $cpu" >>"$out/$2.runs"
+	printf '  %-10s %6.2f s  %8s lines/s  peak RSS %4s MB  CPU %6.2f s  (%s)\n' "$2" "$s" "$rate" "$rss" "$cpu" "$(tail -n 1 "$out/$2.summary" | cut -d';' -f1)"
 }
 rm -f "$out"/*.runs
 for i in $(seq "$RUNS"); do
@@ -93,9 +96,11 @@ done
 median() { sort -g | mawk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 col() { cut -d' ' -f"$2" "$out/$1.runs" | median; }
 echo "medians over $RUNS runs:"
-printf '  spraywatch: %.0f lines/s, peak RSS %s MB, %.2f s, time ratio to mawk %.2f\n' "$(col new 2)" "$(col new 3)" "$(col new 1)" "$(median <"$out/ratio.runs")"
+printf '  spraywatch: %.0f lines/s, peak RSS %s MB, %.2f s, CPU %.2f s, time ratio to mawk %.2f\n' "$(col new 2)" "$(col new 3)" "$(col new 1)" "$(col new 4)" "$(median <"$out/ratio.runs")"
 if [ -n "${BASE:-}" ]; then
-	printf '  base:       %.0f lines/s, peak RSS %s MB, %.2f s, time ratio to mawk %.2f\n' "$(col base 2)" "$(col base 3)" "$(col base 1)" "$(median <"$out/bratio.runs")"
+	printf '  base:       %.0f lines/s, peak RSS %s MB, %.2f s, CPU %.2f s, time ratio to mawk %.2f\n' "$(col base 2)" "$(col base 3)" "$(col base 1)" "$(col base 4)" "$(median <"$out/bratio.runs")"
+	paste -d' ' "$out/new.runs" "$out/base.runs" | mawk '{ print $4 / $8 }' >"$out/cpuratio.runs"
+	printf '  CPU time ratio spraywatch/base (median of the alternated pairs): %.3f\n' "$(median <"$out/cpuratio.runs")"
 	cmp -s <(cut -c1-400 "$out/new.incidents") <(cut -c1-400 "$out/base.incidents") && echo "  same incidents as base" || echo "  incidents DIFFER from base: diff $out/new.incidents $out/base.incidents"
 fi
 echo "database: $(du -h "$out/case/bench.db" | cut -f1)"
