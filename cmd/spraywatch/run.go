@@ -1079,9 +1079,13 @@ func (r *runner) observeReaders(now time.Time) {
 	}()
 	for name, t := range rd.tailers {
 		var behind int64
-		for _, s := range t.Status() {
+		st := t.Status()
+		unreadable := len(st) == 0 // no file matches its paths
+		for _, s := range st {
 			behind += s.Behind
+			unreadable = unreadable || s.Err != nil
 		}
+		r.metrics.setFailing("file:"+name, unreadable)
 		m := r.metrics.source(name)
 		m.bytesBehind.Set(float64(behind))
 		if c := r.clocks[name]; c != nil {

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// A source whose path matches no file makes /healthz answer 503 naming it
+// and sets spraywatch_health_failing{check="file:<source>"}, so that an
+// alert on the gauge catches a wrong path; once the file exists and is
+// read, both clear.
+func TestRunHealthMissingFile(t *testing.T) {
+	e, base := rtHealthEnv(t)
+	d := e.start()
+	const gauge = `spraywatch_health_failing{check="file:api"}`
+	waitHealth(t, d, base, 503, "source api")
+	waitMetric(t, base, gauge, "1")
+	w := e.create("logs/access.log")
+	e.write(w, 10)
+	e.waitCounted(d, e.written)
+	waitHealth(t, d, base, 200)
+	waitMetric(t, base, gauge, "0")
+	e.stop(d)
+}
+
+// waitMetric waits for the metric line name to hold value: gauges are set
+// as the daemon looks at its readers, each tick, so they may trail
+// /healthz (which looks when asked) by a tick.
+func waitMetric(t *testing.T, base, name, value string) {
+	t.Helper()
+	m := ""
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if m = metricLine(t, base, name); strings.HasSuffix(m, " "+value) {
+			return
+		}
+	}
+	t.Errorf("%s = %q, want %s", name, m, value)
+}
