@@ -859,6 +859,9 @@ func summary(tr *tracked) string {
 	case KindLowAndSlow:
 		return fmt.Sprintf("low-and-slow: %s tried on %d identities from %d addresses, each rarely (%d attempts)", creds, inc.Identities, len(inc.IPs), inc.Attempts)
 	case KindBruteForce:
+		if len(inc.Credentials) == 0 {
+			return fmt.Sprintf("%d failed attempts against %s from %d address(es), with unknown credentials", inc.Attempts, short(inc.IdentitySample, 1), len(inc.IPs))
+		}
 		return fmt.Sprintf("%d credentials tried against %s from %d address(es) (%d attempts)", len(inc.Credentials), short(inc.IdentitySample, 1), len(inc.IPs), inc.Attempts)
 	case KindStuffing:
 		s := fmt.Sprintf("%s tried %d identities with about one credential each (%d credentials, %d attempts)", short(inc.IPs, 3), inc.Identities, len(inc.Credentials), inc.Attempts)
