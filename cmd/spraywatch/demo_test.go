@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -140,5 +142,29 @@ func TestExplainAfterRotation(t *testing.T) {
 		if !strings.Contains(l, "unavailable: "+log+" has been rotated since") || strings.Contains(l, "198.51.100.1") {
 			t.Fatalf("with the rotated file gone: %s", l)
 		}
+	}
+}
+
+// A signal stops a replay that is still spooling a pipe that never ends
+// (tail -f access.log | spraywatch replay -), and leaves no spool behind.
+func TestReplayStdinStopsOnSignal(t *testing.T) {
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	var spool []string
+	go func() {
+		var err error
+		spool, _, err = spoolStdin(ctx, []string{"-"}, pr)
+		errc <- err
+	}()
+	// A line is read (Write returns once it was), then the next read waits.
+	pw.Write([]byte("203.0.113.66 - - [27/Nov/2026:02:00:00 +0000] \"GET / HTTP/1.1\" 401 5 \"-\" \"c\" key=sk_live_dead rt=0.001\n"))
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("spoolStdin after a signal: %v, want context.Canceled", err)
+	}
+	if spool != nil {
+		t.Errorf("spool files returned after a signal: %v", spool)
 	}
 }

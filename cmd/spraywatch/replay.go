@@ -171,7 +171,7 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	if err != nil {
 		return err
 	}
-	files, cleanup, err := spoolStdin(files, os.Stdin)
+	files, cleanup, err := spoolStdin(ctx, files, os.Stdin)
 	if err != nil {
 		return err
 	}
@@ -377,7 +377,7 @@ func displayName(path string) string {
 // this user can read, so that they can be read like any log (gzip
 // included, rotated order, the replayed-files check). They are removed by
 // cleanup, at the end of the replay.
-func spoolStdin(files []string, stdin io.Reader) ([]string, func(), error) {
+func spoolStdin(ctx context.Context, files []string, stdin io.Reader) ([]string, func(), error) {
 	i := slices.Index(files, "-")
 	if i >= 0 && slices.Index(files[i+1:], "-") >= 0 {
 		return nil, nil, fmt.Errorf("%w: - (standard input) can be given once", errUsage)
@@ -423,10 +423,14 @@ func spoolStdin(files []string, stdin io.Reader) ([]string, func(), error) {
 		path := filepath.Join(dir, fmt.Sprintf("%d.log", j))
 		f, err := os.Create(path)
 		if err == nil {
-			_, err = io.Copy(f, in)
+			err = copyUntil(ctx, f, in)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
+		}
+		if ctx.Err() != nil {
+			cleanup()
+			return nil, nil, ctx.Err()
 		}
 		if err != nil {
 			cleanup()
@@ -437,6 +441,33 @@ func spoolStdin(files []string, stdin io.Reader) ([]string, func(), error) {
 		out[j] = path
 	}
 	return out, cleanup, nil
+}
+
+// copyUntil copies in to out until in ends or ctx does: a signal stops a
+// replay that is still reading a pipe that never ends (tail -f | replay -),
+// even while a read waits for input.
+func copyUntil(ctx context.Context, out io.Writer, in io.Reader) error {
+	done := make(chan error, 2) // the copy's end and ctx's, whichever comes first is taken
+	stop := context.AfterFunc(ctx, func() { done <- ctx.Err() })
+	defer stop()
+	go func() {
+		_, err := io.Copy(out, readerCtx{ctx, in})
+		done <- err
+	}()
+	return <-done
+}
+
+// readerCtx is a reader that ends once ctx does.
+type readerCtx struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r readerCtx) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
 }
 
 func isTerminal(w io.Writer) bool {
