@@ -114,7 +114,7 @@ func TestReplayStdin(t *testing.T) {
 		code, out, stderr := runCLI(t, "replay", "--config", filepath.Join(dir, "spraywatch.yml"), "-")
 		os.Stdin = old
 		f.Close()
-		if code != 0 || !strings.Contains(stderr, "source api-nginx: 1 files") || out == "" {
+		if code != 0 || !strings.Contains(stderr, "source api-nginx: 1 file,") || out == "" {
 			t.Errorf("%s on stdin: exit %d\n%s\n%s", name, code, out, stderr)
 		}
 	}
@@ -292,7 +292,7 @@ func TestReplayNamedPipe(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if code != 0 || !strings.Contains(stderr, "source api-nginx: 1 files") || out == "" || strings.Contains(stderr, "illegal seek") {
+	if code != 0 || !strings.Contains(stderr, "source api-nginx: 1 file,") || out == "" || strings.Contains(stderr, "illegal seek") {
 		t.Errorf("replay of a pipe: exit %d\n%s\n%s", code, out, stderr)
 	}
 }

@@ -289,8 +289,12 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	if err != nil {
 		return err
 	}
-	if err := printIncidents(g.stdout, f.output, incs); err != nil {
-		return err
+	// When no file could be read there are no results, not an empty set of
+	// them: stdout stays empty rather than saying "no incidents".
+	if len(failed) < tried || len(incs) > 0 {
+		if err := printIncidents(g.stdout, f.output, incs); err != nil {
+			return err
+		}
 	}
 	writeSummary(g.stderr, stats, elapsed, len(incs), dbPath, f.db != "")
 	if history > 0 {
@@ -679,8 +683,8 @@ func writeSummary(w io.Writer, stats []*ingest.Stats, elapsed time.Duration, inc
 		if !s.First.IsZero() {
 			span = s.First.UTC().Format(time.RFC3339) + " .. " + s.Last.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "source %s: %d files, %d lines read, %d parsed (%d filtered%s), %d skipped; %s\n",
-			s.Source, s.Files, s.Lines, s.Parsed, s.Filtered, filteredBy(s.FilteredBy), s.Lines-s.Parsed, span)
+		fmt.Fprintf(w, "source %s: %s, %d lines read, %d parsed (%d filtered%s), %d skipped; %s\n",
+			s.Source, counted(s.Files, "file", "files"), s.Lines, s.Parsed, s.Filtered, filteredBy(s.FilteredBy), s.Lines-s.Parsed, span)
 		reasons := make([]string, 0, len(s.Skipped))
 		for r := range s.Skipped {
 			reasons = append(reasons, r)
