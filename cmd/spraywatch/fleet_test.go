@@ -920,7 +920,8 @@ func TestFleetDatabaseOutage(t *testing.T) {
 		f.start(n)
 	}
 	f.start("judge-1")
-	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() != "" })
+	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() == "judge-1" })
+	f.start("judge-2") // a standby: it tries the lease every second
 	write := func(k int) { f.writeBenign(nodes3, k) }
 	write(0)
 	f.waitCounted(30 * time.Second)
@@ -932,9 +933,26 @@ func TestFleetDatabaseOutage(t *testing.T) {
 		write(k)
 		time.Sleep(500 * time.Millisecond)
 	}
-	for _, name := range []string{"web-1", "judge-1"} {
+	for _, name := range []string{"web-1", "judge-1", "judge-2"} {
 		if code, body := f.health(name); code != http.StatusServiceUnavailable || !strings.Contains(body, "database") {
 			t.Errorf("%s /healthz during the outage: %d %q, want 503 naming the database", name, code, body)
+		}
+		if g := gauge(f.metricsOf(name), `spraywatch_health_failing{check="database"}`); g != 1 {
+			t.Errorf(`%s during the outage: spraywatch_health_failing{check="database"} = %v, want 1`, name, g)
+		}
+	}
+	// Taking the lease (tried every second) and reading the rows (every
+	// poll) fail throughout: each is logged once, then summarised every
+	// minute, not once a try.
+	for _, name := range []string{"judge-1", "judge-2"} {
+		var loud []string
+		for _, l := range strings.Split(f.procs[name].stderr.String(), "\n") {
+			if (strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR")) && (strings.Contains(l, "lease") || strings.Contains(l, "rows")) {
+				loud = append(loud, l)
+			}
+		}
+		if len(loud) > 3 {
+			t.Errorf("%s logged %d warnings and errors about the lease and the rows in a 30 s outage, want each failure once:\n%s", name, len(loud), strings.Join(loud, "\n"))
 		}
 	}
 	if err := f.srv.StartServer(); err != nil {
@@ -1320,4 +1338,92 @@ func TestRunAllOnPostgresBlackHole(t *testing.T) {
 	f.holdACommit(hole, []string{"all-1"}, 40*time.Second, "all-1")
 	f.checkCounts()
 	t.Logf("lines %v", f.lines)
+}
+
+// metricsOf is a process's /metrics.
+func (f *fleet) metricsOf(name string) string {
+	_, m := rtGet(f.t, fmt.Sprintf("http://127.0.0.1:%d/metrics", f.procs[name].port))
+	return m
+}
+
+// gauge is the value of one series in a /metrics text, -1 when absent.
+func gauge(metrics, series string) float64 {
+	for _, l := range strings.Split(metrics, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			var x float64
+			fmt.Sscan(v, &x)
+			return x
+		}
+	}
+	return -1
+}
+
+// The judge exports what a single node does about its engine and its
+// health: incidents raised per kind, the windows it holds, and a failing
+// gauge per check (database, a quiet node). An agent counts the line
+// findings it reports, logs no "incident raised" for what it sees of an
+// attack in its share (the judge raises the incident), and warns once
+// that the alerts: of its config are not used.
+func TestFleetMetricsAndAgentLogs(t *testing.T) {
+	f := newFleet(t, false)
+	nodes := []string{"web-1", "web-2"}
+	for _, n := range nodes {
+		f.start(n)
+	}
+	f.start("judge-1")
+	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() == "judge-1" })
+	for i, n := range nodes {
+		f.write(n, fleetLine(time.Now(), fmt.Sprintf("198.18.0.%d", i+1), "client-1", "sk_live_c000", 200))
+	}
+	f.waitCounted(30 * time.Second)
+	// A spray of 24 identities split over the two nodes: each agent alone
+	// sees 12, over spray's threshold.
+	for i := range 24 {
+		f.write(nodes[i%2], fleetLine(time.Now(), "203.0.113.77", fmt.Sprintf("victim-%03d", i), "sk_live_dead", 401))
+	}
+	// An enumeration oracle on web-1 only: a line finding web-1 reports.
+	for i := range 6 {
+		f.write("web-1",
+			fleetLine(time.Now(), fmt.Sprintf("198.51.0.%d", i+1), fmt.Sprintf("ghost-%d", i), "sk_live_0bad", 404),
+			fleetLine(time.Now(), fmt.Sprintf("198.51.0.%d", i+101), fmt.Sprintf("client-%d", i), "sk_live_0bad", 401))
+	}
+	f.waitCounted(30 * time.Second)
+	waitShowing(t, 30*time.Second, "the judge's metrics to count one spray and one enumeration_oracle, and its windows", func() bool {
+		m := f.metricsOf("judge-1")
+		return gauge(m, `spraywatch_incidents_raised_total{kind="spray"}`) == 1 &&
+			gauge(m, `spraywatch_incidents_raised_total{kind="enumeration_oracle"}`) == 1 &&
+			gauge(m, "spraywatch_tracked_entries") > 0
+	}, func() string { return grepLines(f.metricsOf("judge-1"), "incidents_raised", "tracked_entries") + f.state() })
+	m := f.metricsOf("judge-1")
+	if g := gauge(m, `spraywatch_health_failing{check="database"}`); g != 0 {
+		t.Errorf(`judge: spraywatch_health_failing{check="database"} = %v, want 0`, g)
+	}
+	waitShowing(t, 30*time.Second, "web-1's metrics to count the finding it reported, and its windows", func() bool {
+		m := f.metricsOf("web-1")
+		return gauge(m, `spraywatch_incidents_raised_total{kind="enumeration_oracle"}`) == 1 && gauge(m, "spraywatch_tracked_entries") > 0
+	}, func() string { return grepLines(f.metricsOf("web-1"), "incidents_raised", "tracked_entries") })
+	for _, n := range nodes {
+		if g := gauge(f.metricsOf(n), `spraywatch_incidents_raised_total{kind="spray"}`); g != -1 {
+			t.Errorf("%s counts %v spray incidents raised; an agent raises none (the judge does)", n, g)
+		}
+		log := f.procs[n].stderr.String()
+		if s := grepLines(log, "incident raised"); s != "" {
+			t.Errorf("%s logs incidents, which only the judge raises:\n%s", n, s)
+		}
+		if c := strings.Count(log, "alerts: is ignored on an agent"); c != 1 {
+			t.Errorf("%s warned %d times that its alerts: are not used, want once", n, c)
+		}
+	}
+	if s := grepLines(f.procs["web-1"].stderr.String(), "finding reported to the judge"); !strings.Contains(s, "kind=enumeration_oracle") || strings.Contains(s, "kind=spray") {
+		t.Errorf("web-1 logs the findings it reports as:\n%s\nwant its enumeration_oracle only", s)
+	}
+	f.kill("web-2")
+	waitShowing(t, 30*time.Second, "the judge's gauge for web-2 quiet", func() bool {
+		return gauge(f.metricsOf("judge-1"), `spraywatch_health_failing{check="quiet:web-2"}`) == 1
+	}, func() string { return grepLines(f.metricsOf("judge-1"), "health_failing") })
+	f.start("web-2")
+	waitShowing(t, 30*time.Second, "web-2 live again, its gauge gone", func() bool {
+		code, _ := f.health("judge-1")
+		return code == http.StatusOK && gauge(f.metricsOf("judge-1"), `spraywatch_health_failing{check="quiet:web-2"}`) == -1
+	}, func() string { return grepLines(f.metricsOf("judge-1"), "health_failing") })
 }
