@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1393,7 +1394,9 @@ func TestFleetMetricsAndAgentLogs(t *testing.T) {
 		return gauge(m, `spraywatch_incidents_raised_total{kind="spray"}`) == 1 &&
 			gauge(m, `spraywatch_incidents_raised_total{kind="enumeration_oracle"}`) == 1 &&
 			gauge(m, "spraywatch_tracked_entries") > 0
-	}, func() string { return grepLines(f.metricsOf("judge-1"), "incidents_raised", "tracked_entries") + f.state() })
+	}, func() string {
+		return grepLines(f.metricsOf("judge-1"), "incidents_raised", "tracked_entries") + f.state()
+	})
 	m := f.metricsOf("judge-1")
 	if g := gauge(m, `spraywatch_health_failing{check="database"}`); g != 0 {
 		t.Errorf(`judge: spraywatch_health_failing{check="database"} = %v, want 0`, g)
@@ -1426,4 +1429,110 @@ func TestFleetMetricsAndAgentLogs(t *testing.T) {
 		code, _ := f.health("judge-1")
 		return code == http.StatusOK && gauge(f.metricsOf("judge-1"), `spraywatch_health_failing{check="quiet:web-2"}`) == -1
 	}, func() string { return grepLines(f.metricsOf("judge-1"), "health_failing") })
+}
+
+// A node gone for good keeps the judge at 503 until it is retired with
+// 'spraywatch nodes retire'; a judge that takes over reports a node that
+// was already quiet from its first answer on (it did not for node_timeout,
+// as if the node were live); a running node is not retired, and a retired
+// node's rows are kept.
+func TestFleetRetireNode(t *testing.T) {
+	f := newFleet(t, false)
+	f.start("web-1")
+	f.start("web-2")
+	f.start("judge-1")
+	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() == "judge-1" })
+	f.start("judge-2")
+	for i, n := range []string{"web-1", "web-2"} {
+		f.write(n, fleetLine(time.Now(), fmt.Sprintf("198.18.0.%d", i+1), "client-1", "sk_live_c000", 200))
+	}
+	f.waitCounted(30 * time.Second)
+	f.kill("web-2")
+	waitUntil(t, 30*time.Second, "web-2 reported quiet", func() bool {
+		code, body := f.health("judge-1")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "node web-2")
+	})
+	f.kill("judge-1")
+	waitUntil(t, 30*time.Second, "judge-2 active", func() bool { return f.activeJudge() == "judge-2" })
+	var first string
+	waitUntil(t, 30*time.Second, "judge-2's first answer as the active judge", func() bool {
+		code, body := f.health("judge-2")
+		if strings.Contains(body, "standby judge") {
+			return false
+		}
+		first = fmt.Sprintf("%d %s", code, body)
+		return true
+	})
+	if !strings.HasPrefix(first, "503 ") || !strings.Contains(first, "node web-2") {
+		t.Errorf("judge-2's first answer after taking over: %q; want 503 naming web-2, quiet before the takeover", first)
+	}
+	env := map[string]string{envPasswordFile: filepath.Join(f.dir, "pgpass")}
+	code, out, errOut := runCLIEnv(t, env, "nodes", "--db", f.url, "--node-timeout", "3s")
+	if code != 0 || !regexp.MustCompile(`(?m)^web-1 .* live +1$`).MatchString(out) || !regexp.MustCompile(`(?m)^web-2 .* quiet +1$`).MatchString(out) {
+		t.Errorf("nodes: exit %d, %q %q; want web-1 live and web-2 quiet, one source each", code, out, errOut)
+	}
+	if code, _, errOut := runCLIEnv(t, env, "nodes", "--db", f.url, "retire", "web-1"); code == 0 || !strings.Contains(errOut, "stop its agent first") {
+		t.Errorf("nodes retire of a running node: exit %d, %q; want refused", code, errOut)
+	}
+	if code, _, errOut := runCLIEnv(t, env, "nodes", "--db", f.url, "retire", "web-9"); code == 0 || !strings.Contains(errOut, "no such node") {
+		t.Errorf("nodes retire web-9: exit %d, %q; want no such node", code, errOut)
+	}
+	if code, out, errOut := runCLIEnv(t, env, "nodes", "--db", f.url, "retire", "web-2"); code != 0 || !strings.Contains(out, "node web-2 retired") {
+		t.Fatalf("nodes retire web-2: exit %d, %q %q", code, out, errOut)
+	}
+	waitShowing(t, 30*time.Second, "judge-2 healthy, web-2 no longer counted", func() bool {
+		code, _ := f.health("judge-2")
+		m := f.metricsOf("judge-2")
+		return code == http.StatusOK && gauge(m, `spraywatch_fleet_nodes{state="quiet"}`) == 0 && gauge(m, `spraywatch_fleet_nodes{state="live"}`) == 1
+	}, func() string {
+		h, b := f.health("judge-2")
+		return fmt.Sprint(h, b, grepLines(f.metricsOf("judge-2"), "fleet_nodes"))
+	})
+	if n := f.counted("web-2"); n != f.lines["web-2"] {
+		t.Errorf("web-2's rows after it was retired count %d lines, want its %d kept", n, f.lines["web-2"])
+	}
+	if code, out, _ := runCLIEnv(t, env, "nodes", "--db", f.url, "list"); code != 0 || strings.Contains(out, "web-2") {
+		t.Errorf("nodes list after retiring web-2: exit %d, %q", code, out)
+	}
+}
+
+// alerts and explain with a role that may not read incidents (an agent's)
+// or whose password is refused say what to use instead, not a bare
+// SQLSTATE.
+func TestFleetForensicsRoleErrors(t *testing.T) {
+	f := newFleet(t, false)
+	f.start("judge-1")
+	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() == "judge-1" })
+	role := fmt.Sprintf("t_agent_%d_%d", os.Getpid(), time.Now().UnixNano()%1_000_000)
+	if _, err := f.db.Exec(`CREATE ROLE ` + role + ` LOGIN PASSWORD 'agent-pw'`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.db.Exec(`DROP OWNED BY ` + role); f.db.Exec(`DROP ROLE ` + role) })
+	writeFile(t, filepath.Join(f.dir, "agent-pw"), "agent-pw\n", 0o600)
+	writeFile(t, filepath.Join(f.dir, "wrong-pw"), "not-it\n", 0o600)
+	u, _ := url.Parse(f.url)
+	u.User = url.User(role)
+	for _, c := range []struct {
+		args       []string
+		pw         string
+		want       []string
+		mustNotSay string
+	}{
+		{[]string{"alerts", "--db", u.String()}, "agent-pw", []string{"may not", "permission denied for table incidents", "spraywatch_reader", envPasswordFile}, "SQLSTATE"},
+		{[]string{"explain", "--db", u.String(), "1"}, "agent-pw", []string{"may not", "spraywatch_reader", envPasswordFile}, "SQLSTATE"},
+		{[]string{"alerts", "--db", u.String()}, "wrong-pw", []string{"refused the role's password", envPasswordFile}, "not-it"},
+	} {
+		code, out, errOut := runCLIEnv(t, map[string]string{envPasswordFile: filepath.Join(f.dir, c.pw)}, c.args...)
+		for _, w := range c.want {
+			if code == 0 || !strings.Contains(errOut, w) || strings.Contains(errOut+out, c.mustNotSay) {
+				t.Errorf("%v with %s: exit %d, %q; want an error saying %q, never %q", c.args[0], c.pw, code, errOut, w, c.mustNotSay)
+				break
+			}
+		}
+	}
+	for _, cmd := range []string{"alerts", "explain"} {
+		if _, out, _ := runCLIEnv(t, nil, cmd, "--help"); !strings.Contains(out, envPasswordFile) {
+			t.Errorf("%s --help does not mention %s", cmd, envPasswordFile)
+		}
+	}
 }

@@ -194,8 +194,13 @@ func (j *fleetJudge) run(parent context.Context, lease *postgres.Lease) error {
 	go j.store.Listen(ctx, wake, time.Second, func(err error) {
 		j.log.Warn("LISTEN connection broke; polling meanwhile", "err", err)
 	})
+	// One round before answering as the active judge, so that /healthz
+	// names the quiet nodes from the first answer on.
+	if err := j.round(ctx, time.Now()); err != nil && ctx.Err() == nil {
+		j.setHealth([]check{{"database", "database: " + err.Error()}})
+	}
 	j.setActive(true)
-	j.log.Info("judging the fleet", "restored_watermark", j.engine.Watermark().UTC(), "nodes", len(j.cursors))
+	j.log.Info("judging the fleet", "restored_watermark", j.engine.Watermark().UTC(), "nodes", len(j.nodeSeen))
 	poll := time.NewTicker(j.cfg.PollInterval)
 	defer poll.Stop()
 	var lastFlush, lastRetention, lastObserved time.Time
@@ -317,9 +322,21 @@ func (j *fleetJudge) round(ctx context.Context, now time.Time) error {
 	}
 	var problems []check
 	horizon := map[string]time.Time{}
+	j.forgetRetired(nodes)
 	for _, n := range nodes {
 		s, ok := j.nodeSeen[n.Name]
-		if !ok || !s.reported.Equal(n.Seen) {
+		switch {
+		case !ok:
+			// First seen this term: a node already quiet when this judge
+			// took over stays quiet. Its flush time is on its own clock,
+			// taken as this judge's here only (a clock ahead counts from
+			// now); from now on only changes of it count.
+			s = seenAt{reported: n.Seen, local: n.Seen}
+			if n.Seen.After(now) {
+				s.local = now
+			}
+			j.nodeSeen[n.Name] = s
+		case !s.reported.Equal(n.Seen):
 			s = seenAt{reported: n.Seen, local: now}
 			j.nodeSeen[n.Name] = s
 		}
@@ -369,6 +386,27 @@ func (j *fleetJudge) round(ctx context.Context, now time.Time) error {
 	j.gauges.nodes.WithLabelValues("live").Set(float64(len(nodes) - len(j.quiet)))
 	j.gauges.nodes.WithLabelValues("quiet").Set(float64(len(j.quiet)))
 	return nil
+}
+
+// forgetRetired drops what this judge holds of nodes no longer in the
+// database ('spraywatch nodes retire'): they are not reported again.
+func (j *fleetJudge) forgetRetired(nodes []postgres.Node) {
+	have := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		have[n.Name] = true
+	}
+	for name := range j.nodeSeen {
+		if !have[name] {
+			delete(j.nodeSeen, name)
+			delete(j.quiet, name)
+			for k := range j.clockAt {
+				if k.node == name {
+					delete(j.clockAt, k)
+				}
+			}
+			j.log.Info("node retired: no longer judged or reported", "node", name)
+		}
+	}
 }
 
 // judgeMetrics are a judge's own, beside the sink metrics.

@@ -92,7 +92,7 @@ func newMetrics() *metrics {
 		dbErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_database_write_errors_total",
 			Help: "Failed writes of counts, incidents, positions and alert rows, per cause (disk full, locked by another process, read-only, corrupt, write error)."}, []string{"cause"}),
 		failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spraywatch_health_failing",
-			Help: "1 while a health check fails (/healthz answers 503 naming it): database, alerts:<destination>, behind:<source>, blind:<source>."}, []string{"check"}),
+			Help: "1 while a health check fails (/healthz answers 503 naming it): database, alerts:<destination>, behind:<source>, blind:<source>; on a judge, quiet:<node>."}, []string{"check"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_config_reloads_total",
 			Help: "SIGHUP reloads, applied or rejected."}, []string{"result"}),
 	}
