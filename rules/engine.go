@@ -739,6 +739,16 @@ func (e *Engine) TickSource(source string, now time.Time) {
 	e.evaluate()
 }
 
+// setUpdated stamps a changed incident with event time, never before its
+// last line: a judge's clock moves in whole minutes of rows, while a
+// finding a node reported carries its lines' seconds.
+func (e *Engine) setUpdated(inc *detect.Incident) {
+	inc.Updated = time.Unix(e.watermark, 0).UTC()
+	if inc.LastSeen.After(inc.Updated) {
+		inc.Updated = inc.LastSeen.UTC()
+	}
+}
+
 // TakeBatch hands over everything pending (attempt counts, changed
 // incidents as snapshots, new incident identities) merged into extra, so the
 // caller can write it with a Flusher, from another goroutine if it
@@ -763,7 +773,7 @@ func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident)
 	for _, id := range ids {
 		tr := e.changed[id]
 		tr.inc.Summary = summary(tr) + ownersLine(tr.inc)
-		tr.inc.Updated = time.Unix(e.watermark, 0).UTC()
+		e.setUpdated(tr.inc)
 		tr.inc.Version++
 		snap := *tr.inc
 		// Clones of empty lists stay empty lists, not null, in JSON.
@@ -782,6 +792,7 @@ func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident)
 			if attackKind(tr.inc.Kind) {
 				tr.inc.Summary = summary(tr) + ownersLine(tr.inc)
 			}
+			e.setUpdated(tr.inc)
 			snap := *tr.inc
 			b.Quiet = append(b.Quiet, &snap)
 		}

@@ -56,6 +56,11 @@ func TestLineFindingsMergeAcrossNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		raised += len(snaps)
+		for _, s := range append(b.Incidents, b.Quiet...) {
+			if s.Updated.Before(s.LastSeen) || s.LastSeen.Before(s.FirstSeen) {
+				t.Errorf("report %d: #%d updated %s, first seen %s, last seen %s; want updated never before its lines", i, s.ID, s.Updated, s.FirstSeen, s.LastSeen)
+			}
+		}
 		if i > 0 && (len(snaps) != 0 || len(b.Quiet) != 1) {
 			t.Errorf("report %d: %d incidents to alert and %d stored quietly, want 0 and 1", i, len(snaps), len(b.Quiet))
 		}

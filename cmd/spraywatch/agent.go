@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spraywatch/spraywatch/detect"
 	"github.com/spraywatch/spraywatch/detect/postgres"
@@ -69,11 +72,14 @@ type agentStore struct {
 	*postgres.Store
 	lease *postgres.Lease
 	log   *slog.Logger
+	// raised counts, per kind, the line findings first reported to the
+	// judge: the only incidents an agent raises.
+	raised *prometheus.CounterVec
 }
 
 // openAgentStore connects as this node, waiting for the database (an agent
 // cannot start reading before it knows its saved positions).
-func openAgentStore(ctx context.Context, cfg Config, log *slog.Logger) (*agentStore, error) {
+func openAgentStore(ctx context.Context, cfg Config, log *slog.Logger, raised *prometheus.CounterVec) (*agentStore, error) {
 	node := nodeName(cfg)
 	secret, err := fleetSecret(cfg)
 	if err != nil {
@@ -83,7 +89,7 @@ func openAgentStore(ctx context.Context, cfg Config, log *slog.Logger) (*agentSt
 	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
 		s, err := openPostgres(ctx, cfg, postgres.Options{Node: node, NoMigrate: true, SecretCheck: check})
 		if err == nil {
-			a := &agentStore{Store: s, log: log}
+			a := &agentStore{Store: s, log: log, raised: raised}
 			var judges string
 			if judges, err = s.FleetSecretCheck(ctx); err == nil && judges != "" && judges != check {
 				s.Close()
@@ -143,6 +149,10 @@ func (a *agentStore) flush(ctx context.Context, c *counter, pos []detect.Positio
 			return err
 		}
 		for _, f := range fs {
+			if c.reported[f.Incident.ID] == 0 {
+				a.log.Info("finding reported to the judge", "kind", f.Incident.Kind, "source", f.Incident.Source, "group", f.Incident.Group, "lines", f.Lines)
+				a.raised.WithLabelValues(f.Incident.Kind).Inc()
+			}
 			c.reported[f.Incident.ID] = f.Incident.Attempts
 		}
 		return nil
@@ -162,4 +172,51 @@ func (f flusherFunc) Flush(ctx context.Context, b detect.Batch) error { return f
 func (a *agentStore) Close() error {
 	a.lease.Release()
 	return a.Store.Close()
+}
+
+// agentLineLog is the log of an agent's line engine. What that engine
+// raises is not an incident: the judge judges attacks over the fleet, and
+// the line findings the agent reports become the judge's incidents (the
+// agent logs "finding reported to the judge" for those). So its "incident
+// raised" becomes a debug record that says what it is, and its numbering,
+// which is not the judge's, is not shown as an incident id.
+func agentLineLog(log *slog.Logger) *slog.Logger {
+	return slog.New(lineLog{log.Handler()}).With("judges", "line findings")
+}
+
+type lineLog struct{ slog.Handler }
+
+func (h lineLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "incident raised" {
+		if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		d := slog.NewRecord(r.Time, slog.LevelDebug, "seen in this node's share; not an incident (the judge raises those)", r.PC)
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "id" {
+				a.Key = "local_id"
+			}
+			d.AddAttrs(a)
+			return true
+		})
+		r = d
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h lineLog) WithAttrs(as []slog.Attr) slog.Handler { return lineLog{h.Handler.WithAttrs(as)} }
+func (h lineLog) WithGroup(name string) slog.Handler    { return lineLog{h.Handler.WithGroup(name)} }
+
+// warnAgentAlerts warns, once at start, that an agent config's alerts are
+// not used: an agent sends no alerts, the active judge does. The default
+// (one stdout sink) is what a config without alerts: has, and says nothing.
+func warnAgentAlerts(cfg Config, log *slog.Logger) {
+	if len(cfg.Alerts) == 0 || reflect.DeepEqual(cfg.Alerts, DefaultConfig().Alerts) {
+		return
+	}
+	types := make([]string, 0, len(cfg.Alerts))
+	for _, a := range cfg.Alerts {
+		types = append(types, a.Type)
+	}
+	log.Warn("alerts: is ignored on an agent: agents send no alerts; the active judge sends them, from its own config", "alerts", types)
 }

@@ -27,7 +27,7 @@ var incidentKinds = detect.Kinds
 type dbFlags struct{ db, config string }
 
 func (f *dbFlags) register(c *cobra.Command) {
-	c.Flags().StringVar(&f.db, "db", "", "SQLite database, or a fleet's postgres:// URL (default: the config's database)")
+	c.Flags().StringVar(&f.db, "db", "", "SQLite database, or a fleet's postgres:// URL, its password from "+envPasswordFile+", PGPASSWORD or ~/.pgpass (default: the config's database)")
 	c.Flags().StringVarP(&f.config, "config", "c", "", "config file whose database to read")
 }
 
@@ -75,6 +75,29 @@ func (f *dbFlags) open(ctx context.Context) (readStore, *Config, error) {
 	return store, cfg, nil
 }
 
+// readerHint is what to do when a role may not read what forensics reads.
+const readerHint = "alerts and explain need a role that may read incidents (the reader role, not an agent's): " +
+	"give --db the reader role's URL, e.g. --db postgres://spraywatch_reader@HOST/spraywatch, and its password in " +
+	envPasswordFile + " (a file, mode 600), PGPASSWORD or ~/.pgpass"
+
+// forensicError says plainly what a fleet database's refusal means: a
+// role without the grant (hint, or readerHint), or a password refused or
+// missing. Other errors are returned as they are.
+func forensicError(err error, hint string) error {
+	switch {
+	case err == nil:
+		return nil
+	case postgres.IsPermissionDenied(err):
+		if hint == "" {
+			hint = readerHint
+		}
+		return fmt.Errorf("database: this role may not do that (%s); %s", postgres.ServerMessage(err), hint)
+	case postgres.IsAuthFailed(err):
+		return fmt.Errorf("database: the server refused the role's password (%s); give the role's password in %s (a file, mode 600), PGPASSWORD or ~/.pgpass, or the config's database_password_file", postgres.ServerMessage(err), envPasswordFile)
+	}
+	return err
+}
+
 // oneOf checks a flag's value against the values it takes.
 func oneOf(flag, v string, values []string) error {
 	if v == "" || slices.Contains(values, v) {
@@ -106,12 +129,12 @@ func newAlertsCmd(g *globals) *cobra.Command {
 			}
 			store, _, err := f.open(cmd.Context())
 			if err != nil {
-				return err
+				return forensicError(err, "")
 			}
 			defer store.Close()
 			incs, err := store.Incidents(cmd.Context(), detect.IncidentFilter{Kind: kind, Source: source, State: state})
 			if err != nil {
-				return err
+				return forensicError(err, "")
 			}
 			return printIncidents(g.stdout, output, incs)
 		},
@@ -145,7 +168,7 @@ that looks like a secret masked.`,
 			}
 			store, cfg, err := f.open(cmd.Context())
 			if err != nil {
-				return err
+				return forensicError(err, "")
 			}
 			defer store.Close()
 			var secret []byte
@@ -154,7 +177,7 @@ that looks like a secret masked.`,
 					secret = b
 				}
 			}
-			return explain(cmd.Context(), g.stdout, store, id, all, secret, node)
+			return forensicError(explain(cmd.Context(), g.stdout, store, id, all, secret, node), "")
 		},
 	}
 	f.register(c)

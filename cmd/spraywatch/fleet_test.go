@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -921,7 +922,8 @@ func TestFleetDatabaseOutage(t *testing.T) {
 		f.start(n)
 	}
 	f.start("judge-1")
-	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() != "" })
+	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() == "judge-1" })
+	f.start("judge-2") // a standby: it tries the lease every second
 	write := func(k int) { f.writeBenign(nodes3, k) }
 	write(0)
 	f.waitCounted(30 * time.Second)
@@ -933,9 +935,26 @@ func TestFleetDatabaseOutage(t *testing.T) {
 		write(k)
 		time.Sleep(500 * time.Millisecond)
 	}
-	for _, name := range []string{"web-1", "judge-1"} {
+	for _, name := range []string{"web-1", "judge-1", "judge-2"} {
 		if code, body := f.health(name); code != http.StatusServiceUnavailable || !strings.Contains(body, "database") {
 			t.Errorf("%s /healthz during the outage: %d %q, want 503 naming the database", name, code, body)
+		}
+		if g := gauge(f.metricsOf(name), `spraywatch_health_failing{check="database"}`); g != 1 {
+			t.Errorf(`%s during the outage: spraywatch_health_failing{check="database"} = %v, want 1`, name, g)
+		}
+	}
+	// Taking the lease (tried every second) and reading the rows (every
+	// poll) fail throughout: each is logged once, then summarised every
+	// minute, not once a try.
+	for _, name := range []string{"judge-1", "judge-2"} {
+		var loud []string
+		for _, l := range strings.Split(f.procs[name].stderr.String(), "\n") {
+			if (strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR")) && (strings.Contains(l, "lease") || strings.Contains(l, "rows")) {
+				loud = append(loud, l)
+			}
+		}
+		if len(loud) > 3 {
+			t.Errorf("%s logged %d warnings and errors about the lease and the rows in a 30 s outage, want each failure once:\n%s", name, len(loud), strings.Join(loud, "\n"))
 		}
 	}
 	if err := f.srv.StartServer(); err != nil {
@@ -1370,4 +1389,200 @@ func TestFleetSecretMustBeShared(t *testing.T) {
 		s := j.stderr.String()
 		return strings.Contains(s, "node uses another fingerprint secret than this judge") && strings.Contains(s, "node=web-1")
 	}, func() string { return lastLines(j.stderr.String(), 20) + "\n" + f.state() })
+}
+
+// metricsOf is a process's /metrics.
+func (f *fleet) metricsOf(name string) string {
+	_, m := rtGet(f.t, fmt.Sprintf("http://127.0.0.1:%d/metrics", f.procs[name].port))
+	return m
+}
+
+// gauge is the value of one series in a /metrics text, -1 when absent.
+func gauge(metrics, series string) float64 {
+	for _, l := range strings.Split(metrics, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			var x float64
+			fmt.Sscan(v, &x)
+			return x
+		}
+	}
+	return -1
+}
+
+// The judge exports what a single node does about its engine and its
+// health: incidents raised per kind, the windows it holds, and a failing
+// gauge per check (database, a quiet node). An agent counts the line
+// findings it reports, logs no "incident raised" for what it sees of an
+// attack in its share (the judge raises the incident), and warns once
+// that the alerts: of its config are not used.
+func TestFleetMetricsAndAgentLogs(t *testing.T) {
+	f := newFleet(t, false)
+	nodes := []string{"web-1", "web-2"}
+	for _, n := range nodes {
+		f.start(n)
+	}
+	f.start("judge-1")
+	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() == "judge-1" })
+	for i, n := range nodes {
+		f.write(n, fleetLine(time.Now(), fmt.Sprintf("198.18.0.%d", i+1), "client-1", "sk_live_c000", 200))
+	}
+	f.waitCounted(30 * time.Second)
+	// A spray of 24 identities split over the two nodes: each agent alone
+	// sees 12, over spray's threshold.
+	for i := range 24 {
+		f.write(nodes[i%2], fleetLine(time.Now(), "203.0.113.77", fmt.Sprintf("victim-%03d", i), "sk_live_dead", 401))
+	}
+	// An enumeration oracle on web-1 only: a line finding web-1 reports.
+	for i := range 6 {
+		f.write("web-1",
+			fleetLine(time.Now(), fmt.Sprintf("198.51.0.%d", i+1), fmt.Sprintf("ghost-%d", i), "sk_live_0bad", 404),
+			fleetLine(time.Now(), fmt.Sprintf("198.51.0.%d", i+101), fmt.Sprintf("client-%d", i), "sk_live_0bad", 401))
+	}
+	f.waitCounted(30 * time.Second)
+	waitShowing(t, 30*time.Second, "the judge's metrics to count one spray and one enumeration_oracle, and its windows", func() bool {
+		m := f.metricsOf("judge-1")
+		return gauge(m, `spraywatch_incidents_raised_total{kind="spray"}`) == 1 &&
+			gauge(m, `spraywatch_incidents_raised_total{kind="enumeration_oracle"}`) == 1 &&
+			gauge(m, "spraywatch_tracked_entries") > 0
+	}, func() string {
+		return grepLines(f.metricsOf("judge-1"), "incidents_raised", "tracked_entries") + f.state()
+	})
+	m := f.metricsOf("judge-1")
+	if g := gauge(m, `spraywatch_health_failing{check="database"}`); g != 0 {
+		t.Errorf(`judge: spraywatch_health_failing{check="database"} = %v, want 0`, g)
+	}
+	waitShowing(t, 30*time.Second, "web-1's metrics to count the finding it reported, and its windows", func() bool {
+		m := f.metricsOf("web-1")
+		return gauge(m, `spraywatch_incidents_raised_total{kind="enumeration_oracle"}`) == 1 && gauge(m, "spraywatch_tracked_entries") > 0
+	}, func() string { return grepLines(f.metricsOf("web-1"), "incidents_raised", "tracked_entries") })
+	for _, n := range nodes {
+		if g := gauge(f.metricsOf(n), `spraywatch_incidents_raised_total{kind="spray"}`); g != -1 {
+			t.Errorf("%s counts %v spray incidents raised; an agent raises none (the judge does)", n, g)
+		}
+		log := f.procs[n].stderr.String()
+		if s := grepLines(log, "incident raised"); s != "" {
+			t.Errorf("%s logs incidents, which only the judge raises:\n%s", n, s)
+		}
+		if c := strings.Count(log, "alerts: is ignored on an agent"); c != 1 {
+			t.Errorf("%s warned %d times that its alerts: are not used, want once", n, c)
+		}
+	}
+	if s := grepLines(f.procs["web-1"].stderr.String(), "finding reported to the judge"); !strings.Contains(s, "kind=enumeration_oracle") || strings.Contains(s, "kind=spray") {
+		t.Errorf("web-1 logs the findings it reports as:\n%s\nwant its enumeration_oracle only", s)
+	}
+	f.kill("web-2")
+	waitShowing(t, 30*time.Second, "the judge's gauge for web-2 quiet", func() bool {
+		return gauge(f.metricsOf("judge-1"), `spraywatch_health_failing{check="quiet:web-2"}`) == 1
+	}, func() string { return grepLines(f.metricsOf("judge-1"), "health_failing") })
+	f.start("web-2")
+	waitShowing(t, 30*time.Second, "web-2 live again, its gauge gone", func() bool {
+		code, _ := f.health("judge-1")
+		return code == http.StatusOK && gauge(f.metricsOf("judge-1"), `spraywatch_health_failing{check="quiet:web-2"}`) == -1
+	}, func() string { return grepLines(f.metricsOf("judge-1"), "health_failing") })
+}
+
+// A node gone for good keeps the judge at 503 until it is retired with
+// 'spraywatch nodes retire'; a judge that takes over reports a node that
+// was already quiet from its first answer on (it did not for node_timeout,
+// as if the node were live); a running node is not retired, and a retired
+// node's rows are kept.
+func TestFleetRetireNode(t *testing.T) {
+	f := newFleet(t, false)
+	f.start("web-1")
+	f.start("web-2")
+	f.start("judge-1")
+	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() == "judge-1" })
+	f.start("judge-2")
+	for i, n := range []string{"web-1", "web-2"} {
+		f.write(n, fleetLine(time.Now(), fmt.Sprintf("198.18.0.%d", i+1), "client-1", "sk_live_c000", 200))
+	}
+	f.waitCounted(30 * time.Second)
+	f.kill("web-2")
+	waitUntil(t, 30*time.Second, "web-2 reported quiet", func() bool {
+		code, body := f.health("judge-1")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "node web-2")
+	})
+	f.kill("judge-1")
+	waitUntil(t, 30*time.Second, "judge-2 active", func() bool { return f.activeJudge() == "judge-2" })
+	var first string
+	waitUntil(t, 30*time.Second, "judge-2's first answer as the active judge", func() bool {
+		code, body := f.health("judge-2")
+		if strings.Contains(body, "standby judge") {
+			return false
+		}
+		first = fmt.Sprintf("%d %s", code, body)
+		return true
+	})
+	if !strings.HasPrefix(first, "503 ") || !strings.Contains(first, "node web-2") {
+		t.Errorf("judge-2's first answer after taking over: %q; want 503 naming web-2, quiet before the takeover", first)
+	}
+	env := map[string]string{envPasswordFile: filepath.Join(f.dir, "pgpass")}
+	code, out, errOut := runCLIEnv(t, env, "nodes", "--db", f.url, "--node-timeout", "3s")
+	if code != 0 || !regexp.MustCompile(`(?m)^web-1 .* live +1$`).MatchString(out) || !regexp.MustCompile(`(?m)^web-2 .* quiet +1$`).MatchString(out) {
+		t.Errorf("nodes: exit %d, %q %q; want web-1 live and web-2 quiet, one source each", code, out, errOut)
+	}
+	if code, _, errOut := runCLIEnv(t, env, "nodes", "--db", f.url, "retire", "web-1"); code == 0 || !strings.Contains(errOut, "stop its agent first") {
+		t.Errorf("nodes retire of a running node: exit %d, %q; want refused", code, errOut)
+	}
+	if code, _, errOut := runCLIEnv(t, env, "nodes", "--db", f.url, "retire", "web-9"); code == 0 || !strings.Contains(errOut, "no such node") {
+		t.Errorf("nodes retire web-9: exit %d, %q; want no such node", code, errOut)
+	}
+	if code, out, errOut := runCLIEnv(t, env, "nodes", "--db", f.url, "retire", "web-2"); code != 0 || !strings.Contains(out, "node web-2 retired") {
+		t.Fatalf("nodes retire web-2: exit %d, %q %q", code, out, errOut)
+	}
+	waitShowing(t, 30*time.Second, "judge-2 healthy, web-2 no longer counted", func() bool {
+		code, _ := f.health("judge-2")
+		m := f.metricsOf("judge-2")
+		return code == http.StatusOK && gauge(m, `spraywatch_fleet_nodes{state="quiet"}`) == 0 && gauge(m, `spraywatch_fleet_nodes{state="live"}`) == 1
+	}, func() string {
+		h, b := f.health("judge-2")
+		return fmt.Sprint(h, b, grepLines(f.metricsOf("judge-2"), "fleet_nodes"))
+	})
+	if n := f.counted("web-2"); n != f.lines["web-2"] {
+		t.Errorf("web-2's rows after it was retired count %d lines, want its %d kept", n, f.lines["web-2"])
+	}
+	if code, out, _ := runCLIEnv(t, env, "nodes", "--db", f.url, "list"); code != 0 || strings.Contains(out, "web-2") {
+		t.Errorf("nodes list after retiring web-2: exit %d, %q", code, out)
+	}
+}
+
+// alerts and explain with a role that may not read incidents (an agent's)
+// or whose password is refused say what to use instead, not a bare
+// SQLSTATE.
+func TestFleetForensicsRoleErrors(t *testing.T) {
+	f := newFleet(t, false)
+	f.start("judge-1")
+	waitUntil(t, 30*time.Second, "an active judge", func() bool { return f.activeJudge() == "judge-1" })
+	role := fmt.Sprintf("t_agent_%d_%d", os.Getpid(), time.Now().UnixNano()%1_000_000)
+	if _, err := f.db.Exec(`CREATE ROLE ` + role + ` LOGIN PASSWORD 'agent-pw'`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.db.Exec(`DROP OWNED BY ` + role); f.db.Exec(`DROP ROLE ` + role) })
+	writeFile(t, filepath.Join(f.dir, "agent-pw"), "agent-pw\n", 0o600)
+	writeFile(t, filepath.Join(f.dir, "wrong-pw"), "not-it\n", 0o600)
+	u, _ := url.Parse(f.url)
+	u.User = url.User(role)
+	for _, c := range []struct {
+		args       []string
+		pw         string
+		want       []string
+		mustNotSay string
+	}{
+		{[]string{"alerts", "--db", u.String()}, "agent-pw", []string{"may not", "permission denied for table incidents", "spraywatch_reader", envPasswordFile}, "SQLSTATE"},
+		{[]string{"explain", "--db", u.String(), "1"}, "agent-pw", []string{"may not", "spraywatch_reader", envPasswordFile}, "SQLSTATE"},
+		{[]string{"alerts", "--db", u.String()}, "wrong-pw", []string{"refused the role's password", envPasswordFile}, "not-it"},
+	} {
+		code, out, errOut := runCLIEnv(t, map[string]string{envPasswordFile: filepath.Join(f.dir, c.pw)}, c.args...)
+		for _, w := range c.want {
+			if code == 0 || !strings.Contains(errOut, w) || strings.Contains(errOut+out, c.mustNotSay) {
+				t.Errorf("%v with %s: exit %d, %q; want an error saying %q, never %q", c.args[0], c.pw, code, errOut, w, c.mustNotSay)
+				break
+			}
+		}
+	}
+	for _, cmd := range []string{"alerts", "explain"} {
+		if _, out, _ := runCLIEnv(t, nil, cmd, "--help"); !strings.Contains(out, envPasswordFile) {
+			t.Errorf("%s --help does not mention %s", cmd, envPasswordFile)
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,8 +43,16 @@ type fleetJudge struct {
 	mu       sync.Mutex
 	problems []string
 	alerts   *alerting // the active term's, for the sink metrics
-	active   bool
-	gauges   judgeMetrics
+	// failing are the health checks exported as failing (1) last time.
+	failing map[string]bool
+	health  *health // the alert destinations' health
+	seen    engineSeen
+	// leaseErr, roundErr and flushErr are failures that repeat every
+	// second or poll while the database is away: logged once, then
+	// summarised.
+	leaseErr, roundErr, flushErr failure
+	active                       bool
+	gauges                       judgeMetrics
 
 	// The active judge's state.
 	engine  *rules.Engine
@@ -91,7 +100,7 @@ func runJudge(ctx context.Context, g *globals, cfg Config, noCred map[string]boo
 			return err
 		}
 		j.log.Error("database unreachable; retrying", "err", err)
-		j.setProblems([]string{"database unreachable: " + err.Error()})
+		j.setHealth([]check{{"database", "database unreachable: " + err.Error()}})
 		select {
 		case <-ctx.Done():
 			return nil
@@ -100,6 +109,8 @@ func runJudge(ctx context.Context, g *globals, cfg Config, noCred map[string]boo
 	}
 	defer j.store.Close()
 	j.metrics = newMetrics()
+	j.health, j.failing = newHealth(), map[string]bool{}
+	j.metrics.setFailing("database", false)
 	j.metrics.watchSinks(j.sinkStats) // once: each term's outbox is swapped in
 	j.gauges = newJudgeMetrics(j.metrics.reg)
 	j.metrics.okText = j.okText
@@ -118,11 +129,13 @@ func runJudge(ctx context.Context, g *globals, cfg Config, noCred map[string]boo
 		lease, ok, err := j.store.TryJudge(ctx, j.holder)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			j.log.Warn("judge lease not taken; retrying", "err", err)
-			j.setProblems([]string{"database: " + err.Error()})
+			j.leaseErr.note(j.log, "taking the judge lease", "database error", "see the error; the lease is tried again every second", err, time.Now())
+			j.setHealth([]check{{"database", "database: " + err.Error()}})
 		case !ok:
-			j.setProblems(nil) // a standby: another judge is active
+			j.leaseErr.note(j.log, "taking the judge lease", "", "", nil, time.Now())
+			j.setHealth(nil) // a standby: another judge is active
 		default:
+			j.leaseErr.note(j.log, "taking the judge lease", "", "", nil, time.Now())
 			j.log.Info("judge lease taken: this judge is active", "epoch", lease.Epoch())
 			err := j.run(ctx, lease)
 			lease.Release()
@@ -209,21 +222,32 @@ func (j *fleetJudge) run(parent context.Context, lease *postgres.Lease) error {
 		j.log.Warn("LISTEN connection broke; polling meanwhile", "err", err)
 	})
 	j.checkSecrets(ctx)
+	// One round before answering as the active judge, so that /healthz
+	// names the quiet nodes from the first answer on.
+	if err := j.round(ctx, time.Now()); err != nil && ctx.Err() == nil {
+		j.setHealth([]check{{"database", "database: " + err.Error()}})
+	}
 	j.setActive(true)
-	j.log.Info("judging the fleet", "restored_watermark", j.engine.Watermark().UTC(), "nodes", len(j.cursors))
+	j.log.Info("judging the fleet", "restored_watermark", j.engine.Watermark().UTC(), "nodes", len(j.nodeSeen))
 	poll := time.NewTicker(j.cfg.PollInterval)
 	defer poll.Stop()
-	var lastFlush, lastRetention time.Time
+	var lastFlush, lastRetention, lastObserved time.Time
+	j.seen = engineSeen{} // this term's engine counts from 0
 	var incidents int64
 	flush := func(ctx context.Context) error {
 		cur := make(map[string]int64, len(j.cursors))
 		for k, v := range j.cursors {
 			cur[k] = v
 		}
-		_, err := j.engine.Flush(ctx, judgeFlusher{j.store, cur, lease}, detect.Batch{Extra: alerts.Enqueue})
+		snaps, err := j.engine.Flush(ctx, judgeFlusher{j.store, cur, lease}, detect.Batch{Extra: alerts.Enqueue})
 		lastFlush = time.Now()
 		if err == nil {
 			incidents = j.engine.Counters.Incidents
+			for _, s := range snaps {
+				if s.Version == 1 {
+					j.metrics.incidents.WithLabelValues(s.Kind).Inc()
+				}
+			}
 		}
 		return err
 	}
@@ -245,17 +269,24 @@ func (j *fleetJudge) run(parent context.Context, lease *postgres.Lease) error {
 			if ctx.Err() != nil {
 				continue
 			}
-			j.log.Error("judge round failed; retrying", "err", err)
-			j.setProblems([]string{"database: " + err.Error()})
+			j.roundErr.note(j.log, "reading the nodes' rows", "database error", "see the error; rows are read again at the next poll", err, now)
+			j.setHealth([]check{{"database", "database: " + err.Error()}})
 			continue
 		}
+		if now.Sub(lastObserved) >= time.Second {
+			lastObserved = now
+			j.metrics.observeEngine(j.engine, &j.seen, now, j.log)
+		}
 		if j.engine.Counters.Incidents != incidents || now.Sub(lastFlush) >= j.cfg.FlushInterval {
-			if err := flush(ctx); err != nil {
-				if errors.Is(err, postgres.ErrNotActive) {
-					return err
-				}
-				j.log.Error("incidents not written; retrying", "err", err)
+			err := flush(ctx)
+			if errors.Is(err, postgres.ErrNotActive) {
+				return err
 			}
+			cause := ""
+			if err != nil {
+				cause = "database error"
+			}
+			j.flushErr.note(j.log, "writing incidents and cursors", cause, "see the error; the write is retried", err, now)
 		}
 		if now.Sub(lastRetention) >= time.Hour {
 			lastRetention = now
@@ -317,16 +348,28 @@ func (j *fleetJudge) round(ctx context.Context, now time.Time) error {
 			return err
 		}
 	}
-	var problems []string
+	var problems []check
 	horizon := map[string]time.Time{}
+	j.forgetRetired(nodes)
 	for _, n := range nodes {
 		s, ok := j.nodeSeen[n.Name]
-		if !ok || !s.reported.Equal(n.Seen) {
+		switch {
+		case !ok:
+			// First seen this term: a node already quiet when this judge
+			// took over stays quiet. Its flush time is on its own clock,
+			// taken as this judge's here only (a clock ahead counts from
+			// now); from now on only changes of it count.
+			s = seenAt{reported: n.Seen, local: n.Seen}
+			if n.Seen.After(now) {
+				s.local = now
+			}
+			j.nodeSeen[n.Name] = s
+		case !s.reported.Equal(n.Seen):
 			s = seenAt{reported: n.Seen, local: now}
 			j.nodeSeen[n.Name] = s
 		}
 		if quiet := now.Sub(s.local) > j.cfg.NodeTimeout; quiet {
-			problems = append(problems, fmt.Sprintf("node %s: no flush for %s; judged without waiting for it", n.Name, now.Sub(s.local).Round(time.Second)))
+			problems = append(problems, check{"quiet:" + n.Name, fmt.Sprintf("node %s: no flush for %s; judged without waiting for it", n.Name, now.Sub(s.local).Round(time.Second))})
 			if !j.quiet[n.Name] {
 				j.quiet[n.Name] = true
 				j.log.Warn("node quiet or dead: not waiting for it", "node", n.Name, "last_flush", s.local.UTC())
@@ -366,10 +409,32 @@ func (j *fleetJudge) round(ctx context.Context, now time.Time) error {
 	if len(sources) == 0 {
 		j.engine.Finish() // judge what the rows changed
 	}
-	j.setProblems(problems)
+	j.roundErr.note(j.log, "reading the nodes' rows", "", "", nil, now)
+	j.setHealth(problems)
 	j.gauges.nodes.WithLabelValues("live").Set(float64(len(nodes) - len(j.quiet)))
 	j.gauges.nodes.WithLabelValues("quiet").Set(float64(len(j.quiet)))
 	return nil
+}
+
+// forgetRetired drops what this judge holds of nodes no longer in the
+// database ('spraywatch nodes retire'): they are not reported again.
+func (j *fleetJudge) forgetRetired(nodes []postgres.Node) {
+	have := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		have[n.Name] = true
+	}
+	for name := range j.nodeSeen {
+		if !have[name] {
+			delete(j.nodeSeen, name)
+			delete(j.quiet, name)
+			for k := range j.clockAt {
+				if k.node == name {
+					delete(j.clockAt, k)
+				}
+			}
+			j.log.Info("node retired: no longer judged or reported", "node", name)
+		}
+	}
 }
 
 // judgeMetrics are a judge's own, beside the sink metrics.
@@ -430,10 +495,51 @@ func (j *fleetJudge) okText() string {
 	return "ok: standby judge: the database answers and another judge holds the judge lease; this one takes over when that one stops"
 }
 
-func (j *fleetJudge) setProblems(p []string) {
+// check is one failing health check: its name in
+// spraywatch_health_failing{check} and what /healthz says of it.
+type check struct{ name, text string }
+
+// setHealth sets what /healthz says and which spraywatch_health_failing
+// gauges are 1: the checks given (database, quiet:<node>) and, on the
+// active judge, alerts:<destination> for a destination that has failed
+// every delivery for sink_failing_for. A check no longer failing goes back
+// to 0; a quiet node's is dropped, so a retired node leaves no series.
+func (j *fleetJudge) setHealth(checks []check) {
+	now := time.Now()
 	j.mu.Lock()
-	j.problems = p
+	a := j.alerts
 	j.mu.Unlock()
+	failing := map[string]bool{}
+	var problems []string
+	for _, c := range checks {
+		failing[c.name] = true
+		problems = append(problems, c.text)
+	}
+	if a != nil && j.health != nil {
+		for dest, f := range j.health.judgeSinks(a.Stats(), j.cfg.Health.SinkFailingFor, now) {
+			failing["alerts:"+dest] = f
+		}
+		problems = append(problems, j.health.problems(j.cfg.Health.SinkFailingFor, now)...)
+	}
+	j.mu.Lock()
+	j.problems = problems
+	j.mu.Unlock()
+	if j.metrics == nil { // not serving yet
+		return
+	}
+	for name := range j.failing {
+		if !failing[name] {
+			if strings.HasPrefix(name, "quiet:") {
+				j.metrics.failing.DeleteLabelValues(name)
+			} else {
+				j.metrics.setFailing(name, false)
+			}
+		}
+	}
+	for name, f := range failing {
+		j.metrics.setFailing(name, f)
+	}
+	j.failing = failing
 }
 
 // healthy: a standby is healthy; the active judge is, while every node

@@ -84,6 +84,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.Args = unknownCommand
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	root.AddCommand(newRunCmd(g), newReplayCmd(g), newAlertsCmd(g), newExplainCmd(g), newCheckCmd(g), newDemoCmd(g))
+	root.AddCommand(newNodesCmd(g))
 	root.AddCommand(newParseCmd(g))
 	return root
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spraywatch/spraywatch/alert"
+	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/rules"
 )
 
 // metrics are what 'spraywatch run' serves on metrics_listen. Only the
@@ -90,7 +92,7 @@ func newMetrics() *metrics {
 		dbErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_database_write_errors_total",
 			Help: "Failed writes of counts, incidents, positions and alert rows, per cause (disk full, locked by another process, read-only, corrupt, write error)."}, []string{"cause"}),
 		failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spraywatch_health_failing",
-			Help: "1 while a health check fails (/healthz answers 503 naming it): database, alerts:<destination>, behind:<source>, blind:<source>, file:<source> (a path that matches no file or cannot be read)."}, []string{"check"}),
+			Help: "1 while a health check fails (/healthz answers 503 naming it): database, alerts:<destination>, behind:<source>, blind:<source>, file:<source> (a path that matches no file or cannot be read); on a judge, quiet:<node>."}, []string{"check"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_config_reloads_total",
 			Help: "SIGHUP reloads, applied or rejected."}, []string{"result"}),
 	}
@@ -190,4 +192,43 @@ func (m *metrics) serve(addr string, healthy func() (bool, []string), log *slog.
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}, nil
+}
+
+// engineSeen is what observeEngine last exported of one engine's counters,
+// and when a full detector was last reported.
+type engineSeen struct {
+	dropped, droppedEntries, untracked int64
+	lastSaturated                      time.Time
+}
+
+// observeEngine copies a rules engine's window state into the gauges and
+// counters: the daemon's, a judge's, or an agent's line engine.
+func (m *metrics) observeEngine(e *rules.Engine, seen *engineSeen, now time.Time, log *slog.Logger) {
+	groups := e.Windows().Len()
+	for g, n := range groups {
+		m.tracked.WithLabelValues(detect.Grouping(g).String()).Set(float64(n))
+	}
+	w := e.Windows()
+	m.entries.Set(float64(w.Entries()))
+	saturated := false
+	for _, c := range []struct {
+		now  int64
+		seen *int64
+		m    prometheus.Counter
+	}{{w.Dropped, &seen.dropped, m.dropped}, {w.DroppedEntries, &seen.droppedEntries, m.droppedEntries},
+		{e.Untracked, &seen.untracked, m.untracked}} {
+		if c.now > *c.seen {
+			c.m.Add(float64(c.now - *c.seen))
+			*c.seen = c.now
+			saturated = true
+		}
+	}
+	// Dropped state is blind spots an attacker may have made on purpose:
+	// say so in the log, not only in a counter, at most every ten minutes.
+	if saturated && now.Sub(seen.lastSaturated) >= 10*time.Minute {
+		seen.lastSaturated = now
+		log.Warn("detector at capacity: new window groups or entries are not being tracked",
+			"groups_dropped", w.Dropped, "entries_dropped", w.DroppedEntries, "incident_members_untracked", e.Untracked,
+			"hint", "raise max_groups / max_entries, or look for a flood of addresses or identities")
+	}
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/spraywatch/spraywatch/alert"
@@ -186,12 +185,8 @@ type runner struct {
 	lastPinged time.Time
 	// lastRetention is when old attempt rows were last deleted.
 	lastRetention time.Time
-	// lastSaturated is when a full detector was last reported.
-	lastSaturated time.Time
-	dropped       int64
-	// what the counters above were last told
-	droppedEntries, untracked int64
-	levelFlag                 string // --log-level, which wins over the config
+	engineSeen    engineSeen
+	levelFlag     string // --log-level, which wins over the config
 
 	health *health
 	// committed are the positions of the last good write: a database
@@ -246,6 +241,9 @@ func runDaemon(ctx context.Context, g *globals, path, role string, levelFlag, fo
 	if role == roleJudge {
 		return runJudge(ctx, g, cfg, r.noCredential(), r.log)
 	}
+	if role == roleAgent {
+		warnAgentAlerts(cfg, r.log)
+	}
 	r.health, r.committed = newHealth(), map[posKey]detect.Position{}
 	r.metrics = newMetrics()
 	r.metrics.watchSinks(func() []alert.DestinationStats {
@@ -280,13 +278,14 @@ func (r *runner) session(ctx context.Context, hup chan os.Signal) error {
 	var err error
 	r.corrupt = false
 	if r.role == roleAgent {
-		if r.agent, err = openAgentStore(ctx, cfg, r.log); err != nil {
+		if r.agent, err = openAgentStore(ctx, cfg, r.log, r.metrics.incidents); err != nil {
 			return err
 		}
 		defer r.agent.Close()
 		r.store, r.engine = r.agent.Store, nil
 		r.det = newCounter(rules.NewEngine(rules.Options{Config: cfg.Rules, Allow: cfg.AllowList(), NoCredential: r.noCredential(),
-			MaxGroups: cfg.MaxGroups, MaxEntries: cfg.MaxEntries, MaxIncidentSet: cfg.MaxIncidentSet, Logger: r.log.With("judges", "line findings")}))
+			MaxGroups: cfg.MaxGroups, MaxEntries: cfg.MaxEntries, MaxIncidentSet: cfg.MaxIncidentSet, Logger: agentLineLog(r.log)}))
+		r.engineSeen = engineSeen{} // a new engine counts from 0
 	} else {
 		// A small page cache: the daemon writes a second's lines at a time and
 		// bounds its memory (replay keeps the large default).
@@ -1023,39 +1022,11 @@ func (r *runner) currentReaders() *readers {
 // observeMetrics copies the detector's and readers' state into gauges.
 func (r *runner) observeMetrics(now time.Time) {
 	if r.engine != nil {
-		r.observeEngine(now)
+		r.metrics.observeEngine(r.engine, &r.engineSeen, now, r.log)
+	} else if c, ok := r.det.(*counter); ok { // an agent's line findings
+		r.metrics.observeEngine(c.lines, &r.engineSeen, now, r.log)
 	}
 	r.observeReaders(now)
-}
-
-func (r *runner) observeEngine(now time.Time) {
-	groups := r.engine.Windows().Len()
-	for g, n := range groups {
-		r.metrics.tracked.WithLabelValues(detect.Grouping(g).String()).Set(float64(n))
-	}
-	w := r.engine.Windows()
-	r.metrics.entries.Set(float64(w.Entries()))
-	saturated := false
-	for _, c := range []struct {
-		now  int64
-		seen *int64
-		m    prometheus.Counter
-	}{{w.Dropped, &r.dropped, r.metrics.dropped}, {w.DroppedEntries, &r.droppedEntries, r.metrics.droppedEntries},
-		{r.engine.Untracked, &r.untracked, r.metrics.untracked}} {
-		if c.now > *c.seen {
-			c.m.Add(float64(c.now - *c.seen))
-			*c.seen = c.now
-			saturated = true
-		}
-	}
-	// Dropped state is blind spots an attacker may have made on purpose:
-	// say so in the log, not only in a counter, at most every ten minutes.
-	if saturated && now.Sub(r.lastSaturated) >= 10*time.Minute {
-		r.lastSaturated = now
-		r.log.Warn("detector at capacity: new window groups or entries are not being tracked",
-			"groups_dropped", w.Dropped, "entries_dropped", w.DroppedEntries, "incident_members_untracked", r.engine.Untracked,
-			"hint", "raise max_groups / max_entries, or look for a flood of addresses or identities")
-	}
 }
 
 func (r *runner) observeReaders(now time.Time) {
