@@ -23,7 +23,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -1303,10 +1302,7 @@ func (s *Store) LockNode(ctx context.Context) (*Lease, error) {
 	if s.node == "" {
 		return nil, ErrNoNode
 	}
-	h := fnv.New32a()
-	h.Write([]byte(s.node))
-	key := int32(h.Sum32() | 1) // never 0, the judge's key
-	l, ok, err := s.lease(ctx, key, nil)
+	l, ok, err := s.lease(ctx, nodeKey(s.node), nil)
 	if err != nil {
 		return nil, fmt.Errorf("lock node %s: %w", s.node, err)
 	}
