@@ -283,7 +283,7 @@ func writeParseSummary(w io.Writer, src SourceConfig, rep *parseReport) {
 		fmt.Fprintf(w, "  warning: %d of %d credentials are only a bare scheme prefix such as sk_live_, which cannot tell keys apart\n", s.SchemeOnly, s.Credentials)
 	}
 	if s.RawCredentials > 0 {
-		fmt.Fprintf(w, "  warning: %d lines held whole API keys (fingerprinted at once, shown as labels); log a prefix instead (raw_credentials_in_logs)\n", s.RawCredentials)
+		fmt.Fprintf(w, "  warning: %d lines held whole API keys (fingerprinted at once, shown as labels); log a prefix instead (raw_credentials_in_logs; if the field holds prefixes already, set credential.kind: prefix)\n", s.RawCredentials)
 	}
 	if rep.NoCredential {
 		fmt.Fprintf(w, "  note: no credential in this format: spray is found on identities per address with credentials unknown; spray and stuffing are not told apart\n")

@@ -697,7 +697,7 @@ func writeSummary(w io.Writer, stats []*ingest.Stats, elapsed time.Duration, inc
 			fmt.Fprintf(w, "  warning: %d credentials were only a scheme prefix such as sk_live_, which cannot tell keys apart; log more of the key prefix\n", s.SchemeOnly)
 		}
 		if s.RawCredentials > 0 {
-			fmt.Fprintf(w, "  warning: %d lines held whole API keys (fingerprinted, never stored); log a prefix instead\n", s.RawCredentials)
+			fmt.Fprintf(w, "  warning: %d lines held whole API keys (fingerprinted, never stored); log a prefix instead (if the field holds prefixes already, set credential.kind: prefix)\n", s.RawCredentials)
 		}
 		if s.OutOfOrder > 0 {
 			fmt.Fprintf(w, "  note: %d lines were more than a minute older than lines before them\n", s.OutOfOrder)
