@@ -359,7 +359,11 @@ func (r *runner) session(ctx context.Context, hup chan os.Signal) error {
 	} else if ferr := r.flushRetry(context.WithoutCancel(ctx)); ferr != nil && err == nil {
 		err = ferr
 	}
-	r.log.Info("spraywatch stopped", "err", err)
+	if err != nil {
+		r.log.Error("spraywatch stopped", "err", err)
+	} else {
+		r.log.Info("spraywatch stopped: counts and positions written")
+	}
 	return err
 }
 
