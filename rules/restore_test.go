@@ -33,6 +33,55 @@ func restoreEvents() []ingest.Event {
 	return evs
 }
 
+// judgeWithRestart judges evs[:cut] with the default rules, flushes, then
+// restores a new engine from the store (a daemon restarted) and judges the
+// rest into the same store, which it returns.
+func judgeWithRestart(t *testing.T, evs []ingest.Event, cut int) *detect.Store {
+	t.Helper()
+	ctx := context.Background()
+	s := openStore(t)
+	e := rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
+	for i := range evs[:cut] {
+		e.Observe(&evs[i])
+	}
+	e.Tick(evs[cut-1].Time)
+	if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
+		t.Fatal(err)
+	}
+	e = rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
+	if err := e.Restore(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	for i := range evs[cut:] {
+		e.Observe(&evs[cut+i])
+	}
+	e.Finish()
+	if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// judgeAll judges evs with the default rules into a new store and returns
+// the incidents stored.
+func judgeAll(t *testing.T, evs []ingest.Event) []*detect.Incident {
+	t.Helper()
+	s := openStore(t)
+	e := rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
+	for i := range evs {
+		e.Observe(&evs[i])
+	}
+	e.Finish()
+	if _, err := e.Flush(context.Background(), s, detect.Batch{}); err != nil {
+		t.Fatal(err)
+	}
+	incs, err := s.Incidents(context.Background(), detect.IncidentFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return incs
+}
+
 func openStore(t *testing.T) *detect.Store {
 	t.Helper()
 	s, err := detect.Open(filepath.Join(t.TempDir(), "sw.db"), detect.StoreOptions{})
@@ -82,26 +131,7 @@ func TestRestoreContinuesExactly(t *testing.T) {
 	}
 	for _, cut := range []int{10, 40, 120, 299, 300} {
 		t.Run(fmt.Sprintf("cut at %d", cut), func(t *testing.T) {
-			s := openStore(t)
-			e := rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
-			for i := range evs[:cut] {
-				e.Observe(&evs[i])
-			}
-			e.Tick(evs[cut-1].Time)
-			if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
-				t.Fatal(err)
-			}
-			e = rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
-			if err := e.Restore(ctx, s); err != nil {
-				t.Fatal(err)
-			}
-			for i := range evs[cut:] {
-				e.Observe(&evs[cut+i])
-			}
-			e.Finish()
-			if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
-				t.Fatal(err)
-			}
+			s := judgeWithRestart(t, evs, cut)
 			got := summaries(t, s)
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("after a restart:\n got %+v\nwant %+v", got, want)

@@ -56,19 +56,7 @@ func TestStuffingStormIsOneIncident(t *testing.T) {
 	for _, nets := range []int{1, 2, 40, 300} {
 		t.Run(fmt.Sprintf("%d networks", nets), func(t *testing.T) {
 			evs := stormEvents(nets, "/api/v1/clients/{identity}/")
-			s := openStore(t)
-			e := rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
-			for i := range evs {
-				e.Observe(&evs[i])
-			}
-			e.Finish()
-			if _, err := e.Flush(context.Background(), s, detect.Batch{}); err != nil {
-				t.Fatal(err)
-			}
-			incs, err := s.Incidents(context.Background(), detect.IncidentFilter{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			incs := judgeAll(t, evs)
 			got := stuffing(incs)
 			if len(got) != 1 {
 				var groups []string
@@ -106,19 +94,7 @@ func TestStuffingStormsOnTwoRoutes(t *testing.T) {
 	for i := range a {
 		evs = append(evs, a[i], b[i])
 	}
-	s := openStore(t)
-	e := rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
-	for i := range evs {
-		e.Observe(&evs[i])
-	}
-	e.Finish()
-	if _, err := e.Flush(context.Background(), s, detect.Batch{}); err != nil {
-		t.Fatal(err)
-	}
-	incs, err := s.Incidents(context.Background(), detect.IncidentFilter{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	incs := judgeAll(t, evs)
 	if got := stuffing(incs); len(got) != 2 || got[0].Attempts != 90 || got[1].Attempts != 90 {
 		t.Fatalf("got %d credential_stuffing incidents, want 2 of 90 attempts each: %+v", len(got), got)
 	}
@@ -157,26 +133,7 @@ func TestStuffingStormAcrossRestart(t *testing.T) {
 	}
 	for _, cut := range []int{len(evs) / 3, len(evs) / 2, len(evs) * 5 / 6} {
 		t.Run(fmt.Sprintf("cut at %d", cut), func(t *testing.T) {
-			s := openStore(t)
-			e := rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
-			for i := range evs[:cut] {
-				e.Observe(&evs[i])
-			}
-			e.Tick(evs[cut-1].Time)
-			if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
-				t.Fatal(err)
-			}
-			e = rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
-			if err := e.Restore(ctx, s); err != nil {
-				t.Fatal(err)
-			}
-			for i := range evs[cut:] {
-				e.Observe(&evs[cut+i])
-			}
-			e.Finish()
-			if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
-				t.Fatal(err)
-			}
+			s := judgeWithRestart(t, evs, cut)
 			if got := attacks(s); fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("after a restart:\n got %+v\nwant %+v", got, want)
 			}
