@@ -234,6 +234,9 @@ func (t *Tailer) Close() {
 	for _, f := range t.files {
 		f.cur.close()
 		f.old.close()
+		for _, x := range f.extra {
+			x.close()
+		}
 	}
 }
 
@@ -286,7 +289,7 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 			return nil
 		}
 		f := t.files[p]
-		if !live[p] && f.cur == nil && f.old == nil {
+		if !live[p] && f.cur == nil && f.old == nil && len(f.extra) == 0 {
 			// A globbed file that is gone and fully read.
 			delete(t.files, p)
 			t.mu.Lock()
@@ -343,12 +346,15 @@ func (f *follower) status() Status {
 			st.Behind = max(0, st.Size-st.Offset)
 		}
 	}
-	if f.old != nil {
-		if fi, serr := f.old.f.Stat(); serr == nil {
-			st.oldBehind = max(0, fi.Size()-f.old.off)
-			st.Behind += st.oldBehind
+	for _, x := range append([]*file{f.old}, f.extra...) {
+		if x == nil {
+			continue
+		}
+		if fi, serr := x.f.Stat(); serr == nil {
+			st.oldBehind += max(0, fi.Size()-x.off)
 		}
 	}
+	st.Behind += st.oldBehind
 	return st
 }
 
@@ -403,6 +409,10 @@ type follower struct {
 	cur        *file     // the file the path names
 	old        *file     // the file it named before a rotation, read for late lines
 	oldIdle    time.Time
+	// extra are older rotated files still read for late lines (each
+	// under its own key, ExtraKey): a file is let go only once it has
+	// been quiet for RotateWait, never because another one rotated.
+	extra      []*file
 	lastRead   time.Time
 	lastErr    error
 	lastLogged time.Time
@@ -425,6 +435,9 @@ type follower struct {
 }
 
 func (f *follower) tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
+	if err := f.readExtra(now, emit); err != nil {
+		return err
+	}
 	if f.old != nil {
 		n, err := f.old.read(f.t.o.MaxLineBytes, false, emit)
 		var stop emitError
@@ -457,6 +470,124 @@ func (f *follower) tick(ctx context.Context, now time.Time, emit func(*Line) err
 		f.backoff, f.retryAt = 0, time.Time{}
 	}
 	return err
+}
+
+// readExtra reads the older rotated files for late lines, and finishes
+// those quiet for RotateWait.
+func (f *follower) readExtra(now time.Time, emit func(*Line) error) error {
+	keep := f.extra[:0]
+	var ferr error
+	for _, x := range f.extra {
+		if ferr != nil {
+			keep = append(keep, x)
+			continue
+		}
+		n, err := x.read(f.t.o.MaxLineBytes, false, emit)
+		var stop emitError
+		switch {
+		case errors.As(err, &stop):
+			ferr = err
+			keep = append(keep, x)
+		case err != nil:
+			f.t.log.Warn("rotated file unreadable; giving it up", "path", x.path, "err", err)
+			x.close()
+		case n > 0:
+			x.idle, f.lastRead = now, now
+			keep = append(keep, x)
+		case now.Sub(x.idle) >= f.t.o.RotateWait:
+			if err := f.finish(x, emit); err != nil {
+				ferr = err
+				keep = append(keep, x)
+			}
+		default:
+			keep = append(keep, x)
+		}
+	}
+	f.extra = keep
+	return ferr
+}
+
+// retire moves the rotated file to the older ones still read for late
+// lines, under a key of its own, so that the rotated key is free for the
+// next one.
+func (f *follower) retire(now time.Time, emit func(*Line) error) error {
+	old := f.old
+	if old == nil {
+		return nil
+	}
+	f.old = nil
+	used := map[string]bool{}
+	for _, x := range f.extra {
+		used[x.key] = true
+	}
+	for n := 2; ; n++ {
+		if k := ExtraKey(f.key, n); !used[k] {
+			old.key = k
+			break
+		}
+	}
+	old.idle = f.oldIdle
+	if old.idle.IsZero() {
+		old.idle = now
+	}
+	f.extra = append(f.extra, old)
+	f.remember(old.head)
+	return wrapEmit(emit(&Line{Pos: old.position(), File: old.path, Offset: old.off, PositionOnly: true}))
+}
+
+// ExtraKey is the position key of the n-th (n >= 2) rotated file of path
+// still read for late lines.
+func ExtraKey(path string, n int) string {
+	return path + " (rotated " + strconv.Itoa(n) + ")"
+}
+
+// extraKeyOf reports whether key is an ExtraKey of path.
+func extraKeyOf(path, key string) bool {
+	rest, ok := strings.CutPrefix(key, path+" (rotated ")
+	if !ok || !strings.HasSuffix(rest, ")") {
+		return false
+	}
+	n, err := strconv.Atoi(strings.TrimSuffix(rest, ")"))
+	return err == nil && n >= 2
+}
+
+// follows reports whether the file is one still read for late lines.
+func (f *follower) follows(dev, ino uint64) bool {
+	if f.old.is(dev, ino) {
+		return true
+	}
+	for _, x := range f.extra {
+		if x.is(dev, ino) {
+			return true
+		}
+	}
+	return false
+}
+
+// copiedFrom reports whether h holds the content of a file still read
+// for late lines (a compressed copy).
+func (f *follower) copiedFrom(h *handle) bool {
+	if f.old.copiedTo(h) {
+		return true
+	}
+	for _, x := range f.extra {
+		if x.copiedTo(h) {
+			return true
+		}
+	}
+	return false
+}
+
+// finish reads what is left of a rotated file, a last partial line
+// included, and marks its position done.
+func (f *follower) finish(old *file, emit func(*Line) error) error {
+	if _, err := old.read(f.t.o.MaxLineBytes, true, emit); err != nil {
+		return err
+	}
+	old.close()
+	f.remember(old.head)
+	done := Position{Key: old.key, Dev: old.dev, Inode: old.ino, Head: donePrefix + old.head, Offset: old.off}
+	return wrapEmit(emit(&Line{Pos: done, File: old.path, Offset: old.off, PositionOnly: true}))
 }
 
 // finishOld reads what is left of the rotated file, a last partial line
@@ -503,7 +634,7 @@ func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) err
 	}
 	if f.cur == nil {
 		nf, err := openFile(f.key, f.key, 0)
-		if errors.Is(err, fs.ErrNotExist) && f.old != nil {
+		if errors.Is(err, fs.ErrNotExist) && (f.old != nil || len(f.extra) > 0) {
 			return nil // moved away; its writer has not reopened it yet
 		}
 		if err != nil {
@@ -609,7 +740,7 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 		return err
 	}
 	if f.old != nil {
-		if err := f.finishOld(emit); err != nil {
+		if err := f.retire(now, emit); err != nil {
 			nf.close()
 			return err
 		}
@@ -632,7 +763,7 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	order := rotationOrder(f.key)
 	oldAt, oldIn := order[f.old.path]
 	for _, h := range more {
-		if f.old.is(h.dev, h.ino) || f.old.copiedTo(h) || (h.gz && !headKnown(h.head)) {
+		if f.follows(h.dev, h.ino) || f.copiedFrom(h) || (h.gz && !headKnown(h.head)) {
 			h.close() // the old file itself, renamed or compressed; nothing
 			continue
 		}
@@ -670,7 +801,7 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 		// The newest of them is the one a writer that has not reopened
 		// yet still writes to: it is followed for late lines, and the
 		// file read so far is done.
-		if err := f.finishOld(emit); err != nil {
+		if err := f.retire(now, emit); err != nil {
 			return err
 		}
 	}
@@ -758,7 +889,7 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 	cur := f.cur
 	for i, h := range hs {
 		hs[i] = nil
-		if f.old.is(h.dev, h.ino) || f.old.copiedTo(h) {
+		if f.follows(h.dev, h.ino) || f.copiedFrom(h) {
 			h.close()
 			continue
 		}
@@ -918,7 +1049,7 @@ func (f *follower) newNeighbours() []*handle {
 		dev, ino := devIno(fi)
 		id := [2]uint64{dev, ino}
 		now[id] = true
-		if first || f.neigh[id] || f.cur.is(dev, ino) || f.old.is(dev, ino) {
+		if first || f.neigh[id] || f.cur.is(dev, ino) || f.follows(dev, ino) {
 			continue
 		}
 		h, err := openHandle(p)
@@ -1043,9 +1174,39 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 		cur.close()
 		f.old.close()
 		f.old = nil
+		for _, x := range f.extra {
+			x.close()
+		}
+		f.extra = nil
 		return err
 	}
-	if old, ok := f.t.saved[f.key+RotatedSuffix]; ok && old.Head != "" && !strings.HasPrefix(old.Head, donePrefix) {
+	old, ok := f.t.saved[f.key+RotatedSuffix]
+	ok = ok && old.Head != "" && !strings.HasPrefix(old.Head, donePrefix)
+	var extra []Position
+	for k, x := range f.t.saved {
+		if extraKeyOf(f.key, k) && x.Head != "" && !strings.HasPrefix(x.Head, donePrefix) {
+			extra = append(extra, x)
+		}
+	}
+	sort.Slice(extra, func(i, j int) bool { return extra[i].Key < extra[j].Key })
+	for _, x := range extra {
+		if ok && x.Dev == old.Dev && x.Inode == old.Inode && fingerprintOf(x.Head) == fingerprintOf(old.Head) {
+			// Saved under both keys (a stop between the two saves of
+			// a rotation): one file, read from the later offset, under
+			// the rotated key.
+			old.Offset = max(old.Offset, x.Offset)
+			done := Position{Key: x.Key, Dev: x.Dev, Inode: x.Inode, Head: donePrefix + fingerprintOf(x.Head), Offset: x.Offset}
+			oldPos := old
+			if err := wrapEmit(emit(&Line{Pos: done, Extra: &oldPos, File: f.key, PositionOnly: true})); err != nil {
+				return fail(err)
+			}
+			continue
+		}
+		if err := f.resumeExtra(x, cur, now, emit); err != nil {
+			return fail(err)
+		}
+	}
+	if ok {
 		if err := f.resume(old, cur, now, emit); err != nil {
 			return fail(err)
 		}
@@ -1129,6 +1290,32 @@ func (t *Tailer) remember(emit func(*Line) error) func(*Line) error {
 		}
 		return nil
 	}
+}
+
+// resumeExtra takes up an older rotated file that was still being read
+// for late lines: followed on when it is there, a copy of it drained.
+func (f *follower) resumeExtra(x Position, cur *file, now time.Time, emit func(*Line) error) error {
+	h := findFile(f.key, x, cur, Position{}, f.t.files)
+	done := Position{Key: x.Key, Dev: x.Dev, Inode: x.Inode, Head: donePrefix + fingerprintOf(x.Head), Offset: x.Offset}
+	if h == nil {
+		return wrapEmit(emit(&Line{Pos: done, File: f.key, PositionOnly: true}))
+	}
+	if h.dev == x.Dev && h.ino == x.Inode && !h.gz {
+		of, err := newFile(x.Key, h.path, h.f, x.Offset)
+		if err != nil {
+			return err
+		}
+		of.idle = now
+		f.extra = append(f.extra, of)
+		return nil
+	}
+	like := &file{key: x.Key, dev: x.Dev, ino: x.Inode, head: fingerprintOf(x.Head), off: x.Offset}
+	path := h.path
+	if err := f.drain(h, like, emit); err != nil {
+		return err
+	}
+	done.Offset = like.off
+	return wrapEmit(emit(&Line{Pos: done, File: path, PositionOnly: true}))
 }
 
 // resume takes up a rotated file that was still being read for late lines.
@@ -1265,7 +1452,7 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 			// it (start saves its position with the path's), and finish
 			// an older one taken up from the rotated key.
 			if f.old != nil {
-				if err := f.finishOld(emit); err != nil {
+				if err := f.retire(now, emit); err != nil {
 					n.close()
 					return err
 				}
@@ -1321,8 +1508,9 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 				// key by its identity: what is older is older than it.
 				closeAll(out)
 				out = nil
-			case cur.is(h.dev, h.ino), prevSame != "" && h.head == prevSame:
-				// (the rotated file taken up already, or a copy of it)
+			case cur.is(h.dev, h.ino), prevSame != "" && h.head == prevSame, f.follows(h.dev, h.ino):
+				// (the rotated file taken up already, or a copy of it; an
+				// older one still read for late lines)
 			case cur != nil && cur.startsWithAll(h):
 				// (copytruncate's copy of the live file, not truncated
 				// yet: the live file, read from 0, holds all of it)
@@ -1373,7 +1561,7 @@ func (f *follower) targetsSince(saved, prev Position, cur *file) []*handle {
 		isSaved := h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head)
 		// (the target read before the saved one, by its content)
 		before := !isSaved && afterFP != "" && h.startsWith(afterFP) && (distinct(afterFP) || h.wholeLines(afterFP))
-		if before || cur.is(h.dev, h.ino) || f.old.is(h.dev, h.ino) || (!isSaved && h.dev == prev.Dev && h.ino == prev.Inode) || (!isSaved && h.mtime.Before(since)) {
+		if before || cur.is(h.dev, h.ino) || f.follows(h.dev, h.ino) || (!isSaved && h.dev == prev.Dev && h.ino == prev.Inode) || (!isSaved && h.mtime.Before(since)) {
 			h.close()
 			continue
 		}
@@ -1408,7 +1596,7 @@ func (f *follower) catchUpTargets(saved Position, hs []*handle, now time.Time, e
 		}
 		if i == len(hs)-1 && !h.gz {
 			if f.old != nil {
-				if err := f.finishOld(emit); err != nil {
+				if err := f.retire(now, emit); err != nil {
 					h.close()
 					return err
 				}
@@ -1443,7 +1631,8 @@ type file struct {
 	head      string
 	after     string // fingerprint of the file read before this one
 	off       int64
-	skipping  bool // inside a line longer than the limit
+	idle      time.Time // when a rotated file last gave a line
+	skipping  bool      // inside a line longer than the limit
 	skipStart int64
 	buf       []byte
 }
