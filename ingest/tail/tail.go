@@ -302,6 +302,10 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 			if err := emit(l); err != nil {
 				return err
 			}
+			f.note(l.Pos)
+			if l.Extra != nil {
+				f.note(*l.Extra)
+			}
 			if n++; n%progressEvery == 0 {
 				t.progress(f)
 			}
@@ -412,7 +416,12 @@ type follower struct {
 	// extra are older rotated files still read for late lines (each
 	// under its own key, ExtraKey): a file is let go only once it has
 	// been quiet for RotateWait, never because another one rotated.
-	extra      []*file
+	extra []*file
+	// recs are the positions saved under the path's ExtraKeys: older
+	// rotated files still read, and files read to their end ("done ")
+	// that may still be on disk.
+	recs       map[string]Position
+	grown      []recorded // files a start found grown since their record
 	lastRead   time.Time
 	lastErr    error
 	lastLogged time.Time
@@ -516,16 +525,7 @@ func (f *follower) retire(now time.Time, emit func(*Line) error) error {
 		return nil
 	}
 	f.old = nil
-	used := map[string]bool{}
-	for _, x := range f.extra {
-		used[x.key] = true
-	}
-	for n := 2; ; n++ {
-		if k := ExtraKey(f.key, n); !used[k] {
-			old.key = k
-			break
-		}
-	}
+	old.key = f.slot()
 	old.idle = f.oldIdle
 	if old.idle.IsZero() {
 		old.idle = now
@@ -533,6 +533,151 @@ func (f *follower) retire(now time.Time, emit func(*Line) error) error {
 	f.extra = append(f.extra, old)
 	f.remember(old.head)
 	return wrapEmit(emit(&Line{Pos: old.position(), File: old.path, Offset: old.off, PositionOnly: true}))
+}
+
+// note keeps track of what is saved under the path's ExtraKeys.
+func (f *follower) note(p Position) {
+	if !extraKeyOf(f.key, p.Key) {
+		return
+	}
+	if f.recs == nil {
+		f.recs = map[string]Position{}
+	}
+	f.recs[p.Key] = p
+}
+
+// loadRecs takes the saved ExtraKeys of the path.
+func (f *follower) loadRecs() {
+	if f.recs != nil {
+		return
+	}
+	f.recs = map[string]Position{}
+	for k, p := range f.t.saved {
+		if extraKeyOf(f.key, k) {
+			f.recs[k] = p
+		}
+	}
+}
+
+// slot is a free ExtraKey: none of the files still read uses it, and the
+// file its done record names is no longer among the path's siblings.
+func (f *follower) slot() string {
+	f.loadRecs()
+	used := map[string]bool{}
+	for _, x := range f.extra {
+		used[x.key] = true
+	}
+	var present map[[2]uint64]bool
+	for n := 2; ; n++ {
+		k := ExtraKey(f.key, n)
+		if used[k] {
+			continue
+		}
+		r, ok := f.recs[k]
+		if ok && strings.HasPrefix(r.Head, donePrefix) {
+			if present == nil {
+				present = map[[2]uint64]bool{}
+				for _, p := range candidates(f.key) {
+					if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+						dev, ino := devIno(fi)
+						present[[2]uint64{dev, ino}] = true
+					}
+				}
+			}
+			if present[[2]uint64{r.Dev, r.Inode}] {
+				continue
+			}
+		}
+		return k
+	}
+}
+
+// markDone saves that a file (a rotated file or a copy) was read to off,
+// under a key of its own, so that a restart that finds it again reads
+// only what was written to it since.
+func (f *follower) markDone(h *handle, key string, off int64, emit func(*Line) error) error {
+	head := donePrefix + h.head
+	if !f.t.lastTick.IsZero() {
+		head += " t=" + strconv.FormatInt(f.t.lastTick.UnixNano(), 10)
+	}
+	if !extraKeyOf(f.key, key) {
+		key = f.slot()
+	}
+	p := Position{Key: key, Dev: h.dev, Inode: h.ino, Head: head, Offset: off}
+	if err := wrapEmit(emit(&Line{Pos: p, File: h.path, Offset: off, PositionOnly: true})); err != nil {
+		return err
+	}
+	f.note(p)
+	return nil
+}
+
+// recorded reports whether h is a file read to its end before (a done
+// record names it); when it has grown since, it is kept to be read on from
+// the record (readRecorded), else closed.
+func (f *follower) recorded(h *handle) bool {
+	r, ok := f.recordOf(h)
+	if !ok {
+		return false
+	}
+	if h.gz || h.size == r.Offset {
+		h.close()
+		return true
+	}
+	f.grown = append(f.grown, recorded{h, r})
+	return true
+}
+
+type recorded struct {
+	h *handle
+	r Position
+}
+
+// readRecorded reads on the files read to their end before that have
+// grown since (late lines), under their records' keys.
+func (f *follower) readRecorded(emit func(*Line) error) error {
+	grown := f.grown
+	f.grown = nil
+	defer func() {
+		for _, g := range grown {
+			g.h.close()
+		}
+	}()
+	for i, g := range grown {
+		grown[i].h = nil
+		f.t.log.Info("a rotated file read before has grown; reading what was added", "path", f.key, "rotated", g.h.path, "offset", g.r.Offset)
+		like := &file{key: g.r.Key, dev: g.r.Dev, ino: g.r.Inode, head: fingerprintOf(g.r.Head), off: g.r.Offset}
+		if err := f.drain(g.h, like, emit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordOf finds the done record of a file on disk: the same file by
+// inode and head (an empty file only when it was born before the record),
+// at least as long as what was read.
+func (f *follower) recordOf(h *handle) (Position, bool) {
+	f.loadRecs()
+	keys := make([]string, 0, len(f.recs))
+	for k := range f.recs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		r := f.recs[k]
+		if !strings.HasPrefix(r.Head, donePrefix) || h.dev != r.Dev || h.ino != r.Inode {
+			continue
+		}
+		fp := fingerprintOf(r.Head)
+		if !h.startsWith(fp) || (!h.gz && h.size < r.Offset) {
+			continue
+		}
+		if !headKnown(fp) && h.bornAfter(headTime(r.Head)) {
+			continue
+		}
+		return r, true
+	}
+	return Position{}, false
 }
 
 // ExtraKey is the position key of the n-th (n >= 2) rotated file of path
@@ -1123,16 +1268,17 @@ func (f *follower) drain(h *handle, like *file, emit func(*Line) error) error {
 	}
 	f.t.log.Info("reading rotated file from the saved offset", "path", h.path, "offset", like.off)
 	lr := ingest.NewLineReader(r, like.off, f.t.o.MaxLineBytes)
+	read := like.off
 	for {
 		line, off, err := lr.Next()
 		if errors.Is(err, io.EOF) {
-			return nil
+			return f.markDone(h, like.key, read, emit)
 		}
 		if err == nil && !h.gz && lr.Offset()-off == int64(len(line)) {
 			// A last line without its newline in a plain file: its
 			// writer may not be done with it (a file a restart follows
 			// on, or the half a copytruncate split off).
-			return nil
+			return f.markDone(h, like.key, read, emit)
 		}
 		l := &Line{File: h.path, Offset: off}
 		switch {
@@ -1144,6 +1290,7 @@ func (f *follower) drain(h *handle, like *file, emit func(*Line) error) error {
 			l.Text = line
 		}
 		like.off = lr.Offset()
+		read = like.off
 		l.Pos = like.position()
 		if err := wrapEmit(emit(l)); err != nil {
 			return err
@@ -1356,6 +1503,9 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	hs, neigh := f.rotatedSince(saved, f.t.saved[f.key+RotatedSuffix], cur)
 	defer closeAll(hs)
 	defer closeAll(neigh)
+	if err := f.readRecorded(emit); err != nil {
+		return err
+	}
 	if cur.is(saved.Dev, saved.Inode) {
 		// The link still names the saved file: no other target is due.
 		closeAll(neigh)
@@ -1508,6 +1658,11 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 				// key by its identity: what is older is older than it.
 				closeAll(out)
 				out = nil
+			case !(h.dev == saved.Dev && h.ino == saved.Inode) && !(headKnown(saved.Head) && h.startsWith(saved.Head)) && f.recorded(h):
+				// (read to its end before, and its own record says so:
+				// only what was written to it since is read, from its
+				// record)
+				continue
 			case cur.is(h.dev, h.ino), prevSame != "" && h.head == prevSame, f.follows(h.dev, h.ino):
 				// (the rotated file taken up already, or a copy of it; an
 				// older one still read for late lines)
