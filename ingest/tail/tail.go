@@ -206,6 +206,9 @@ type Tailer struct {
 	ticked bool
 	// lastTick is the time of the last Tick.
 	lastTick time.Time
+	// savedAt is the latest time a saved position was taken at (zero
+	// on a first start).
+	savedAt time.Time
 
 	mu     sync.Mutex
 	status map[string]Status
@@ -225,6 +228,9 @@ func New(o Options) *Tailer {
 	t := &Tailer{o: o, log: o.Logger, saved: map[string]Position{}, files: map[string]*follower{}, status: map[string]Status{}}
 	for _, p := range o.Positions {
 		t.saved[p.Key] = p
+		if at := headTime(p.Head); at.After(t.savedAt) {
+			t.savedAt = at
+		}
 	}
 	return t
 }
@@ -275,6 +281,11 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 			f := &follower{t: t, key: path, startAtEnd: first && t.o.StartAtEnd}
 			if !first {
 				f.fresh = prev
+			} else if _, ok := t.saved[path]; !ok {
+				// A restart, and the path has no position: it appeared
+				// since (under a glob) and was not read yet; what was
+				// rotated beside it since the last save passed through it.
+				f.fresh = t.savedAt
 			}
 			t.files[path] = f
 		}
@@ -665,19 +676,65 @@ func (f *follower) recordOf(h *handle) (Position, bool) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		r := f.recs[k]
-		if !strings.HasPrefix(r.Head, donePrefix) || h.dev != r.Dev || h.ino != r.Inode {
+		if !strings.HasPrefix(r.Head, donePrefix) {
 			continue
 		}
 		fp := fingerprintOf(r.Head)
 		if !h.startsWith(fp) || (!h.gz && h.size < r.Offset) {
 			continue
 		}
-		if !headKnown(fp) && h.bornAfter(headTime(r.Head)) {
-			continue
+		if h.dev == r.Dev && h.ino == r.Inode {
+			if !headKnown(fp) && h.bornAfter(headTime(r.Head)) {
+				continue
+			}
+			return r, true
 		}
-		return r, true
+		// A copy of it (compressed, or copied whole): by content, when
+		// the fingerprint tells a file.
+		if headKnown(fp) && (distinct(fp) || h.wholeLines(fp)) {
+			if !h.gz && h.size > r.Offset && f.present(r.Dev, r.Inode) {
+				// The file itself is there too: it holds what the
+				// copy has more.
+				r.Offset = h.size
+			}
+			return r, true
+		}
 	}
 	return Position{}, false
+}
+
+// present reports whether a file with this identity is among the path's
+// candidates.
+func (f *follower) present(dev, ino uint64) bool {
+	for _, p := range candidates(f.key) {
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+			if d, i := devIno(fi); d == dev && i == ino {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// follow reads a plain rotated file from its start and follows it on for
+// late lines, under a key of its own, until it is quiet for RotateWait.
+// It takes h over.
+func (f *follower) follow(h *handle, emit func(*Line) error) error {
+	x, err := newFile(f.slot(), h.path, h.f, 0)
+	if err != nil {
+		h.close()
+		return err
+	}
+	h.f = nil
+	x.idle = f.t.lastTick
+	f.extra = append(f.extra, x)
+	if err := wrapEmit(emit(&Line{Pos: x.position(), File: x.path, PositionOnly: true})); err != nil {
+		return err
+	}
+	if _, err := x.read(f.t.o.MaxLineBytes, false, emit); err != nil {
+		return err
+	}
+	return nil
 }
 
 // ExtraKey is the position key of the n-th (n >= 2) rotated file of path
@@ -1082,6 +1139,13 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 			continue
 		} else {
 			f.t.log.Info("a file was rotated beside the path between two looks; reading it whole", "path", f.key, "rotated", h.path)
+			if !h.gz {
+				// Its writer may not have reopened yet: followed.
+				if err := f.follow(h, emit); err != nil {
+					return err
+				}
+				continue
+			}
 			like := &file{key: f.key, dev: cur.dev, ino: cur.ino, mtime: h.mtime, head: h.head}
 			if err := f.drain(h, like, emit); err != nil {
 				return err
@@ -1136,7 +1200,7 @@ func (f *follower) newSiblings() []*handle {
 			now[id] = sibling{head: h.head, size: h.size, mtime: h.mtime}
 			// The same file, grown or renamed, or one whose content is
 			// accounted for; an inode may have been freed and reused.
-			if first || (ok && h.extends(seen.head)) || f.isKnown(h) || f.cur.is(h.dev, h.ino) {
+			if first || (ok && h.extends(seen.head)) || f.isKnown(h) || f.cur.is(h.dev, h.ino) || f.follows(h.dev, h.ino) {
 				f.known[h.head] = true
 				h.close()
 				continue
@@ -1663,7 +1727,7 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 				// only what was written to it since is read, from its
 				// record)
 				continue
-			case cur.is(h.dev, h.ino), prevSame != "" && h.head == prevSame, f.follows(h.dev, h.ino):
+			case cur.is(h.dev, h.ino), prevSame != "" && h.head == prevSame, f.follows(h.dev, h.ino), f.copiedFrom(h):
 				// (the rotated file taken up already, or a copy of it; an
 				// older one still read for late lines)
 			case cur != nil && cur.startsWithAll(h):
