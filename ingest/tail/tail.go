@@ -1778,6 +1778,9 @@ func (f *follower) targetsSince(saved, prev Position, cur *file) []*handle {
 			continue
 		}
 		isSaved := h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head)
+		if !isSaved && f.recorded(h) {
+			continue // read to its end before; on from its record if grown
+		}
 		// (the target read before the saved one, by its content)
 		before := !isSaved && afterFP != "" && h.startsWith(afterFP) && (distinct(afterFP) || h.wholeLines(afterFP))
 		if before || cur.is(h.dev, h.ino) || f.follows(h.dev, h.ino) || (!isSaved && h.dev == prev.Dev && h.ino == prev.Inode) || (!isSaved && h.mtime.Before(since)) {
