@@ -432,7 +432,8 @@ type follower struct {
 	// rotated files still read, and files read to their end ("done ")
 	// that may still be on disk.
 	recs       map[string]Position
-	grown      []recorded // files a start found grown since their record
+	grown      []recorded           // files a start found grown since their record
+	pending    map[[2]uint64]string // files saved as unread, by identity: their keys
 	lastRead   time.Time
 	lastErr    error
 	lastLogged time.Time
@@ -578,6 +579,9 @@ func (f *follower) slot() string {
 	for _, x := range f.extra {
 		used[x.key] = true
 	}
+	for _, k := range f.pending {
+		used[k] = true
+	}
 	var present map[[2]uint64]bool
 	for n := 2; ; n++ {
 		k := ExtraKey(f.key, n)
@@ -716,11 +720,50 @@ func (f *follower) present(dev, ino uint64) bool {
 	return false
 }
 
+// pend saves a file found beside the path as unread, under a key of its
+// own, before anything newer is read: a restart then reads it from the
+// start (or from where it got), whatever the positions saved after say.
+func (f *follower) pend(h *handle, emit func(*Line) error) error {
+	id := [2]uint64{h.dev, h.ino}
+	if _, ok := f.pending[id]; ok {
+		return nil
+	}
+	if f.pending == nil {
+		f.pending = map[[2]uint64]string{}
+	}
+	key := f.slot()
+	f.pending[id] = key
+	head := h.head + " t=" + strconv.FormatInt(h.mtime.UnixNano(), 10)
+	return wrapEmit(emit(&Line{Pos: Position{Key: key, Dev: h.dev, Inode: h.ino, Head: head}, File: h.path, PositionOnly: true}))
+}
+
+// unpend returns the key a file was saved under as unread ("" when it
+// was not), forgetting it.
+func (f *follower) unpend(h *handle) string {
+	id := [2]uint64{h.dev, h.ino}
+	key := f.pending[id]
+	delete(f.pending, id)
+	return key
+}
+
+// dropPending lets go of the key of a file saved as unread that turns out
+// to need no reading.
+func (f *follower) dropPending(h *handle, emit func(*Line) error) error {
+	if key := f.unpend(h); key != "" {
+		return wrapEmit(emit(&Line{Pos: Position{Key: key}, File: h.path, PositionOnly: true}))
+	}
+	return nil
+}
+
 // follow reads a plain rotated file from its start and follows it on for
 // late lines, under a key of its own, until it is quiet for RotateWait.
 // It takes h over.
 func (f *follower) follow(h *handle, emit func(*Line) error) error {
-	x, err := newFile(f.slot(), h.path, h.f, 0)
+	key := f.unpend(h)
+	if key == "" {
+		key = f.slot()
+	}
+	x, err := newFile(key, h.path, h.f, 0)
 	if err != nil {
 		h.close()
 		return err
@@ -966,13 +1009,22 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	oldAt, oldIn := order[f.old.path]
 	for _, h := range more {
 		if f.follows(h.dev, h.ino) || f.copiedFrom(h) || (h.gz && !headKnown(h.head)) {
-			h.close() // the old file itself, renamed or compressed; nothing
+			// the old file itself, renamed or compressed; nothing
+			err := f.dropPending(h, emit)
+			h.close()
+			if err != nil {
+				return err
+			}
 			continue
 		}
 		if f.cur.startsWithAll(h) {
 			// copytruncate's copy of the new file, not truncated yet:
 			// the new file, read from 0, holds all of it.
+			err := f.dropPending(h, emit)
 			h.close()
+			if err != nil {
+				return err
+			}
 			continue
 		}
 		if at, ok := order[h.path]; oldIn && ok && at < oldAt {
@@ -991,7 +1043,9 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 		earlier[i] = nil
 		f.t.log.Info("a copy of the rotated file was made between two looks; reading it whole", "path", f.key, "copy", h.path)
 		like := &file{key: f.key, dev: h.dev, ino: h.ino, mtime: h.mtime, head: h.head}
-		if err := wrapEmit(emit(&Line{Pos: like.position(), File: h.path, PositionOnly: true})); err != nil {
+		if k := f.unpend(h); k != "" {
+			like.key = k
+		} else if err := wrapEmit(emit(&Line{Pos: like.position(), File: h.path, PositionOnly: true})); err != nil {
 			h.close()
 			return err
 		}
@@ -1010,6 +1064,13 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	for i, h := range hs {
 		hs[i] = nil
 		f.t.log.Info("a file was rotated through the path between two looks; reading it", "path", f.key, "rotated", h.path)
+		if i == len(hs)-1 && !h.gz && f.pending[[2]uint64{h.dev, h.ino}] != "" {
+			// Saved as unread already: followed under that key.
+			if err := f.follow(h, emit); err != nil {
+				return err
+			}
+			break
+		}
 		if i == len(hs)-1 && !h.gz {
 			of, err := newFile(f.key+RotatedSuffix, h.path, h.f, 0)
 			if err != nil {
@@ -1020,7 +1081,9 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 			break
 		}
 		like := &file{key: f.key, dev: h.dev, ino: h.ino, mtime: h.mtime, head: h.head}
-		if err := wrapEmit(emit(&Line{Pos: like.position(), File: h.path, PositionOnly: true})); err != nil {
+		if k := f.unpend(h); k != "" {
+			like.key = k
+		} else if err := wrapEmit(emit(&Line{Pos: like.position(), File: h.path, PositionOnly: true})); err != nil {
 			h.close()
 			return err
 		}
@@ -1089,6 +1152,7 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 		return nil
 	}
 	cur := f.cur
+	changed := false
 	for i, h := range hs {
 		hs[i] = nil
 		if f.follows(h.dev, h.ino) || f.copiedFrom(h) {
@@ -1135,6 +1199,12 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 				return err
 			}
 		} else if rest != nil {
+			// Left to the caller, which reads the file's new content
+			// first: saved as found (unread) before that.
+			if err := f.pend(h, emit); err != nil {
+				h.close()
+				return err
+			}
 			*rest = append(*rest, h)
 			continue
 		} else {
@@ -1151,12 +1221,16 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 				return err
 			}
 		}
-		cur.after = f.lastDone
-		if err := wrapEmit(emit(&Line{Pos: cur.position(), File: cur.path, Offset: cur.off, PositionOnly: true})); err != nil {
-			return err
-		}
+		changed = true
 	}
-	return nil
+	if !changed {
+		return nil
+	}
+	// The file's own position once every file found was taken up (a
+	// position of the file's new content saved before a file found
+	// beside it is would date that file as read).
+	cur.after = f.lastDone
+	return wrapEmit(emit(&Line{Pos: cur.position(), File: cur.path, Offset: cur.off, PositionOnly: true}))
 }
 
 // newSiblings opens the rotated siblings of the path that were not there
@@ -1400,15 +1474,36 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 		}
 	}
 	sort.Slice(extra, func(i, j int) bool { return extra[i].Key < extra[j].Key })
-	for _, x := range extra {
-		if ok && x.Dev == old.Dev && x.Inode == old.Inode && fingerprintOf(x.Head) == fingerprintOf(old.Head) {
-			// Saved under both keys (a stop between the two saves of
-			// a rotation): one file, read from the later offset, under
-			// the rotated key.
-			old.Offset = max(old.Offset, x.Offset)
-			done := Position{Key: x.Key, Dev: x.Dev, Inode: x.Inode, Head: donePrefix + fingerprintOf(x.Head), Offset: x.Offset}
-			oldPos := old
-			if err := wrapEmit(emit(&Line{Pos: done, Extra: &oldPos, File: f.key, PositionOnly: true})); err != nil {
+	// One file saved under two keys (a stop between the saves of a
+	// rotation, or a file taken up again): read once, from the later
+	// offset; the other key is let go.
+	kept := map[[2]uint64]int{}
+	drop := map[int]bool{}
+	for i, x := range extra {
+		id := [2]uint64{x.Dev, x.Inode}
+		if j, seen := kept[id]; seen && x.Inode != 0 {
+			if extra[j].Offset >= x.Offset {
+				drop[i] = true
+				continue
+			}
+			drop[j] = true
+		}
+		kept[id] = i
+	}
+	if j, seen := kept[[2]uint64{old.Dev, old.Inode}]; ok && seen && old.Inode != 0 {
+		if old.Offset >= extra[j].Offset {
+			drop[j] = true
+		} else {
+			done := Position{Key: old.Key, Dev: old.Dev, Inode: old.Inode, Head: donePrefix + fingerprintOf(old.Head), Offset: old.Offset}
+			if err := wrapEmit(emit(&Line{Pos: done, File: f.key, PositionOnly: true})); err != nil {
+				return fail(err)
+			}
+			ok = false
+		}
+	}
+	for i, x := range extra {
+		if drop[i] {
+			if err := wrapEmit(emit(&Line{Pos: Position{Key: x.Key}, File: f.key, PositionOnly: true})); err != nil {
 				return fail(err)
 			}
 			continue
@@ -1970,7 +2065,11 @@ func headKnown(head string) bool {
 
 // headField is a "k=v" field of a saved head.
 func headField(head, k string) string {
-	for _, f := range strings.Fields(strings.TrimPrefix(head, donePrefix))[1:] {
+	fs := strings.Fields(strings.TrimPrefix(head, donePrefix))
+	if len(fs) == 0 {
+		return ""
+	}
+	for _, f := range fs[1:] {
 		if v, ok := strings.CutPrefix(f, k+"="); ok {
 			return v
 		}
