@@ -759,11 +759,16 @@ func (f *follower) dropPending(h *handle, emit func(*Line) error) error {
 // late lines, under a key of its own, until it is quiet for RotateWait.
 // It takes h over.
 func (f *follower) follow(h *handle, emit func(*Line) error) error {
+	return f.followFrom(h, 0, emit)
+}
+
+// followFrom is follow from an offset.
+func (f *follower) followFrom(h *handle, off int64, emit func(*Line) error) error {
 	key := f.unpend(h)
 	if key == "" {
 		key = f.slot()
 	}
-	x, err := newFile(key, h.path, h.f, 0)
+	x, err := newFile(key, h.path, h.f, off)
 	if err != nil {
 		h.close()
 		return err
@@ -1930,6 +1935,14 @@ func (f *follower) catchUpTargets(saved Position, hs []*handle, now time.Time, e
 			dated = h.mtime
 		}
 		like.mtime = dated
+		if !h.gz {
+			// A writer may still write to any of them (the link was
+			// swapped before it reopened): followed, under its own key.
+			if err := f.followFrom(h, like.off, emit); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := f.drain(h, like, emit); err != nil {
 			return err
 		}
