@@ -552,9 +552,7 @@ func (f *follower) note(p Position) {
 	if !extraKeyOf(f.key, p.Key) {
 		return
 	}
-	if f.recs == nil {
-		f.recs = map[string]Position{}
-	}
+	f.loadRecs()
 	f.recs[p.Key] = p
 }
 
