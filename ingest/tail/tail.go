@@ -434,6 +434,7 @@ type follower struct {
 	recs       map[string]Position
 	grown      []recorded           // files a start found grown since their record
 	pending    map[[2]uint64]string // files saved as unread, by identity: their keys
+	copying    map[[2]uint64]bool   // copies of what was read of the file, maybe still being written
 	lastRead   time.Time
 	lastErr    error
 	lastLogged time.Time
@@ -1162,6 +1163,19 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 			h.close()
 			continue
 		}
+		id := [2]uint64{h.dev, h.ino}
+		delete(f.copying, id)
+		if !h.gz && h.size <= cur.off && cur.startsWithAll(h) {
+			// A copy of what was read of the file, maybe still being
+			// written (copytruncate's copy, its truncate to come):
+			// nothing to read yet; looked at again when it changes.
+			if f.copying == nil {
+				f.copying = map[[2]uint64]bool{}
+			}
+			f.copying[id] = true
+			h.close()
+			continue
+		}
 		// A copy of the file: its start is what was read (a short
 		// fingerprint proves little), or the file still starts with
 		// the copy's content (copied, not truncated yet).
@@ -1277,7 +1291,7 @@ func (f *follower) newSiblings() []*handle {
 			now[id] = sibling{head: h.head, size: h.size, mtime: h.mtime}
 			// The same file, grown or renamed, or one whose content is
 			// accounted for; an inode may have been freed and reused.
-			if first || (ok && h.extends(seen.head)) || f.isKnown(h) || f.cur.is(h.dev, h.ino) || f.follows(h.dev, h.ino) {
+			if first || (!f.copying[id] && ((ok && h.extends(seen.head)) || f.isKnown(h))) || f.cur.is(h.dev, h.ino) || f.follows(h.dev, h.ino) {
 				f.known[h.head] = true
 				h.close()
 				continue
