@@ -1637,6 +1637,10 @@ func (f *follower) resumeExtra(x Position, cur *file, now time.Time, emit func(*
 	if err := f.drain(h, like, emit); err != nil {
 		return err
 	}
+	if r := f.recs[x.Key]; strings.HasPrefix(r.Head, donePrefix) && r.Inode != x.Inode {
+		// The copy read is the record now (it is what is on disk).
+		return nil
+	}
 	done.Offset = like.off
 	return wrapEmit(emit(&Line{Pos: done, File: path, PositionOnly: true}))
 }
