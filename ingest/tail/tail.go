@@ -615,7 +615,7 @@ func (f *follower) markDone(h *handle, key string, off int64, emit func(*Line) e
 		head += " t=" + strconv.FormatInt(f.t.lastTick.UnixNano(), 10)
 	}
 	if !extraKeyOf(f.key, key) {
-		key = f.slot()
+		key = f.recordKey(h.dev, h.ino)
 	}
 	p := Position{Key: key, Dev: h.dev, Inode: h.ino, Head: head, Offset: off}
 	if err := wrapEmit(emit(&Line{Pos: p, File: h.path, Offset: off, PositionOnly: true})); err != nil {
@@ -665,6 +665,22 @@ func (f *follower) readRecorded(emit func(*Line) error) error {
 		}
 	}
 	return nil
+}
+
+// recordKey is the key of the done record of a file, or a free one.
+func (f *follower) recordKey(dev, ino uint64) string {
+	f.loadRecs()
+	keys := make([]string, 0, len(f.recs))
+	for k := range f.recs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if r := f.recs[k]; strings.HasPrefix(r.Head, donePrefix) && r.Dev == dev && r.Inode == ino {
+			return k
+		}
+	}
+	return f.slot()
 }
 
 // recordOf finds the done record of a file on disk: the same file by
@@ -1173,7 +1189,13 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 				f.copying = map[[2]uint64]bool{}
 			}
 			f.copying[id] = true
+			// Saved as read, so that a restart does not take it for
+			// a file that passed through the path.
+			err := f.markDone(h, f.key, h.size, emit)
 			h.close()
+			if err != nil {
+				return err
+			}
 			continue
 		}
 		// A copy of the file: its start is what was read (a short
