@@ -204,8 +204,8 @@ type Tailer struct {
 	saved  map[string]Position
 	files  map[string]*follower
 	ticked bool
-	// lastTick is the time of the last Tick.
-	lastTick time.Time
+	// lastTick is the time of the last Tick, firstTick of the first.
+	lastTick, firstTick time.Time
 	// savedAt is the latest time a saved position was taken at (zero
 	// on a first start).
 	savedAt time.Time
@@ -272,7 +272,9 @@ func (t *Tailer) Status() []Status {
 func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
 	first := !t.ticked
 	t.ticked = true
-	prev := t.lastTick
+	if first {
+		t.firstTick = now
+	}
 	t.lastTick = now
 	live := map[string]bool{}
 	for _, path := range t.expand() {
@@ -280,7 +282,10 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 		if _, ok := t.files[path]; !ok {
 			f := &follower{t: t, key: path, startAtEnd: first && t.o.StartAtEnd}
 			if !first {
-				f.fresh = prev
+				// New under a glob: what was written beside it since
+				// the patterns were first looked at passed through it
+				// (it may have named a file only between two looks).
+				f.fresh = t.firstTick
 			} else if _, ok := t.saved[path]; !ok {
 				// A restart, and the path has no position: it appeared
 				// since (under a glob) and was not read yet; what was
