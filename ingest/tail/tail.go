@@ -586,7 +586,9 @@ func (f *follower) slot() string {
 	for _, k := range f.pending {
 		used[k] = true
 	}
-	var present map[[2]uint64]bool
+	var present []*handle
+	defer func() { closeAll(present) }()
+	looked := false
 	for n := 2; ; n++ {
 		k := ExtraKey(f.key, n)
 		if used[k] {
@@ -594,21 +596,43 @@ func (f *follower) slot() string {
 		}
 		r, ok := f.recs[k]
 		if ok && strings.HasPrefix(r.Head, donePrefix) {
-			if present == nil {
-				present = map[[2]uint64]bool{}
+			if !looked {
+				looked = true
 				for _, p := range candidates(f.key) {
 					if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
-						dev, ino := devIno(fi)
-						present[[2]uint64{dev, ino}] = true
+						if h, err := openHandle(p); err == nil {
+							present = append(present, h)
+						}
 					}
 				}
 			}
-			if present[[2]uint64{r.Dev, r.Inode}] {
+			if recordOnDisk(r, present) {
 				continue
 			}
 		}
 		return k
 	}
+}
+
+// recordOnDisk reports whether the file a done record names, or a copy of
+// it (compressed), is among hs.
+func recordOnDisk(r Position, hs []*handle) bool {
+	fp := fingerprintOf(r.Head)
+	for _, h := range hs {
+		if h.dev == r.Dev && h.ino == r.Inode {
+			return true
+		}
+		if headKnown(fp) && (distinct(fp) || h.wholeLines(fp)) && h.extendsShort(fp) {
+			return true
+		}
+	}
+	return false
+}
+
+// extendsShort is extends for any non-empty fingerprint.
+func (h *handle) extendsShort(fp string) bool {
+	n, ok := headLen(fp)
+	return ok && n > 0 && n <= len(h.first) && headOf(h.first[:n]) == fingerprintOf(fp)
 }
 
 // markDone saves that a file (a rotated file or a copy) was read to off,
