@@ -1747,8 +1747,13 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	}
 	anchor, bound := -1, -1
 	if headKnown(saved.Head) {
+		read := headField(saved.Head, "r")
 		for i, h := range hs {
 			if !h.startsWith(saved.Head) {
+				if read != "" && h.startsWith(read) && (h.gz || h.size >= saved.Offset) {
+					anchor = i // a copy taken before the head grew
+					break
+				}
 				continue
 			}
 			if h.gz || h.size >= saved.Offset {
@@ -2122,6 +2127,15 @@ func (x *file) position() Position {
 	if n, _ := headLen(x.head); n < HeadBytes && x.after != "" && x.after != x.head {
 		// and the file read before it bounds where its copies are.
 		head += " a=" + x.after
+	}
+	if n, _ := headLen(x.head); x.f != nil && x.off > 0 && x.off < int64(n) {
+		// The fingerprint of what was read, when the head covers more:
+		// a copy taken before the head grew is shorter than the head
+		// but holds all that was read.
+		buf := make([]byte, x.off)
+		if got, _ := x.f.ReadAt(buf, 0); int64(got) == x.off {
+			head += " r=" + headOf(buf)
+		}
 	}
 	return Position{Key: x.key, Dev: x.dev, Inode: x.ino, Head: head, Offset: x.off}
 }
