@@ -440,6 +440,7 @@ type follower struct {
 	grown      []recorded           // files a start found grown since their record
 	pending    map[[2]uint64]string // files saved as unread, by identity: their keys
 	copying    map[[2]uint64]bool   // copies of what was read of the file, maybe still being written
+	covered    map[[2]uint64]handle // copies of the file's start not read past yet
 	lastRead   time.Time
 	lastErr    error
 	lastLogged time.Time
@@ -690,6 +691,34 @@ func (f *follower) readRecorded(emit func(*Line) error) error {
 		f.t.log.Info("a rotated file read before has grown; reading what was added", "path", f.key, "rotated", g.h.path, "offset", g.r.Offset)
 		like := &file{key: g.r.Key, dev: g.r.Dev, ino: g.r.Inode, head: fingerprintOf(g.r.Head), off: g.r.Offset}
 		if err := f.drain(g.h, like, emit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cover notes a copy of the current file's start (copytruncate's, before
+// its truncate): once the file has been read past it, it gets a done
+// record, so that a restart after the truncate does not read it again.
+func (f *follower) cover(h *handle) {
+	if f.covered == nil {
+		f.covered = map[[2]uint64]handle{}
+	}
+	f.covered[[2]uint64{h.dev, h.ino}] = handle{path: h.path, dev: h.dev, ino: h.ino, size: h.size, mtime: h.mtime, head: h.head}
+}
+
+// markCovered saves done records for the copies the current file has been
+// read past.
+func (f *follower) markCovered(emit func(*Line) error) error {
+	for id, h := range f.covered {
+		if f.cur == nil || f.cur.off < h.size {
+			continue
+		}
+		delete(f.covered, id)
+		if !headMatches(f.cur.f, h.head) {
+			continue // truncated meanwhile: the truncation handled it
+		}
+		if err := f.markDone(&h, f.key, h.size, emit); err != nil {
 			return err
 		}
 	}
@@ -976,7 +1005,10 @@ func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) err
 	if n > 0 {
 		f.lastRead = now
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return f.markCovered(emit)
 }
 
 // gone finishes a file whose path has been gone for RotateWait: whatever
@@ -1069,6 +1101,7 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 		if f.cur.startsWithAll(h) {
 			// copytruncate's copy of the new file, not truncated yet:
 			// the new file, read from 0, holds all of it.
+			f.cover(h)
 			err := f.dropPending(h, emit)
 			h.close()
 			if err != nil {
@@ -1158,7 +1191,10 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	if n > 0 {
 		f.lastRead = now
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return f.markCovered(emit)
 }
 
 // truncate handles copytruncate: lines written between the last read and
@@ -1905,6 +1941,7 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 			case cur != nil && cur.startsWithAll(h):
 				// (copytruncate's copy of the live file, not truncated
 				// yet: the live file, read from 0, holds all of it)
+				f.cover(h)
 			case (prevFP != "" && h.startsWith(prevFP)) || (afterFP != "" && h.startsWith(afterFP) && (distinct(afterFP) || h.wholeLines(afterFP))):
 				// (an empty file's fingerprint bounds nothing, and its
 				// inode may since belong to another file)
