@@ -1836,8 +1836,13 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	} else {
 		f.t.log.Info("log rotated while stopped; reading the rotated file from the saved offset", "path", f.key, "rotated", hs[anchor].path)
 		h := hs[anchor]
-		if anchor == len(hs)-1 && f.old == nil && h.dev == saved.Dev && h.ino == saved.Inode && !h.gz {
-			// The newest rotated file may still get late lines: follow it.
+		if anchor == len(hs)-1 && h.dev == saved.Dev && h.ino == saved.Inode && !h.gz {
+			// The newest rotated file may still get late lines: follow
+			// it (an older one taken up from the rotated key is still
+			// followed, under a key of its own).
+			if err := f.retire(now, emit); err != nil {
+				return err
+			}
 			of, err := newFile(f.key+RotatedSuffix, h.path, h.f, saved.Offset)
 			if err != nil {
 				return err
