@@ -4,55 +4,88 @@
 //
 // A position is (path, device, inode, head, offset): the file a path named
 // when the line was read, a fingerprint of its first bytes (inodes get
-// reused), and the offset just after the line. The saved head also holds
-// when it was taken ("t=", the file's mtime) and, for a file shorter than
-// a fingerprint, the fingerprint of the file read before it ("a="); a
-// rotated file read to its end keeps its head behind "done ". Callers
-// persist positions in the same transaction as what the lines produced.
-// The path's own key holds the file it names; the rotated key (path plus
-// RotatedSuffix) holds the previous file while it is read for late lines.
+// reused), and the offset just after the line. Callers persist positions
+// in the same transaction as what the lines produced, in the order they
+// were reported; any prefix of what was reported is a state a restart
+// takes up (so a file found is saved before anything newer is read).
 //
-// On start, per path, what the saved position can match on disk and what
+// The saved head is "n:hex" (the fingerprint of the first n <= HeadBytes
+// bytes) followed by fields: "t=" when it was taken (the file's mtime),
+// "a=" the fingerprint of the file read before it (short heads only), "r="
+// the fingerprint of what was read when the head covers more than that (a
+// copy taken before the head grew is shorter than the head). "done "
+// before it marks a file read to its end; "gone t=.. a=.." a path that
+// named no file; an empty head names nothing (a free key, or a position
+// from a version that did not date them).
+//
+// Every file of a path the Tailer reads is followed on its own, under its
+// own key: the path's key holds the file the path names; the rotated key
+// (path plus RotatedSuffix) the file it named before, read for late lines;
+// ExtraKey(path, n) (n >= 2) the other rotated files still read for late
+// lines, files found beside the path and saved as unread before anything
+// newer is read, and done records of files read to their end that are
+// still on disk (or compressed copies of them). A rotated file is let go
+// only once it has been quiet for RotateWait, never because another one
+// rotated after it.
+//
+// On start, per path, what the saved positions can match on disk and what
 // each match means:
 //
 //	saved (path key)             on disk                               means: read
 //	---------------------------  ------------------------------------  -----------------------------------------
-//	none                         the file                              first start: from 0 (or its end: StartAtEnd)
+//	none                         the file                              first start: from 0 (or its end: StartAtEnd);
+//	                                                                   a restart (other keys saved): from 0, and
+//	                                                                   the siblings written since the last save
+//	                                                                   whole (they passed through a new path)
 //	file F, head H, offset o     same inode, starts with H, size >= o  F itself: resume at o
 //	file F (H empty)             same inode                            nothing was read of F: as truncated
 //	file F                       same inode, shorter or other head     truncated (copytruncate): the oldest
-//	                                                                   sibling starting with H from o, later
-//	                                                                   siblings whole, then F from 0; a
-//	                                                                   sibling starting with H but shorter
-//	                                                                   than o is a copy taken before o (read):
-//	                                                                   only the siblings after it, whole
+//	                                                                   sibling starting with H (or with "r=",
+//	                                                                   at least o long) from o, later siblings
+//	                                                                   whole, then F from 0; a sibling
+//	                                                                   starting with H but shorter than o is a
+//	                                                                   copy taken before o (read): only the
+//	                                                                   siblings after it, whole
 //	file F                       another inode                         rotated: the oldest sibling that is F
-//	                                                                   or a copy of it (by H: renamed, gzipped,
-//	                                                                   copied) from o, later siblings whole,
-//	                                                                   the newest plain one followed on for
-//	                                                                   late lines, then the path from 0
+//	                                                                   or a copy of it (by H or "r=": renamed,
+//	                                                                   gzipped, copied) from o, later siblings
+//	                                                                   whole, the newest plain one followed on
+//	                                                                   for late lines, then the path from 0
 //	file F, nothing holds H      (deleted, or H empty)                 every sibling rotated since whole: after
 //	                                                                   the previous file (rotated key, "a=") in
 //	                                                                   logrotate's order and written since "t="
-//	file F, path a symlink       F beside another target               F from o (or followed on), the targets
-//	                                                                   written since "t=" whole, the newest
-//	                                                                   followed on
+//	file F, path a symlink       F beside another target               F from o (or followed on), every other
+//	                                                                   target written since "t=" whole and
+//	                                                                   followed on for late lines
 //	any                          a sibling the path starts with in     copytruncate's copy, the truncate still
 //	                             full (all its bytes)                  to come: nothing (the path, read from
-//	                                                                   0, holds it)
+//	                                                                   0, holds it); a done record once the
+//	                                                                   path is read past it
 //	any, rotated key taken up    the rotated key's file R (by inode)   siblings older than R are older than
 //	                                                                   what the path saved: not read
+//	any                          a sibling a done record names         read before: only what it got since
+//	                                                                   (from the record's offset), never whole
+//	any                          a file an ExtraKey follows            taken up by that key: not read again
 //	"gone t=.. a=.."             whatever the path names               the path was gone: siblings written
 //	                                                                   since "t=" after "a=" whole, the
 //	                                                                   newest followed on, the path from 0
 //	empty head (undated "gone")  whatever the path names               from 0
 //
-//	saved (rotated key)          on disk                               means
-//	---------------------------  ------------------------------------  -----------------------------------------
-//	"done ..."                   -                                     read to its end: nothing to do, but it
+//	saved (rotated key, ExtraKey)  on disk                             means
+//	-----------------------------  ----------------------------------  -----------------------------------------
+//	"done ..." (rotated key)       -                                   read to its end: nothing to do, but it
 //	                                                                   bounds where the path's copies are
-//	file R, head, offset         R by inode and head (or a copy)       plain: read on for late lines from the
-//	                                                                   offset; compressed: from the offset, done
+//	"done H" o (ExtraKey)          the file by inode and H, size o,    read to its end: nothing; not read
+//	                               or a compressed copy of it          whole either
+//	"done H" o (ExtraKey)          the file by inode and H, longer     late lines since: read from o
+//	"done H" (ExtraKey)            neither the file nor a copy         the key is free for another file
+//	file R, head, offset o         R by inode and head, plain          followed from o for late lines
+//	file R, head, offset o         a compressed copy of R (by head)    read from o, then done
+//	file R                         nothing holds it                    done (its writer's lines died with it)
+//	one inode under two keys       -                                   a stop between two saves of a
+//	                                                                   rotation: read once, from the later
+//	                                                                   offset; the other key let go
+//	empty head                     -                                   a free key
 //
 // An empty fingerprint (a file empty when saved) names nothing: its inode
 // is trusted only if the file was born before the position was taken
@@ -60,31 +93,33 @@
 // matched, but used as a bound only when it covers a whole line (a few
 // bytes of a line start many files; a whole log line rarely two).
 //
-// Not decided right yet (the model test's known failing seeds, about 0.4%
-// of its random sequences): a copytruncate copy of a file of which nothing
-// had been read, seen only after that file was deleted (the file is let go
-// while its writer still appends); a copy shorter than the saved
-// fingerprint (read again whole); several symlink swaps between looks or
-// while stopped (a target read twice).
-//
-// While running, the Tailer keeps the file it reads open. When the path
+// While running, the Tailer keeps every file it reads open. When the path
 // starts to name another file (rename+create, delete+recreate, a swapped
 // symlink) the old descriptor is still read: a writer that has not reopened
 // yet (nginx before USR1) keeps appending to it, and those late lines are
-// read for RotateWait after the last one, under the rotated key. A sibling
-// that appears while the path is followed is unread unless its content
-// proves otherwise: a copy of the current file (copytruncate, seen before
-// or after the truncate) is read from the offset read so far, a copy of
-// its new content after a truncation from 0; a file whose start is that of
-// a file accounted for (a rename, or a compressed copy of one) is skipped;
-// at a rotation, a sibling the new file starts with in full is its copy
-// (nothing to read), and siblings older than the rotated file in
-// logrotate's order are copies of its earlier content (read whole, the
-// rotated file still followed); anything else passed through the path
-// between two looks (rotated twice, or created, written and rotated) and
-// is read whole, the newest followed on for late lines. A path that
-// appears after the first Tick (under a glob, or missing at the start)
-// reads whole the siblings written since the look before.
+// read for RotateWait after the last one, under the rotated key (an older
+// one still read moves to an ExtraKey). A sibling that appears while the
+// path is followed is unread unless its content proves otherwise: a copy
+// of the current file (copytruncate, seen before or after the truncate) is
+// read from the offset read so far, a copy of its new content after a
+// truncation from 0, a copy of no more than what was read (maybe still
+// being written) gets a done record and is looked at again when it
+// changes; a file whose start is that of a file accounted for (a rename,
+// or a compressed copy of one) is skipped; at a rotation, a sibling the
+// new file starts with in full is its copy (nothing to read), and siblings
+// older than the rotated file in logrotate's order are copies of its
+// earlier content (read whole, the rotated file still followed); anything
+// else passed through the path between two looks (rotated twice, or
+// created, written and rotated): a plain one is followed from its start
+// for late lines, a compressed one read whole. Files found beside a
+// truncated file are saved as unread before its new content is read. A
+// path that appears after the first Tick (under a glob, or missing at the
+// start) reads whole the siblings written since the first Tick.
+//
+// Not exercised by the model test: inode reuse (the model keeps deleted
+// files' inodes, file systems differ in how soon they reuse them; the
+// Tailer never trusts an inode alone where it matters), and a copy still
+// being written across a restart.
 //
 // Why not github.com/nxadm/tail, which the design first named: its lines
 // carry no file identity and it reopens a renamed or truncated path behind
@@ -457,8 +492,9 @@ type follower struct {
 	lastDone string
 	resumed  [2]uint64 // the copy of the rotated file a start read
 	// fresh is, for a path that appeared after the first Tick (a new
-	// file under a glob), the time of the Tick before: its siblings
-	// written since passed through it and are not history.
+	// file under a glob), the time of the first Tick, and for a path
+	// without a position at a restart, the time of the last save: its
+	// siblings written since passed through it and are not history.
 	fresh time.Time
 }
 
