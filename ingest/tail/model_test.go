@@ -69,7 +69,17 @@ var modelRegressions = []uint64{
 	// a file saved as unread before newer content is read
 	4243087, 777917,
 	// one file under two keys; records that must survive a start
-	777210, 4242025, 15328381212796893190,
+	777210, 4242025, 15328381212796893190, 16330046655075736998,
+	// a copy of what was read, shorter than the saved fingerprint
+	16330046655075739738, 2795945694271478872,
+	// a path new under a glob that named a file only between two looks
+	17057198072334912071,
+	// a done record's key given away while a compressed copy was on disk
+	17057198072334912275, 17057198072334914660,
+	// a copy of the live file's start seen before its truncate
+	2795945694271482026, 651744398241603934,
+	// the newest rotated file followed at a start beside an older one
+	651744398241600633, 6465923081724034925,
 }
 
 func TestModel(t *testing.T) {
