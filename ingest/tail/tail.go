@@ -1282,6 +1282,16 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 		}
 		id := [2]uint64{h.dev, h.ino}
 		delete(f.copying, id)
+		if !h.gz && h.size == 0 {
+			// An empty file says nothing yet (copytruncate's copy may
+			// be about to be written): looked at again when it changes.
+			if f.copying == nil {
+				f.copying = map[[2]uint64]bool{}
+			}
+			f.copying[id] = true
+			h.close()
+			continue
+		}
 		if !h.gz && h.size <= cur.off && cur.startsWithAll(h) {
 			// A copy of what was read of the file, maybe still being
 			// written (copytruncate's copy, its truncate to come):
