@@ -80,6 +80,8 @@ var modelRegressions = []uint64{
 	2795945694271482026, 651744398241603934,
 	// the newest rotated file followed at a start beside an older one
 	651744398241600633, 6465923081724034925,
+	// a compressed copy of the current file shorter than a fingerprint
+	7419256142371906602,
 }
 
 func TestModel(t *testing.T) {

@@ -1312,7 +1312,7 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 		// A copy of the file: its start is what was read (a short
 		// fingerprint proves little), or the file still starts with
 		// the copy's content (copied, not truncated yet).
-		wholeHead := distinct(h.head) || int64(len(h.first)) == h.size
+		wholeHead := distinct(h.head) || int64(len(h.first)) == h.size || (h.gz && len(h.first) < HeadBytes)
 		// The file no longer holds what was read (truncated, and
 		// written again): a copy of its new content is unread.
 		stale := headKnown(cur.head) && !headMatches(cur.f, cur.head)
