@@ -38,7 +38,8 @@
 //	                                                                   the siblings written since the last save
 //	                                                                   whole (they passed through a new path)
 //	file F, head H, offset o     same inode, starts with H, size >= o  F itself: resume at o
-//	file F (H empty)             same inode                            nothing was read of F: as truncated
+//	file F (H empty, or o = 0    same inode                            nothing was read of F: as truncated
+//	and H shorter than 64 bytes)                                       (a few bytes start every line)
 //	file F                       same inode, shorter or other head     truncated (copytruncate): the oldest
 //	                                                                   sibling starting with H (or with "r=",
 //	                                                                   at least o long) from o, later siblings
@@ -1681,7 +1682,10 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 			cur.off = cur.size
 			cur.seekLineStart()
 		}
-	case saved.Dev == cur.dev && saved.Inode == cur.ino && headMatches(cur.f, saved.Head) && cur.size >= saved.Offset && headKnown(saved.Head):
+	case saved.Dev == cur.dev && saved.Inode == cur.ino && headMatches(cur.f, saved.Head) && cur.size >= saved.Offset && headKnown(saved.Head) &&
+		(saved.Offset > 0 || distinct(saved.Head)):
+		// (nothing read, and a few bytes that every line starts with:
+		// the file may have been truncated and written again, as below)
 		cur.off = saved.Offset // resume
 	case saved.Dev == cur.dev && saved.Inode == cur.ino:
 		// Truncated (or rewritten) while down: the copy holds the rest,
