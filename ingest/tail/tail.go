@@ -322,6 +322,9 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 				// the patterns were first looked at passed through it
 				// (it may have named a file only between two looks).
 				f.fresh = t.firstTick
+				if _, ok := t.saved[path]; !ok && !t.savedAt.IsZero() {
+					f.fresh = t.savedAt // and since the last save
+				}
 			} else if _, ok := t.saved[path]; !ok {
 				// A restart, and the path has no position: it appeared
 				// since (under a glob) and was not read yet; what was
