@@ -765,6 +765,16 @@ func (f *follower) markCovered(emit func(*Line) error) error {
 	return nil
 }
 
+// claimed reports whether a file on disk is taken up by a key already:
+// followed, or named by a done record.
+func (f *follower) claimed(h *handle) bool {
+	if f.follows(h.dev, h.ino) {
+		return true
+	}
+	_, ok := f.recordOf(h)
+	return ok
+}
+
 // recordKey is the key of the done record of a file, or a free one.
 func (f *follower) recordKey(dev, ino uint64) string {
 	f.loadRecs()
@@ -1758,7 +1768,7 @@ func (t *Tailer) remember(emit func(*Line) error) func(*Line) error {
 // resumeExtra takes up an older rotated file that was still being read
 // for late lines: followed on when it is there, a copy of it drained.
 func (f *follower) resumeExtra(x Position, cur *file, now time.Time, emit func(*Line) error) error {
-	h := findFile(f.key, x, cur, Position{}, f.t.files)
+	h := findFile(f.key, x, cur, Position{}, f.t.files, f.claimed)
 	done := Position{Key: x.Key, Dev: x.Dev, Inode: x.Inode, Head: donePrefix + fingerprintOf(x.Head), Offset: x.Offset}
 	if h == nil {
 		return wrapEmit(emit(&Line{Pos: done, File: f.key, PositionOnly: true}))
@@ -1787,7 +1797,7 @@ func (f *follower) resumeExtra(x Position, cur *file, now time.Time, emit func(*
 
 // resume takes up a rotated file that was still being read for late lines.
 func (f *follower) resume(old Position, cur *file, now time.Time, emit func(*Line) error) error {
-	h := findFile(f.key, old, cur, Position{}, f.t.files)
+	h := findFile(f.key, old, cur, Position{}, f.t.files, f.claimed)
 	// Done, the identity kept: the path's saved file was rotated after it.
 	done := Position{Key: old.Key, Dev: old.Dev, Inode: old.Inode, Head: donePrefix + fingerprintOf(old.Head), Offset: old.Offset}
 	if h == nil {
@@ -1861,7 +1871,7 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	} else if anchor < 0 && headKnown(saved.Head) && len(neigh) == 0 && headTime(saved.Head).IsZero() {
 		// A symlink's old target, beside the new one (an undated
 		// position)?
-		if h := findFile(f.key, saved, cur, Position{}, f.t.files); h != nil {
+		if h := findFile(f.key, saved, cur, Position{}, f.t.files, f.claimed); h != nil {
 			if h.dev == saved.Dev && h.ino == saved.Inode && !h.gz && f.old == nil {
 				of, err := newFile(f.key+RotatedSuffix, h.path, h.f, saved.Offset)
 				if err != nil {
@@ -2628,7 +2638,7 @@ func (h *handle) close() {
 // saved under the rotated key). cur (the file the path names now) is never
 // it. A short head matches many files: it is only matched among the
 // path's own siblings, and not by files last written before it was taken.
-func findFile(path string, saved Position, cur *file, prev Position, followed map[string]*follower) *handle {
+func findFile(path string, saved Position, cur *file, prev Position, followed map[string]*follower, claimed func(*handle) bool) *handle {
 	var copies []*handle
 	defer func() { closeAll(copies) }()
 	n, _ := headLen(saved.Head)
@@ -2659,6 +2669,8 @@ func findFile(path string, saved Position, cur *file, prev Position, followed ma
 		}
 		switch {
 		case cur.is(h.dev, h.ino):
+		case claimed != nil && claimed(h):
+			// (taken up by another key: a file is one key's to read)
 		case h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head) &&
 			(headKnown(saved.Head) || since.IsZero() || !h.bornAfter(since)):
 			// (an empty file's fingerprint proves nothing, and its inode
@@ -2670,7 +2682,9 @@ func findFile(path string, saved Position, cur *file, prev Position, followed ma
 			closeAll(copies)
 			copies = nil
 		case weak && (!sibs[p] || (!since.IsZero() && h.mtime.Before(since))):
-		case (h.gz || h.size >= saved.Offset) && h.startsWith(saved.Head):
+		case (h.gz || h.size >= saved.Offset) && h.startsWith(saved.Head) && (distinct(saved.Head) || h.wholeLines(saved.Head)):
+			// (a copy by content, when the fingerprint tells a file: a
+			// few bytes of a line start many)
 			copies = append(copies, h)
 			continue
 		}
