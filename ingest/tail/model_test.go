@@ -87,7 +87,7 @@ var modelRegressions = []uint64{
 	// a path new under a glob at a restart, after the first look
 	13610107295513892897,
 	// a copy claimed by one key taken up again by a one-byte head
-	8506763149459479723,
+	8506763149459479723, 17719915690620926030,
 }
 
 func TestModel(t *testing.T) {
