@@ -415,3 +415,58 @@ func TestPositionsSavedBeforeExtraKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestRotatedFilesFollowedTogether: a rotated file is read for late lines
+// until it is quiet, even when another rotation comes first (two writers
+// that reopen late), and a restart takes every one of them up again from
+// its own key.
+func TestRotatedFilesFollowedTogether(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "access.log")
+	mv := func(from, to string) {
+		t.Helper()
+		if err := os.Rename(filepath.Join(dir, from), filepath.Join(dir, to)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tk := &ticker{path: path, c: &collector{}}
+	tk.tl = tail.New(tail.Options{Patterns: []string{path}, RotateWait: time.Minute})
+	appendFile(t, path, "a1\n")
+	tk.tick(t)
+	// Writer A keeps its descriptor on the file rotated first.
+	wa, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wa.Close()
+	mv("access.log", "access.log.1")
+	appendFile(t, path, "b1\n")
+	tk.tick(t)
+	mv("access.log.1", "access.log.2")
+	mv("access.log", "access.log.1")
+	appendFile(t, path, "c1\n")
+	tk.tick(t)
+	wa.WriteString("a2\n") // late, after the second rotation
+	appendFile(t, filepath.Join(dir, "access.log.1"), "b2\n")
+	tk.tick(t)
+	var keys []string
+	for k, p := range tk.c.pos {
+		if strings.HasPrefix(k, path+" (rotated") && !strings.HasPrefix(p.Head, "done ") && p.Head != "" {
+			keys = append(keys, filepath.Base(k))
+		}
+	}
+	sort.Strings(keys)
+	if len(keys) != 2 {
+		t.Errorf("rotated files followed under %q, want two keys", keys)
+	}
+	tk.restart(t, func() {
+		wa.WriteString("a3\n")
+		appendFile(t, filepath.Join(dir, "access.log.1"), "b3\n")
+	})
+	tk.tick(t) // (the files a start takes up are read from the next Tick)
+	tk.tl.Close()
+	sort.Strings(tk.c.lines)
+	if got, want := strings.Join(tk.c.lines, "|"), "a1|a2|a3|b1|b2|b3|c1"; got != want {
+		t.Fatalf("read %q, want %q", got, want)
+	}
+}
