@@ -639,7 +639,7 @@ func (f *follower) slot() string {
 		if ok && strings.HasPrefix(r.Head, donePrefix) {
 			if !looked {
 				looked = true
-				for _, p := range candidates(f.key) {
+				for _, p := range f.places() {
 					if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
 						if h, err := openHandle(p); err == nil {
 							present = append(present, h)
@@ -653,6 +653,27 @@ func (f *follower) slot() string {
 		}
 		return k
 	}
+}
+
+// places are where the files of the path's records can be: its rotated
+// siblings and, for a symlink into another directory, the files beside
+// its target with the target's extension.
+func (f *follower) places() []string {
+	out := siblings(f.key)
+	real, err := filepath.EvalSymlinks(f.key)
+	if err != nil || filepath.Dir(real) == filepath.Dir(f.key) {
+		return out
+	}
+	ents, err := os.ReadDir(filepath.Dir(real))
+	if err != nil || len(ents) > 5000 {
+		return out
+	}
+	for _, e := range ents {
+		if p := filepath.Join(filepath.Dir(real), e.Name()); e.Type().IsRegular() && filepath.Ext(p) == filepath.Ext(real) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // recordOnDisk reports whether the file a done record names, or a copy of
@@ -833,7 +854,7 @@ func (f *follower) recordOf(h *handle) (Position, bool) {
 // present reports whether a file with this identity is among the path's
 // candidates.
 func (f *follower) present(dev, ino uint64) bool {
-	for _, p := range candidates(f.key) {
+	for _, p := range f.places() {
 		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
 			if d, i := devIno(fi); d == dev && i == ino {
 				return true
