@@ -88,6 +88,8 @@ var modelRegressions = []uint64{
 	13610107295513892897,
 	// a copy claimed by one key taken up again by a one-byte head
 	8506763149459479723, 17719915690620926030,
+	// a start retried while the path is missing took a file up twice
+	18004807730605568480,
 }
 
 func TestModel(t *testing.T) {

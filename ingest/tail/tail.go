@@ -1744,7 +1744,7 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 			return fail(err)
 		}
 	}
-	if cur == nil && f.old == nil {
+	if cur == nil && f.old == nil && len(f.extra) == 0 {
 		if ok && saved.Head != "" {
 			// Drained what was saved; the path starts afresh.
 			if err := emit(&Line{Pos: f.gonePos(now), File: f.key, PositionOnly: true}); err != nil {
@@ -1789,6 +1789,11 @@ func (t *Tailer) remember(emit func(*Line) error) func(*Line) error {
 // resumeExtra takes up an older rotated file that was still being read
 // for late lines: followed on when it is there, a copy of it drained.
 func (f *follower) resumeExtra(x Position, cur *file, now time.Time, emit func(*Line) error) error {
+	for _, y := range f.extra {
+		if y.key == x.Key {
+			return nil // taken up by a start tried before
+		}
+	}
 	h := findFile(f.key, x, cur, Position{}, f.t.files, f.claimed)
 	done := Position{Key: x.Key, Dev: x.Dev, Inode: x.Inode, Head: donePrefix + fingerprintOf(x.Head), Offset: x.Offset}
 	if h == nil {
@@ -2019,6 +2024,8 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 				// key by its identity: what is older is older than it.
 				closeAll(out)
 				out = nil
+			case f.follows(h.dev, h.ino):
+				// (an older rotated file taken up already by its own key)
 			case !(h.dev == saved.Dev && h.ino == saved.Inode) && !(headKnown(saved.Head) && h.startsWith(saved.Head)) && f.recorded(h):
 				// (read to its end before, and its own record says so:
 				// only what was written to it since is read, from its
@@ -2076,7 +2083,7 @@ func (f *follower) targetsSince(saved, prev Position, cur *file) []*handle {
 			continue
 		}
 		isSaved := h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head)
-		if !isSaved && f.recorded(h) {
+		if !isSaved && !f.follows(h.dev, h.ino) && f.recorded(h) {
 			continue // read to its end before; on from its record if grown
 		}
 		// (the target read before the saved one, by its content)
