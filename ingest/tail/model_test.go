@@ -90,6 +90,8 @@ var modelRegressions = []uint64{
 	8506763149459479723, 17719915690620926030,
 	// a start retried while the path is missing took a file up twice
 	18004807730605568480,
+	// nothing read and a two-byte head: the oldest sibling is no anchor
+	9075259135332325003,
 }
 
 func TestModel(t *testing.T) {

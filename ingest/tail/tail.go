@@ -52,7 +52,8 @@
 //	                                                                   gzipped, copied) from o, later siblings
 //	                                                                   whole, the newest plain one followed on
 //	                                                                   for late lines, then the path from 0
-//	file F, nothing holds H      (deleted, or H empty)                 every sibling rotated since whole: after
+//	file F, nothing holds H      (deleted, H empty, or o = 0 and H a    every sibling rotated since whole: after
+//	                             few bytes of a line)
 //	                                                                   the previous file (rotated key, "a=") in
 //	                                                                   logrotate's order and written since "t="
 //	file F, path a symlink       F beside another target               F from o (or followed on), every other
@@ -1874,6 +1875,11 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	if headKnown(saved.Head) {
 		read := headField(saved.Head, "r")
 		for i, h := range hs {
+			if saved.Offset == 0 && !distinct(saved.Head) && !h.wholeLines(saved.Head) {
+				// Nothing read, and a few bytes of a line: they tell
+				// no file (every sibling since is read whole).
+				continue
+			}
 			if !h.startsWith(saved.Head) {
 				if read != "" && h.startsWith(read) && (h.gz || h.size >= saved.Offset) {
 					anchor = i // a copy taken before the head grew
