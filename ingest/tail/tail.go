@@ -52,9 +52,8 @@
 //	                                                                   gzipped, copied) from o, later siblings
 //	                                                                   whole, the newest plain one followed on
 //	                                                                   for late lines, then the path from 0
-//	file F, nothing holds H      (deleted, H empty, or o = 0 and H a    every sibling rotated since whole: after
-//	                             few bytes of a line)
-//	                                                                   the previous file (rotated key, "a=") in
+//	file F, nothing holds H      (deleted, H empty, or o = 0           every sibling rotated since whole: after
+//	                             and H a few bytes of a line)          the previous file (rotated key, "a=") in
 //	                                                                   logrotate's order and written since "t="
 //	file F, path a symlink       F beside another target               F from o (or followed on), every other
 //	                                                                   target written since "t=" whole and
