@@ -92,6 +92,8 @@ var modelRegressions = []uint64{
 	18004807730605568480,
 	// nothing read and a two-byte head: the oldest sibling is no anchor
 	9075259135332325003,
+	// a compressed copy of a partial line taken for a copy of the file
+	17258935385388807652, 17258935385388809405,
 }
 
 func TestModel(t *testing.T) {

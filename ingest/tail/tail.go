@@ -691,6 +691,24 @@ func recordOnDisk(r Position, hs []*handle) bool {
 	return false
 }
 
+// linesEnd is where the last complete line of a plain file ends (0 when
+// it holds none): a record of it says no more than its lines.
+func (h *handle) linesEnd() int64 {
+	if h.f == nil || h.gz {
+		return 0
+	}
+	buf := make([]byte, 64<<10)
+	for end := h.size; end > 0; {
+		lo := max(0, end-int64(len(buf)))
+		n, _ := h.f.ReadAt(buf[:end-lo], lo)
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return lo + int64(i) + 1
+		}
+		end = lo
+	}
+	return 0
+}
+
 // extendsShort is extends for any non-empty fingerprint.
 func (h *handle) extendsShort(fp string) bool {
 	n, ok := headLen(fp)
@@ -765,7 +783,11 @@ func (f *follower) cover(h *handle) {
 	if f.covered == nil {
 		f.covered = map[[2]uint64]handle{}
 	}
-	f.covered[[2]uint64{h.dev, h.ino}] = handle{path: h.path, dev: h.dev, ino: h.ino, size: h.size, mtime: h.mtime, head: h.head}
+	end := h.linesEnd()
+	if end == 0 {
+		return // a few bytes of a line tell no copy
+	}
+	f.covered[[2]uint64{h.dev, h.ino}] = handle{path: h.path, dev: h.dev, ino: h.ino, size: end, mtime: h.mtime, head: h.head}
 }
 
 // markCovered saves done records for the copies the current file has been
@@ -975,7 +997,10 @@ func (f *follower) copiedFrom(h *handle) bool {
 // finish reads what is left of a rotated file, a last partial line
 // included, and marks its position done.
 func (f *follower) finish(old *file, emit func(*Line) error) error {
-	if _, err := old.read(f.t.o.MaxLineBytes, true, emit); err != nil {
+	// A last line without its newline stays unread: the done record
+	// says where the lines end, so a restart that finds the file grown
+	// (its writer finished the line) reads the line whole, once.
+	if _, err := old.read(f.t.o.MaxLineBytes, false, emit); err != nil {
 		return err
 	}
 	old.close()
@@ -1337,7 +1362,10 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 			f.copying[id] = true
 			// Saved as read, so that a restart does not take it for
 			// a file that passed through the path.
-			err := f.markDone(h, f.key, h.size, emit)
+			var err error
+			if end := h.linesEnd(); end > 0 {
+				err = f.markDone(h, f.key, end, emit)
+			}
 			h.close()
 			if err != nil {
 				return err
@@ -1348,6 +1376,8 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 		// fingerprint proves little), or the file still starts with
 		// the copy's content (copied, not truncated yet).
 		wholeHead := distinct(h.head) || int64(len(h.first)) == h.size || (h.gz && len(h.first) < HeadBytes)
+		// (and a few bytes of a line tell no file: every line starts so)
+		wholeHead = wholeHead && (distinct(h.head) || h.wholeLines(h.head))
 		// The file no longer holds what was read (truncated, and
 		// written again): a copy of its new content is unread.
 		stale := headKnown(cur.head) && !headMatches(cur.f, cur.head)
