@@ -94,6 +94,9 @@ var modelRegressions = []uint64{
 	9075259135332325003,
 	// a compressed copy of a partial line taken for a copy of the file
 	17258935385388807652, 17258935385388809405,
+	// copies of what was read: at a start that resumes, and only while
+	// what was read is still the file's start
+	17721842588667268366, 17721842588667265682, 17721842588667266824,
 }
 
 func TestModel(t *testing.T) {

@@ -776,6 +776,38 @@ func (f *follower) readRecorded(emit func(*Line) error) error {
 	return nil
 }
 
+// recordCopies gives done records, at a start that resumes the path's
+// file, to the siblings that are copies of what was read of it
+// (copytruncate's, its truncate to come), and notes those of more of it:
+// taken for history at this start, a restart after the truncate would read
+// them again.
+func (f *follower) recordCopies(cur *file, emit func(*Line) error) error {
+	for _, p := range siblings(f.key) {
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		h, err := openHandle(p)
+		if err != nil {
+			continue
+		}
+		if _, ok := f.recordOf(h); ok || h.gz || h.size == 0 || !cur.startsWithAll(h) {
+			h.close()
+			continue
+		}
+		if end := h.linesEnd(); end > 0 && h.size <= cur.off {
+			err = f.markDone(h, f.key, end, emit)
+		} else {
+			f.cover(h)
+		}
+		h.close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // cover notes a copy of the current file's start (copytruncate's, before
 // its truncate): once the file has been read past it, it gets a done
 // record, so that a restart after the truncate does not read it again.
@@ -794,8 +826,8 @@ func (f *follower) cover(h *handle) {
 // read past.
 func (f *follower) markCovered(emit func(*Line) error) error {
 	for id, h := range f.covered {
-		if f.cur == nil || f.cur.off < h.size {
-			continue
+		if f.cur == nil || f.cur.off < h.size || !headMatches(f.cur.f, f.cur.head) {
+			continue // (not read past, or truncated since: not yet known)
 		}
 		delete(f.covered, id)
 		if !headMatches(f.cur.f, h.head) {
@@ -1352,7 +1384,9 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 			h.close()
 			continue
 		}
-		if !h.gz && h.size <= cur.off && cur.startsWithAll(h) {
+		if !h.gz && h.size <= cur.off && headMatches(cur.f, cur.head) && cur.startsWithAll(h) {
+			// (what was read is still the file's start: not truncated
+			// and written again since, when its copy would be unread)
 			// A copy of what was read of the file, maybe still being
 			// written (copytruncate's copy, its truncate to come):
 			// nothing to read yet; looked at again when it changes.
@@ -1751,6 +1785,9 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 		// (nothing read, and a few bytes that every line starts with:
 		// the file may have been truncated and written again, as below)
 		cur.off = saved.Offset // resume
+		if err := f.recordCopies(cur, emit); err != nil {
+			return fail(err)
+		}
 	case saved.Dev == cur.dev && saved.Inode == cur.ino:
 		// Truncated (or rewritten) while down: the copy holds the rest,
 		// and copies made after it are read whole.
