@@ -796,6 +796,7 @@ func (m *model) kill(midTick bool) {
 	}
 	m.tl.Close()
 	m.tl = nil
+	m.leaked()
 	m.pending = nil
 	m.released = map[[2]uint64]bool{} // read but not committed: gone with it
 	m.logf("kill -9")
@@ -809,7 +810,20 @@ func (m *model) stop() {
 	m.commit(len(m.pending))
 	m.tl.Close()
 	m.tl = nil
+	m.leaked()
 	m.logf("stop")
+}
+
+// leaked fails when a file is still open after the Tailer was closed (a
+// descriptor dropped without Close, on an error path): it would hold a
+// deleted file's lines for the model, and a daemon's descriptors.
+func (m *model) leaked() {
+	held := m.heldInodes()
+	for _, f := range m.files {
+		if held[[2]uint64{f.dev, f.ino}] {
+			m.fail("still open after Close: %q (inode %d)", f.name, f.ino)
+		}
+	}
 }
 
 // reach exempts lines that are in no file any more that is on disk or

@@ -1214,9 +1214,11 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	var hs, earlier []*handle
 	more := append(f.newSiblings(), f.newNeighbours()...)
 	more, passed = append(passed, more...), nil
+	defer func() { closeAll(more) }() // (those not taken, on an error)
 	order := rotationOrder(f.key)
 	oldAt, oldIn := order[f.old.path]
-	for _, h := range more {
+	for i, h := range more {
+		more[i] = nil
 		if f.follows(h.dev, h.ino) || f.copiedFrom(h) || (h.gz && !headKnown(h.head)) {
 			// the old file itself, renamed or compressed; nothing
 			err := f.dropPending(h, emit)
