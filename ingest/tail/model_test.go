@@ -97,6 +97,8 @@ var modelRegressions = []uint64{
 	// copies of what was read: at a start that resumes, and only while
 	// what was read is still the file's start
 	17721842588667268366, 17721842588667265682, 17721842588667266824,
+	// a descriptor left open when a rotation was stopped half way
+	4979466934527349296,
 }
 
 func TestModel(t *testing.T) {

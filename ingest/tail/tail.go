@@ -1214,7 +1214,12 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	var hs, earlier []*handle
 	more := append(f.newSiblings(), f.newNeighbours()...)
 	more, passed = append(passed, more...), nil
-	defer func() { closeAll(more) }() // (those not taken, on an error)
+	defer func() {
+		// (those not taken, when the caller stops it half way)
+		closeAll(more)
+		closeAll(hs)
+		closeAll(earlier)
+	}()
 	order := rotationOrder(f.key)
 	oldAt, oldIn := order[f.old.path]
 	for i, h := range more {
@@ -1249,8 +1254,6 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 		}
 		hs = append(hs, h)
 	}
-	defer closeAll(hs)
-	defer closeAll(earlier)
 	for i, h := range earlier {
 		earlier[i] = nil
 		f.t.log.Info("a copy of the rotated file was made between two looks; reading it whole", "path", f.key, "copy", h.path)
