@@ -99,6 +99,8 @@ var modelRegressions = []uint64{
 	17721842588667268366, 17721842588667265682, 17721842588667266824,
 	// a descriptor left open when a rotation was stopped half way
 	4979466934527349296,
+	// a last partial line of three bytes taken for a fingerprint
+	5105980396268919730,
 }
 
 func TestModel(t *testing.T) {

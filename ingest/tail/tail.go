@@ -52,8 +52,8 @@
 //	                                                                   gzipped, copied) from o, later siblings
 //	                                                                   whole, the newest plain one followed on
 //	                                                                   for late lines, then the path from 0
-//	file F, nothing holds H      (deleted, H empty, or o = 0           every sibling rotated since whole: after
-//	                             and H a few bytes of a line)          the previous file (rotated key, "a=") in
+//	file F, nothing holds H      (deleted, H empty, or H a few bytes   every sibling rotated since whole: after
+//	                             of a line, F's inode gone)            the previous file (rotated key, "a=") in
 //	                                                                   logrotate's order and written since "t="
 //	file F, path a symlink       F beside another target               F from o (or followed on), every other
 //	                                                                   target written since "t=" whole and
@@ -1946,9 +1946,10 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	if headKnown(saved.Head) {
 		read := headField(saved.Head, "r")
 		for i, h := range hs {
-			if saved.Offset == 0 && !distinct(saved.Head) && !h.wholeLines(saved.Head) {
-				// Nothing read, and a few bytes of a line: they tell
-				// no file (every sibling since is read whole).
+			if !distinct(saved.Head) && !h.wholeLines(saved.Head) && !(h.dev == saved.Dev && h.ino == saved.Inode) {
+				// A few bytes of a line (nothing read, or only a last
+				// partial line): they tell no file but the same inode
+				// (every sibling since is read whole).
 				continue
 			}
 			if !h.startsWith(saved.Head) {
