@@ -101,6 +101,8 @@ var modelRegressions = []uint64{
 	4979466934527349296,
 	// a last partial line of three bytes taken for a fingerprint
 	5105980396268919730,
+	// a copy's done record saved apart from the lines that cover it
+	16482314794331358441, 408308845170681076,
 }
 
 func TestModel(t *testing.T) {

@@ -719,14 +719,10 @@ func (h *handle) extendsShort(fp string) bool {
 // under a key of its own, so that a restart that finds it again reads
 // only what was written to it since.
 func (f *follower) markDone(h *handle, key string, off int64, emit func(*Line) error) error {
-	head := donePrefix + h.head
-	if !f.t.lastTick.IsZero() {
-		head += " t=" + strconv.FormatInt(f.t.lastTick.UnixNano(), 10)
-	}
 	if !extraKeyOf(f.key, key) {
 		key = f.recordKey(h.dev, h.ino)
 	}
-	p := Position{Key: key, Dev: h.dev, Inode: h.ino, Head: head, Offset: off}
+	p := f.donePos(h, key, off)
 	if err := wrapEmit(emit(&Line{Pos: p, File: h.path, Offset: off, PositionOnly: true})); err != nil {
 		return err
 	}
@@ -822,6 +818,30 @@ func (f *follower) cover(h *handle) {
 	f.covered[[2]uint64{h.dev, h.ino}] = handle{path: h.path, dev: h.dev, ino: h.ino, size: end, mtime: h.mtime, head: h.head}
 }
 
+// withCovered wraps emit so that the line that reads the current file
+// past a copy of its start carries the copy's done record (Extra): saved
+// with the line, never apart from it.
+func (f *follower) withCovered(emit func(*Line) error) func(*Line) error {
+	if len(f.covered) == 0 {
+		return emit
+	}
+	return func(l *Line) error {
+		if l.Extra == nil && !l.PositionOnly && f.cur != nil {
+			for id, h := range f.covered {
+				if l.Pos.Offset < h.size || !headMatches(f.cur.f, f.cur.head) {
+					continue
+				}
+				rec := f.donePos(&h, f.recordKey(h.dev, h.ino), h.size)
+				l.Extra = &rec
+				delete(f.covered, id)
+				f.note(rec)
+				break
+			}
+		}
+		return emit(l)
+	}
+}
+
 // markCovered saves done records for the copies the current file has been
 // read past.
 func (f *follower) markCovered(emit func(*Line) error) error {
@@ -864,6 +884,15 @@ func (f *follower) recordKey(dev, ino uint64) string {
 		}
 	}
 	return f.slot()
+}
+
+// donePos is the done record of a file read to off.
+func (f *follower) donePos(h *handle, key string, off int64) Position {
+	head := donePrefix + h.head
+	if !f.t.lastTick.IsZero() {
+		head += " t=" + strconv.FormatInt(f.t.lastTick.UnixNano(), 10)
+	}
+	return Position{Key: key, Dev: h.dev, Inode: h.ino, Head: head, Offset: off}
 }
 
 // recordOf finds the done record of a file on disk: the same file by
@@ -1129,7 +1158,7 @@ func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) err
 	if err := f.absorb(emit, nil); err != nil {
 		return err
 	}
-	n, err := f.cur.read(f.t.o.MaxLineBytes, false, emit)
+	n, err := f.cur.read(f.t.o.MaxLineBytes, false, f.withCovered(emit))
 	if n > 0 {
 		f.lastRead = now
 	}
@@ -1320,7 +1349,7 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	if err := wrapEmit(emit(l)); err != nil {
 		return err
 	}
-	n, err := f.cur.read(f.t.o.MaxLineBytes, false, emit)
+	n, err := f.cur.read(f.t.o.MaxLineBytes, false, f.withCovered(emit))
 	if n > 0 {
 		f.lastRead = now
 	}
