@@ -4,55 +4,89 @@
 //
 // A position is (path, device, inode, head, offset): the file a path named
 // when the line was read, a fingerprint of its first bytes (inodes get
-// reused), and the offset just after the line. The saved head also holds
-// when it was taken ("t=", the file's mtime) and, for a file shorter than
-// a fingerprint, the fingerprint of the file read before it ("a="); a
-// rotated file read to its end keeps its head behind "done ". Callers
-// persist positions in the same transaction as what the lines produced.
-// The path's own key holds the file it names; the rotated key (path plus
-// RotatedSuffix) holds the previous file while it is read for late lines.
+// reused), and the offset just after the line. Callers persist positions
+// in the same transaction as what the lines produced, in the order they
+// were reported; any prefix of what was reported is a state a restart
+// takes up (so a file found is saved before anything newer is read).
 //
-// On start, per path, what the saved position can match on disk and what
+// The saved head is "n:hex" (the fingerprint of the first n <= HeadBytes
+// bytes) followed by fields: "t=" when it was taken (the file's mtime),
+// "a=" the fingerprint of the file read before it (short heads only), "r="
+// the fingerprint of what was read when the head covers more than that (a
+// copy taken before the head grew is shorter than the head). "done "
+// before it marks a file read to its end; "gone t=.. a=.." a path that
+// named no file; an empty head names nothing (a free key, or a position
+// from a version that did not date them).
+//
+// Every file of a path the Tailer reads is followed on its own, under its
+// own key: the path's key holds the file the path names; the rotated key
+// (path plus RotatedSuffix) the file it named before, read for late lines;
+// ExtraKey(path, n) (n >= 2) the other rotated files still read for late
+// lines, files found beside the path and saved as unread before anything
+// newer is read, and done records of files read to their end that are
+// still on disk (or compressed copies of them). A rotated file is let go
+// only once it has been quiet for RotateWait, never because another one
+// rotated after it.
+//
+// On start, per path, what the saved positions can match on disk and what
 // each match means:
 //
 //	saved (path key)             on disk                               means: read
 //	---------------------------  ------------------------------------  -----------------------------------------
-//	none                         the file                              first start: from 0 (or its end: StartAtEnd)
+//	none                         the file                              first start: from 0 (or its end: StartAtEnd);
+//	                                                                   a restart (other keys saved): from 0, and
+//	                                                                   the siblings written since the last save
+//	                                                                   whole (they passed through a new path)
 //	file F, head H, offset o     same inode, starts with H, size >= o  F itself: resume at o
-//	file F (H empty)             same inode                            nothing was read of F: as truncated
+//	file F (H empty, or o = 0    same inode                            nothing was read of F: as truncated
+//	and H shorter than 64 bytes)                                       (a few bytes start every line)
 //	file F                       same inode, shorter or other head     truncated (copytruncate): the oldest
-//	                                                                   sibling starting with H from o, later
-//	                                                                   siblings whole, then F from 0; a
-//	                                                                   sibling starting with H but shorter
-//	                                                                   than o is a copy taken before o (read):
-//	                                                                   only the siblings after it, whole
+//	                                                                   sibling starting with H (or with "r=",
+//	                                                                   at least o long) from o, later siblings
+//	                                                                   whole, then F from 0; a sibling
+//	                                                                   starting with H but shorter than o is a
+//	                                                                   copy taken before o (read): only the
+//	                                                                   siblings after it, whole
 //	file F                       another inode                         rotated: the oldest sibling that is F
-//	                                                                   or a copy of it (by H: renamed, gzipped,
-//	                                                                   copied) from o, later siblings whole,
-//	                                                                   the newest plain one followed on for
-//	                                                                   late lines, then the path from 0
-//	file F, nothing holds H      (deleted, or H empty)                 every sibling rotated since whole: after
-//	                                                                   the previous file (rotated key, "a=") in
+//	                                                                   or a copy of it (by H or "r=": renamed,
+//	                                                                   gzipped, copied) from o, later siblings
+//	                                                                   whole, the newest plain one followed on
+//	                                                                   for late lines, then the path from 0
+//	file F, nothing holds H      (deleted, H empty, or H a few bytes   every sibling rotated since whole: after
+//	                             of a line, F's inode gone)            the previous file (rotated key, "a=") in
 //	                                                                   logrotate's order and written since "t="
-//	file F, path a symlink       F beside another target               F from o (or followed on), the targets
-//	                                                                   written since "t=" whole, the newest
-//	                                                                   followed on
+//	file F, path a symlink       F beside another target               F from o (or followed on), every other
+//	                                                                   target written since "t=" whole and
+//	                                                                   followed on for late lines
 //	any                          a sibling the path starts with in     copytruncate's copy, the truncate still
 //	                             full (all its bytes)                  to come: nothing (the path, read from
-//	                                                                   0, holds it)
+//	                                                                   0, holds it); a done record once the
+//	                                                                   path is read past it
 //	any, rotated key taken up    the rotated key's file R (by inode)   siblings older than R are older than
 //	                                                                   what the path saved: not read
+//	any                          a sibling a done record names         read before: only what it got since
+//	                                                                   (from the record's offset), never whole
+//	any                          a file an ExtraKey follows            taken up by that key: not read again
 //	"gone t=.. a=.."             whatever the path names               the path was gone: siblings written
 //	                                                                   since "t=" after "a=" whole, the
 //	                                                                   newest followed on, the path from 0
 //	empty head (undated "gone")  whatever the path names               from 0
 //
-//	saved (rotated key)          on disk                               means
-//	---------------------------  ------------------------------------  -----------------------------------------
-//	"done ..."                   -                                     read to its end: nothing to do, but it
+//	saved (rotated key, ExtraKey)  on disk                             means
+//	-----------------------------  ----------------------------------  -----------------------------------------
+//	"done ..." (rotated key)       -                                   read to its end: nothing to do, but it
 //	                                                                   bounds where the path's copies are
-//	file R, head, offset         R by inode and head (or a copy)       plain: read on for late lines from the
-//	                                                                   offset; compressed: from the offset, done
+//	"done H" o (ExtraKey)          the file by inode and H, size o,    read to its end: nothing; not read
+//	                               or a compressed copy of it          whole either
+//	"done H" o (ExtraKey)          the file by inode and H, longer     late lines since: read from o
+//	"done H" (ExtraKey)            neither the file nor a copy         the key is free for another file
+//	file R, head, offset o         R by inode and head, plain          followed from o for late lines
+//	file R, head, offset o         a compressed copy of R (by head)    read from o, then done
+//	file R                         nothing holds it                    done (its writer's lines died with it)
+//	one inode under two keys       -                                   a stop between two saves of a
+//	                                                                   rotation: read once, from the later
+//	                                                                   offset; the other key let go
+//	empty head                     -                                   a free key
 //
 // An empty fingerprint (a file empty when saved) names nothing: its inode
 // is trusted only if the file was born before the position was taken
@@ -60,31 +94,33 @@
 // matched, but used as a bound only when it covers a whole line (a few
 // bytes of a line start many files; a whole log line rarely two).
 //
-// Not decided right yet (the model test's known failing seeds, about 0.4%
-// of its random sequences): a copytruncate copy of a file of which nothing
-// had been read, seen only after that file was deleted (the file is let go
-// while its writer still appends); a copy shorter than the saved
-// fingerprint (read again whole); several symlink swaps between looks or
-// while stopped (a target read twice).
-//
-// While running, the Tailer keeps the file it reads open. When the path
+// While running, the Tailer keeps every file it reads open. When the path
 // starts to name another file (rename+create, delete+recreate, a swapped
 // symlink) the old descriptor is still read: a writer that has not reopened
 // yet (nginx before USR1) keeps appending to it, and those late lines are
-// read for RotateWait after the last one, under the rotated key. A sibling
-// that appears while the path is followed is unread unless its content
-// proves otherwise: a copy of the current file (copytruncate, seen before
-// or after the truncate) is read from the offset read so far, a copy of
-// its new content after a truncation from 0; a file whose start is that of
-// a file accounted for (a rename, or a compressed copy of one) is skipped;
-// at a rotation, a sibling the new file starts with in full is its copy
-// (nothing to read), and siblings older than the rotated file in
-// logrotate's order are copies of its earlier content (read whole, the
-// rotated file still followed); anything else passed through the path
-// between two looks (rotated twice, or created, written and rotated) and
-// is read whole, the newest followed on for late lines. A path that
-// appears after the first Tick (under a glob, or missing at the start)
-// reads whole the siblings written since the look before.
+// read for RotateWait after the last one, under the rotated key (an older
+// one still read moves to an ExtraKey). A sibling that appears while the
+// path is followed is unread unless its content proves otherwise: a copy
+// of the current file (copytruncate, seen before or after the truncate) is
+// read from the offset read so far, a copy of its new content after a
+// truncation from 0, a copy of no more than what was read (maybe still
+// being written) gets a done record and is looked at again when it
+// changes; a file whose start is that of a file accounted for (a rename,
+// or a compressed copy of one) is skipped; at a rotation, a sibling the
+// new file starts with in full is its copy (nothing to read), and siblings
+// older than the rotated file in logrotate's order are copies of its
+// earlier content (read whole, the rotated file still followed); anything
+// else passed through the path between two looks (rotated twice, or
+// created, written and rotated): a plain one is followed from its start
+// for late lines, a compressed one read whole. Files found beside a
+// truncated file are saved as unread before its new content is read. A
+// path that appears after the first Tick (under a glob, or missing at the
+// start) reads whole the siblings written since the first Tick.
+//
+// Not exercised by the model test: inode reuse (the model keeps deleted
+// files' inodes, file systems differ in how soon they reuse them; the
+// Tailer never trusts an inode alone where it matters), and a copy still
+// being written across a restart.
 //
 // Why not github.com/nxadm/tail, which the design first named: its lines
 // carry no file identity and it reopens a renamed or truncated path behind
@@ -204,8 +240,11 @@ type Tailer struct {
 	saved  map[string]Position
 	files  map[string]*follower
 	ticked bool
-	// lastTick is the time of the last Tick.
-	lastTick time.Time
+	// lastTick is the time of the last Tick, firstTick of the first.
+	lastTick, firstTick time.Time
+	// savedAt is the latest time a saved position was taken at (zero
+	// on a first start).
+	savedAt time.Time
 
 	mu     sync.Mutex
 	status map[string]Status
@@ -225,6 +264,9 @@ func New(o Options) *Tailer {
 	t := &Tailer{o: o, log: o.Logger, saved: map[string]Position{}, files: map[string]*follower{}, status: map[string]Status{}}
 	for _, p := range o.Positions {
 		t.saved[p.Key] = p
+		if at := headTime(p.Head); at.After(t.savedAt) {
+			t.savedAt = at
+		}
 	}
 	return t
 }
@@ -234,6 +276,9 @@ func (t *Tailer) Close() {
 	for _, f := range t.files {
 		f.cur.close()
 		f.old.close()
+		for _, x := range f.extra {
+			x.close()
+		}
 	}
 }
 
@@ -263,7 +308,9 @@ func (t *Tailer) Status() []Status {
 func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
 	first := !t.ticked
 	t.ticked = true
-	prev := t.lastTick
+	if first {
+		t.firstTick = now
+	}
 	t.lastTick = now
 	live := map[string]bool{}
 	for _, path := range t.expand() {
@@ -271,7 +318,18 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 		if _, ok := t.files[path]; !ok {
 			f := &follower{t: t, key: path, startAtEnd: first && t.o.StartAtEnd}
 			if !first {
-				f.fresh = prev
+				// New under a glob: what was written beside it since
+				// the patterns were first looked at passed through it
+				// (it may have named a file only between two looks).
+				f.fresh = t.firstTick
+				if _, ok := t.saved[path]; !ok && !t.savedAt.IsZero() {
+					f.fresh = t.savedAt // and since the last save
+				}
+			} else if _, ok := t.saved[path]; !ok {
+				// A restart, and the path has no position: it appeared
+				// since (under a glob) and was not read yet; what was
+				// rotated beside it since the last save passed through it.
+				f.fresh = t.savedAt
 			}
 			t.files[path] = f
 		}
@@ -286,7 +344,7 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 			return nil
 		}
 		f := t.files[p]
-		if !live[p] && f.cur == nil && f.old == nil {
+		if !live[p] && f.cur == nil && f.old == nil && len(f.extra) == 0 {
 			// A globbed file that is gone and fully read.
 			delete(t.files, p)
 			t.mu.Lock()
@@ -298,6 +356,10 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 		err := f.tick(ctx, now, func(l *Line) error {
 			if err := emit(l); err != nil {
 				return err
+			}
+			f.note(l.Pos)
+			if l.Extra != nil {
+				f.note(*l.Extra)
 			}
 			if n++; n%progressEvery == 0 {
 				t.progress(f)
@@ -343,12 +405,15 @@ func (f *follower) status() Status {
 			st.Behind = max(0, st.Size-st.Offset)
 		}
 	}
-	if f.old != nil {
-		if fi, serr := f.old.f.Stat(); serr == nil {
-			st.oldBehind = max(0, fi.Size()-f.old.off)
-			st.Behind += st.oldBehind
+	for _, x := range append([]*file{f.old}, f.extra...) {
+		if x == nil {
+			continue
+		}
+		if fi, serr := x.f.Stat(); serr == nil {
+			st.oldBehind += max(0, fi.Size()-x.off)
 		}
 	}
+	st.Behind += st.oldBehind
 	return st
 }
 
@@ -403,6 +468,18 @@ type follower struct {
 	cur        *file     // the file the path names
 	old        *file     // the file it named before a rotation, read for late lines
 	oldIdle    time.Time
+	// extra are older rotated files still read for late lines (each
+	// under its own key, ExtraKey): a file is let go only once it has
+	// been quiet for RotateWait, never because another one rotated.
+	extra []*file
+	// recs are the positions saved under the path's ExtraKeys: older
+	// rotated files still read, and files read to their end ("done ")
+	// that may still be on disk.
+	recs       map[string]Position
+	grown      []recorded           // files a start found grown since their record
+	pending    map[[2]uint64]string // files saved as unread, by identity: their keys
+	copying    map[[2]uint64]bool   // copies of what was read of the file, maybe still being written
+	covered    map[[2]uint64]handle // copies of the file's start not read past yet
 	lastRead   time.Time
 	lastErr    error
 	lastLogged time.Time
@@ -419,12 +496,16 @@ type follower struct {
 	lastDone string
 	resumed  [2]uint64 // the copy of the rotated file a start read
 	// fresh is, for a path that appeared after the first Tick (a new
-	// file under a glob), the time of the Tick before: its siblings
-	// written since passed through it and are not history.
+	// file under a glob), the time of the first Tick, and for a path
+	// without a position at a restart, the time of the last save: its
+	// siblings written since passed through it and are not history.
 	fresh time.Time
 }
 
 func (f *follower) tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
+	if err := f.readExtra(now, emit); err != nil {
+		return err
+	}
 	if f.old != nil {
 		n, err := f.old.read(f.t.o.MaxLineBytes, false, emit)
 		var stop emitError
@@ -457,6 +538,536 @@ func (f *follower) tick(ctx context.Context, now time.Time, emit func(*Line) err
 		f.backoff, f.retryAt = 0, time.Time{}
 	}
 	return err
+}
+
+// readExtra reads the older rotated files for late lines, and finishes
+// those quiet for RotateWait.
+func (f *follower) readExtra(now time.Time, emit func(*Line) error) error {
+	keep := f.extra[:0]
+	var ferr error
+	for _, x := range f.extra {
+		if ferr != nil {
+			keep = append(keep, x)
+			continue
+		}
+		n, err := x.read(f.t.o.MaxLineBytes, false, emit)
+		var stop emitError
+		switch {
+		case errors.As(err, &stop):
+			ferr = err
+			keep = append(keep, x)
+		case err != nil:
+			f.t.log.Warn("rotated file unreadable; giving it up", "path", x.path, "err", err)
+			x.close()
+		case n > 0:
+			x.idle, f.lastRead = now, now
+			keep = append(keep, x)
+		case now.Sub(x.idle) >= f.t.o.RotateWait:
+			if err := f.finish(x, emit); err != nil {
+				ferr = err
+				keep = append(keep, x)
+			}
+		default:
+			keep = append(keep, x)
+		}
+	}
+	f.extra = keep
+	return ferr
+}
+
+// retire moves the rotated file to the older ones still read for late
+// lines, under a key of its own, so that the rotated key is free for the
+// next one.
+func (f *follower) retire(now time.Time, emit func(*Line) error) error {
+	old := f.old
+	if old == nil {
+		return nil
+	}
+	f.old = nil
+	old.key = f.slot()
+	old.idle = f.oldIdle
+	if old.idle.IsZero() {
+		old.idle = now
+	}
+	f.extra = append(f.extra, old)
+	f.remember(old.head)
+	return wrapEmit(emit(&Line{Pos: old.position(), File: old.path, Offset: old.off, PositionOnly: true}))
+}
+
+// note keeps track of what is saved under the path's ExtraKeys.
+func (f *follower) note(p Position) {
+	if !extraKeyOf(f.key, p.Key) {
+		return
+	}
+	f.loadRecs()
+	f.recs[p.Key] = p
+}
+
+// loadRecs takes the saved ExtraKeys of the path.
+func (f *follower) loadRecs() {
+	if f.recs != nil {
+		return
+	}
+	f.recs = map[string]Position{}
+	for k, p := range f.t.saved {
+		if extraKeyOf(f.key, k) {
+			f.recs[k] = p
+		}
+	}
+}
+
+// slot is a free ExtraKey: none of the files still read uses it, and the
+// file its done record names is no longer among the path's siblings.
+func (f *follower) slot() string {
+	f.loadRecs()
+	used := map[string]bool{}
+	for _, x := range f.extra {
+		used[x.key] = true
+	}
+	for _, k := range f.pending {
+		used[k] = true
+	}
+	var present []*handle
+	defer func() { closeAll(present) }()
+	looked := false
+	for n := 2; ; n++ {
+		k := ExtraKey(f.key, n)
+		if used[k] {
+			continue
+		}
+		r, ok := f.recs[k]
+		if ok && strings.HasPrefix(r.Head, donePrefix) {
+			if !looked {
+				looked = true
+				for _, p := range f.places() {
+					if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+						if h, err := openHandle(p); err == nil {
+							present = append(present, h)
+						}
+					}
+				}
+			}
+			if recordOnDisk(r, present) {
+				continue
+			}
+		}
+		return k
+	}
+}
+
+// places are where the files of the path's records can be: its rotated
+// siblings and, for a symlink into another directory, the files beside
+// its target with the target's extension.
+func (f *follower) places() []string {
+	out := siblings(f.key)
+	real, err := filepath.EvalSymlinks(f.key)
+	if err != nil || filepath.Dir(real) == filepath.Dir(f.key) {
+		return out
+	}
+	ents, err := os.ReadDir(filepath.Dir(real))
+	if err != nil || len(ents) > 5000 {
+		return out
+	}
+	for _, e := range ents {
+		if p := filepath.Join(filepath.Dir(real), e.Name()); e.Type().IsRegular() && filepath.Ext(p) == filepath.Ext(real) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// recordOnDisk reports whether the file a done record names, or a copy of
+// it (compressed), is among hs.
+func recordOnDisk(r Position, hs []*handle) bool {
+	fp := fingerprintOf(r.Head)
+	for _, h := range hs {
+		if h.dev == r.Dev && h.ino == r.Inode {
+			return true
+		}
+		if headKnown(fp) && (distinct(fp) || h.wholeLines(fp)) && h.extendsShort(fp) {
+			return true
+		}
+	}
+	return false
+}
+
+// linesEnd is where the last complete line of a plain file ends (0 when
+// it holds none): a record of it says no more than its lines.
+func (h *handle) linesEnd() int64 {
+	if h.f == nil || h.gz {
+		return 0
+	}
+	buf := make([]byte, 64<<10)
+	for end := h.size; end > 0; {
+		lo := max(0, end-int64(len(buf)))
+		n, _ := h.f.ReadAt(buf[:end-lo], lo)
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return lo + int64(i) + 1
+		}
+		end = lo
+	}
+	return 0
+}
+
+// extendsShort is extends for any non-empty fingerprint.
+func (h *handle) extendsShort(fp string) bool {
+	n, ok := headLen(fp)
+	return ok && n > 0 && n <= len(h.first) && headOf(h.first[:n]) == fingerprintOf(fp)
+}
+
+// markDone saves that a file (a rotated file or a copy) was read to off,
+// under a key of its own, so that a restart that finds it again reads
+// only what was written to it since.
+func (f *follower) markDone(h *handle, key string, off int64, emit func(*Line) error) error {
+	if !extraKeyOf(f.key, key) {
+		key = f.recordKey(h.dev, h.ino)
+	}
+	p := f.donePos(h, key, off)
+	if err := wrapEmit(emit(&Line{Pos: p, File: h.path, Offset: off, PositionOnly: true})); err != nil {
+		return err
+	}
+	f.note(p)
+	return nil
+}
+
+// recorded reports whether h is a file read to its end before (a done
+// record names it); when it has grown since, it is kept to be read on from
+// the record (readRecorded), else closed.
+func (f *follower) recorded(h *handle) bool {
+	r, ok := f.recordOf(h)
+	if !ok {
+		return false
+	}
+	if h.gz || h.size == r.Offset {
+		h.close()
+		return true
+	}
+	f.grown = append(f.grown, recorded{h, r})
+	return true
+}
+
+type recorded struct {
+	h *handle
+	r Position
+}
+
+// readRecorded reads on the files read to their end before that have
+// grown since (late lines), under their records' keys.
+func (f *follower) readRecorded(emit func(*Line) error) error {
+	grown := f.grown
+	f.grown = nil
+	defer func() {
+		for _, g := range grown {
+			g.h.close()
+		}
+	}()
+	for i, g := range grown {
+		grown[i].h = nil
+		f.t.log.Info("a rotated file read before has grown; reading what was added", "path", f.key, "rotated", g.h.path, "offset", g.r.Offset)
+		like := &file{key: g.r.Key, dev: g.r.Dev, ino: g.r.Inode, head: fingerprintOf(g.r.Head), off: g.r.Offset}
+		if err := f.drain(g.h, like, emit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordCopies gives done records, at a start that resumes the path's
+// file, to the siblings that are copies of what was read of it
+// (copytruncate's, its truncate to come), and notes those of more of it:
+// taken for history at this start, a restart after the truncate would read
+// them again.
+func (f *follower) recordCopies(cur *file, emit func(*Line) error) error {
+	for _, p := range siblings(f.key) {
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		h, err := openHandle(p)
+		if err != nil {
+			continue
+		}
+		if _, ok := f.recordOf(h); ok || h.gz || h.size == 0 || !cur.startsWithAll(h) {
+			h.close()
+			continue
+		}
+		if end := h.linesEnd(); end > 0 && h.size <= cur.off {
+			err = f.markDone(h, f.key, end, emit)
+		} else {
+			f.cover(h)
+		}
+		h.close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cover notes a copy of the current file's start (copytruncate's, before
+// its truncate): once the file has been read past it, it gets a done
+// record, so that a restart after the truncate does not read it again.
+func (f *follower) cover(h *handle) {
+	if f.covered == nil {
+		f.covered = map[[2]uint64]handle{}
+	}
+	end := h.linesEnd()
+	if end == 0 {
+		return // a few bytes of a line tell no copy
+	}
+	f.covered[[2]uint64{h.dev, h.ino}] = handle{path: h.path, dev: h.dev, ino: h.ino, size: end, mtime: h.mtime, head: h.head}
+}
+
+// withCovered wraps emit so that the line that reads the current file
+// past a copy of its start carries the copy's done record (Extra): saved
+// with the line, never apart from it.
+func (f *follower) withCovered(emit func(*Line) error) func(*Line) error {
+	if len(f.covered) == 0 {
+		return emit
+	}
+	return func(l *Line) error {
+		if l.Extra == nil && !l.PositionOnly && f.cur != nil {
+			for id, h := range f.covered {
+				if l.Pos.Offset < h.size || !headMatches(f.cur.f, f.cur.head) {
+					continue
+				}
+				rec := f.donePos(&h, f.recordKey(h.dev, h.ino), h.size)
+				l.Extra = &rec
+				delete(f.covered, id)
+				f.note(rec)
+				break
+			}
+		}
+		return emit(l)
+	}
+}
+
+// markCovered saves done records for the copies the current file has been
+// read past.
+func (f *follower) markCovered(emit func(*Line) error) error {
+	for id, h := range f.covered {
+		if f.cur == nil || f.cur.off < h.size || !headMatches(f.cur.f, f.cur.head) {
+			continue // (not read past, or truncated since: not yet known)
+		}
+		delete(f.covered, id)
+		if !headMatches(f.cur.f, h.head) {
+			continue // truncated meanwhile: the truncation handled it
+		}
+		if err := f.markDone(&h, f.key, h.size, emit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// claimed reports whether a file on disk is taken up by a key already:
+// followed, or named by a done record.
+func (f *follower) claimed(h *handle) bool {
+	if f.follows(h.dev, h.ino) {
+		return true
+	}
+	_, ok := f.recordOf(h)
+	return ok
+}
+
+// recordKey is the key of the done record of a file, or a free one.
+func (f *follower) recordKey(dev, ino uint64) string {
+	f.loadRecs()
+	keys := make([]string, 0, len(f.recs))
+	for k := range f.recs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if r := f.recs[k]; strings.HasPrefix(r.Head, donePrefix) && r.Dev == dev && r.Inode == ino {
+			return k
+		}
+	}
+	return f.slot()
+}
+
+// donePos is the done record of a file read to off.
+func (f *follower) donePos(h *handle, key string, off int64) Position {
+	head := donePrefix + h.head
+	if !f.t.lastTick.IsZero() {
+		head += " t=" + strconv.FormatInt(f.t.lastTick.UnixNano(), 10)
+	}
+	return Position{Key: key, Dev: h.dev, Inode: h.ino, Head: head, Offset: off}
+}
+
+// recordOf finds the done record of a file on disk: the same file by
+// inode and head (an empty file only when it was born before the record),
+// at least as long as what was read.
+func (f *follower) recordOf(h *handle) (Position, bool) {
+	f.loadRecs()
+	keys := make([]string, 0, len(f.recs))
+	for k := range f.recs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		r := f.recs[k]
+		if !strings.HasPrefix(r.Head, donePrefix) {
+			continue
+		}
+		fp := fingerprintOf(r.Head)
+		if !h.startsWith(fp) || (!h.gz && h.size < r.Offset) {
+			continue
+		}
+		if h.dev == r.Dev && h.ino == r.Inode {
+			if !headKnown(fp) && h.bornAfter(headTime(r.Head)) {
+				continue
+			}
+			return r, true
+		}
+		// A copy of it (compressed, or copied whole): by content, when
+		// the fingerprint tells a file.
+		if headKnown(fp) && (distinct(fp) || h.wholeLines(fp)) {
+			if !h.gz && h.size > r.Offset && f.present(r.Dev, r.Inode) {
+				// The file itself is there too: it holds what the
+				// copy has more.
+				r.Offset = h.size
+			}
+			return r, true
+		}
+	}
+	return Position{}, false
+}
+
+// present reports whether a file with this identity is among the path's
+// candidates.
+func (f *follower) present(dev, ino uint64) bool {
+	for _, p := range f.places() {
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+			if d, i := devIno(fi); d == dev && i == ino {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// pend saves a file found beside the path as unread, under a key of its
+// own, before anything newer is read: a restart then reads it from the
+// start (or from where it got), whatever the positions saved after say.
+func (f *follower) pend(h *handle, emit func(*Line) error) error {
+	id := [2]uint64{h.dev, h.ino}
+	if _, ok := f.pending[id]; ok {
+		return nil
+	}
+	if f.pending == nil {
+		f.pending = map[[2]uint64]string{}
+	}
+	key := f.slot()
+	f.pending[id] = key
+	head := h.head + " t=" + strconv.FormatInt(h.mtime.UnixNano(), 10)
+	return wrapEmit(emit(&Line{Pos: Position{Key: key, Dev: h.dev, Inode: h.ino, Head: head}, File: h.path, PositionOnly: true}))
+}
+
+// unpend returns the key a file was saved under as unread ("" when it
+// was not), forgetting it.
+func (f *follower) unpend(h *handle) string {
+	id := [2]uint64{h.dev, h.ino}
+	key := f.pending[id]
+	delete(f.pending, id)
+	return key
+}
+
+// dropPending lets go of the key of a file saved as unread that turns out
+// to need no reading.
+func (f *follower) dropPending(h *handle, emit func(*Line) error) error {
+	if key := f.unpend(h); key != "" {
+		return wrapEmit(emit(&Line{Pos: Position{Key: key}, File: h.path, PositionOnly: true}))
+	}
+	return nil
+}
+
+// follow reads a plain rotated file from its start and follows it on for
+// late lines, under a key of its own, until it is quiet for RotateWait.
+// It takes h over.
+func (f *follower) follow(h *handle, emit func(*Line) error) error {
+	return f.followFrom(h, 0, emit)
+}
+
+// followFrom is follow from an offset.
+func (f *follower) followFrom(h *handle, off int64, emit func(*Line) error) error {
+	key := f.unpend(h)
+	if key == "" {
+		key = f.slot()
+	}
+	x, err := newFile(key, h.path, h.f, off)
+	if err != nil {
+		h.close()
+		return err
+	}
+	h.f = nil
+	x.idle = f.t.lastTick
+	f.extra = append(f.extra, x)
+	if err := wrapEmit(emit(&Line{Pos: x.position(), File: x.path, PositionOnly: true})); err != nil {
+		return err
+	}
+	if _, err := x.read(f.t.o.MaxLineBytes, false, emit); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ExtraKey is the position key of the n-th (n >= 2) rotated file of path
+// still read for late lines.
+func ExtraKey(path string, n int) string {
+	return path + " (rotated " + strconv.Itoa(n) + ")"
+}
+
+// extraKeyOf reports whether key is an ExtraKey of path.
+func extraKeyOf(path, key string) bool {
+	rest, ok := strings.CutPrefix(key, path+" (rotated ")
+	if !ok || !strings.HasSuffix(rest, ")") {
+		return false
+	}
+	n, err := strconv.Atoi(strings.TrimSuffix(rest, ")"))
+	return err == nil && n >= 2
+}
+
+// follows reports whether the file is one still read for late lines.
+func (f *follower) follows(dev, ino uint64) bool {
+	if f.old.is(dev, ino) {
+		return true
+	}
+	for _, x := range f.extra {
+		if x.is(dev, ino) {
+			return true
+		}
+	}
+	return false
+}
+
+// copiedFrom reports whether h holds the content of a file still read
+// for late lines (a compressed copy).
+func (f *follower) copiedFrom(h *handle) bool {
+	if f.old.copiedTo(h) {
+		return true
+	}
+	for _, x := range f.extra {
+		if x.copiedTo(h) {
+			return true
+		}
+	}
+	return false
+}
+
+// finish reads what is left of a rotated file, a last partial line
+// included, and marks its position done.
+func (f *follower) finish(old *file, emit func(*Line) error) error {
+	// A last line without its newline stays unread: the done record
+	// says where the lines end, so a restart that finds the file grown
+	// (its writer finished the line) reads the line whole, once.
+	if _, err := old.read(f.t.o.MaxLineBytes, false, emit); err != nil {
+		return err
+	}
+	old.close()
+	f.remember(old.head)
+	done := Position{Key: old.key, Dev: old.dev, Inode: old.ino, Head: donePrefix + old.head, Offset: old.off}
+	return wrapEmit(emit(&Line{Pos: done, File: old.path, Offset: old.off, PositionOnly: true}))
 }
 
 // finishOld reads what is left of the rotated file, a last partial line
@@ -503,7 +1114,7 @@ func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) err
 	}
 	if f.cur == nil {
 		nf, err := openFile(f.key, f.key, 0)
-		if errors.Is(err, fs.ErrNotExist) && f.old != nil {
+		if errors.Is(err, fs.ErrNotExist) && (f.old != nil || len(f.extra) > 0) {
 			return nil // moved away; its writer has not reopened it yet
 		}
 		if err != nil {
@@ -547,11 +1158,14 @@ func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) err
 	if err := f.absorb(emit, nil); err != nil {
 		return err
 	}
-	n, err := f.cur.read(f.t.o.MaxLineBytes, false, emit)
+	n, err := f.cur.read(f.t.o.MaxLineBytes, false, f.withCovered(emit))
 	if n > 0 {
 		f.lastRead = now
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return f.markCovered(emit)
 }
 
 // gone finishes a file whose path has been gone for RotateWait: whatever
@@ -609,7 +1223,7 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 		return err
 	}
 	if f.old != nil {
-		if err := f.finishOld(emit); err != nil {
+		if err := f.retire(now, emit); err != nil {
 			nf.close()
 			return err
 		}
@@ -629,17 +1243,34 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	var hs, earlier []*handle
 	more := append(f.newSiblings(), f.newNeighbours()...)
 	more, passed = append(passed, more...), nil
+	defer func() {
+		// (those not taken, when the caller stops it half way)
+		closeAll(more)
+		closeAll(hs)
+		closeAll(earlier)
+	}()
 	order := rotationOrder(f.key)
 	oldAt, oldIn := order[f.old.path]
-	for _, h := range more {
-		if f.old.is(h.dev, h.ino) || f.old.copiedTo(h) || (h.gz && !headKnown(h.head)) {
-			h.close() // the old file itself, renamed or compressed; nothing
+	for i, h := range more {
+		more[i] = nil
+		if f.follows(h.dev, h.ino) || f.copiedFrom(h) || (h.gz && !headKnown(h.head)) {
+			// the old file itself, renamed or compressed; nothing
+			err := f.dropPending(h, emit)
+			h.close()
+			if err != nil {
+				return err
+			}
 			continue
 		}
 		if f.cur.startsWithAll(h) {
 			// copytruncate's copy of the new file, not truncated yet:
 			// the new file, read from 0, holds all of it.
+			f.cover(h)
+			err := f.dropPending(h, emit)
 			h.close()
+			if err != nil {
+				return err
+			}
 			continue
 		}
 		if at, ok := order[h.path]; oldIn && ok && at < oldAt {
@@ -652,13 +1283,13 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 		}
 		hs = append(hs, h)
 	}
-	defer closeAll(hs)
-	defer closeAll(earlier)
 	for i, h := range earlier {
 		earlier[i] = nil
 		f.t.log.Info("a copy of the rotated file was made between two looks; reading it whole", "path", f.key, "copy", h.path)
 		like := &file{key: f.key, dev: h.dev, ino: h.ino, mtime: h.mtime, head: h.head}
-		if err := wrapEmit(emit(&Line{Pos: like.position(), File: h.path, PositionOnly: true})); err != nil {
+		if k := f.unpend(h); k != "" {
+			like.key = k
+		} else if err := wrapEmit(emit(&Line{Pos: like.position(), File: h.path, PositionOnly: true})); err != nil {
 			h.close()
 			return err
 		}
@@ -670,13 +1301,20 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 		// The newest of them is the one a writer that has not reopened
 		// yet still writes to: it is followed for late lines, and the
 		// file read so far is done.
-		if err := f.finishOld(emit); err != nil {
+		if err := f.retire(now, emit); err != nil {
 			return err
 		}
 	}
 	for i, h := range hs {
 		hs[i] = nil
 		f.t.log.Info("a file was rotated through the path between two looks; reading it", "path", f.key, "rotated", h.path)
+		if i == len(hs)-1 && !h.gz && f.pending[[2]uint64{h.dev, h.ino}] != "" {
+			// Saved as unread already: followed under that key.
+			if err := f.follow(h, emit); err != nil {
+				return err
+			}
+			break
+		}
 		if i == len(hs)-1 && !h.gz {
 			of, err := newFile(f.key+RotatedSuffix, h.path, h.f, 0)
 			if err != nil {
@@ -687,7 +1325,9 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 			break
 		}
 		like := &file{key: f.key, dev: h.dev, ino: h.ino, mtime: h.mtime, head: h.head}
-		if err := wrapEmit(emit(&Line{Pos: like.position(), File: h.path, PositionOnly: true})); err != nil {
+		if k := f.unpend(h); k != "" {
+			like.key = k
+		} else if err := wrapEmit(emit(&Line{Pos: like.position(), File: h.path, PositionOnly: true})); err != nil {
 			h.close()
 			return err
 		}
@@ -709,11 +1349,14 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	if err := wrapEmit(emit(l)); err != nil {
 		return err
 	}
-	n, err := f.cur.read(f.t.o.MaxLineBytes, false, emit)
+	n, err := f.cur.read(f.t.o.MaxLineBytes, false, f.withCovered(emit))
 	if n > 0 {
 		f.lastRead = now
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return f.markCovered(emit)
 }
 
 // truncate handles copytruncate: lines written between the last read and
@@ -756,16 +1399,53 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 		return nil
 	}
 	cur := f.cur
+	changed := false
 	for i, h := range hs {
 		hs[i] = nil
-		if f.old.is(h.dev, h.ino) || f.old.copiedTo(h) {
+		if f.follows(h.dev, h.ino) || f.copiedFrom(h) {
 			h.close()
+			continue
+		}
+		id := [2]uint64{h.dev, h.ino}
+		delete(f.copying, id)
+		if !h.gz && h.size == 0 {
+			// An empty file says nothing yet (copytruncate's copy may
+			// be about to be written): looked at again when it changes.
+			if f.copying == nil {
+				f.copying = map[[2]uint64]bool{}
+			}
+			f.copying[id] = true
+			h.close()
+			continue
+		}
+		if !h.gz && h.size <= cur.off && headMatches(cur.f, cur.head) && cur.startsWithAll(h) {
+			// (what was read is still the file's start: not truncated
+			// and written again since, when its copy would be unread)
+			// A copy of what was read of the file, maybe still being
+			// written (copytruncate's copy, its truncate to come):
+			// nothing to read yet; looked at again when it changes.
+			if f.copying == nil {
+				f.copying = map[[2]uint64]bool{}
+			}
+			f.copying[id] = true
+			// Saved as read, so that a restart does not take it for
+			// a file that passed through the path.
+			var err error
+			if end := h.linesEnd(); end > 0 {
+				err = f.markDone(h, f.key, end, emit)
+			}
+			h.close()
+			if err != nil {
+				return err
+			}
 			continue
 		}
 		// A copy of the file: its start is what was read (a short
 		// fingerprint proves little), or the file still starts with
 		// the copy's content (copied, not truncated yet).
-		wholeHead := distinct(h.head) || int64(len(h.first)) == h.size
+		wholeHead := distinct(h.head) || int64(len(h.first)) == h.size || (h.gz && len(h.first) < HeadBytes)
+		// (and a few bytes of a line tell no file: every line starts so)
+		wholeHead = wholeHead && (distinct(h.head) || h.wholeLines(h.head))
 		// The file no longer holds what was read (truncated, and
 		// written again): a copy of its new content is unread.
 		stale := headKnown(cur.head) && !headMatches(cur.f, cur.head)
@@ -802,21 +1482,38 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 				return err
 			}
 		} else if rest != nil {
+			// Left to the caller, which reads the file's new content
+			// first: saved as found (unread) before that.
+			if err := f.pend(h, emit); err != nil {
+				h.close()
+				return err
+			}
 			*rest = append(*rest, h)
 			continue
 		} else {
 			f.t.log.Info("a file was rotated beside the path between two looks; reading it whole", "path", f.key, "rotated", h.path)
+			if !h.gz {
+				// Its writer may not have reopened yet: followed.
+				if err := f.follow(h, emit); err != nil {
+					return err
+				}
+				continue
+			}
 			like := &file{key: f.key, dev: cur.dev, ino: cur.ino, mtime: h.mtime, head: h.head}
 			if err := f.drain(h, like, emit); err != nil {
 				return err
 			}
 		}
-		cur.after = f.lastDone
-		if err := wrapEmit(emit(&Line{Pos: cur.position(), File: cur.path, Offset: cur.off, PositionOnly: true})); err != nil {
-			return err
-		}
+		changed = true
 	}
-	return nil
+	if !changed {
+		return nil
+	}
+	// The file's own position once every file found was taken up (a
+	// position of the file's new content saved before a file found
+	// beside it is would date that file as read).
+	cur.after = f.lastDone
+	return wrapEmit(emit(&Line{Pos: cur.position(), File: cur.path, Offset: cur.off, PositionOnly: true}))
 }
 
 // newSiblings opens the rotated siblings of the path that were not there
@@ -860,7 +1557,7 @@ func (f *follower) newSiblings() []*handle {
 			now[id] = sibling{head: h.head, size: h.size, mtime: h.mtime}
 			// The same file, grown or renamed, or one whose content is
 			// accounted for; an inode may have been freed and reused.
-			if first || (ok && h.extends(seen.head)) || f.isKnown(h) || f.cur.is(h.dev, h.ino) {
+			if first || (!f.copying[id] && ((ok && h.extends(seen.head)) || f.isKnown(h))) || f.cur.is(h.dev, h.ino) || f.follows(h.dev, h.ino) {
 				f.known[h.head] = true
 				h.close()
 				continue
@@ -918,7 +1615,7 @@ func (f *follower) newNeighbours() []*handle {
 		dev, ino := devIno(fi)
 		id := [2]uint64{dev, ino}
 		now[id] = true
-		if first || f.neigh[id] || f.cur.is(dev, ino) || f.old.is(dev, ino) {
+		if first || f.neigh[id] || f.cur.is(dev, ino) || f.follows(dev, ino) {
 			continue
 		}
 		h, err := openHandle(p)
@@ -992,16 +1689,17 @@ func (f *follower) drain(h *handle, like *file, emit func(*Line) error) error {
 	}
 	f.t.log.Info("reading rotated file from the saved offset", "path", h.path, "offset", like.off)
 	lr := ingest.NewLineReader(r, like.off, f.t.o.MaxLineBytes)
+	read := like.off
 	for {
 		line, off, err := lr.Next()
 		if errors.Is(err, io.EOF) {
-			return nil
+			return f.markDone(h, like.key, read, emit)
 		}
 		if err == nil && !h.gz && lr.Offset()-off == int64(len(line)) {
 			// A last line without its newline in a plain file: its
 			// writer may not be done with it (a file a restart follows
 			// on, or the half a copytruncate split off).
-			return nil
+			return f.markDone(h, like.key, read, emit)
 		}
 		l := &Line{File: h.path, Offset: off}
 		switch {
@@ -1013,6 +1711,7 @@ func (f *follower) drain(h *handle, like *file, emit func(*Line) error) error {
 			l.Text = line
 		}
 		like.off = lr.Offset()
+		read = like.off
 		l.Pos = like.position()
 		if err := wrapEmit(emit(l)); err != nil {
 			return err
@@ -1043,9 +1742,60 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 		cur.close()
 		f.old.close()
 		f.old = nil
+		for _, x := range f.extra {
+			x.close()
+		}
+		f.extra = nil
 		return err
 	}
-	if old, ok := f.t.saved[f.key+RotatedSuffix]; ok && old.Head != "" && !strings.HasPrefix(old.Head, donePrefix) {
+	old, ok := f.t.saved[f.key+RotatedSuffix]
+	ok = ok && old.Head != "" && !strings.HasPrefix(old.Head, donePrefix)
+	var extra []Position
+	for k, x := range f.t.saved {
+		if extraKeyOf(f.key, k) && x.Head != "" && !strings.HasPrefix(x.Head, donePrefix) {
+			extra = append(extra, x)
+		}
+	}
+	sort.Slice(extra, func(i, j int) bool { return extra[i].Key < extra[j].Key })
+	// One file saved under two keys (a stop between the saves of a
+	// rotation, or a file taken up again): read once, from the later
+	// offset; the other key is let go.
+	kept := map[[2]uint64]int{}
+	drop := map[int]bool{}
+	for i, x := range extra {
+		id := [2]uint64{x.Dev, x.Inode}
+		if j, seen := kept[id]; seen && x.Inode != 0 {
+			if extra[j].Offset >= x.Offset {
+				drop[i] = true
+				continue
+			}
+			drop[j] = true
+		}
+		kept[id] = i
+	}
+	if j, seen := kept[[2]uint64{old.Dev, old.Inode}]; ok && seen && old.Inode != 0 {
+		if old.Offset >= extra[j].Offset {
+			drop[j] = true
+		} else {
+			done := Position{Key: old.Key, Dev: old.Dev, Inode: old.Inode, Head: donePrefix + fingerprintOf(old.Head), Offset: old.Offset}
+			if err := wrapEmit(emit(&Line{Pos: done, File: f.key, PositionOnly: true})); err != nil {
+				return fail(err)
+			}
+			ok = false
+		}
+	}
+	for i, x := range extra {
+		if drop[i] {
+			if err := wrapEmit(emit(&Line{Pos: Position{Key: x.Key}, File: f.key, PositionOnly: true})); err != nil {
+				return fail(err)
+			}
+			continue
+		}
+		if err := f.resumeExtra(x, cur, now, emit); err != nil {
+			return fail(err)
+		}
+	}
+	if ok {
 		if err := f.resume(old, cur, now, emit); err != nil {
 			return fail(err)
 		}
@@ -1064,8 +1814,14 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 			cur.off = cur.size
 			cur.seekLineStart()
 		}
-	case saved.Dev == cur.dev && saved.Inode == cur.ino && headMatches(cur.f, saved.Head) && cur.size >= saved.Offset && headKnown(saved.Head):
+	case saved.Dev == cur.dev && saved.Inode == cur.ino && headMatches(cur.f, saved.Head) && cur.size >= saved.Offset && headKnown(saved.Head) &&
+		(saved.Offset > 0 || distinct(saved.Head)):
+		// (nothing read, and a few bytes that every line starts with:
+		// the file may have been truncated and written again, as below)
 		cur.off = saved.Offset // resume
+		if err := f.recordCopies(cur, emit); err != nil {
+			return fail(err)
+		}
 	case saved.Dev == cur.dev && saved.Inode == cur.ino:
 		// Truncated (or rewritten) while down: the copy holds the rest,
 		// and copies made after it are read whole.
@@ -1089,7 +1845,7 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 			return fail(err)
 		}
 	}
-	if cur == nil && f.old == nil {
+	if cur == nil && f.old == nil && len(f.extra) == 0 {
 		if ok && saved.Head != "" {
 			// Drained what was saved; the path starts afresh.
 			if err := emit(&Line{Pos: f.gonePos(now), File: f.key, PositionOnly: true}); err != nil {
@@ -1131,9 +1887,44 @@ func (t *Tailer) remember(emit func(*Line) error) func(*Line) error {
 	}
 }
 
+// resumeExtra takes up an older rotated file that was still being read
+// for late lines: followed on when it is there, a copy of it drained.
+func (f *follower) resumeExtra(x Position, cur *file, now time.Time, emit func(*Line) error) error {
+	for _, y := range f.extra {
+		if y.key == x.Key {
+			return nil // taken up by a start tried before
+		}
+	}
+	h := findFile(f.key, x, cur, Position{}, f.t.files, f.claimed)
+	done := Position{Key: x.Key, Dev: x.Dev, Inode: x.Inode, Head: donePrefix + fingerprintOf(x.Head), Offset: x.Offset}
+	if h == nil {
+		return wrapEmit(emit(&Line{Pos: done, File: f.key, PositionOnly: true}))
+	}
+	if h.dev == x.Dev && h.ino == x.Inode && !h.gz {
+		of, err := newFile(x.Key, h.path, h.f, x.Offset)
+		if err != nil {
+			return err
+		}
+		of.idle = now
+		f.extra = append(f.extra, of)
+		return nil
+	}
+	like := &file{key: x.Key, dev: x.Dev, ino: x.Inode, head: fingerprintOf(x.Head), off: x.Offset}
+	path := h.path
+	if err := f.drain(h, like, emit); err != nil {
+		return err
+	}
+	if r := f.recs[x.Key]; strings.HasPrefix(r.Head, donePrefix) && r.Inode != x.Inode {
+		// The copy read is the record now (it is what is on disk).
+		return nil
+	}
+	done.Offset = like.off
+	return wrapEmit(emit(&Line{Pos: done, File: path, PositionOnly: true}))
+}
+
 // resume takes up a rotated file that was still being read for late lines.
 func (f *follower) resume(old Position, cur *file, now time.Time, emit func(*Line) error) error {
-	h := findFile(f.key, old, cur, Position{}, f.t.files)
+	h := findFile(f.key, old, cur, Position{}, f.t.files, f.claimed)
 	// Done, the identity kept: the path's saved file was rotated after it.
 	done := Position{Key: old.Key, Dev: old.Dev, Inode: old.Inode, Head: donePrefix + fingerprintOf(old.Head), Offset: old.Offset}
 	if h == nil {
@@ -1169,6 +1960,9 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	hs, neigh := f.rotatedSince(saved, f.t.saved[f.key+RotatedSuffix], cur)
 	defer closeAll(hs)
 	defer closeAll(neigh)
+	if err := f.readRecorded(emit); err != nil {
+		return err
+	}
 	if cur.is(saved.Dev, saved.Inode) {
 		// The link still names the saved file: no other target is due.
 		closeAll(neigh)
@@ -1179,8 +1973,19 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	}
 	anchor, bound := -1, -1
 	if headKnown(saved.Head) {
+		read := headField(saved.Head, "r")
 		for i, h := range hs {
+			if !distinct(saved.Head) && !h.wholeLines(saved.Head) && !(h.dev == saved.Dev && h.ino == saved.Inode) {
+				// A few bytes of a line (nothing read, or only a last
+				// partial line): they tell no file but the same inode
+				// (every sibling since is read whole).
+				continue
+			}
 			if !h.startsWith(saved.Head) {
+				if read != "" && h.startsWith(read) && (h.gz || h.size >= saved.Offset) {
+					anchor = i // a copy taken before the head grew
+					break
+				}
 				continue
 			}
 			if h.gz || h.size >= saved.Offset {
@@ -1199,7 +2004,7 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	} else if anchor < 0 && headKnown(saved.Head) && len(neigh) == 0 && headTime(saved.Head).IsZero() {
 		// A symlink's old target, beside the new one (an undated
 		// position)?
-		if h := findFile(f.key, saved, cur, Position{}, f.t.files); h != nil {
+		if h := findFile(f.key, saved, cur, Position{}, f.t.files, f.claimed); h != nil {
 			if h.dev == saved.Dev && h.ino == saved.Inode && !h.gz && f.old == nil {
 				of, err := newFile(f.key+RotatedSuffix, h.path, h.f, saved.Offset)
 				if err != nil {
@@ -1227,8 +2032,13 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	} else {
 		f.t.log.Info("log rotated while stopped; reading the rotated file from the saved offset", "path", f.key, "rotated", hs[anchor].path)
 		h := hs[anchor]
-		if anchor == len(hs)-1 && f.old == nil && h.dev == saved.Dev && h.ino == saved.Inode && !h.gz {
-			// The newest rotated file may still get late lines: follow it.
+		if anchor == len(hs)-1 && h.dev == saved.Dev && h.ino == saved.Inode && !h.gz {
+			// The newest rotated file may still get late lines: follow
+			// it (an older one taken up from the rotated key is still
+			// followed, under a key of its own).
+			if err := f.retire(now, emit); err != nil {
+				return err
+			}
 			of, err := newFile(f.key+RotatedSuffix, h.path, h.f, saved.Offset)
 			if err != nil {
 				return err
@@ -1265,7 +2075,7 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 			// it (start saves its position with the path's), and finish
 			// an older one taken up from the rotated key.
 			if f.old != nil {
-				if err := f.finishOld(emit); err != nil {
+				if err := f.retire(now, emit); err != nil {
 					n.close()
 					return err
 				}
@@ -1321,11 +2131,20 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 				// key by its identity: what is older is older than it.
 				closeAll(out)
 				out = nil
-			case cur.is(h.dev, h.ino), prevSame != "" && h.head == prevSame:
-				// (the rotated file taken up already, or a copy of it)
+			case f.follows(h.dev, h.ino):
+				// (an older rotated file taken up already by its own key)
+			case !(h.dev == saved.Dev && h.ino == saved.Inode) && !(headKnown(saved.Head) && h.startsWith(saved.Head)) && f.recorded(h):
+				// (read to its end before, and its own record says so:
+				// only what was written to it since is read, from its
+				// record)
+				continue
+			case cur.is(h.dev, h.ino), prevSame != "" && h.head == prevSame, f.follows(h.dev, h.ino), f.copiedFrom(h):
+				// (the rotated file taken up already, or a copy of it; an
+				// older one still read for late lines)
 			case cur != nil && cur.startsWithAll(h):
 				// (copytruncate's copy of the live file, not truncated
 				// yet: the live file, read from 0, holds all of it)
+				f.cover(h)
 			case (prevFP != "" && h.startsWith(prevFP)) || (afterFP != "" && h.startsWith(afterFP) && (distinct(afterFP) || h.wholeLines(afterFP))):
 				// (an empty file's fingerprint bounds nothing, and its
 				// inode may since belong to another file)
@@ -1371,9 +2190,12 @@ func (f *follower) targetsSince(saved, prev Position, cur *file) []*handle {
 			continue
 		}
 		isSaved := h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head)
+		if !isSaved && !f.follows(h.dev, h.ino) && f.recorded(h) {
+			continue // read to its end before; on from its record if grown
+		}
 		// (the target read before the saved one, by its content)
 		before := !isSaved && afterFP != "" && h.startsWith(afterFP) && (distinct(afterFP) || h.wholeLines(afterFP))
-		if before || cur.is(h.dev, h.ino) || f.old.is(h.dev, h.ino) || (!isSaved && h.dev == prev.Dev && h.ino == prev.Inode) || (!isSaved && h.mtime.Before(since)) {
+		if before || cur.is(h.dev, h.ino) || f.follows(h.dev, h.ino) || (!isSaved && h.dev == prev.Dev && h.ino == prev.Inode) || (!isSaved && h.mtime.Before(since)) {
 			h.close()
 			continue
 		}
@@ -1408,7 +2230,7 @@ func (f *follower) catchUpTargets(saved Position, hs []*handle, now time.Time, e
 		}
 		if i == len(hs)-1 && !h.gz {
 			if f.old != nil {
-				if err := f.finishOld(emit); err != nil {
+				if err := f.retire(now, emit); err != nil {
 					h.close()
 					return err
 				}
@@ -1425,6 +2247,14 @@ func (f *follower) catchUpTargets(saved Position, hs []*handle, now time.Time, e
 			dated = h.mtime
 		}
 		like.mtime = dated
+		if !h.gz {
+			// A writer may still write to any of them (the link was
+			// swapped before it reopened): followed, under its own key.
+			if err := f.followFrom(h, like.off, emit); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := f.drain(h, like, emit); err != nil {
 			return err
 		}
@@ -1443,7 +2273,8 @@ type file struct {
 	head      string
 	after     string // fingerprint of the file read before this one
 	off       int64
-	skipping  bool // inside a line longer than the limit
+	idle      time.Time // when a rotated file last gave a line
+	skipping  bool      // inside a line longer than the limit
 	skipStart int64
 	buf       []byte
 }
@@ -1537,6 +2368,15 @@ func (x *file) position() Position {
 		// and the file read before it bounds where its copies are.
 		head += " a=" + x.after
 	}
+	if n, _ := headLen(x.head); x.f != nil && x.off > 0 && x.off < int64(n) {
+		// The fingerprint of what was read, when the head covers more:
+		// a copy taken before the head grew is shorter than the head
+		// but holds all that was read.
+		buf := make([]byte, x.off)
+		if got, _ := x.f.ReadAt(buf, 0); int64(got) == x.off {
+			head += " r=" + headOf(buf)
+		}
+	}
 	return Position{Key: x.key, Dev: x.dev, Inode: x.ino, Head: head, Offset: x.off}
 }
 
@@ -1559,7 +2399,11 @@ func headKnown(head string) bool {
 
 // headField is a "k=v" field of a saved head.
 func headField(head, k string) string {
-	for _, f := range strings.Fields(strings.TrimPrefix(head, donePrefix))[1:] {
+	fs := strings.Fields(strings.TrimPrefix(head, donePrefix))
+	if len(fs) == 0 {
+		return ""
+	}
+	for _, f := range fs[1:] {
 		if v, ok := strings.CutPrefix(f, k+"="); ok {
 			return v
 		}
@@ -1929,7 +2773,7 @@ func (h *handle) close() {
 // saved under the rotated key). cur (the file the path names now) is never
 // it. A short head matches many files: it is only matched among the
 // path's own siblings, and not by files last written before it was taken.
-func findFile(path string, saved Position, cur *file, prev Position, followed map[string]*follower) *handle {
+func findFile(path string, saved Position, cur *file, prev Position, followed map[string]*follower, claimed func(*handle) bool) *handle {
 	var copies []*handle
 	defer func() { closeAll(copies) }()
 	n, _ := headLen(saved.Head)
@@ -1960,6 +2804,8 @@ func findFile(path string, saved Position, cur *file, prev Position, followed ma
 		}
 		switch {
 		case cur.is(h.dev, h.ino):
+		case claimed != nil && claimed(h):
+			// (taken up by another key: a file is one key's to read)
 		case h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head) &&
 			(headKnown(saved.Head) || since.IsZero() || !h.bornAfter(since)):
 			// (an empty file's fingerprint proves nothing, and its inode
@@ -1971,7 +2817,9 @@ func findFile(path string, saved Position, cur *file, prev Position, followed ma
 			closeAll(copies)
 			copies = nil
 		case weak && (!sibs[p] || (!since.IsZero() && h.mtime.Before(since))):
-		case (h.gz || h.size >= saved.Offset) && h.startsWith(saved.Head):
+		case (h.gz || h.size >= saved.Offset) && h.startsWith(saved.Head) && (distinct(saved.Head) || h.wholeLines(saved.Head)):
+			// (a copy by content, when the fingerprint tells a file: a
+			// few bytes of a line start many)
 			copies = append(copies, h)
 			continue
 		}

@@ -2,10 +2,14 @@ package tail_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -313,4 +317,156 @@ func (k *ticker) restart(t *testing.T, while func()) {
 	}
 	k.tl = tail.New(tail.Options{Patterns: []string{k.path}, Positions: pos})
 	k.tick(t)
+}
+
+// TestPositionsSavedBeforeExtraKeys: positions as the version before
+// ExtraKeys (and older ones) saved them are still taken up: the path's key,
+// the rotated key (being read, or "done"), "gone", and an undated empty
+// head. The format is spelled out here on purpose: it is in users'
+// databases.
+func TestPositionsSavedBeforeExtraKeys(t *testing.T) {
+	fp := func(b []byte) string {
+		if len(b) > tail.HeadBytes {
+			b = b[:tail.HeadBytes]
+		}
+		sum := sha256.Sum256(b)
+		return fmt.Sprintf("%d:%s", len(b), hex.EncodeToString(sum[:8]))
+	}
+	ident := func(t *testing.T, path string) (uint64, uint64, time.Time) {
+		t.Helper()
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		return uint64(st.Dev), st.Ino, fi.ModTime()
+	}
+	pos := func(t *testing.T, key, path, read string) tail.Position {
+		t.Helper()
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev, ino, mtime := ident(t, path)
+		return tail.Position{Key: key, Dev: dev, Inode: ino, Head: fmt.Sprintf("%s t=%d", fp(data), mtime.UnixNano()), Offset: int64(len(read))}
+	}
+	for _, tc := range []struct {
+		name string
+		// setup writes the files and returns the saved positions; then
+		// more lines may be appended.
+		setup func(t *testing.T, dir string) []tail.Position
+		want  string
+	}{
+		{"the path's key: resumed at its offset", func(t *testing.T, dir string) []tail.Position {
+			p := filepath.Join(dir, "access.log")
+			appendFile(t, p, "a1\na2\n")
+			saved := pos(t, p, p, "a1\na2\n")
+			appendFile(t, p, "a3\n")
+			return []tail.Position{saved}
+		}, "a3"},
+		{"the rotated key being read: late lines, then the new file", func(t *testing.T, dir string) []tail.Position {
+			p := filepath.Join(dir, "access.log")
+			appendFile(t, p, "a1\na2\n")
+			if err := os.Rename(p, p+".1"); err != nil {
+				t.Fatal(err)
+			}
+			appendFile(t, p, "b1\n")
+			old := pos(t, p+tail.RotatedSuffix, p+".1", "a1\na2\n")
+			cur := pos(t, p, p, "b1\n")
+			appendFile(t, p+".1", "a3\n")
+			appendFile(t, p, "b2\n")
+			return []tail.Position{cur, old}
+		}, "a3|b2"},
+		{"a done rotated key and a gone path: the path read from its start", func(t *testing.T, dir string) []tail.Position {
+			p := filepath.Join(dir, "access.log")
+			appendFile(t, p+".1", "a1\na2\n")
+			data, _ := os.ReadFile(p + ".1")
+			dev, ino, mtime := ident(t, p+".1")
+			done := tail.Position{Key: p + tail.RotatedSuffix, Dev: dev, Inode: ino, Head: "done " + fp(data), Offset: int64(len(data))}
+			gone := tail.Position{Key: p, Head: fmt.Sprintf("gone t=%d a=%s", mtime.UnixNano(), fp(data))}
+			time.Sleep(10 * time.Millisecond) // the new file is later
+			appendFile(t, p, "b1\nb2\n")
+			return []tail.Position{gone, done}
+		}, "b1|b2"},
+		{"an undated empty head (the oldest format): the path from its start", func(t *testing.T, dir string) []tail.Position {
+			p := filepath.Join(dir, "access.log")
+			appendFile(t, p, "a1\n")
+			return []tail.Position{{Key: p}}
+		}, "a1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "access.log")
+			saved := tc.setup(t, dir)
+			c := &collector{}
+			tl := tail.New(tail.Options{Patterns: []string{path}, Positions: saved, RotateWait: time.Minute})
+			now := time.Now()
+			for i := 0; i < 3; i++ {
+				if err := tl.Tick(context.Background(), now, c.emit); err != nil {
+					t.Fatal(err)
+				}
+				now = now.Add(2 * time.Minute)
+			}
+			tl.Close()
+			sort.Strings(c.lines) // (the order of files is not the point)
+			if got := strings.Join(c.lines, "|"); got != tc.want {
+				t.Fatalf("read %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRotatedFilesFollowedTogether: a rotated file is read for late lines
+// until it is quiet, even when another rotation comes first (two writers
+// that reopen late), and a restart takes every one of them up again from
+// its own key.
+func TestRotatedFilesFollowedTogether(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "access.log")
+	mv := func(from, to string) {
+		t.Helper()
+		if err := os.Rename(filepath.Join(dir, from), filepath.Join(dir, to)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tk := &ticker{path: path, c: &collector{}}
+	tk.tl = tail.New(tail.Options{Patterns: []string{path}, RotateWait: time.Minute})
+	appendFile(t, path, "a1\n")
+	tk.tick(t)
+	// Writer A keeps its descriptor on the file rotated first.
+	wa, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wa.Close()
+	mv("access.log", "access.log.1")
+	appendFile(t, path, "b1\n")
+	tk.tick(t)
+	mv("access.log.1", "access.log.2")
+	mv("access.log", "access.log.1")
+	appendFile(t, path, "c1\n")
+	tk.tick(t)
+	wa.WriteString("a2\n") // late, after the second rotation
+	appendFile(t, filepath.Join(dir, "access.log.1"), "b2\n")
+	tk.tick(t)
+	var keys []string
+	for k, p := range tk.c.pos {
+		if strings.HasPrefix(k, path+" (rotated") && !strings.HasPrefix(p.Head, "done ") && p.Head != "" {
+			keys = append(keys, filepath.Base(k))
+		}
+	}
+	sort.Strings(keys)
+	if len(keys) != 2 {
+		t.Errorf("rotated files followed under %q, want two keys", keys)
+	}
+	tk.restart(t, func() {
+		wa.WriteString("a3\n")
+		appendFile(t, filepath.Join(dir, "access.log.1"), "b3\n")
+	})
+	tk.tick(t) // (the files a start takes up are read from the next Tick)
+	tk.tl.Close()
+	sort.Strings(tk.c.lines)
+	if got, want := strings.Join(tk.c.lines, "|"), "a1|a2|a3|b1|b2|b3|c1"; got != want {
+		t.Fatalf("read %q, want %q", got, want)
+	}
 }
