@@ -619,7 +619,14 @@ func (o *Outbox) next(ctx context.Context, d *destination, now time.Time) (row, 
 
 // deliver sends one row and records the outcome. stop says the destination
 // should get nothing more this round.
+//
+// A send, once begun, is not cut short by a stop (ctx ending): an HTTP
+// request cancelled after the sink took it would leave the alert in doubt,
+// and a sink that cannot be asked would get it twice. It and the record of
+// its outcome finish, bounded by SendTimeout; the round stops after it.
 func (o *Outbox) deliver(ctx context.Context, d *destination, r row, now time.Time) (stop bool, err error) {
+	ctx, cancelAll := context.WithTimeout(context.WithoutCancel(ctx), o.o.SendTimeout+5*time.Second)
+	defer cancelAll()
 	sctx, cancel := context.WithTimeout(ctx, o.o.SendTimeout)
 	defer cancel()
 	if r.incident == 0 && d.summarizer == nil {
