@@ -237,3 +237,27 @@ func TestFlushRandomRows(t *testing.T) {
 		}
 	}
 }
+
+// A write SQLite refuses as read-only comes back as ErrReadOnly, which the
+// daemon's health names ("read-only"), and leaves nothing half written.
+func TestFlushReadOnlyIsErrReadOnly(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "s.db")
+	s := openStore(t, path, detect.StoreOptions{})
+	s.Close()
+	ro, err := detect.Open(path, detect.StoreOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	a := detect.NewAttempts()
+	a.Add(&ingest.Event{Time: time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC), Source: "api", IP: netip.MustParseAddr("10.0.0.1"),
+		Identity: "c1", Credential: "k1", Outcome: ingest.Failure, Pos: ingest.Pos{File: "/a.log", Offset: 10}})
+	err = ro.Flush(ctx, detect.Batch{Attempts: a})
+	if !errors.Is(err, detect.ErrReadOnly) {
+		t.Fatalf("flush into a read-only database: %v, want ErrReadOnly", err)
+	}
+	if a.Len() != 1 {
+		t.Errorf("a refused flush cleared its rows (%d left), they would be lost", a.Len())
+	}
+}

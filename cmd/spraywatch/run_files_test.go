@@ -1,9 +1,15 @@
 package main
 
 import (
+	"context"
+	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spraywatch/spraywatch/detect"
+	"github.com/spraywatch/spraywatch/ingest"
 )
 
 // A source whose path matches no file makes /healthz answer 503 naming it
@@ -36,4 +42,28 @@ func waitMetric(t *testing.T, base, name, value string) {
 		}
 	}
 	t.Errorf("%s = %q, want %s", name, m, value)
+}
+
+// The daemon's health names a real read-only refusal from SQLite as
+// "read-only". (A file system cannot be made read-only under a running
+// daemon's open database on a test machine: a remount is refused while
+// files are open for writing, and modes do not bind descriptors already
+// open or root.)
+func TestHealthNamesReadOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	s, err := detect.Open(path, detect.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	ro, err := detect.Open(path, detect.StoreOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	a := detect.NewAttempts()
+	a.Add(&ingest.Event{Time: time.Now(), Source: "api", IP: netip.MustParseAddr("10.0.0.1"), Identity: "c1", Outcome: ingest.Failure})
+	if cause, _ := dbCause(ro.Flush(context.Background(), detect.Batch{Attempts: a})); cause != "read-only" {
+		t.Errorf("a read-only refusal is named %q, want read-only", cause)
+	}
 }
