@@ -112,14 +112,17 @@ var modelKnownFailing = []uint64{
 	// a rotation of a path deleted while its writer held it, between two
 	// looks, whose lines end up only in a compressed file
 	9307089234541625918,
+	// the path gone, then its rotated files found compressed: read again
+	// from their start (lines counted twice)
+	9822259391211306784,
 }
 
 // modelTolerance is the share of random sequences that may fail without
 // failing the test (outside strict mode): every failing seed is printed
 // with its replay command either way, and becomes a regression once fixed.
-// The measured rate on this code is far below it: 1 of 31,500 random
-// sequences (none in 27,500, then 1 in 4,000), so that a run of 2,500 in
-// CI fails only on a real regression.
+// The measured rate on this code is far below it: 2 of 34,000 random
+// sequences (none in 27,500, then 1 in 4,000 and 1 in 2,500), so that a
+// run of 2,500 in CI fails only on a real regression.
 const modelTolerance = 0.002
 
 func TestModel(t *testing.T) {
