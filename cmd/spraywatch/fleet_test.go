@@ -6,7 +6,7 @@ package main
 // over the nodes must be one incident; kill -9 of an agent or of the
 // active judge, and the database going away, must neither lose nor repeat
 // a line, an incident or an alert. Deadlines here bound polling, except
-// the two the design promises (an incident within 2 s of the line that
+// the two the fleet must meet (an incident within 2 s of the line that
 // crosses the threshold, a takeover within 10 s).
 
 import (

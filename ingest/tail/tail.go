@@ -122,7 +122,7 @@
 // Tailer never trusts an inode alone where it matters), and a copy still
 // being written across a restart.
 //
-// Why not github.com/nxadm/tail, which the design first named: its lines
+// Why not github.com/nxadm/tail, the usual Go tail library: its lines
 // carry no file identity and it reopens a renamed or truncated path behind
 // the caller's back, so a position cannot be tied to an inode exactly; on
 // rename it switches to the new file at once, losing late writes and,
