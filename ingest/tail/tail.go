@@ -1158,14 +1158,7 @@ func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) err
 	if err := f.absorb(emit, nil); err != nil {
 		return err
 	}
-	n, err := f.cur.read(f.t.o.MaxLineBytes, false, f.withCovered(emit))
-	if n > 0 {
-		f.lastRead = now
-	}
-	if err != nil {
-		return err
-	}
-	return f.markCovered(emit)
+	return f.readCurrent(now, emit)
 }
 
 // gone finishes a file whose path has been gone for RotateWait: whatever
@@ -1349,14 +1342,7 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	if err := wrapEmit(emit(l)); err != nil {
 		return err
 	}
-	n, err := f.cur.read(f.t.o.MaxLineBytes, false, f.withCovered(emit))
-	if n > 0 {
-		f.lastRead = now
-	}
-	if err != nil {
-		return err
-	}
-	return f.markCovered(emit)
+	return f.readCurrent(now, emit)
 }
 
 // truncate handles copytruncate: lines written between the last read and
@@ -2839,4 +2825,17 @@ func statOrNil(p string) fs.FileInfo {
 		return nil
 	}
 	return fi
+}
+
+// readCurrent reads the current file on from its offset, marking copies
+// its lines cover as read, and notes when it last got a line.
+func (f *follower) readCurrent(now time.Time, emit func(*Line) error) error {
+	n, err := f.cur.read(f.t.o.MaxLineBytes, false, f.withCovered(emit))
+	if n > 0 {
+		f.lastRead = now
+	}
+	if err != nil {
+		return err
+	}
+	return f.markCovered(emit)
 }
