@@ -1279,14 +1279,7 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	for i, h := range earlier {
 		earlier[i] = nil
 		f.t.log.Info("a copy of the rotated file was made between two looks; reading it whole", "path", f.key, "copy", h.path)
-		like := &file{key: f.key, dev: h.dev, ino: h.ino, mtime: h.mtime, head: h.head}
-		if k := f.unpend(h); k != "" {
-			like.key = k
-		} else if err := wrapEmit(emit(&Line{Pos: like.position(), File: h.path, PositionOnly: true})); err != nil {
-			h.close()
-			return err
-		}
-		if err := f.drain(h, like, emit); err != nil {
+		if err := f.drainFound(h, emit); err != nil {
 			return err
 		}
 	}
@@ -1317,14 +1310,7 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 			f.old, f.oldIdle = of, now
 			break
 		}
-		like := &file{key: f.key, dev: h.dev, ino: h.ino, mtime: h.mtime, head: h.head}
-		if k := f.unpend(h); k != "" {
-			like.key = k
-		} else if err := wrapEmit(emit(&Line{Pos: like.position(), File: h.path, PositionOnly: true})); err != nil {
-			h.close()
-			return err
-		}
-		if err := f.drain(h, like, emit); err != nil {
+		if err := f.drainFound(h, emit); err != nil {
 			return err
 		}
 	}
@@ -2838,4 +2824,18 @@ func (f *follower) readCurrent(now time.Time, emit func(*Line) error) error {
 		return err
 	}
 	return f.markCovered(emit)
+}
+
+// drainFound reads h, a file found between two looks, to its end: under
+// the key it was saved under as unread, or else under the path's key from
+// its start (that position saved first, so that a restart knows it).
+func (f *follower) drainFound(h *handle, emit func(*Line) error) error {
+	like := &file{key: f.key, dev: h.dev, ino: h.ino, mtime: h.mtime, head: h.head}
+	if k := f.unpend(h); k != "" {
+		like.key = k
+	} else if err := wrapEmit(emit(&Line{Pos: like.position(), File: h.path, PositionOnly: true})); err != nil {
+		h.close()
+		return err
+	}
+	return f.drain(h, like, emit)
 }
