@@ -439,6 +439,17 @@ func (f *fleet) state() string {
 
 var nodes3 = []string{"web-1", "web-2", "web-3"}
 
+// clockEveryNode writes one benign line to each of nodes3 and waits for
+// them to be counted, so that every node has a clock.
+func (f *fleet) clockEveryNode() {
+	f.t.Helper()
+	now := time.Now()
+	for i, n := range nodes3 {
+		f.write(n, fleetLine(now, fmt.Sprintf("198.18.0.%d", i+1), fmt.Sprintf("client-%d", i), "sk_live_c000", 200))
+	}
+	f.waitCounted(30 * time.Second)
+}
+
 // startThreeAndTwo starts an agent for each of nodes3 and two judges, and
 // waits for one judge to be active.
 func (f *fleet) startThreeAndTwo() {
@@ -458,12 +469,7 @@ func (f *fleet) startThreeAndTwo() {
 func TestFleetSpraySpreadOverNodes(t *testing.T) {
 	f := newFleet(t, false)
 	f.startThreeAndTwo()
-	// Benign traffic on every node first, so every node has a clock.
-	now := time.Now()
-	for i, n := range nodes3 {
-		f.write(n, fleetLine(now, fmt.Sprintf("198.18.0.%d", i+1), fmt.Sprintf("client-%d", i), "sk_live_c000", 200))
-	}
-	f.waitCounted(30 * time.Second)
+	f.clockEveryNode()
 	var crossed time.Time
 	for i := range 60 {
 		node := nodes3[i%3]
@@ -736,11 +742,7 @@ func grepLines(s string, words ...string) string {
 func TestFleetJudgeKilledMidSend(t *testing.T) {
 	f := newFleet(t, false)
 	f.startThreeAndTwo()
-	now := time.Now()
-	for i, n := range nodes3 {
-		f.write(n, fleetLine(now, fmt.Sprintf("198.18.0.%d", i+1), fmt.Sprintf("client-%d", i), "sk_live_c000", 200))
-	}
-	f.waitCounted(30 * time.Second)
+	f.clockEveryNode()
 	const rounds = 3
 	recovered := 0
 	for round := range rounds {
