@@ -359,7 +359,7 @@ type Attempts struct {
 	// slab hands out counts a chunk at a time: a busy flush interval
 	// holds one row per line, and one allocation each is most of what
 	// the collector then has to track.
-	slab []AttemptCount
+	slab  []AttemptCount
 	r     map[routineKey]*routineCount
 	rslab []routineCount
 }
