@@ -81,13 +81,14 @@ func (a *Attempts) Each(fn func(AttemptKey, AttemptCount)) {
 	}
 	for k, c := range a.r {
 		key := AttemptKey{Source: k.source, Minute: c.first, IP: k.ip, Identity: k.identity, Credential: k.credential, Outcome: ingest.Success}
-		if c.last == c.first {
-			fn(key, AttemptCount{Count: c.count, Pos: c.pos})
+		n, last, pos := c.count, c.last, c.pos
+		if last == key.Minute {
+			fn(key, AttemptCount{Count: n, Pos: pos})
 			continue
 		}
-		fn(key, AttemptCount{Count: 1, Pos: c.pos})
-		key.Minute = c.last
-		fn(key, AttemptCount{Count: c.count - 1, Pos: c.pos})
+		fn(key, AttemptCount{Count: 1, Pos: pos})
+		key.Minute = last
+		fn(key, AttemptCount{Count: n - 1, Pos: pos})
 	}
 }
 

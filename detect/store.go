@@ -792,10 +792,10 @@ func (s *Store) LoadAttempts(ctx context.Context, sinceMinute int64, fn func(Att
 	// takes the bare columns from the row that MIN(rowid) picked.
 	rows, err := s.db.QueryContext(ctx, s.lastMinute(`SELECT source, minute, ip, identity, credential, outcome, total, last, file, inode, offset FROM (
 		SELECT source, minute, ip, identity, credential, outcome, SUM(count) OVER w AS total,
-		       MAX(COALESCE(last_minute, minute)) OVER w AS last,
+		       COALESCE(last_minute, minute) AS last,
 		       file, inode, offset, ROW_NUMBER() OVER (w ORDER BY rowid) AS n
 		FROM attempts WHERE minute >= ?2 AND COALESCE(last_minute, minute) >= ?1
-		WINDOW w AS (PARTITION BY source, minute, ip, identity, credential, outcome, last_minute IS NULL))
+		WINDOW w AS (PARTITION BY source, minute, ip, identity, credential, outcome, last_minute))
 		WHERE n = 1 ORDER BY minute`), sinceMinute, sinceMinute-(RoutineMinutes-1))
 	if err != nil {
 		return classify(err)
