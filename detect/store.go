@@ -543,7 +543,7 @@ func writeAttempts(tx *sql.Tx, a *Attempts, sc *attemptScratch) error {
 		clear(sc.args)
 		sc.rows, sc.args = sc.rows[:0], sc.args[:0]
 	}()
-	rows := sc.rows[:0]
+	rows := slices.Grow(sc.rows[:0], a.Len())
 	for k, c := range a.m {
 		rows = append(rows, attemptRow{source: k.Source, identity: k.Identity, credential: k.Credential, pos: &c.Pos, ip: k.IP,
 			minute: k.Minute, count: c.Count, outcome: k.Outcome})
@@ -558,11 +558,12 @@ func writeAttempts(tx *sql.Tx, a *Attempts, sc *attemptScratch) error {
 	}
 	sc.rows = rows
 	slices.SortFunc(rows, func(x, y attemptRow) int {
-		if c := strings.Compare(x.source, y.source); c != 0 {
-			return c
+		// Sources and files are mostly the same strings: == is quick.
+		if x.source != y.source {
+			return strings.Compare(x.source, y.source)
 		}
-		if c := strings.Compare(x.pos.File, y.pos.File); c != 0 {
-			return c
+		if x.pos.File != y.pos.File {
+			return strings.Compare(x.pos.File, y.pos.File)
 		}
 		if c := cmp.Compare(x.pos.Inode, y.pos.Inode); c != 0 {
 			return c
