@@ -13,8 +13,8 @@ import (
 // one row a line, and rows are what a replay spends most of its time on.
 // A routine success is one on an address, network, identity and
 // credential none of which has failed attempts in its window, nor is
-// under an attack: no rule counts it, and what the store must keep of it
-// is when the identity first used its key (stale-key ownership), that it
+// under an attack. It is context, never evidence: what the store must keep
+// of it is when the identity first used its key (stale-key ownership), that it
 // used it from that address (an owner's later typos are not an attack),
 // and its latest use (windows restored after a restart count who
 // succeeded recently). One row an hour per (address, identity,
