@@ -542,6 +542,9 @@ func writeAttempts(tx *sql.Tx, a *Attempts, sc *attemptScratch) error {
 		clear(sc.rows) // drop the strings they hold
 		clear(sc.args)
 		sc.rows, sc.args = sc.rows[:0], sc.args[:0]
+		if cap(sc.rows) > 1<<16 {
+			sc.rows = nil // a flood's batch: not worth keeping 7 MB for
+		}
 	}()
 	rows := slices.Grow(sc.rows[:0], a.Len())
 	for k, c := range a.m {
