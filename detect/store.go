@@ -1,6 +1,8 @@
 package detect
 
 import (
+	"cmp"
+	"container/heap"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -9,8 +11,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -40,7 +43,8 @@ CREATE TABLE IF NOT EXISTS attempts (
 	count      INTEGER NOT NULL, -- rows are deltas: SUM(count) over a key is the total
 	file       TEXT NOT NULL,    -- first event's line, for evidence
 	inode      INTEGER NOT NULL,
-	offset     INTEGER NOT NULL
+	offset     INTEGER NOT NULL,
+	last_minute INTEGER          -- a row of an hour's routine successes: its last minute (NULL: minute)
 );
 
 -- Fifteen-minute tumbling windows, for forensic questions in plain SQL.
@@ -152,6 +156,12 @@ type Store struct {
 	path    string
 	lock    *os.File
 	scratch bool
+	// noLastMinute: a database of an earlier version opened read-only,
+	// whose attempts have no last_minute column.
+	noLastMinute bool
+	// rows is writeAttempts' room, one flush at a time.
+	rowsMu sync.Mutex
+	rows   attemptScratch
 }
 
 // Open opens or creates the database at path, in WAL mode.
@@ -208,7 +218,28 @@ func Open(path string, o StoreOptions) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, classify(err))
 	}
+	if err := s.upgrade(o.ReadOnly); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, classify(err))
+	}
 	return s, nil
+}
+
+// upgrade adds what later versions added to an earlier version's tables:
+// attempts' last_minute (NULL in the old rows, which are all per minute).
+// Opened read-only, it notes what is missing instead.
+func (s *Store) upgrade(readOnly bool) error {
+	var n int
+	err := s.db.QueryRow(`SELECT COUNT(*) FROM pragma_table_info('attempts') WHERE name = 'last_minute'`).Scan(&n)
+	if err != nil || n > 0 {
+		return err
+	}
+	if readOnly {
+		s.noLastMinute = true
+		return nil
+	}
+	_, err = s.db.Exec(`ALTER TABLE attempts ADD COLUMN last_minute INTEGER`)
+	return err
 }
 
 // dsn returns the connection string for mode; a scratch database is only
@@ -321,17 +352,22 @@ type AttemptCount struct {
 	Pos   ingest.Pos
 }
 
-// Attempts aggregates events into per-minute rows until they are flushed.
+// Attempts aggregates events into per-minute rows, and routine successes
+// into hourly ones (AddRoutine), until they are flushed.
 type Attempts struct {
 	m map[AttemptKey]*AttemptCount
 	// slab hands out counts a chunk at a time: a busy flush interval
 	// holds one row per line, and one allocation each is most of what
 	// the collector then has to track.
-	slab []AttemptCount
+	slab  []AttemptCount
+	r     map[routineKey]*routineCount
+	rslab []routineCount
 }
 
 // NewAttempts returns an empty aggregate.
-func NewAttempts() *Attempts { return &Attempts{m: map[AttemptKey]*AttemptCount{}} }
+func NewAttempts() *Attempts {
+	return &Attempts{m: map[AttemptKey]*AttemptCount{}, r: map[routineKey]*routineCount{}}
+}
 
 // Add counts one event.
 func (a *Attempts) Add(ev *ingest.Event) {
@@ -356,10 +392,11 @@ func (a *Attempts) Absorb(newer *Attempts) {
 			a.m[k] = c
 		}
 	}
+	a.absorbRoutine(newer)
 }
 
 // Len returns the number of pending rows.
-func (a *Attempts) Len() int { return len(a.m) }
+func (a *Attempts) Len() int { return len(a.m) + len(a.r) }
 
 // Batch is everything one flush writes, in one transaction, so that counts,
 // incidents and read positions never disagree after a crash.
@@ -403,7 +440,7 @@ func (s *Store) Flush(ctx context.Context, b Batch) error {
 		return fmt.Errorf("flush: %w", classify(err))
 	}
 	defer tx.Rollback()
-	if err := writeBatch(ctx, tx, b); err != nil {
+	if err := s.writeBatch(ctx, tx, b); err != nil {
 		return fmt.Errorf("flush: %w", classify(err))
 	}
 	if err := tx.Commit(); err != nil {
@@ -415,9 +452,12 @@ func (s *Store) Flush(ctx context.Context, b Batch) error {
 	return nil
 }
 
-func writeBatch(ctx context.Context, tx *sql.Tx, b Batch) error {
-	if b.Attempts != nil && len(b.Attempts.m) > 0 {
-		if err := writeAttempts(tx, b.Attempts); err != nil {
+func (s *Store) writeBatch(ctx context.Context, tx *sql.Tx, b Batch) error {
+	if b.Attempts != nil && b.Attempts.Len() > 0 {
+		s.rowsMu.Lock()
+		err := writeAttempts(tx, b.Attempts, &s.rows)
+		s.rowsMu.Unlock()
+		if err != nil {
 			return err
 		}
 	}
@@ -472,64 +512,109 @@ func writeBatch(ctx context.Context, tx *sql.Tx, b Batch) error {
 // one parse per batch instead of per row.
 const attemptRowsPerInsert = 64
 
-// attemptRow is a pending row with its count, as the map holds them.
+// attemptRow is a pending row as writeAttempts orders and binds it.
 type attemptRow struct {
-	k AttemptKey
-	c *AttemptCount
+	source, identity, credential string
+	pos                          *ingest.Pos
+	ip                           netip.Addr
+	minute, count                int64
+	last                         int64 // a routine row over several minutes: its last minute; 0 otherwise
+	outcome                      ingest.Outcome
+}
+
+// attemptScratch is writeAttempts' reusable room: a daemon writes a batch
+// a second, a replay one every 50,000 rows.
+type attemptScratch struct {
+	rows  []attemptRow
+	args  []any
+	ipbuf []byte
 }
 
 // writeAttempts inserts the pending rows with multi-row statements, grouped
-// by source and file and in time order within them (B-tree inserts stay
-// local). The rows of one statement share their source, file and inode,
-// which are bound once (?1, ?2, ?3): binding is most of what a row costs
-// on the Go side. It deliberately does not pass a context: go-sqlite3
-// starts a goroutine per statement to watch a cancellable one.
-func writeAttempts(tx *sql.Tx, a *Attempts) error {
-	rows := make([]attemptRow, 0, len(a.m))
+// by source, file, outcome and kind of row (per minute or routine) and in
+// time order within them (B-tree inserts stay local). The rows of one
+// statement share their source, file, inode and outcome, which are bound
+// once (?1 to ?4): binding is most of what a row costs on the Go side, a
+// text parameter most of all. It deliberately does not pass a context:
+// go-sqlite3 starts a goroutine per statement to watch a cancellable one.
+func writeAttempts(tx *sql.Tx, a *Attempts, sc *attemptScratch) error {
+	defer func() {
+		clear(sc.rows) // drop the strings they hold
+		clear(sc.args)
+		sc.rows, sc.args = sc.rows[:0], sc.args[:0]
+		if cap(sc.rows) > 1<<16 {
+			sc.rows = nil // a flood's batch: not worth keeping 7 MB for
+		}
+	}()
+	rows := slices.Grow(sc.rows[:0], a.Len())
 	for k, c := range a.m {
-		rows = append(rows, attemptRow{k, c})
+		rows = append(rows, attemptRow{source: k.Source, identity: k.Identity, credential: k.Credential, pos: &c.Pos, ip: k.IP,
+			minute: k.Minute, count: c.Count, outcome: k.Outcome})
 	}
-	sort.Slice(rows, func(i, j int) bool {
-		x, y := &rows[i], &rows[j]
-		if x.k.Source != y.k.Source {
-			return x.k.Source < y.k.Source
+	for k, c := range a.r {
+		r := attemptRow{source: k.source, identity: k.identity, credential: k.credential, pos: &c.pos, ip: k.ip,
+			minute: c.first, count: c.count, outcome: ingest.Success}
+		if c.last != c.first {
+			r.last = c.last
 		}
-		if x.c.Pos.File != y.c.Pos.File {
-			return x.c.Pos.File < y.c.Pos.File
+		rows = append(rows, r)
+	}
+	sc.rows = rows
+	slices.SortFunc(rows, func(x, y attemptRow) int {
+		// Sources and files are mostly the same strings: == is quick.
+		if x.source != y.source {
+			return strings.Compare(x.source, y.source)
 		}
-		if x.c.Pos.Inode != y.c.Pos.Inode {
-			return x.c.Pos.Inode < y.c.Pos.Inode
+		if x.pos.File != y.pos.File {
+			return strings.Compare(x.pos.File, y.pos.File)
 		}
-		return x.k.Minute < y.k.Minute
+		if c := cmp.Compare(x.pos.Inode, y.pos.Inode); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(x.outcome, y.outcome); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(min(x.last, 1), min(y.last, 1)); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.minute, y.minute)
 	})
-	stmts := map[int]*sql.Stmt{}
+	type shape struct {
+		n       int
+		routine bool
+	}
+	stmts := map[shape]*sql.Stmt{}
 	defer func() {
 		for _, st := range stmts {
 			st.Close()
 		}
 	}()
-	const shared, own = 3, 7
-	args := make([]any, 0, shared+attemptRowsPerInsert*own)
-	var ipbuf []byte
+	const shared = 4
 	for i := 0; i < len(rows); {
 		first := &rows[i]
-		args = append(args[:0], first.k.Source, first.c.Pos.File, int64(first.c.Pos.Inode))
+		routine := first.last != 0
+		args := append(sc.args[:0], first.source, first.pos.File, int64(first.pos.Inode), first.outcome.String())
 		n := 0
 		for ; i < len(rows) && n < attemptRowsPerInsert; i, n = i+1, n+1 {
 			r := &rows[i]
-			if r.k.Source != first.k.Source || r.c.Pos.File != first.c.Pos.File || r.c.Pos.Inode != first.c.Pos.Inode {
+			if r.source != first.source || r.pos.File != first.pos.File || r.pos.Inode != first.pos.Inode ||
+				r.outcome != first.outcome || (r.last != 0) != routine {
 				break
 			}
-			ipbuf = r.k.IP.AppendTo(ipbuf[:0])
-			args = append(args, r.k.Minute, string(ipbuf), r.k.Identity, r.k.Credential, r.k.Outcome.String(), r.c.Count, r.c.Pos.Offset)
+			sc.ipbuf = r.ip.AppendTo(sc.ipbuf[:0])
+			args = append(args, r.minute, string(sc.ipbuf), r.identity, r.credential, r.count, r.pos.Offset)
+			if routine {
+				args = append(args, r.last)
+			}
 		}
-		st := stmts[n]
+		sc.args = args
+		st := stmts[shape{n, routine}]
 		if st == nil {
 			var err error
-			if st, err = tx.Prepare(attemptInsert(n)); err != nil {
+			if st, err = tx.Prepare(attemptInsert(n, routine)); err != nil {
 				return err
 			}
-			stmts[n] = st
+			stmts[shape{n, routine}] = st
 		}
 		if _, err := st.Exec(args...); err != nil {
 			return err
@@ -539,16 +624,27 @@ func writeAttempts(tx *sql.Tx, a *Attempts) error {
 }
 
 // attemptInsert returns an INSERT of n rows that share parameters ?1
-// (source), ?2 (file) and ?3 (inode).
-func attemptInsert(n int) string {
+// (source), ?2 (file), ?3 (inode) and ?4 (outcome); routine rows also
+// have a last minute.
+func attemptInsert(n int, routine bool) string {
 	var b strings.Builder
-	b.WriteString("INSERT INTO attempts (source, minute, ip, identity, credential, outcome, count, file, inode, offset) VALUES ")
+	b.WriteString("INSERT INTO attempts (source, minute, ip, identity, credential, outcome, count, file, inode, offset")
+	per := 6
+	if routine {
+		b.WriteString(", last_minute")
+		per = 7
+	}
+	b.WriteString(") VALUES ")
 	for r := 0; r < n; r++ {
 		if r > 0 {
 			b.WriteByte(',')
 		}
-		p := 4 + r*7
-		fmt.Fprintf(&b, "(?1,?%d,?%d,?%d,?%d,?%d,?%d,?2,?3,?%d)", p, p+1, p+2, p+3, p+4, p+5, p+6)
+		p := 5 + r*per
+		fmt.Fprintf(&b, "(?1,?%d,?%d,?%d,?%d,?4,?%d,?2,?3,?%d", p, p+1, p+2, p+3, p+4, p+5)
+		if routine {
+			fmt.Fprintf(&b, ",?%d", p+6)
+		}
+		b.WriteByte(')')
 	}
 	return b.String()
 }
@@ -691,36 +787,100 @@ func (s *Store) MaxIncidentID(ctx context.Context) (int64, error) {
 }
 
 // LoadAttempts returns the stored attempt rows since a Unix minute, summed
-// per key, for rebuilding windows after a restart.
+// per key, in minute order, for rebuilding windows after a restart. A row
+// of routine successes over several minutes comes back as two, like Each
+// gives it: its first minute (count 1; left out before sinceMinute) and its
+// last (the rest).
 func (s *Store) LoadAttempts(ctx context.Context, sinceMinute int64, fn func(AttemptKey, AttemptCount) error) error {
 	// The first row of a key (lowest rowid) holds its first line; SQLite
 	// takes the bare columns from the row that MIN(rowid) picked.
-	rows, err := s.db.QueryContext(ctx, `SELECT source, minute, ip, identity, credential, outcome, total, file, inode, offset FROM (
+	rows, err := s.db.QueryContext(ctx, s.lastMinute(`SELECT source, minute, ip, identity, credential, outcome, total, last, file, inode, offset FROM (
 		SELECT source, minute, ip, identity, credential, outcome, SUM(count) OVER w AS total,
+		       COALESCE(last_minute, minute) AS last,
 		       file, inode, offset, ROW_NUMBER() OVER (w ORDER BY rowid) AS n
-		FROM attempts WHERE minute >= ?
-		WINDOW w AS (PARTITION BY source, minute, ip, identity, credential, outcome))
-		WHERE n = 1 ORDER BY minute`, sinceMinute)
+		FROM attempts WHERE minute >= ?2 AND COALESCE(last_minute, minute) >= ?1
+		WINDOW w AS (PARTITION BY source, minute, ip, identity, credential, outcome, last_minute))
+		WHERE n = 1 ORDER BY minute`), sinceMinute, sinceMinute-(RoutineMinutes-1))
 	if err != nil {
 		return classify(err)
 	}
 	defer rows.Close()
+	var later lastParts // routine rows' last minutes, given in their turn
 	for rows.Next() {
 		var k AttemptKey
 		var c AttemptCount
 		var ip, outcome string
-		var inode int64
-		if err := rows.Scan(&k.Source, &k.Minute, &ip, &k.Identity, &k.Credential, &outcome, &c.Count, &c.Pos.File, &inode, &c.Pos.Offset); err != nil {
+		var inode, last int64
+		if err := rows.Scan(&k.Source, &k.Minute, &ip, &k.Identity, &k.Credential, &outcome, &c.Count, &last, &c.Pos.File, &inode, &c.Pos.Offset); err != nil {
 			return err
 		}
 		k.IP, _ = netip.ParseAddr(ip)
 		k.Outcome, _ = ingest.ParseOutcome(outcome)
 		c.Pos.Inode = uint64(inode)
+		for len(later) > 0 && later[0].k.Minute < k.Minute {
+			p := heap.Pop(&later).(lastPart)
+			if err := fn(p.k, p.c); err != nil {
+				return err
+			}
+		}
+		if last > k.Minute {
+			rest := c
+			if k.Minute >= sinceMinute {
+				c.Count, rest.Count = 1, c.Count-1
+			} else {
+				c.Count = 0
+			}
+			if rest.Count > 0 {
+				lk := k
+				lk.Minute = last
+				heap.Push(&later, lastPart{lk, rest})
+			}
+			if c.Count == 0 {
+				continue
+			}
+		}
 		if err := fn(k, c); err != nil {
 			return err
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for len(later) > 0 {
+		p := heap.Pop(&later).(lastPart)
+		if err := fn(p.k, p.c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lastMinute adapts a query to a database without attempts.last_minute.
+func (s *Store) lastMinute(q string) string {
+	if s.noLastMinute {
+		return strings.ReplaceAll(q, "last_minute", "NULL")
+	}
+	return q
+}
+
+// lastPart is the last minute of a routine row, waiting for its turn.
+type lastPart struct {
+	k AttemptKey
+	c AttemptCount
+}
+
+// lastParts is a heap of them, earliest minute first.
+type lastParts []lastPart
+
+func (h lastParts) Len() int           { return len(h) }
+func (h lastParts) Less(i, j int) bool { return h[i].k.Minute < h[j].k.Minute }
+func (h lastParts) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *lastParts) Push(x any)        { *h = append(*h, x.(lastPart)) }
+func (h *lastParts) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // SuccessPairs calls fn with the first successful minute of every
@@ -747,7 +907,8 @@ func (s *Store) SuccessPairs(ctx context.Context, sinceMinute int64, fn func(sou
 
 // DeleteAttemptsBefore drops attempt rows older than t (retention).
 func (s *Store) DeleteAttemptsBefore(ctx context.Context, t time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM attempts WHERE minute < ?`, t.Unix()/60)
+	// A routine row goes once its last minute is older too.
+	res, err := s.db.ExecContext(ctx, s.lastMinute(`DELETE FROM attempts WHERE minute < ?1 AND COALESCE(last_minute, minute) < ?1`), t.Unix()/60)
 	if err != nil {
 		return 0, classify(err)
 	}

@@ -278,8 +278,11 @@ func (e *Engine) allowed(ip netip.Addr) bool {
 
 // Observe takes one event. Events should come in (roughly) time order.
 func (e *Engine) Observe(ev *ingest.Event) {
-	e.attempts.Add(ev)
-	e.observe(ev, 1, true)
+	if e.observe(ev, 1, true) {
+		e.attempts.AddRoutine(ev)
+	} else {
+		e.attempts.Add(ev)
+	}
 }
 
 // ObserveRow takes one per-minute attempt row as a fleet's agent wrote it
@@ -299,8 +302,11 @@ func (e *Engine) ObserveRow(node string, k detect.AttemptKey, c detect.AttemptCo
 }
 
 // observe counts n events like ev; line says they come from a log line
-// (with status, latency and the raw-key flag) rather than a stored row.
-func (e *Engine) observe(ev *ingest.Event, n int64, line bool) {
+// (with status, latency and the raw-key flag) rather than a stored row. It
+// reports whether ev is a routine success, stored hourly (see
+// detect.RoutineMinutes): no group it belongs to holds failed attempts and
+// no attack tracks its address, credential or identity.
+func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 	e.Events += n
 	t := ev.Time.Unix()
 	c := e.clockOf(ev.Source)
@@ -313,11 +319,11 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) {
 	}
 	if e.allowed(ev.IP) {
 		e.Allowed += n
-		return
+		return false
 	}
 	if t < c.watermark-e.maxRetain {
 		e.TooOld += n // no window reaches back to it: it could only distort one
-		return
+		return false
 	}
 	if ev.Credential != "" && !ev.SchemeOnly && !e.credSeen[ev.Source] {
 		e.credSeen[ev.Source] = true
@@ -342,20 +348,23 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) {
 			}
 		}
 		e.rememberSuccess(ev.Source, ev.Identity, ev.IP, t)
-		e.checkCompromise(ev, t)
-		e.win.Add(detect.GroupKey{Grouping: detect.ByIP, Source: ev.Source, IP: ev.IP}, entry)
-		e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: ev.Source, Net: e.win.NetOf(ev.IP)}, entry)
+		attacked := e.checkCompromise(ev, t)
+		gip := e.win.Add(detect.GroupKey{Grouping: detect.ByIP, Source: ev.Source, IP: ev.IP}, entry)
+		gnet := e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: ev.Source, Net: e.win.NetOf(ev.IP)}, entry)
+		routine = !attacked && gip != nil && gip.Attempts == 0 && gnet != nil && gnet.Attempts == 0
 		// An identity's and a credential's successes matter only next to
 		// their failures (an attack that got in): benign identities and
 		// keys keep no entries.
 		if k := (detect.GroupKey{Grouping: detect.ByIdentity, Source: ev.Source, Value: ev.Identity}); ev.Identity != "" {
 			if g := e.win.Get(k); g != nil && g.Attempts > 0 {
 				e.win.Add(k, entry)
+				routine = false
 			}
 		}
 		if k := (detect.GroupKey{Grouping: detect.ByCredential, Source: ev.Source, Value: entry.Credential}); entry.Credential != "" {
 			if g := e.win.Get(k); g != nil && g.Attempts > 0 {
 				e.win.Add(k, entry)
+				routine = false
 			}
 		}
 	case ev.Outcome.Attempt():
@@ -383,6 +392,7 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) {
 	if t > c.lastEval {
 		e.evaluate()
 	}
+	return routine
 }
 
 // rememberSuccess notes that identity succeeded from ip (and its network)

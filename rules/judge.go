@@ -538,31 +538,40 @@ func (e *Engine) isClaimed(source string, en *detect.Entry) bool {
 // attacker's: a critical compromise, even when that credential has worked
 // for that identity before. On an attacked identity with a credential and
 // from an address the attack did not use, it is the owner carrying on: a
-// line on the attack's incident, not an alert.
-func (e *Engine) checkCompromise(ev *ingest.Event, t int64) {
+// line on the attack's incident, not an alert. It reports whether the
+// success was on an address, credential or identity under attack.
+func (e *Engine) checkCompromise(ev *ingest.Event, t int64) (attacked bool) {
 	if !e.cfg.Compromise.Enabled || len(e.attackedIdent)+len(e.attackedCred)+len(e.attackedIP) == 0 {
-		return
+		return false
 	}
 	cred := ev.Credential
 	if ev.SchemeOnly {
 		cred = "" // a bare scheme prefix is no attacking credential
 	}
-	if tr := e.attackedIP[ipKey{ev.Source, ev.IP}]; tr != nil && e.within(tr, t) && e.attackers(tr, ev.Source, ev.Identity, ev.IP, cred) {
-		e.compromise(tr, ev.Identity, ev.IP, cred, ev.Pos, t, true)
-		return
+	if tr := e.attackedIP[ipKey{ev.Source, ev.IP}]; tr != nil && e.within(tr, t) {
+		attacked = true
+		if e.attackers(tr, ev.Source, ev.Identity, ev.IP, cred) {
+			e.compromise(tr, ev.Identity, ev.IP, cred, ev.Pos, t, true)
+			return true
+		}
 	}
 	if cred != "" {
-		if tr := e.attackedCred[valueKey{ev.Source, cred}]; tr != nil && e.within(tr, t) && e.attackers(tr, ev.Source, ev.Identity, ev.IP, cred) {
-			e.compromise(tr, ev.Identity, ev.IP, cred, ev.Pos, t, true)
-			return
+		if tr := e.attackedCred[valueKey{ev.Source, cred}]; tr != nil && e.within(tr, t) {
+			attacked = true
+			if e.attackers(tr, ev.Source, ev.Identity, ev.IP, cred) {
+				e.compromise(tr, ev.Identity, ev.IP, cred, ev.Pos, t, true)
+				return true
+			}
 		}
 	}
 	if ev.Identity == "" {
-		return
+		return attacked
 	}
 	if tr := e.attackedIdent[valueKey{ev.Source, ev.Identity}]; tr != nil && e.within(tr, t) {
 		e.ownerReturned(tr, ev.Identity)
+		return true
 	}
+	return attacked
 }
 
 // ownerReturned counts, once per identity, an attacked identity used by its

@@ -3,8 +3,12 @@ package rules_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"net/netip"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -184,4 +188,130 @@ func BenchmarkJudgeRows(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 	b.ReportMetric(float64(len(evs))/float64(len(rows)), "lines/row")
+}
+
+// raisedAt records the event time at which an engine raised each incident,
+// from its log.
+type raisedAt struct {
+	slog.Handler
+	now *time.Time
+	at  map[int64]time.Time
+}
+
+func (h raisedAt) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h raisedAt) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "incident raised" {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "id" {
+				h.at[a.Value.Int64()] = *h.now
+			}
+			return true
+		})
+	}
+	return nil
+}
+
+// TestRoutineRowsKeepAttackMinutes: over generated traffic with every
+// attack hidden in it, most successes become hourly routine rows, while
+// every success next to an attack keeps a row of its own minute: from one
+// of its addresses after that address failed, or on an identity after the
+// attack tried it, from the attack's raising to the end of its compromise
+// window. The compromise minute and the owners' returns stay exact in the
+// store.
+func TestRoutineRowsKeepAttackMinutes(t *testing.T) {
+	ctx := context.Background()
+	evs := loggenEvents(t, 3, 30, 60_000)
+	s, err := detect.Open(filepath.Join(t.TempDir(), "sw.db"), detect.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var now time.Time
+	raised := raisedAt{slog.DiscardHandler, &now, map[int64]time.Time{}}
+	e := rules.NewEngine(rules.Options{Config: rules.DefaultConfig(), Logger: slog.New(raised)})
+	for i := range evs {
+		now = evs[i].Time
+		e.Observe(&evs[i])
+		if e.Pending() >= 20_000 {
+			if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.Finish()
+	if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
+		t.Fatal(err)
+	}
+	var routine, perMinute, inRoutine, successes int
+	if err := s.DB().QueryRow(`SELECT COUNT(last_minute), COUNT(*) - COUNT(last_minute), SUM(IIF(last_minute IS NULL, 0, count)),
+		SUM(IIF(outcome = 'success', count, 0)) FROM attempts`).Scan(&routine, &perMinute, &inRoutine, &successes); err != nil {
+		t.Fatal(err)
+	}
+	if inRoutine*2 < successes {
+		t.Errorf("%d of %d successes in routine rows: most benign successes should be", inRoutine, successes)
+	}
+	incs, err := s.Incidents(ctx, detect.IncidentFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	within := rules.DefaultConfig().Compromise
+	checked, compromises := 0, 0
+	for _, inc := range incs {
+		switch inc.Kind {
+		case detect.KindCompromise:
+			compromises++
+			continue
+		case detect.KindSpray, detect.KindDistributedSpray, detect.KindLowAndSlow, detect.KindBruteForce, detect.KindStuffing:
+		default:
+			continue
+		}
+		ips := map[netip.Addr]bool{}
+		for _, ip := range inc.IPs {
+			ips[netip.MustParseAddr(ip)] = true
+		}
+		idents, err := s.IncidentIdentities(ctx, inc.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tried := map[string]bool{}
+		for _, id := range idents {
+			tried[id] = true
+		}
+		w := within.Within
+		if inc.Kind == detect.KindLowAndSlow {
+			w = within.WithinLowAndSlow
+		}
+		from, to := raised.at[inc.ID], inc.LastSeen.Add(w)
+		if from.IsZero() {
+			t.Fatalf("incident %d: not seen raised", inc.ID)
+		}
+		failedFrom, triedOn := map[netip.Addr]bool{}, map[string]bool{}
+		for i := range evs {
+			ev := &evs[i]
+			if ev.Time.After(to) {
+				break
+			}
+			if ev.Outcome.Attempt() && ips[ev.IP] {
+				failedFrom[ev.IP], triedOn[ev.Identity] = true, true
+			}
+			if ev.Outcome != ingest.Success || !ev.Time.After(from) || !failedFrom[ev.IP] && !(tried[ev.Identity] && triedOn[ev.Identity]) {
+				continue
+			}
+			var n int
+			err := s.DB().QueryRow(`SELECT COUNT(*) FROM attempts WHERE minute = ? AND ip = ? AND identity = ? AND credential = ?
+				AND outcome = 'success' AND last_minute IS NULL`, ev.Time.Unix()/60, ev.IP.String(), ev.Identity, ev.Credential).Scan(&n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				t.Errorf("incident %d (%s): the success of %s from %s at %s has no row of its minute", inc.ID, inc.Kind, ev.Identity, ev.IP, ev.Time.Format(time.TimeOnly))
+			}
+			checked++
+		}
+	}
+	if checked == 0 || compromises == 0 {
+		t.Fatalf("checked %d successes next to attacks, %d compromises: the traffic does not test them", checked, compromises)
+	}
+	t.Logf("%d routine rows (%d of %d successes), %d per-minute rows; %d successes next to attacks checked", routine, inRoutine, successes, perMinute, checked)
 }
