@@ -4,6 +4,9 @@
 package detect
 
 import (
+	"encoding/binary"
+	"hash/maphash"
+	"math/bits"
 	"net/netip"
 
 	"github.com/spraywatch/spraywatch/ingest"
@@ -43,6 +46,37 @@ func (k GroupKey) String() string {
 		return "net=" + k.Net.String()
 	}
 	return k.Grouping.String() + "=" + k.Value
+}
+
+var keySeed = maphash.MakeSeed()
+
+// Hash returns a 64-bit hash of the key, seeded per process (an attacker
+// cannot choose keys that collide). Equal keys hash alike; two keys that
+// differ collide about once in 2^64.
+func (k GroupKey) Hash() uint64 {
+	h := maphash.String(keySeed, k.Source) + uint64(k.Grouping)
+	switch k.Grouping {
+	case ByIP:
+		return hashAddr(h, k.IP, 0)
+	case ByNet:
+		return hashAddr(h, k.Net.Addr(), k.Net.Bits()+1)
+	}
+	return mix(h, maphash.String(keySeed, k.Value))
+}
+
+func hashAddr(h uint64, a netip.Addr, bits int) uint64 {
+	b := a.As16()
+	tag := uint64(a.BitLen())<<8 | uint64(bits)
+	if z := a.Zone(); z != "" {
+		tag ^= maphash.String(keySeed, z)
+	}
+	return mix(mix(h, binary.LittleEndian.Uint64(b[:8])), binary.LittleEndian.Uint64(b[8:])^tag)
+}
+
+// mix folds b into a (a multiply-xor step, as wyhash's).
+func mix(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a^0xa0761d6478bd642f, b^0xe7037ed1a0b428db)
+	return hi ^ lo
 }
 
 // Entry aggregates the events of one minute that share address, identity,
@@ -89,6 +123,12 @@ type Group struct {
 	// Route is the route of the group's latest failed attempt, set by the
 	// caller: what an incident raised on the group is about.
 	Route string
+
+	id    int32        // index in the windows' slab
+	queue *expiryQueue // of its source and grouping
+	// one holds the first entry: most groups of a flood never get a second,
+	// and then cost no allocation of their own.
+	one [1]Entry
 }
 
 // WindowOptions set how long each grouping retains entries, in minutes, and
@@ -111,66 +151,95 @@ type WindowOptions struct {
 // Windows keeps groups in memory.
 type Windows struct {
 	opt WindowOptions
-	// One map per grouping, each keyed by only what that grouping needs:
-	// hashing a small key is most of what Add costs per event.
-	byIP    map[ipKey]*Group
-	byNet   map[netKey]*Group
-	byValue [2]map[valueKey]*Group // ByCredential, ByIdentity
-	dirty   []*Group
+	// Groups live in a slab of fixed chunks, reused through a free list:
+	// a flood of one-off groups allocates nothing per group. index finds a
+	// group by its key's Hash; the rare key whose hash another key has
+	// taken is found in overflow. Neither map holds a pointer, so the
+	// garbage collector does not scan them.
+	chunks   []*[slabChunk]Group
+	free     []int32
+	index    map[uint64]int32
+	overflow map[GroupKey]int32
+	dirty    []*Group
+	spare    []*Group // the dirty list handed out before the last one
 	// expiring holds every group with entries, per source and grouping,
 	// ordered by its oldest entry's minute: Prune visits only the groups
 	// with something to cut instead of walking every group.
 	expiring map[expiryKey]*expiryQueue
+	last     [numGroupings]*expiryQueue // the queue of the latest new group
 	counts   [numGroupings]int
 	Dropped  int64
 	entries  int
 	// DroppedEntries counts entries not retained under MaxEntries.
 	DroppedEntries int64
+	hash           func(GroupKey) uint64 // GroupKey.Hash; tests force collisions
 }
 
-type ipKey struct {
-	source string
-	ip     netip.Addr
-}
+const slabChunk = 1024
 
-type netKey struct {
-	source string
-	net    netip.Prefix
-}
+func (w *Windows) at(id int32) *Group { return &w.chunks[id/slabChunk][id%slabChunk] }
 
-type valueKey struct{ source, value string }
+func (w *Windows) get(k GroupKey) *Group { return w.getHashed(k, w.hash(k)) }
 
-func (w *Windows) get(k GroupKey) *Group {
-	switch k.Grouping {
-	case ByIP:
-		return w.byIP[ipKey{k.Source, k.IP}]
-	case ByNet:
-		return w.byNet[netKey{k.Source, k.Net}]
+func (w *Windows) getHashed(k GroupKey, h uint64) *Group {
+	id, ok := w.index[h]
+	if !ok {
+		return nil
 	}
-	return w.byValue[k.Grouping-ByCredential][valueKey{k.Source, k.Value}]
+	if g := w.at(id); g.Key == k {
+		return g
+	}
+	if id, ok := w.overflow[k]; ok {
+		return w.at(id)
+	}
+	return nil
 }
 
-func (w *Windows) put(g *Group) {
-	k := g.Key
-	switch k.Grouping {
-	case ByIP:
-		w.byIP[ipKey{k.Source, k.IP}] = g
-	case ByNet:
-		w.byNet[netKey{k.Source, k.Net}] = g
-	default:
-		w.byValue[k.Grouping-ByCredential][valueKey{k.Source, k.Value}] = g
+// newGroup tracks an empty group for k, of hash h, known not to be tracked.
+func (w *Windows) newGroup(k GroupKey, h uint64) *Group {
+	if len(w.free) == 0 {
+		c := new([slabChunk]Group)
+		base := int32(len(w.chunks)) * slabChunk
+		for i := slabChunk - 1; i >= 0; i-- {
+			c[i].id = base + int32(i)
+			w.free = append(w.free, base+int32(i))
+		}
+		w.chunks = append(w.chunks, c)
 	}
+	id := w.free[len(w.free)-1]
+	w.free = w.free[:len(w.free)-1]
+	g := w.at(id)
+	g.Key = k
+	g.Entries = g.one[:0]
+	if _, taken := w.index[h]; taken {
+		w.overflow[k] = id
+	} else {
+		w.index[h] = id
+	}
+	w.counts[k.Grouping]++
+	return g
 }
 
-func (w *Windows) del(k GroupKey) {
-	switch k.Grouping {
-	case ByIP:
-		delete(w.byIP, ipKey{k.Source, k.IP})
-	case ByNet:
-		delete(w.byNet, netKey{k.Source, k.Net})
-	default:
-		delete(w.byValue[k.Grouping-ByCredential], valueKey{k.Source, k.Value})
+// forget stops tracking g and frees its slot.
+func (w *Windows) forget(g *Group) {
+	k, id := g.Key, g.id
+	if _, ok := w.overflow[k]; ok {
+		delete(w.overflow, k)
+	} else {
+		h := w.hash(k)
+		delete(w.index, h)
+		// A key that collided with k's hash takes its place in index.
+		for ok, ov := range w.overflow {
+			if w.hash(ok) == h {
+				w.index[h] = ov
+				delete(w.overflow, ok)
+				break
+			}
+		}
 	}
+	w.counts[k.Grouping]--
+	*g = Group{id: id}
+	w.free = append(w.free, id)
 }
 
 type expiryKey struct {
@@ -184,8 +253,10 @@ type expiryKey struct {
 // minute takes its whole bucket. A group is in its queue exactly while it
 // has entries.
 type expiryQueue struct {
+	source  string
 	buckets map[int64][]*Group
-	minutes []int64 // min-heap of the keys of buckets
+	minutes []int64    // min-heap of the keys of buckets
+	spare   [][]*Group // emptied buckets, to be reused
 }
 
 func (q *expiryQueue) push(minute int64, g *Group) {
@@ -201,8 +272,19 @@ func (q *expiryQueue) push(minute int64, g *Group) {
 			i = parent
 		}
 		q.minutes = h
+		if n := len(q.spare); n > 0 {
+			b, q.spare = q.spare[n-1], q.spare[:n-1]
+		}
 	}
 	q.buckets[minute] = append(b, g)
+}
+
+// recycle takes back a bucket from take once its groups are handled.
+func (q *expiryQueue) recycle(b []*Group) {
+	if cap(b) <= 4096 && len(q.spare) < 64 {
+		clear(b)
+		q.spare = append(q.spare, b[:0])
+	}
 }
 
 // expired reports whether the oldest queued minute is before cut.
@@ -237,13 +319,18 @@ func (q *expiryQueue) take() []*Group {
 	return b
 }
 
-func (w *Windows) queue(k GroupKey) *expiryQueue {
+// queueOf returns the expiry queue of k's source and grouping.
+func (w *Windows) queueOf(k GroupKey) *expiryQueue {
+	if q := w.last[k.Grouping]; q != nil && q.source == k.Source {
+		return q
+	}
 	qk := expiryKey{k.Source, k.Grouping}
 	q := w.expiring[qk]
 	if q == nil {
-		q = &expiryQueue{buckets: map[int64][]*Group{}}
+		q = &expiryQueue{source: k.Source, buckets: map[int64][]*Group{}}
 		w.expiring[qk] = q
 	}
+	w.last[k.Grouping] = q
 	return q
 }
 
@@ -255,8 +342,8 @@ func NewWindows(o WindowOptions) *Windows {
 	if o.NetBits6 == 0 {
 		o.NetBits6 = 64
 	}
-	return &Windows{opt: o, byIP: map[ipKey]*Group{}, byNet: map[netKey]*Group{},
-		byValue: [2]map[valueKey]*Group{{}, {}}, expiring: map[expiryKey]*expiryQueue{}}
+	return &Windows{opt: o, index: map[uint64]int32{}, overflow: map[GroupKey]int32{},
+		expiring: map[expiryKey]*expiryQueue{}, hash: GroupKey.Hash}
 }
 
 // Options returns the options in force.
@@ -287,7 +374,8 @@ func (w *Windows) NetOf(ip netip.Addr) netip.Prefix {
 // dirty, since only they can make a rule fire. It returns the group, or nil
 // when the group cap dropped it.
 func (w *Windows) Add(k GroupKey, e Entry) *Group {
-	g := w.get(k)
+	h := w.hash(k)
+	g := w.getHashed(k, h)
 	full := w.opt.MaxEntries > 0 && w.entries >= w.opt.MaxEntries
 	if g == nil {
 		if full {
@@ -298,9 +386,8 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 			w.Dropped++
 			return nil
 		}
-		g = &Group{Key: k}
-		w.put(g)
-		w.counts[k.Grouping]++
+		g = w.newGroup(k, h)
+		g.queue = w.queueOf(k)
 	}
 	if e.Minute > g.Last {
 		g.Last = e.Minute
@@ -328,7 +415,7 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 		return g
 	}
 	if len(g.Entries) == 0 {
-		w.queue(k).push(e.Minute, g)
+		g.queue.push(e.Minute, g)
 	}
 	g.Entries = append(g.Entries, e)
 	w.entries++
@@ -347,9 +434,12 @@ func (w *Windows) Get(k GroupKey) *Group { return w.get(k) }
 
 // TakeDirty returns the groups changed since the last call and clears their
 // flags.
+// The list is valid until the call after next (two lists take turns, so
+// that judging does not grow a new one every time).
 func (w *Windows) TakeDirty() []*Group {
 	d := w.dirty
-	w.dirty = nil
+	clear(w.spare)
+	w.dirty, w.spare = w.spare[:0], d
 	for _, g := range d {
 		g.Dirty = false
 	}
@@ -367,9 +457,11 @@ func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 	for qk, q := range w.expiring {
 		cut := now(qk.source) - w.opt.Retain[qk.grouping]
 		for q.expired(cut) {
-			for _, g := range q.take() {
+			b := q.take()
+			for _, g := range b {
 				w.cut(g, cut, q, keep)
 			}
+			q.recycle(b)
 		}
 	}
 }
@@ -391,9 +483,9 @@ func (w *Windows) cut(g *Group, cut int64, q *expiryQueue, keep func(*Group) boo
 		q.push(g.Entries[0].Minute, g)
 		return
 	}
+	g.Entries = g.one[:0] // the next entry needs no allocation
 	if !g.Dirty && (keep == nil || !keep(g)) {
-		w.del(g.Key)
-		w.counts[g.Key.Grouping]--
+		w.forget(g)
 	}
 }
 

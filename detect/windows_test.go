@@ -65,6 +65,10 @@ func TestPruneModel(t *testing.T) {
 			o.MaxEntries = 40 + r.IntN(40)
 		}
 		w := detect.NewWindows(o)
+		if seed%5 == 0 {
+			// Few hash values: groups are found through colliding keys.
+			detect.SetGroupHash(w, func(k detect.GroupKey) uint64 { return k.Hash() % 7 })
+		}
 		m := map[detect.GroupKey][]detect.Entry{}
 		sources := []string{"a", "b"}
 		clock := map[string]int64{"a": 1000, "b": 900}
@@ -183,6 +187,39 @@ func compareWindows(t *testing.T, seed uint64, step int, w *detect.Windows, m ma
 	}
 	if w.Len() != n {
 		t.Fatalf("seed %d step %d: groups %v, model %v", seed, step, w.Len(), n)
+	}
+}
+
+// Keys that differ in any field hash differently; equal keys alike.
+func TestGroupKeyHash(t *testing.T) {
+	a4, a6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	keys := []detect.GroupKey{
+		{Grouping: detect.ByIP, Source: "api", IP: a4},
+		{Grouping: detect.ByIP, Source: "api2", IP: a4},
+		{Grouping: detect.ByIP, Source: "api", IP: netip.AddrFrom16(a4.As16())}, // ::ffff:192.0.2.1
+		{Grouping: detect.ByIP, Source: "api", IP: a6},
+		{Grouping: detect.ByIP, Source: "api", IP: a6.WithZone("eth0")},
+		{Grouping: detect.ByIP, Source: "api"},
+		{Grouping: detect.ByNet, Source: "api", Net: netip.PrefixFrom(a4, 24).Masked()},
+		{Grouping: detect.ByNet, Source: "api", Net: netip.PrefixFrom(a4, 16).Masked()},
+		{Grouping: detect.ByNet, Source: "api", Net: netip.PrefixFrom(a6, 64).Masked()},
+		{Grouping: detect.ByCredential, Source: "api", Value: "sk_live_1"},
+		{Grouping: detect.ByIdentity, Source: "api", Value: "sk_live_1"},
+		{Grouping: detect.ByIdentity, Source: "api", Value: ""},
+		{Grouping: detect.ByIdentity, Source: "", Value: "api"},
+	}
+	seen := map[uint64]detect.GroupKey{}
+	for _, k := range keys {
+		h := k.Hash()
+		if o, ok := seen[h]; ok {
+			t.Errorf("%+v and %+v hash alike", k, o)
+		}
+		seen[h] = k
+		c := k
+		c.Source = string([]byte(k.Source)) // equal, not the same bytes
+		if c.Hash() != h {
+			t.Errorf("equal keys %+v hash differently", k)
+		}
 	}
 }
 

@@ -1,0 +1,5 @@
+package detect
+
+// SetGroupHash makes w find groups by h instead of GroupKey.Hash, so that
+// tests can make keys collide. Call it on empty windows.
+func SetGroupHash(w *Windows, h func(GroupKey) uint64) { w.hash = h }
