@@ -91,8 +91,7 @@ type Entry struct {
 	Outcome    ingest.Outcome
 	Stale      bool // failures of a pair that succeeded before
 	// FirstSec and LastSec are the seconds into Minute of the first and
-	// last event (small fields last: an entry fits 128 bytes, and a flood
-	// retains hundreds of thousands).
+	// last event.
 	FirstSec, LastSec uint8
 }
 
@@ -111,11 +110,10 @@ func (e *Entry) First() int64 { return e.Minute*60 + int64(e.FirstSec) }
 func (e *Entry) Last() int64 { return e.Minute*60 + int64(e.LastSec) }
 
 // Group is the retained entries of one key, oldest first (late events are
-// appended, so order is by arrival, nearly by time).
+// appended, so order is by arrival, nearly by time): Len and At read them.
 type Group struct {
-	Key     GroupKey
-	Entries []Entry
-	Last    int64 // latest Unix minute seen
+	Key  GroupKey
+	Last int64 // latest Unix minute seen
 	// Attempts is the number of retained failed attempts (not stale), a
 	// cheap bound that lets rules skip groups that cannot fire.
 	Attempts int64
@@ -124,11 +122,186 @@ type Group struct {
 	// caller: what an incident raised on the group is about.
 	Route string
 
-	id    int32        // index in the windows' slab
-	queue *expiryQueue // of its source and grouping
+	// entries are stored without pointers (strings as symbols of syms),
+	// so that the collector neither scans them nor needs write barriers
+	// to copy them.
+	entries []slot
+	syms    *symbols
+	id      int32        // index in the windows' slab
+	queue   *expiryQueue // of its source and grouping
 	// one holds the first entry: most groups of a flood never get a second,
 	// and then cost no allocation of their own.
-	one [1]Entry
+	one [1]slot
+}
+
+// Len returns the number of retained entries.
+func (g *Group) Len() int { return len(g.entries) }
+
+// At returns the i-th retained entry, oldest first.
+func (g *Group) At(i int) Entry { return g.syms.entry(&g.entries[i]) }
+
+// Minute returns the Unix minute of the i-th retained entry (cheaper than
+// At for a caller that filters by time first).
+func (g *Group) Minute(i int) int64 { return g.entries[i].minute }
+
+// slot is an Entry as a group stores it: no pointers, 72 bytes.
+type slot struct {
+	minute int64
+	ip     [16]byte
+	// identity, credential, file, node and zone are symbols; 0 is "".
+	identity, credential, file, node, zone uint32
+	count                                  uint32
+	inode                                  uint64
+	offset                                 int64
+	ipKind                                 uint8 // 0: no address, 4: IPv4, 6: IPv6
+	outcome                                ingest.Outcome
+	stale                                  bool
+	firstSec, lastSec                      uint8
+}
+
+// addrBits is an address as a slot holds it.
+type addrBits struct {
+	b    [16]byte
+	kind uint8
+	zone string
+}
+
+func bitsOf(a netip.Addr) addrBits {
+	switch {
+	case !a.IsValid():
+		return addrBits{}
+	case a.Is4():
+		return addrBits{b: a.As16(), kind: 4}
+	}
+	return addrBits{b: a.As16(), kind: 6, zone: a.Zone()}
+}
+
+func (x *slot) addr(s *symbols) netip.Addr {
+	switch x.ipKind {
+	case 0:
+		return netip.Addr{}
+	case 4:
+		return netip.AddrFrom4([4]byte(x.ip[12:]))
+	}
+	a := netip.AddrFrom16(x.ip)
+	if x.zone != 0 {
+		a = a.WithZone(s.strs[x.zone])
+	}
+	return a
+}
+
+// symbols interns the strings of retained entries (identities, credential
+// labels, file and node names, zones) as small integers, counting the
+// entries that hold each: a string is forgotten with the last entry that
+// held it, so the table never holds more than the entries do. Strings are
+// found by a seeded 64-bit hash (pointer-free, like the group index); one
+// whose hash another string has taken is found in over.
+type symbols struct {
+	index  map[uint64]uint32
+	over   map[string]uint32
+	strs   []string // by symbol; symbol 0 is ""
+	hashes []uint64
+	refs   []uint32
+	free   []uint32
+	// last holds, per field, the symbol interned last: the four groups of
+	// one line take the same strings one after the other.
+	last [5]uint32
+}
+
+const (
+	fieldIdentity = iota
+	fieldCredential
+	fieldFile
+	fieldNode
+	fieldZone
+)
+
+func newSymbols() *symbols {
+	return &symbols{index: map[uint64]uint32{}, over: map[string]uint32{},
+		strs: []string{""}, hashes: []uint64{0}, refs: []uint32{0}}
+}
+
+// ref returns str's symbol, counting one more entry that holds it.
+func (s *symbols) ref(field int, str string) uint32 {
+	if str == "" {
+		return 0
+	}
+	if id := s.last[field]; id != 0 && s.strs[id] == str {
+		s.refs[id]++
+		return id
+	}
+	h := maphash.String(keySeed, str)
+	id, ok := s.index[h]
+	if ok && s.strs[id] != str {
+		id, ok = s.over[str]
+	}
+	if !ok {
+		if n := len(s.free); n > 0 {
+			id, s.free = s.free[n-1], s.free[:n-1]
+			s.strs[id], s.hashes[id], s.refs[id] = str, h, 0
+		} else {
+			id = uint32(len(s.strs))
+			s.strs, s.hashes, s.refs = append(s.strs, str), append(s.hashes, h), append(s.refs, 0)
+		}
+		if _, taken := s.index[h]; taken {
+			s.over[str] = id
+		} else {
+			s.index[h] = id
+		}
+	}
+	s.refs[id]++
+	s.last[field] = id
+	return id
+}
+
+// unref counts one entry fewer holding symbol id.
+func (s *symbols) unref(id uint32) {
+	if id == 0 {
+		return
+	}
+	if s.refs[id]--; s.refs[id] > 0 {
+		return
+	}
+	str, h := s.strs[id], s.hashes[id]
+	if oid, ok := s.over[str]; ok && oid == id {
+		delete(s.over, str)
+	} else {
+		delete(s.index, h)
+		// A string that collided with str's hash takes its place in index.
+		for o, oid := range s.over {
+			if s.hashes[oid] == h {
+				s.index[h] = oid
+				delete(s.over, o)
+				break
+			}
+		}
+	}
+	s.strs[id] = ""
+	s.free = append(s.free, id)
+}
+
+// Len returns the number of strings interned.
+func (s *symbols) Len() int { return len(s.strs) - 1 - len(s.free) }
+
+func (s *symbols) store(e *Entry, ip addrBits) slot {
+	return slot{minute: e.Minute, ip: ip.b, ipKind: ip.kind, zone: s.ref(fieldZone, ip.zone),
+		identity: s.ref(fieldIdentity, e.Identity), credential: s.ref(fieldCredential, e.Credential),
+		file: s.ref(fieldFile, e.Pos.File), node: s.ref(fieldNode, e.Pos.Node), inode: e.Pos.Inode, offset: e.Pos.Offset,
+		count: e.Count, outcome: e.Outcome, stale: e.Stale, firstSec: e.FirstSec, lastSec: e.LastSec}
+}
+
+func (s *symbols) release(x *slot) {
+	s.unref(x.identity)
+	s.unref(x.credential)
+	s.unref(x.file)
+	s.unref(x.node)
+	s.unref(x.zone)
+}
+
+func (s *symbols) entry(x *slot) Entry {
+	return Entry{Minute: x.minute, IP: x.addr(s), Identity: s.strs[x.identity], Credential: s.strs[x.credential],
+		Pos:   ingest.Pos{Node: s.strs[x.node], File: s.strs[x.file], Inode: x.inode, Offset: x.offset},
+		Count: x.count, Outcome: x.outcome, Stale: x.stale, FirstSec: x.firstSec, LastSec: x.lastSec}
 }
 
 // WindowOptions set how long each grouping retains entries, in minutes, and
@@ -173,6 +346,7 @@ type Windows struct {
 	// DroppedEntries counts entries not retained under MaxEntries.
 	DroppedEntries int64
 	hash           func(GroupKey) uint64 // GroupKey.Hash; tests force collisions
+	syms           *symbols
 }
 
 const slabChunk = 1024
@@ -210,7 +384,8 @@ func (w *Windows) newGroup(k GroupKey, h uint64) *Group {
 	w.free = w.free[:len(w.free)-1]
 	g := w.at(id)
 	g.Key = k
-	g.Entries = g.one[:0]
+	g.entries = g.one[:0]
+	g.syms = w.syms
 	if _, taken := w.index[h]; taken {
 		w.overflow[k] = id
 	} else {
@@ -343,7 +518,7 @@ func NewWindows(o WindowOptions) *Windows {
 		o.NetBits6 = 64
 	}
 	return &Windows{opt: o, index: map[uint64]int32{}, overflow: map[GroupKey]int32{},
-		expiring: map[expiryKey]*expiryQueue{}, hash: GroupKey.Hash}
+		expiring: map[expiryKey]*expiryQueue{}, hash: GroupKey.Hash, syms: newSymbols()}
 }
 
 // Options returns the options in force.
@@ -399,11 +574,14 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 	}
 	// Merge with a recent entry of the same minute and shape: steady
 	// traffic collapses to one entry a minute.
-	for i, n := len(g.Entries)-1, 0; i >= 0 && n < 4; i, n = i-1, n+1 {
-		x := &g.Entries[i]
-		if x.Minute == e.Minute && x.IP == e.IP && x.Identity == e.Identity && x.Credential == e.Credential && x.Outcome == e.Outcome && x.Stale == e.Stale {
-			x.Count += e.Count
-			x.FirstSec, x.LastSec = min(x.FirstSec, e.FirstSec), max(x.LastSec, e.LastSec)
+	ip := bitsOf(e.IP)
+	strs := w.syms.strs
+	for i, n := len(g.entries)-1, 0; i >= 0 && n < 4; i, n = i-1, n+1 {
+		x := &g.entries[i]
+		if x.minute == e.Minute && x.ip == ip.b && x.ipKind == ip.kind && x.outcome == e.Outcome && x.stale == e.Stale &&
+			strs[x.identity] == e.Identity && strs[x.credential] == e.Credential && strs[x.zone] == ip.zone {
+			x.count += e.Count
+			x.firstSec, x.lastSec = min(x.firstSec, e.FirstSec), max(x.lastSec, e.LastSec)
 			return g
 		}
 	}
@@ -414,10 +592,10 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 		}
 		return g
 	}
-	if len(g.Entries) == 0 {
+	if len(g.entries) == 0 {
 		g.queue.push(e.Minute, g)
 	}
-	g.Entries = append(g.Entries, e)
+	g.entries = append(g.entries, w.syms.store(&e, ip))
 	w.entries++
 	return g
 }
@@ -470,20 +648,21 @@ func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 // its new oldest entry, or forgets it when nothing is left.
 func (w *Windows) cut(g *Group, cut int64, q *expiryQueue, keep func(*Group) bool) {
 	i := 0
-	for i < len(g.Entries) && g.Entries[i].Minute < cut {
-		if e := &g.Entries[i]; e.Outcome.Attempt() && !e.Stale {
-			g.Attempts -= int64(e.Count)
+	for i < len(g.entries) && g.entries[i].minute < cut {
+		x := &g.entries[i]
+		if x.outcome.Attempt() && !x.stale {
+			g.Attempts -= int64(x.count)
 		}
+		w.syms.release(x)
 		i++
 	}
-	clear(g.Entries[:i])
-	g.Entries = g.Entries[i:]
+	g.entries = g.entries[i:]
 	w.entries -= i
-	if len(g.Entries) > 0 {
-		q.push(g.Entries[0].Minute, g)
+	if len(g.entries) > 0 {
+		q.push(g.entries[0].minute, g)
 		return
 	}
-	g.Entries = g.one[:0] // the next entry needs no allocation
+	g.entries = g.one[:0] // the next entry needs no allocation
 	if !g.Dirty && (keep == nil || !keep(g)) {
 		w.forget(g)
 	}
@@ -494,3 +673,6 @@ func (w *Windows) Len() [numGroupings]int { return w.counts }
 
 // Entries returns the number of retained entries over all groups.
 func (w *Windows) Entries() int { return w.entries }
+
+// Strings returns the number of distinct strings the retained entries hold.
+func (w *Windows) Strings() int { return w.syms.Len() }
