@@ -190,22 +190,19 @@ func (x *slot) addr(s *symbols) netip.Addr {
 	return a
 }
 
-// symbols interns the strings of retained entries (identities, credential
-// labels, file and node names, zones) as small integers, counting the
-// entries that hold each: a string is forgotten with the last entry that
-// held it, so the table never holds more than the entries do. Strings are
-// found by a seeded 64-bit hash (pointer-free, like the group index); one
-// whose hash another string has taken is found in over.
+// symbols holds the strings of retained entries (identities, credential
+// labels, file and node names, zones) by small integers, counting the
+// entries that hold each: a symbol is freed with the last entry that held
+// it, so the table never holds more than the entries do. Equal strings are
+// not looked up to share one symbol (that would be a hash lookup a field,
+// and one more for the collector to keep): the groups of one line, and
+// the lines that follow with the same string, share the symbol taken last
+// for that field.
 type symbols struct {
-	index  map[uint64]uint32
-	over   map[string]uint32
-	strs   []string // by symbol; symbol 0 is ""
-	hashes []uint64
-	refs   []uint32
-	free   []uint32
-	// last holds, per field, the symbol interned last: the four groups of
-	// one line take the same strings one after the other.
-	last [5]uint32
+	strs []string // by symbol; symbol 0 is ""
+	refs []uint32
+	free []uint32
+	last [5]uint32 // the symbol taken last, per field
 }
 
 const (
@@ -216,41 +213,25 @@ const (
 	fieldZone
 )
 
-func newSymbols() *symbols {
-	return &symbols{index: map[uint64]uint32{}, over: map[string]uint32{},
-		strs: []string{""}, hashes: []uint64{0}, refs: []uint32{0}}
-}
+func newSymbols() *symbols { return &symbols{strs: []string{""}, refs: []uint32{0}} }
 
-// ref returns str's symbol, counting one more entry that holds it.
+// ref returns a symbol for str, counting one more entry that holds it.
 func (s *symbols) ref(field int, str string) uint32 {
 	if str == "" {
 		return 0
 	}
-	if id := s.last[field]; id != 0 && s.strs[id] == str {
-		s.refs[id]++
-		return id
-	}
-	h := maphash.String(keySeed, str)
-	id, ok := s.index[h]
-	if ok && s.strs[id] != str {
-		id, ok = s.over[str]
-	}
-	if !ok {
+	id := s.last[field]
+	if id == 0 || s.strs[id] != str {
 		if n := len(s.free); n > 0 {
 			id, s.free = s.free[n-1], s.free[:n-1]
-			s.strs[id], s.hashes[id], s.refs[id] = str, h, 0
+			s.strs[id] = str
 		} else {
 			id = uint32(len(s.strs))
-			s.strs, s.hashes, s.refs = append(s.strs, str), append(s.hashes, h), append(s.refs, 0)
+			s.strs, s.refs = append(s.strs, str), append(s.refs, 0)
 		}
-		if _, taken := s.index[h]; taken {
-			s.over[str] = id
-		} else {
-			s.index[h] = id
-		}
+		s.last[field] = id
 	}
 	s.refs[id]++
-	s.last[field] = id
 	return id
 }
 
@@ -259,28 +240,13 @@ func (s *symbols) unref(id uint32) {
 	if id == 0 {
 		return
 	}
-	if s.refs[id]--; s.refs[id] > 0 {
-		return
+	if s.refs[id]--; s.refs[id] == 0 {
+		s.strs[id] = ""
+		s.free = append(s.free, id)
 	}
-	str, h := s.strs[id], s.hashes[id]
-	if oid, ok := s.over[str]; ok && oid == id {
-		delete(s.over, str)
-	} else {
-		delete(s.index, h)
-		// A string that collided with str's hash takes its place in index.
-		for o, oid := range s.over {
-			if s.hashes[oid] == h {
-				s.index[h] = oid
-				delete(s.over, o)
-				break
-			}
-		}
-	}
-	s.strs[id] = ""
-	s.free = append(s.free, id)
 }
 
-// Len returns the number of strings interned.
+// Len returns the number of symbols in use.
 func (s *symbols) Len() int { return len(s.strs) - 1 - len(s.free) }
 
 func (s *symbols) store(e *Entry, ip addrBits) slot {
@@ -347,6 +313,8 @@ type Windows struct {
 	DroppedEntries int64
 	hash           func(GroupKey) uint64 // GroupKey.Hash; tests force collisions
 	syms           *symbols
+	lastIP         netip.Addr
+	lastBits       addrBits
 }
 
 const slabChunk = 1024
@@ -574,7 +542,10 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 	}
 	// Merge with a recent entry of the same minute and shape: steady
 	// traffic collapses to one entry a minute.
-	ip := bitsOf(e.IP)
+	if e.IP != w.lastIP {
+		w.lastIP, w.lastBits = e.IP, bitsOf(e.IP) // the groups of a line share it
+	}
+	ip := w.lastBits
 	strs := w.syms.strs
 	for i, n := len(g.entries)-1, 0; i >= 0 && n < 4; i, n = i-1, n+1 {
 		x := &g.entries[i]
@@ -674,5 +645,6 @@ func (w *Windows) Len() [numGroupings]int { return w.counts }
 // Entries returns the number of retained entries over all groups.
 func (w *Windows) Entries() int { return w.entries }
 
-// Strings returns the number of distinct strings the retained entries hold.
+// Strings returns the number of strings the retained entries hold (equal
+// strings of entries stored apart may count more than once).
 func (w *Windows) Strings() int { return w.syms.Len() }

@@ -187,6 +187,7 @@ func compareWindows(t *testing.T, seed uint64, step int, w *detect.Windows, m ma
 	}
 	var n [4]int
 	strs := map[string]bool{} // the distinct strings retained entries hold
+	held := 0                 // and how many times they hold one
 	for k, es := range m {
 		n[k.Grouping]++
 		g := w.Get(k)
@@ -209,6 +210,7 @@ func compareWindows(t *testing.T, seed uint64, step int, w *detect.Windows, m ma
 			for _, s := range []string{es[i].Identity, es[i].Credential, es[i].Pos.File, es[i].Pos.Node, es[i].IP.Zone()} {
 				if s != "" {
 					strs[s] = true
+					held++
 				}
 			}
 		}
@@ -216,8 +218,9 @@ func compareWindows(t *testing.T, seed uint64, step int, w *detect.Windows, m ma
 	if w.Len() != n {
 		t.Fatalf("seed %d step %d: groups %v, model %v", seed, step, w.Len(), n)
 	}
-	if w.Strings() != len(strs) {
-		t.Fatalf("seed %d step %d: %d strings interned, entries hold %d", seed, step, w.Strings(), len(strs))
+	// Entries of different groups share symbols; none outlives its entries.
+	if w.Strings() < len(strs) || w.Strings() > held {
+		t.Fatalf("seed %d step %d: %d symbols for %d distinct strings held %d times", seed, step, w.Strings(), len(strs), held)
 	}
 }
 
