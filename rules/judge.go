@@ -53,10 +53,10 @@ func (e *Engine) stats(g *detect.Group, from, to int64, maxTries int) windowStat
 	clear(s.ips)
 	var st windowStats
 	for i := range g.Len() {
-		en := g.At(i)
-		if en.Minute < from || en.Minute > to {
+		if m := g.Minute(i); m < from || m > to {
 			continue
 		}
+		en := g.At(i)
 		switch {
 		case en.Outcome == ingest.Success:
 			if en.Identity != "" {
@@ -222,8 +222,11 @@ func (e *Engine) judgeLowAndSlow(g *detect.Group, now int64) bool {
 	clear(s.tries) // identity -> 0 when every hour stays under the limit, -1 otherwise
 	from := now - minutes(r.Window) + 1
 	for i := range g.Len() {
+		if m := g.Minute(i); m < from || m > now {
+			continue
+		}
 		en := g.At(i)
-		if en.Minute < from || en.Minute > now || en.Identity == "" || !en.Outcome.Attempt() || en.Stale || e.isClaimed(g.Key.Source, &en) ||
+		if en.Identity == "" || !en.Outcome.Attempt() || en.Stale || e.isClaimed(g.Key.Source, &en) ||
 			e.ownersMistake(g.Key.Source, g.Key.Grouping, &en) {
 			continue
 		}
