@@ -4,6 +4,9 @@
 package detect
 
 import (
+	"encoding/binary"
+	"hash/maphash"
+	"math/bits"
 	"net/netip"
 
 	"github.com/spraywatch/spraywatch/ingest"
@@ -45,6 +48,37 @@ func (k GroupKey) String() string {
 	return k.Grouping.String() + "=" + k.Value
 }
 
+var keySeed = maphash.MakeSeed()
+
+// Hash returns a 64-bit hash of the key, seeded per process (an attacker
+// cannot choose keys that collide). Equal keys hash alike; two keys that
+// differ collide about once in 2^64.
+func (k GroupKey) Hash() uint64 {
+	h := maphash.String(keySeed, k.Source) + uint64(k.Grouping)
+	switch k.Grouping {
+	case ByIP:
+		return hashAddr(h, k.IP, 0)
+	case ByNet:
+		return hashAddr(h, k.Net.Addr(), k.Net.Bits()+1)
+	}
+	return mix(h, maphash.String(keySeed, k.Value))
+}
+
+func hashAddr(h uint64, a netip.Addr, bits int) uint64 {
+	b := a.As16()
+	tag := uint64(a.BitLen())<<8 | uint64(bits)
+	if z := a.Zone(); z != "" {
+		tag ^= maphash.String(keySeed, z)
+	}
+	return mix(mix(h, binary.LittleEndian.Uint64(b[:8])), binary.LittleEndian.Uint64(b[8:])^tag)
+}
+
+// mix folds b into a (a multiply-xor step, as wyhash's).
+func mix(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a^0xa0761d6478bd642f, b^0xe7037ed1a0b428db)
+	return hi ^ lo
+}
+
 // Entry aggregates the events of one minute that share address, identity,
 // credential and outcome.
 type Entry struct {
@@ -57,8 +91,7 @@ type Entry struct {
 	Outcome    ingest.Outcome
 	Stale      bool // failures of a pair that succeeded before
 	// FirstSec and LastSec are the seconds into Minute of the first and
-	// last event (small fields last: an entry fits 128 bytes, and a flood
-	// retains hundreds of thousands).
+	// last event.
 	FirstSec, LastSec uint8
 }
 
@@ -77,11 +110,10 @@ func (e *Entry) First() int64 { return e.Minute*60 + int64(e.FirstSec) }
 func (e *Entry) Last() int64 { return e.Minute*60 + int64(e.LastSec) }
 
 // Group is the retained entries of one key, oldest first (late events are
-// appended, so order is by arrival, nearly by time).
+// appended, so order is by arrival, nearly by time): Len and At read them.
 type Group struct {
-	Key     GroupKey
-	Entries []Entry
-	Last    int64 // latest Unix minute seen
+	Key  GroupKey
+	Last int64 // latest Unix minute seen
 	// Attempts is the number of retained failed attempts (not stale), a
 	// cheap bound that lets rules skip groups that cannot fire.
 	Attempts int64
@@ -89,6 +121,153 @@ type Group struct {
 	// Route is the route of the group's latest failed attempt, set by the
 	// caller: what an incident raised on the group is about.
 	Route string
+
+	// entries are stored without pointers (strings as symbols of syms),
+	// so that the collector neither scans them nor needs write barriers
+	// to copy them.
+	entries []slot
+	syms    *symbols
+	id      int32        // index in the windows' slab
+	queue   *expiryQueue // of its source and grouping
+	// one holds the first entry: most groups of a flood never get a second,
+	// and then cost no allocation of their own.
+	one [1]slot
+}
+
+// Len returns the number of retained entries.
+func (g *Group) Len() int { return len(g.entries) }
+
+// At returns the i-th retained entry, oldest first.
+func (g *Group) At(i int) Entry { return g.syms.entry(&g.entries[i]) }
+
+// Minute returns the Unix minute of the i-th retained entry (cheaper than
+// At for a caller that filters by time first).
+func (g *Group) Minute(i int) int64 { return g.entries[i].minute }
+
+// slot is an Entry as a group stores it: no pointers, 72 bytes.
+type slot struct {
+	minute int64
+	ip     [16]byte
+	// identity, credential, file, node and zone are symbols; 0 is "".
+	identity, credential, file, node, zone uint32
+	count                                  uint32
+	inode                                  uint64
+	offset                                 int64
+	ipKind                                 uint8 // 0: no address, 4: IPv4, 6: IPv6
+	outcome                                ingest.Outcome
+	stale                                  bool
+	firstSec, lastSec                      uint8
+}
+
+// addrBits is an address as a slot holds it.
+type addrBits struct {
+	b    [16]byte
+	kind uint8
+	zone string
+}
+
+func bitsOf(a netip.Addr) addrBits {
+	switch {
+	case !a.IsValid():
+		return addrBits{}
+	case a.Is4():
+		return addrBits{b: a.As16(), kind: 4}
+	}
+	return addrBits{b: a.As16(), kind: 6, zone: a.Zone()}
+}
+
+func (x *slot) addr(s *symbols) netip.Addr {
+	switch x.ipKind {
+	case 0:
+		return netip.Addr{}
+	case 4:
+		return netip.AddrFrom4([4]byte(x.ip[12:]))
+	}
+	a := netip.AddrFrom16(x.ip)
+	if x.zone != 0 {
+		a = a.WithZone(s.strs[x.zone])
+	}
+	return a
+}
+
+// symbols holds the strings of retained entries (identities, credential
+// labels, file and node names, zones) by small integers, counting the
+// entries that hold each: a symbol is freed with the last entry that held
+// it, so the table never holds more than the entries do. Equal strings are
+// not looked up to share one symbol (that would be a hash lookup a field,
+// and one more for the collector to keep): the groups of one line, and
+// the lines that follow with the same string, share the symbol taken last
+// for that field.
+type symbols struct {
+	strs []string // by symbol; symbol 0 is ""
+	refs []uint32
+	free []uint32
+	last [5]uint32 // the symbol taken last, per field
+}
+
+const (
+	fieldIdentity = iota
+	fieldCredential
+	fieldFile
+	fieldNode
+	fieldZone
+)
+
+func newSymbols() *symbols { return &symbols{strs: []string{""}, refs: []uint32{0}} }
+
+// ref returns a symbol for str, counting one more entry that holds it.
+func (s *symbols) ref(field int, str string) uint32 {
+	if str == "" {
+		return 0
+	}
+	id := s.last[field]
+	if id == 0 || s.strs[id] != str {
+		if n := len(s.free); n > 0 {
+			id, s.free = s.free[n-1], s.free[:n-1]
+			s.strs[id] = str
+		} else {
+			id = uint32(len(s.strs))
+			s.strs, s.refs = append(s.strs, str), append(s.refs, 0)
+		}
+		s.last[field] = id
+	}
+	s.refs[id]++
+	return id
+}
+
+// unref counts one entry fewer holding symbol id.
+func (s *symbols) unref(id uint32) {
+	if id == 0 {
+		return
+	}
+	if s.refs[id]--; s.refs[id] == 0 {
+		s.strs[id] = ""
+		s.free = append(s.free, id)
+	}
+}
+
+// Len returns the number of symbols in use.
+func (s *symbols) Len() int { return len(s.strs) - 1 - len(s.free) }
+
+func (s *symbols) store(e *Entry, ip addrBits) slot {
+	return slot{minute: e.Minute, ip: ip.b, ipKind: ip.kind, zone: s.ref(fieldZone, ip.zone),
+		identity: s.ref(fieldIdentity, e.Identity), credential: s.ref(fieldCredential, e.Credential),
+		file: s.ref(fieldFile, e.Pos.File), node: s.ref(fieldNode, e.Pos.Node), inode: e.Pos.Inode, offset: e.Pos.Offset,
+		count: e.Count, outcome: e.Outcome, stale: e.Stale, firstSec: e.FirstSec, lastSec: e.LastSec}
+}
+
+func (s *symbols) release(x *slot) {
+	s.unref(x.identity)
+	s.unref(x.credential)
+	s.unref(x.file)
+	s.unref(x.node)
+	s.unref(x.zone)
+}
+
+func (s *symbols) entry(x *slot) Entry {
+	return Entry{Minute: x.minute, IP: x.addr(s), Identity: s.strs[x.identity], Credential: s.strs[x.credential],
+		Pos:   ingest.Pos{Node: s.strs[x.node], File: s.strs[x.file], Inode: x.inode, Offset: x.offset},
+		Count: x.count, Outcome: x.outcome, Stale: x.stale, FirstSec: x.firstSec, LastSec: x.lastSec}
 }
 
 // WindowOptions set how long each grouping retains entries, in minutes, and
@@ -111,66 +290,99 @@ type WindowOptions struct {
 // Windows keeps groups in memory.
 type Windows struct {
 	opt WindowOptions
-	// One map per grouping, each keyed by only what that grouping needs:
-	// hashing a small key is most of what Add costs per event.
-	byIP    map[ipKey]*Group
-	byNet   map[netKey]*Group
-	byValue [2]map[valueKey]*Group // ByCredential, ByIdentity
-	dirty   []*Group
+	// Groups live in a slab of fixed chunks, reused through a free list:
+	// a flood of one-off groups allocates nothing per group. index finds a
+	// group by its key's Hash; the rare key whose hash another key has
+	// taken is found in overflow. Neither map holds a pointer, so the
+	// garbage collector does not scan them.
+	chunks   []*[slabChunk]Group
+	free     []int32
+	index    map[uint64]int32
+	overflow map[GroupKey]int32
+	dirty    []*Group
+	spare    []*Group // the dirty list handed out before the last one
 	// expiring holds every group with entries, per source and grouping,
 	// ordered by its oldest entry's minute: Prune visits only the groups
 	// with something to cut instead of walking every group.
 	expiring map[expiryKey]*expiryQueue
+	last     [numGroupings]*expiryQueue // the queue of the latest new group
 	counts   [numGroupings]int
 	Dropped  int64
 	entries  int
 	// DroppedEntries counts entries not retained under MaxEntries.
 	DroppedEntries int64
+	hash           func(GroupKey) uint64 // GroupKey.Hash; tests force collisions
+	syms           *symbols
+	lastIP         netip.Addr
+	lastBits       addrBits
 }
 
-type ipKey struct {
-	source string
-	ip     netip.Addr
-}
+const slabChunk = 1024
 
-type netKey struct {
-	source string
-	net    netip.Prefix
-}
+func (w *Windows) at(id int32) *Group { return &w.chunks[id/slabChunk][id%slabChunk] }
 
-type valueKey struct{ source, value string }
+func (w *Windows) get(k GroupKey) *Group { return w.getHashed(k, w.hash(k)) }
 
-func (w *Windows) get(k GroupKey) *Group {
-	switch k.Grouping {
-	case ByIP:
-		return w.byIP[ipKey{k.Source, k.IP}]
-	case ByNet:
-		return w.byNet[netKey{k.Source, k.Net}]
+func (w *Windows) getHashed(k GroupKey, h uint64) *Group {
+	id, ok := w.index[h]
+	if !ok {
+		return nil
 	}
-	return w.byValue[k.Grouping-ByCredential][valueKey{k.Source, k.Value}]
+	if g := w.at(id); g.Key == k {
+		return g
+	}
+	if id, ok := w.overflow[k]; ok {
+		return w.at(id)
+	}
+	return nil
 }
 
-func (w *Windows) put(g *Group) {
-	k := g.Key
-	switch k.Grouping {
-	case ByIP:
-		w.byIP[ipKey{k.Source, k.IP}] = g
-	case ByNet:
-		w.byNet[netKey{k.Source, k.Net}] = g
-	default:
-		w.byValue[k.Grouping-ByCredential][valueKey{k.Source, k.Value}] = g
+// newGroup tracks an empty group for k, of hash h, known not to be tracked.
+func (w *Windows) newGroup(k GroupKey, h uint64) *Group {
+	if len(w.free) == 0 {
+		c := new([slabChunk]Group)
+		base := int32(len(w.chunks)) * slabChunk
+		for i := slabChunk - 1; i >= 0; i-- {
+			c[i].id = base + int32(i)
+			w.free = append(w.free, base+int32(i))
+		}
+		w.chunks = append(w.chunks, c)
 	}
+	id := w.free[len(w.free)-1]
+	w.free = w.free[:len(w.free)-1]
+	g := w.at(id)
+	g.Key = k
+	g.entries = g.one[:0]
+	g.syms = w.syms
+	if _, taken := w.index[h]; taken {
+		w.overflow[k] = id
+	} else {
+		w.index[h] = id
+	}
+	w.counts[k.Grouping]++
+	return g
 }
 
-func (w *Windows) del(k GroupKey) {
-	switch k.Grouping {
-	case ByIP:
-		delete(w.byIP, ipKey{k.Source, k.IP})
-	case ByNet:
-		delete(w.byNet, netKey{k.Source, k.Net})
-	default:
-		delete(w.byValue[k.Grouping-ByCredential], valueKey{k.Source, k.Value})
+// forget stops tracking g and frees its slot.
+func (w *Windows) forget(g *Group) {
+	k, id := g.Key, g.id
+	if _, ok := w.overflow[k]; ok {
+		delete(w.overflow, k)
+	} else {
+		h := w.hash(k)
+		delete(w.index, h)
+		// A key that collided with k's hash takes its place in index.
+		for ok, ov := range w.overflow {
+			if w.hash(ok) == h {
+				w.index[h] = ov
+				delete(w.overflow, ok)
+				break
+			}
+		}
 	}
+	w.counts[k.Grouping]--
+	*g = Group{id: id}
+	w.free = append(w.free, id)
 }
 
 type expiryKey struct {
@@ -184,8 +396,10 @@ type expiryKey struct {
 // minute takes its whole bucket. A group is in its queue exactly while it
 // has entries.
 type expiryQueue struct {
+	source  string
 	buckets map[int64][]*Group
-	minutes []int64 // min-heap of the keys of buckets
+	minutes []int64    // min-heap of the keys of buckets
+	spare   [][]*Group // emptied buckets, to be reused
 }
 
 func (q *expiryQueue) push(minute int64, g *Group) {
@@ -201,8 +415,19 @@ func (q *expiryQueue) push(minute int64, g *Group) {
 			i = parent
 		}
 		q.minutes = h
+		if n := len(q.spare); n > 0 {
+			b, q.spare = q.spare[n-1], q.spare[:n-1]
+		}
 	}
 	q.buckets[minute] = append(b, g)
+}
+
+// recycle takes back a bucket from take once its groups are handled.
+func (q *expiryQueue) recycle(b []*Group) {
+	if cap(b) <= 4096 && len(q.spare) < 64 {
+		clear(b)
+		q.spare = append(q.spare, b[:0])
+	}
 }
 
 // expired reports whether the oldest queued minute is before cut.
@@ -237,13 +462,18 @@ func (q *expiryQueue) take() []*Group {
 	return b
 }
 
-func (w *Windows) queue(k GroupKey) *expiryQueue {
+// queueOf returns the expiry queue of k's source and grouping.
+func (w *Windows) queueOf(k GroupKey) *expiryQueue {
+	if q := w.last[k.Grouping]; q != nil && q.source == k.Source {
+		return q
+	}
 	qk := expiryKey{k.Source, k.Grouping}
 	q := w.expiring[qk]
 	if q == nil {
-		q = &expiryQueue{buckets: map[int64][]*Group{}}
+		q = &expiryQueue{source: k.Source, buckets: map[int64][]*Group{}}
 		w.expiring[qk] = q
 	}
+	w.last[k.Grouping] = q
 	return q
 }
 
@@ -255,8 +485,8 @@ func NewWindows(o WindowOptions) *Windows {
 	if o.NetBits6 == 0 {
 		o.NetBits6 = 64
 	}
-	return &Windows{opt: o, byIP: map[ipKey]*Group{}, byNet: map[netKey]*Group{},
-		byValue: [2]map[valueKey]*Group{{}, {}}, expiring: map[expiryKey]*expiryQueue{}}
+	return &Windows{opt: o, index: map[uint64]int32{}, overflow: map[GroupKey]int32{},
+		expiring: map[expiryKey]*expiryQueue{}, hash: GroupKey.Hash, syms: newSymbols()}
 }
 
 // Options returns the options in force.
@@ -287,7 +517,8 @@ func (w *Windows) NetOf(ip netip.Addr) netip.Prefix {
 // dirty, since only they can make a rule fire. It returns the group, or nil
 // when the group cap dropped it.
 func (w *Windows) Add(k GroupKey, e Entry) *Group {
-	g := w.get(k)
+	h := w.hash(k)
+	g := w.getHashed(k, h)
 	full := w.opt.MaxEntries > 0 && w.entries >= w.opt.MaxEntries
 	if g == nil {
 		if full {
@@ -298,9 +529,8 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 			w.Dropped++
 			return nil
 		}
-		g = &Group{Key: k}
-		w.put(g)
-		w.counts[k.Grouping]++
+		g = w.newGroup(k, h)
+		g.queue = w.queueOf(k)
 	}
 	if e.Minute > g.Last {
 		g.Last = e.Minute
@@ -312,11 +542,17 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 	}
 	// Merge with a recent entry of the same minute and shape: steady
 	// traffic collapses to one entry a minute.
-	for i, n := len(g.Entries)-1, 0; i >= 0 && n < 4; i, n = i-1, n+1 {
-		x := &g.Entries[i]
-		if x.Minute == e.Minute && x.IP == e.IP && x.Identity == e.Identity && x.Credential == e.Credential && x.Outcome == e.Outcome && x.Stale == e.Stale {
-			x.Count += e.Count
-			x.FirstSec, x.LastSec = min(x.FirstSec, e.FirstSec), max(x.LastSec, e.LastSec)
+	if e.IP != w.lastIP {
+		w.lastIP, w.lastBits = e.IP, bitsOf(e.IP) // the groups of a line share it
+	}
+	ip := w.lastBits
+	strs := w.syms.strs
+	for i, n := len(g.entries)-1, 0; i >= 0 && n < 4; i, n = i-1, n+1 {
+		x := &g.entries[i]
+		if x.minute == e.Minute && x.ip == ip.b && x.ipKind == ip.kind && x.outcome == e.Outcome && x.stale == e.Stale &&
+			strs[x.identity] == e.Identity && strs[x.credential] == e.Credential && strs[x.zone] == ip.zone {
+			x.count += e.Count
+			x.firstSec, x.lastSec = min(x.firstSec, e.FirstSec), max(x.lastSec, e.LastSec)
 			return g
 		}
 	}
@@ -327,10 +563,10 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 		}
 		return g
 	}
-	if len(g.Entries) == 0 {
-		w.queue(k).push(e.Minute, g)
+	if len(g.entries) == 0 {
+		g.queue.push(e.Minute, g)
 	}
-	g.Entries = append(g.Entries, e)
+	g.entries = append(g.entries, w.syms.store(&e, ip))
 	w.entries++
 	return g
 }
@@ -347,9 +583,12 @@ func (w *Windows) Get(k GroupKey) *Group { return w.get(k) }
 
 // TakeDirty returns the groups changed since the last call and clears their
 // flags.
+// The list is valid until the call after next (two lists take turns, so
+// that judging does not grow a new one every time).
 func (w *Windows) TakeDirty() []*Group {
 	d := w.dirty
-	w.dirty = nil
+	clear(w.spare)
+	w.dirty, w.spare = w.spare[:0], d
 	for _, g := range d {
 		g.Dirty = false
 	}
@@ -367,9 +606,11 @@ func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 	for qk, q := range w.expiring {
 		cut := now(qk.source) - w.opt.Retain[qk.grouping]
 		for q.expired(cut) {
-			for _, g := range q.take() {
+			b := q.take()
+			for _, g := range b {
 				w.cut(g, cut, q, keep)
 			}
+			q.recycle(b)
 		}
 	}
 }
@@ -378,22 +619,23 @@ func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 // its new oldest entry, or forgets it when nothing is left.
 func (w *Windows) cut(g *Group, cut int64, q *expiryQueue, keep func(*Group) bool) {
 	i := 0
-	for i < len(g.Entries) && g.Entries[i].Minute < cut {
-		if e := &g.Entries[i]; e.Outcome.Attempt() && !e.Stale {
-			g.Attempts -= int64(e.Count)
+	for i < len(g.entries) && g.entries[i].minute < cut {
+		x := &g.entries[i]
+		if x.outcome.Attempt() && !x.stale {
+			g.Attempts -= int64(x.count)
 		}
+		w.syms.release(x)
 		i++
 	}
-	clear(g.Entries[:i])
-	g.Entries = g.Entries[i:]
+	g.entries = g.entries[i:]
 	w.entries -= i
-	if len(g.Entries) > 0 {
-		q.push(g.Entries[0].Minute, g)
+	if len(g.entries) > 0 {
+		q.push(g.entries[0].minute, g)
 		return
 	}
+	g.entries = g.one[:0] // the next entry needs no allocation
 	if !g.Dirty && (keep == nil || !keep(g)) {
-		w.del(g.Key)
-		w.counts[g.Key.Grouping]--
+		w.forget(g)
 	}
 }
 
@@ -402,3 +644,7 @@ func (w *Windows) Len() [numGroupings]int { return w.counts }
 
 // Entries returns the number of retained entries over all groups.
 func (w *Windows) Entries() int { return w.entries }
+
+// Strings returns the number of strings the retained entries hold (equal
+// strings of entries stored apart may count more than once).
+func (w *Windows) Strings() int { return w.syms.Len() }

@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
-	"unsafe"
 
 	"github.com/spraywatch/spraywatch/detect"
 	"github.com/spraywatch/spraywatch/ingest"
@@ -24,8 +23,8 @@ func TestWindows(t *testing.T) {
 		w.Add(k, entry(100, "c1", ingest.Success))
 	}
 	g := w.Get(k)
-	if len(g.Entries) != 1 || g.Entries[0].Count != 5 {
-		t.Fatalf("entries = %+v, want one with count 5", g.Entries)
+	if g.Len() != 1 || g.At(0).Count != 5 {
+		t.Fatalf("%d entries, the first %+v; want one with count 5", g.Len(), g.At(0))
 	}
 	if d := w.TakeDirty(); len(d) != 0 {
 		t.Errorf("successes marked %d groups dirty", len(d))
@@ -36,12 +35,12 @@ func TestWindows(t *testing.T) {
 		t.Errorf("dirty %d, attempts %d; want 1 and 2", len(d), g.Attempts)
 	}
 	w.Prune(func(string) int64 { return 161 }, nil) // keeps minutes >= 101
-	if len(g.Entries) != 2 || g.Attempts != 2 {
-		t.Errorf("after prune to 101: %d entries, %d attempts; want 2 and 2", len(g.Entries), g.Attempts)
+	if g.Len() != 2 || g.Attempts != 2 {
+		t.Errorf("after prune to 101: %d entries, %d attempts; want 2 and 2", g.Len(), g.Attempts)
 	}
 	w.Prune(func(string) int64 { return 185 }, nil) // keeps minutes >= 125
-	if len(g.Entries) != 1 || g.Attempts != 1 {
-		t.Errorf("after prune to 125: %d entries, %d attempts; want 1 and 1", len(g.Entries), g.Attempts)
+	if g.Len() != 1 || g.Attempts != 1 {
+		t.Errorf("after prune to 125: %d entries, %d attempts; want 1 and 1", g.Len(), g.Attempts)
 	}
 	w.Prune(func(string) int64 { return 500 }, nil)
 	if w.Get(k) != nil {
@@ -65,6 +64,10 @@ func TestPruneModel(t *testing.T) {
 			o.MaxEntries = 40 + r.IntN(40)
 		}
 		w := detect.NewWindows(o)
+		if seed%5 == 0 {
+			// Few hash values: groups are found through colliding keys.
+			detect.SetGroupHash(w, func(k detect.GroupKey) uint64 { return k.Hash() % 7 })
+		}
 		m := map[detect.GroupKey][]detect.Entry{}
 		sources := []string{"a", "b"}
 		clock := map[string]int64{"a": 1000, "b": 900}
@@ -82,10 +85,32 @@ func TestPruneModel(t *testing.T) {
 			}
 			minute := clock[src] - int64(r.IntN(4)) // some arrive late
 			ip := netip.AddrFrom4([4]byte{10, 0, byte(r.IntN(3)), byte(r.IntN(hosts))})
+			switch r.IntN(8) {
+			case 0: // the same address, mapped: another address
+				ip = netip.AddrFrom16(ip.As16())
+			case 1:
+				// Few addresses, told apart by their zones only.
+				ip = netip.AddrFrom16([16]byte{0xfe, 0x80, 15: byte(r.IntN(2))})
+				if z := r.IntN(3); z > 0 {
+					ip = ip.WithZone(fmt.Sprint("eth", z))
+				}
+			case 2:
+				ip = netip.Addr{}
+			}
 			e := detect.Entry{Minute: minute, IP: ip,
-				Identity: fmt.Sprint("id", r.IntN(values)), Credential: fmt.Sprint("k", r.IntN(values/2)), Outcome: ingest.Failure, Count: 1}
-			if r.IntN(4) == 0 {
+				Identity: fmt.Sprint("id", r.IntN(values)), Credential: fmt.Sprint("k", r.IntN(values/2)), Outcome: ingest.Failure, Count: 1,
+				Pos:      ingest.Pos{File: fmt.Sprint("access.log.", r.IntN(3)), Inode: uint64(r.IntN(3)), Offset: int64(step) * 100},
+				FirstSec: uint8(r.IntN(60))}
+			e.LastSec = e.FirstSec
+			switch r.IntN(8) {
+			case 0:
 				e.Outcome = ingest.Success
+			case 1:
+				e.Identity = ""
+			case 2:
+				e.Credential, e.Pos.Node = "", "node-b"
+			case 3:
+				e.Stale = true
 			}
 			g := detect.Grouping(r.IntN(4))
 			k := detect.GroupKey{Grouping: g, Source: src}
@@ -107,8 +132,9 @@ func TestPruneModel(t *testing.T) {
 			merged := false
 			for i, n := len(es)-1, 0; i >= 0 && n < 4; i, n = i-1, n+1 {
 				x := &es[i]
-				if x.Minute == e.Minute && x.IP == e.IP && x.Identity == e.Identity && x.Credential == e.Credential && x.Outcome == e.Outcome {
+				if x.Minute == e.Minute && x.IP == e.IP && x.Identity == e.Identity && x.Credential == e.Credential && x.Outcome == e.Outcome && x.Stale == e.Stale {
 					x.Count += e.Count
+					x.FirstSec, x.LastSec = min(x.FirstSec, e.FirstSec), max(x.LastSec, e.LastSec)
 					merged = true
 					break
 				}
@@ -160,6 +186,8 @@ func compareWindows(t *testing.T, seed uint64, step int, w *detect.Windows, m ma
 		t.Fatalf("seed %d step %d: %d entries, model %d", seed, step, w.Entries(), entries)
 	}
 	var n [4]int
+	strs := map[string]bool{} // the distinct strings retained entries hold
+	held := 0                 // and how many times they hold one
 	for k, es := range m {
 		n[k.Grouping]++
 		g := w.Get(k)
@@ -168,29 +196,73 @@ func compareWindows(t *testing.T, seed uint64, step int, w *detect.Windows, m ma
 		}
 		var attempts int64
 		for _, e := range es {
-			if e.Outcome.Attempt() {
+			if e.Outcome.Attempt() && !e.Stale {
 				attempts += int64(e.Count)
 			}
 		}
-		if len(g.Entries) != len(es) || g.Attempts != attempts {
-			t.Fatalf("seed %d step %d: group %s has %d entries, %d attempts; model %d, %d", seed, step, k, len(g.Entries), g.Attempts, len(es), attempts)
+		if g.Len() != len(es) || g.Attempts != attempts {
+			t.Fatalf("seed %d step %d: group %s has %d entries, %d attempts; model %d, %d", seed, step, k, g.Len(), g.Attempts, len(es), attempts)
 		}
 		for i := range es {
-			if g.Entries[i].Minute != es[i].Minute || g.Entries[i].Count != es[i].Count {
-				t.Fatalf("seed %d step %d: group %s entry %d = %+v, model %+v", seed, step, k, i, g.Entries[i], es[i])
+			if got := g.At(i); got != es[i] || g.Minute(i) != es[i].Minute {
+				t.Fatalf("seed %d step %d: group %s entry %d = %+v, model %+v", seed, step, k, i, got, es[i])
+			}
+			for _, s := range []string{es[i].Identity, es[i].Credential, es[i].Pos.File, es[i].Pos.Node, es[i].IP.Zone()} {
+				if s != "" {
+					strs[s] = true
+					held++
+				}
 			}
 		}
 	}
 	if w.Len() != n {
 		t.Fatalf("seed %d step %d: groups %v, model %v", seed, step, w.Len(), n)
 	}
+	// Entries of different groups share symbols; none outlives its entries.
+	if w.Strings() < len(strs) || w.Strings() > held {
+		t.Fatalf("seed %d step %d: %d symbols for %d distinct strings held %d times", seed, step, w.Strings(), len(strs), held)
+	}
+}
+
+// Keys that differ in any field hash differently; equal keys alike.
+func TestGroupKeyHash(t *testing.T) {
+	a4, a6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	keys := []detect.GroupKey{
+		{Grouping: detect.ByIP, Source: "api", IP: a4},
+		{Grouping: detect.ByIP, Source: "api2", IP: a4},
+		{Grouping: detect.ByIP, Source: "api", IP: netip.AddrFrom16(a4.As16())}, // ::ffff:192.0.2.1
+		{Grouping: detect.ByIP, Source: "api", IP: a6},
+		{Grouping: detect.ByIP, Source: "api", IP: a6.WithZone("eth0")},
+		{Grouping: detect.ByIP, Source: "api"},
+		{Grouping: detect.ByNet, Source: "api", Net: netip.PrefixFrom(a4, 24).Masked()},
+		{Grouping: detect.ByNet, Source: "api", Net: netip.PrefixFrom(a4, 16).Masked()},
+		{Grouping: detect.ByNet, Source: "api", Net: netip.PrefixFrom(a6, 64).Masked()},
+		{Grouping: detect.ByCredential, Source: "api", Value: "sk_live_1"},
+		{Grouping: detect.ByIdentity, Source: "api", Value: "sk_live_1"},
+		{Grouping: detect.ByIdentity, Source: "api", Value: ""},
+		{Grouping: detect.ByIdentity, Source: "", Value: "api"},
+	}
+	seen := map[uint64]detect.GroupKey{}
+	for _, k := range keys {
+		h := k.Hash()
+		if o, ok := seen[h]; ok {
+			t.Errorf("%+v and %+v hash alike", k, o)
+		}
+		seen[h] = k
+		c := k
+		c.Source = string([]byte(k.Source)) // equal, not the same bytes
+		if c.Hash() != h {
+			t.Errorf("equal keys %+v hash differently", k)
+		}
+	}
 }
 
 // An entry keeps its events' first and last second through merges, and
-// fits 128 bytes: a flood retains max_entries of them.
+// is stored in 72 bytes without pointers: a flood retains max_entries of
+// them.
 func TestEntrySecondsAndSize(t *testing.T) {
-	if s := unsafe.Sizeof(detect.Entry{}); s > 128 {
-		t.Errorf("detect.Entry is %d bytes, want at most 128", s)
+	if s := detect.SlotSize; s > 72 {
+		t.Errorf("a stored entry is %d bytes, want at most 72", s)
 	}
 	for _, tc := range []struct{ first, last int64 }{{1764324000, 1764324000}, {1764324007, 1764324059}, {1764324059, 1764324059}} {
 		w := detect.NewWindows(detect.WindowOptions{})
@@ -201,11 +273,41 @@ func TestEntrySecondsAndSize(t *testing.T) {
 			w.Add(k, e)
 		}
 		g := w.Get(k)
-		if len(g.Entries) != 1 {
-			t.Fatalf("%d entries for one minute, want 1", len(g.Entries))
+		if g.Len() != 1 {
+			t.Fatalf("%d entries for one minute, want 1", g.Len())
 		}
-		if en := &g.Entries[0]; en.First() != tc.first || en.Last() != tc.last || en.Minute != tc.first/60 || en.Count != 3 {
+		if en := g.At(0); en.First() != tc.first || en.Last() != tc.last || en.Minute != tc.first/60 || en.Count != 3 {
 			t.Errorf("entry minute %d, first %d, last %d, count %d; want %d, %d, %d, 3", en.Minute, en.First(), en.Last(), en.Count, tc.first/60, tc.first, tc.last)
+		}
+	}
+}
+
+// Addresses told apart only by their family or zone stay apart in a
+// group's entries and come back as they went in.
+func TestEntryAddresses(t *testing.T) {
+	v4, v6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("fe80::1")
+	addrs := []netip.Addr{{}, v4, netip.AddrFrom16(v4.As16()), v6, v6.WithZone("eth0"), v6.WithZone("eth1"),
+		netip.MustParseAddr("::"), netip.MustParseAddr("0.0.0.0")}
+	for _, a := range addrs {
+		for _, b := range addrs {
+			w := detect.NewWindows(detect.WindowOptions{})
+			k := detect.GroupKey{Grouping: detect.ByIdentity, Source: "api", Value: "c1"}
+			for _, ip := range []netip.Addr{a, b} {
+				w.Add(k, detect.Entry{Minute: 10, IP: ip, Identity: "c1", Outcome: ingest.Failure, Count: 1})
+			}
+			g := w.Get(k)
+			want := []netip.Addr{a, b}
+			if a == b {
+				want = want[:1]
+			}
+			if g.Len() != len(want) {
+				t.Fatalf("%v then %v: %d entries, want %d", a, b, g.Len(), len(want))
+			}
+			for i, ip := range want {
+				if got := g.At(i).IP; got != ip {
+					t.Errorf("%v then %v: entry %d has %v", a, b, i, got)
+				}
+			}
 		}
 	}
 }

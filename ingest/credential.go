@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"hash"
+	"hash/maphash"
 	"unicode"
 	"unicode/utf8"
 )
@@ -132,24 +133,38 @@ func Fingerprint(secret, key []byte) string {
 }
 
 // interner returns one shared string for equal byte slices so that steady
-// traffic allocates nothing. It forgets everything when it grows past max,
-// which bounds memory under attacker-chosen values.
+// traffic allocates nothing. It is a cache of at most max strings, two per
+// set of a seeded hash (an attacker cannot aim at one set): a value not seen
+// lately costs one allocation and evicts the older of its set, never a map
+// insert or a clear, so one-off values under a flood cost little and
+// memory stays bounded.
 type interner struct {
-	m   map[string]string
-	max int
+	slots []string // pairs: the most recent of a set first
+	mask  uint64
 }
 
-func newInterner(max int) *interner { return &interner{m: make(map[string]string), max: max} }
+var internSeed = maphash.MakeSeed()
+
+func newInterner(max int) *interner {
+	n := 2
+	for n < max {
+		n *= 2
+	}
+	return &interner{slots: make([]string, n), mask: uint64(n-1) &^ 1}
+}
 
 func (in *interner) bytes(b []byte) string {
-	if s, ok := in.m[string(b)]; ok {
-		return s
-	}
-	if len(in.m) >= in.max {
-		clear(in.m)
+	i := maphash.Bytes(internSeed, b) & in.mask
+	set := in.slots[i : i+2 : i+2]
+	switch string(b) {
+	case set[0]:
+		return set[0]
+	case set[1]:
+		set[0], set[1] = set[1], set[0]
+		return set[0]
 	}
 	s := string(b)
-	in.m[s] = s
+	set[0], set[1] = s, set[0]
 	return s
 }
 

@@ -74,7 +74,14 @@ type Engine struct {
 	// hundred thousand rows each time is garbage the collector must chase.
 	spare *detect.Attempts
 
-	open      map[openKey]*tracked
+	open map[openKey]*tracked
+	// openKeys counts, by GroupKey.Hash, the incidents open on each key
+	// (openN of them): every failed line asks whether its four groups have
+	// one, and hashing the key once answers "no" without building an
+	// openKey per kind. Restore fills open directly; a count that disagrees
+	// with len(open) rebuilds it.
+	openKeys  map[uint64]int
+	openN     int
 	live      map[int64]*tracked // every incident not yet closed
 	changed   map[int64]*tracked
 	quiet     map[int64]*tracked // changed, but sinks need not hear of it
@@ -91,9 +98,14 @@ type Engine struct {
 	// later incident reports them again.
 	claimed map[claimKey]int64 // the claimed attempt's minute, for pruning
 
-	pairs         map[pairKey]int64  // first success per (source, identity, credential)
-	succFrom      map[identAddr]span // successes per (source, identity, address)
-	succNet       map[identNet]int64 // last success per (source, identity, network)
+	pairs map[pairKey]int64 // first success per (source, identity, credential)
+	// Successes per (source, identity, address) and the last per (source,
+	// identity, network), keyed by a 64-bit hash of those (succOf): no
+	// pointers for the collector to scan, and one hash a lookup. A
+	// collision, about one in 2^64 per pair, would take one failure for an
+	// owner's mistake.
+	succFrom      map[uint64]span
+	succNet       map[uint64]int64
 	attackedIdent map[valueKey]*tracked
 	attackedCred  map[valueKey]*tracked
 	attackedIP    map[ipKey]*tracked
@@ -143,15 +155,16 @@ func claimOf(source string, en *detect.Entry) claimKey {
 
 type pairKey struct{ source, identity, credential string }
 
-// identAddr and identNet key where an identity succeeded.
-type identAddr struct {
-	source, identity string
-	ip               netip.Addr
-}
+var succSeed = maphash.MakeSeed()
 
-type identNet struct {
-	source, identity string
-	net              netip.Prefix
+// succOf hashes where an identity succeeded: an address, or with net set
+// the network of one.
+func succOf(source, identity string, ip netip.Addr, net netip.Prefix) uint64 {
+	return maphash.Comparable(succSeed, struct {
+		source, identity string
+		ip               netip.Addr
+		net              netip.Prefix
+	}{source, identity, ip, net})
 }
 
 // span is the first and last time of something, in Unix seconds.
@@ -205,9 +218,9 @@ func NewEngine(o Options) *Engine {
 	e := &Engine{
 		allow: o.Allow, noCred: o.NoCredential, credSeen: map[string]bool{}, log: o.Logger,
 		attempts: detect.NewAttempts(),
-		open:     map[openKey]*tracked{}, live: map[int64]*tracked{}, changed: map[int64]*tracked{}, quiet: map[int64]*tracked{},
+		open:     map[openKey]*tracked{}, openKeys: map[uint64]int{}, live: map[int64]*tracked{}, changed: map[int64]*tracked{}, quiet: map[int64]*tracked{},
 		newIdents: map[int64][]string{}, nextID: o.FirstID,
-		pairs: map[pairKey]int64{}, succFrom: map[identAddr]span{}, succNet: map[identNet]int64{}, attackedIdent: map[valueKey]*tracked{}, attackedCred: map[valueKey]*tracked{},
+		pairs: map[pairKey]int64{}, succFrom: map[uint64]span{}, succNet: map[uint64]int64{}, attackedIdent: map[valueKey]*tracked{}, attackedCred: map[valueKey]*tracked{},
 		attackedIP: map[ipKey]*tracked{}, compromiseOf: map[int64]*tracked{}, routes: map[valueKey]*routeStats{},
 		findings: map[string]*tracked{}, clocks: map[string]*clock{}, claimed: map[claimKey]int64{},
 	}
@@ -407,7 +420,7 @@ func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, t int64
 	if len(e.succNet) > 1<<20 {
 		clear(e.succNet)
 	}
-	k := identAddr{source, identity, ip}
+	k := succOf(source, identity, ip, netip.Prefix{})
 	if sp, ok := e.succFrom[k]; ok {
 		sp.last = max(sp.last, t)
 		sp.first = min(sp.first, t)
@@ -415,7 +428,7 @@ func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, t int64
 	} else {
 		e.succFrom[k] = span{t, t}
 	}
-	n := identNet{source, identity, e.win.NetOf(ip)}
+	n := succOf(source, identity, netip.Addr{}, e.win.NetOf(ip))
 	e.succNet[n] = max(e.succNet[n], t)
 }
 
@@ -428,12 +441,12 @@ func (e *Engine) ownersMistake(source string, g detect.Grouping, en *detect.Entr
 	if en.Identity == "" {
 		return false
 	}
-	_, fromIP := e.succFrom[identAddr{source, en.Identity, en.IP}]
+	_, fromIP := e.succFrom[succOf(source, en.Identity, en.IP, netip.Prefix{})]
 	if g == detect.ByNet || g == detect.ByIdentity && !fromIP {
 		// Network rules judge networks; and an identity's own failures
 		// from its network are its owner's too (a second server of the
 		// same client, still sending a rotated key).
-		_, ok := e.succNet[identNet{source, en.Identity, e.win.NetOf(en.IP)}]
+		_, ok := e.succNet[succOf(source, en.Identity, netip.Addr{}, e.win.NetOf(en.IP))]
 		return ok
 	}
 	return fromIP
@@ -441,7 +454,7 @@ func (e *Engine) ownersMistake(source string, g detect.Grouping, en *detect.Entr
 
 // succeededFrom reports whether identity succeeded from ip before t.
 func (e *Engine) succeededFrom(source, identity string, ip netip.Addr, t int64) bool {
-	sp, ok := e.succFrom[identAddr{source, identity, ip}]
+	sp, ok := e.succFrom[succOf(source, identity, ip, netip.Prefix{})]
 	return ok && sp.first < t
 }
 
@@ -500,6 +513,9 @@ const (
 // by one incident.
 func (e *Engine) absorbLive(keys []detect.GroupKey, en *detect.Entry, t int64) {
 	for _, k := range keys {
+		if !e.openOn(k) {
+			continue
+		}
 		for _, kind := range kindsOf[k.Grouping] {
 			if tr := e.open[openKey{k, kind}]; tr != nil && e.fits(k, kind, en) {
 				_, known := tr.ips[en.IP]
@@ -648,14 +664,59 @@ func (e *Engine) closeIdle() {
 			e.changed[id] = tr
 			delete(e.live, id)
 			for _, k := range tr.groupKeys() {
-				delete(e.open, openKey{k, tr.inc.Kind})
+				e.unsetOpen(k, tr.inc.Kind)
 			}
 		}
 	}
 }
 
+// setOpen notes that incident tr is open on group k.
+func (e *Engine) setOpen(k detect.GroupKey, kind string, tr *tracked) {
+	ok := openKey{k, kind}
+	if _, had := e.open[ok]; !had {
+		e.openOn(k) // brings openKeys up to date first
+		e.openKeys[k.Hash()]++
+		e.openN++
+	}
+	e.open[ok] = tr
+}
+
+// unsetOpen notes that no incident of kind is open on k any more.
+func (e *Engine) unsetOpen(k detect.GroupKey, kind string) {
+	ok := openKey{k, kind}
+	if _, had := e.open[ok]; !had {
+		return
+	}
+	e.openOn(k)
+	delete(e.open, ok)
+	h := k.Hash()
+	if e.openKeys[h]--; e.openKeys[h] <= 0 {
+		delete(e.openKeys, h)
+	}
+	e.openN--
+}
+
+// openOn reports whether some incident may be open on k (a hash collision
+// answers yes: the caller looks k up by kind next).
+func (e *Engine) openOn(k detect.GroupKey) bool {
+	if len(e.open) == 0 {
+		return false
+	}
+	if e.openN != len(e.open) {
+		clear(e.openKeys)
+		for ok := range e.open {
+			e.openKeys[ok.key.Hash()]++
+		}
+		e.openN = len(e.open)
+	}
+	return e.openKeys[k.Hash()] > 0
+}
+
 func (e *Engine) prune(now int64) {
 	e.win.Prune(func(source string) int64 { return e.clockOf(source).watermark / 60 }, func(g *detect.Group) bool {
+		if !e.openOn(g.Key) {
+			return false
+		}
 		for _, kind := range kindsOf[g.Key.Grouping] {
 			if e.open[openKey{g.Key, kind}] != nil {
 				return true

@@ -52,17 +52,17 @@ func (e *Engine) stats(g *detect.Group, from, to int64, maxTries int) windowStat
 	clear(s.creds)
 	clear(s.ips)
 	var st windowStats
-	for i := range g.Entries {
-		en := &g.Entries[i]
-		if en.Minute < from || en.Minute > to {
+	for i := range g.Len() {
+		if m := g.Minute(i); m < from || m > to {
 			continue
 		}
+		en := g.At(i)
 		switch {
 		case en.Outcome == ingest.Success:
 			if en.Identity != "" {
 				s.succ[en.Identity] = struct{}{}
 			}
-		case en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, en) && !e.ownersMistake(g.Key.Source, g.Key.Grouping, en):
+		case en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, &en) && !e.ownersMistake(g.Key.Source, g.Key.Grouping, &en):
 			st.attempts += int64(en.Count)
 			if en.Identity != "" {
 				s.tries[en.Identity] += int(en.Count)
@@ -87,9 +87,11 @@ func (e *Engine) judge(g *detect.Group, now int64) {
 	if g.Attempts < e.minAttempts[g.Key.Grouping] {
 		return // too few failures for any rule of this grouping
 	}
-	for _, kind := range kindsOf[g.Key.Grouping] {
-		if e.open[openKey{g.Key, kind}] != nil {
-			return // the group's attack is already an incident being updated
+	if e.openOn(g.Key) {
+		for _, kind := range kindsOf[g.Key.Grouping] {
+			if e.open[openKey{g.Key, kind}] != nil {
+				return // the group's attack is already an incident being updated
+			}
 		}
 	}
 	switch g.Key.Grouping {
@@ -154,7 +156,7 @@ func (e *Engine) judgeStuffing(g *detect.Group, now int64) bool {
 		}
 		for ip := range e.scratch.ips {
 			k := detect.GroupKey{Grouping: detect.ByIP, Source: g.Key.Source, IP: ip}
-			if e.open[openKey{k, KindStuffing}] != nil || e.open[openKey{k, KindSpray}] != nil {
+			if e.openOn(k) && (e.open[openKey{k, KindStuffing}] != nil || e.open[openKey{k, KindSpray}] != nil) {
 				return false
 			}
 		}
@@ -183,7 +185,7 @@ func (e *Engine) judgeNetSpray(g *detect.Group, now int64) bool {
 	}
 	for ip := range e.scratch.ips {
 		k := detect.GroupKey{Grouping: detect.ByIP, Source: g.Key.Source, IP: ip}
-		if e.open[openKey{k, KindSpray}] != nil {
+		if e.openOn(k) && e.open[openKey{k, KindSpray}] != nil {
 			return false // a single address is judged as itself
 		}
 	}
@@ -219,10 +221,13 @@ func (e *Engine) judgeLowAndSlow(g *detect.Group, now int64) bool {
 	clear(s.ips)
 	clear(s.tries) // identity -> 0 when every hour stays under the limit, -1 otherwise
 	from := now - minutes(r.Window) + 1
-	for i := range g.Entries {
-		en := &g.Entries[i]
-		if en.Minute < from || en.Minute > now || en.Identity == "" || !en.Outcome.Attempt() || en.Stale || e.isClaimed(g.Key.Source, en) ||
-			e.ownersMistake(g.Key.Source, g.Key.Grouping, en) {
+	for i := range g.Len() {
+		if m := g.Minute(i); m < from || m > now {
+			continue
+		}
+		en := g.At(i)
+		if en.Identity == "" || !en.Outcome.Attempt() || en.Stale || e.isClaimed(g.Key.Source, &en) ||
+			e.ownersMistake(g.Key.Source, g.Key.Grouping, &en) {
 			continue
 		}
 		s.hours[identHour{en.Identity, en.Minute / 60}] += int(en.Count)
@@ -282,10 +287,10 @@ func (e *Engine) judgeBruteForce(g *detect.Group, now int64) bool {
 // stuffing run's stray try on the identity is not a guess at its key.
 func (e *Engine) guesses(g *detect.Group, from, to int64) int64 {
 	per := map[netip.Addr]int64{}
-	for i := range g.Entries {
-		en := &g.Entries[i]
-		if en.Minute >= from && en.Minute <= to && en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, en) &&
-			!e.ownersMistake(g.Key.Source, g.Key.Grouping, en) {
+	for i := range g.Len() {
+		en := g.At(i)
+		if en.Minute >= from && en.Minute <= to && en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, &en) &&
+			!e.ownersMistake(g.Key.Source, g.Key.Grouping, &en) {
 			per[en.IP] += int64(en.Count)
 		}
 	}
@@ -323,11 +328,11 @@ func (e *Engine) join(g *detect.Group, tr *tracked) {
 		tr.nets = map[netip.Prefix]struct{}{tr.key.Net: {}}
 	}
 	tr.nets[g.Key.Net] = struct{}{}
-	e.open[openKey{g.Key, KindStuffing}] = tr
-	for i := range g.Entries {
-		en := &g.Entries[i]
-		if en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, en) && e.fits(g.Key, KindStuffing, en) {
-			e.absorb(tr, en, en.First(), en.Last())
+	e.setOpen(g.Key, KindStuffing, tr)
+	for i := range g.Len() {
+		en := g.At(i)
+		if en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, &en) && e.fits(g.Key, KindStuffing, &en) {
+			e.absorb(tr, &en, en.First(), en.Last())
 		}
 	}
 	for _, sg := range e.attackGroups(g, tr) {
@@ -341,11 +346,11 @@ func (e *Engine) join(g *detect.Group, tr *tracked) {
 func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule) {
 	tr := e.newIncident(kind, severity, g.Key.Source, g.Key, rule)
 	tr.route = g.Route
-	e.open[openKey{g.Key, kind}] = tr
-	for i := range g.Entries {
-		en := &g.Entries[i]
-		if en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, en) && e.fits(g.Key, kind, en) {
-			e.absorb(tr, en, en.First(), en.Last())
+	e.setOpen(g.Key, kind, tr)
+	for i := range g.Len() {
+		en := g.At(i)
+		if en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, &en) && e.fits(g.Key, kind, &en) {
+			e.absorb(tr, &en, en.First(), en.Last())
 		}
 	}
 	// A success inside the attack, from an attacking address or with an
@@ -361,8 +366,8 @@ func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule)
 // owners returning.
 func (e *Engine) judgeSuccesses(tr *tracked, g *detect.Group) {
 	first := tr.inc.FirstSeen.Unix()
-	for i := range g.Entries {
-		en := &g.Entries[i]
+	for i := range g.Len() {
+		en := g.At(i)
 		if en.Outcome != ingest.Success || en.Last() < first {
 			continue
 		}
@@ -416,9 +421,9 @@ func (e *Engine) fits(k detect.GroupKey, kind string, en *detect.Entry) bool {
 		if g == nil {
 			return false
 		}
-		for i := range g.Entries {
-			x := &g.Entries[i]
-			if x.Outcome.Attempt() && x.Identity != "" && x.Identity != en.Identity && !e.ownersMistake(k.Source, detect.ByIP, x) {
+		for i := range g.Len() {
+			x := g.At(i)
+			if x.Outcome.Attempt() && x.Identity != "" && x.Identity != en.Identity && !e.ownersMistake(k.Source, detect.ByIP, &x) {
 				return true
 			}
 		}
@@ -437,8 +442,8 @@ func (e *Engine) fits(k detect.GroupKey, kind string, en *detect.Entry) bool {
 	// often than a spray would is guessing its key.
 	var n int64
 	if g := e.win.Get(k); g != nil {
-		for i := range g.Entries {
-			if x := &g.Entries[i]; x.IP == en.IP && x.Outcome.Attempt() && !x.Stale {
+		for i := range g.Len() {
+			if x := g.At(i); x.IP == en.IP && x.Outcome.Attempt() && !x.Stale {
 				n += int64(x.Count)
 			}
 		}

@@ -119,15 +119,15 @@ func (e *Engine) reclaim() {
 // reclaimGroup claims the attempts of g that restored incident tr took in.
 func (e *Engine) reclaimGroup(tr *tracked, g *detect.Group) {
 	from, to := tr.inc.FirstSeen.Unix()/60, tr.inc.LastSeen.Unix()/60
-	for i := range g.Entries {
-		en := &g.Entries[i]
+	for i := range g.Len() {
+		en := g.At(i)
 		if !en.Outcome.Attempt() || en.Minute < from || en.Minute > to {
 			continue
 		}
 		_, byIdent := tr.idents[en.Identity]
 		_, byIP := tr.ips[en.IP]
 		if byIdent || (en.Identity == "" && byIP) {
-			e.claimed[claimOf(tr.inc.Source, en)] = en.Minute
+			e.claimed[claimOf(tr.inc.Source, &en)] = en.Minute
 		}
 	}
 }

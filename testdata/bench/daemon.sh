@@ -16,7 +16,12 @@
 #   testdata/bench/daemon.sh
 #   RATE=100000 FLOOD=600000 testdata/bench/daemon.sh
 #   BIN=/tmp/spraywatch-old testdata/bench/daemon.sh   # measure another binary
+#   BASE=/tmp/spraywatch-old RUNS=3 testdata/bench/daemon.sh   # alternated with a reference
 #   PROFILE=/tmp/daemon.prof testdata/bench/daemon.sh  # CPU profile of the daemon
+#
+# With BASE, each of RUNS rounds runs the new binary then BASE on the same
+# log, and the script prints the medians and the median CPU ratio of the
+# pairs (CPU time depends far less on a busy machine than lines/s).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$PATH:/usr/local/go/bin"
@@ -39,6 +44,9 @@ mawk -v n="$FLOOD" -v m="$BENIGN" 'BEGIN { srand(7) }
 	"$out/gen/access.log" >"$out/flood.log"
 total=$(wc -l <"$out/flood.log")
 echo "flood: $total lines, $(mawk '{print $1}' "$out/flood.log" | sort -u | wc -l) addresses, written at $RATE lines/s; $(nproc) cores"
+# measure BINARY NAME: one daemon run on the flood, appended to $out/NAME.runs.
+measure() {
+rm -rf "$out"/spraywatch.db* "$out"/alerts.jsonl
 : >"$out/access.log"
 # The demo's config, turned into a daemon's: the log it appends to, its own
 # database, metrics on loopback, incidents as JSON lines.
@@ -52,14 +60,14 @@ alerts:
   - type: file
     path: $out/alerts.jsonl
 EOF
-"$bin" run ${PROFILE:+--cpuprofile "$PROFILE"} --config "$out/spraywatch.yml" 2>"$out/daemon.log" &
+"$1" run ${PROFILE:+--cpuprofile "$PROFILE"} --config "$out/spraywatch.yml" 2>"$out/daemon.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
 	curl -sf "http://127.0.0.1:$PORT/metrics" >/dev/null 2>&1 && break
 	sleep 0.1
 done
-python3 - "$out/flood.log" "$out/access.log" "$RATE" "$PORT" "$pid" "$total" <<'EOF'
+python3 - "$out/flood.log" "$out/access.log" "$RATE" "$PORT" "$pid" "$total" "$out/$2.run" <<'EOF'
 import sys, time, urllib.request
 src, dst, rate, port, pid, total = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6])
 def metrics():
@@ -117,15 +125,18 @@ print(f"written in {written:.1f} s ({total / written:.0f} lines/s); read in {don
       f"{done - written:.1f} s after the writer finished")
 print(f"lines read {m['read']:.0f} of {total}; behind the writer by up to {lag:.1f} s "
       f"(spraywatch_source_seconds_behind up to {worst:.1f}); RSS sampled up to {peak} MB")
+print(f"{m['read'] / done:.0f} {lag:.1f}", file=open(sys.argv[7], "w"))
 EOF
 sleep 2 # a flush interval and a tick
-grep VmHWM "/proc/$pid/status" | mawk '{ printf "peak RSS (VmHWM) %d MB\n", $2 / 1024 }'
+hwm=$(mawk '/^VmHWM/ { print int($2 / 1024) }' "/proc/$pid/status")
+echo "peak RSS (VmHWM) $hwm MB"
 # CPU seconds (user + system) depend far less on the machine's load than lines/s.
-mawk -v hz="$(getconf CLK_TCK)" -v n="$total" '{ cpu = ($14 + $15) / hz; printf "CPU %.2f s, %.2f us a line\n", cpu, cpu * 1e6 / n }' "/proc/$pid/stat"
+cpu=$(mawk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$pid/stat")
+printf 'CPU %s s, %.2f us a line\n' "$cpu" "$(echo "$cpu * 1000000 / $total" | bc -l)"
 kill -TERM $pid
 wait $pid || true
 trap - EXIT
-"$bin" alerts --db "$out/spraywatch.db" -o json 2>/dev/null | python3 -c '
+"$1" alerts --db "$out/spraywatch.db" -o json 2>/dev/null | python3 -c '
 import json, sys, collections
 incs = [json.loads(l) for l in sys.stdin if l.strip()]
 kinds = collections.Counter(i["kind"] for i in incs)
@@ -136,3 +147,30 @@ import sqlite3, sys
 n = sqlite3.connect(sys.argv[1]).execute("SELECT COALESCE(SUM(count), 0) FROM attempts").fetchone()[0]
 print(f"attempt rows count {n} lines of {sys.argv[2]}" + ("" if n == int(sys.argv[2]) else " (LINES LOST)"))
 EOF
+# lines/s, seconds behind, peak RSS MB, CPU s: one line a run, for the medians
+echo "$(cat "$out/$2.run") $hwm $cpu" >>"$out/$2.runs"
+}
+rm -f "$out"/*.runs
+runs="${RUNS:-1}"
+for i in $(seq "$runs"); do
+	[ "$runs" = 1 ] && [ -z "${BASE:-}" ] || echo "== run $i: $bin"
+	measure "$bin" new
+	if [ -n "${BASE:-}" ]; then
+		echo "== run $i: base $BASE"
+		measure "$BASE" base
+	fi
+done
+if [ "$runs" != 1 ] || [ -n "${BASE:-}" ]; then
+	median() { sort -g | mawk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+	col() { cut -d' ' -f"$2" "$out/$1.runs" | median; }
+	echo "medians over $runs runs:"
+	for n in new base; do
+		[ -f "$out/$n.runs" ] || continue
+		printf '  %-5s %.0f lines/s, behind up to %.1f s, peak RSS %s MB, CPU %.2f s (%.2f us a line)\n' "$n" "$(col $n 1)" "$(col $n 2)" "$(col $n 3)" "$(col $n 4)" \
+			"$(echo "$(col $n 4) * 1000000 / $total" | bc -l)"
+	done
+	if [ -n "${BASE:-}" ]; then
+		paste -d' ' "$out/new.runs" "$out/base.runs" | mawk '{ print $4 / $8 }' >"$out/cpuratio.runs"
+		printf '  CPU time ratio new/base (median of the alternated pairs): %.3f\n' "$(median <"$out/cpuratio.runs")"
+	fi
+fi
