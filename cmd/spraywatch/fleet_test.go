@@ -792,8 +792,9 @@ func TestFleetJudgeKilledMidSend(t *testing.T) {
 	if incs := f.incidents("spray"); len(incs) != rounds {
 		t.Errorf("%d spray incidents, want %d: %s", len(incs), rounds, f.state())
 	}
-	// A judge's /healthz says what a judge does: it reads no sources.
-	for name, want := range map[string]string{f.activeJudge(): "ok: active judge", map[string]string{"judge-1": "judge-2", "judge-2": "judge-1"}[f.activeJudge()]: "ok: standby judge"} {
+	// A judge's /healthz says what a judge does: it reads no sources; an
+	// agent's that it reads them and alerts nothing itself.
+	for name, want := range map[string]string{f.activeJudge(): "ok: active judge", map[string]string{"judge-1": "judge-2", "judge-2": "judge-1"}[f.activeJudge()]: "ok: standby judge", nodes3[0]: "ok: agent"} {
 		var body string
 		waitShowing(t, 30*time.Second, name+"'s /healthz to say "+want, func() bool {
 			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", f.procs[name].port))
@@ -804,6 +805,9 @@ func TestFleetJudgeKilledMidSend(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			body = string(b)
+			if want == "ok: agent" {
+				return strings.HasPrefix(body, want) && strings.Contains(body, "source") && !strings.Contains(body, "alerts are delivered")
+			}
 			return strings.HasPrefix(body, want) && !strings.Contains(body, "source")
 		}, func() string { return body })
 	}

@@ -246,6 +246,11 @@ func runDaemon(ctx context.Context, g *globals, path, role string, levelFlag, fo
 	}
 	r.health, r.committed = newHealth(), map[posKey]detect.Position{}
 	r.metrics = newMetrics()
+	if role == roleAgent {
+		r.metrics.okText = func() string {
+			return "ok: agent: every source is being read and its counts and positions are written to the fleet database (the judges alert)"
+		}
+	}
 	r.metrics.watchSinks(func() []alert.DestinationStats {
 		if a := r.currentAlerts(); a != nil {
 			return a.Stats()
