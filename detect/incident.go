@@ -81,9 +81,13 @@ type Incident struct {
 	// among the attacking credentials: attackers hold it, so it must be
 	// rotated.
 	KeysKnown []string `json:"keys_known_to_attackers,omitempty"`
-	Attempts  int64    `json:"attempts"`
-	Rule      Rule     `json:"rule"`
-	Summary   string   `json:"summary"`
+	// Route is the route an attack's attempts were on, when they share one.
+	Route string `json:"route,omitempty"`
+	// Throttled is set once one of an attack's attempts was answered 429.
+	Throttled bool   `json:"throttled,omitempty"`
+	Attempts  int64  `json:"attempts"`
+	Rule      Rule   `json:"rule"`
+	Summary   string `json:"summary"`
 	// Related is the incident this one follows from (a compromise's spray).
 	Related  int64        `json:"related,omitempty"`
 	Evidence []ingest.Pos `json:"evidence"`

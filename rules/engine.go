@@ -184,8 +184,6 @@ type tracked struct {
 	idents      map[string]struct{}
 	compromised map[string]struct{}
 	owners      map[string]struct{} // attacked identities later used by their owners
-	route       string              // the route attacked
-	throttled   bool                // some attempt was answered 429
 	// For a compromise: whether some success it holds came from an address
 	// the attack did not use, or with a credential it did not use.
 	notFromIP, notWithCred bool
@@ -553,7 +551,7 @@ func (e *Engine) absorb(tr *tracked, en *detect.Entry, first, last int64) {
 		e.claimed[claimOf(inc.Source, en)] = en.Minute
 	}
 	if en.Outcome == ingest.Throttled {
-		tr.throttled = true
+		inc.Throttled = true
 	}
 	if _, ok := tr.ips[en.IP]; !ok && en.IP.IsValid() && e.room(len(tr.ips)) {
 		tr.ips[en.IP] = struct{}{}

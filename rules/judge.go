@@ -311,7 +311,7 @@ func (e *Engine) storm(g *detect.Group) *tracked {
 	var best *tracked
 	for _, tr := range e.live {
 		if tr.inc.Kind != KindStuffing || tr.key.Grouping != detect.ByNet || tr.key.Source != g.Key.Source ||
-			tr.inc.State != detect.StateOpen || tr.route != "" && g.Route != "" && tr.route != g.Route {
+			tr.inc.State != detect.StateOpen || tr.inc.Route != "" && g.Route != "" && tr.inc.Route != g.Route {
 			continue
 		}
 		if best == nil || tr.inc.ID < best.inc.ID {
@@ -345,7 +345,7 @@ func (e *Engine) join(g *detect.Group, tr *tracked) {
 // retains: the attack began before the threshold was crossed.
 func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule) {
 	tr := e.newIncident(kind, severity, g.Key.Source, g.Key, rule)
-	tr.route = g.Route
+	tr.inc.Route = g.Route
 	e.setOpen(g.Key, kind, tr)
 	for i := range g.Len() {
 		en := g.At(i)
@@ -499,14 +499,14 @@ func (e *Engine) window(kind string) time.Duration {
 // identity would have been.
 func (e *Engine) rateLimitFinding(tr *tracked) {
 	inc := tr.inc
-	if !attackKind(inc.Kind) || tr.throttled || inc.Attempts == 0 {
+	if !attackKind(inc.Kind) || tr.inc.Throttled || inc.Attempts == 0 {
 		return
 	}
-	k := KindNoRateLimit + "\x00" + inc.Source + "\x00" + tr.route
+	k := KindNoRateLimit + "\x00" + inc.Source + "\x00" + tr.inc.Route
 	if e.findings[k] != nil {
 		return
 	}
-	route := tr.route
+	route := tr.inc.Route
 	if route == "" {
 		route = "(all routes)"
 	}

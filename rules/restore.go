@@ -291,6 +291,7 @@ func (e *Engine) restoreRow(k detect.AttemptKey, c detect.AttemptCount) {
 			}
 		}
 		e.rememberSuccess(k.Source, k.Identity, k.IP, t)
+		e.restoreOwner(k, entry.Credential)
 		e.win.Add(detect.GroupKey{Grouping: detect.ByIP, Source: k.Source, IP: k.IP}, entry)
 		e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: k.Source, Net: e.win.NetOf(k.IP)}, entry)
 		if k.Identity != "" {
@@ -308,4 +309,33 @@ func (e *Engine) restoreRow(k detect.AttemptKey, c detect.AttemptCount) {
 			}
 		}
 	}
+}
+
+// restoreOwner notes, from a stored success, an attacked identity its owner
+// used after the attack (from an address and with a key the attack did not
+// use), as ownerReturned did before the restart: the incident's stored count
+// holds it, so it is not counted again when the owner comes back. Rows
+// before the windows' retention are not read: an owner seen only then may
+// be counted once more.
+func (e *Engine) restoreOwner(k detect.AttemptKey, cred string) {
+	if k.Identity == "" {
+		return
+	}
+	tr := e.attackedIdent[valueKey{k.Source, k.Identity}]
+	if tr == nil || k.Minute < tr.inc.FirstSeen.Unix()/60 {
+		return
+	}
+	if _, ok := tr.ips[k.IP]; ok {
+		return
+	}
+	if _, ok := tr.creds[cred]; ok && cred != "" {
+		return
+	}
+	if _, ok := tr.compromised[k.Identity]; ok {
+		return
+	}
+	if tr.owners == nil {
+		tr.owners = map[string]struct{}{}
+	}
+	tr.owners[k.Identity] = struct{}{}
 }

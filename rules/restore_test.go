@@ -98,6 +98,7 @@ type incidentSummary struct {
 	Kind, Severity, Group        string
 	Attempts                     int64
 	Identities, IPs, Compromised int
+	OwnersReturned               int
 }
 
 func summaries(t *testing.T, s *detect.Store) []incidentSummary {
@@ -108,7 +109,7 @@ func summaries(t *testing.T, s *detect.Store) []incidentSummary {
 	}
 	var out []incidentSummary
 	for _, inc := range incs {
-		out = append(out, incidentSummary{inc.Kind, inc.Severity, inc.Group, inc.Attempts, inc.Identities, len(inc.IPs), len(inc.Compromised)})
+		out = append(out, incidentSummary{inc.Kind, inc.Severity, inc.Group, inc.Attempts, inc.Identities, len(inc.IPs), len(inc.Compromised), inc.OwnersReturned})
 	}
 	return out
 }
@@ -143,39 +144,50 @@ func TestRestoreContinuesExactly(t *testing.T) {
 }
 
 // A no_rate_limit finding is restored: a later attack on the same route
-// after a restart raises no second one.
+// after a restart raises no second one, whether the restart came after the
+// finding was raised or between the spray's last attempt and its close
+// (the finding is then raised after the restart, and must still name the
+// spray's route).
 func TestRestoreKeepsRateLimitFinding(t *testing.T) {
-	ctx := context.Background()
-	s := openStore(t)
+	const route = "/api/v1/clients/{identity}/"
 	observe := func(e *rules.Engine, start time.Duration, ip string) {
 		for i := 0; i < 20; i++ {
 			ev := ingest.Event{Time: t0.Add(start + time.Duration(i)*10*time.Second), Source: "api", IP: netip.MustParseAddr(ip),
-				Identity: fmt.Sprintf("victim-%03d", i), Credential: "sk_live_dead", Outcome: ingest.Failure, Status: 401, Route: "/api/v1/clients/{identity}/"}
+				Identity: fmt.Sprintf("victim-%03d", i), Credential: "sk_live_dead", Outcome: ingest.Failure, Status: 401, Route: route}
 			e.Observe(&ev)
 		}
 	}
-	e := rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
-	observe(e, 0, "203.0.113.66")
-	e.Tick(t0.Add(3 * time.Hour)) // the spray closes: the finding is raised
-	if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
-		t.Fatal(err)
-	}
-	e = rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
-	if err := e.Restore(ctx, s); err != nil {
-		t.Fatal(err)
-	}
-	observe(e, 4*time.Hour, "203.0.113.77")
-	e.Finish()
-	if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
-		t.Fatal(err)
-	}
-	f, err := s.Incidents(ctx, detect.IncidentFilter{Kind: detect.KindNoRateLimit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sprays, _ := s.Incidents(ctx, detect.IncidentFilter{Kind: detect.KindSpray})
-	if len(f) != 1 || len(sprays) != 2 {
-		t.Fatalf("want 2 sprays and 1 finding, got %d and %d", len(sprays), len(f))
+	for name, stop := range map[string]time.Duration{"after the finding": 3 * time.Hour, "before the spray closed": 5 * time.Minute} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s := openStore(t)
+			e := rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
+			observe(e, 0, "203.0.113.66")
+			e.Tick(t0.Add(stop))
+			if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
+				t.Fatal(err)
+			}
+			e = rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
+			if err := e.Restore(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+			observe(e, 4*time.Hour, "203.0.113.77")
+			e.Finish()
+			if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
+				t.Fatal(err)
+			}
+			f, err := s.Incidents(ctx, detect.IncidentFilter{Kind: detect.KindNoRateLimit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sprays, _ := s.Incidents(ctx, detect.IncidentFilter{Kind: detect.KindSpray})
+			if len(f) != 1 || len(sprays) != 2 {
+				t.Fatalf("want 2 sprays and 1 finding, got %d and %d", len(sprays), len(f))
+			}
+			if f[0].Group != "route="+route {
+				t.Errorf("the finding is on %q, want the spray's route", f[0].Group)
+			}
+		})
 	}
 }
 
