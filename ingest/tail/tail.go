@@ -245,6 +245,11 @@ type Tailer struct {
 	// savedAt is the latest time a saved position was taken at (zero
 	// on a first start).
 	savedAt time.Time
+	// lookedAt is when the patterns were first looked at by the runs
+	// whose positions were saved (the earliest "l=" of the saved path
+	// positions; zero when none says), look what this run stamps on the
+	// path positions it reports: the earliest look it knows of.
+	lookedAt, look time.Time
 
 	mu     sync.Mutex
 	status map[string]Status
@@ -266,6 +271,9 @@ func New(o Options) *Tailer {
 		t.saved[p.Key] = p
 		if at := headTime(p.Head); at.After(t.savedAt) {
 			t.savedAt = at
+		}
+		if at := lookTime(p.Head); !at.IsZero() && (t.lookedAt.IsZero() || at.Before(t.lookedAt)) {
+			t.lookedAt = at
 		}
 	}
 	return t
@@ -310,6 +318,7 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 	t.ticked = true
 	if first {
 		t.firstTick = now
+		t.look = earliest(now, t.since())
 	}
 	t.lastTick = now
 	live := map[string]bool{}
@@ -317,19 +326,19 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 		live[path] = true
 		if _, ok := t.files[path]; !ok {
 			f := &follower{t: t, key: path, startAtEnd: first && t.o.StartAtEnd}
-			if !first {
-				// New under a glob: what was written beside it since
-				// the patterns were first looked at passed through it
-				// (it may have named a file only between two looks).
-				f.fresh = t.firstTick
-				if _, ok := t.saved[path]; !ok && !t.savedAt.IsZero() {
-					f.fresh = t.savedAt // and since the last save
+			if _, ok := t.saved[path]; !ok {
+				// No position: the path is new (under a glob, or missing
+				// at every look before). What was rotated beside it since
+				// the patterns were first looked at, in this run or in one
+				// before whose positions were saved, passed through it
+				// between two looks or while stopped: not history. (A
+				// first start, nothing saved: history.)
+				f.fresh = t.since()
+				if !first {
+					f.fresh = earliest(t.firstTick, f.fresh)
 				}
-			} else if _, ok := t.saved[path]; !ok {
-				// A restart, and the path has no position: it appeared
-				// since (under a glob) and was not read yet; what was
-				// rotated beside it since the last save passed through it.
-				f.fresh = t.savedAt
+			} else if !first {
+				f.fresh = t.firstTick // (start takes up what was saved)
 			}
 			t.files[path] = f
 		}
@@ -354,11 +363,16 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 		}
 		n := 0
 		err := f.tick(ctx, now, func(l *Line) error {
+			t.stamp(f, &l.Pos)
 			if err := emit(l); err != nil {
 				return err
 			}
+			// What was reported is what a follower made again for the
+			// path (gone under a glob, then back) starts from.
+			t.saved[l.Pos.Key] = l.Pos
 			f.note(l.Pos)
 			if l.Extra != nil {
+				t.saved[l.Extra.Key] = *l.Extra
 				f.note(*l.Extra)
 			}
 			if n++; n%progressEvery == 0 {
@@ -373,6 +387,42 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 		t.report(f, err, now)
 	}
 	return nil
+}
+
+// since is the earliest time a path without a position may have had
+// files rotated beside it that were never read: when the patterns were
+// first looked at (saved "l="), else, for positions saved without it, the
+// last save; zero on a first start.
+func (t *Tailer) since() time.Time {
+	if !t.lookedAt.IsZero() {
+		return t.lookedAt
+	}
+	return t.savedAt
+}
+
+// stamp adds to a path's position when the patterns were first looked at
+// ("l="), so that a restart knows it from any path's saved position.
+func (t *Tailer) stamp(f *follower, p *Position) {
+	if p.Key == f.key && p.Head != "" && !t.look.IsZero() {
+		p.Head += " l=" + strconv.FormatInt(t.look.UnixNano(), 10)
+	}
+}
+
+// lookTime is the "l=" of a saved head (zero when it has none).
+func lookTime(head string) time.Time {
+	ns, err := strconv.ParseInt(headField(head, "l"), 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// earliest is the earlier of two times, a zero one left out.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 type emitError struct{ err error }
