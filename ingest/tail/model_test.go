@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -125,9 +126,12 @@ func TestModel(t *testing.T) {
 		if err != nil {
 			t.Fatalf("TAIL_MODEL_SEED=%q: %v", s, err)
 		}
-		st := &modelStats{why: map[string]int{}}
-		runModel(t, seed, st, true, true)
-		t.Logf("seed %d: %s", seed, st)
+		// Both ways, as a regression seed runs.
+		for _, parts := range []bool{false, true} {
+			st := &modelStats{why: map[string]int{}}
+			runModel(t, seed, st, parts, true, true)
+			t.Logf("seed %d (copies in parts=%v): %s", seed, parts, st)
+		}
 		return
 	}
 	n := 300
@@ -145,16 +149,19 @@ func TestModel(t *testing.T) {
 	if s := os.Getenv("TAIL_MODEL_BASE"); s != "" {
 		base, _ = strconv.ParseUint(s, 10, 64)
 	}
-	t.Logf("model: %d regression seeds, then %d random sequences from seed %d (replay one with TAIL_MODEL_SEED=<seed>)", len(modelRegressions), n, base)
+	t.Logf("model: %d regression seeds (each twice: copies written at once, and in parts), then %d random sequences from seed %d (replay one with TAIL_MODEL_SEED=<seed>)", len(modelRegressions), n, base)
 	st := &modelStats{why: map[string]int{}}
 	for _, seed := range modelRegressions {
-		runModel(t, seed, st, false, true)
+		// The seeds found before copies were written in parts make
+		// the sequence they failed with only that way.
+		runModel(t, seed, st, false, false, true)
+		runModel(t, seed, st, true, false, true)
 	}
 	// Every failing sequence fails the test, printed with its seed.
 	var failed []uint64
 	for i := 0; i < n; i++ {
 		seed := base + uint64(i)
-		if !runModel(t, seed, st, false, true) {
+		if !runModel(t, seed, st, true, false, true) {
 			failed = append(failed, seed)
 			if len(failed) >= 5 && os.Getenv("TAIL_MODEL_ALL") == "" {
 				t.Fatalf("stopping after %d failing seeds: %v (TAIL_MODEL_ALL=1 runs on)", len(failed), failed)
@@ -234,19 +241,23 @@ type model struct {
 	targets int
 	globs   []*mfile
 
-	wf       *os.File // the writer's descriptor
-	wm       *mfile   // the file it writes to
-	reopen   bool     // the writer has not reopened since a rotation
-	moved    time.Time
-	gzLater  *mfile // compress without delaycompress: gzipped after the reopen
-	partial  int    // id of a line half written, or -1
-	partN    int    // bytes of it written
-	split    map[int]bool
-	texts    []string
-	exempt   map[int]string // why a line need not be counted (exempt*)
-	counts   map[int]int
-	garbage  []string
-	clock    time.Time
+	wf      *os.File // the writer's descriptor
+	wm      *mfile   // the file it writes to
+	reopen  bool     // the writer has not reopened since a rotation
+	moved   time.Time
+	gzLater *mfile // compress without delaycompress: gzipped after the reopen
+	partial int    // id of a line half written, or -1
+	partN   int    // bytes of it written
+	split   map[int]bool
+	texts   []string
+	exempt  map[int]string // why a line need not be counted (exempt*)
+	counts  map[int]int
+	garbage []string
+	clock   time.Time
+	// parts: copytruncate may write its copy in parts, choosing by
+	// parted (a stream of its own)
+	parts    bool
+	parted   *rand.Rand
 	tl       *tail.Tailer
 	pending  []pendingLine
 	saved    map[string]tail.Position
@@ -274,10 +285,11 @@ var fullLine = regexp.MustCompile(`^L(\d{6})-[a-z]*-E$`)
 
 // runModel runs one sequence; a failure is an error when fatal, else
 // only logged with its trace.
-func runModel(t *testing.T, seed uint64, st *modelStats, verbose, fatal bool) bool {
+func runModel(t *testing.T, seed uint64, st *modelStats, parts, verbose, fatal bool) bool {
 	dir := t.TempDir()
 	graveyard := t.TempDir()
 	m := &model{graveyard: graveyard, t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), dir: dir, partial: -1,
+		parts: parts, parted: rand.New(rand.NewPCG(seed^0x5bd1e995, seed)),
 		split: map[int]bool{}, exempt: map[int]string{}, released: map[[2]uint64]bool{}, counts: map[int]int{}, saved: map[string]tail.Position{},
 		clock: time.Now().Add(time.Hour), verbose: verbose} // after every birth time
 	defer func() {
@@ -298,7 +310,7 @@ func runModel(t *testing.T, seed uint64, st *modelStats, verbose, fatal bool) bo
 	m.symlink = m.rng.IntN(5) == 0 && !modelOff("symlink")
 	m.glob = m.rng.IntN(3) == 0
 	m.keep = 3 + m.rng.IntN(3)
-	m.logf("seed %d: dateext=%v compress=%v delaycompress=%v symlink=%v glob=%v rotate=%d", seed, m.dateext, m.compress, m.delay, m.symlink, m.glob, m.keep)
+	m.logf("seed %d: dateext=%v compress=%v delaycompress=%v symlink=%v glob=%v rotate=%d copies in parts=%v", seed, m.dateext, m.compress, m.delay, m.symlink, m.glob, m.keep, parts)
 	if m.symlink {
 		must(t, os.Mkdir(filepath.Join(dir, "data"), 0o755))
 		m.live = m.create(m.nextTarget())
@@ -334,7 +346,7 @@ func runModel(t *testing.T, seed uint64, st *modelStats, verbose, fatal bool) bo
 		if fatal {
 			report = t.Errorf
 		}
-		report("seed %d failed (replay: TAIL_MODEL_SEED=%d go test -run TestModel -v ./ingest/tail)", seed, seed)
+		report("seed %d failed (copies in parts=%v; replay: TAIL_MODEL_SEED=%d go test -run TestModel -v ./ingest/tail)", seed, parts, seed)
 	}
 	return !m.failed
 }
@@ -645,16 +657,23 @@ func (m *model) copytruncate() {
 	name := m.newRotatedName()
 	data, err := os.ReadFile(m.abs(m.live.name))
 	must(m.t, err)
-	must(m.t, os.WriteFile(m.abs(name), data, 0o644))
-	cp := &mfile{name: name, ids: append([]int{}, m.live.ids...)}
-	m.identify(cp)
-	m.touch(cp)
-	m.files = append(m.files, cp)
-	m.rotated = append([]*mfile{cp}, m.rotated...)
+	ids := append([]int{}, m.live.ids...)
 	if m.partial >= 0 {
 		m.split[m.partial] = true
 		m.exempt[m.partial] = exemptSplit
 	}
+	var cp *mfile
+	if m.parts && m.parted.IntN(2) == 0 {
+		cp = m.copyInParts(name, data)
+	} else {
+		must(m.t, os.WriteFile(m.abs(name), data, 0o644))
+		cp = &mfile{name: name}
+		m.identify(cp)
+		m.touch(cp)
+		m.files = append(m.files, cp)
+		m.rotated = append([]*mfile{cp}, m.rotated...)
+	}
+	cp.ids = ids
 	if m.rng.IntN(3) == 0 {
 		m.write(1+m.rng.IntN(2), false) // lost: after the copy, before the truncate
 	}
@@ -668,6 +687,57 @@ func (m *model) copytruncate() {
 	if m.compress && !m.delay {
 		m.rotated[0] = m.gzip(cp)
 	}
+}
+
+// copyInParts writes copytruncate's copy as logrotate does, a buffer at a
+// time, while the daemon may look, read, be killed or start, and the writer
+// appends to the live file (lines after the copy's end: destroyed by the
+// truncate unless read before it). Its choices come from their own random
+// stream, so that a seed's other operations are those it makes without.
+func (m *model) copyInParts(name string, data []byte) *mfile {
+	main := m.rng
+	m.rng = m.parted
+	defer func() { m.rng = main }()
+	cp := m.create(name)
+	m.rotated = append([]*mfile{cp}, m.rotated...)
+	cuts := []int{}
+	for n := 1 + m.rng.IntN(3); len(cuts) < n; {
+		cuts = append(cuts, m.rng.IntN(len(data)+1))
+	}
+	sort.Ints(cuts)
+	cuts = append(cuts, len(data))
+	at := 0
+	for _, c := range cuts {
+		f, err := os.OpenFile(m.abs(name), os.O_WRONLY|os.O_APPEND, 0)
+		must(m.t, err)
+		_, err = f.Write(data[at:c])
+		f.Close()
+		must(m.t, err)
+		at = c
+		m.clock = m.clock.Add(time.Duration(m.rng.IntN(500)) * time.Millisecond)
+		m.touch(cp)
+		m.logf("  copy has %d of %d bytes", c, len(data))
+		if c == len(data) {
+			break
+		}
+		switch r := m.rng.IntN(10); {
+		case r < 4:
+			m.tick(-1)
+		case r < 5 && !modelOff("kill"):
+			m.kill(m.rng.IntN(2) == 0)
+		case r < 6:
+			if m.tl == nil {
+				m.start()
+			} else {
+				m.tick(-1)
+			}
+		case r < 7:
+			m.commit(m.rng.IntN(len(m.pending) + 1))
+		case r < 8:
+			m.write(1+m.rng.IntN(2), false) // after the copy's end
+		}
+	}
+	return cp
 }
 
 func (m *model) deleteLive() {

@@ -857,10 +857,17 @@ func (f *follower) recordCopies(cur *file, emit func(*Line) error) error {
 // cover notes a copy of the current file's start (copytruncate's, before
 // its truncate): once the file has been read past it, it gets a done
 // record, so that a restart after the truncate does not read it again.
+//
+// The copy may still be being written: it is looked at again when it
+// changes (its record then says how much of it the file was read past).
 func (f *follower) cover(h *handle) {
 	if f.covered == nil {
 		f.covered = map[[2]uint64]handle{}
 	}
+	if f.copying == nil {
+		f.copying = map[[2]uint64]bool{}
+	}
+	f.copying[[2]uint64{h.dev, h.ino}] = true
 	end := h.linesEnd()
 	if end == 0 {
 		return // a few bytes of a line tell no copy
@@ -1430,6 +1437,7 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 		}
 		id := [2]uint64{h.dev, h.ino}
 		delete(f.copying, id)
+		delete(f.covered, id) // (what it was at the last look, if anything)
 		if !h.gz && h.size == 0 {
 			// An empty file says nothing yet (copytruncate's copy may
 			// be about to be written): looked at again when it changes.
@@ -1462,6 +1470,33 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 			}
 			continue
 		}
+		if end, ok := cur.readCopy(h); ok {
+			// A copy of what was read, the file truncated since (its
+			// copy caught while being written, then finished, maybe
+			// compressed): nothing to read; looked at again when it
+			// changes.
+			if f.copying == nil {
+				f.copying = map[[2]uint64]bool{}
+			}
+			f.copying[id] = !h.gz
+			err := f.markDone(h, f.key, end, emit)
+			h.close()
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if !h.gz && rest == nil && headMatches(cur.f, cur.head) && cur.startsWithAll(h) {
+			// More of the file than was read, and all of it the file's
+			// start: a copy being written (copytruncate's, caught with
+			// a few bytes, maybe in the middle of a line, its truncate
+			// to come). The file holds its lines and is read on from
+			// the offset; the copy gets a done record once the file is
+			// read past it, and is looked at again when it changes.
+			f.cover(h)
+			h.close()
+			continue
+		}
 		// A copy of the file: its start is what was read (a short
 		// fingerprint proves little), or the file still starts with
 		// the copy's content (copied, not truncated yet).
@@ -1471,7 +1506,7 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 		// The file no longer holds what was read (truncated, and
 		// written again): a copy of its new content is unread.
 		stale := headKnown(cur.head) && !headMatches(cur.f, cur.head)
-		ofRead := headKnown(cur.head) && h.startsWith(cur.head) && (h.gz || h.size >= cur.off)
+		ofRead := headKnown(cur.head) && (distinct(cur.head) || h.wholeLines(cur.head)) && h.startsWith(cur.head) && (h.gz || h.size >= cur.off)
 		ofNew := headKnown(h.head) && wholeHead && headMatches(cur.f, h.head) && (stale || h.gz || h.size >= cur.off)
 		if ofRead || ofNew {
 			from := cur.off
@@ -1491,7 +1526,15 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 				return err
 			}
 			if headMatches(cur.f, copyHead) && fi.Size() >= like.off {
-				// Not truncated yet: the copy was the file's start.
+				// Not truncated yet: the copy was the file's start,
+				// and may still be being written: looked at again
+				// when it changes (its record then says how much).
+				if !h.gz {
+					if f.copying == nil {
+						f.copying = map[[2]uint64]bool{}
+					}
+					f.copying[id] = true
+				}
 				if stale {
 					cur.off, cur.skipping, cur.head = like.off, false, ""
 				} else {
@@ -2293,6 +2336,7 @@ type file struct {
 	size      int64
 	mtime     time.Time
 	head      string
+	first     []byte // the bytes head fingerprints (while the file holds them)
 	after     string // fingerprint of the file read before this one
 	off       int64
 	idle      time.Time // when a rotated file last gave a line
@@ -2448,12 +2492,66 @@ func (x *file) refreshHead() error {
 	if n, _ := headLen(x.head); x.head != "" && n >= HeadBytes {
 		return nil
 	}
-	h, err := fingerprint(x.f)
-	if err != nil {
+	buf := make([]byte, HeadBytes)
+	n, err := x.f.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
-	x.head = h
+	x.head, x.first = headOf(buf[:n]), buf[:n]
 	return nil
+}
+
+// readCopy reports whether a file (plain or compressed) is a copy of
+// what was read of x, no longer than that: its bytes are x's first bytes
+// as they were read (by the fingerprint past the head), and it holds a
+// whole line (a few bytes of a line start many files). x may have been
+// truncated since. end is where its last whole line ends.
+func (x *file) readCopy(h *handle) (end int64, ok bool) {
+	if len(x.first) == 0 || !headMatchesBytes(x.first, x.head) {
+		return 0, false
+	}
+	n, end := h.size, int64(0)
+	if h.gz {
+		n, end = h.gzLines()
+	} else if n <= x.off {
+		end = h.linesEnd()
+	}
+	if n > x.off || end == 0 {
+		return 0, false
+	}
+	if n <= int64(len(x.first)) {
+		return end, int64(len(h.first)) == n && bytes.Equal(h.first, x.first[:n])
+	}
+	return end, h.startsWith(x.head)
+}
+
+// gzLines is a compressed file's content length and where its last whole
+// line ends (0, 0 when it cannot be read).
+func (h *handle) gzLines() (size, end int64) {
+	r, err := h.content()
+	if err != nil {
+		return 0, 0
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(buf)
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			end = size + int64(i) + 1
+		}
+		size += int64(n)
+		if errors.Is(err, io.EOF) {
+			return size, end
+		}
+		if err != nil {
+			return 0, 0
+		}
+	}
+}
+
+// headMatchesBytes reports whether b is what head fingerprints.
+func headMatchesBytes(b []byte, head string) bool {
+	n, ok := headLen(head)
+	return ok && n == len(b) && headOf(b) == fingerprintOf(head)
 }
 
 // truncated reports whether the file shrank below what was read, or its
