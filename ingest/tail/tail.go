@@ -1546,6 +1546,13 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 			if err := cur.refreshHead(); err != nil {
 				return err
 			}
+		} else if rest == nil && stale && cur.startsWithAll(h) {
+			// A few bytes of the file's new content (the truncation is
+			// being handled: it is read from 0): copytruncate's copy
+			// being written. The file holds its lines.
+			f.cover(h)
+			h.close()
+			continue
 		} else if rest != nil {
 			// Left to the caller, which reads the file's new content
 			// first: saved as found (unread) before that.
@@ -2051,6 +2058,9 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 					anchor = i // a copy taken before the head grew
 					break
 				}
+				if readPrefix(saved, h) {
+					bound = i // a copy taken before the file was read to o
+				}
 				continue
 			}
 			if h.gz || h.size >= saved.Offset {
@@ -2443,7 +2453,70 @@ func (x *file) position() Position {
 			head += " r=" + headOf(buf)
 		}
 	}
+	if p := x.linePrefixes(); p != "" {
+		head += " p=" + p
+	}
 	return Position{Key: x.key, Dev: x.dev, Inode: x.ino, Head: head, Offset: x.off}
+}
+
+// maxPrefixes is how many line ends inside the head "p=" lists.
+const maxPrefixes = 16
+
+// linePrefixes fingerprints x's start up to each line end inside the
+// head that was read ("p=n:hex,..."): a copy taken while copytruncate
+// raced the reader is shorter than the head and than what was read, yet
+// a restart that finds the file truncated tells it read by them.
+func (x *file) linePrefixes() string {
+	if len(x.first) == 0 || !headMatchesBytes(x.first, x.head) {
+		return ""
+	}
+	var b strings.Builder
+	n := 0
+	for i, c := range x.first[:len(x.first)-1] {
+		if c != '\n' || int64(i+1) > x.off {
+			continue
+		}
+		if n++; n > maxPrefixes {
+			break
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(prefixOf(x.first[:i+1]))
+	}
+	return b.String()
+}
+
+// prefixOf is a short fingerprint of a file's first bytes ("n:hex").
+func prefixOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return strconv.Itoa(len(b)) + ":" + hex.EncodeToString(sum[:4])
+}
+
+// readPrefix reports whether h holds no more than what a saved position
+// says was read of its file, by the file's start up to a line end ("p="):
+// a copy taken before the file was read that far.
+func readPrefix(saved Position, h *handle) bool {
+	ps := headField(saved.Head, "p")
+	if ps == "" {
+		return false
+	}
+	size, end := h.size, int64(0)
+	if h.gz {
+		size, end = h.gzLines()
+	} else {
+		end = h.linesEnd()
+	}
+	if end == 0 || size > saved.Offset || end > int64(len(h.first)) {
+		return false
+	}
+	want := prefixOf(h.first[:end])
+	for _, p := range strings.Split(ps, ",") {
+		if p == want {
+			return true
+		}
+	}
+	return false
 }
 
 // donePrefix marks the saved head of a rotated file read to its end.
