@@ -556,6 +556,12 @@ func (f *follower) tick(ctx context.Context, now time.Time, emit func(*Line) err
 	if err := f.readExtra(now, emit); err != nil {
 		return err
 	}
+	if copied, err := f.asCopy(f.old, emit); err != nil {
+		return err
+	} else if copied {
+		f.old.close()
+		f.old = nil
+	}
 	if f.old != nil {
 		n, err := f.old.read(f.t.o.MaxLineBytes, false, emit)
 		var stop emitError
@@ -600,6 +606,14 @@ func (f *follower) readExtra(now time.Time, emit func(*Line) error) error {
 			keep = append(keep, x)
 			continue
 		}
+		if copied, err := f.asCopy(x, emit); err != nil {
+			ferr = err
+			keep = append(keep, x)
+			continue
+		} else if copied {
+			x.close()
+			continue
+		}
 		n, err := x.read(f.t.o.MaxLineBytes, false, emit)
 		var stop emitError
 		switch {
@@ -623,6 +637,50 @@ func (f *follower) readExtra(now time.Time, emit func(*Line) error) error {
 	}
 	f.extra = keep
 	return ferr
+}
+
+// asCopy lets go of a rotated file followed from its start, nothing read
+// of it yet, whose content turns out to be all the current file's start:
+// copytruncate's copy, found empty (at a start, or between two looks)
+// and written since. The current file holds its lines: the copy's key
+// says it read once the current file is read past it (else the key is
+// let go and the copy covered), and it is looked at again as it changes.
+// (A renamed file's late lines are not the next file's start.)
+func (f *follower) asCopy(x *file, emit func(*Line) error) (bool, error) {
+	if x == nil || x.off != 0 || x.skipping || f.cur == nil || !headMatches(f.cur.f, f.cur.head) {
+		return false, nil
+	}
+	fi, err := x.f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return false, nil
+	}
+	h := &handle{path: x.path, f: x.f, dev: x.dev, ino: x.ino, size: fi.Size(), mtime: fi.ModTime()}
+	buf := make([]byte, HeadBytes)
+	n, _ := x.f.ReadAt(buf, 0)
+	h.first, h.head = buf[:n], headOf(buf[:n])
+	if !f.cur.startsWithAll(h) {
+		return false, nil
+	}
+	f.t.log.Info("a rotated file followed from its start is a copy of the log's start (copytruncate); the log holds its lines", "path", f.key, "copy", x.path)
+	if end := h.linesEnd(); end > 0 && f.cur.off >= end {
+		f.cover(h) // (looked at again as it changes)
+		delete(f.covered, [2]uint64{h.dev, h.ino})
+		l := &Line{File: x.path, Offset: end, PositionOnly: true}
+		if extraKeyOf(f.key, x.key) {
+			l.Pos = f.donePos(h, x.key, end)
+		} else {
+			// (the rotated key names the file before the path's: it
+			// is let go, the record kept under a key of its own)
+			l.Pos, l.Extra = f.donePos(h, f.recordKey(h.dev, h.ino), end), &Position{Key: x.key}
+		}
+		if err := wrapEmit(emit(l)); err != nil {
+			return false, err
+		}
+		f.note(l.Pos)
+		return true, nil
+	}
+	f.cover(h)
+	return true, wrapEmit(emit(&Line{Pos: Position{Key: x.key}, File: x.path, PositionOnly: true}))
 }
 
 // retire moves the rotated file to the older ones still read for late
