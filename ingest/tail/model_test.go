@@ -131,6 +131,9 @@ var modelRegressions = []uint64{
 	// written: a copy of the path's start, not late lines; a kill in the
 	// middle of a copy
 	17237343399494592169, 17237343399494593444,
+	// a copy recorded while being written, finished while stopped: at
+	// the restart it holds what the path's position says was read
+	1239962099250497306,
 }
 
 func TestModel(t *testing.T) {

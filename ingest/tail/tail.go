@@ -13,10 +13,14 @@
 // bytes) followed by fields: "t=" when it was taken (the file's mtime),
 // "a=" the fingerprint of the file read before it (short heads only), "r="
 // the fingerprint of what was read when the head covers more than that (a
-// copy taken before the head grew is shorter than the head). "done "
-// before it marks a file read to its end; "gone t=.. a=.." a path that
-// named no file; an empty head names nothing (a free key, or a position
-// from a version that did not date them).
+// copy taken before the head grew is shorter than the head), "p=" short
+// fingerprints of the start up to each line end inside the head that was
+// read (a copy copytruncate took while the reader raced it is shorter
+// still), and on the path's key "l=" when the patterns were first looked
+// at (by the first run whose positions were saved). "done " before it
+// marks a file read to its end; "gone t=.. a=.." a path that named no
+// file; an empty head names nothing (a free key, or a position from a
+// version that did not date them).
 //
 // Every file of a path the Tailer reads is followed on its own, under its
 // own key: the path's key holds the file the path names; the rotated key
@@ -35,8 +39,10 @@
 //	---------------------------  ------------------------------------  -----------------------------------------
 //	none                         the file                              first start: from 0 (or its end: StartAtEnd);
 //	                                                                   a restart (other keys saved): from 0, and
-//	                                                                   the siblings written since the last save
-//	                                                                   whole (they passed through a new path)
+//	                                                                   the siblings written since the patterns
+//	                                                                   were first looked at (the earliest "l=";
+//	                                                                   without one, the last save) whole: they
+//	                                                                   passed through a path new since a look
 //	file F, head H, offset o     same inode, starts with H, size >= o  F itself: resume at o
 //	file F (H empty, or o = 0    same inode                            nothing was read of F: as truncated
 //	and H shorter than 64 bytes)                                       (a few bytes start every line)
@@ -44,8 +50,9 @@
 //	                                                                   sibling starting with H (or with "r=",
 //	                                                                   at least o long) from o, later siblings
 //	                                                                   whole, then F from 0; a sibling
-//	                                                                   starting with H but shorter than o is a
-//	                                                                   copy taken before o (read): only the
+//	                                                                   starting with H but shorter than o, or
+//	                                                                   whose whole lines are a "p=" prefix, is
+//	                                                                   a copy taken before o (read): only the
 //	                                                                   siblings after it, whole
 //	file F                       another inode                         rotated: the oldest sibling that is F
 //	                                                                   or a copy of it (by H or "r=": renamed,
@@ -103,24 +110,37 @@
 // path is followed is unread unless its content proves otherwise: a copy
 // of the current file (copytruncate, seen before or after the truncate) is
 // read from the offset read so far, a copy of its new content after a
-// truncation from 0, a copy of no more than what was read (maybe still
-// being written) gets a done record and is looked at again when it
-// changes; a file whose start is that of a file accounted for (a rename,
-// or a compressed copy of one) is skipped; at a rotation, a sibling the
-// new file starts with in full is its copy (nothing to read), and siblings
-// older than the rotated file in logrotate's order are copies of its
-// earlier content (read whole, the rotated file still followed); anything
+// truncation from 0. copytruncate writes its copy while the Tailer may
+// look: a plain sibling the current file starts with in full (all its
+// bytes, even a few of a line) is its copy, maybe still being written:
+// the file holds its lines, so it gets a done record once the file is
+// read past it (at once when it is no longer than what was read), and is
+// looked at again each time it changes; so is a copy of no more than what
+// was read found once the file is truncated (told by the first bytes read,
+// kept in memory; plain or compressed), and a rotated file followed from
+// its start, nothing read of it yet, that turns out to be the file's
+// start (found empty, written since) is let go as such a copy. A head of
+// a few bytes of a line proves no copy. A file whose start is that of a
+// file accounted for (a rename, or a compressed copy of one) is skipped;
+// at a rotation, a sibling the new file starts with in full is its copy
+// (nothing to read), and siblings older than the rotated file in
+// logrotate's order are copies of its earlier content (read whole, the
+// rotated file still followed); anything
 // else passed through the path between two looks (rotated twice, or
 // created, written and rotated): a plain one is followed from its start
 // for late lines, a compressed one read whole. Files found beside a
 // truncated file are saved as unread before its new content is read. A
 // path that appears after the first Tick (under a glob, or missing at the
-// start) reads whole the siblings written since the first Tick.
+// start) reads whole the siblings written since the first Tick (or the
+// earlier first look a saved "l=" tells). A path followed again after it
+// was let go (gone under a glob, then back) starts from what was reported
+// for it, not from the positions the Tailer was made with.
 //
 // Not exercised by the model test: inode reuse (the model keeps deleted
 // files' inodes, file systems differ in how soon they reuse them; the
-// Tailer never trusts an inode alone where it matters), and a copy still
-// being written across a restart.
+// Tailer never trusts an inode alone where it matters). A copy still
+// being written is (the model writes copies in parts while the Tailer
+// looks, is killed and starts).
 //
 // Why not github.com/nxadm/tail, the usual Go tail library: its lines
 // carry no file identity and it reopens a renamed or truncated path behind
@@ -860,8 +880,11 @@ type recorded struct {
 }
 
 // readRecorded reads on the files read to their end before that have
-// grown since (late lines), under their records' keys.
-func (f *follower) readRecorded(emit func(*Line) error) error {
+// grown since (late lines), under their records' keys. A copy of the
+// path's saved file that grew (copytruncate finishing it after its record
+// was saved) holds what the path's position says was read: read only from
+// past that, if anything.
+func (f *follower) readRecorded(saved Position, emit func(*Line) error) error {
 	grown := f.grown
 	f.grown = nil
 	defer func() {
@@ -871,8 +894,25 @@ func (f *follower) readRecorded(emit func(*Line) error) error {
 	}()
 	for i, g := range grown {
 		grown[i].h = nil
-		f.t.log.Info("a rotated file read before has grown; reading what was added", "path", f.key, "rotated", g.h.path, "offset", g.r.Offset)
-		like := &file{key: g.r.Key, dev: g.r.Dev, ino: g.r.Inode, head: fingerprintOf(g.r.Head), off: g.r.Offset}
+		if readPrefix(saved, g.h) {
+			f.t.log.Info("a copy of the log read before has grown (copytruncate finished it); the log held what it got", "path", f.key, "copy", g.h.path)
+			end := g.h.linesEnd()
+			if g.h.gz {
+				_, end = g.h.gzLines()
+			}
+			err := f.markDone(g.h, g.r.Key, end, emit)
+			g.h.close()
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		from := g.r.Offset
+		if r := headField(saved.Head, "r"); headKnown(r) && g.h.startsWith(r) && (distinct(r) || g.h.wholeLines(r)) && saved.Offset > from {
+			from = saved.Offset // (a copy of the path's file: read that far)
+		}
+		f.t.log.Info("a rotated file read before has grown; reading what was added", "path", f.key, "rotated", g.h.path, "offset", from)
+		like := &file{key: g.r.Key, dev: g.r.Dev, ino: g.r.Inode, head: fingerprintOf(g.r.Head), off: from}
 		if err := f.drain(g.h, like, emit); err != nil {
 			return err
 		}
@@ -2090,7 +2130,7 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	hs, neigh := f.rotatedSince(saved, f.t.saved[f.key+RotatedSuffix], cur)
 	defer closeAll(hs)
 	defer closeAll(neigh)
-	if err := f.readRecorded(emit); err != nil {
+	if err := f.readRecorded(saved, emit); err != nil {
 		return err
 	}
 	if cur.is(saved.Dev, saved.Inode) {
