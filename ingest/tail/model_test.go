@@ -6,7 +6,9 @@ package tail_test
 // must have been counted exactly once, except lines that logrotate itself
 // destroyed while no one held them (written between copytruncate's copy
 // and its truncate, in a file deleted before it was read): those may be
-// counted once or not at all, never twice.
+// counted once or not at all, never twice. copytruncate's copy and gzip's
+// output are written in parts while the daemon may look (and, inside a
+// copy, be killed or start), as the real tools write them.
 //
 //	go test -run TestModel ./ingest/tail                        # 300 random sequences
 //	TAIL_MODEL_SEED=123 go test -run TestModel -v ./ingest/tail # replay one sequence, with its trace
@@ -134,6 +136,10 @@ var modelRegressions = []uint64{
 	// a copy recorded while being written, finished while stopped: at
 	// the restart it holds what the path's position says was read
 	1239962099250497306,
+	// a compressed file caught while gzip still wrote it (its original
+	// still there), read whole from what it had
+	17225442912629727126, 17225442912629727132, 17225442912629727169, 17225442912629727185,
+	17225442912629727186,
 }
 
 func TestModel(t *testing.T) {
@@ -146,7 +152,7 @@ func TestModel(t *testing.T) {
 		for _, parts := range []bool{false, true} {
 			st := &modelStats{why: map[string]int{}}
 			runModel(t, seed, st, parts, true, true)
-			t.Logf("seed %d (copies in parts=%v): %s", seed, parts, st)
+			t.Logf("seed %d (written in parts=%v): %s", seed, parts, st)
 		}
 		return
 	}
@@ -165,7 +171,7 @@ func TestModel(t *testing.T) {
 	if s := os.Getenv("TAIL_MODEL_BASE"); s != "" {
 		base, _ = strconv.ParseUint(s, 10, 64)
 	}
-	t.Logf("model: %d regression seeds (each twice: copies written at once, and in parts), then %d random sequences from seed %d (replay one with TAIL_MODEL_SEED=<seed>)", len(modelRegressions), n, base)
+	t.Logf("model: %d regression seeds (each twice: copies and compressed files written at once, and in parts), then %d random sequences from seed %d (replay one with TAIL_MODEL_SEED=<seed>)", len(modelRegressions), n, base)
 	st := &modelStats{why: map[string]int{}}
 	for _, seed := range modelRegressions {
 		// The seeds found before copies were written in parts make
@@ -270,8 +276,8 @@ type model struct {
 	counts  map[int]int
 	garbage []string
 	clock   time.Time
-	// parts: copytruncate may write its copy in parts, choosing by
-	// parted (a stream of its own)
+	// parts: copytruncate may write its copy, and gzip a compressed
+	// file, in parts, choosing by parted (a stream of its own)
 	parts    bool
 	parted   *rand.Rand
 	tl       *tail.Tailer
@@ -326,7 +332,7 @@ func runModel(t *testing.T, seed uint64, st *modelStats, parts, verbose, fatal b
 	m.symlink = m.rng.IntN(5) == 0 && !modelOff("symlink")
 	m.glob = m.rng.IntN(3) == 0
 	m.keep = 3 + m.rng.IntN(3)
-	m.logf("seed %d: dateext=%v compress=%v delaycompress=%v symlink=%v glob=%v rotate=%d copies in parts=%v", seed, m.dateext, m.compress, m.delay, m.symlink, m.glob, m.keep, parts)
+	m.logf("seed %d: dateext=%v compress=%v delaycompress=%v symlink=%v glob=%v rotate=%d written in parts=%v", seed, m.dateext, m.compress, m.delay, m.symlink, m.glob, m.keep, parts)
 	if m.symlink {
 		must(t, os.Mkdir(filepath.Join(dir, "data"), 0o755))
 		m.live = m.create(m.nextTarget())
@@ -362,7 +368,7 @@ func runModel(t *testing.T, seed uint64, st *modelStats, parts, verbose, fatal b
 		if fatal {
 			report = t.Errorf
 		}
-		report("seed %d failed (copies in parts=%v; replay: TAIL_MODEL_SEED=%d go test -run TestModel -v ./ingest/tail)", seed, parts, seed)
+		report("seed %d failed (written in parts=%v; replay: TAIL_MODEL_SEED=%d go test -run TestModel -v ./ingest/tail)", seed, parts, seed)
 	}
 	return !m.failed
 }
@@ -580,7 +586,11 @@ func (m *model) gzip(mf *mfile) *mfile {
 	w.Write(data)
 	w.Close()
 	name := mf.name + ".gz"
-	must(m.t, os.WriteFile(m.abs(name), b.Bytes(), 0o644))
+	if m.parts && m.tl != nil && m.parted.IntN(2) == 0 {
+		m.gzipInParts(name, b.Bytes())
+	} else {
+		must(m.t, os.WriteFile(m.abs(name), b.Bytes(), 0o644))
+	}
 	gz := &mfile{name: name, gz: true, ids: append([]int{}, mf.ids...)}
 	m.identify(gz)
 	// logrotate dates the compressed file as the original.
@@ -702,6 +712,26 @@ func (m *model) copytruncate() {
 	m.live.ids = nil
 	if m.compress && !m.delay {
 		m.rotated[0] = m.gzip(cp)
+	}
+}
+
+// gzipInParts writes a compressed file as gzip does, a buffer at a time,
+// while the daemon may look (the original is still there).
+func (m *model) gzipInParts(name string, data []byte) {
+	f, err := os.OpenFile(m.abs(name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	must(m.t, err)
+	defer f.Close()
+	at := 0
+	for at < len(data) {
+		c := min(len(data), at+1+m.parted.IntN(len(data)))
+		_, err := f.Write(data[at:c])
+		must(m.t, err)
+		at = c
+		m.logf("  %s has %d of %d bytes", name, c, len(data))
+		if c < len(data) && m.parted.IntN(2) == 0 {
+			m.tick(-1)
+			m.reach()
+		}
 	}
 }
 

@@ -120,7 +120,9 @@
 // kept in memory; plain or compressed), and a rotated file followed from
 // its start, nothing read of it yet, that turns out to be the file's
 // start (found empty, written since) is let go as such a copy. A head of
-// a few bytes of a line proves no copy. A file whose start is that of a
+// a few bytes of a line proves no copy. A compressed file whose stream is
+// cut short is one gzip is still writing: not there yet (its original
+// is), here and at a start. A file whose start is that of a
 // file accounted for (a rename, or a compressed copy of one) is skipped;
 // at a rotation, a sibling the new file starts with in full is its copy
 // (nothing to read), and siblings older than the rotated file in
@@ -138,9 +140,9 @@
 //
 // Not exercised by the model test: inode reuse (the model keeps deleted
 // files' inodes, file systems differ in how soon they reuse them; the
-// Tailer never trusts an inode alone where it matters). A copy still
-// being written is (the model writes copies in parts while the Tailer
-// looks, is killed and starts).
+// Tailer never trusts an inode alone where it matters). Copies and
+// compressed files still being written are (the model writes them in
+// parts while the Tailer looks, is killed and starts).
 //
 // Why not github.com/nxadm/tail, the usual Go tail library: its lines
 // carry no file identity and it reopens a renamed or truncated path behind
@@ -1724,6 +1726,12 @@ func (f *follower) newSiblings() []*handle {
 				h.close()
 				continue
 			}
+			if h.partialGz() {
+				// Being compressed (its original is still there): not
+				// there yet; the next look sees it anew.
+				h.close()
+				continue
+			}
 			now[id] = sibling{head: h.head, size: h.size, mtime: h.mtime}
 			// The same file, grown or renamed, or one whose content is
 			// accounted for; an inode may have been freed and reused.
@@ -2324,6 +2332,8 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 				closeAll(out) // older than the file before
 				out = nil
 			case !since.IsZero() && h.mtime.Before(since):
+			case h.partialGz():
+				// (being compressed: its original is still there)
 			default:
 				out = append(out, h)
 				continue
@@ -2967,6 +2977,7 @@ type handle struct {
 	gz       bool
 	head     string // fingerprint of the (decompressed) content
 	first    []byte // its first HeadBytes
+	cut      int    // compressed: 0 not looked at, 1 whole, 2 cut short
 }
 
 // extends reports whether the content starts with what fp fingerprints
@@ -3032,6 +3043,25 @@ func openHandle(path string) (*handle, error) {
 	h.first = buf[:got]
 	h.head = headOf(h.first)
 	return h, nil
+}
+
+// partialGz reports whether a compressed file's stream is cut short:
+// gzip is still writing it (its original is still there).
+func (h *handle) partialGz() bool {
+	if !h.gz {
+		return false
+	}
+	if h.cut == 0 {
+		h.cut = 1
+		r, err := h.content()
+		if err == nil {
+			_, err = io.Copy(io.Discard, r)
+		}
+		if err != nil {
+			h.cut = 2
+		}
+	}
+	return h.cut == 2
 }
 
 // content reads the file from its start, decompressed.
@@ -3108,9 +3138,10 @@ func findFile(path string, saved Position, cur *file, prev Position, followed ma
 			closeAll(copies)
 			copies = nil
 		case weak && (!sibs[p] || (!since.IsZero() && h.mtime.Before(since))):
-		case (h.gz || h.size >= saved.Offset) && h.startsWith(saved.Head) && (distinct(saved.Head) || h.wholeLines(saved.Head)):
+		case (h.gz || h.size >= saved.Offset) && h.startsWith(saved.Head) && (distinct(saved.Head) || h.wholeLines(saved.Head)) && !h.partialGz():
 			// (a copy by content, when the fingerprint tells a file: a
-			// few bytes of a line start many)
+			// few bytes of a line start many; one being compressed is
+			// not there yet, its original is)
 			copies = append(copies, h)
 			continue
 		}
