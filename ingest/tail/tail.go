@@ -121,8 +121,9 @@
 // its start, nothing read of it yet, that turns out to be the file's
 // start (found empty, written since) is let go as such a copy. A head of
 // a few bytes of a line proves no copy. A compressed file whose stream is
-// cut short is one gzip is still writing: not there yet (its original
-// is), here and at a start. A file whose start is that of a
+// cut short (or a .gz file without gzip's magic yet) is one gzip is
+// still writing: not there yet (its original is), here and at a start; a
+// file found empty, then compressed, is known by its content. A file whose start is that of a
 // file accounted for (a rename, or a compressed copy of one) is skipped;
 // at a rotation, a sibling the new file starts with in full is its copy
 // (nothing to read), and siblings older than the rotated file in
@@ -1735,7 +1736,11 @@ func (f *follower) newSiblings() []*handle {
 			now[id] = sibling{head: h.head, size: h.size, mtime: h.mtime}
 			// The same file, grown or renamed, or one whose content is
 			// accounted for; an inode may have been freed and reused.
-			if first || (!f.copying[id] && ((ok && h.extends(seen.head)) || f.isKnown(h))) || f.cur.is(h.dev, h.ino) || f.follows(h.dev, h.ino) {
+			// (A copy being written is looked at again as it changes,
+			// known or not; one that was empty and is now compressed
+			// is gzip's output: known by its content.)
+			looking := f.copying[id] && !h.gz
+			if first || (!looking && ((ok && h.extends(seen.head)) || f.isKnown(h))) || f.cur.is(h.dev, h.ino) || f.follows(h.dev, h.ino) {
 				f.known[h.head] = true
 				h.close()
 				continue
@@ -3033,6 +3038,12 @@ func openHandle(path string) (*handle, error) {
 	var magic [2]byte
 	n, _ := fh.ReadAt(magic[:], 0)
 	h.gz = n == 2 && magic == [2]byte{0x1f, 0x8b}
+	if !h.gz && h.size > 0 && strings.HasSuffix(path, ".gz") {
+		// gzip's output with less than its magic written yet (not
+		// there yet: its original is), or no gzip file at all.
+		fh.Close()
+		return nil, fmt.Errorf("open %s: not a gzip stream (yet)", path)
+	}
 	r, err := h.content()
 	if err != nil {
 		fh.Close()
