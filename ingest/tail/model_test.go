@@ -146,6 +146,12 @@ var modelRegressions = []uint64{
 	2490771785320101361,
 	// gzip's output with one byte written, taken for a plain file
 	7987149453834862202,
+	// a copy of the file's start at a first start, then finished and
+	// compressed, read again at a restart: a first start records copies
+	// as a resume does; a copy recorded (at a start, or as the bound of
+	// a restart) while still being written keeps its record up to date
+	12864038675281351724, 12864038675281351806, 12864038675281353483, 4952910930973915741,
+	3965096234812833048,
 }
 
 func TestModel(t *testing.T) {

@@ -899,11 +899,7 @@ func (f *follower) readRecorded(saved Position, emit func(*Line) error) error {
 		grown[i].h = nil
 		if readPrefix(saved, g.h) {
 			f.t.log.Info("a copy of the log read before has grown (copytruncate finished it); the log held what it got", "path", f.key, "copy", g.h.path)
-			end := g.h.linesEnd()
-			if g.h.gz {
-				_, end = g.h.gzLines()
-			}
-			err := f.markDone(g.h, g.r.Key, end, emit)
+			err := f.markDone(g.h, g.r.Key, g.h.wholeEnd(), emit)
 			g.h.close()
 			if err != nil {
 				return err
@@ -944,6 +940,7 @@ func (f *follower) recordCopies(cur *file, emit func(*Line) error) error {
 		}
 		if end := h.linesEnd(); end > 0 && h.size <= cur.off {
 			err = f.markDone(h, f.key, end, emit)
+			f.watch([2]uint64{h.dev, h.ino}) // (maybe still being written)
 		} else {
 			f.cover(h)
 		}
@@ -965,15 +962,21 @@ func (f *follower) cover(h *handle) {
 	if f.covered == nil {
 		f.covered = map[[2]uint64]handle{}
 	}
-	if f.copying == nil {
-		f.copying = map[[2]uint64]bool{}
-	}
-	f.copying[[2]uint64{h.dev, h.ino}] = true
+	f.watch([2]uint64{h.dev, h.ino})
 	end := h.linesEnd()
 	if end == 0 {
 		return // a few bytes of a line tell no copy
 	}
 	f.covered[[2]uint64{h.dev, h.ino}] = handle{path: h.path, dev: h.dev, ino: h.ino, size: end, mtime: h.mtime, head: h.head}
+}
+
+// watch looks at a sibling again each time it changes (a copy maybe
+// still being written).
+func (f *follower) watch(id [2]uint64) {
+	if f.copying == nil {
+		f.copying = map[[2]uint64]bool{}
+	}
+	f.copying[id] = true
 }
 
 // withCovered wraps emit so that the line that reads the current file
@@ -1542,10 +1545,7 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 		if !h.gz && h.size == 0 {
 			// An empty file says nothing yet (copytruncate's copy may
 			// be about to be written): looked at again when it changes.
-			if f.copying == nil {
-				f.copying = map[[2]uint64]bool{}
-			}
-			f.copying[id] = true
+			f.watch(id)
 			h.close()
 			continue
 		}
@@ -1555,10 +1555,7 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 			// A copy of what was read of the file, maybe still being
 			// written (copytruncate's copy, its truncate to come):
 			// nothing to read yet; looked at again when it changes.
-			if f.copying == nil {
-				f.copying = map[[2]uint64]bool{}
-			}
-			f.copying[id] = true
+			f.watch(id)
 			// Saved as read, so that a restart does not take it for
 			// a file that passed through the path.
 			var err error
@@ -1576,10 +1573,9 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 			// copy caught while being written, then finished, maybe
 			// compressed): nothing to read; looked at again when it
 			// changes.
-			if f.copying == nil {
-				f.copying = map[[2]uint64]bool{}
+			if !h.gz {
+				f.watch(id)
 			}
-			f.copying[id] = !h.gz
 			err := f.markDone(h, f.key, end, emit)
 			h.close()
 			if err != nil {
@@ -1631,10 +1627,7 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 				// and may still be being written: looked at again
 				// when it changes (its record then says how much).
 				if !h.gz {
-					if f.copying == nil {
-						f.copying = map[[2]uint64]bool{}
-					}
-					f.copying[id] = true
+					f.watch(id)
 				}
 				if stale {
 					cur.off, cur.skipping, cur.head = like.off, false, ""
@@ -1997,6 +1990,12 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 			cur.off = cur.size
 			cur.seekLineStart()
 		}
+		// A copy of the file's start beside it (copytruncate's, maybe
+		// still being written) holds nothing the file does not: a done
+		// record once the file is read past it.
+		if err := f.recordCopies(cur, emit); err != nil {
+			return fail(err)
+		}
 	case saved.Dev == cur.dev && saved.Inode == cur.ino && headMatches(cur.f, saved.Head) && cur.size >= saved.Offset && headKnown(saved.Head) &&
 		(saved.Offset > 0 || distinct(saved.Head)):
 		// (nothing read, and a few bytes that every line starts with:
@@ -2185,6 +2184,13 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	}
 	if anchor < 0 && bound >= 0 {
 		f.t.log.Info("log copied before the saved offset and truncated; reading the files rotated after the copy whole", "path", f.key, "copy", hs[bound].path)
+		// The copy is read: its record says so (it may have been
+		// saved while the copy was still being written).
+		if end := hs[bound].wholeEnd(); end > 0 {
+			if err := f.markDone(hs[bound], f.key, end, emit); err != nil {
+				return err
+			}
+		}
 		closeAll(hs[:bound+1])
 		hs = hs[bound+1:]
 	} else if anchor < 0 && headKnown(saved.Head) && len(neigh) == 0 && headTime(saved.Head).IsZero() {
@@ -2709,6 +2715,16 @@ func (x *file) readCopy(h *handle) (end int64, ok bool) {
 		return end, int64(len(h.first)) == n && bytes.Equal(h.first, x.first[:n])
 	}
 	return end, h.startsWith(x.head)
+}
+
+// wholeEnd is where the last whole line of a file's content (plain or
+// compressed) ends.
+func (h *handle) wholeEnd() int64 {
+	if h.gz {
+		_, end := h.gzLines()
+		return end
+	}
+	return h.linesEnd()
 }
 
 // gzLines is a compressed file's content length and where its last whole
