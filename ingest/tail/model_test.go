@@ -383,7 +383,7 @@ func runModel(t *testing.T, seed uint64, st *modelStats, parts, verbose, fatal b
 		if fatal {
 			report = t.Errorf
 		}
-		report("seed %d failed (written in parts=%v; replay: TAIL_MODEL_SEED=%d go test -run TestModel -v ./ingest/tail)", seed, parts, seed)
+		report("seed %d failed (replay: TAIL_MODEL_SEED=%d go test -run TestModel -v ./ingest/tail; written in parts=%v)", seed, seed, parts)
 	}
 	return !m.failed
 }
