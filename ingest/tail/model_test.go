@@ -152,6 +152,11 @@ var modelRegressions = []uint64{
 	// a restart) while still being written keeps its record up to date
 	12864038675281351724, 12864038675281351806, 12864038675281353483, 4952910930973915741,
 	3965096234812833048,
+	// (the model's own gzip writer descriptor, open across a look, taken
+	// for the Tailer's: fixed in the model; kept as sequences that write
+	// gzip's output in parts around a stop)
+	14649546145951768810, 14649546145951769153, 14649546145951769653, 14649546145951770960,
+	3511853091182881110,
 }
 
 func TestModel(t *testing.T) {
@@ -732,10 +737,14 @@ func (m *model) copytruncate() {
 
 // gzipInParts writes a compressed file as gzip does, a buffer at a time,
 // while the daemon may look (the original is still there).
+//
+// The file is opened for each part, so that no descriptor of the model's
+// own is open while the Tailer looks (heldInodes would take it for the
+// Tailer's).
 func (m *model) gzipInParts(name string, data []byte) {
 	f, err := os.OpenFile(m.abs(name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	must(m.t, err)
-	defer f.Close()
+	f.Close()
 	if m.later.IntN(3) == 0 {
 		m.logf("  %s is empty yet", name)
 		m.tick(-1) // (created, nothing written yet)
@@ -744,7 +753,10 @@ func (m *model) gzipInParts(name string, data []byte) {
 	at := 0
 	for at < len(data) {
 		c := min(len(data), at+1+m.parted.IntN(len(data)))
-		_, err := f.Write(data[at:c])
+		f, err := os.OpenFile(m.abs(name), os.O_WRONLY|os.O_APPEND, 0)
+		must(m.t, err)
+		_, err = f.Write(data[at:c])
+		f.Close()
 		must(m.t, err)
 		at = c
 		m.logf("  %s has %d of %d bytes", name, c, len(data))
@@ -997,6 +1009,9 @@ func (m *model) reach() {
 		for id := range m.lastHeld {
 			if !held[id] {
 				m.released[id] = true
+				if m.verbose {
+					m.logf("  the Tailer let go of inode %d", id[1])
+				}
 			}
 		}
 	}
