@@ -85,7 +85,10 @@
 //	                                                                   bounds where the path's copies are
 //	"done H" o (ExtraKey)          the file by inode and H, size o,    read to its end: nothing; not read
 //	                               or a compressed copy of it          whole either
-//	"done H" o (ExtraKey)          the file by inode and H, longer     late lines since: read from o
+//	"done H" o (ExtraKey)          the file by inode and H, longer     late lines since: read from o; but a
+//	                                                                   copy of the path's saved file ("p=",
+//	                                                                   "r=") was being written when recorded:
+//	                                                                   only past what the path read
 //	"done H" (ExtraKey)            neither the file nor a copy         the key is free for another file
 //	file R, head, offset o         R by inode and head, plain          followed from o for late lines
 //	file R, head, offset o         a compressed copy of R (by head)    read from o, then done
@@ -123,12 +126,12 @@
 // a few bytes of a line proves no copy. A compressed file whose stream is
 // cut short (or a .gz file without gzip's magic yet) is one gzip is
 // still writing: not there yet (its original is), here and at a start; a
-// file found empty, then compressed, is known by its content. A file whose start is that of a
-// file accounted for (a rename, or a compressed copy of one) is skipped;
-// at a rotation, a sibling the new file starts with in full is its copy
-// (nothing to read), and siblings older than the rotated file in
-// logrotate's order are copies of its earlier content (read whole, the
-// rotated file still followed); anything
+// file found empty, then compressed, is known by its content. A file
+// whose start is that of a file accounted for (a rename, or a compressed
+// copy of one) is skipped; at a rotation, a sibling the new file starts
+// with in full is its copy (nothing to read), and siblings older than the
+// rotated file in logrotate's order are copies of its earlier content
+// (read whole, the rotated file still followed); anything
 // else passed through the path between two looks (rotated twice, or
 // created, written and rotated): a plain one is followed from its start
 // for late lines, a compressed one read whole. Files found beside a
@@ -270,9 +273,11 @@ type Tailer struct {
 	savedAt time.Time
 	// lookedAt is when the patterns were first looked at by the runs
 	// whose positions were saved (the earliest "l=" of the saved path
-	// positions; zero when none says), look what this run stamps on the
-	// path positions it reports: the earliest look it knows of.
-	lookedAt, look time.Time
+	// positions; zero when none says so).
+	lookedAt time.Time
+	// look is what this run stamps on the path positions it reports
+	// ("l="): the earliest look it knows of.
+	look time.Time
 
 	mu     sync.Mutex
 	status map[string]Status
@@ -686,8 +691,7 @@ func (f *follower) asCopy(x *file, emit func(*Line) error) (bool, error) {
 	}
 	f.t.log.Info("a rotated file followed from its start is a copy of the log's start (copytruncate); the log holds its lines", "path", f.key, "copy", x.path)
 	if end := h.linesEnd(); end > 0 && f.cur.off >= end {
-		f.cover(h) // (looked at again as it changes)
-		delete(f.covered, [2]uint64{h.dev, h.ino})
+		f.watch([2]uint64{h.dev, h.ino})
 		l := &Line{File: x.path, Offset: end, PositionOnly: true}
 		if extraKeyOf(f.key, x.key) {
 			l.Pos = f.donePos(h, x.key, end)
