@@ -1618,7 +1618,7 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 			// Keyed by the copy's head, which covers at least what
 			// the file's did: a restart finds the copy by it.
 			like := &file{key: f.key, dev: cur.dev, ino: cur.ino, mtime: h.mtime, head: h.head, off: from}
-			copyHead := h.head
+			copyHead, before := h.head, f.lastDone
 			if err := f.drain(h, like, emit); err != nil {
 				return err
 			}
@@ -1630,10 +1630,17 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 				// Not truncated yet: the copy was the file's start,
 				// and may still be being written: looked at again
 				// when it changes (its record then says how much).
+				// It is no file read before this one ("a=" bounds
+				// where a restart looks: a copy of the file's content
+				// may hold what comes after what was read).
+				f.lastDone = before
 				if !h.gz {
 					f.watch(id)
 				}
 				if stale {
+					// (what was read of the file before it was
+					// truncated is the file read before)
+					f.done(cur.head)
 					cur.off, cur.skipping, cur.head = like.off, false, ""
 				} else {
 					cur.off = max(cur.off, like.off)
@@ -2161,6 +2168,12 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	if headKnown(saved.Head) {
 		read := headField(saved.Head, "r")
 		for i, h := range hs {
+			if !(h.dev == saved.Dev && h.ino == saved.Inode) && readPrefix(saved, h) {
+				// A copy taken before the file was read to o (its
+				// whole lines, by "p="; they tell a file as lines do).
+				bound = i
+				continue
+			}
 			if !distinct(saved.Head) && !h.wholeLines(saved.Head) && !(h.dev == saved.Dev && h.ino == saved.Inode) {
 				// A few bytes of a line (nothing read, or only a last
 				// partial line): they tell no file but the same inode
@@ -2171,9 +2184,6 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 				if read != "" && h.startsWith(read) && (h.gz || h.size >= saved.Offset) {
 					anchor = i // a copy taken before the head grew
 					break
-				}
-				if readPrefix(saved, h) {
-					bound = i // a copy taken before the file was read to o
 				}
 				continue
 			}
