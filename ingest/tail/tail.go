@@ -175,6 +175,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -1698,18 +1699,46 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 // compressed copy, of a file accounted for), oldest first. The first look
 // only records what is there.
 func (f *follower) newSiblings() []*handle {
-	first := f.sibs == nil
-	now := map[[2]uint64]sibling{}
 	if f.known == nil {
 		f.known = map[string]bool{}
 	}
-	var out []*handle
+	// A listing that raced a rename (logrotate shifting .1 to .2 while
+	// the names are read) may miss a file: the first look would not know
+	// it, and a later one take it for new. Such a look is made again.
+	known := f.known
+	for try := 0; ; try++ {
+		f.known = maps.Clone(known)
+		out, now, raced := f.lookSiblings()
+		if raced && try < 3 {
+			closeAll(out)
+			continue
+		}
+		f.sibs = now
+		if len(f.known) > 256 {
+			// Forget all but what is there now.
+			f.known = map[string]bool{}
+			for _, s := range now {
+				f.known[s.head] = true
+			}
+		}
+		return out
+	}
+}
+
+// lookSiblings is one look of newSiblings; raced reports a name listed
+// that was gone when opened.
+func (f *follower) lookSiblings() (out []*handle, now map[[2]uint64]sibling, raced bool) {
+	first := f.sibs == nil
+	now = map[[2]uint64]sibling{}
 	for _, group := range ingest.ReplayOrder(siblings(f.key)) {
 		for _, p := range group {
 			if p == f.key {
 				continue
 			}
 			fi, err := os.Lstat(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				raced = true
+			}
 			if err != nil || !fi.Mode().IsRegular() {
 				continue
 			}
@@ -1721,6 +1750,9 @@ func (f *follower) newSiblings() []*handle {
 				continue
 			}
 			h, err := openHandle(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				raced = true
+			}
 			if err != nil {
 				continue
 			}
@@ -1753,15 +1785,7 @@ func (f *follower) newSiblings() []*handle {
 			out = append(out, h)
 		}
 	}
-	f.sibs = now
-	if len(f.known) > 256 {
-		// Forget all but what is there now.
-		f.known = map[string]bool{}
-		for _, s := range now {
-			f.known[s.head] = true
-		}
-	}
-	return out
+	return out, now, raced
 }
 
 // sibling is what a rotated sibling looked like at the last look.
