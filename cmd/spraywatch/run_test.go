@@ -890,9 +890,9 @@ func TestRunRotationStormWithKills(t *testing.T) {
 			return
 		}
 		for i, p := range procs {
-			t.Logf("process %d log (file events):", i+1)
+			t.Logf("process %d log (file events, warnings, errors):", i+1)
 			for _, l := range strings.Split(p.Stderr.(*syncBuffer).String(), "\n") {
-				if strings.Contains(l, "path=") && !strings.Contains(l, "level=DEBUG") {
+				if (strings.Contains(l, "path=") || strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR")) && !strings.Contains(l, "level=DEBUG") {
 					t.Log(l)
 				}
 			}

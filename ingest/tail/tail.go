@@ -558,6 +558,7 @@ type follower struct {
 	grown      []recorded           // files a start found grown since their record
 	pending    map[[2]uint64]string // files saved as unread, by identity: their keys
 	copying    map[[2]uint64]bool   // copies of what was read of the file, maybe still being written
+	recheck    bool                 // (a truncation: covered ones are looked at, changed or not)
 	covered    map[[2]uint64]handle // copies of the file's start not read past yet
 	lastRead   time.Time
 	lastErr    error
@@ -1501,7 +1502,13 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 // the copy are in the copy, so it is drained first when it can be found.
 func (f *follower) truncate(emit func(*Line) error, rest *[]*handle) error {
 	f.t.log.Info("log truncated; reading from its start", "path", f.key, "inode", f.cur.ino)
-	if err := f.absorb(emit, rest); err != nil {
+	// Copies the file was to be read past are looked at again, changed
+	// or not: one may have been finished, and the file truncated, before
+	// the file was read that far (they hold what it did not read).
+	f.recheck = true
+	err := f.absorb(emit, rest)
+	f.recheck = false
+	if err != nil {
 		return err
 	}
 	// A copy of the new content may have moved the file on already.
@@ -1519,7 +1526,7 @@ func (f *follower) truncate(emit func(*Line) error, rest *[]*handle) error {
 	if err := wrapEmit(emit(&Line{Pos: f.cur.position(), File: f.cur.path, PositionOnly: true})); err != nil {
 		return err
 	}
-	_, err := f.cur.read(f.t.o.MaxLineBytes, false, emit)
+	_, err = f.cur.read(f.t.o.MaxLineBytes, false, emit)
 	return err
 }
 
@@ -1609,6 +1616,10 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 		// written again): a copy of its new content is unread.
 		stale := headKnown(cur.head) && !headMatches(cur.f, cur.head)
 		ofRead := headKnown(cur.head) && (distinct(cur.head) || h.wholeLines(cur.head)) && h.startsWith(cur.head) && (h.gz || h.size >= cur.off)
+		if !ofRead && !h.gz && h.size >= cur.off && cur.startsAs(h) {
+			// (shorter than the head: by the bytes read, kept)
+			ofRead = true
+		}
 		ofNew := headKnown(h.head) && wholeHead && headMatches(cur.f, h.head) && (stale || h.gz || h.size >= cur.off)
 		if ofRead || ofNew {
 			from := cur.off
@@ -1745,7 +1756,8 @@ func (f *follower) lookSiblings() (out []*handle, now map[[2]uint64]sibling, rac
 			dev, ino := devIno(fi)
 			id := [2]uint64{dev, ino}
 			seen, ok := f.sibs[id]
-			if ok && seen.size == fi.Size() && seen.mtime.Equal(fi.ModTime()) {
+			_, covered := f.covered[id]
+			if ok && seen.size == fi.Size() && seen.mtime.Equal(fi.ModTime()) && !(f.recheck && covered) {
 				now[id] = seen
 				continue
 			}
@@ -2786,6 +2798,16 @@ func (h *handle) gzLines() (size, end int64) {
 			return 0, 0
 		}
 	}
+}
+
+// startsAs reports whether a plain file no longer than x's head holds
+// x's first bytes as they were read (x may have been truncated since),
+// and a whole line.
+func (x *file) startsAs(h *handle) bool {
+	if h.gz || h.size == 0 || h.size > int64(len(x.first)) || !headMatchesBytes(x.first, x.head) {
+		return false
+	}
+	return int64(len(h.first)) == h.size && bytes.Equal(h.first, x.first[:h.size]) && bytes.IndexByte(h.first, '\n') >= 0
 }
 
 // headMatchesBytes reports whether b is what head fingerprints.
