@@ -54,6 +54,9 @@
 //	                                                                   whose whole lines are a "p=" prefix, is
 //	                                                                   a copy taken before o (read): only the
 //	                                                                   siblings after it, whole
+//	file F, o = 0, H a few bytes  any                                  nothing read: every sibling since "t="
+//	of a line                                                          (after "a=") whole, not even F's inode
+//	                                                                   taken for F (it may be truncated since)
 //	file F                       another inode                         rotated: the oldest sibling that is F
 //	                                                                   or a copy of it (by H or "r=": renamed,
 //	                                                                   gzipped, copied) from o, later siblings
@@ -84,7 +87,9 @@
 //	"done ..." (rotated key)       -                                   read to its end: nothing to do, but it
 //	                                                                   bounds where the path's copies are
 //	"done H" o (ExtraKey)          the file by inode and H, size o,    read to its end: nothing; not read
-//	                               or a compressed copy of it          whole either
+//	                               or a compressed copy of it          whole either (a compressed copy of the
+//	                                                                   path's saved content holding more than
+//	                                                                   o: read on, as a grown file)
 //	"done H" o (ExtraKey)          the file by inode and H, longer     late lines since: read from o; but a
 //	                                                                   copy of the path's saved file ("p=",
 //	                                                                   "r=") was being written when recorded:
@@ -870,17 +875,32 @@ func (f *follower) markDone(h *handle, key string, off int64, emit func(*Line) e
 // recorded reports whether h is a file read to its end before (a done
 // record names it); when it has grown since, it is kept to be read on from
 // the record (readRecorded), else closed.
-func (f *follower) recorded(h *handle) bool {
+func (f *follower) recorded(h *handle, saved Position) bool {
 	r, ok := f.recordOf(h)
 	if !ok {
 		return false
 	}
-	if h.gz || h.size == r.Offset {
+	if (!h.gz && h.size == r.Offset) || (h.gz && !(f.ofSaved(h, saved) && h.wholeEnd() > r.Offset)) {
+		// (a compressed copy holds no late lines; but one of the
+		// path's saved content, recorded while the copy was still being
+		// written, holds more than its record says: read on as below)
 		h.close()
 		return true
 	}
 	f.grown = append(f.grown, recorded{h, r})
 	return true
+}
+
+// ofSaved reports whether h is a copy of the content a saved position
+// names (by its head, what was read, or a line end inside the head).
+func (f *follower) ofSaved(h *handle, saved Position) bool {
+	if headKnown(saved.Head) && distinct(saved.Head) && h.startsWith(saved.Head) {
+		return true
+	}
+	if r := headField(saved.Head, "r"); headKnown(r) && (distinct(r) || h.wholeLines(r)) && h.startsWith(r) {
+		return true
+	}
+	return readPrefix(saved, h)
 }
 
 type recorded struct {
@@ -2201,7 +2221,12 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 		return err
 	}
 	anchor, bound := -1, -1
-	if headKnown(saved.Head) {
+	// Nothing read, and a head of a few bytes of a line (the same bytes
+	// may start the file's content after a truncation, and its copy's):
+	// no sibling is the saved file, not even its inode; every one since
+	// is read whole.
+	nothing := saved.Offset == 0 && !distinct(saved.Head)
+	if headKnown(saved.Head) && !nothing {
 		read := headField(saved.Head, "r")
 		for i, h := range hs {
 			if !(h.dev == saved.Dev && h.ino == saved.Inode) && readPrefix(saved, h) {
@@ -2375,7 +2400,7 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 				out = nil
 			case f.follows(h.dev, h.ino):
 				// (an older rotated file taken up already by its own key)
-			case !(h.dev == saved.Dev && h.ino == saved.Inode) && !(headKnown(saved.Head) && h.startsWith(saved.Head)) && f.recorded(h):
+			case !(h.dev == saved.Dev && h.ino == saved.Inode) && !(headKnown(saved.Head) && h.startsWith(saved.Head)) && f.recorded(h, saved):
 				// (read to its end before, and its own record says so:
 				// only what was written to it since is read, from its
 				// record)
@@ -2434,7 +2459,7 @@ func (f *follower) targetsSince(saved, prev Position, cur *file) []*handle {
 			continue
 		}
 		isSaved := h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head)
-		if !isSaved && !f.follows(h.dev, h.ino) && f.recorded(h) {
+		if !isSaved && !f.follows(h.dev, h.ino) && f.recorded(h, saved) {
 			continue // read to its end before; on from its record if grown
 		}
 		// (the target read before the saved one, by its content)
