@@ -682,7 +682,7 @@ func (f *follower) readExtra(now time.Time, emit func(*Line) error) error {
 // let go and the copy covered), and it is looked at again as it changes.
 // (A renamed file's late lines are not the next file's start.)
 func (f *follower) asCopy(x *file, emit func(*Line) error) (bool, error) {
-	if x == nil || x.off != 0 || x.skipping || f.cur == nil || !headMatches(f.cur.f, f.cur.head) {
+	if x == nil || x.off != 0 || x.skipping || f.cur == nil {
 		return false, nil
 	}
 	fi, err := x.f.Stat()
@@ -693,28 +693,47 @@ func (f *follower) asCopy(x *file, emit func(*Line) error) (bool, error) {
 	buf := make([]byte, HeadBytes)
 	n, _ := x.f.ReadAt(buf, 0)
 	h.first, h.head = buf[:n], headOf(buf[:n])
+	if !headMatches(f.cur.f, f.cur.head) {
+		// The current file was truncated since (not handled yet): a
+		// copy of what was read is read; one of more of it is read on
+		// from where the current file was read to.
+		if end, ok := f.cur.readCopy(h); ok && end <= f.cur.off {
+			return f.copyRead(x, h, end, emit)
+		}
+		if h.size > f.cur.off && ((distinct(f.cur.head) && h.startsWith(f.cur.head)) || f.cur.startsAs(h)) {
+			x.off = f.cur.off
+		}
+		return false, nil
+	}
 	if !f.cur.startsWithAll(h) {
 		return false, nil
 	}
 	f.t.log.Info("a rotated file followed from its start is a copy of the log's start (copytruncate); the log holds its lines", "path", f.key, "copy", x.path)
 	if end := h.linesEnd(); end > 0 && f.cur.off >= end {
-		f.watch([2]uint64{h.dev, h.ino})
-		l := &Line{File: x.path, Offset: end, PositionOnly: true}
-		if extraKeyOf(f.key, x.key) {
-			l.Pos = f.donePos(h, x.key, end)
-		} else {
-			// (the rotated key names the file before the path's: it
-			// is let go, the record kept under a key of its own)
-			l.Pos, l.Extra = f.donePos(h, f.recordKey(h.dev, h.ino), end), &Position{Key: x.key}
-		}
-		if err := wrapEmit(emit(l)); err != nil {
-			return false, err
-		}
-		f.note(l.Pos)
-		return true, nil
+		return f.copyRead(x, h, end, emit)
 	}
 	f.cover(h)
 	return true, wrapEmit(emit(&Line{Pos: Position{Key: x.key}, File: x.path, PositionOnly: true}))
+}
+
+// copyRead lets go of x, a copy of what was read of the current file,
+// saving it read to end under its key (the rotated key is let go, the
+// record kept under a key of its own).
+func (f *follower) copyRead(x *file, h *handle, end int64, emit func(*Line) error) (bool, error) {
+	f.watch([2]uint64{h.dev, h.ino})
+	l := &Line{File: x.path, Offset: end, PositionOnly: true}
+	if extraKeyOf(f.key, x.key) {
+		l.Pos = f.donePos(h, x.key, end)
+	} else {
+		// (the rotated key names the file before the path's: it is
+		// let go, the record kept under a key of its own)
+		l.Pos, l.Extra = f.donePos(h, f.recordKey(h.dev, h.ino), end), &Position{Key: x.key}
+	}
+	if err := wrapEmit(emit(l)); err != nil {
+		return false, err
+	}
+	f.note(l.Pos)
+	return true, nil
 }
 
 // retire moves the rotated file to the older ones still read for late
