@@ -127,7 +127,9 @@
 // was read found once the file is truncated (told by the first bytes read,
 // kept in memory; plain or compressed), and a rotated file followed from
 // its start, nothing read of it yet, that turns out to be the file's
-// start (found empty, written since) is let go as such a copy. A head of
+// start (found empty, written since) is let go as such a copy (the file
+// truncated since: a copy of what was read is read; one of more is read
+// on from where the file was read to). A head of
 // a few bytes of a line proves no copy. A compressed file whose stream is
 // cut short (or a .gz file without gzip's magic yet) is one gzip is
 // still writing: not there yet (its original is), here and at a start; a
