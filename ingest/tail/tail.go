@@ -13,10 +13,14 @@
 // bytes) followed by fields: "t=" when it was taken (the file's mtime),
 // "a=" the fingerprint of the file read before it (short heads only), "r="
 // the fingerprint of what was read when the head covers more than that (a
-// copy taken before the head grew is shorter than the head). "done "
-// before it marks a file read to its end; "gone t=.. a=.." a path that
-// named no file; an empty head names nothing (a free key, or a position
-// from a version that did not date them).
+// copy taken before the head grew is shorter than the head), "p=" short
+// fingerprints of the start up to each line end inside the head that was
+// read (a copy copytruncate took while the reader raced it is shorter
+// still), and on the path's key "l=" when the patterns were first looked
+// at (by the first run whose positions were saved). "done " before it
+// marks a file read to its end; "gone t=.. a=.." a path that named no
+// file; an empty head names nothing (a free key, or a position from a
+// version that did not date them).
 //
 // Every file of a path the Tailer reads is followed on its own, under its
 // own key: the path's key holds the file the path names; the rotated key
@@ -35,8 +39,10 @@
 //	---------------------------  ------------------------------------  -----------------------------------------
 //	none                         the file                              first start: from 0 (or its end: StartAtEnd);
 //	                                                                   a restart (other keys saved): from 0, and
-//	                                                                   the siblings written since the last save
-//	                                                                   whole (they passed through a new path)
+//	                                                                   the siblings written since the patterns
+//	                                                                   were first looked at (the earliest "l=";
+//	                                                                   without one, the last save) whole: they
+//	                                                                   passed through a path new since a look
 //	file F, head H, offset o     same inode, starts with H, size >= o  F itself: resume at o
 //	file F (H empty, or o = 0    same inode                            nothing was read of F: as truncated
 //	and H shorter than 64 bytes)                                       (a few bytes start every line)
@@ -44,9 +50,13 @@
 //	                                                                   sibling starting with H (or with "r=",
 //	                                                                   at least o long) from o, later siblings
 //	                                                                   whole, then F from 0; a sibling
-//	                                                                   starting with H but shorter than o is a
-//	                                                                   copy taken before o (read): only the
+//	                                                                   starting with H but shorter than o, or
+//	                                                                   whose whole lines are a "p=" prefix, is
+//	                                                                   a copy taken before o (read): only the
 //	                                                                   siblings after it, whole
+//	file F, o = 0, H a few bytes  any                                  nothing read: every sibling since "t="
+//	of a line                                                          (after "a=") whole, not even F's inode
+//	                                                                   taken for F (it may be truncated since)
 //	file F                       another inode                         rotated: the oldest sibling that is F
 //	                                                                   or a copy of it (by H or "r=": renamed,
 //	                                                                   gzipped, copied) from o, later siblings
@@ -77,8 +87,13 @@
 //	"done ..." (rotated key)       -                                   read to its end: nothing to do, but it
 //	                                                                   bounds where the path's copies are
 //	"done H" o (ExtraKey)          the file by inode and H, size o,    read to its end: nothing; not read
-//	                               or a compressed copy of it          whole either
-//	"done H" o (ExtraKey)          the file by inode and H, longer     late lines since: read from o
+//	                               or a compressed copy of it          whole either (a compressed copy of the
+//	                                                                   path's saved content holding more than
+//	                                                                   o: read on, as a grown file)
+//	"done H" o (ExtraKey)          the file by inode and H, longer     late lines since: read from o; but a
+//	                                                                   copy of the path's saved file ("p=",
+//	                                                                   "r=") was being written when recorded:
+//	                                                                   only past what the path read
 //	"done H" (ExtraKey)            neither the file nor a copy         the key is free for another file
 //	file R, head, offset o         R by inode and head, plain          followed from o for late lines
 //	file R, head, offset o         a compressed copy of R (by head)    read from o, then done
@@ -103,24 +118,42 @@
 // path is followed is unread unless its content proves otherwise: a copy
 // of the current file (copytruncate, seen before or after the truncate) is
 // read from the offset read so far, a copy of its new content after a
-// truncation from 0, a copy of no more than what was read (maybe still
-// being written) gets a done record and is looked at again when it
-// changes; a file whose start is that of a file accounted for (a rename,
-// or a compressed copy of one) is skipped; at a rotation, a sibling the
-// new file starts with in full is its copy (nothing to read), and siblings
-// older than the rotated file in logrotate's order are copies of its
-// earlier content (read whole, the rotated file still followed); anything
+// truncation from 0. copytruncate writes its copy while the Tailer may
+// look: a plain sibling the current file starts with in full (all its
+// bytes, even a few of a line) is its copy, maybe still being written:
+// the file holds its lines, so it gets a done record once the file is
+// read past it (at once when it is no longer than what was read), and is
+// looked at again each time it changes; so is a copy of no more than what
+// was read found once the file is truncated (told by the first bytes read,
+// kept in memory; plain or compressed), and a rotated file followed from
+// its start, nothing read of it yet, that turns out to be the file's
+// start (found empty, written since) is let go as such a copy (the file
+// truncated since: a copy of what was read is read; one of more is read
+// on from where the file was read to). A head of
+// a few bytes of a line proves no copy. A compressed file whose stream is
+// cut short (or a .gz file without gzip's magic yet) is one gzip is
+// still writing: not there yet (its original is), here and at a start; a
+// file found empty, then compressed, is known by its content. A file
+// whose start is that of a file accounted for (a rename, or a compressed
+// copy of one) is skipped; at a rotation, a sibling the new file starts
+// with in full is its copy (nothing to read), and siblings older than the
+// rotated file in logrotate's order are copies of its earlier content
+// (read whole, the rotated file still followed); anything
 // else passed through the path between two looks (rotated twice, or
 // created, written and rotated): a plain one is followed from its start
 // for late lines, a compressed one read whole. Files found beside a
 // truncated file are saved as unread before its new content is read. A
 // path that appears after the first Tick (under a glob, or missing at the
-// start) reads whole the siblings written since the first Tick.
+// start) reads whole the siblings written since the first Tick (or the
+// earlier first look a saved "l=" tells). A path followed again after it
+// was let go (gone under a glob, then back) starts from what was reported
+// for it, not from the positions the Tailer was made with.
 //
 // Not exercised by the model test: inode reuse (the model keeps deleted
 // files' inodes, file systems differ in how soon they reuse them; the
-// Tailer never trusts an inode alone where it matters), and a copy still
-// being written across a restart.
+// Tailer never trusts an inode alone where it matters). Copies and
+// compressed files still being written are (the model writes them in
+// parts while the Tailer looks, is killed and starts).
 //
 // Why not github.com/nxadm/tail, the usual Go tail library: its lines
 // carry no file identity and it reopens a renamed or truncated path behind
@@ -149,6 +182,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -245,6 +279,13 @@ type Tailer struct {
 	// savedAt is the latest time a saved position was taken at (zero
 	// on a first start).
 	savedAt time.Time
+	// lookedAt is when the patterns were first looked at by the runs
+	// whose positions were saved (the earliest "l=" of the saved path
+	// positions; zero when none says so).
+	lookedAt time.Time
+	// look is what this run stamps on the path positions it reports
+	// ("l="): the earliest look it knows of.
+	look time.Time
 
 	mu     sync.Mutex
 	status map[string]Status
@@ -266,6 +307,9 @@ func New(o Options) *Tailer {
 		t.saved[p.Key] = p
 		if at := headTime(p.Head); at.After(t.savedAt) {
 			t.savedAt = at
+		}
+		if at := lookTime(p.Head); !at.IsZero() && (t.lookedAt.IsZero() || at.Before(t.lookedAt)) {
+			t.lookedAt = at
 		}
 	}
 	return t
@@ -310,6 +354,7 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 	t.ticked = true
 	if first {
 		t.firstTick = now
+		t.look = earliest(now, t.since())
 	}
 	t.lastTick = now
 	live := map[string]bool{}
@@ -317,19 +362,19 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 		live[path] = true
 		if _, ok := t.files[path]; !ok {
 			f := &follower{t: t, key: path, startAtEnd: first && t.o.StartAtEnd}
-			if !first {
-				// New under a glob: what was written beside it since
-				// the patterns were first looked at passed through it
-				// (it may have named a file only between two looks).
-				f.fresh = t.firstTick
-				if _, ok := t.saved[path]; !ok && !t.savedAt.IsZero() {
-					f.fresh = t.savedAt // and since the last save
+			if _, ok := t.saved[path]; !ok {
+				// No position: the path is new (under a glob, or missing
+				// at every look before). What was rotated beside it since
+				// the patterns were first looked at, in this run or in one
+				// before whose positions were saved, passed through it
+				// between two looks or while stopped: not history. (A
+				// first start, nothing saved: history.)
+				f.fresh = t.since()
+				if !first {
+					f.fresh = earliest(t.firstTick, f.fresh)
 				}
-			} else if _, ok := t.saved[path]; !ok {
-				// A restart, and the path has no position: it appeared
-				// since (under a glob) and was not read yet; what was
-				// rotated beside it since the last save passed through it.
-				f.fresh = t.savedAt
+			} else if !first {
+				f.fresh = t.firstTick // (start takes up what was saved)
 			}
 			t.files[path] = f
 		}
@@ -354,11 +399,16 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 		}
 		n := 0
 		err := f.tick(ctx, now, func(l *Line) error {
+			t.stamp(f, &l.Pos)
 			if err := emit(l); err != nil {
 				return err
 			}
+			// What was reported is what a follower made again for the
+			// path (gone under a glob, then back) starts from.
+			t.saved[l.Pos.Key] = l.Pos
 			f.note(l.Pos)
 			if l.Extra != nil {
+				t.saved[l.Extra.Key] = *l.Extra
 				f.note(*l.Extra)
 			}
 			if n++; n%progressEvery == 0 {
@@ -373,6 +423,42 @@ func (t *Tailer) Tick(ctx context.Context, now time.Time, emit func(*Line) error
 		t.report(f, err, now)
 	}
 	return nil
+}
+
+// since is the earliest time a path without a position may have had
+// files rotated beside it that were never read: when the patterns were
+// first looked at (saved "l="), else, for positions saved without it, the
+// last save; zero on a first start.
+func (t *Tailer) since() time.Time {
+	if !t.lookedAt.IsZero() {
+		return t.lookedAt
+	}
+	return t.savedAt
+}
+
+// stamp adds to a path's position when the patterns were first looked at
+// ("l="), so that a restart knows it from any path's saved position.
+func (t *Tailer) stamp(f *follower, p *Position) {
+	if p.Key == f.key && p.Head != "" && !t.look.IsZero() {
+		p.Head += " l=" + strconv.FormatInt(t.look.UnixNano(), 10)
+	}
+}
+
+// lookTime is the "l=" of a saved head (zero when it has none).
+func lookTime(head string) time.Time {
+	ns, err := strconv.ParseInt(headField(head, "l"), 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// earliest is the earlier of two times, a zero one left out.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 type emitError struct{ err error }
@@ -479,6 +565,7 @@ type follower struct {
 	grown      []recorded           // files a start found grown since their record
 	pending    map[[2]uint64]string // files saved as unread, by identity: their keys
 	copying    map[[2]uint64]bool   // copies of what was read of the file, maybe still being written
+	recheck    bool                 // (a truncation: covered ones are looked at, changed or not)
 	covered    map[[2]uint64]handle // copies of the file's start not read past yet
 	lastRead   time.Time
 	lastErr    error
@@ -505,6 +592,12 @@ type follower struct {
 func (f *follower) tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
 	if err := f.readExtra(now, emit); err != nil {
 		return err
+	}
+	if copied, err := f.asCopy(f.old, emit); err != nil {
+		return err
+	} else if copied {
+		f.old.close()
+		f.old = nil
 	}
 	if f.old != nil {
 		n, err := f.old.read(f.t.o.MaxLineBytes, false, emit)
@@ -550,6 +643,14 @@ func (f *follower) readExtra(now time.Time, emit func(*Line) error) error {
 			keep = append(keep, x)
 			continue
 		}
+		if copied, err := f.asCopy(x, emit); err != nil {
+			ferr = err
+			keep = append(keep, x)
+			continue
+		} else if copied {
+			x.close()
+			continue
+		}
 		n, err := x.read(f.t.o.MaxLineBytes, false, emit)
 		var stop emitError
 		switch {
@@ -573,6 +674,68 @@ func (f *follower) readExtra(now time.Time, emit func(*Line) error) error {
 	}
 	f.extra = keep
 	return ferr
+}
+
+// asCopy lets go of a rotated file followed from its start, nothing read
+// of it yet, whose content turns out to be all the current file's start:
+// copytruncate's copy, found empty (at a start, or between two looks)
+// and written since. The current file holds its lines: the copy's key
+// says it read once the current file is read past it (else the key is
+// let go and the copy covered), and it is looked at again as it changes.
+// (A renamed file's late lines are not the next file's start.)
+func (f *follower) asCopy(x *file, emit func(*Line) error) (bool, error) {
+	if x == nil || x.off != 0 || x.skipping || f.cur == nil {
+		return false, nil
+	}
+	fi, err := x.f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return false, nil
+	}
+	h := &handle{path: x.path, f: x.f, dev: x.dev, ino: x.ino, size: fi.Size(), mtime: fi.ModTime()}
+	buf := make([]byte, HeadBytes)
+	n, _ := x.f.ReadAt(buf, 0)
+	h.first, h.head = buf[:n], headOf(buf[:n])
+	if !headMatches(f.cur.f, f.cur.head) {
+		// The current file was truncated since (not handled yet): a
+		// copy of what was read is read; one of more of it is read on
+		// from where the current file was read to.
+		if end, ok := f.cur.readCopy(h); ok && end <= f.cur.off {
+			return f.copyRead(x, h, end, emit)
+		}
+		if h.size > f.cur.off && ((distinct(f.cur.head) && h.startsWith(f.cur.head)) || f.cur.startsAs(h)) {
+			x.off = f.cur.off
+		}
+		return false, nil
+	}
+	if !f.cur.startsWithAll(h) {
+		return false, nil
+	}
+	f.t.log.Info("a rotated file followed from its start is a copy of the log's start (copytruncate); the log holds its lines", "path", f.key, "copy", x.path)
+	if end := h.linesEnd(); end > 0 && f.cur.off >= end {
+		return f.copyRead(x, h, end, emit)
+	}
+	f.cover(h)
+	return true, wrapEmit(emit(&Line{Pos: Position{Key: x.key}, File: x.path, PositionOnly: true}))
+}
+
+// copyRead lets go of x, a copy of what was read of the current file,
+// saving it read to end under its key (the rotated key is let go, the
+// record kept under a key of its own).
+func (f *follower) copyRead(x *file, h *handle, end int64, emit func(*Line) error) (bool, error) {
+	f.watch([2]uint64{h.dev, h.ino})
+	l := &Line{File: x.path, Offset: end, PositionOnly: true}
+	if extraKeyOf(f.key, x.key) {
+		l.Pos = f.donePos(h, x.key, end)
+	} else {
+		// (the rotated key names the file before the path's: it is
+		// let go, the record kept under a key of its own)
+		l.Pos, l.Extra = f.donePos(h, f.recordKey(h.dev, h.ino), end), &Position{Key: x.key}
+	}
+	if err := wrapEmit(emit(l)); err != nil {
+		return false, err
+	}
+	f.note(l.Pos)
+	return true, nil
 }
 
 // retire moves the rotated file to the older ones still read for late
@@ -733,17 +896,32 @@ func (f *follower) markDone(h *handle, key string, off int64, emit func(*Line) e
 // recorded reports whether h is a file read to its end before (a done
 // record names it); when it has grown since, it is kept to be read on from
 // the record (readRecorded), else closed.
-func (f *follower) recorded(h *handle) bool {
+func (f *follower) recorded(h *handle, saved Position) bool {
 	r, ok := f.recordOf(h)
 	if !ok {
 		return false
 	}
-	if h.gz || h.size == r.Offset {
+	if (!h.gz && h.size == r.Offset) || (h.gz && !(f.ofSaved(h, saved) && h.wholeEnd() > r.Offset)) {
+		// (a compressed copy holds no late lines; but one of the
+		// path's saved content, recorded while the copy was still being
+		// written, holds more than its record says: read on as below)
 		h.close()
 		return true
 	}
 	f.grown = append(f.grown, recorded{h, r})
 	return true
+}
+
+// ofSaved reports whether h is a copy of the content a saved position
+// names (by its head, what was read, or a line end inside the head).
+func (f *follower) ofSaved(h *handle, saved Position) bool {
+	if headKnown(saved.Head) && distinct(saved.Head) && h.startsWith(saved.Head) {
+		return true
+	}
+	if r := headField(saved.Head, "r"); headKnown(r) && (distinct(r) || h.wholeLines(r)) && h.startsWith(r) {
+		return true
+	}
+	return readPrefix(saved, h)
 }
 
 type recorded struct {
@@ -752,8 +930,11 @@ type recorded struct {
 }
 
 // readRecorded reads on the files read to their end before that have
-// grown since (late lines), under their records' keys.
-func (f *follower) readRecorded(emit func(*Line) error) error {
+// grown since (late lines), under their records' keys. A copy of the
+// path's saved file that grew (copytruncate finishing it after its record
+// was saved) holds what the path's position says was read: read only from
+// past that, if anything.
+func (f *follower) readRecorded(saved Position, emit func(*Line) error) error {
 	grown := f.grown
 	f.grown = nil
 	defer func() {
@@ -763,8 +944,21 @@ func (f *follower) readRecorded(emit func(*Line) error) error {
 	}()
 	for i, g := range grown {
 		grown[i].h = nil
-		f.t.log.Info("a rotated file read before has grown; reading what was added", "path", f.key, "rotated", g.h.path, "offset", g.r.Offset)
-		like := &file{key: g.r.Key, dev: g.r.Dev, ino: g.r.Inode, head: fingerprintOf(g.r.Head), off: g.r.Offset}
+		if readPrefix(saved, g.h) {
+			f.t.log.Info("a copy of the log read before has grown (copytruncate finished it); the log held what it got", "path", f.key, "copy", g.h.path)
+			err := f.markDone(g.h, g.r.Key, g.h.wholeEnd(), emit)
+			g.h.close()
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		from := g.r.Offset
+		if r := headField(saved.Head, "r"); headKnown(r) && g.h.startsWith(r) && (distinct(r) || g.h.wholeLines(r)) && saved.Offset > from {
+			from = saved.Offset // (a copy of the path's file: read that far)
+		}
+		f.t.log.Info("a rotated file read before has grown; reading what was added", "path", f.key, "rotated", g.h.path, "offset", from)
+		like := &file{key: g.r.Key, dev: g.r.Dev, ino: g.r.Inode, head: fingerprintOf(g.r.Head), off: from}
 		if err := f.drain(g.h, like, emit); err != nil {
 			return err
 		}
@@ -793,6 +987,7 @@ func (f *follower) recordCopies(cur *file, emit func(*Line) error) error {
 		}
 		if end := h.linesEnd(); end > 0 && h.size <= cur.off {
 			err = f.markDone(h, f.key, end, emit)
+			f.watch([2]uint64{h.dev, h.ino}) // (maybe still being written)
 		} else {
 			f.cover(h)
 		}
@@ -807,15 +1002,28 @@ func (f *follower) recordCopies(cur *file, emit func(*Line) error) error {
 // cover notes a copy of the current file's start (copytruncate's, before
 // its truncate): once the file has been read past it, it gets a done
 // record, so that a restart after the truncate does not read it again.
+//
+// The copy may still be being written: it is looked at again when it
+// changes (its record then says how much of it the file was read past).
 func (f *follower) cover(h *handle) {
 	if f.covered == nil {
 		f.covered = map[[2]uint64]handle{}
 	}
+	f.watch([2]uint64{h.dev, h.ino})
 	end := h.linesEnd()
 	if end == 0 {
 		return // a few bytes of a line tell no copy
 	}
 	f.covered[[2]uint64{h.dev, h.ino}] = handle{path: h.path, dev: h.dev, ino: h.ino, size: end, mtime: h.mtime, head: h.head}
+}
+
+// watch looks at a sibling again each time it changes (a copy maybe
+// still being written).
+func (f *follower) watch(id [2]uint64) {
+	if f.copying == nil {
+		f.copying = map[[2]uint64]bool{}
+	}
+	f.copying[id] = true
 }
 
 // withCovered wraps emit so that the line that reads the current file
@@ -1335,7 +1543,13 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 // the copy are in the copy, so it is drained first when it can be found.
 func (f *follower) truncate(emit func(*Line) error, rest *[]*handle) error {
 	f.t.log.Info("log truncated; reading from its start", "path", f.key, "inode", f.cur.ino)
-	if err := f.absorb(emit, rest); err != nil {
+	// Copies the file was to be read past are looked at again, changed
+	// or not: one may have been finished, and the file truncated, before
+	// the file was read that far (they hold what it did not read).
+	f.recheck = true
+	err := f.absorb(emit, rest)
+	f.recheck = false
+	if err != nil {
 		return err
 	}
 	// A copy of the new content may have moved the file on already.
@@ -1353,7 +1567,7 @@ func (f *follower) truncate(emit func(*Line) error, rest *[]*handle) error {
 	if err := wrapEmit(emit(&Line{Pos: f.cur.position(), File: f.cur.path, PositionOnly: true})); err != nil {
 		return err
 	}
-	_, err := f.cur.read(f.t.o.MaxLineBytes, false, emit)
+	_, err = f.cur.read(f.t.o.MaxLineBytes, false, emit)
 	return err
 }
 
@@ -1380,13 +1594,11 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 		}
 		id := [2]uint64{h.dev, h.ino}
 		delete(f.copying, id)
+		delete(f.covered, id) // (what it was at the last look, if anything)
 		if !h.gz && h.size == 0 {
 			// An empty file says nothing yet (copytruncate's copy may
 			// be about to be written): looked at again when it changes.
-			if f.copying == nil {
-				f.copying = map[[2]uint64]bool{}
-			}
-			f.copying[id] = true
+			f.watch(id)
 			h.close()
 			continue
 		}
@@ -1396,10 +1608,7 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 			// A copy of what was read of the file, maybe still being
 			// written (copytruncate's copy, its truncate to come):
 			// nothing to read yet; looked at again when it changes.
-			if f.copying == nil {
-				f.copying = map[[2]uint64]bool{}
-			}
-			f.copying[id] = true
+			f.watch(id)
 			// Saved as read, so that a restart does not take it for
 			// a file that passed through the path.
 			var err error
@@ -1412,6 +1621,32 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 			}
 			continue
 		}
+		if end, ok := cur.readCopy(h); ok {
+			// A copy of what was read, the file truncated since (its
+			// copy caught while being written, then finished, maybe
+			// compressed): nothing to read; looked at again when it
+			// changes.
+			if !h.gz {
+				f.watch(id)
+			}
+			err := f.markDone(h, f.key, end, emit)
+			h.close()
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if !h.gz && rest == nil && headMatches(cur.f, cur.head) && cur.startsWithAll(h) {
+			// More of the file than was read, and all of it the file's
+			// start: a copy being written (copytruncate's, caught with
+			// a few bytes, maybe in the middle of a line, its truncate
+			// to come). The file holds its lines and is read on from
+			// the offset; the copy gets a done record once the file is
+			// read past it, and is looked at again when it changes.
+			f.cover(h)
+			h.close()
+			continue
+		}
 		// A copy of the file: its start is what was read (a short
 		// fingerprint proves little), or the file still starts with
 		// the copy's content (copied, not truncated yet).
@@ -1421,7 +1656,11 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 		// The file no longer holds what was read (truncated, and
 		// written again): a copy of its new content is unread.
 		stale := headKnown(cur.head) && !headMatches(cur.f, cur.head)
-		ofRead := headKnown(cur.head) && h.startsWith(cur.head) && (h.gz || h.size >= cur.off)
+		ofRead := headKnown(cur.head) && (distinct(cur.head) || h.wholeLines(cur.head)) && h.startsWith(cur.head) && (h.gz || h.size >= cur.off)
+		if !ofRead && !h.gz && h.size >= cur.off && cur.startsAs(h) {
+			// (shorter than the head: by the bytes read, kept)
+			ofRead = true
+		}
 		ofNew := headKnown(h.head) && wholeHead && headMatches(cur.f, h.head) && (stale || h.gz || h.size >= cur.off)
 		if ofRead || ofNew {
 			from := cur.off
@@ -1432,7 +1671,7 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 			// Keyed by the copy's head, which covers at least what
 			// the file's did: a restart finds the copy by it.
 			like := &file{key: f.key, dev: cur.dev, ino: cur.ino, mtime: h.mtime, head: h.head, off: from}
-			copyHead := h.head
+			copyHead, before := h.head, f.lastDone
 			if err := f.drain(h, like, emit); err != nil {
 				return err
 			}
@@ -1441,8 +1680,20 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 				return err
 			}
 			if headMatches(cur.f, copyHead) && fi.Size() >= like.off {
-				// Not truncated yet: the copy was the file's start.
+				// Not truncated yet: the copy was the file's start,
+				// and may still be being written: looked at again
+				// when it changes (its record then says how much).
+				// It is no file read before this one ("a=" bounds
+				// where a restart looks: a copy of the file's content
+				// may hold what comes after what was read).
+				f.lastDone = before
+				if !h.gz {
+					f.watch(id)
+				}
 				if stale {
+					// (what was read of the file before it was
+					// truncated is the file read before)
+					f.done(cur.head)
 					cur.off, cur.skipping, cur.head = like.off, false, ""
 				} else {
 					cur.off = max(cur.off, like.off)
@@ -1453,6 +1704,13 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 			if err := cur.refreshHead(); err != nil {
 				return err
 			}
+		} else if rest == nil && stale && cur.startsWithAll(h) {
+			// A few bytes of the file's new content (the truncation is
+			// being handled: it is read from 0): copytruncate's copy
+			// being written. The file holds its lines.
+			f.cover(h)
+			h.close()
+			continue
 		} else if rest != nil {
 			// Left to the caller, which reads the file's new content
 			// first: saved as found (unread) before that.
@@ -1493,29 +1751,61 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 // compressed copy, of a file accounted for), oldest first. The first look
 // only records what is there.
 func (f *follower) newSiblings() []*handle {
-	first := f.sibs == nil
-	now := map[[2]uint64]sibling{}
 	if f.known == nil {
 		f.known = map[string]bool{}
 	}
-	var out []*handle
+	// A listing that raced a rename (logrotate shifting .1 to .2 while
+	// the names are read) may miss a file: the first look would not know
+	// it, and a later one take it for new. Such a look is made again.
+	known := f.known
+	for try := 0; ; try++ {
+		f.known = maps.Clone(known)
+		out, now, raced := f.lookSiblings()
+		if raced && try < 3 {
+			closeAll(out)
+			continue
+		}
+		f.sibs = now
+		if len(f.known) > 256 {
+			// Forget all but what is there now.
+			f.known = map[string]bool{}
+			for _, s := range now {
+				f.known[s.head] = true
+			}
+		}
+		return out
+	}
+}
+
+// lookSiblings is one look of newSiblings; raced reports a name listed
+// that was gone when opened.
+func (f *follower) lookSiblings() (out []*handle, now map[[2]uint64]sibling, raced bool) {
+	first := f.sibs == nil
+	now = map[[2]uint64]sibling{}
 	for _, group := range ingest.ReplayOrder(siblings(f.key)) {
 		for _, p := range group {
 			if p == f.key {
 				continue
 			}
 			fi, err := os.Lstat(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				raced = true
+			}
 			if err != nil || !fi.Mode().IsRegular() {
 				continue
 			}
 			dev, ino := devIno(fi)
 			id := [2]uint64{dev, ino}
 			seen, ok := f.sibs[id]
-			if ok && seen.size == fi.Size() && seen.mtime.Equal(fi.ModTime()) {
+			_, covered := f.covered[id]
+			if ok && seen.size == fi.Size() && seen.mtime.Equal(fi.ModTime()) && !(f.recheck && covered) {
 				now[id] = seen
 				continue
 			}
 			h, err := openHandle(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				raced = true
+			}
 			if err != nil {
 				continue
 			}
@@ -1526,10 +1816,20 @@ func (f *follower) newSiblings() []*handle {
 				h.close()
 				continue
 			}
+			if h.partialGz() {
+				// Being compressed (its original is still there): not
+				// there yet; the next look sees it anew.
+				h.close()
+				continue
+			}
 			now[id] = sibling{head: h.head, size: h.size, mtime: h.mtime}
 			// The same file, grown or renamed, or one whose content is
 			// accounted for; an inode may have been freed and reused.
-			if first || (!f.copying[id] && ((ok && h.extends(seen.head)) || f.isKnown(h))) || f.cur.is(h.dev, h.ino) || f.follows(h.dev, h.ino) {
+			// (A copy being written is looked at again as it changes,
+			// known or not; one that was empty and is now compressed
+			// is gzip's output: known by its content.)
+			looking := f.copying[id] && !h.gz
+			if first || (!looking && ((ok && h.extends(seen.head)) || f.isKnown(h))) || f.cur.is(h.dev, h.ino) || f.follows(h.dev, h.ino) {
 				f.known[h.head] = true
 				h.close()
 				continue
@@ -1538,15 +1838,7 @@ func (f *follower) newSiblings() []*handle {
 			out = append(out, h)
 		}
 	}
-	f.sibs = now
-	if len(f.known) > 256 {
-		// Forget all but what is there now.
-		f.known = map[string]bool{}
-		for _, s := range now {
-			f.known[s.head] = true
-		}
-	}
-	return out
+	return out, now, raced
 }
 
 // sibling is what a rotated sibling looked like at the last look.
@@ -1786,6 +2078,12 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 			cur.off = cur.size
 			cur.seekLineStart()
 		}
+		// A copy of the file's start beside it (copytruncate's, maybe
+		// still being written) holds nothing the file does not: a done
+		// record once the file is read past it.
+		if err := f.recordCopies(cur, emit); err != nil {
+			return fail(err)
+		}
 	case saved.Dev == cur.dev && saved.Inode == cur.ino && headMatches(cur.f, saved.Head) && cur.size >= saved.Offset && headKnown(saved.Head) &&
 		(saved.Offset > 0 || distinct(saved.Head)):
 		// (nothing read, and a few bytes that every line starts with:
@@ -1932,7 +2230,7 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	hs, neigh := f.rotatedSince(saved, f.t.saved[f.key+RotatedSuffix], cur)
 	defer closeAll(hs)
 	defer closeAll(neigh)
-	if err := f.readRecorded(emit); err != nil {
+	if err := f.readRecorded(saved, emit); err != nil {
 		return err
 	}
 	if cur.is(saved.Dev, saved.Inode) {
@@ -1944,9 +2242,20 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 		return err
 	}
 	anchor, bound := -1, -1
-	if headKnown(saved.Head) {
+	// Nothing read, and a head of a few bytes of a line (the same bytes
+	// may start the file's content after a truncation, and its copy's):
+	// no sibling is the saved file, not even its inode; every one since
+	// is read whole.
+	nothing := saved.Offset == 0 && !distinct(saved.Head)
+	if headKnown(saved.Head) && !nothing {
 		read := headField(saved.Head, "r")
 		for i, h := range hs {
+			if !(h.dev == saved.Dev && h.ino == saved.Inode) && readPrefix(saved, h) {
+				// A copy taken before the file was read to o (its
+				// whole lines, by "p="; they tell a file as lines do).
+				bound = i
+				continue
+			}
 			if !distinct(saved.Head) && !h.wholeLines(saved.Head) && !(h.dev == saved.Dev && h.ino == saved.Inode) {
 				// A few bytes of a line (nothing read, or only a last
 				// partial line): they tell no file but the same inode
@@ -1971,6 +2280,13 @@ func (f *follower) catchUp(saved Position, cur *file, now time.Time, emit func(*
 	}
 	if anchor < 0 && bound >= 0 {
 		f.t.log.Info("log copied before the saved offset and truncated; reading the files rotated after the copy whole", "path", f.key, "copy", hs[bound].path)
+		// The copy is read: its record says so (it may have been
+		// saved while the copy was still being written).
+		if end := hs[bound].wholeEnd(); end > 0 {
+			if err := f.markDone(hs[bound], f.key, end, emit); err != nil {
+				return err
+			}
+		}
 		closeAll(hs[:bound+1])
 		hs = hs[bound+1:]
 	} else if anchor < 0 && headKnown(saved.Head) && len(neigh) == 0 && headTime(saved.Head).IsZero() {
@@ -2105,7 +2421,7 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 				out = nil
 			case f.follows(h.dev, h.ino):
 				// (an older rotated file taken up already by its own key)
-			case !(h.dev == saved.Dev && h.ino == saved.Inode) && !(headKnown(saved.Head) && h.startsWith(saved.Head)) && f.recorded(h):
+			case !(h.dev == saved.Dev && h.ino == saved.Inode) && !(headKnown(saved.Head) && h.startsWith(saved.Head)) && f.recorded(h, saved):
 				// (read to its end before, and its own record says so:
 				// only what was written to it since is read, from its
 				// record)
@@ -2123,6 +2439,8 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 				closeAll(out) // older than the file before
 				out = nil
 			case !since.IsZero() && h.mtime.Before(since):
+			case h.partialGz():
+				// (being compressed: its original is still there)
 			default:
 				out = append(out, h)
 				continue
@@ -2162,7 +2480,7 @@ func (f *follower) targetsSince(saved, prev Position, cur *file) []*handle {
 			continue
 		}
 		isSaved := h.dev == saved.Dev && h.ino == saved.Inode && h.startsWith(saved.Head)
-		if !isSaved && !f.follows(h.dev, h.ino) && f.recorded(h) {
+		if !isSaved && !f.follows(h.dev, h.ino) && f.recorded(h, saved) {
 			continue // read to its end before; on from its record if grown
 		}
 		// (the target read before the saved one, by its content)
@@ -2243,6 +2561,7 @@ type file struct {
 	size      int64
 	mtime     time.Time
 	head      string
+	first     []byte // the bytes head fingerprints (while the file holds them)
 	after     string // fingerprint of the file read before this one
 	off       int64
 	idle      time.Time // when a rotated file last gave a line
@@ -2349,7 +2668,70 @@ func (x *file) position() Position {
 			head += " r=" + headOf(buf)
 		}
 	}
+	if p := x.linePrefixes(); p != "" {
+		head += " p=" + p
+	}
 	return Position{Key: x.key, Dev: x.dev, Inode: x.ino, Head: head, Offset: x.off}
+}
+
+// maxPrefixes is how many line ends inside the head "p=" lists.
+const maxPrefixes = 16
+
+// linePrefixes fingerprints x's start up to each line end inside the
+// head that was read ("p=n:hex,..."): a copy taken while copytruncate
+// raced the reader is shorter than the head and than what was read, yet
+// a restart that finds the file truncated tells it read by them.
+func (x *file) linePrefixes() string {
+	if len(x.first) == 0 || !headMatchesBytes(x.first, x.head) {
+		return ""
+	}
+	var b strings.Builder
+	n := 0
+	for i, c := range x.first[:len(x.first)-1] {
+		if c != '\n' || int64(i+1) > x.off {
+			continue
+		}
+		if n++; n > maxPrefixes {
+			break
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(prefixOf(x.first[:i+1]))
+	}
+	return b.String()
+}
+
+// prefixOf is a short fingerprint of a file's first bytes ("n:hex").
+func prefixOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return strconv.Itoa(len(b)) + ":" + hex.EncodeToString(sum[:4])
+}
+
+// readPrefix reports whether h holds no more than what a saved position
+// says was read of its file, by the file's start up to a line end ("p="):
+// a copy taken before the file was read that far.
+func readPrefix(saved Position, h *handle) bool {
+	ps := headField(saved.Head, "p")
+	if ps == "" {
+		return false
+	}
+	size, end := h.size, int64(0)
+	if h.gz {
+		size, end = h.gzLines()
+	} else {
+		end = h.linesEnd()
+	}
+	if end == 0 || size > saved.Offset || end > int64(len(h.first)) {
+		return false
+	}
+	want := prefixOf(h.first[:end])
+	for _, p := range strings.Split(ps, ",") {
+		if p == want {
+			return true
+		}
+	}
+	return false
 }
 
 // donePrefix marks the saved head of a rotated file read to its end.
@@ -2398,12 +2780,86 @@ func (x *file) refreshHead() error {
 	if n, _ := headLen(x.head); x.head != "" && n >= HeadBytes {
 		return nil
 	}
-	h, err := fingerprint(x.f)
-	if err != nil {
+	buf := make([]byte, HeadBytes)
+	n, err := x.f.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
-	x.head = h
+	x.head, x.first = headOf(buf[:n]), buf[:n]
 	return nil
+}
+
+// readCopy reports whether a file (plain or compressed) is a copy of
+// what was read of x, no longer than that: its bytes are x's first bytes
+// as they were read (by the fingerprint past the head), and it holds a
+// whole line (a few bytes of a line start many files). x may have been
+// truncated since. end is where its last whole line ends.
+func (x *file) readCopy(h *handle) (end int64, ok bool) {
+	if len(x.first) == 0 || !headMatchesBytes(x.first, x.head) {
+		return 0, false
+	}
+	n, end := h.size, int64(0)
+	if h.gz {
+		n, end = h.gzLines()
+	} else if n <= x.off {
+		end = h.linesEnd()
+	}
+	if n > x.off || end == 0 {
+		return 0, false
+	}
+	if n <= int64(len(x.first)) {
+		return end, int64(len(h.first)) == n && bytes.Equal(h.first, x.first[:n])
+	}
+	return end, h.startsWith(x.head)
+}
+
+// wholeEnd is where the last whole line of a file's content (plain or
+// compressed) ends.
+func (h *handle) wholeEnd() int64 {
+	if h.gz {
+		_, end := h.gzLines()
+		return end
+	}
+	return h.linesEnd()
+}
+
+// gzLines is a compressed file's content length and where its last whole
+// line ends (0, 0 when it cannot be read).
+func (h *handle) gzLines() (size, end int64) {
+	r, err := h.content()
+	if err != nil {
+		return 0, 0
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(buf)
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			end = size + int64(i) + 1
+		}
+		size += int64(n)
+		if errors.Is(err, io.EOF) {
+			return size, end
+		}
+		if err != nil {
+			return 0, 0
+		}
+	}
+}
+
+// startsAs reports whether a plain file no longer than x's head holds
+// x's first bytes as they were read (x may have been truncated since),
+// and a whole line.
+func (x *file) startsAs(h *handle) bool {
+	if h.gz || h.size == 0 || h.size > int64(len(x.first)) || !headMatchesBytes(x.first, x.head) {
+		return false
+	}
+	return int64(len(h.first)) == h.size && bytes.Equal(h.first, x.first[:h.size]) && bytes.IndexByte(h.first, '\n') >= 0
+}
+
+// headMatchesBytes reports whether b is what head fingerprints.
+func headMatchesBytes(b []byte, head string) bool {
+	n, ok := headLen(head)
+	return ok && n == len(b) && headOf(b) == fingerprintOf(head)
 }
 
 // truncated reports whether the file shrank below what was read, or its
@@ -2648,6 +3104,7 @@ type handle struct {
 	gz       bool
 	head     string // fingerprint of the (decompressed) content
 	first    []byte // its first HeadBytes
+	cut      int    // compressed: 0 not looked at, 1 whole, 2 cut short
 }
 
 // extends reports whether the content starts with what fp fingerprints
@@ -2703,6 +3160,12 @@ func openHandle(path string) (*handle, error) {
 	var magic [2]byte
 	n, _ := fh.ReadAt(magic[:], 0)
 	h.gz = n == 2 && magic == [2]byte{0x1f, 0x8b}
+	if !h.gz && h.size > 0 && strings.HasSuffix(path, ".gz") {
+		// gzip's output with less than its magic written yet (not
+		// there yet: its original is), or no gzip file at all.
+		fh.Close()
+		return nil, fmt.Errorf("open %s: not a gzip stream (yet)", path)
+	}
 	r, err := h.content()
 	if err != nil {
 		fh.Close()
@@ -2713,6 +3176,25 @@ func openHandle(path string) (*handle, error) {
 	h.first = buf[:got]
 	h.head = headOf(h.first)
 	return h, nil
+}
+
+// partialGz reports whether a compressed file's stream is cut short:
+// gzip is still writing it (its original is still there).
+func (h *handle) partialGz() bool {
+	if !h.gz {
+		return false
+	}
+	if h.cut == 0 {
+		h.cut = 1
+		r, err := h.content()
+		if err == nil {
+			_, err = io.Copy(io.Discard, r)
+		}
+		if err != nil {
+			h.cut = 2
+		}
+	}
+	return h.cut == 2
 }
 
 // content reads the file from its start, decompressed.
@@ -2789,9 +3271,10 @@ func findFile(path string, saved Position, cur *file, prev Position, followed ma
 			closeAll(copies)
 			copies = nil
 		case weak && (!sibs[p] || (!since.IsZero() && h.mtime.Before(since))):
-		case (h.gz || h.size >= saved.Offset) && h.startsWith(saved.Head) && (distinct(saved.Head) || h.wholeLines(saved.Head)):
+		case (h.gz || h.size >= saved.Offset) && h.startsWith(saved.Head) && (distinct(saved.Head) || h.wholeLines(saved.Head)) && !h.partialGz():
 			// (a copy by content, when the fingerprint tells a file: a
-			// few bytes of a line start many)
+			// few bytes of a line start many; one being compressed is
+			// not there yet, its original is)
 			copies = append(copies, h)
 			continue
 		}

@@ -1,6 +1,8 @@
 package tail_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -219,6 +221,36 @@ func TestKnownLossSequences(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// inParts writes data to name a part at a time (up to each cut),
+	// looking after each part, as logrotate's copy and gzip write while
+	// the daemon may look.
+	inParts := func(t *testing.T, tk *ticker, name string, data []byte, cuts ...int) {
+		t.Helper()
+		f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		at := 0
+		for _, c := range append(cuts, len(data)) {
+			if _, err := f.Write(data[at:c]); err != nil {
+				t.Fatal(err)
+			}
+			at = c
+			if c < len(data) {
+				tk.tick(t)
+			}
+		}
+	}
+	gz := func(t *testing.T, data []byte) []byte {
+		var b bytes.Buffer
+		w := gzip.NewWriter(&b)
+		w.Write(data)
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
 	for _, tc := range []struct {
 		name  string
 		steps []step
@@ -260,6 +292,70 @@ func TestKnownLossSequences(t *testing.T) {
 				tk.tick(t)
 			},
 		}, 7},
+		{"copytruncate's copy seen while being written: part of a line, more than was read", []step{
+			func(t *testing.T, dir string, tk *ticker) { appendFile(t, tk.path, ""); tk.tick(t) },
+			func(t *testing.T, dir string, tk *ticker) {
+				appendFile(t, tk.path, lines("a", 3)) // not read yet
+				data, err := os.ReadFile(tk.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				inParts(t, tk, filepath.Join(dir, "access.log.1"), data, 9, 100)
+				if err := os.Truncate(tk.path, 0); err != nil {
+					t.Fatal(err)
+				}
+				appendFile(t, tk.path, lines("b", 2))
+				tk.tick(t)
+				tk.restart(t, func() { appendFile(t, tk.path, lines("c", 1)) })
+			},
+		}, 6},
+		{"copytruncate's copy, shorter than the head, recorded while being written and finished while stopped", []step{
+			func(t *testing.T, dir string, tk *ticker) { appendFile(t, tk.path, lines("a", 3)); tk.tick(t) },
+			func(t *testing.T, dir string, tk *ticker) {
+				data, err := os.ReadFile(tk.path) // what the copy will hold
+				if err != nil {
+					t.Fatal(err)
+				}
+				appendFile(t, tk.path, lines("a", 4)[len(data):]) // read before the truncate
+				tk.tick(t)
+				f, err := os.Create(filepath.Join(dir, "access.log.1"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				f.Write(data[:len(data)*2/3])
+				tk.tick(t)
+				tk.restart(t, func() {
+					f.Write(data[len(data)*2/3:])
+					if err := os.Truncate(tk.path, 0); err != nil {
+						t.Fatal(err)
+					}
+					appendFile(t, tk.path, lines("b", 2))
+				})
+				tk.restart(t, func() { appendFile(t, tk.path, lines("c", 1)) })
+			},
+		}, 7},
+		{"gzip's output seen while being written: empty, one byte, part of the stream", []step{
+			func(t *testing.T, dir string, tk *ticker) { appendFile(t, tk.path, lines("a", 5)); tk.tick(t) },
+			func(t *testing.T, dir string, tk *ticker) {
+				appendFile(t, tk.path, lines("b", 3))
+				copytruncate(t, dir, "access.log.1")
+				tk.tick(t)
+				appendFile(t, tk.path, lines("c", 2))
+				data, err := os.ReadFile(filepath.Join(dir, "access.log.1"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				z := gz(t, data)
+				inParts(t, tk, filepath.Join(dir, "access.log.1.gz"), z, 0, 1, len(z)/2)
+				tk.tick(t)
+				if err := os.Remove(filepath.Join(dir, "access.log.1")); err != nil {
+					t.Fatal(err)
+				}
+				tk.tick(t)
+				tk.restart(t, func() { appendFile(t, tk.path, lines("d", 1)) })
+			},
+		}, 11},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
