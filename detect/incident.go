@@ -60,6 +60,9 @@ type Incident struct {
 	State     string    `json:"state"`
 	FirstSeen time.Time `json:"first_seen"`
 	LastSeen  time.Time `json:"last_seen"`
+	// Raised is when the incident was raised, by its source's event time
+	// (FirstSeen is its first attempt, which may come long before).
+	Raised time.Time `json:"raised,omitzero"`
 	// IPs holds every address involved.
 	IPs []string `json:"ips"`
 	// Credentials holds the credential labels (prefixes or fingerprints).

@@ -98,6 +98,8 @@ type Engine struct {
 	// later incident reports them again.
 	claimed map[claimKey]int64 // the claimed attempt's minute, for pruning
 
+	restoring restoring // what Restore gathers while it reads rows
+
 	pairs map[pairKey]int64 // first success per (source, identity, credential)
 	// Successes per (source, identity, address) and the last per (source,
 	// identity, network), keyed by a 64-bit hash of those (succOf): no
@@ -616,7 +618,8 @@ func (e *Engine) room(n int) bool {
 func (e *Engine) newIncident(kind, severity, source string, key detect.GroupKey, rule detect.Rule) *tracked {
 	inc := &detect.Incident{ID: e.nextID, Kind: kind, Severity: severity, Source: source, Group: key.String(),
 		State: detect.StateOpen, Rule: rule, CredentialsKnown: !e.credentialless(source),
-		IPs: []string{}, Credentials: []string{}, IdentitySample: []string{}, Compromised: []string{}, Evidence: []ingest.Pos{}}
+		IPs: []string{}, Credentials: []string{}, IdentitySample: []string{}, Compromised: []string{}, Evidence: []ingest.Pos{},
+		Raised: time.Unix(e.clockOf(source).watermark, 0).UTC()}
 	e.nextID++
 	tr := &tracked{inc: inc, key: key, ips: map[netip.Addr]struct{}{}, creds: map[string]struct{}{},
 		idents: map[string]struct{}{}, compromised: map[string]struct{}{}}

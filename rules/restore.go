@@ -65,6 +65,7 @@ func (e *Engine) Restore(ctx context.Context, s History) error {
 			e.log.Warn("incident not restored", "id", inc.ID, "err", err)
 		}
 	}
+	e.restoring.reached = map[valueKey]int64{}
 	err = s.LoadAttempts(ctx, last-retain, func(k detect.AttemptKey, c detect.AttemptCount) error {
 		e.restoreRow(k, c)
 		return nil
@@ -72,6 +73,7 @@ func (e *Engine) Restore(ctx context.Context, s History) error {
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
+	e.restoreOwners()
 	// Stale-key suppression remembers successful pairs for 30 days, far
 	// beyond the windows: load them on their own.
 	if e.cfg.StaleKey {
@@ -291,13 +293,14 @@ func (e *Engine) restoreRow(k detect.AttemptKey, c detect.AttemptCount) {
 			}
 		}
 		e.rememberSuccess(k.Source, k.Identity, k.IP, t)
-		e.restoreOwner(k, entry.Credential)
+		e.restoreOwner(k, entry.Credential, true)
 		e.win.Add(detect.GroupKey{Grouping: detect.ByIP, Source: k.Source, IP: k.IP}, entry)
 		e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: k.Source, Net: e.win.NetOf(k.IP)}, entry)
 		if k.Identity != "" {
 			e.win.Add(detect.GroupKey{Grouping: detect.ByIdentity, Source: k.Source, Value: k.Identity}, entry)
 		}
 	case k.Outcome.Attempt():
+		e.restoreOwner(k, entry.Credential, false)
 		if e.cfg.StaleKey && k.Credential != "" {
 			if first, ok := e.pairs[pairKey{k.Source, k.Identity, k.Credential}]; ok && first < t {
 				entry.Stale = true
@@ -311,13 +314,26 @@ func (e *Engine) restoreRow(k detect.AttemptKey, c detect.AttemptCount) {
 	}
 }
 
-// restoreOwner notes, from a stored success, an attacked identity its owner
-// used after the attack (from an address and with a key the attack did not
-// use), as ownerReturned did before the restart: the incident's stored count
-// holds it, so it is not counted again when the owner comes back. Rows
-// before the windows' retention are not read: an owner seen only then may
-// be counted once more.
-func (e *Engine) restoreOwner(k detect.AttemptKey, cred string) {
+// ownerSeen is a stored success on an attacked identity, from an address
+// and with a key the attack did not use: its owner's, if it came after the
+// attack reached the identity.
+type ownerSeen struct {
+	tr       *tracked
+	identity valueKey
+	minute   int64
+}
+
+// restoring is what Restore gathers from the rows to decide after reading
+// them all.
+type restoring struct {
+	owners  []ownerSeen
+	reached map[valueKey]int64 // the first minute an attack reached an identity
+}
+
+// restoreOwner notes a stored success that may be an owner's return (see
+// restoreOwners); a stored failure of an attacked identity from the attack
+// notes the minute the attack reached it.
+func (e *Engine) restoreOwner(k detect.AttemptKey, cred string, success bool) {
 	if k.Identity == "" {
 		return
 	}
@@ -325,17 +341,43 @@ func (e *Engine) restoreOwner(k detect.AttemptKey, cred string) {
 	if tr == nil || k.Minute < tr.inc.FirstSeen.Unix()/60 {
 		return
 	}
-	if _, ok := tr.ips[k.IP]; ok {
+	_, byIP := tr.ips[k.IP]
+	_, byCred := tr.creds[cred]
+	byCred = byCred && cred != ""
+	if !success {
+		if byIP || byCred {
+			v := valueKey{k.Source, k.Identity}
+			if m, ok := e.restoring.reached[v]; !ok || k.Minute < m {
+				e.restoring.reached[v] = k.Minute
+			}
+		}
 		return
 	}
-	if _, ok := tr.creds[cred]; ok && cred != "" {
-		return
+	if !byIP && !byCred {
+		e.restoring.owners = append(e.restoring.owners, ownerSeen{tr, valueKey{k.Source, k.Identity}, k.Minute})
 	}
-	if _, ok := tr.compromised[k.Identity]; ok {
-		return
+}
+
+// restoreOwners marks again the attacked identities whose owners came back
+// before the restart, as ownerReturned did: the incident's stored count
+// holds them, so they are not counted again. An owner counts once the
+// attack reached the identity and the incident was raised; a success in
+// the very minute of either counts as after it (rows keep no order within a
+// minute): a restart errs by counting such an owner not at all, never
+// twice. Rows before the windows' retention are not read.
+func (e *Engine) restoreOwners() {
+	for _, o := range e.restoring.owners {
+		m, ok := e.restoring.reached[o.identity]
+		if !ok || o.minute < m || o.minute < o.tr.inc.Raised.Unix()/60 {
+			continue // before the attack reached it, or before it was seen as one
+		}
+		if _, ok := o.tr.compromised[o.identity.value]; ok {
+			continue
+		}
+		if o.tr.owners == nil {
+			o.tr.owners = map[string]struct{}{}
+		}
+		o.tr.owners[o.identity.value] = struct{}{}
 	}
-	if tr.owners == nil {
-		tr.owners = map[string]struct{}{}
-	}
-	tr.owners[k.Identity] = struct{}{}
+	e.restoring = restoring{}
 }

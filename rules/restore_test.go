@@ -238,11 +238,10 @@ func TestRestoreFromRoutineRows(t *testing.T) {
 	attacks := func(s *detect.Store) []incidentSummary {
 		var out []incidentSummary
 		for _, x := range summaries(t, s) {
-			// Findings are judged from what rows do not hold: a restored
-			// attack does not know its route (a no_rate_limit finding
-			// after a restart names all routes), the latencies an
-			// enumeration oracle counts are not restored.
-			if x.Kind != detect.KindNoRateLimit && x.Kind != detect.KindEnumeration && x.Kind != detect.KindRawCredentials {
+			// Line findings are judged from what rows do not hold: the
+			// statuses and latencies an enumeration oracle counts, the
+			// raw keys.
+			if x.Kind != detect.KindEnumeration && x.Kind != detect.KindRawCredentials {
 				out = append(out, x)
 			}
 		}
@@ -267,7 +266,17 @@ func TestRestoreFromRoutineRows(t *testing.T) {
 		flushEvery := 500 + rnd.IntN(20_000)
 		t.Run(fmt.Sprintf("round %d", round), func(t *testing.T) {
 			s := judgeWithRestarts(t, evs, cuts, flushEvery)
-			if got := attacks(s); fmt.Sprint(got) != fmt.Sprint(want) {
+			got := attacks(s)
+			// Owners who came back in the very minute the attack reached
+			// their identity, or it was raised, may go uncounted after a
+			// restart (rows keep no order within a minute): at most one a
+			// restart, never more than an uninterrupted run.
+			for i := range min(len(got), len(want)) {
+				if lost := want[i].OwnersReturned - got[i].OwnersReturned; lost >= 0 && lost <= len(cuts) {
+					got[i].OwnersReturned = want[i].OwnersReturned
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("restarted at %v, flushing every %d rows:\n got %+v\nwant %+v", cuts, flushEvery, got, want)
 			}
 		})
