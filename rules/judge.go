@@ -329,15 +329,7 @@ func (e *Engine) join(g *detect.Group, tr *tracked) {
 	}
 	tr.nets[g.Key.Net] = struct{}{}
 	e.setOpen(g.Key, KindStuffing, tr)
-	for i := range g.Len() {
-		en := g.At(i)
-		if en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, &en) && e.fits(g.Key, KindStuffing, &en) {
-			e.absorb(tr, &en, en.First(), en.Last())
-		}
-	}
-	for _, sg := range e.attackGroups(g, tr) {
-		e.judgeSuccesses(tr, sg)
-	}
+	e.absorbGroup(tr, g, KindStuffing)
 	e.changed[tr.inc.ID] = tr
 }
 
@@ -347,15 +339,20 @@ func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule)
 	tr := e.newIncident(kind, severity, g.Key.Source, g.Key, rule)
 	tr.inc.Route = g.Route
 	e.setOpen(g.Key, kind, tr)
+	e.absorbGroup(tr, g, kind)
+}
+
+// absorbGroup takes into tr every attempt g still retains that no incident
+// has claimed, then judges the successes among the attack's groups: one
+// from an attacking address or with an attacking credential is a
+// compromise already; on an attacked identity otherwise, its owner.
+func (e *Engine) absorbGroup(tr *tracked, g *detect.Group, kind string) {
 	for i := range g.Len() {
 		en := g.At(i)
 		if en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, &en) && e.fits(g.Key, kind, &en) {
 			e.absorb(tr, &en, en.First(), en.Last())
 		}
 	}
-	// A success inside the attack, from an attacking address or with an
-	// attacking credential, is a compromise already; on an attacked
-	// identity otherwise, its owner.
 	for _, sg := range e.attackGroups(g, tr) {
 		e.judgeSuccesses(tr, sg)
 	}

@@ -115,21 +115,10 @@ func TestStuffingStormAcrossRestart(t *testing.T) {
 	if _, err := e.Flush(ctx, whole, detect.Batch{}); err != nil {
 		t.Fatal(err)
 	}
-	// The no_rate_limit finding is left out: a restored attack does not
-	// know its route (attempt rows hold none), so a finding raised after
-	// a restart names all routes.
-	attacks := func(s *detect.Store) []incidentSummary {
-		var out []incidentSummary
-		for _, x := range summaries(t, s) {
-			if x.Kind != detect.KindNoRateLimit {
-				out = append(out, x)
-			}
-		}
-		return out
-	}
+	attacks := func(s *detect.Store) []incidentSummary { return summaries(t, s) }
 	want := attacks(whole)
-	if len(want) != 1 {
-		t.Fatalf("the uninterrupted run raised %+v, want one credential_stuffing incident", want)
+	if len(want) != 2 || want[0].Kind != detect.KindStuffing || want[1].Kind != detect.KindNoRateLimit {
+		t.Fatalf("the uninterrupted run raised %+v, want one credential_stuffing incident and its no_rate_limit finding", want)
 	}
 	for _, cut := range []int{len(evs) / 3, len(evs) / 2, len(evs) * 5 / 6} {
 		t.Run(fmt.Sprintf("cut at %d", cut), func(t *testing.T) {
