@@ -2568,6 +2568,18 @@ type file struct {
 	skipping  bool      // inside a line longer than the limit
 	skipStart int64
 	buf       []byte
+	memo      headMemo // position's head once the read is past the head
+}
+
+// headMemo is the head position made last for a read past the file's
+// first bytes, with what it was made from: past them, the head depends
+// on nothing the read changes, and each line would otherwise hash the
+// head's line ends again.
+type headMemo struct {
+	head, after string
+	mtime       time.Time
+	first       []byte
+	out         string
 }
 
 func openFile(key, path string, off int64) (*file, error) {
@@ -2649,6 +2661,32 @@ func (x *file) close() {
 }
 
 func (x *file) position() Position {
+	return Position{Key: x.key, Dev: x.dev, Inode: x.ino, Head: x.positionHead(), Offset: x.off}
+}
+
+// positionHead is the head a position saves: the fingerprint with what
+// tells the file's copies apart (see positionHeadFresh). Once the read is
+// past both the head and the first bytes held, it no longer depends on
+// the offset, so it is made once for them.
+func (x *file) positionHead() string {
+	n, _ := headLen(x.head)
+	if x.off < int64(max(n, len(x.first))) {
+		return x.positionHeadFresh()
+	}
+	m := &x.memo
+	if m.out == "" || m.head != x.head || m.after != x.after || !m.mtime.Equal(x.mtime) || !sameBytes(m.first, x.first) {
+		*m = headMemo{head: x.head, after: x.after, mtime: x.mtime, first: x.first, out: x.positionHeadFresh()}
+	}
+	return m.out
+}
+
+// sameBytes reports whether a and b are the same slice (not only equal
+// bytes): the first bytes held are replaced, never written over.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+func (x *file) positionHeadFresh() string {
 	head := x.head
 	if !x.mtime.IsZero() {
 		// When it was taken tells later copies of the file from older
@@ -2671,7 +2709,7 @@ func (x *file) position() Position {
 	if p := x.linePrefixes(); p != "" {
 		head += " p=" + p
 	}
-	return Position{Key: x.key, Dev: x.dev, Inode: x.ino, Head: head, Offset: x.off}
+	return head
 }
 
 // maxPrefixes is how many line ends inside the head "p=" lists.
