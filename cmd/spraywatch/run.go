@@ -677,11 +677,19 @@ func (r *runner) tickClocks(now time.Time) {
 func (r *runner) consume(b *lineBatch) {
 	m := r.metrics.source(b.source)
 	now := time.Now()
+	// A run of lines of one path keeps only its last position (nothing is
+	// flushed while a batch is consumed); positions are set in line order.
+	var last *tail.Position
 	for i := range b.lines {
 		l := &b.lines[i]
-		r.setPos(b.source, l.Pos)
+		if last != nil && (last.Key != l.Pos.Key || l.Extra != nil) {
+			r.setPos(b.source, *last)
+		}
+		last = &l.Pos
 		if l.Extra != nil {
+			r.setPos(b.source, l.Pos)
 			r.setPos(b.source, *l.Extra)
+			last = nil
 		}
 		if l.PositionOnly {
 			continue
@@ -730,6 +738,9 @@ func (r *runner) consume(b *lineBatch) {
 			c.wall = now
 		}
 		m.lastEvent = ev.Time
+	}
+	if last != nil {
+		r.setPos(b.source, *last)
 	}
 	// Judge at once: an incident is raised within a poll of its line.
 	r.det.TickSource(b.source, time.Time{})

@@ -214,8 +214,8 @@ type Position struct {
 	Offset     int64
 }
 
-// Line is one complete line. Text is valid only until emit returns; it is
-// nil for a line longer than MaxLineBytes (TooLong).
+// Line is one complete line. The Line and its Text are valid only until
+// emit returns; Text is nil for a line longer than MaxLineBytes (TooLong).
 type Line struct {
 	Text    []byte
 	TooLong bool
@@ -2936,6 +2936,7 @@ func (x *file) read(maxLine int, final bool, emit func(*Line) error) (int, error
 		x.buf = make([]byte, size)
 	}
 	n := 0
+	l := new(Line) // one for all the lines of this read: emit copies what it keeps
 	for {
 		buf := x.buf[:cap(x.buf)]
 		got, err := x.f.ReadAt(buf, x.off)
@@ -2960,7 +2961,7 @@ func (x *file) read(maxLine int, final bool, emit func(*Line) error) (int, error
 			if i < 0 {
 				break
 			}
-			l := &Line{File: x.path, Offset: x.off}
+			*l = Line{File: x.path, Offset: x.off}
 			switch {
 			case x.skipping:
 				l.Offset, l.TooLong, x.skipping = x.skipStart, true, false
@@ -2987,7 +2988,7 @@ func (x *file) read(maxLine int, final bool, emit func(*Line) error) (int, error
 		}
 		if got < len(buf) { // at the end of the file
 			if final && len(data) > 0 {
-				l := &Line{File: x.path, Offset: x.off, Text: data}
+				*l = Line{File: x.path, Offset: x.off, Text: data}
 				x.off += int64(len(data))
 				l.Pos = x.position()
 				n++
