@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 
@@ -29,6 +30,7 @@ type globals struct {
 	logLevel   string
 	logFormat  string
 	cpuProfile string
+	memProfile string
 	stdout     io.Writer
 	stderr     io.Writer
 }
@@ -56,6 +58,8 @@ func newRoot(g *globals) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "format of spraywatch's own log on stderr: text or json")
 	root.PersistentFlags().StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (for performance work)")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentFlags().StringVar(&g.memProfile, "memprofile", "", "replay: write a heap profile to this file when the last line is counted (for performance work)")
+	_ = root.PersistentFlags().MarkHidden("memprofile")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if g.logFormat != "text" && g.logFormat != "json" {
 			return fmt.Errorf("%w: --log-format: %q: must be text or json (it is spraywatch's own log; the layout of a log to replay is replay --layout)", errUsage, g.logFormat)
@@ -87,6 +91,22 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(newNodesCmd(g))
 	root.AddCommand(newParseCmd(g))
 	return root
+}
+
+// writeHeapProfile writes the live heap to --memprofile, if given.
+func (g *globals) writeHeapProfile() {
+	if g.memProfile == "" {
+		return
+	}
+	f, err := os.Create(g.memProfile)
+	if err == nil {
+		runtime.GC() // the profile shows what the last collection found live
+		err = pprof.Lookup("heap").WriteTo(f, 0)
+		f.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(g.stderr, "spraywatch: --memprofile: %v\n", err)
+	}
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -277,6 +277,7 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
+	g.writeHeapProfile()
 	engine.Finish()
 	done := replayedFiles(streams, failed)
 	if _, err := engine.Flush(ctx, store, detect.Batch{Replayed: done}); err != nil {
