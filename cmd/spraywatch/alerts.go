@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -191,6 +192,9 @@ that looks like a secret masked.`,
 // another node than node are named, not read.
 func explain(ctx context.Context, w io.Writer, store readStore, id int64, all bool, secret []byte, node string) error {
 	inc, err := store.Incident(ctx, id)
+	if errors.Is(err, detect.ErrNotFound) {
+		return fmt.Errorf("%w in this database; 'spraywatch alerts' lists the incidents it holds", err)
+	}
 	if err != nil {
 		return err
 	}

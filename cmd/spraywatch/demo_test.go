@@ -101,6 +101,9 @@ func TestExplainAfterRotation(t *testing.T) {
 	if code, _, stderr := runCLI(t, "replay", "--config", filepath.Join(dir, "spraywatch.yml"), "--db", db, log); code != 0 {
 		t.Fatalf("replay: exit %d: %s", code, stderr)
 	}
+	if code, _, stderr := runCLI(t, "explain", "--db", db, "999"); code != exitRuntime || !strings.Contains(stderr, "incident 999: not found") || !strings.Contains(stderr, "'spraywatch alerts' lists") {
+		t.Errorf("explain of an incident not held: exit %d, stderr %q; want 1, naming it and pointing to alerts", code, stderr)
+	}
 	explain := func() string {
 		t.Helper()
 		code, out, stderr := runCLI(t, "explain", "--db", db, "1") // the spray
