@@ -267,6 +267,37 @@ func TestReplayInterrupted(t *testing.T) {
 	}
 }
 
+// A replay into a kept database that a signal stops after writing counts
+// marks its files, so a later replay of them into that database is refused
+// instead of counting their first part twice; --force still reads them.
+func TestReplayInterruptedRefusesRerun(t *testing.T) {
+	start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	dir, _ := writeCase(t, loggen.Options{Start: start, Duration: 6 * time.Hour, Clients: 200, Lines: 20000, Seed: 5, Spray: true})
+	db := filepath.Join(dir, "case.db")
+	args := []string{"replay", "--config", filepath.Join(dir, "spraywatch.yml"), "--db", db, "--no-progress"} // the log and its rotated siblings
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rows, hook := replayBatchRows, replaySentHook
+	replayBatchRows, replaySentHook = 200, func(sent int) {
+		if sent == 2 {
+			cancel()
+		}
+	}
+	var out, errb bytes.Buffer
+	code := run(ctx, args, &out, &errb)
+	replayBatchRows, replaySentHook = rows, hook
+	if code != exitRuntime || !strings.Contains(errb.String(), "holds the counts of part of the replayed files; a later replay of them into it is refused") {
+		t.Fatalf("interrupted replay: exit %d, stderr %q", code, errb.String())
+	}
+	code, _, stderr := runCLI(t, args...)
+	if code != exitRuntime || !strings.Contains(stderr, "stopped before the end of this file") || !strings.Contains(stderr, "access.log") {
+		t.Fatalf("replay again: exit %d, stderr %q; want it refused, naming the file", code, stderr)
+	}
+	if code, out, stderr := runCLI(t, append(args, "--force")...); code != exitOK || !strings.Contains(out, "spray") {
+		t.Fatalf("replay --force: exit %d, stderr %q, out %q", code, stderr, out)
+	}
+}
+
 // A named pipe (a shell's <(zcat x.log.gz)) is read like standard input.
 func TestReplayNamedPipe(t *testing.T) {
 	start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)

@@ -44,7 +44,8 @@ several sources by event time, and prints the incidents found.
 
 Without --db the case is kept in a temporary database that is removed at the
 end; pass --db FILE to keep it for 'spraywatch alerts' and 'spraywatch explain'.
-Files already replayed into that database are skipped unless --force.
+Files already replayed into that database are skipped unless --force; files
+a replay into it counted in part (it was interrupted) are refused unless --force.
 Without FILE arguments the sources' configured paths (and their rotated
 siblings) are read; - reads standard input (plain or gzip; its evidence lines
 cannot be shown by 'explain' later, as it is not kept).
@@ -253,6 +254,7 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 		}
 		writeErr <- first
 	}()
+	sent := 0 // batches handed to the writer
 	stats, err := ingest.Read(ctx, streams, opts, func(ev *ingest.Event) error {
 		if ev.Time.Before(since) {
 			engine.Remember(ev)
@@ -260,9 +262,12 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 			return nil
 		}
 		engine.Observe(ev)
-		if engine.Pending() >= 50_000 {
+		if engine.Pending() >= replayBatchRows {
 			b, _ := engine.TakeBatch(detect.Batch{})
 			batches <- b // a write error surfaces when the replay ends
+			if sent++; replaySentHook != nil {
+				replaySentHook(sent)
+			}
 		}
 		return nil
 	})
@@ -275,6 +280,9 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 		fmt.Fprintln(g.stderr)
 	}
 	if err != nil {
+		if f.db != "" && sent > 0 {
+			markPartial(g.stderr, store, streams, failed, f.db)
+		}
 		return fmt.Errorf("replay: %w", err)
 	}
 	g.writeHeapProfile()
@@ -639,6 +647,11 @@ func skipReplayed(ctx context.Context, store store, streams []ingest.Stream, for
 				skipped = append(skipped, fmt.Sprintf("%s (as %s)", p, prev))
 				continue
 			}
+			if prev, partial, err := store.WasReplayed(ctx, -id.size, id.head); err != nil {
+				return nil, nil, err
+			} else if partial {
+				return nil, nil, fmt.Errorf("%w: %s (as %s)", errPartlyReplayed, p, prev)
+			}
 			keep = append(keep, p)
 		}
 		if len(keep) > 0 {
@@ -646,6 +659,37 @@ func skipReplayed(ctx context.Context, store store, streams []ingest.Stream, for
 		}
 	}
 	return out, skipped, nil
+}
+
+// replayBatchRows is how many pending rows a replay hands to its writer at a
+// time; replaySentHook, when set (by tests), is called with the number of
+// batches handed over so far.
+var (
+	replayBatchRows = 50_000
+	replaySentHook  func(sent int)
+)
+
+// errPartlyReplayed refuses a file that a replay which stopped before its
+// end counted in part into the database: counting it again would count that
+// part twice.
+var errPartlyReplayed = errors.New("an earlier replay into this database stopped before the end of this file, so it holds the counts of part of it; replaying it again would count that part twice: replay into a new database (or pass --force to count it all again anyway)")
+
+// markPartial records the files of a replay that stopped before its end
+// after writing counts: each is recorded as replayed with its size negated,
+// so that a later replay into the database refuses it (see
+// errPartlyReplayed). It is written even when the replay was interrupted.
+func markPartial(w io.Writer, store store, streams []ingest.Stream, failed map[string]error, db string) {
+	files := replayedFiles(streams, failed)
+	for i := range files {
+		files[i].Size = -files[i].Size
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := store.Flush(ctx, detect.Batch{Replayed: files}); err != nil {
+		fmt.Fprintf(w, "spraywatch: %s holds the counts of part of the replayed files, and marking them so failed (%v): do not replay them into it again; replay into a new database\n", db, err)
+		return
+	}
+	fmt.Fprintf(w, "spraywatch: %s holds the counts of part of the replayed files; a later replay of them into it is refused (it would count that part twice)\n", db)
 }
 
 func replayedFiles(streams []ingest.Stream, failed map[string]error) []detect.ReplayedFile {
