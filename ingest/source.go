@@ -255,10 +255,12 @@ type Parser struct {
 	ignore    []string
 	outcome   [600]Outcome
 	intern    *interner
-	cred      *credentialLabeler
-	hasCred   bool
-	filled    [numRoles]bool
-	scratch   []byte // identity with control characters replaced
+	// keyIdentity: the last identity taken was a whole key (see keyLike).
+	keyIdentity bool
+	cred        *credentialLabeler
+	hasCred     bool
+	filled      [numRoles]bool
+	scratch     []byte // identity with control characters replaced
 	// Flask: recent application lines, for joining their access lines.
 	recent     [joinRing]appLine
 	recentN    int
@@ -805,6 +807,7 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 	if err != nil {
 		return err
 	}
+	keyIdentity := p.keyIdentity
 	if hasVerdict {
 		ev.Outcome = verdict
 	} else {
@@ -822,6 +825,9 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 		if label != "" {
 			p.filled[RoleCredential] = true
 		}
+	}
+	if keyIdentity {
+		ev.RawCredential = true // the log holds a whole key, in its path
 	}
 	if d, ok := s.latency(); ok {
 		ev.Latency, ev.HasLatency = d, true
@@ -934,6 +940,7 @@ func (p *Parser) route(path []byte) (string, []byte, error) {
 // template captured (captured), else another template, the query
 // parameter, or the user field.
 func (p *Parser) identity(s *shape, path, query, captured []byte) (string, error) {
+	p.keyIdentity = false
 	id := s.field(RoleIdentity)
 	if id == nil {
 		id = captured
@@ -967,6 +974,11 @@ func (p *Parser) identity(s *shape, path, query, captured []byte) (string, error
 	if !isCleanText(id) {
 		p.scratch = appendCleanText(p.scratch[:0], id)
 		id = p.scratch
+	}
+	if p.keyIdentity = keyLike(id); p.keyIdentity {
+		// A whole key where the identity goes: kept, like a whole key
+		// in the credential field, as its fingerprint label only.
+		return p.intern.bytes(p.cred.fingerprintLabel(id)), nil
 	}
 	return p.intern.bytes(id), nil
 }
