@@ -249,6 +249,11 @@ func (s *Store) dsn(mode string, o StoreOptions) string {
 	if _, err := os.Stat(s.path); o.Scratch && !o.ReadOnly && errors.Is(err, os.ErrNotExist) {
 		journal, sync, s.scratch = "MEMORY", "OFF", true
 	}
+	if o.ReadOnly {
+		// Setting a journal mode is a write: a database a killed replay
+		// left in rollback-journal mode must still open for queries.
+		return fmt.Sprintf("file:%s?mode=%s&_busy_timeout=%d&_cache_size=-%d", s.path, mode, o.BusyTimeout.Milliseconds(), o.CacheKiB)
+	}
 	return fmt.Sprintf("file:%s?mode=%s&_journal_mode=%s&_synchronous=%s&_busy_timeout=%d&_txlock=immediate&_cache_size=-%d",
 		s.path, mode, journal, sync, o.BusyTimeout.Milliseconds(), o.CacheKiB)
 }
