@@ -23,6 +23,7 @@ type store interface {
 	Positions(ctx context.Context) ([]detect.Position, error)
 	DeleteAttemptsBefore(ctx context.Context, t time.Time) (int64, error)
 	WasReplayed(ctx context.Context, size int64, head string) (string, bool, error)
+	ReplayedStart(ctx context.Context, head string) (path string, size int64, ok bool, err error)
 	EnsureIndexes(ctx context.Context) error
 	DB() *sql.DB
 	Close() error

@@ -191,7 +191,7 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 		return err
 	}
 	defer store.Close()
-	streams, skipped, err := skipReplayed(ctx, store, streams, f.force)
+	streams, skipped, err := skipReplayed(ctx, store, streams, f.force, since)
 	if err != nil {
 		return err
 	}
@@ -593,13 +593,20 @@ func matchSource(sources []SourceConfig, file string) string {
 
 type fileID struct {
 	dev, inode uint64
-	size       int64
-	head       string
+	size       int64  // of the content: decompressed, for a compressed file
+	head       string // "c:" and a hash of the content's first and last 4 KiB
+	start      string // "s:" and a hash of the content's first 4 KiB
+	// For a compressed file, its size and hash taken over the compressed
+	// bytes, as versions before content hashing recorded it.
+	legacySize int64
+	legacy     string
 }
 
 // identify returns what identifies a file for the replayed-files check:
-// its size and a hash of its first and last 4 KiB (so a log that grew, or a
-// copy of one, is told apart), with its device and inode for the record.
+// the size of its content and a hash of the content's first and last 4 KiB
+// (so a log that grew, or a copy of one, is told apart, and a rotated log
+// compressed since is the same), a hash of its first 4 KiB (to tell that a
+// log grew since), and its device and inode for the record.
 func identify(path string) (fileID, error) {
 	lf, err := ingest.Open(path)
 	if err != nil {
@@ -611,21 +618,80 @@ func identify(path string) (fileID, error) {
 		return fileID{}, err
 	}
 	defer f.Close()
+	id := fileID{dev: lf.Dev, inode: lf.Inode}
+	onDisk, first, err := hashEnds(f, lf.Size)
+	if err != nil {
+		return fileID{}, err
+	}
+	var magic [2]byte
+	if n, _ := f.ReadAt(magic[:], 0); n < 2 || magic != [2]byte{0x1f, 0x8b} {
+		id.size, id.head = lf.Size, onDisk
+		id.start = startHash(first)
+		return id, nil
+	}
+	// Compressed: the same hashes over the content, read whole.
+	id.legacySize, id.legacy = lf.Size, onDisk
+	first = make([]byte, 4096)
+	n, err := io.ReadFull(lf.Reader(), first)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return fileID{}, err
+	}
+	first = first[:n]
+	last := &lastBytes{keep: 4096}
+	rest, err := io.Copy(last, lf.Reader())
+	if err != nil {
+		return fileID{}, err
+	}
+	id.size = int64(n) + rest
 	h := sha256.New()
-	buf := make([]byte, 4096)
-	n, _ := io.ReadFull(f, buf)
-	h.Write(buf[:n])
-	if size := lf.Size; size > int64(n) {
+	h.Write(first)
+	h.Write(last.tail(min(4096, rest)))
+	id.head = "c:" + hex.EncodeToString(h.Sum(nil)[:8])
+	id.start = startHash(first)
+	return id, nil
+}
+
+// hashEnds hashes the first and last 4 KiB of the size bytes of f, and
+// returns the first bytes.
+func hashEnds(f *os.File, size int64) (string, []byte, error) {
+	h := sha256.New()
+	first := make([]byte, 4096)
+	n, _ := io.ReadFull(f, first)
+	first = first[:n]
+	h.Write(first)
+	if size > int64(n) {
 		tail := make([]byte, min(4096, size-int64(n)))
 		if _, err := f.ReadAt(tail, size-int64(len(tail))); err != nil {
-			return fileID{}, err
+			return "", nil, err
 		}
 		h.Write(tail)
 	}
-	return fileID{lf.Dev, lf.Inode, lf.Size, "c:" + hex.EncodeToString(h.Sum(nil)[:8])}, nil
+	return "c:" + hex.EncodeToString(h.Sum(nil)[:8]), first, nil
 }
 
-func skipReplayed(ctx context.Context, store store, streams []ingest.Stream, force bool) ([]ingest.Stream, []string, error) {
+func startHash(first []byte) string {
+	sum := sha256.Sum256(first)
+	return "s:" + hex.EncodeToString(sum[:8])
+}
+
+// lastBytes is a writer that keeps the last keep bytes written to it.
+type lastBytes struct {
+	keep int
+	buf  []byte
+}
+
+func (l *lastBytes) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	if len(l.buf) > 2*l.keep {
+		l.buf = append(l.buf[:0], l.buf[len(l.buf)-l.keep:]...)
+	}
+	return len(p), nil
+}
+
+// tail returns the last n (at most keep) bytes written.
+func (l *lastBytes) tail(n int64) []byte { return l.buf[len(l.buf)-int(n):] }
+
+func skipReplayed(ctx context.Context, store store, streams []ingest.Stream, force bool, since time.Time) ([]ingest.Stream, []string, error) {
 	if force {
 		return streams, nil, nil
 	}
@@ -640,6 +706,9 @@ func skipReplayed(ctx context.Context, store store, streams []ingest.Stream, for
 				continue
 			}
 			prev, seen, err := store.WasReplayed(ctx, id.size, id.head)
+			if err == nil && !seen && id.legacy != "" {
+				prev, seen, err = store.WasReplayed(ctx, id.legacySize, id.legacy)
+			}
 			if err != nil {
 				return nil, nil, err
 			}
@@ -652,6 +721,15 @@ func skipReplayed(ctx context.Context, store store, streams []ingest.Stream, for
 			} else if partial {
 				return nil, nil, fmt.Errorf("%w: %s (as %s)", errPartlyReplayed, p, prev)
 			}
+			if prev, size, ok, err := store.ReplayedStart(ctx, id.start); err != nil {
+				return nil, nil, err
+			} else if ok && size < id.size {
+				t, known := lineTimeBefore(p, size, st.Parser)
+				if !known || since.IsZero() || !t.Before(since) {
+					return nil, nil, grownError(p, prev, size, t, known)
+				}
+				// --since after what was read then: only its later lines count.
+			}
 			keep = append(keep, p)
 		}
 		if len(keep) > 0 {
@@ -659,6 +737,44 @@ func skipReplayed(ctx context.Context, store store, streams []ingest.Stream, for
 		}
 	}
 	return out, skipped, nil
+}
+
+// grownError refuses a file that begins like one replayed into the database
+// when it held size bytes (prev): it grew since, and reading it again would
+// count those bytes twice. It names the time of the last line then read
+// (last, when known), for --since.
+func grownError(path, prev string, size int64, last time.Time, known bool) error {
+	msg := fmt.Sprintf("%s begins like %s, which was replayed into this database when it held %d bytes: it grew since, and replaying it again would count those bytes twice", path, prev, size)
+	if known {
+		msg += fmt.Sprintf("; replay only its later lines with --since %s (the earlier replay read up to a line of %s)", last.Add(time.Second).UTC().Format(time.RFC3339), last.UTC().Format(time.RFC3339))
+	}
+	return fmt.Errorf("%s, or replay into a new database (--force reads it all again)", msg)
+}
+
+// lineTimeBefore parses the last line of path that ends within its first
+// size bytes (of content) and returns its time.
+func lineTimeBefore(path string, size int64, p *ingest.Parser) (time.Time, bool) {
+	lf, err := ingest.Open(path)
+	if err != nil {
+		return time.Time{}, false
+	}
+	defer lf.Close()
+	lr := ingest.NewLineReader(io.LimitReader(lf.Reader(), size), 0, 64<<10)
+	var last []byte
+	for {
+		line, _, err := lr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err == nil {
+			last = append(last[:0], line...)
+		}
+	}
+	var ev ingest.Event
+	if last == nil || p.Parse(last, &ev) != nil {
+		return time.Time{}, false
+	}
+	return ev.Time, true
 }
 
 // replayBatchRows is how many pending rows a replay hands to its writer at a
@@ -700,7 +816,11 @@ func replayedFiles(streams []ingest.Stream, failed map[string]error) []detect.Re
 				continue
 			}
 			if id, err := identify(p); err == nil {
-				out = append(out, detect.ReplayedFile{Dev: id.dev, Inode: id.inode, Size: id.size, Head: id.head, Path: p, Source: st.Parser.Name(), At: time.Now()})
+				f := detect.ReplayedFile{Dev: id.dev, Inode: id.inode, Size: id.size, Head: id.head, Path: p, Source: st.Parser.Name(), At: time.Now()}
+				out = append(out, f)
+				if f.Head = id.start; f.Head != id.head { // what the log began with, to tell it grew
+					out = append(out, f)
+				}
 			}
 		}
 	}
