@@ -189,14 +189,15 @@ type DestinationStats struct {
 	// cannot be asked (at least once) or said it had not got them.
 	Resent int64
 	// Misconfigured counts failures that mean the configuration is wrong;
-	// the destination is then off until restart.
+	// the destination is then tried once every BackoffMax.
 	Misconfigured int64
 	// Rejected counts messages the destination refused and that were dropped.
 	Rejected int64
 	// Skipped counts updates not sent because the sink cannot edit and the
 	// severity did not rise (OnlyEscalations).
 	Skipped int64
-	// Disabled is true once the destination was found misconfigured.
+	// Disabled is true from a failure that says the destination is
+	// misconfigured until a send to it succeeds again.
 	Disabled bool
 }
 
@@ -526,7 +527,7 @@ type row struct {
 }
 
 func (o *Outbox) tickDestination(ctx context.Context, d *destination, now time.Time) error {
-	if d.stats.Disabled || now.Before(d.retryAt) {
+	if now.Before(d.retryAt) {
 		return nil
 	}
 	if d.summarizer != nil && d.o.StormThreshold > 0 {
@@ -674,6 +675,10 @@ func (o *Outbox) deliver(ctx context.Context, d *destination, r row, now time.Ti
 			}
 		})
 		log.Debug("alert sent")
+		if d.stats.Disabled {
+			o.count(func() { d.stats.Disabled = false })
+			log.Info("alert destination works again")
+		}
 		return false, o.finish(ctx, d, r, stateSent, now, "")
 	}
 	if ctx.Err() != nil {
@@ -687,11 +692,15 @@ func (o *Outbox) deliver(ctx context.Context, d *destination, r row, now time.Ti
 		log.Warn("alert destination rate limited; waiting as asked", "retry_after", ra.Wait)
 		return true, o.retry(ctx, r, serr, time.Time{}, false)
 	case errors.Is(serr, ErrMisconfigured):
+		// Nothing is sent to it but one try each BackoffMax: a revoked
+		// token or a moved endpoint needs a fix, which may come by a new
+		// secret file or the endpoint's own repair, not only a restart.
 		o.count(func() {
 			d.stats.Misconfigured++
 			d.stats.Disabled = true
 		})
-		log.Error("alert destination misconfigured: not retried, nothing more is sent to it until restart; pending alerts are kept, fix the config and restart", "err", serr)
+		d.retryAt = now.Add(o.o.BackoffMax)
+		log.Error("alert destination misconfigured: nothing more is sent to it but one try every "+o.o.BackoffMax.String()+"; pending alerts are kept, fix the config", "err", serr)
 		return true, o.retry(ctx, r, serr, time.Time{}, false)
 	case errors.Is(serr, ErrRejected):
 		o.count(func() { d.stats.Rejected++ })

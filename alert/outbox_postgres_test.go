@@ -23,7 +23,7 @@ func TestOutboxOnPostgres(t *testing.T) {
 		"RestartSendsPendingOnce":                  TestRestartSendsPendingOnce,
 		"StormIsSummarized":                        TestStormIsSummarized,
 		"StuckAlertDoesNotBlockTheOthers":          TestStuckAlertDoesNotBlockTheOthers,
-		"MisconfigurationIsNotRetried":             TestMisconfigurationIsNotRetried,
+		"MisconfigurationIsTriedSeldom":            TestMisconfigurationIsTriedSeldom,
 		"NoRawKeyOrWebhookURLAnywhere":             TestNoRawKeyOrWebhookURLAnywhere,
 		"WebhookPostsAgainOnlyWhenSeverityRises":   TestWebhookPostsAgainOnlyWhenSeverityRises,
 	} {

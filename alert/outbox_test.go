@@ -485,13 +485,16 @@ func TestStuckAlertDoesNotBlockTheOthers(t *testing.T) {
 	}
 }
 
-func TestMisconfigurationIsNotRetried(t *testing.T) {
+// A misconfigured destination is not retried like a transient failure:
+// one try every BackoffMax (8 s in the harness, 5 min by default) until a
+// send succeeds again, which delivers what was kept and clears Disabled.
+func TestMisconfigurationIsTriedSeldom(t *testing.T) {
 	h := newHarness(t, "bot", alert.DestinationOptions{})
 	h.fake.Answer(slacktest.InvalidToken)
 	h.flush(incident(1, detect.KindSpray, "api-nginx"), incident(2, detect.KindSpray, "api-nginx"))
-	h.run(60, time.Second)
+	h.run(7, time.Second)
 	if n := len(h.fake.Received()); n != 1 {
-		t.Errorf("requests: %d, want 1 (never retried)", n)
+		t.Errorf("requests in 7 s: %d, want 1 (not retried before BackoffMax)", n)
 	}
 	if st := h.stats(); st.Misconfigured != 1 || !st.Disabled {
 		t.Errorf("stats: %+v, want 1 misconfigured and disabled", st)
@@ -501,6 +504,18 @@ func TestMisconfigurationIsNotRetried(t *testing.T) {
 	}
 	if n, _ := h.box.Pending(context.Background()); n["slack"] != 2 {
 		t.Errorf("pending: %d, want both kept for when the config is fixed", n["slack"])
+	}
+	h.run(80, time.Second)
+	if n := len(h.fake.Received()); n < 9 || n > 12 {
+		t.Errorf("requests in 87 s: %d, want one each 8 s", n)
+	}
+	h.fake.Answer(slacktest.OK) // the token was fixed
+	h.run(20, time.Second)
+	if n, _ := h.box.Pending(context.Background()); n["slack"] != 0 {
+		t.Errorf("pending once fixed: %d, want both delivered", n["slack"])
+	}
+	if st := h.stats(); st.Disabled || st.Sent != 2 {
+		t.Errorf("stats once fixed: %+v, want 2 sent and not disabled", st)
 	}
 }
 

@@ -261,7 +261,7 @@ func testSinks(ctx context.Context, w io.Writer, sinks []namedSink, now time.Tim
 		case errors.As(err, &ra):
 			hint = "rate limited; spraywatch run waits as asked"
 		case errors.Is(err, alert.ErrMisconfigured):
-			hint = "misconfigured: check the URL or token and the channel; spraywatch run will not retry"
+			hint = "misconfigured: check the URL or token and the channel; spraywatch run tries it again only every few minutes"
 		case errors.Is(err, alert.ErrRejected):
 			hint = "the destination refused the message"
 		}
