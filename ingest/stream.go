@@ -52,8 +52,12 @@ type Stats struct {
 	SchemeOnly int64 `json:"scheme_only_credentials"`
 	// Credentials counts events that carried a credential label.
 	Credentials int64 `json:"credentials"`
-	Files       int   `json:"files"`
-	FileErrors  int   `json:"file_errors"`
+	// Successes and Failures count events by outcome (failures: every
+	// outcome that is a failed attempt).
+	Successes  int64 `json:"successes"`
+	Failures   int64 `json:"failures"`
+	Files      int   `json:"files"`
+	FileErrors int   `json:"file_errors"`
 	// OutOfOrder counts lines more than a minute older than the latest.
 	OutOfOrder int64 `json:"out_of_order"`
 }
@@ -77,6 +81,8 @@ func (s *Stats) Merge(o *Stats) {
 	s.Parsed += o.Parsed
 	s.Filtered += o.Filtered
 	s.RawCredentials += o.RawCredentials
+	s.Successes += o.Successes
+	s.Failures += o.Failures
 	s.SchemeOnly += o.SchemeOnly
 	s.Credentials += o.Credentials
 	s.Files += o.Files
@@ -114,6 +120,12 @@ func (s *Stats) Observe(ev *Event) {
 	}
 	if ev.RawCredential {
 		s.RawCredentials++
+	}
+	switch {
+	case ev.Outcome == Success:
+		s.Successes++
+	case ev.Outcome.Attempt():
+		s.Failures++
 	}
 	if ev.Credential != "" {
 		s.Credentials++

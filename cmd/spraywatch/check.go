@@ -384,6 +384,9 @@ func judge(sc *sourceCheck, src SourceConfig) {
 		}
 		sc.errorf("timezone: %q: lines are dated up to %s ahead of this machine's clock; %s", zone, sc.ahead.Round(time.Minute), aheadHint)
 	}
+	if note := failuresOnly(s); note != "" {
+		sc.warnf("%s", note)
+	}
 	if s.RawCredentials > 0 {
 		sc.warnf("%d lines held whole API keys (fingerprinted at once, never stored); log a prefix instead (if the field holds prefixes already, a name saying key makes them count as keys: set credential.kind: prefix)", s.RawCredentials)
 	}

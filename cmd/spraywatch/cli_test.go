@@ -298,6 +298,36 @@ func TestReplayInterruptedRefusesRerun(t *testing.T) {
 	}
 }
 
+// A source that logs failed attempts but no success (an app logging only
+// its refusals) is warned about by replay and check: owners' mistakes and
+// compromises cannot be judged there.
+func TestFailuresOnlySourceIsWarned(t *testing.T) {
+	start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	dir, _ := writeCase(t, loggen.Options{Start: start, Duration: 6 * time.Hour, Clients: 50, Lines: 3000, Seed: 5})
+	data, err := os.ReadFile(filepath.Join(dir, "access.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every request refused, as an app logging only its refusals shows.
+	refused := strings.ReplaceAll(string(data), `" 200 `, `" 401 `)
+	if strings.Count(refused, `" 401 `) < 50 {
+		t.Fatalf("only %d refused lines", strings.Count(refused, `" 401 `))
+	}
+	log := filepath.Join(dir, "refusals.log")
+	os.WriteFile(log, []byte(refused), 0o644)
+	cfg := filepath.Join(dir, "spraywatch.yml")
+	want := "failed attempts and not one success"
+	if _, _, stderr := runCLI(t, "replay", "--config", cfg, "--no-progress", log); !strings.Contains(stderr, "WARNING: source api-nginx logged") || !strings.Contains(stderr, want) {
+		t.Errorf("replay of failures only: stderr %q, want the warning", stderr)
+	}
+	if _, out, stderr := runCLI(t, "check", "--config", cfg, "--sample", log); !strings.Contains(out+stderr, want) {
+		t.Errorf("check of failures only: %q, want the warning", out+stderr)
+	}
+	if _, _, stderr := runCLI(t, "replay", "--config", cfg, "--no-progress", filepath.Join(dir, "access.log")); strings.Contains(stderr, want) {
+		t.Errorf("replay of an access log with successes warned: %q", stderr)
+	}
+}
+
 // A named pipe (a shell's <(zcat x.log.gz)) is read like standard input.
 func TestReplayNamedPipe(t *testing.T) {
 	start := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)

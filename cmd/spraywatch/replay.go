@@ -324,6 +324,16 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	return nil
 }
 
+// failuresOnly says what a source that logged failed attempts but no
+// success cannot tell, or "" when it logged successes (or too few events
+// to say).
+func failuresOnly(s *ingest.Stats) string {
+	if s.Successes > 0 || s.Failures < 50 {
+		return ""
+	}
+	return fmt.Sprintf("source %s logged %d failed attempts and not one success: without the identities' own successes, an office's typos or a client's stale key look like an attack (false alerts are likely) and a compromise cannot be seen; log successful authentications too, or read the server's access log instead", s.Source, s.Failures)
+}
+
 // warnBlind prints a prominent warning for each source most of whose lines
 // were skipped, and returns the sources that read lines but gave no event.
 func warnBlind(w io.Writer, stats []*ingest.Stats) []string {
@@ -343,6 +353,9 @@ func warnBlind(w io.Writer, stats []*ingest.Stats) []string {
 			fmt.Fprintf(w, "\nWARNING: source %s is blind: none of its %d lines is on its identity paths or routes (%d filtered_route)\n", s.Source, s.Lines, s.FilteredBy[ingest.ErrNotAuthRoute.Error()])
 		case skipped*2 > s.Lines:
 			fmt.Fprintf(w, "\nWARNING: source %s skipped %d of %d lines (%s): what those lines hold is missing from these results\n", s.Source, skipped, s.Lines, skipReasons(s.Skipped))
+		}
+		if note := failuresOnly(s); note != "" {
+			fmt.Fprintf(w, "\nWARNING: %s\n", note)
 		}
 	}
 	return blind
