@@ -3,6 +3,7 @@ package detect_test
 import (
 	"context"
 	"database/sql"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -35,5 +36,28 @@ func TestReadOnlyOpensRollbackJournal(t *testing.T) {
 	defer ro.Close()
 	if _, err := ro.Incidents(context.Background(), detect.IncidentFilter{}); err != nil {
 		t.Fatalf("query: %v", err)
+	}
+}
+
+// A database is created readable by its owner only, and so are its WAL
+// and shared-memory files.
+func TestCreatedOwnerOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "case.db")
+	s, err := detect.Open(path, detect.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Incidents(context.Background(), detect.IncidentFilter{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s: mode %v, want owner only", filepath.Base(p), fi.Mode().Perm())
+		}
 	}
 }

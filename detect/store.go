@@ -198,6 +198,14 @@ func Open(path string, o StoreOptions) (*Store, error) {
 		s.lock = lock
 	}
 	dsn := s.dsn(mode, o)
+	if !o.ReadOnly {
+		// Created for its owner only, whatever the umask: it holds
+		// addresses, identities and key labels. SQLite gives its journal
+		// and WAL files the database's mode.
+		if f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
+			f.Close()
+		}
+	}
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		s.Close()
