@@ -519,8 +519,12 @@ func (e *Engine) rateLimitFinding(tr *tracked) {
 	if len(inc.IPs) == 1 {
 		addrs = "one address"
 	}
-	f.inc.Summary = fmt.Sprintf("route %s of %s answered %d failed attempts from %s in %s and never throttled (no HTTP 429, incident %d): rate-limit per key and per identity",
-		route, inc.Source, inc.Attempts, addrs, durString(inc.LastSeen.Sub(inc.FirstSeen).Round(time.Minute)), inc.ID)
+	span := "within a minute"
+	if d := inc.LastSeen.Sub(inc.FirstSeen).Round(time.Minute); d > 0 {
+		span = "in " + durString(d)
+	}
+	f.inc.Summary = fmt.Sprintf("route %s of %s answered %d failed attempts from %s %s and never throttled (no HTTP 429, incident %d): rate-limit per key and per identity",
+		route, inc.Source, inc.Attempts, addrs, span, inc.ID)
 	e.findings[k] = f
 }
 
