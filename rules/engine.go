@@ -100,7 +100,11 @@ type Engine struct {
 
 	restoring restoring // what Restore gathers while it reads rows
 
-	pairs map[pairKey]int64 // first success per (source, identity, credential)
+	// pairs holds the first success per (source, identity, credential), by
+	// pairOf: eight bytes a key and one hash a lookup. A collision, about
+	// one in 2^64 per pair, would take one key's failures for a stale
+	// key's.
+	pairs map[uint64]int64
 	// Successes per (source, identity, address) and the last per (source,
 	// identity, network), keyed by a 64-bit hash of those (succOf): no
 	// pointers for the collector to scan, and one hash a lookup. A
@@ -155,7 +159,17 @@ func claimOf(source string, en *detect.Entry) claimKey {
 	}{source, en.Identity, en.Credential, en.Minute, en.IP}))
 }
 
-type pairKey struct{ source, identity, credential string }
+var pairSeed = maphash.MakeSeed()
+
+func (e *Engine) hasPair(k uint64) bool {
+	_, ok := e.pairs[k]
+	return ok
+}
+
+// pairOf hashes a (source, identity, credential) pair.
+func pairOf(source, identity, credential string) uint64 {
+	return maphash.Comparable(pairSeed, struct{ source, identity, credential string }{source, identity, credential})
+}
 
 var succSeed = maphash.MakeSeed()
 
@@ -220,7 +234,7 @@ func NewEngine(o Options) *Engine {
 		attempts: detect.NewAttempts(),
 		open:     map[openKey]*tracked{}, openKeys: map[uint64]int{}, live: map[int64]*tracked{}, changed: map[int64]*tracked{}, quiet: map[int64]*tracked{},
 		newIdents: map[int64][]string{}, nextID: o.FirstID,
-		pairs: map[pairKey]int64{}, succFrom: map[uint64]span{}, succNet: map[uint64]int64{}, attackedIdent: map[valueKey]*tracked{}, attackedCred: map[valueKey]*tracked{},
+		pairs: map[uint64]int64{}, succFrom: map[uint64]span{}, succNet: map[uint64]int64{}, attackedIdent: map[valueKey]*tracked{}, attackedCred: map[valueKey]*tracked{},
 		attackedIP: map[ipKey]*tracked{}, compromiseOf: map[int64]*tracked{}, routes: map[valueKey]*routeStats{},
 		findings: map[string]*tracked{}, clocks: map[string]*clock{}, claimed: map[claimKey]int64{},
 	}
@@ -356,8 +370,8 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 			if len(e.pairs) > 1<<20 {
 				clear(e.pairs)
 			}
-			if _, ok := e.pairs[pairKey{ev.Source, ev.Identity, ev.Credential}]; !ok {
-				e.pairs[pairKey{ev.Source, ev.Identity, ev.Credential}] = t
+			if k := pairOf(ev.Source, ev.Identity, ev.Credential); !e.hasPair(k) {
+				e.pairs[k] = t
 			}
 		}
 		e.rememberSuccess(ev.Source, ev.Identity, ev.IP, t)
@@ -382,21 +396,28 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 		}
 	case ev.Outcome.Attempt():
 		if e.cfg.StaleKey && ev.Credential != "" {
-			if _, ok := e.pairs[pairKey{ev.Source, ev.Identity, ev.Credential}]; ok {
+			if e.hasPair(pairOf(ev.Source, ev.Identity, ev.Credential)) {
 				entry.Stale = true
 				e.Stale += n
 			}
 		}
 		keys := e.keysOf(ev.Source, &entry)
-		for _, k := range keys {
+		var hashes [4]uint64 // of keys, as far as their groups know them
+		for i, k := range keys {
 			if k.Grouping == detect.ByIP || k.Grouping == detect.ByNet || !entry.Stale {
 				if g := e.win.Add(k, entry); g != nil {
 					g.Route = ev.Route
+					hashes[i] = g.KeyHash()
 				}
 			}
 		}
 		if !entry.Stale && len(e.open) > 0 {
-			e.absorbLive(keys, &entry, t)
+			for i, k := range keys {
+				if hashes[i] == 0 {
+					hashes[i] = k.Hash()
+				}
+			}
+			e.absorbLive(keys, hashes[:len(keys)], &entry, t)
 		}
 		if line && ev.Outcome != ingest.Throttled {
 			e.observeRoute(ev, t)
@@ -465,7 +486,7 @@ func (e *Engine) Remember(ev *ingest.Event) {
 	if ev.Outcome != ingest.Success || ev.Identity == "" || ev.Credential == "" || e.allowed(ev.IP) {
 		return
 	}
-	k := pairKey{ev.Source, ev.Identity, ev.Credential}
+	k := pairOf(ev.Source, ev.Identity, ev.Credential)
 	if t, ok := e.pairs[k]; !ok || ev.Time.Unix() < t {
 		e.pairs[k] = ev.Time.Unix()
 	}
@@ -508,12 +529,13 @@ const (
 	KindNoRateLimit      = detect.KindNoRateLimit
 )
 
-// absorbLive adds an attempt to the first open incident of its groups, in
+// absorbLive adds an attempt to the first open incident of its groups (of
+// the given Hash), in
 // the order address, network, credential, identity: one attempt is reported
 // by one incident.
-func (e *Engine) absorbLive(keys []detect.GroupKey, en *detect.Entry, t int64) {
-	for _, k := range keys {
-		if !e.openOn(k) {
+func (e *Engine) absorbLive(keys []detect.GroupKey, hashes []uint64, en *detect.Entry, t int64) {
+	for i, k := range keys {
+		if !e.openOnHash(hashes[i]) {
 			continue
 		}
 		for _, kind := range kindsOf[k.Grouping] {
@@ -703,6 +725,14 @@ func (e *Engine) openOn(k detect.GroupKey) bool {
 	if len(e.open) == 0 {
 		return false
 	}
+	return e.openOnHash(k.Hash())
+}
+
+// openOnHash is openOn given the key's Hash (a group's KeyHash).
+func (e *Engine) openOnHash(h uint64) bool {
+	if len(e.open) == 0 {
+		return false
+	}
 	if e.openN != len(e.open) {
 		clear(e.openKeys)
 		for ok := range e.open {
@@ -710,12 +740,12 @@ func (e *Engine) openOn(k detect.GroupKey) bool {
 		}
 		e.openN = len(e.open)
 	}
-	return e.openKeys[k.Hash()] > 0
+	return e.openKeys[h] > 0
 }
 
 func (e *Engine) prune(now int64) {
 	e.win.Prune(func(source string) int64 { return e.clockOf(source).watermark / 60 }, func(g *detect.Group) bool {
-		if !e.openOn(g.Key) {
+		if !e.openOnHash(g.KeyHash()) {
 			return false
 		}
 		for _, kind := range kindsOf[g.Key.Grouping] {

@@ -87,7 +87,7 @@ func (e *Engine) judge(g *detect.Group, now int64) {
 	if g.Attempts < e.minAttempts[g.Key.Grouping] {
 		return // too few failures for any rule of this grouping
 	}
-	if e.openOn(g.Key) {
+	if e.openOnHash(g.KeyHash()) {
 		for _, kind := range kindsOf[g.Key.Grouping] {
 			if e.open[openKey{g.Key, kind}] != nil {
 				return // the group's attack is already an incident being updated
@@ -598,7 +598,7 @@ func (e *Engine) ownerReturned(tr *tracked, identity string) {
 // ownerKey reports whether the identity already succeeded with cred by the
 // time the attack began (logs have whole seconds, so the same second counts).
 func (e *Engine) ownerKey(tr *tracked, source, identity, cred string) bool {
-	t, ok := e.pairs[pairKey{source, identity, cred}]
+	t, ok := e.pairs[pairOf(source, identity, cred)]
 	return ok && cred != "" && t <= tr.inc.FirstSeen.Unix()
 }
 
