@@ -309,8 +309,14 @@ type Windows struct {
 	chunks []*[slabChunk]Group
 	free   []int32
 	index  groupIndex
-	dirty  []*Group
-	spare  []*Group // the dirty list handed out before the last one
+	// present counts, for the credential and identity groupings, the
+	// tracked groups whose hash falls in each bucket: a successful line
+	// asks for its identity's and its key's groups, which exist only next
+	// to failures, and an empty bucket answers "none" from a small table
+	// instead of a probe of the index (a cache miss at high cardinality).
+	present [numGroupings]*presence
+	dirty   []*Group
+	spare   []*Group // the dirty list handed out before the last one
 	// expiring holds every group with entries, per source and grouping,
 	// ordered by its oldest entry's minute: Prune visits only the groups
 	// with something to cut instead of walking every group.
@@ -332,8 +338,6 @@ type Windows struct {
 const slabChunk = 1024
 
 func (w *Windows) at(id int32) *Group { return &w.chunks[id/slabChunk][id%slabChunk] }
-
-func (w *Windows) get(k GroupKey) *Group { return w.getHashed(k, w.hashOf(k)) }
 
 // hashOf returns k's Hash, hashing its source only when it is not the last
 // one's (the groups of a line, and most lines, share one).
@@ -366,6 +370,24 @@ func (w *Windows) getHashed(k GroupKey, h uint64) *Group {
 		}
 	}
 }
+
+// presence is a table of counts by the low bits of a hash. A count that
+// reaches its maximum stays there, so it never undercounts.
+type presence [1 << 14]uint16
+
+func (p *presence) add(h uint64) {
+	if b := &p[h%uint64(len(p))]; *b < 1<<16-1 {
+		*b++
+	}
+}
+
+func (p *presence) remove(h uint64) {
+	if b := &p[h%uint64(len(p))]; *b < 1<<16-1 {
+		*b--
+	}
+}
+
+func (p *presence) maybe(h uint64) bool { return p == nil || p[h%uint64(len(p))] > 0 }
 
 // groupIndex finds groups by their key's Hash: an open-addressing table,
 // probed linearly, of words tag<<32 | id+1, where tag is the upper half of
@@ -452,6 +474,9 @@ func (w *Windows) newGroup(k GroupKey, h uint64) *Group {
 	g.Key, g.hash, g.Route = k, h, ""
 	g.entries = g.one[:0]
 	w.index.insert(h, id)
+	if p := w.present[k.Grouping]; p != nil {
+		p.add(h)
+	}
 	w.counts[k.Grouping]++
 	return g
 }
@@ -462,6 +487,9 @@ func (w *Windows) newGroup(k GroupKey, h uint64) *Group {
 // write cold cache lines for nothing.
 func (w *Windows) forget(g *Group) {
 	w.index.remove(g.hash, g.id)
+	if p := w.present[g.queue.grouping]; p != nil {
+		p.remove(g.hash)
+	}
 	w.counts[g.queue.grouping]--
 	g.hash, g.Last, g.Attempts, g.entries, g.queue = 0, 0, 0, nil, nil
 	w.free = append(w.free, g.id)
@@ -570,7 +598,7 @@ func NewWindows(o WindowOptions) *Windows {
 	if o.NetBits6 == 0 {
 		o.NetBits6 = 64
 	}
-	return &Windows{opt: o,
+	return &Windows{opt: o, present: [numGroupings]*presence{ByCredential: new(presence), ByIdentity: new(presence)},
 		expiring: map[expiryKey]*expiryQueue{}, syms: newSymbols()}
 }
 
@@ -667,7 +695,13 @@ func (w *Windows) markDirty(g *Group) {
 }
 
 // Get returns the group with key k, or nil.
-func (w *Windows) Get(k GroupKey) *Group { return w.get(k) }
+func (w *Windows) Get(k GroupKey) *Group {
+	h := w.hashOf(k)
+	if !w.present[k.Grouping].maybe(h) {
+		return nil
+	}
+	return w.getHashed(k, h)
+}
 
 // TakeDirty returns the groups changed since the last call and clears their
 // flags.
