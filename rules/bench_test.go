@@ -82,7 +82,7 @@ func benchObserve(b *testing.B, evs []ingest.Event) {
 			e.TakeBatch(detect.Batch{}) // as replay hands batches to its writer
 		}
 	}
-	b.ReportMetric(float64((cpuTime(b) - cpu).Nanoseconds())/float64(b.N), "cpu-ns/event")
+	b.ReportMetric(float64((cpuTime(b)-cpu).Nanoseconds())/float64(b.N), "cpu-ns/event")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/event")
 }
 
@@ -124,6 +124,6 @@ func BenchmarkEngineFlood(b *testing.B) {
 			e.TakeBatch(detect.Batch{}) // as the daemon hands batches to its writer
 		}
 	}
-	b.ReportMetric(float64((cpuTime(b) - cpu).Nanoseconds())/float64(b.N), "cpu-ns/event")
+	b.ReportMetric(float64((cpuTime(b)-cpu).Nanoseconds())/float64(b.N), "cpu-ns/event")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/event")
 }

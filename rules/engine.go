@@ -90,9 +90,12 @@ type Engine struct {
 
 	// Each source keeps its own event-time clock, so a source catching up
 	// on a backlog is judged on its own time, not on a livelier source's.
-	clocks    map[string]*clock
-	watermark int64 // Unix seconds: the latest event of any source
-	lastPrune int64 // Unix minute
+	clocks map[string]*clock
+	// lastSource's clock, the last one asked for (clocks are never dropped)
+	lastSource string
+	lastClock  *clock
+	watermark  int64 // Unix seconds: the latest event of any source
+	lastPrune  int64 // Unix minute
 
 	// claimed holds the attempts an incident has taken in, so that no
 	// later incident reports them again.
@@ -105,12 +108,16 @@ type Engine struct {
 	// one in 2^64 per pair, would take one key's failures for a stale
 	// key's.
 	pairs map[uint64]int64
+	// pairsCut counts the times pairs lost keys (cleared, or stale pairs
+	// dropped): a success record's pair is known to be in pairs only while
+	// it has not moved.
+	pairsCut uint32
 	// Successes per (source, identity, address) and the last per (source,
 	// identity, network), keyed by a 64-bit hash of those (succOf): no
 	// pointers for the collector to scan, and one hash a lookup. A
 	// collision, about one in 2^64 per pair, would take one failure for an
 	// owner's mistake.
-	succFrom      map[uint64]span
+	succFrom      map[uint64]success
 	succNet       map[uint64]int64
 	attackedIdent map[valueKey]*tracked
 	attackedCred  map[valueKey]*tracked
@@ -183,8 +190,14 @@ func succOf(source, identity string, ip netip.Addr, net netip.Prefix) uint64 {
 	}{source, identity, ip, net})
 }
 
-// span is the first and last time of something, in Unix seconds.
-type span struct{ first, last int64 }
+// success is where an identity succeeded: the first and last time, in Unix
+// seconds, and the pair (pairOf) of its last success there, known to be in
+// pairs while pairsCut has not moved since.
+type success struct {
+	first, last int64
+	pair        uint64
+	pairsCut    uint32
+}
 type valueKey struct{ source, value string }
 type ipKey struct {
 	source string
@@ -234,7 +247,7 @@ func NewEngine(o Options) *Engine {
 		attempts: detect.NewAttempts(),
 		open:     map[openKey]*tracked{}, openKeys: map[uint64]int{}, live: map[int64]*tracked{}, changed: map[int64]*tracked{}, quiet: map[int64]*tracked{},
 		newIdents: map[int64][]string{}, nextID: o.FirstID,
-		pairs: map[uint64]int64{}, succFrom: map[uint64]span{}, succNet: map[uint64]int64{}, attackedIdent: map[valueKey]*tracked{}, attackedCred: map[valueKey]*tracked{},
+		pairs: map[uint64]int64{}, succFrom: map[uint64]success{}, succNet: map[uint64]int64{}, attackedIdent: map[valueKey]*tracked{}, attackedCred: map[valueKey]*tracked{},
 		attackedIP: map[ipKey]*tracked{}, compromiseOf: map[int64]*tracked{}, routes: map[valueKey]*routeStats{},
 		findings: map[string]*tracked{}, clocks: map[string]*clock{}, claimed: map[claimKey]int64{},
 	}
@@ -286,11 +299,15 @@ func (e *Engine) SourceWatermark(source string) time.Time {
 }
 
 func (e *Engine) clockOf(source string) *clock {
+	if c := e.lastClock; c != nil && source == e.lastSource {
+		return c // most lines, and the groups judged after them, are of one source
+	}
 	c := e.clocks[source]
 	if c == nil {
 		c = &clock{} // a source's time starts with its first line
 		e.clocks[source] = c
 	}
+	e.lastSource, e.lastClock = source, c
 	return c
 }
 
@@ -366,18 +383,19 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 	}
 	switch {
 	case ev.Outcome == ingest.Success:
+		var pair uint64 // pairOf, when the pair is remembered for stale keys
 		if e.cfg.StaleKey && ev.Identity != "" && ev.Credential != "" {
 			if len(e.pairs) > 1<<20 {
 				clear(e.pairs)
+				e.pairsCut++
 			}
-			if k := pairOf(ev.Source, ev.Identity, ev.Credential); !e.hasPair(k) {
-				e.pairs[k] = t
-			}
+			pair = pairOf(ev.Source, ev.Identity, ev.Credential)
 		}
-		e.rememberSuccess(ev.Source, ev.Identity, ev.IP, t)
+		net := e.win.NetOf(ev.IP)
+		e.rememberSuccess(ev.Source, ev.Identity, ev.IP, net, t, pair)
 		attacked := e.checkCompromise(ev, t)
 		gip := e.win.Add(detect.GroupKey{Grouping: detect.ByIP, Source: ev.Source, IP: ev.IP}, entry)
-		gnet := e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: ev.Source, Net: e.win.NetOf(ev.IP)}, entry)
+		gnet := e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: ev.Source, Net: net}, entry)
 		routine = !attacked && gip != nil && gip.Attempts == 0 && gnet != nil && gnet.Attempts == 0
 		// An identity's and a credential's successes matter only next to
 		// their failures (an attack that got in): benign identities and
@@ -429,9 +447,13 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 	return routine
 }
 
-// rememberSuccess notes that identity succeeded from ip (and its network)
-// at t: its failures from there are its owner's mistakes, not an attack.
-func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, t int64) {
+// rememberSuccess notes that identity succeeded from ip (and its network
+// net) at t: its failures from there are its owner's mistakes, not an
+// attack. A pair other than 0 (a pairOf) is remembered in pairs too, from
+// its first success: the address's record says when it last did so, and
+// while no pair has been dropped since, the lookup in pairs is spared (a
+// client keeps its address and key, and this is one cache miss a line).
+func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, net netip.Prefix, t int64, pair uint64) {
 	if identity == "" {
 		return
 	}
@@ -442,14 +464,21 @@ func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, t int64
 		clear(e.succNet)
 	}
 	k := succOf(source, identity, ip, netip.Prefix{})
-	if sp, ok := e.succFrom[k]; ok {
+	sp, ok := e.succFrom[k]
+	if ok {
 		sp.last = max(sp.last, t)
 		sp.first = min(sp.first, t)
-		e.succFrom[k] = sp
 	} else {
-		e.succFrom[k] = span{t, t}
+		sp = success{first: t, last: t}
 	}
-	n := succOf(source, identity, netip.Addr{}, e.win.NetOf(ip))
+	if pair != 0 && (sp.pair != pair || sp.pairsCut != e.pairsCut) {
+		if !e.hasPair(pair) {
+			e.pairs[pair] = t
+		}
+		sp.pair, sp.pairsCut = pair, e.pairsCut
+	}
+	e.succFrom[k] = sp
+	n := succOf(source, identity, netip.Addr{}, net)
 	e.succNet[n] = max(e.succNet[n], t)
 }
 
@@ -490,7 +519,7 @@ func (e *Engine) Remember(ev *ingest.Event) {
 	if t, ok := e.pairs[k]; !ok || ev.Time.Unix() < t {
 		e.pairs[k] = ev.Time.Unix()
 	}
-	e.rememberSuccess(ev.Source, ev.Identity, ev.IP, ev.Time.Unix())
+	e.rememberSuccess(ev.Source, ev.Identity, ev.IP, e.win.NetOf(ev.IP), ev.Time.Unix(), 0)
 }
 
 // keysOf returns the groups an attempt belongs to.
@@ -785,6 +814,7 @@ func (e *Engine) prune(now int64) {
 		for k, t := range e.pairs {
 			if t < stale {
 				delete(e.pairs, k)
+				e.pairsCut++
 			}
 		}
 		for k, sp := range e.succFrom {
