@@ -137,7 +137,7 @@ type Group struct {
 	// Route is the route of the group's latest failed attempt, set by the
 	// caller: what an incident raised on the group is about.
 	Route string
-	_     [8]byte // to 256 bytes: in the slab, each group's first line is its own
+	_     [16]byte // to 256 bytes: in the slab, each group's header and first entry are a cache line each
 }
 
 // KeyHash returns Key.Hash(), without reading the key.
@@ -158,14 +158,15 @@ func (g *Group) At(i int) Entry { return g.queue.syms.entry(&g.entries[i]) }
 // At for a caller that filters by time first).
 func (g *Group) Minute(i int) int64 { return g.entries[i].minute }
 
-// slot is an Entry as a group stores it: no pointers, 72 bytes.
+// slot is an Entry as a group stores it: no pointers, 64 bytes (a cache
+// line).
 type slot struct {
 	minute int64
 	ip     [16]byte
-	// identity, credential, file, node and zone are symbols; 0 is "".
+	// identity, credential, file, node and zone are symbols; 0 is "". A
+	// file's symbol holds its inode too.
 	identity, credential, file, node, zone uint32
 	count                                  uint32
-	inode                                  uint64
 	offset                                 int64
 	ipKind                                 uint8 // 0: no address, 4: IPv4, 6: IPv6
 	outcome                                ingest.Outcome
@@ -199,7 +200,7 @@ func (x *slot) addr(s *symbols) netip.Addr {
 	}
 	a := netip.AddrFrom16(x.ip)
 	if x.zone != 0 {
-		a = a.WithZone(s.strs[x.zone])
+		a = a.WithZone(s.str(x.zone))
 	}
 	return a
 }
@@ -213,8 +214,10 @@ func (x *slot) addr(s *symbols) netip.Addr {
 // the lines that follow with the same string, share the symbol taken last
 // for that field.
 type symbols struct {
-	strs []string // by symbol; symbol 0 is ""
-	refs []uint32
+	// syms are the strings by symbol, each with the number of entries
+	// holding it, side by side: taking and freeing a symbol touches one
+	// cache line. Symbol 0 is "".
+	syms []symbol
 	free []uint32
 	last [5]uint32 // the symbol taken last, per field
 }
@@ -227,25 +230,34 @@ const (
 	fieldZone
 )
 
-func newSymbols() *symbols { return &symbols{strs: []string{""}, refs: []uint32{0}} }
+type symbol struct {
+	str   string
+	refs  uint32
+	inode uint64 // of a file
+}
 
-// ref returns a symbol for str, counting one more entry that holds it.
-func (s *symbols) ref(field int, str string) uint32 {
-	if str == "" {
+func newSymbols() *symbols { return &symbols{syms: []symbol{{}}} }
+
+func (s *symbols) str(id uint32) string { return s.syms[id].str }
+
+// ref returns a symbol for str (with inode, for a file), counting one
+// more entry that holds it.
+func (s *symbols) ref(field int, str string, inode uint64) uint32 {
+	if str == "" && inode == 0 {
 		return 0
 	}
 	id := s.last[field]
-	if id == 0 || s.strs[id] != str {
+	if y := &s.syms[id]; id == 0 || y.str != str || y.inode != inode {
 		if n := len(s.free); n > 0 {
 			id, s.free = s.free[n-1], s.free[:n-1]
-			s.strs[id] = str
+			s.syms[id].str, s.syms[id].inode = str, inode
 		} else {
-			id = uint32(len(s.strs))
-			s.strs, s.refs = append(s.strs, str), append(s.refs, 0)
+			id = uint32(len(s.syms))
+			s.syms = append(s.syms, symbol{str: str, inode: inode})
 		}
 		s.last[field] = id
 	}
-	s.refs[id]++
+	s.syms[id].refs++
 	return id
 }
 
@@ -254,19 +266,21 @@ func (s *symbols) unref(id uint32) {
 	if id == 0 {
 		return
 	}
-	if s.refs[id]--; s.refs[id] == 0 {
-		s.strs[id] = ""
+	if y := &s.syms[id]; y.refs > 1 {
+		y.refs--
+	} else {
+		*y = symbol{}
 		s.free = append(s.free, id)
 	}
 }
 
 // Len returns the number of symbols in use.
-func (s *symbols) Len() int { return len(s.strs) - 1 - len(s.free) }
+func (s *symbols) Len() int { return len(s.syms) - 1 - len(s.free) }
 
 func (s *symbols) store(e *Entry, ip addrBits) slot {
-	return slot{minute: e.Minute, ip: ip.b, ipKind: ip.kind, zone: s.ref(fieldZone, ip.zone),
-		identity: s.ref(fieldIdentity, e.Identity), credential: s.ref(fieldCredential, e.Credential),
-		file: s.ref(fieldFile, e.Pos.File), node: s.ref(fieldNode, e.Pos.Node), inode: e.Pos.Inode, offset: e.Pos.Offset,
+	return slot{minute: e.Minute, ip: ip.b, ipKind: ip.kind, zone: s.ref(fieldZone, ip.zone, 0),
+		identity: s.ref(fieldIdentity, e.Identity, 0), credential: s.ref(fieldCredential, e.Credential, 0),
+		file: s.ref(fieldFile, e.Pos.File, e.Pos.Inode), node: s.ref(fieldNode, e.Pos.Node, 0), offset: e.Pos.Offset,
 		count: e.Count, outcome: e.Outcome, stale: e.Stale, firstSec: e.FirstSec, lastSec: e.LastSec}
 }
 
@@ -279,8 +293,8 @@ func (s *symbols) release(x *slot) {
 }
 
 func (s *symbols) entry(x *slot) Entry {
-	return Entry{Minute: x.minute, IP: x.addr(s), Identity: s.strs[x.identity], Credential: s.strs[x.credential],
-		Pos:   ingest.Pos{Node: s.strs[x.node], File: s.strs[x.file], Inode: x.inode, Offset: x.offset},
+	return Entry{Minute: x.minute, IP: x.addr(s), Identity: s.str(x.identity), Credential: s.str(x.credential),
+		Pos:   ingest.Pos{Node: s.str(x.node), File: s.str(x.file), Inode: s.syms[x.file].inode, Offset: x.offset},
 		Count: x.count, Outcome: x.outcome, Stale: x.stale, FirstSec: x.firstSec, LastSec: x.lastSec}
 }
 
@@ -663,11 +677,11 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 		w.lastIP, w.lastBits = e.IP, bitsOf(e.IP) // the groups of a line share it
 	}
 	ip := w.lastBits
-	strs := w.syms.strs
+	syms := w.syms.syms
 	for i, n := len(g.entries)-1, 0; !newMinute && i >= 0 && n < 4; i, n = i-1, n+1 {
 		x := &g.entries[i]
 		if x.minute == e.Minute && x.ip == ip.b && x.ipKind == ip.kind && x.outcome == e.Outcome && x.stale == e.Stale &&
-			strs[x.identity] == e.Identity && strs[x.credential] == e.Credential && strs[x.zone] == ip.zone {
+			syms[x.identity].str == e.Identity && syms[x.credential].str == e.Credential && syms[x.zone].str == ip.zone {
 			x.count += e.Count
 			x.firstSec, x.lastSec = min(x.firstSec, e.FirstSec), max(x.lastSec, e.LastSec)
 			return g
