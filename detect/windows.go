@@ -28,7 +28,8 @@ var groupingNames = [...]string{"ip", "net", "credential", "identity"}
 
 func (g Grouping) String() string { return groupingNames[g] }
 
-// GroupKey identifies one group. Only the fields of its grouping are set.
+// GroupKey identifies one group. Only the fields of its grouping are set
+// (windows tell keys apart by those alone).
 type GroupKey struct {
 	Grouping Grouping
 	Source   string
@@ -133,11 +134,62 @@ type Group struct {
 	// one holds the first entry: most groups of a flood never get a second,
 	// and then cost no allocation of their own.
 	one [1]slot
-	Key GroupKey
+	// The key, but for its source (the queue's), in the third line: the
+	// fields of its grouping only (see Key).
+	value    string     // credential label or identity
+	addr     netip.Addr // IP, or Net's address
+	bits     int16      // Net's bits
+	grouping Grouping
 	// Route is the route of the group's latest failed attempt, set by the
 	// caller: what an incident raised on the group is about.
 	Route string
-	_     [16]byte // to 256 bytes: in the slab, each group's header and first entry are a cache line each
+}
+
+// Key returns the group's key.
+func (g *Group) Key() GroupKey {
+	k := GroupKey{Grouping: g.grouping, Source: g.queue.source}
+	switch g.grouping {
+	case ByIP:
+		k.IP = g.addr
+	case ByNet:
+		k.Net = netip.PrefixFrom(g.addr, int(g.bits))
+	default:
+		k.Value = g.value
+	}
+	return k
+}
+
+// Grouping returns Key().Grouping.
+func (g *Group) Grouping() Grouping { return g.grouping }
+
+// Source returns Key().Source.
+func (g *Group) Source() string { return g.queue.source }
+
+// is reports whether the group's key is k, by the fields of k's grouping.
+func (g *Group) is(k GroupKey) bool {
+	if g.grouping != k.Grouping || g.queue.source != k.Source {
+		return false
+	}
+	switch k.Grouping {
+	case ByIP:
+		return g.addr == k.IP
+	case ByNet:
+		return g.addr == k.Net.Addr() && int(g.bits) == k.Net.Bits()
+	}
+	return g.value == k.Value
+}
+
+// setKey sets the group's key but for its source, which its queue holds.
+func (g *Group) setKey(k GroupKey) {
+	g.grouping, g.value, g.addr, g.bits = k.Grouping, "", netip.Addr{}, 0
+	switch k.Grouping {
+	case ByIP:
+		g.addr = k.IP
+	case ByNet:
+		g.addr, g.bits = k.Net.Addr(), int16(k.Net.Bits())
+	default:
+		g.value = k.Value
+	}
 }
 
 // KeyHash returns Key.Hash(), without reading the key.
@@ -145,7 +197,7 @@ func (g *Group) KeyHash() uint64 {
 	if g.queue.keyHash {
 		return g.hash
 	}
-	return g.Key.Hash()
+	return g.Key().Hash()
 }
 
 // Len returns the number of retained entries.
@@ -379,7 +431,7 @@ func (w *Windows) getHashed(k GroupKey, h uint64) *Group {
 			return nil
 		}
 		if s>>32 == tag {
-			if g := w.at(int32(uint32(s)) - 1); g.hash == h && g.Key == k {
+			if g := w.at(int32(uint32(s)) - 1); g.hash == h && g.is(k) {
 				return g
 			}
 		}
@@ -486,7 +538,8 @@ func (w *Windows) newGroup(k GroupKey, h uint64) *Group {
 	id := w.free[len(w.free)-1]
 	w.free = w.free[:len(w.free)-1]
 	g := w.at(id)
-	g.Key, g.hash, g.Route = k, h, ""
+	g.setKey(k)
+	g.hash, g.Route, g.queue = h, "", w.queueOf(k)
 	g.entries = g.one[:0]
 	w.index.insert(h, id)
 	if p := w.present[k.Grouping]; p != nil {
@@ -506,7 +559,7 @@ func (w *Windows) forget(g *Group) {
 		p.remove(g.hash)
 	}
 	w.counts[g.queue.grouping]--
-	g.hash, g.Last, g.Attempts, g.entries, g.queue = 0, 0, 0, nil, nil
+	g.hash, g.Last, g.Attempts, g.entries = 0, 0, 0, nil
 	w.free = append(w.free, g.id)
 }
 
@@ -658,7 +711,6 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 			return nil
 		}
 		g = w.newGroup(k, h)
-		g.queue = w.queueOf(k)
 	}
 	// No retained entry is of a minute after Last: an entry of a new
 	// minute merges with none, and the entries need not be read.

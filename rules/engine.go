@@ -698,7 +698,7 @@ func (e *Engine) evaluate() {
 
 func (e *Engine) judgeDirty() {
 	for _, g := range e.win.TakeDirty() {
-		e.judge(g, e.clockOf(g.Key.Source).watermark/60)
+		e.judge(g, e.clockOf(g.Source()).watermark/60)
 	}
 }
 
@@ -777,8 +777,8 @@ func (e *Engine) prune(now int64) {
 		if !e.openOnHash(g.KeyHash()) {
 			return false
 		}
-		for _, kind := range kindsOf[g.Key.Grouping] {
-			if e.open[openKey{g.Key, kind}] != nil {
+		for _, kind := range kindsOf[g.Grouping()] {
+			if e.open[openKey{g.Key(), kind}] != nil {
 				return true
 			}
 		}
