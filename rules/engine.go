@@ -191,11 +191,13 @@ func succOf(source, identity string, ip netip.Addr, net netip.Prefix) uint64 {
 }
 
 // success is where an identity succeeded: the first and last time, in Unix
-// seconds, and the pair (pairOf) of its last success there, known to be in
-// pairs while pairsCut has not moved since.
+// seconds, and a hash of the credential of its last success there, whose
+// pair is known to be in pairs while pairsCut has not moved since (two
+// credentials of one identity and address hashing alike, about one in 2^64,
+// would leave the second's pair unremembered).
 type success struct {
 	first, last int64
-	pair        uint64
+	cred        uint64
 	pairsCut    uint32
 }
 type valueKey struct{ source, value string }
@@ -383,13 +385,13 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 	}
 	switch {
 	case ev.Outcome == ingest.Success:
-		var pair uint64 // pairOf, when the pair is remembered for stale keys
+		pair := "" // the credential, when the pair is remembered for stale keys
 		if e.cfg.StaleKey && ev.Identity != "" && ev.Credential != "" {
 			if len(e.pairs) > 1<<20 {
 				clear(e.pairs)
 				e.pairsCut++
 			}
-			pair = pairOf(ev.Source, ev.Identity, ev.Credential)
+			pair = ev.Credential
 		}
 		net := e.win.NetOf(ev.IP)
 		e.rememberSuccess(ev.Source, ev.Identity, ev.IP, net, t, pair)
@@ -449,11 +451,12 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 
 // rememberSuccess notes that identity succeeded from ip (and its network
 // net) at t: its failures from there are its owner's mistakes, not an
-// attack. A pair other than 0 (a pairOf) is remembered in pairs too, from
-// its first success: the address's record says when it last did so, and
-// while no pair has been dropped since, the lookup in pairs is spared (a
-// client keeps its address and key, and this is one cache miss a line).
-func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, net netip.Prefix, t int64, pair uint64) {
+// attack. With a credential, the pair is remembered in pairs too, from its
+// first success: the address's record holds a hash of the credential it
+// last did so for, and while no pair has been dropped since, the lookup in
+// pairs is spared (a client keeps its address and key, and this is one
+// cache miss a line).
+func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, net netip.Prefix, t int64, cred string) {
 	if identity == "" {
 		return
 	}
@@ -471,11 +474,13 @@ func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, net net
 	} else {
 		sp = success{first: t, last: t}
 	}
-	if pair != 0 && (sp.pair != pair || sp.pairsCut != e.pairsCut) {
-		if !e.hasPair(pair) {
-			e.pairs[pair] = t
+	if cred != "" {
+		if ch := maphash.String(pairSeed, cred); !ok || sp.cred != ch || sp.pairsCut != e.pairsCut {
+			if pair := pairOf(source, identity, cred); !e.hasPair(pair) {
+				e.pairs[pair] = t
+			}
+			sp.cred, sp.pairsCut = ch, e.pairsCut
 		}
-		sp.pair, sp.pairsCut = pair, e.pairsCut
 	}
 	e.succFrom[k] = sp
 	n := succOf(source, identity, netip.Addr{}, net)
@@ -519,7 +524,7 @@ func (e *Engine) Remember(ev *ingest.Event) {
 	if t, ok := e.pairs[k]; !ok || ev.Time.Unix() < t {
 		e.pairs[k] = ev.Time.Unix()
 	}
-	e.rememberSuccess(ev.Source, ev.Identity, ev.IP, e.win.NetOf(ev.IP), ev.Time.Unix(), 0)
+	e.rememberSuccess(ev.Source, ev.Identity, ev.IP, e.win.NetOf(ev.IP), ev.Time.Unix(), "")
 }
 
 // keysOf returns the groups an attempt belongs to.

@@ -292,7 +292,7 @@ func (e *Engine) restoreRow(k detect.AttemptKey, c detect.AttemptCount) {
 				e.pairs[pk] = t
 			}
 		}
-		e.rememberSuccess(k.Source, k.Identity, k.IP, e.win.NetOf(k.IP), t, 0)
+		e.rememberSuccess(k.Source, k.Identity, k.IP, e.win.NetOf(k.IP), t, "")
 		e.restoreOwner(k, entry.Credential, true)
 		e.win.Add(detect.GroupKey{Grouping: detect.ByIP, Source: k.Source, IP: k.IP}, entry)
 		e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: k.Source, Net: e.win.NetOf(k.IP)}, entry)
