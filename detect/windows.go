@@ -28,7 +28,8 @@ var groupingNames = [...]string{"ip", "net", "credential", "identity"}
 
 func (g Grouping) String() string { return groupingNames[g] }
 
-// GroupKey identifies one group. Only the fields of its grouping are set.
+// GroupKey identifies one group. Only the fields of its grouping are set
+// (windows tell keys apart by those alone).
 type GroupKey struct {
 	Grouping Grouping
 	Source   string
@@ -53,8 +54,11 @@ var keySeed = maphash.MakeSeed()
 // Hash returns a 64-bit hash of the key, seeded per process (an attacker
 // cannot choose keys that collide). Equal keys hash alike; two keys that
 // differ collide about once in 2^64.
-func (k GroupKey) Hash() uint64 {
-	h := maphash.String(keySeed, k.Source) + uint64(k.Grouping)
+func (k GroupKey) Hash() uint64 { return k.hashFrom(maphash.String(keySeed, k.Source)) }
+
+// hashFrom is Hash given the hash of the key's source.
+func (k GroupKey) hashFrom(source uint64) uint64 {
+	h := source + uint64(k.Grouping)
 	switch k.Grouping {
 	case ByIP:
 		return hashAddr(h, k.IP, 0)
@@ -112,46 +116,109 @@ func (e *Entry) Last() int64 { return e.Minute*60 + int64(e.LastSec) }
 // Group is the retained entries of one key, oldest first (late events are
 // appended, so order is by arrival, nearly by time): Len and At read them.
 type Group struct {
-	Key  GroupKey
-	Last int64 // latest Unix minute seen
+	// The fields Add, Prune and TakeDirty touch come first, in one cache
+	// line: at high cardinality nearly every group an event reaches is
+	// cold, and each line of a group read is a miss.
+	hash uint64 // of Key, as the windows' index holds it
+	Last int64  // latest Unix minute seen
 	// Attempts is the number of retained failed attempts (not stale), a
 	// cheap bound that lets rules skip groups that cannot fire.
 	Attempts int64
-	Dirty    bool
-	// Route is the route of the group's latest failed attempt, set by the
-	// caller: what an incident raised on the group is about.
-	Route string
-
-	// entries are stored without pointers (strings as symbols of syms),
-	// so that the collector neither scans them nor needs write barriers
-	// to copy them.
+	// entries are stored without pointers (strings as symbols of the
+	// queue's windows), so that the collector neither scans them nor needs
+	// write barriers to copy them.
 	entries []slot
-	syms    *symbols
-	id      int32        // index in the windows' slab
 	queue   *expiryQueue // of its source and grouping
+	id      int32        // index in the windows' slab
+	Dirty   bool
 	// one holds the first entry: most groups of a flood never get a second,
 	// and then cost no allocation of their own.
 	one [1]slot
+	// The key, but for its source (the queue's), in the third line: the
+	// fields of its grouping only (see Key).
+	value    string     // credential label or identity
+	addr     netip.Addr // IP, or Net's address
+	bits     int16      // Net's bits
+	grouping Grouping
+	// Route is the route of the group's latest failed attempt, set by the
+	// caller: what an incident raised on the group is about.
+	Route string
+}
+
+// Key returns the group's key.
+func (g *Group) Key() GroupKey {
+	k := GroupKey{Grouping: g.grouping, Source: g.queue.source}
+	switch g.grouping {
+	case ByIP:
+		k.IP = g.addr
+	case ByNet:
+		k.Net = netip.PrefixFrom(g.addr, int(g.bits))
+	default:
+		k.Value = g.value
+	}
+	return k
+}
+
+// Grouping returns Key().Grouping.
+func (g *Group) Grouping() Grouping { return g.grouping }
+
+// Source returns Key().Source.
+func (g *Group) Source() string { return g.queue.source }
+
+// is reports whether the group's key is k, by the fields of k's grouping.
+func (g *Group) is(k GroupKey) bool {
+	if g.grouping != k.Grouping || g.queue.source != k.Source {
+		return false
+	}
+	switch k.Grouping {
+	case ByIP:
+		return g.addr == k.IP
+	case ByNet:
+		return g.addr == k.Net.Addr() && int(g.bits) == k.Net.Bits()
+	}
+	return g.value == k.Value
+}
+
+// setKey sets the group's key but for its source, which its queue holds.
+func (g *Group) setKey(k GroupKey) {
+	g.grouping, g.value, g.addr, g.bits = k.Grouping, "", netip.Addr{}, 0
+	switch k.Grouping {
+	case ByIP:
+		g.addr = k.IP
+	case ByNet:
+		g.addr, g.bits = k.Net.Addr(), int16(k.Net.Bits())
+	default:
+		g.value = k.Value
+	}
+}
+
+// KeyHash returns Key.Hash(), without reading the key.
+func (g *Group) KeyHash() uint64 {
+	if g.queue.keyHash {
+		return g.hash
+	}
+	return g.Key().Hash()
 }
 
 // Len returns the number of retained entries.
 func (g *Group) Len() int { return len(g.entries) }
 
 // At returns the i-th retained entry, oldest first.
-func (g *Group) At(i int) Entry { return g.syms.entry(&g.entries[i]) }
+func (g *Group) At(i int) Entry { return g.queue.syms.entry(&g.entries[i]) }
 
 // Minute returns the Unix minute of the i-th retained entry (cheaper than
 // At for a caller that filters by time first).
 func (g *Group) Minute(i int) int64 { return g.entries[i].minute }
 
-// slot is an Entry as a group stores it: no pointers, 72 bytes.
+// slot is an Entry as a group stores it: no pointers, 64 bytes (a cache
+// line).
 type slot struct {
 	minute int64
 	ip     [16]byte
-	// identity, credential, file, node and zone are symbols; 0 is "".
+	// identity, credential, file, node and zone are symbols; 0 is "". A
+	// file's symbol holds its inode too.
 	identity, credential, file, node, zone uint32
 	count                                  uint32
-	inode                                  uint64
 	offset                                 int64
 	ipKind                                 uint8 // 0: no address, 4: IPv4, 6: IPv6
 	outcome                                ingest.Outcome
@@ -185,7 +252,7 @@ func (x *slot) addr(s *symbols) netip.Addr {
 	}
 	a := netip.AddrFrom16(x.ip)
 	if x.zone != 0 {
-		a = a.WithZone(s.strs[x.zone])
+		a = a.WithZone(s.str(x.zone))
 	}
 	return a
 }
@@ -199,8 +266,10 @@ func (x *slot) addr(s *symbols) netip.Addr {
 // the lines that follow with the same string, share the symbol taken last
 // for that field.
 type symbols struct {
-	strs []string // by symbol; symbol 0 is ""
-	refs []uint32
+	// syms are the strings by symbol, each with the number of entries
+	// holding it, side by side: taking and freeing a symbol touches one
+	// cache line. Symbol 0 is "".
+	syms []symbol
 	free []uint32
 	last [5]uint32 // the symbol taken last, per field
 }
@@ -213,25 +282,34 @@ const (
 	fieldZone
 )
 
-func newSymbols() *symbols { return &symbols{strs: []string{""}, refs: []uint32{0}} }
+type symbol struct {
+	str   string
+	refs  uint32
+	inode uint64 // of a file
+}
 
-// ref returns a symbol for str, counting one more entry that holds it.
-func (s *symbols) ref(field int, str string) uint32 {
-	if str == "" {
+func newSymbols() *symbols { return &symbols{syms: []symbol{{}}} }
+
+func (s *symbols) str(id uint32) string { return s.syms[id].str }
+
+// ref returns a symbol for str (with inode, for a file), counting one
+// more entry that holds it.
+func (s *symbols) ref(field int, str string, inode uint64) uint32 {
+	if str == "" && inode == 0 {
 		return 0
 	}
 	id := s.last[field]
-	if id == 0 || s.strs[id] != str {
+	if y := &s.syms[id]; id == 0 || y.str != str || y.inode != inode {
 		if n := len(s.free); n > 0 {
 			id, s.free = s.free[n-1], s.free[:n-1]
-			s.strs[id] = str
+			s.syms[id].str, s.syms[id].inode = str, inode
 		} else {
-			id = uint32(len(s.strs))
-			s.strs, s.refs = append(s.strs, str), append(s.refs, 0)
+			id = uint32(len(s.syms))
+			s.syms = append(s.syms, symbol{str: str, inode: inode})
 		}
 		s.last[field] = id
 	}
-	s.refs[id]++
+	s.syms[id].refs++
 	return id
 }
 
@@ -240,19 +318,21 @@ func (s *symbols) unref(id uint32) {
 	if id == 0 {
 		return
 	}
-	if s.refs[id]--; s.refs[id] == 0 {
-		s.strs[id] = ""
+	if y := &s.syms[id]; y.refs > 1 {
+		y.refs--
+	} else {
+		*y = symbol{}
 		s.free = append(s.free, id)
 	}
 }
 
 // Len returns the number of symbols in use.
-func (s *symbols) Len() int { return len(s.strs) - 1 - len(s.free) }
+func (s *symbols) Len() int { return len(s.syms) - 1 - len(s.free) }
 
 func (s *symbols) store(e *Entry, ip addrBits) slot {
-	return slot{minute: e.Minute, ip: ip.b, ipKind: ip.kind, zone: s.ref(fieldZone, ip.zone),
-		identity: s.ref(fieldIdentity, e.Identity), credential: s.ref(fieldCredential, e.Credential),
-		file: s.ref(fieldFile, e.Pos.File), node: s.ref(fieldNode, e.Pos.Node), inode: e.Pos.Inode, offset: e.Pos.Offset,
+	return slot{minute: e.Minute, ip: ip.b, ipKind: ip.kind, zone: s.ref(fieldZone, ip.zone, 0),
+		identity: s.ref(fieldIdentity, e.Identity, 0), credential: s.ref(fieldCredential, e.Credential, 0),
+		file: s.ref(fieldFile, e.Pos.File, e.Pos.Inode), node: s.ref(fieldNode, e.Pos.Node, 0), offset: e.Pos.Offset,
 		count: e.Count, outcome: e.Outcome, stale: e.Stale, firstSec: e.FirstSec, lastSec: e.LastSec}
 }
 
@@ -265,8 +345,8 @@ func (s *symbols) release(x *slot) {
 }
 
 func (s *symbols) entry(x *slot) Entry {
-	return Entry{Minute: x.minute, IP: x.addr(s), Identity: s.strs[x.identity], Credential: s.strs[x.credential],
-		Pos:   ingest.Pos{Node: s.strs[x.node], File: s.strs[x.file], Inode: x.inode, Offset: x.offset},
+	return Entry{Minute: x.minute, IP: x.addr(s), Identity: s.str(x.identity), Credential: s.str(x.credential),
+		Pos:   ingest.Pos{Node: s.str(x.node), File: s.str(x.file), Inode: s.syms[x.file].inode, Offset: x.offset},
 		Count: x.count, Outcome: x.outcome, Stale: x.stale, FirstSec: x.firstSec, LastSec: x.lastSec}
 }
 
@@ -292,15 +372,18 @@ type Windows struct {
 	opt WindowOptions
 	// Groups live in a slab of fixed chunks, reused through a free list:
 	// a flood of one-off groups allocates nothing per group. index finds a
-	// group by its key's Hash; the rare key whose hash another key has
-	// taken is found in overflow. Neither map holds a pointer, so the
-	// garbage collector does not scan them.
-	chunks   []*[slabChunk]Group
-	free     []int32
-	index    map[uint64]int32
-	overflow map[GroupKey]int32
-	dirty    []*Group
-	spare    []*Group // the dirty list handed out before the last one
+	// group by its key's Hash.
+	chunks []*[slabChunk]Group
+	free   []int32
+	index  groupIndex
+	// present counts, for the credential and identity groupings, the
+	// tracked groups whose hash falls in each bucket: a successful line
+	// asks for its identity's and its key's groups, which exist only next
+	// to failures, and an empty bucket answers "none" from a small table
+	// instead of a probe of the index (a cache miss at high cardinality).
+	present [numGroupings]*presence
+	dirty   []*Group
+	spare   []*Group // the dirty list handed out before the last one
 	// expiring holds every group with entries, per source and grouping,
 	// ordered by its oldest entry's minute: Prune visits only the groups
 	// with something to cut instead of walking every group.
@@ -311,7 +394,9 @@ type Windows struct {
 	entries  int
 	// DroppedEntries counts entries not retained under MaxEntries.
 	DroppedEntries int64
-	hash           func(GroupKey) uint64 // GroupKey.Hash; tests force collisions
+	hash           func(GroupKey) uint64 // nil: GroupKey.Hash; tests force collisions
+	lastSource     string
+	lastSourceHash uint64
 	syms           *symbols
 	lastIP         netip.Addr
 	lastBits       addrBits
@@ -321,20 +406,122 @@ const slabChunk = 1024
 
 func (w *Windows) at(id int32) *Group { return &w.chunks[id/slabChunk][id%slabChunk] }
 
-func (w *Windows) get(k GroupKey) *Group { return w.getHashed(k, w.hash(k)) }
+// hashOf returns k's Hash, hashing its source only when it is not the last
+// one's (the groups of a line, and most lines, share one).
+func (w *Windows) hashOf(k GroupKey) uint64 {
+	if w.hash != nil {
+		return w.hash(k)
+	}
+	if k.Source != w.lastSource || w.lastSourceHash == 0 {
+		w.lastSource, w.lastSourceHash = k.Source, maphash.String(keySeed, k.Source)
+	}
+	return k.hashFrom(w.lastSourceHash)
+}
 
 func (w *Windows) getHashed(k GroupKey, h uint64) *Group {
-	id, ok := w.index[h]
-	if !ok {
+	ix := &w.index
+	if ix.n == 0 {
 		return nil
 	}
-	if g := w.at(id); g.Key == k {
-		return g
+	mask := uint64(len(ix.slots) - 1)
+	tag := h >> 32
+	for i := tag & mask; ; i = (i + 1) & mask {
+		s := ix.slots[i]
+		if s == 0 {
+			return nil
+		}
+		if s>>32 == tag {
+			if g := w.at(int32(uint32(s)) - 1); g.hash == h && g.is(k) {
+				return g
+			}
+		}
 	}
-	if id, ok := w.overflow[k]; ok {
-		return w.at(id)
+}
+
+// presence is a table of counts by the low bits of a hash. A count that
+// reaches its maximum stays there, so it never undercounts.
+type presence [1 << 14]uint16
+
+func (p *presence) add(h uint64) {
+	if b := &p[h%uint64(len(p))]; *b < 1<<16-1 {
+		*b++
 	}
-	return nil
+}
+
+func (p *presence) remove(h uint64) {
+	if b := &p[h%uint64(len(p))]; *b < 1<<16-1 {
+		*b--
+	}
+}
+
+func (p *presence) maybe(h uint64) bool { return p == nil || p[h%uint64(len(p))] > 0 }
+
+// groupIndex finds groups by their key's Hash: an open-addressing table,
+// probed linearly, of words tag<<32 | id+1, where tag is the upper half of
+// the hash and names the slot to start from, and 0 is a free slot. A
+// lookup reads one cache line of the table for most keys (a Go map reads
+// a control word and a slot), and the group's own line only when the tag
+// matches. Keys whose hashes collide, wholly or in their tag, are all
+// kept: a lookup compares the group's hash and key, and goes on past a
+// mismatch. The table holds no pointer, so the collector does not scan it.
+type groupIndex struct {
+	slots []uint64 // a power of two, at most half full
+	n     int
+}
+
+func (ix *groupIndex) insert(h uint64, id int32) {
+	if 2*(ix.n+1) > len(ix.slots) {
+		ix.grow()
+	}
+	mask := uint64(len(ix.slots) - 1)
+	tag := h >> 32
+	i := tag & mask
+	for ix.slots[i] != 0 {
+		i = (i + 1) & mask
+	}
+	ix.slots[i] = tag<<32 | uint64(uint32(id+1))
+	ix.n++
+}
+
+func (ix *groupIndex) grow() {
+	old := ix.slots
+	ix.slots = make([]uint64, max(1024, 2*len(old)))
+	mask := uint64(len(ix.slots) - 1)
+	for _, s := range old {
+		if s != 0 {
+			i := (s >> 32) & mask
+			for ix.slots[i] != 0 {
+				i = (i + 1) & mask
+			}
+			ix.slots[i] = s
+		}
+	}
+}
+
+// remove drops the word of group id, of hash h, shifting the words after
+// it back so that no probe sequence is cut (Knuth's algorithm R).
+func (ix *groupIndex) remove(h uint64, id int32) {
+	mask := uint64(len(ix.slots) - 1)
+	want := (h>>32)<<32 | uint64(uint32(id+1))
+	i := (h >> 32) & mask
+	for ix.slots[i] != want {
+		i = (i + 1) & mask
+	}
+	for j := i; ; {
+		j = (j + 1) & mask
+		s := ix.slots[j]
+		if s == 0 {
+			break
+		}
+		// s stays when its home slot lies cyclically in (i, j].
+		if home := (s >> 32) & mask; (j-home)&mask < (j-i)&mask {
+			continue
+		}
+		ix.slots[i] = s
+		i = j
+	}
+	ix.slots[i] = 0
+	ix.n--
 }
 
 // newGroup tracks an empty group for k, of hash h, known not to be tracked.
@@ -351,38 +538,29 @@ func (w *Windows) newGroup(k GroupKey, h uint64) *Group {
 	id := w.free[len(w.free)-1]
 	w.free = w.free[:len(w.free)-1]
 	g := w.at(id)
-	g.Key = k
+	g.setKey(k)
+	g.hash, g.Route, g.queue = h, "", w.queueOf(k)
 	g.entries = g.one[:0]
-	g.syms = w.syms
-	if _, taken := w.index[h]; taken {
-		w.overflow[k] = id
-	} else {
-		w.index[h] = id
+	w.index.insert(h, id)
+	if p := w.present[k.Grouping]; p != nil {
+		p.add(h)
 	}
 	w.counts[k.Grouping]++
 	return g
 }
 
-// forget stops tracking g and frees its slot.
+// forget stops tracking g and frees its slot. The slot keeps its last
+// key and route until it is reused (strings a tracked group held, so the
+// slab never keeps more than it did at its peak): clearing them would
+// write cold cache lines for nothing.
 func (w *Windows) forget(g *Group) {
-	k, id := g.Key, g.id
-	if _, ok := w.overflow[k]; ok {
-		delete(w.overflow, k)
-	} else {
-		h := w.hash(k)
-		delete(w.index, h)
-		// A key that collided with k's hash takes its place in index.
-		for ok, ov := range w.overflow {
-			if w.hash(ok) == h {
-				w.index[h] = ov
-				delete(w.overflow, ok)
-				break
-			}
-		}
+	w.index.remove(g.hash, g.id)
+	if p := w.present[g.queue.grouping]; p != nil {
+		p.remove(g.hash)
 	}
-	w.counts[k.Grouping]--
-	*g = Group{id: id}
-	w.free = append(w.free, id)
+	w.counts[g.queue.grouping]--
+	g.hash, g.Last, g.Attempts, g.entries = 0, 0, 0, nil
+	w.free = append(w.free, g.id)
 }
 
 type expiryKey struct {
@@ -396,10 +574,13 @@ type expiryKey struct {
 // minute takes its whole bucket. A group is in its queue exactly while it
 // has entries.
 type expiryQueue struct {
-	source  string
-	buckets map[int64][]*Group
-	minutes []int64    // min-heap of the keys of buckets
-	spare   [][]*Group // emptied buckets, to be reused
+	syms     *symbols // of the windows
+	keyHash  bool     // its groups' hash is their Key.Hash (tests may change it)
+	grouping Grouping
+	source   string
+	buckets  map[int64][]*Group
+	minutes  []int64    // min-heap of the keys of buckets
+	spare    [][]*Group // emptied buckets, to be reused
 }
 
 func (q *expiryQueue) push(minute int64, g *Group) {
@@ -470,7 +651,7 @@ func (w *Windows) queueOf(k GroupKey) *expiryQueue {
 	qk := expiryKey{k.Source, k.Grouping}
 	q := w.expiring[qk]
 	if q == nil {
-		q = &expiryQueue{source: k.Source, buckets: map[int64][]*Group{}}
+		q = &expiryQueue{syms: w.syms, keyHash: w.hash == nil, grouping: k.Grouping, source: k.Source, buckets: map[int64][]*Group{}}
 		w.expiring[qk] = q
 	}
 	w.last[k.Grouping] = q
@@ -485,8 +666,8 @@ func NewWindows(o WindowOptions) *Windows {
 	if o.NetBits6 == 0 {
 		o.NetBits6 = 64
 	}
-	return &Windows{opt: o, index: map[uint64]int32{}, overflow: map[GroupKey]int32{},
-		expiring: map[expiryKey]*expiryQueue{}, hash: GroupKey.Hash, syms: newSymbols()}
+	return &Windows{opt: o, present: [numGroupings]*presence{ByCredential: new(presence), ByIdentity: new(presence)},
+		expiring: map[expiryKey]*expiryQueue{}, syms: newSymbols()}
 }
 
 // Options returns the options in force.
@@ -517,7 +698,7 @@ func (w *Windows) NetOf(ip netip.Addr) netip.Prefix {
 // dirty, since only they can make a rule fire. It returns the group, or nil
 // when the group cap dropped it.
 func (w *Windows) Add(k GroupKey, e Entry) *Group {
-	h := w.hash(k)
+	h := w.hashOf(k)
 	g := w.getHashed(k, h)
 	full := w.opt.MaxEntries > 0 && w.entries >= w.opt.MaxEntries
 	if g == nil {
@@ -530,8 +711,10 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 			return nil
 		}
 		g = w.newGroup(k, h)
-		g.queue = w.queueOf(k)
 	}
+	// No retained entry is of a minute after Last: an entry of a new
+	// minute merges with none, and the entries need not be read.
+	newMinute := e.Minute > g.Last || len(g.entries) == 0
 	if e.Minute > g.Last {
 		g.Last = e.Minute
 	}
@@ -546,11 +729,11 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 		w.lastIP, w.lastBits = e.IP, bitsOf(e.IP) // the groups of a line share it
 	}
 	ip := w.lastBits
-	strs := w.syms.strs
-	for i, n := len(g.entries)-1, 0; i >= 0 && n < 4; i, n = i-1, n+1 {
+	syms := w.syms.syms
+	for i, n := len(g.entries)-1, 0; !newMinute && i >= 0 && n < 4; i, n = i-1, n+1 {
 		x := &g.entries[i]
 		if x.minute == e.Minute && x.ip == ip.b && x.ipKind == ip.kind && x.outcome == e.Outcome && x.stale == e.Stale &&
-			strs[x.identity] == e.Identity && strs[x.credential] == e.Credential && strs[x.zone] == ip.zone {
+			syms[x.identity].str == e.Identity && syms[x.credential].str == e.Credential && syms[x.zone].str == ip.zone {
 			x.count += e.Count
 			x.firstSec, x.lastSec = min(x.firstSec, e.FirstSec), max(x.lastSec, e.LastSec)
 			return g
@@ -579,7 +762,13 @@ func (w *Windows) markDirty(g *Group) {
 }
 
 // Get returns the group with key k, or nil.
-func (w *Windows) Get(k GroupKey) *Group { return w.get(k) }
+func (w *Windows) Get(k GroupKey) *Group {
+	h := w.hashOf(k)
+	if !w.present[k.Grouping].maybe(h) {
+		return nil
+	}
+	return w.getHashed(k, h)
+}
 
 // TakeDirty returns the groups changed since the last call and clears their
 // flags.

@@ -8,3 +8,6 @@ func SetGroupHash(w *Windows, h func(GroupKey) uint64) { w.hash = h }
 
 // SlotSize is the size of an entry as a group stores it.
 const SlotSize = unsafe.Sizeof(slot{})
+
+// GroupSize is the size of a group in the slab.
+const GroupSize = unsafe.Sizeof(Group{})

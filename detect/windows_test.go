@@ -156,7 +156,7 @@ func TestPruneModel(t *testing.T) {
 			}
 			if r.IntN(10) == 0 {
 				now := func(s string) int64 { return clock[s] }
-				keep := func(g *detect.Group) bool { return kept[g.Key] }
+				keep := func(g *detect.Group) bool { return kept[g.Key()] }
 				w.Prune(now, keep)
 				for k, es := range m {
 					cut := clock[k.Source] - o.Retain[k.Grouping]
@@ -258,11 +258,15 @@ func TestGroupKeyHash(t *testing.T) {
 }
 
 // An entry keeps its events' first and last second through merges, and
-// is stored in 72 bytes without pointers: a flood retains max_entries of
-// them.
+// is stored in 64 bytes (a cache line) without pointers: a flood retains
+// max_entries of them. A group in the slab is 192 bytes, three lines: its
+// header, its first entry, its key.
 func TestEntrySecondsAndSize(t *testing.T) {
-	if s := detect.SlotSize; s > 72 {
-		t.Errorf("a stored entry is %d bytes, want at most 72", s)
+	if s := detect.SlotSize; s > 64 {
+		t.Errorf("a stored entry is %d bytes, want at most 64", s)
+	}
+	if s := detect.GroupSize; s != 192 {
+		t.Errorf("a group is %d bytes, want 192", s)
 	}
 	for _, tc := range []struct{ first, last int64 }{{1764324000, 1764324000}, {1764324007, 1764324059}, {1764324059, 1764324059}} {
 		w := detect.NewWindows(detect.WindowOptions{})

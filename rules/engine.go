@@ -90,9 +90,12 @@ type Engine struct {
 
 	// Each source keeps its own event-time clock, so a source catching up
 	// on a backlog is judged on its own time, not on a livelier source's.
-	clocks    map[string]*clock
-	watermark int64 // Unix seconds: the latest event of any source
-	lastPrune int64 // Unix minute
+	clocks map[string]*clock
+	// lastSource's clock, the last one asked for (clocks are never dropped)
+	lastSource string
+	lastClock  *clock
+	watermark  int64 // Unix seconds: the latest event of any source
+	lastPrune  int64 // Unix minute
 
 	// claimed holds the attempts an incident has taken in, so that no
 	// later incident reports them again.
@@ -100,13 +103,21 @@ type Engine struct {
 
 	restoring restoring // what Restore gathers while it reads rows
 
-	pairs map[pairKey]int64 // first success per (source, identity, credential)
+	// pairs holds the first success per (source, identity, credential), by
+	// pairOf: eight bytes a key and one hash a lookup. A collision, about
+	// one in 2^64 per pair, would take one key's failures for a stale
+	// key's.
+	pairs map[uint64]int64
+	// pairsCut counts the times pairs lost keys (cleared, or stale pairs
+	// dropped): a success record's pair is known to be in pairs only while
+	// it has not moved.
+	pairsCut uint32
 	// Successes per (source, identity, address) and the last per (source,
 	// identity, network), keyed by a 64-bit hash of those (succOf): no
 	// pointers for the collector to scan, and one hash a lookup. A
 	// collision, about one in 2^64 per pair, would take one failure for an
 	// owner's mistake.
-	succFrom      map[uint64]span
+	succFrom      map[uint64]success
 	succNet       map[uint64]int64
 	attackedIdent map[valueKey]*tracked
 	attackedCred  map[valueKey]*tracked
@@ -155,7 +166,17 @@ func claimOf(source string, en *detect.Entry) claimKey {
 	}{source, en.Identity, en.Credential, en.Minute, en.IP}))
 }
 
-type pairKey struct{ source, identity, credential string }
+var pairSeed = maphash.MakeSeed()
+
+func (e *Engine) hasPair(k uint64) bool {
+	_, ok := e.pairs[k]
+	return ok
+}
+
+// pairOf hashes a (source, identity, credential) pair.
+func pairOf(source, identity, credential string) uint64 {
+	return maphash.Comparable(pairSeed, struct{ source, identity, credential string }{source, identity, credential})
+}
 
 var succSeed = maphash.MakeSeed()
 
@@ -169,8 +190,16 @@ func succOf(source, identity string, ip netip.Addr, net netip.Prefix) uint64 {
 	}{source, identity, ip, net})
 }
 
-// span is the first and last time of something, in Unix seconds.
-type span struct{ first, last int64 }
+// success is where an identity succeeded: the first and last time, in Unix
+// seconds, and a hash of the credential of its last success there, whose
+// pair is known to be in pairs while pairsCut has not moved since (two
+// credentials of one identity and address hashing alike, about one in 2^64,
+// would leave the second's pair unremembered).
+type success struct {
+	first, last int64
+	cred        uint64
+	pairsCut    uint32
+}
 type valueKey struct{ source, value string }
 type ipKey struct {
 	source string
@@ -220,7 +249,7 @@ func NewEngine(o Options) *Engine {
 		attempts: detect.NewAttempts(),
 		open:     map[openKey]*tracked{}, openKeys: map[uint64]int{}, live: map[int64]*tracked{}, changed: map[int64]*tracked{}, quiet: map[int64]*tracked{},
 		newIdents: map[int64][]string{}, nextID: o.FirstID,
-		pairs: map[pairKey]int64{}, succFrom: map[uint64]span{}, succNet: map[uint64]int64{}, attackedIdent: map[valueKey]*tracked{}, attackedCred: map[valueKey]*tracked{},
+		pairs: map[uint64]int64{}, succFrom: map[uint64]success{}, succNet: map[uint64]int64{}, attackedIdent: map[valueKey]*tracked{}, attackedCred: map[valueKey]*tracked{},
 		attackedIP: map[ipKey]*tracked{}, compromiseOf: map[int64]*tracked{}, routes: map[valueKey]*routeStats{},
 		findings: map[string]*tracked{}, clocks: map[string]*clock{}, claimed: map[claimKey]int64{},
 	}
@@ -272,11 +301,15 @@ func (e *Engine) SourceWatermark(source string) time.Time {
 }
 
 func (e *Engine) clockOf(source string) *clock {
+	if c := e.lastClock; c != nil && source == e.lastSource {
+		return c // most lines, and the groups judged after them, are of one source
+	}
 	c := e.clocks[source]
 	if c == nil {
 		c = &clock{} // a source's time starts with its first line
 		e.clocks[source] = c
 	}
+	e.lastSource, e.lastClock = source, c
 	return c
 }
 
@@ -352,18 +385,19 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 	}
 	switch {
 	case ev.Outcome == ingest.Success:
+		pair := "" // the credential, when the pair is remembered for stale keys
 		if e.cfg.StaleKey && ev.Identity != "" && ev.Credential != "" {
 			if len(e.pairs) > 1<<20 {
 				clear(e.pairs)
+				e.pairsCut++
 			}
-			if _, ok := e.pairs[pairKey{ev.Source, ev.Identity, ev.Credential}]; !ok {
-				e.pairs[pairKey{ev.Source, ev.Identity, ev.Credential}] = t
-			}
+			pair = ev.Credential
 		}
-		e.rememberSuccess(ev.Source, ev.Identity, ev.IP, t)
+		net := e.win.NetOf(ev.IP)
+		e.rememberSuccess(ev.Source, ev.Identity, ev.IP, net, t, pair)
 		attacked := e.checkCompromise(ev, t)
 		gip := e.win.Add(detect.GroupKey{Grouping: detect.ByIP, Source: ev.Source, IP: ev.IP}, entry)
-		gnet := e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: ev.Source, Net: e.win.NetOf(ev.IP)}, entry)
+		gnet := e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: ev.Source, Net: net}, entry)
 		routine = !attacked && gip != nil && gip.Attempts == 0 && gnet != nil && gnet.Attempts == 0
 		// An identity's and a credential's successes matter only next to
 		// their failures (an attack that got in): benign identities and
@@ -382,21 +416,28 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 		}
 	case ev.Outcome.Attempt():
 		if e.cfg.StaleKey && ev.Credential != "" {
-			if _, ok := e.pairs[pairKey{ev.Source, ev.Identity, ev.Credential}]; ok {
+			if e.hasPair(pairOf(ev.Source, ev.Identity, ev.Credential)) {
 				entry.Stale = true
 				e.Stale += n
 			}
 		}
 		keys := e.keysOf(ev.Source, &entry)
-		for _, k := range keys {
+		var hashes [4]uint64 // of keys, as far as their groups know them
+		for i, k := range keys {
 			if k.Grouping == detect.ByIP || k.Grouping == detect.ByNet || !entry.Stale {
 				if g := e.win.Add(k, entry); g != nil {
 					g.Route = ev.Route
+					hashes[i] = g.KeyHash()
 				}
 			}
 		}
 		if !entry.Stale && len(e.open) > 0 {
-			e.absorbLive(keys, &entry, t)
+			for i, k := range keys {
+				if hashes[i] == 0 {
+					hashes[i] = k.Hash()
+				}
+			}
+			e.absorbLive(keys, hashes[:len(keys)], &entry, t)
 		}
 		if line && ev.Outcome != ingest.Throttled {
 			e.observeRoute(ev, t)
@@ -408,9 +449,14 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 	return routine
 }
 
-// rememberSuccess notes that identity succeeded from ip (and its network)
-// at t: its failures from there are its owner's mistakes, not an attack.
-func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, t int64) {
+// rememberSuccess notes that identity succeeded from ip (and its network
+// net) at t: its failures from there are its owner's mistakes, not an
+// attack. With a credential, the pair is remembered in pairs too, from its
+// first success: the address's record holds a hash of the credential it
+// last did so for, and while no pair has been dropped since, the lookup in
+// pairs is spared (a client keeps its address and key, and this is one
+// cache miss a line).
+func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, net netip.Prefix, t int64, cred string) {
 	if identity == "" {
 		return
 	}
@@ -421,14 +467,23 @@ func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, t int64
 		clear(e.succNet)
 	}
 	k := succOf(source, identity, ip, netip.Prefix{})
-	if sp, ok := e.succFrom[k]; ok {
+	sp, ok := e.succFrom[k]
+	if ok {
 		sp.last = max(sp.last, t)
 		sp.first = min(sp.first, t)
-		e.succFrom[k] = sp
 	} else {
-		e.succFrom[k] = span{t, t}
+		sp = success{first: t, last: t}
 	}
-	n := succOf(source, identity, netip.Addr{}, e.win.NetOf(ip))
+	if cred != "" {
+		if ch := maphash.String(pairSeed, cred); !ok || sp.cred != ch || sp.pairsCut != e.pairsCut {
+			if pair := pairOf(source, identity, cred); !e.hasPair(pair) {
+				e.pairs[pair] = t
+			}
+			sp.cred, sp.pairsCut = ch, e.pairsCut
+		}
+	}
+	e.succFrom[k] = sp
+	n := succOf(source, identity, netip.Addr{}, net)
 	e.succNet[n] = max(e.succNet[n], t)
 }
 
@@ -465,11 +520,11 @@ func (e *Engine) Remember(ev *ingest.Event) {
 	if ev.Outcome != ingest.Success || ev.Identity == "" || ev.Credential == "" || e.allowed(ev.IP) {
 		return
 	}
-	k := pairKey{ev.Source, ev.Identity, ev.Credential}
+	k := pairOf(ev.Source, ev.Identity, ev.Credential)
 	if t, ok := e.pairs[k]; !ok || ev.Time.Unix() < t {
 		e.pairs[k] = ev.Time.Unix()
 	}
-	e.rememberSuccess(ev.Source, ev.Identity, ev.IP, ev.Time.Unix())
+	e.rememberSuccess(ev.Source, ev.Identity, ev.IP, e.win.NetOf(ev.IP), ev.Time.Unix(), "")
 }
 
 // keysOf returns the groups an attempt belongs to.
@@ -508,12 +563,13 @@ const (
 	KindNoRateLimit      = detect.KindNoRateLimit
 )
 
-// absorbLive adds an attempt to the first open incident of its groups, in
+// absorbLive adds an attempt to the first open incident of its groups (of
+// the given Hash), in
 // the order address, network, credential, identity: one attempt is reported
 // by one incident.
-func (e *Engine) absorbLive(keys []detect.GroupKey, en *detect.Entry, t int64) {
-	for _, k := range keys {
-		if !e.openOn(k) {
+func (e *Engine) absorbLive(keys []detect.GroupKey, hashes []uint64, en *detect.Entry, t int64) {
+	for i, k := range keys {
+		if !e.openOnHash(hashes[i]) {
 			continue
 		}
 		for _, kind := range kindsOf[k.Grouping] {
@@ -647,7 +703,7 @@ func (e *Engine) evaluate() {
 
 func (e *Engine) judgeDirty() {
 	for _, g := range e.win.TakeDirty() {
-		e.judge(g, e.clockOf(g.Key.Source).watermark/60)
+		e.judge(g, e.clockOf(g.Source()).watermark/60)
 	}
 }
 
@@ -703,6 +759,14 @@ func (e *Engine) openOn(k detect.GroupKey) bool {
 	if len(e.open) == 0 {
 		return false
 	}
+	return e.openOnHash(k.Hash())
+}
+
+// openOnHash is openOn given the key's Hash (a group's KeyHash).
+func (e *Engine) openOnHash(h uint64) bool {
+	if len(e.open) == 0 {
+		return false
+	}
 	if e.openN != len(e.open) {
 		clear(e.openKeys)
 		for ok := range e.open {
@@ -710,16 +774,16 @@ func (e *Engine) openOn(k detect.GroupKey) bool {
 		}
 		e.openN = len(e.open)
 	}
-	return e.openKeys[k.Hash()] > 0
+	return e.openKeys[h] > 0
 }
 
 func (e *Engine) prune(now int64) {
 	e.win.Prune(func(source string) int64 { return e.clockOf(source).watermark / 60 }, func(g *detect.Group) bool {
-		if !e.openOn(g.Key) {
+		if !e.openOnHash(g.KeyHash()) {
 			return false
 		}
-		for _, kind := range kindsOf[g.Key.Grouping] {
-			if e.open[openKey{g.Key, kind}] != nil {
+		for _, kind := range kindsOf[g.Grouping()] {
+			if e.open[openKey{g.Key(), kind}] != nil {
 				return true
 			}
 		}
@@ -755,6 +819,7 @@ func (e *Engine) prune(now int64) {
 		for k, t := range e.pairs {
 			if t < stale {
 				delete(e.pairs, k)
+				e.pairsCut++
 			}
 		}
 		for k, sp := range e.succFrom {

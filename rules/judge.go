@@ -62,7 +62,7 @@ func (e *Engine) stats(g *detect.Group, from, to int64, maxTries int) windowStat
 			if en.Identity != "" {
 				s.succ[en.Identity] = struct{}{}
 			}
-		case en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, &en) && !e.ownersMistake(g.Key.Source, g.Key.Grouping, &en):
+		case en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Source(), &en) && !e.ownersMistake(g.Source(), g.Grouping(), &en):
 			st.attempts += int64(en.Count)
 			if en.Identity != "" {
 				s.tries[en.Identity] += int(en.Count)
@@ -84,24 +84,24 @@ func (e *Engine) stats(g *detect.Group, from, to int64, maxTries int) windowStat
 
 // judge evaluates the rules of one changed group at now (a Unix minute).
 func (e *Engine) judge(g *detect.Group, now int64) {
-	if g.Attempts < e.minAttempts[g.Key.Grouping] {
+	if g.Attempts < e.minAttempts[g.Grouping()] {
 		return // too few failures for any rule of this grouping
 	}
-	if e.openOn(g.Key) {
-		for _, kind := range kindsOf[g.Key.Grouping] {
-			if e.open[openKey{g.Key, kind}] != nil {
+	if e.openOnHash(g.KeyHash()) {
+		for _, kind := range kindsOf[g.Grouping()] {
+			if e.open[openKey{g.Key(), kind}] != nil {
 				return // the group's attack is already an incident being updated
 			}
 		}
 	}
-	switch g.Key.Grouping {
+	switch g.Grouping() {
 	case detect.ByIP:
 		if e.judgeSpray(g, now) {
 			return
 		}
 		e.judgeStuffing(g, now)
 	case detect.ByNet:
-		if e.credentialless(g.Key.Source) {
+		if e.credentialless(g.Source()) {
 			e.judgeNetSpray(g, now)
 			return
 		}
@@ -140,7 +140,7 @@ func (e *Engine) judgeSpray(g *detect.Group, now int64) bool {
 
 func (e *Engine) judgeStuffing(g *detect.Group, now int64) bool {
 	r := e.cfg.Stuffing
-	if !r.Enabled || e.credentialless(g.Key.Source) {
+	if !r.Enabled || e.credentialless(g.Source()) {
 		return false
 	}
 	st := e.stats(g, now-minutes(r.Window)+1, now, r.MaxTriesPerIdentity)
@@ -150,12 +150,12 @@ func (e *Engine) judgeStuffing(g *detect.Group, now int64) bool {
 	if float64(st.credentials)/float64(st.failedIdentities) < r.MinRatio || st.fewTries*2 <= st.failedIdentities {
 		return false
 	}
-	if g.Key.Grouping == detect.ByNet {
+	if g.Grouping() == detect.ByNet {
 		if st.ips < 2 {
 			return false // a single address is judged as itself
 		}
 		for ip := range e.scratch.ips {
-			k := detect.GroupKey{Grouping: detect.ByIP, Source: g.Key.Source, IP: ip}
+			k := detect.GroupKey{Grouping: detect.ByIP, Source: g.Source(), IP: ip}
 			if e.openOn(k) && (e.open[openKey{k, KindStuffing}] != nil || e.open[openKey{k, KindSpray}] != nil) {
 				return false
 			}
@@ -165,7 +165,7 @@ func (e *Engine) judgeStuffing(g *detect.Group, now int64) bool {
 			return true
 		}
 	}
-	e.raise(g, KindStuffing, detect.SeverityHigh, detect.Rule{Name: "credential_stuffing_" + g.Key.Grouping.String(), Window: durString(r.Window),
+	e.raise(g, KindStuffing, detect.SeverityHigh, detect.Rule{Name: "credential_stuffing_" + g.Grouping().String(), Window: durString(r.Window),
 		Thresholds: map[string]any{"min_identities": r.MinIdentities, "min_credentials_per_identity": r.MinRatio, "max_tries_per_identity": r.MaxTriesPerIdentity}})
 	return true
 }
@@ -184,7 +184,7 @@ func (e *Engine) judgeNetSpray(g *detect.Group, now int64) bool {
 		return false
 	}
 	for ip := range e.scratch.ips {
-		k := detect.GroupKey{Grouping: detect.ByIP, Source: g.Key.Source, IP: ip}
+		k := detect.GroupKey{Grouping: detect.ByIP, Source: g.Source(), IP: ip}
 		if e.openOn(k) && e.open[openKey{k, KindSpray}] != nil {
 			return false // a single address is judged as itself
 		}
@@ -213,7 +213,7 @@ func (e *Engine) judgeLowAndSlow(g *detect.Group, now int64) bool {
 	if !r.Enabled {
 		return false
 	}
-	if tr := e.attackedCred[valueKey{g.Key.Source, g.Key.Value}]; tr != nil && tr.inc.State == detect.StateOpen {
+	if tr := e.attackedCred[valueKey{g.Source(), g.Key().Value}]; tr != nil && tr.inc.State == detect.StateOpen {
 		return false // a faster spray with this credential is already reported
 	}
 	s := e.scratch.reset()
@@ -226,8 +226,8 @@ func (e *Engine) judgeLowAndSlow(g *detect.Group, now int64) bool {
 			continue
 		}
 		en := g.At(i)
-		if en.Identity == "" || !en.Outcome.Attempt() || en.Stale || e.isClaimed(g.Key.Source, &en) ||
-			e.ownersMistake(g.Key.Source, g.Key.Grouping, &en) {
+		if en.Identity == "" || !en.Outcome.Attempt() || en.Stale || e.isClaimed(g.Source(), &en) ||
+			e.ownersMistake(g.Source(), g.Grouping(), &en) {
 			continue
 		}
 		s.hours[identHour{en.Identity, en.Minute / 60}] += int(en.Count)
@@ -270,10 +270,10 @@ func (e *Engine) judgeBruteForce(g *detect.Group, now int64) bool {
 	// them out. Without credentials, many failures are all there is.
 	from := now - minutes(r.Window) + 1
 	st := e.stats(g, from, now, 1<<30)
-	if e.credentialless(g.Key.Source) {
+	if e.credentialless(g.Source()) {
 		st.attempts = e.guesses(g, from, now)
 	}
-	if st.attempts < int64(r.MinFailures) || !e.credentialless(g.Key.Source) && st.credentials < r.MinCredentials {
+	if st.attempts < int64(r.MinFailures) || !e.credentialless(g.Source()) && st.credentials < r.MinCredentials {
 		return false
 	}
 	e.raise(g, KindBruteForce, detect.SeverityMedium, detect.Rule{Name: "brute_force", Window: durString(r.Window),
@@ -289,8 +289,8 @@ func (e *Engine) guesses(g *detect.Group, from, to int64) int64 {
 	per := map[netip.Addr]int64{}
 	for i := range g.Len() {
 		en := g.At(i)
-		if en.Minute >= from && en.Minute <= to && en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, &en) &&
-			!e.ownersMistake(g.Key.Source, g.Key.Grouping, &en) {
+		if en.Minute >= from && en.Minute <= to && en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Source(), &en) &&
+			!e.ownersMistake(g.Source(), g.Grouping(), &en) {
 			per[en.IP] += int64(en.Count)
 		}
 	}
@@ -310,7 +310,7 @@ func (e *Engine) guesses(g *detect.Group, from, to int64) int64 {
 func (e *Engine) storm(g *detect.Group) *tracked {
 	var best *tracked
 	for _, tr := range e.live {
-		if tr.inc.Kind != KindStuffing || tr.key.Grouping != detect.ByNet || tr.key.Source != g.Key.Source ||
+		if tr.inc.Kind != KindStuffing || tr.key.Grouping != detect.ByNet || tr.key.Source != g.Source() ||
 			tr.inc.State != detect.StateOpen || tr.inc.Route != "" && g.Route != "" && tr.inc.Route != g.Route {
 			continue
 		}
@@ -327,8 +327,8 @@ func (e *Engine) join(g *detect.Group, tr *tracked) {
 	if tr.nets == nil {
 		tr.nets = map[netip.Prefix]struct{}{tr.key.Net: {}}
 	}
-	tr.nets[g.Key.Net] = struct{}{}
-	e.setOpen(g.Key, KindStuffing, tr)
+	tr.nets[g.Key().Net] = struct{}{}
+	e.setOpen(g.Key(), KindStuffing, tr)
 	e.absorbGroup(tr, g, KindStuffing)
 	e.changed[tr.inc.ID] = tr
 }
@@ -336,9 +336,9 @@ func (e *Engine) join(g *detect.Group, tr *tracked) {
 // raise opens an incident for g and absorbs every attempt the group still
 // retains: the attack began before the threshold was crossed.
 func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule) {
-	tr := e.newIncident(kind, severity, g.Key.Source, g.Key, rule)
+	tr := e.newIncident(kind, severity, g.Source(), g.Key(), rule)
 	tr.inc.Route = g.Route
-	e.setOpen(g.Key, kind, tr)
+	e.setOpen(g.Key(), kind, tr)
 	e.absorbGroup(tr, g, kind)
 }
 
@@ -347,9 +347,10 @@ func (e *Engine) raise(g *detect.Group, kind, severity string, rule detect.Rule)
 // from an attacking address or with an attacking credential is a
 // compromise already; on an attacked identity otherwise, its owner.
 func (e *Engine) absorbGroup(tr *tracked, g *detect.Group, kind string) {
+	key := g.Key()
 	for i := range g.Len() {
 		en := g.At(i)
-		if en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Key.Source, &en) && e.fits(g.Key, kind, &en) {
+		if en.Outcome.Attempt() && !en.Stale && !e.isClaimed(key.Source, &en) && e.fits(key, kind, &en) {
 			e.absorb(tr, &en, en.First(), en.Last())
 		}
 	}
@@ -370,7 +371,7 @@ func (e *Engine) judgeSuccesses(tr *tracked, g *detect.Group) {
 		}
 		_, onIdent := tr.idents[en.Identity]
 		switch {
-		case e.attackers(tr, g.Key.Source, en.Identity, en.IP, en.Credential):
+		case e.attackers(tr, g.Source(), en.Identity, en.IP, en.Credential):
 			e.compromise(tr, en.Identity, en.IP, en.Credential, en.Pos, en.Last(), true)
 		case onIdent:
 			e.ownerReturned(tr, en.Identity)
@@ -386,8 +387,9 @@ func (e *Engine) judgeSuccesses(tr *tracked, g *detect.Group) {
 // attack's own grouping but in its credential's.
 func (e *Engine) attackGroups(g *detect.Group, tr *tracked) []*detect.Group {
 	out := []*detect.Group{g}
+	own := g.Key()
 	add := func(k detect.GroupKey) {
-		if k == g.Key {
+		if k == own {
 			return
 		}
 		if sg := e.win.Get(k); sg != nil {
@@ -395,10 +397,10 @@ func (e *Engine) attackGroups(g *detect.Group, tr *tracked) []*detect.Group {
 		}
 	}
 	for ip := range tr.ips {
-		add(detect.GroupKey{Grouping: detect.ByIP, Source: g.Key.Source, IP: ip})
+		add(detect.GroupKey{Grouping: detect.ByIP, Source: g.Source(), IP: ip})
 	}
 	for cred := range tr.creds {
-		add(detect.GroupKey{Grouping: detect.ByCredential, Source: g.Key.Source, Value: cred})
+		add(detect.GroupKey{Grouping: detect.ByCredential, Source: g.Source(), Value: cred})
 	}
 	return out
 }
@@ -602,7 +604,7 @@ func (e *Engine) ownerReturned(tr *tracked, identity string) {
 // ownerKey reports whether the identity already succeeded with cred by the
 // time the attack began (logs have whole seconds, so the same second counts).
 func (e *Engine) ownerKey(tr *tracked, source, identity, cred string) bool {
-	t, ok := e.pairs[pairKey{source, identity, cred}]
+	t, ok := e.pairs[pairOf(source, identity, cred)]
 	return ok && cred != "" && t <= tr.inc.FirstSeen.Unix()
 }
 

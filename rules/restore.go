@@ -78,7 +78,7 @@ func (e *Engine) Restore(ctx context.Context, s History) error {
 	// beyond the windows: load them on their own.
 	if e.cfg.StaleKey {
 		err = s.SuccessPairs(ctx, last-int64(pairMemory/time.Minute), func(source, identity, credential string, minute int64) {
-			k := pairKey{source, identity, credential}
+			k := pairOf(source, identity, credential)
 			if t, ok := e.pairs[k]; !ok || minute*60 < t {
 				e.pairs[k] = minute * 60
 			}
@@ -288,11 +288,11 @@ func (e *Engine) restoreRow(k detect.AttemptKey, c detect.AttemptCount) {
 	switch {
 	case k.Outcome == ingest.Success:
 		if e.cfg.StaleKey && k.Identity != "" && k.Credential != "" {
-			if _, ok := e.pairs[pairKey{k.Source, k.Identity, k.Credential}]; !ok {
-				e.pairs[pairKey{k.Source, k.Identity, k.Credential}] = t
+			if pk := pairOf(k.Source, k.Identity, k.Credential); !e.hasPair(pk) {
+				e.pairs[pk] = t
 			}
 		}
-		e.rememberSuccess(k.Source, k.Identity, k.IP, t)
+		e.rememberSuccess(k.Source, k.Identity, k.IP, e.win.NetOf(k.IP), t, "")
 		e.restoreOwner(k, entry.Credential, true)
 		e.win.Add(detect.GroupKey{Grouping: detect.ByIP, Source: k.Source, IP: k.IP}, entry)
 		e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: k.Source, Net: e.win.NetOf(k.IP)}, entry)
@@ -302,7 +302,7 @@ func (e *Engine) restoreRow(k detect.AttemptKey, c detect.AttemptCount) {
 	case k.Outcome.Attempt():
 		e.restoreOwner(k, entry.Credential, false)
 		if e.cfg.StaleKey && k.Credential != "" {
-			if first, ok := e.pairs[pairKey{k.Source, k.Identity, k.Credential}]; ok && first < t {
+			if first, ok := e.pairs[pairOf(k.Source, k.Identity, k.Credential)]; ok && first < t {
 				entry.Stale = true
 			}
 		}
