@@ -26,4 +26,3 @@ func hourOf(minute int64) int64 {
 	}
 	return h
 }
-
