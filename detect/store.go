@@ -604,11 +604,11 @@ func appendRowsJSONB(b []byte, rows []*pendingRow, routine bool) []byte {
 		b = appendJSONBInt(b, r.count)
 		b = appendJSONBInt(b, r.pos.Offset)
 		if routine {
-			last := r.last
-			if last == r.first {
-				last = 0 // NULL in SQL: a routine row of one minute is a per-minute row
+			if r.last == r.first {
+				b = append(b, 0) // JSON null, SQL NULL: the row is of one minute
+			} else {
+				b = appendJSONBInt(b, r.last)
 			}
-			b = appendJSONBNullableInt(b, last)
 		}
 		jsonbClose(b, at)
 	}
@@ -659,14 +659,6 @@ func appendJSONBInt(b []byte, v int64) []byte {
 		return append(appendJSONBHeader(b[:at], jsonbInt, len(d)), d...)
 	}
 	return b
-}
-
-// appendJSONBNullableInt appends v, or a JSON null (SQL NULL) for 0.
-func appendJSONBNullableInt(b []byte, v int64) []byte {
-	if v == 0 {
-		return append(b, 0) // type 0, size 0: null
-	}
-	return appendJSONBInt(b, v)
 }
 
 // WasReplayed reports whether a file of this size and content hash was
