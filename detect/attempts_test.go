@@ -56,9 +56,9 @@ func randomAddr(r *rand.Rand) netip.Addr {
 // values.
 type storedRow struct {
 	source, ip, identity, credential, outcome, file string
-	minute, count, inode, offset                     int64
-	last                                             sql.NullInt64
-	types                                            string
+	minute, count, inode, offset                    int64
+	last                                            sql.NullInt64
+	types                                           string
 }
 
 // TestFlushStoresEveryByte writes rows whose identities, keys and
