@@ -25,7 +25,10 @@ func randomText(r *rand.Rand) string {
 	case 0:
 		return ""
 	case 1:
-		return strings.Repeat("x", 250+r.IntN(70_000))
+		if r.IntN(50) == 0 {
+			return strings.Repeat("y", 65_536+r.IntN(9)) // past 2-byte sizes
+		}
+		return strings.Repeat("x", 250+r.IntN(300))
 	case 2:
 		b := make([]byte, r.IntN(40))
 		for i := range b {

@@ -464,30 +464,36 @@ type rowGroup struct {
 	source, file string
 	inode        uint64
 	kind         uint8
+	single       bool // every row's count is 1 (most of a flood's rows)
 }
 
-// The INSERTs of writeAttempts. The rows of one statement share their
-// source, file, inode and outcome (?1 to ?4); the rest of each row comes
-// packed in one JSONB array bound as ?5, one array per row (minute,
-// address, identity, credential, count, offset and, for a routine row,
-// last minute), which SQLite unpacks in C. Binding a parameter is a cgo
-// call and most of what a row cost on the Go side, so a statement of a
-// thousand rows binds five instead of six thousand. The strings go in as
-// raw text, byte for byte, and come out as the same TEXT values binding
-// them one by one stored.
-const (
-	insertMinuteRows = `INSERT INTO attempts (source, minute, ip, identity, credential, outcome, count, file, inode, offset)
-		SELECT ?1, value->>0, value->>1, value->>2, value->>3, ?4, value->>4, ?2, ?3, value->>5 FROM jsonb_each(?5)`
-	insertRoutineRows = `INSERT INTO attempts (source, minute, ip, identity, credential, outcome, count, file, inode, offset, last_minute)
-		SELECT ?1, value->>0, value->>1, value->>2, value->>3, ?4, value->>4, ?2, ?3, value->>5, value->>6 FROM jsonb_each(?5)`
-)
+// attemptInsert returns the INSERT of one group's rows. The rows share
+// their source, file, inode and outcome (?1 to ?4) and, when single, their
+// count of 1; the rest of each row comes packed in one JSONB array bound
+// as ?5, an array per row (minute, address, identity, credential, count
+// unless single, offset and, for a routine row, last minute), which SQLite
+// unpacks in C. Binding a parameter is a cgo call and was most of what a
+// row cost on the Go side; a statement of a thousand rows now binds five.
+// The strings go in as raw text, byte for byte, and come out as the same
+// TEXT values binding them one by one stored.
+func attemptInsert(routine, single bool) string {
+	cols := "source, minute, ip, identity, credential, outcome, count, file, inode, offset"
+	vals := "?1, value->>0, value->>1, value->>2, value->>3, ?4, value->>4, ?2, ?3, value->>5"
+	if single {
+		vals = "?1, value->>0, value->>1, value->>2, value->>3, ?4, 1, ?2, ?3, value->>4"
+	}
+	if routine {
+		cols += ", last_minute"
+		vals += fmt.Sprintf(", value->>%d", strings.Count(vals, "value"))
+	}
+	return "INSERT INTO attempts (" + cols + ") SELECT " + vals + " FROM jsonb_each(?5)"
+}
 
-// writeAttempts inserts the pending rows, grouped by source, file, inode
-// and kind of row (an outcome's per-minute rows, or routine rows) and in
-// the order they were made within a group, which is time order when lines
-// come in order (B-tree inserts stay local; a group that is not is
-// sorted). It deliberately does not pass a context: go-sqlite3 starts a
-// goroutine per statement to watch a cancellable one.
+// writeAttempts inserts the pending rows, grouped by what their INSERT
+// shares (rowGroup) and in the order they were made within a group, which
+// is time order when lines come in order (B-tree inserts stay local; a
+// group that is not is sorted). It deliberately does not pass a context:
+// go-sqlite3 starts a goroutine per statement to watch a cancellable one.
 func writeAttempts(tx *sql.Tx, a *Attempts, sc *attemptScratch) error {
 	if sc.groups == nil {
 		sc.groups = map[rowGroup]int{}
@@ -511,8 +517,9 @@ func writeAttempts(tx *sql.Tx, a *Attempts, sc *attemptScratch) error {
 		}
 		// Consecutive rows mostly share their group: == on the same
 		// strings is quick.
-		if last == nil || r.source != last.source || r.pos.File != last.pos.File || r.pos.Inode != last.pos.Inode || r.kind != last.kind {
-			g := rowGroup{r.source, r.pos.File, r.pos.Inode, r.kind}
+		if last == nil || r.source != last.source || r.pos.File != last.pos.File || r.pos.Inode != last.pos.Inode ||
+			r.kind != last.kind || (r.count == 1) != (last.count == 1) {
+			g := rowGroup{r.source, r.pos.File, r.pos.Inode, r.kind, r.count == 1}
 			n, ok := sc.groups[g]
 			if !ok {
 				n = len(sc.groups)
@@ -537,11 +544,14 @@ func writeAttempts(tx *sql.Tx, a *Attempts, sc *attemptScratch) error {
 		if c := cmp.Compare(x[0].pos.Inode, y[0].pos.Inode); c != 0 {
 			return c
 		}
-		return cmp.Compare(x[0].kind, y[0].kind)
+		if c := cmp.Compare(x[0].kind, y[0].kind); c != 0 {
+			return c
+		}
+		return cmp.Compare(x[0].count, y[0].count)
 	})
-	var minute, routine *sql.Stmt
+	var stmts [4]*sql.Stmt // by shape: routine, single
 	defer func() {
-		for _, st := range []*sql.Stmt{minute, routine} {
+		for _, st := range stmts {
 			if st != nil {
 				st.Close()
 			}
@@ -553,27 +563,31 @@ func writeAttempts(tx *sql.Tx, a *Attempts, sc *attemptScratch) error {
 			slices.SortStableFunc(rows, byFirst)
 		}
 		first := rows[0]
-		isRoutine := first.kind == routineKind
-		st := &minute
+		routine, single := first.kind == routineKind, first.count == 1
 		outcome := ingest.Outcome(first.kind).String()
-		if isRoutine {
-			st, outcome = &routine, ingest.Success.String()
+		if routine {
+			outcome = ingest.Success.String()
 		}
-		if *st == nil {
-			q := insertMinuteRows
-			if isRoutine {
-				q = insertRoutineRows
-			}
+		shape := 0
+		if routine {
+			shape |= 2
+		}
+		if single {
+			shape |= 1
+		}
+		st := stmts[shape]
+		if st == nil {
 			var err error
-			if *st, err = tx.Prepare(q); err != nil {
+			if st, err = tx.Prepare(attemptInsert(routine, single)); err != nil {
 				return err
 			}
+			stmts[shape] = st
 		}
 		for len(rows) > 0 {
 			part := rows[:min(len(rows), attemptRowsPerInsert)]
 			rows = rows[len(part):]
-			sc.blob = appendRowsJSONB(sc.blob[:0], part, isRoutine)
-			if _, err := (*st).Exec(first.source, first.pos.File, int64(first.pos.Inode), outcome, sc.blob); err != nil {
+			sc.blob = appendRowsJSONB(sc.blob[:0], part, routine, single)
+			if _, err := st.Exec(first.source, first.pos.File, int64(first.pos.Inode), outcome, sc.blob); err != nil {
 				return err
 			}
 		}
@@ -592,7 +606,7 @@ const (
 )
 
 // appendRowsJSONB appends the rows as a JSONB array of arrays.
-func appendRowsJSONB(b []byte, rows []*pendingRow, routine bool) []byte {
+func appendRowsJSONB(b []byte, rows []*pendingRow, routine, single bool) []byte {
 	b, top := jsonbOpen(b)
 	for _, r := range rows {
 		var at int
@@ -601,7 +615,9 @@ func appendRowsJSONB(b []byte, rows []*pendingRow, routine bool) []byte {
 		b = appendJSONBIP(b, r.ip)
 		b = appendJSONBText(b, r.identity)
 		b = appendJSONBText(b, r.credential)
-		b = appendJSONBInt(b, r.count)
+		if !single {
+			b = appendJSONBInt(b, r.count)
+		}
 		b = appendJSONBInt(b, r.pos.Offset)
 		if routine {
 			if r.last == r.first {
