@@ -67,7 +67,7 @@ type storedRow struct {
 // TestFlushStoresEveryByte writes rows whose identities, keys and
 // addresses are every kind of text an attacker may send (seeded; a
 // failure prints the seed), per-minute and routine, before and after
-// 1970, and reads the table back with plain SQL: every value must be
+// 1970, spread over hours or crowded into a minute, and reads the table back with plain SQL: every value must be
 // stored exactly, with the types the forensic queries compare (text for
 // the strings, integers for the numbers, NULL for a routine row's
 // last_minute when it spans one minute).
@@ -91,10 +91,15 @@ func TestFlushStoresEveryByte(t *testing.T) {
 			}
 			rows := map[rk]*storedRow{}
 			var order []rk
-			for i := 0; i < 20+r.IntN(1500); i++ {
-				ev := &ingest.Event{Time: t0.Add(time.Duration(r.IntN(7200)) * time.Second), Source: []string{"api", "web\x00x"}[r.IntN(2)],
-					IP: randomAddr(r), Identity: randomText(r), Credential: randomText(r), Outcome: ingest.Outcome(r.IntN(6)),
-					Pos: ingest.Pos{File: []string{"/a.log", "/b \"x\".log"}[r.IntN(2)], Inode: r.Uint64N(1 << 62), Offset: r.Int64N(1 << 62)}}
+			span, lines, outcomes := 7200, 20+r.IntN(1500), 6 // seconds, lines, outcomes
+			if seed%4 == 1 {
+				// Runs of rows in one minute, which share it in their INSERT.
+				span, lines, outcomes = 90, 3000, 2
+			}
+			for i := 0; i < lines; i++ {
+				ev := &ingest.Event{Time: t0.Add(time.Duration(r.IntN(span)) * time.Second), Source: []string{"api", "web\x00x"}[r.IntN(2)],
+					IP: randomAddr(r), Identity: randomText(r), Credential: randomText(r), Outcome: ingest.Outcome(r.IntN(outcomes)),
+					Pos: ingest.Pos{File: []string{"/a.log", "/b \"x\".log"}[r.IntN(2)], Inode: []uint64{7, 1<<62 + 5}[r.IntN(2)], Offset: r.Int64N(1 << 62)}}
 				m := ev.Time.Unix() / 60
 				k := rk{k: detect.AttemptKey{Source: ev.Source, Minute: m, IP: ev.IP, Identity: ev.Identity, Credential: ev.Credential, Outcome: ev.Outcome}}
 				if routine := r.IntN(3) == 0; routine {
@@ -153,17 +158,21 @@ func TestFlushStoresEveryByte(t *testing.T) {
 			t.Fatal(err)
 		}
 		q.Close()
-		less := func(x, y storedRow) int {
-			return strings.Compare(fmt.Sprintf("%#v", x), fmt.Sprintf("%#v", y))
+		text := func(rows []storedRow) []string {
+			out := make([]string, len(rows))
+			for i, r := range rows {
+				out[i] = fmt.Sprintf("%#v", r)
+			}
+			slices.Sort(out)
+			return out
 		}
-		slices.SortFunc(got, less)
-		slices.SortFunc(want, less)
-		if len(got) != len(want) {
-			t.Fatalf("seed %d: %d rows stored, want %d", seed, len(got), len(want))
+		gotText, wantText := text(got), text(want)
+		if len(gotText) != len(wantText) {
+			t.Fatalf("seed %d: %d rows stored, want %d", seed, len(gotText), len(wantText))
 		}
-		for i := range want {
-			if got[i] != want[i] {
-				t.Fatalf("seed %d: row %d stored as\n%.300q\nwant\n%.300q", seed, i, fmt.Sprint(got[i]), fmt.Sprint(want[i]))
+		for i := range wantText {
+			if gotText[i] != wantText[i] {
+				t.Fatalf("seed %d: row %d stored as\n%.400q\nwant\n%.400q", seed, i, gotText[i], wantText[i])
 			}
 		}
 	}

@@ -456,6 +456,7 @@ const attemptRowsPerInsert = 1024
 type attemptScratch struct {
 	groups map[rowGroup]int
 	lists  [][]*pendingRow
+	mixed  []*pendingRow
 	blob   []byte
 }
 
@@ -467,27 +468,41 @@ type rowGroup struct {
 	single       bool // every row's count is 1 (most of a flood's rows)
 }
 
-// attemptInsert returns the INSERT of one group's rows. The rows share
-// their source, file, inode and outcome (?1 to ?4) and, when single, their
-// count of 1; the rest of each row comes packed in one JSONB array bound
-// as ?5, an array per row (minute, address, identity, credential, count
-// unless single, offset and, for a routine row, last minute), which SQLite
-// unpacks in C. Binding a parameter is a cgo call and was most of what a
-// row cost on the Go side; a statement of a thousand rows now binds five.
-// The strings go in as raw text, byte for byte, and come out as the same
-// TEXT values binding them one by one stored.
-func attemptInsert(routine, single bool) string {
-	cols := "source, minute, ip, identity, credential, outcome, count, file, inode, offset"
-	vals := "?1, value->>0, value->>1, value->>2, value->>3, ?4, value->>4, ?2, ?3, value->>5"
-	if single {
-		vals = "?1, value->>0, value->>1, value->>2, value->>3, ?4, 1, ?2, ?3, value->>4"
+// attemptInsert returns the INSERT of rows of one group. The rows share
+// their source, file, inode and outcome (?1 to ?4), when single their
+// count of 1, and when minute their minute (?6); the rest of each row
+// comes packed in one JSONB array bound as ?5, an array per row (minute
+// unless shared, address, identity, credential, count unless single,
+// offset and, for a routine row, last minute), which SQLite unpacks in C.
+// Binding a parameter is a cgo call and was most of what a row cost on
+// the Go side; a statement of a thousand rows now binds five or six. The
+// strings go in as raw text, byte for byte, and come out as the same TEXT
+// values binding them one by one stored.
+func attemptInsert(routine, single, minute bool) string {
+	n := 0
+	next := func() string {
+		n++
+		return fmt.Sprintf("value->>%d", n-1)
 	}
+	m, count := "?6", "1"
+	if !minute {
+		m = next()
+	}
+	ip, identity, credential := next(), next(), next()
+	if !single {
+		count = next()
+	}
+	cols := "source, minute, ip, identity, credential, outcome, count, file, inode, offset"
+	vals := strings.Join([]string{"?1", m, ip, identity, credential, "?4", count, "?2", "?3", next()}, ", ")
 	if routine {
-		cols += ", last_minute"
-		vals += fmt.Sprintf(", value->>%d", strings.Count(vals, "value"))
+		cols, vals = cols+", last_minute", vals+", "+next()
 	}
 	return "INSERT INTO attempts (" + cols + ") SELECT " + vals + " FROM jsonb_each(?5)"
 }
+
+// minuteRun rows of a group in one minute share it in their INSERT (one
+// JSON extraction fewer a row); shorter runs are not worth a statement.
+const minuteRun = 32
 
 // writeAttempts inserts the pending rows, grouped by what their INSERT
 // shares (rowGroup) and in the order they were made within a group, which
@@ -549,7 +564,7 @@ func writeAttempts(tx *sql.Tx, a *Attempts, sc *attemptScratch) error {
 		}
 		return cmp.Compare(x[0].count, y[0].count)
 	})
-	var stmts [4]*sql.Stmt // by shape: routine, single
+	var stmts [8]*sql.Stmt // by shape: routine, single, minute
 	defer func() {
 		for _, st := range stmts {
 			if st != nil {
@@ -557,11 +572,7 @@ func writeAttempts(tx *sql.Tx, a *Attempts, sc *attemptScratch) error {
 			}
 		}
 	}()
-	byFirst := func(x, y *pendingRow) int { return cmp.Compare(x.first, y.first) }
-	for _, rows := range lists {
-		if !slices.IsSortedFunc(rows, byFirst) {
-			slices.SortStableFunc(rows, byFirst)
-		}
+	insert := func(rows []*pendingRow, minute bool) error {
 		first := rows[0]
 		routine, single := first.kind == routineKind, first.count == 1
 		outcome := ingest.Outcome(first.kind).String()
@@ -569,16 +580,15 @@ func writeAttempts(tx *sql.Tx, a *Attempts, sc *attemptScratch) error {
 			outcome = ingest.Success.String()
 		}
 		shape := 0
-		if routine {
-			shape |= 2
-		}
-		if single {
-			shape |= 1
+		for i, b := range []bool{routine, single, minute} {
+			if b {
+				shape |= 1 << i
+			}
 		}
 		st := stmts[shape]
 		if st == nil {
 			var err error
-			if st, err = tx.Prepare(attemptInsert(routine, single)); err != nil {
+			if st, err = tx.Prepare(attemptInsert(routine, single, minute)); err != nil {
 				return err
 			}
 			stmts[shape] = st
@@ -586,11 +596,42 @@ func writeAttempts(tx *sql.Tx, a *Attempts, sc *attemptScratch) error {
 		for len(rows) > 0 {
 			part := rows[:min(len(rows), attemptRowsPerInsert)]
 			rows = rows[len(part):]
-			sc.blob = appendRowsJSONB(sc.blob[:0], part, routine, single)
-			if _, err := st.Exec(first.source, first.pos.File, int64(first.pos.Inode), outcome, sc.blob); err != nil {
+			sc.blob = appendRowsJSONB(sc.blob[:0], part, routine, single, minute)
+			args := []any{first.source, first.pos.File, int64(first.pos.Inode), outcome, sc.blob}
+			if minute {
+				args = append(args, first.first)
+			}
+			if _, err := st.Exec(args...); err != nil {
 				return err
 			}
 		}
+		return nil
+	}
+	byFirst := func(x, y *pendingRow) int { return cmp.Compare(x.first, y.first) }
+	for _, rows := range lists {
+		if !slices.IsSortedFunc(rows, byFirst) {
+			slices.SortStableFunc(rows, byFirst)
+		}
+		mixed := sc.mixed[:0]
+		for i := 0; i < len(rows); {
+			j := i + 1
+			for j < len(rows) && rows[j].first == rows[i].first {
+				j++
+			}
+			if j-i < minuteRun {
+				mixed = append(mixed, rows[i:j]...)
+			} else if err := insert(rows[i:j], true); err != nil {
+				return err
+			}
+			i = j
+		}
+		sc.mixed = mixed
+		if len(mixed) > 0 {
+			if err := insert(mixed, false); err != nil {
+				return err
+			}
+		}
+		clear(sc.mixed)
 	}
 	return nil
 }
@@ -606,12 +647,14 @@ const (
 )
 
 // appendRowsJSONB appends the rows as a JSONB array of arrays.
-func appendRowsJSONB(b []byte, rows []*pendingRow, routine, single bool) []byte {
+func appendRowsJSONB(b []byte, rows []*pendingRow, routine, single, minute bool) []byte {
 	b, top := jsonbOpen(b)
 	for _, r := range rows {
 		var at int
 		b, at = jsonbOpen(b)
-		b = appendJSONBInt(b, r.first)
+		if !minute {
+			b = appendJSONBInt(b, r.first)
+		}
 		b = appendJSONBIP(b, r.ip)
 		b = appendJSONBText(b, r.identity)
 		b = appendJSONBText(b, r.credential)
