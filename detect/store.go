@@ -224,6 +224,16 @@ func Open(path string, o StoreOptions) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, classify(err))
 	}
+	if !o.ReadOnly {
+		// Attempt rows are unpacked by jsonb_each (SQLite 3.45 and
+		// later): a build linked to an older SQLite says so here, not at
+		// its first flush.
+		var v string
+		if err := db.QueryRow(`SELECT sqlite_version() FROM jsonb_each(x'0b') UNION ALL SELECT sqlite_version()`).Scan(&v); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("open database %s: this SQLite cannot write attempt rows (3.45 or later needed): %w", path, classify(err))
+		}
+	}
 	return s, nil
 }
 
