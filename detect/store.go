@@ -5,6 +5,7 @@ import (
 	"container/heap"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -230,6 +232,16 @@ func Open(path string, o StoreOptions) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, classify(err))
 	}
+	if !o.ReadOnly {
+		// Attempt rows are unpacked by jsonb_each (SQLite 3.45 and
+		// later): a build linked to an older SQLite says so here, not at
+		// its first flush.
+		var v string
+		if err := db.QueryRow(`SELECT sqlite_version() FROM jsonb_each(x'0b') UNION ALL SELECT sqlite_version()`).Scan(&v); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("open database %s: this SQLite cannot write attempt rows (3.45 or later needed): %w", path, classify(err))
+		}
+	}
 	return s, nil
 }
 
@@ -349,68 +361,6 @@ func (s *Store) Close() error {
 	return err
 }
 
-// AttemptKey identifies an attempts row before aggregation.
-type AttemptKey struct {
-	Source     string
-	Minute     int64
-	IP         netip.Addr
-	Identity   string
-	Credential string
-	Outcome    ingest.Outcome
-}
-
-// AttemptCount is the aggregated count for a key and its first line.
-type AttemptCount struct {
-	Count int64
-	Pos   ingest.Pos
-}
-
-// Attempts aggregates events into per-minute rows, and routine successes
-// into hourly ones (AddRoutine), until they are flushed.
-type Attempts struct {
-	m map[AttemptKey]*AttemptCount
-	// slab hands out counts a chunk at a time: a busy flush interval
-	// holds one row per line, and one allocation each is most of what
-	// the collector then has to track.
-	slab  []AttemptCount
-	r     map[routineKey]*routineCount
-	rslab []routineCount
-}
-
-// NewAttempts returns an empty aggregate.
-func NewAttempts() *Attempts {
-	return &Attempts{m: map[AttemptKey]*AttemptCount{}, r: map[routineKey]*routineCount{}}
-}
-
-// Add counts one event.
-func (a *Attempts) Add(ev *ingest.Event) {
-	k := AttemptKey{ev.Source, ev.Time.Unix() / 60, ev.IP, ev.Identity, ev.Credential, ev.Outcome}
-	if c := a.m[k]; c != nil {
-		c.Count++
-		return
-	}
-	if len(a.slab) == cap(a.slab) {
-		a.slab = make([]AttemptCount, 0, 256)
-	}
-	a.slab = append(a.slab, AttemptCount{Count: 1, Pos: ev.Pos})
-	a.m[k] = &a.slab[len(a.slab)-1]
-}
-
-// Absorb adds the counts of newer to a, keeping a's first positions.
-func (a *Attempts) Absorb(newer *Attempts) {
-	for k, c := range newer.m {
-		if mine := a.m[k]; mine != nil {
-			mine.Count += c.Count
-		} else {
-			a.m[k] = c
-		}
-	}
-	a.absorbRoutine(newer)
-}
-
-// Len returns the number of pending rows.
-func (a *Attempts) Len() int { return len(a.m) + len(a.r) }
-
 // Batch is everything one flush writes, in one transaction, so that counts,
 // incidents and read positions never disagree after a crash.
 type Batch struct {
@@ -521,145 +471,276 @@ func (s *Store) writeBatch(ctx context.Context, tx *sql.Tx, b Batch) error {
 	return nil
 }
 
-// attemptRowsPerInsert rows go into one INSERT statement: one cgo call and
-// one parse per batch instead of per row.
-const attemptRowsPerInsert = 64
-
-// attemptRow is a pending row as writeAttempts orders and binds it.
-type attemptRow struct {
-	source, identity, credential string
-	pos                          *ingest.Pos
-	ip                           netip.Addr
-	minute, count                int64
-	last                         int64 // a routine row over several minutes: its last minute; 0 otherwise
-	outcome                      ingest.Outcome
-}
+// attemptRowsPerInsert rows at most go into one INSERT statement.
+const attemptRowsPerInsert = 1024
 
 // attemptScratch is writeAttempts' reusable room: a daemon writes a batch
 // a second, a replay one every 50,000 rows.
 type attemptScratch struct {
-	rows  []attemptRow
-	args  []any
-	ipbuf []byte
+	groups map[rowGroup]int
+	lists  [][]*pendingRow
+	mixed  []*pendingRow
+	blob   []byte
 }
 
-// writeAttempts inserts the pending rows with multi-row statements, grouped
-// by source, file, outcome and kind of row (per minute or routine) and in
-// time order within them (B-tree inserts stay local). The rows of one
-// statement share their source, file, inode and outcome, which are bound
-// once (?1 to ?4): binding is most of what a row costs on the Go side, a
-// text parameter most of all. It deliberately does not pass a context:
+// rowGroup is what the rows of one INSERT share.
+type rowGroup struct {
+	source, file string
+	inode        uint64
+	kind         uint8
+	single       bool // every row's count is 1 (most of a flood's rows)
+}
+
+// attemptInsert returns the INSERT of rows of one group. The rows share
+// their source, file, inode and outcome (?1 to ?4), when single their
+// count of 1, and when minute their minute (?6); the rest of each row
+// comes packed in one JSONB array bound as ?5, an array per row (minute
+// unless shared, address, identity, credential, count unless single,
+// offset and, for a routine row, last minute), which SQLite unpacks in C.
+// Binding a parameter is a cgo call and was most of what a row cost on
+// the Go side; a statement of a thousand rows now binds five or six. The
+// strings go in as raw text, byte for byte, and come out as the same TEXT
+// values binding them one by one stored.
+func attemptInsert(routine, single, minute bool) string {
+	n := 0
+	next := func() string {
+		n++
+		return fmt.Sprintf("value->>%d", n-1)
+	}
+	m, count := "?6", "1"
+	if !minute {
+		m = next()
+	}
+	ip, identity, credential := next(), next(), next()
+	if !single {
+		count = next()
+	}
+	cols := "source, minute, ip, identity, credential, outcome, count, file, inode, offset"
+	vals := strings.Join([]string{"?1", m, ip, identity, credential, "?4", count, "?2", "?3", next()}, ", ")
+	if routine {
+		cols, vals = cols+", last_minute", vals+", "+next()
+	}
+	return "INSERT INTO attempts (" + cols + ") SELECT " + vals + " FROM jsonb_each(?5)"
+}
+
+// minuteRun rows of a group in one minute share it in their INSERT (one
+// JSON extraction fewer a row); shorter runs are not worth a statement.
+const minuteRun = 32
+
+// writeAttempts inserts the pending rows, grouped by what their INSERT
+// shares (rowGroup) and in the order they were made within a group, which
+// is time order when lines come in order (B-tree inserts stay local; a
+// group that is not is sorted). It deliberately does not pass a context:
 // go-sqlite3 starts a goroutine per statement to watch a cancellable one.
 func writeAttempts(tx *sql.Tx, a *Attempts, sc *attemptScratch) error {
+	if sc.groups == nil {
+		sc.groups = map[rowGroup]int{}
+	}
 	defer func() {
-		clear(sc.rows) // drop the strings they hold
-		clear(sc.args)
-		sc.rows, sc.args = sc.rows[:0], sc.args[:0]
-		if cap(sc.rows) > 1<<16 {
-			sc.rows = nil // a flood's batch: not worth keeping 7 MB for
+		for i := range sc.lists {
+			clear(sc.lists[i])
+			sc.lists[i] = sc.lists[i][:0]
+		}
+		clear(sc.groups)
+		if cap(sc.blob) > 1<<20 {
+			sc.blob = nil
 		}
 	}()
-	rows := slices.Grow(sc.rows[:0], a.Len())
-	for k, c := range a.m {
-		rows = append(rows, attemptRow{source: k.Source, identity: k.Identity, credential: k.Credential, pos: &c.Pos, ip: k.IP,
-			minute: k.Minute, count: c.Count, outcome: k.Outcome})
+	var last *pendingRow
+	var list int
+	for i := range a.n {
+		r := a.row(i)
+		if r.count == 0 {
+			continue
+		}
+		// Consecutive rows mostly share their group: == on the same
+		// strings is quick.
+		if last == nil || r.source != last.source || r.pos.File != last.pos.File || r.pos.Inode != last.pos.Inode ||
+			r.kind != last.kind || (r.count == 1) != (last.count == 1) {
+			g := rowGroup{r.source, r.pos.File, r.pos.Inode, r.kind, r.count == 1}
+			n, ok := sc.groups[g]
+			if !ok {
+				n = len(sc.groups)
+				sc.groups[g] = n
+				if n == len(sc.lists) {
+					sc.lists = append(sc.lists, nil)
+				}
+			}
+			list = n
+		}
+		sc.lists[list] = append(sc.lists[list], r)
+		last = r
 	}
-	for k, c := range a.r {
-		r := attemptRow{source: k.source, identity: k.identity, credential: k.credential, pos: &c.pos, ip: k.ip,
-			minute: c.first, count: c.count, outcome: ingest.Success}
-		if c.last != c.first {
-			r.last = c.last
-		}
-		rows = append(rows, r)
-	}
-	sc.rows = rows
-	slices.SortFunc(rows, func(x, y attemptRow) int {
-		// Sources and files are mostly the same strings: == is quick.
-		if x.source != y.source {
-			return strings.Compare(x.source, y.source)
-		}
-		if x.pos.File != y.pos.File {
-			return strings.Compare(x.pos.File, y.pos.File)
-		}
-		if c := cmp.Compare(x.pos.Inode, y.pos.Inode); c != 0 {
+	lists := sc.lists[:len(sc.groups)]
+	slices.SortFunc(lists, func(x, y []*pendingRow) int {
+		if c := strings.Compare(x[0].source, y[0].source); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(x.outcome, y.outcome); c != 0 {
+		if c := strings.Compare(x[0].pos.File, y[0].pos.File); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(min(x.last, 1), min(y.last, 1)); c != 0 {
+		if c := cmp.Compare(x[0].pos.Inode, y[0].pos.Inode); c != 0 {
 			return c
 		}
-		return cmp.Compare(x.minute, y.minute)
+		if c := cmp.Compare(x[0].kind, y[0].kind); c != 0 {
+			return c
+		}
+		return cmp.Compare(x[0].count, y[0].count)
 	})
-	type shape struct {
-		n       int
-		routine bool
-	}
-	stmts := map[shape]*sql.Stmt{}
+	var stmts [8]*sql.Stmt // by shape: routine, single, minute
 	defer func() {
 		for _, st := range stmts {
-			st.Close()
+			if st != nil {
+				st.Close()
+			}
 		}
 	}()
-	const shared = 4
-	for i := 0; i < len(rows); {
-		first := &rows[i]
-		routine := first.last != 0
-		args := append(sc.args[:0], first.source, first.pos.File, int64(first.pos.Inode), first.outcome.String())
-		n := 0
-		for ; i < len(rows) && n < attemptRowsPerInsert; i, n = i+1, n+1 {
-			r := &rows[i]
-			if r.source != first.source || r.pos.File != first.pos.File || r.pos.Inode != first.pos.Inode ||
-				r.outcome != first.outcome || (r.last != 0) != routine {
-				break
-			}
-			sc.ipbuf = r.ip.AppendTo(sc.ipbuf[:0])
-			args = append(args, r.minute, string(sc.ipbuf), r.identity, r.credential, r.count, r.pos.Offset)
-			if routine {
-				args = append(args, r.last)
+	insert := func(rows []*pendingRow, minute bool) error {
+		first := rows[0]
+		routine, single := first.kind == routineKind, first.count == 1
+		outcome := ingest.Outcome(first.kind).String()
+		if routine {
+			outcome = ingest.Success.String()
+		}
+		shape := 0
+		for i, b := range []bool{routine, single, minute} {
+			if b {
+				shape |= 1 << i
 			}
 		}
-		sc.args = args
-		st := stmts[shape{n, routine}]
+		st := stmts[shape]
 		if st == nil {
 			var err error
-			if st, err = tx.Prepare(attemptInsert(n, routine)); err != nil {
+			if st, err = tx.Prepare(attemptInsert(routine, single, minute)); err != nil {
 				return err
 			}
-			stmts[shape{n, routine}] = st
+			stmts[shape] = st
 		}
-		if _, err := st.Exec(args...); err != nil {
-			return err
+		for len(rows) > 0 {
+			part := rows[:min(len(rows), attemptRowsPerInsert)]
+			rows = rows[len(part):]
+			sc.blob = appendRowsJSONB(sc.blob[:0], part, routine, single, minute)
+			args := []any{first.source, first.pos.File, int64(first.pos.Inode), outcome, sc.blob}
+			if minute {
+				args = append(args, first.first)
+			}
+			if _, err := st.Exec(args...); err != nil {
+				return err
+			}
 		}
+		return nil
+	}
+	byFirst := func(x, y *pendingRow) int { return cmp.Compare(x.first, y.first) }
+	for _, rows := range lists {
+		if !slices.IsSortedFunc(rows, byFirst) {
+			slices.SortStableFunc(rows, byFirst)
+		}
+		mixed := sc.mixed[:0]
+		for i := 0; i < len(rows); {
+			j := i + 1
+			for j < len(rows) && rows[j].first == rows[i].first {
+				j++
+			}
+			if j-i < minuteRun {
+				mixed = append(mixed, rows[i:j]...)
+			} else if err := insert(rows[i:j], true); err != nil {
+				return err
+			}
+			i = j
+		}
+		sc.mixed = mixed
+		if len(mixed) > 0 {
+			if err := insert(mixed, false); err != nil {
+				return err
+			}
+		}
+		clear(sc.mixed)
 	}
 	return nil
 }
 
-// attemptInsert returns an INSERT of n rows that share parameters ?1
-// (source), ?2 (file), ?3 (inode) and ?4 (outcome); routine rows also
-// have a last minute.
-func attemptInsert(n int, routine bool) string {
-	var b strings.Builder
-	b.WriteString("INSERT INTO attempts (source, minute, ip, identity, credential, outcome, count, file, inode, offset")
-	per := 6
-	if routine {
-		b.WriteString(", last_minute")
-		per = 7
-	}
-	b.WriteString(") VALUES ")
-	for r := 0; r < n; r++ {
-		if r > 0 {
-			b.WriteByte(',')
+// JSONB element types and header sizes (SQLite's on-disk JSON format: a
+// header byte of type and size, then the payload; integers are decimal
+// text).
+const (
+	jsonbInt     = 3
+	jsonbTextRaw = 10 // text as is, no escapes
+	jsonbArray   = 11
+	jsonbSize32  = 14 << 4 // the payload's size follows in 4 bytes
+)
+
+// appendRowsJSONB appends the rows as a JSONB array of arrays.
+func appendRowsJSONB(b []byte, rows []*pendingRow, routine, single, minute bool) []byte {
+	b, top := jsonbOpen(b)
+	for _, r := range rows {
+		var at int
+		b, at = jsonbOpen(b)
+		if !minute {
+			b = appendJSONBInt(b, r.first)
 		}
-		p := 5 + r*per
-		fmt.Fprintf(&b, "(?1,?%d,?%d,?%d,?%d,?4,?%d,?2,?3,?%d", p, p+1, p+2, p+3, p+4, p+5)
+		b = appendJSONBIP(b, r.ip)
+		b = appendJSONBText(b, r.identity)
+		b = appendJSONBText(b, r.credential)
+		if !single {
+			b = appendJSONBInt(b, r.count)
+		}
+		b = appendJSONBInt(b, r.pos.Offset)
 		if routine {
-			fmt.Fprintf(&b, ",?%d", p+6)
+			if r.last == r.first {
+				b = append(b, 0) // JSON null, SQL NULL: the row is of one minute
+			} else {
+				b = appendJSONBInt(b, r.last)
+			}
 		}
-		b.WriteByte(')')
+		jsonbClose(b, at)
 	}
-	return b.String()
+	jsonbClose(b, top)
+	return b
+}
+
+// jsonbOpen starts an array whose size jsonbClose fills in.
+func jsonbOpen(b []byte) ([]byte, int) { return append(b, jsonbSize32|jsonbArray, 0, 0, 0, 0), len(b) }
+
+func jsonbClose(b []byte, at int) {
+	binary.BigEndian.PutUint32(b[at+1:], uint32(len(b)-at-5))
+}
+
+func appendJSONBHeader(b []byte, typ byte, n int) []byte {
+	switch {
+	case n <= 11:
+		return append(b, byte(n)<<4|typ)
+	case n <= 0xff:
+		return append(b, 12<<4|typ, byte(n))
+	case n <= 0xffff:
+		return append(b, 13<<4|typ, byte(n>>8), byte(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, jsonbSize32|typ), uint32(n))
+}
+
+func appendJSONBText(b []byte, s string) []byte {
+	return append(appendJSONBHeader(b, jsonbTextRaw, len(s)), s...)
+}
+
+func appendJSONBIP(b []byte, ip netip.Addr) []byte {
+	at := len(b)
+	b = ip.AppendTo(append(b, 0))
+	if n := len(b) - at - 1; n <= 11 {
+		b[at] = byte(n)<<4 | jsonbTextRaw
+		return b
+	}
+	s := string(b[at+1:]) // rare: longer than 11 bytes (IPv6), so a wider header
+	return appendJSONBText(b[:at], s)
+}
+
+func appendJSONBInt(b []byte, v int64) []byte {
+	at := len(b)
+	b = strconv.AppendInt(append(b, 0), v, 10)
+	b[at] = byte(len(b)-at-1)<<4 | jsonbInt // at most 20 bytes: "-9223372036854775808"
+	if len(b)-at-1 > 11 {
+		d := string(b[at+1:])
+		return append(appendJSONBHeader(b[:at], jsonbInt, len(d)), d...)
+	}
+	return b
 }
 
 // WasReplayed reports whether a file of this size and content hash was

@@ -1,0 +1,315 @@
+package detect
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"math/bits"
+	"net/netip"
+
+	"github.com/spraywatch/spraywatch/ingest"
+)
+
+// AttemptKey identifies an attempts row before aggregation.
+type AttemptKey struct {
+	Source     string
+	Minute     int64
+	IP         netip.Addr
+	Identity   string
+	Credential string
+	Outcome    ingest.Outcome
+}
+
+// AttemptCount is the aggregated count for a key and its first line.
+type AttemptCount struct {
+	Count int64
+	Pos   ingest.Pos
+}
+
+// Attempts aggregates events into per-minute rows, and routine successes
+// into hourly ones (AddRoutine), until they are flushed.
+//
+// It runs on the goroutine that counts and judges every line, and under a
+// flood nearly every line is a row of its own, so a line must cost one
+// hash and one probe: rows live in chunks in the order they were made, and
+// an open-addressing table of 64-bit words (a tag of the row's hash and
+// the row's number) finds them. The table holds no pointers, so the
+// collector never scans it, and the chunks are reused from flush to flush.
+type Attempts struct {
+	// slots is the table, a power of two long: 0 is free, otherwise the
+	// upper half of the row's hash and the row's number plus one.
+	slots  []uint64
+	chunks [][]pendingRow
+	n      int // rows made, including those Take emptied
+	live   int // rows with a count
+}
+
+// pendingRow is an aggregated row: a minute's events of one key, or an
+// hour's routine successes of one (address, identity, credential).
+type pendingRow struct {
+	// What a line that finds its row reads comes first, within two
+	// cache lines.
+	h     uint64
+	count int64 // 0: emptied by Take, waiting to be found again
+	// first and last are a routine row's first and last Unix minutes (a
+	// per-minute row's minute).
+	first, last int64
+	rowKey
+	pos ingest.Pos // the first line
+}
+
+// rowKey is what tells rows apart.
+type rowKey struct {
+	source, identity, credential string
+	ip                           netip.Addr
+	slot                         int64 // Unix minute, or a routine row's hour (see hourOf)
+	kind                         uint8 // the outcome, or routineKind
+}
+
+// routineKind is the kind of a row of routine successes.
+const routineKind = 0xff
+
+// rowChunk rows are allocated at a time; keptChunks of them survive a
+// Clear (a daemon's batch of a flood is about 25,000 rows).
+const (
+	rowChunk   = 1024
+	keptChunks = 32
+)
+
+// rowSeed seeds the rows' hashes, per process: an attacker who chooses the
+// identities and keys cannot choose them to collide.
+var rowSeed = maphash.MakeSeed()
+
+// NewAttempts returns an empty aggregate.
+func NewAttempts() *Attempts { return &Attempts{} }
+
+// Add counts one event.
+func (a *Attempts) Add(ev *ingest.Event) {
+	k := rowKey{source: ev.Source, identity: ev.Identity, credential: ev.Credential, ip: ev.IP,
+		slot: ev.Time.Unix() / 60, kind: uint8(ev.Outcome)}
+	r, made := a.find(&k)
+	if !made && r.count > 0 {
+		r.count++
+		return
+	}
+	r.count, r.pos, r.first, r.last = 1, ev.Pos, k.slot, k.slot
+	a.live++
+}
+
+// AddRoutine counts a routine success (see RoutineMinutes): the engine
+// judged that nothing around it failed.
+func (a *Attempts) AddRoutine(ev *ingest.Event) {
+	m := ev.Time.Unix() / 60
+	k := rowKey{source: ev.Source, identity: ev.Identity, credential: ev.Credential, ip: ev.IP,
+		slot: hourOf(m), kind: routineKind}
+	r, made := a.find(&k)
+	if !made && r.count > 0 {
+		r.count++
+		r.first, r.last = min(r.first, m), max(r.last, m)
+		return
+	}
+	r.count, r.pos, r.first, r.last = 1, ev.Pos, m, m
+	a.live++
+}
+
+// find returns k's row, making an empty one (made) if there is none.
+func (a *Attempts) find(k *rowKey) (r *pendingRow, made bool) {
+	return a.findHashed(k, a.hash(k))
+}
+
+func (a *Attempts) findHashed(k *rowKey, h uint64) (*pendingRow, bool) {
+	if 4*(a.n+1) > 3*len(a.slots) {
+		a.grow()
+	}
+	mask := uint64(len(a.slots) - 1)
+	tag := h &^ (1<<32 - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := a.slots[i]
+		if s == 0 {
+			a.slots[i] = tag | uint64(a.n+1)
+			return a.newRow(k, h), true
+		}
+		if s&^(1<<32-1) == tag {
+			if r := a.row(int(s&(1<<32-1)) - 1); r.h == h && r.rowKey == *k {
+				return r, false
+			}
+		}
+	}
+}
+
+// newRow appends an empty row for k.
+func (a *Attempts) newRow(k *rowKey, h uint64) *pendingRow {
+	c := a.n / rowChunk
+	if c == len(a.chunks) {
+		a.chunks = append(a.chunks, make([]pendingRow, rowChunk))
+	}
+	r := &a.chunks[c][a.n%rowChunk]
+	r.rowKey, r.h = *k, h
+	a.n++
+	return r
+}
+
+func (a *Attempts) row(i int) *pendingRow { return &a.chunks[i/rowChunk][i%rowChunk] }
+
+// grow doubles the table and places every row again.
+func (a *Attempts) grow() {
+	a.resize(max(1024, 2*len(a.slots)))
+	for i := range a.n {
+		a.place(a.row(i).h, i)
+	}
+}
+
+func (a *Attempts) resize(n int) {
+	if n == len(a.slots) {
+		clear(a.slots)
+	} else {
+		a.slots = make([]uint64, n)
+	}
+}
+
+// place puts row i, of hash h, in the first free slot of its probe.
+func (a *Attempts) place(h uint64, i int) {
+	mask := uint64(len(a.slots) - 1)
+	for j := h & mask; ; j = (j + 1) & mask {
+		if a.slots[j] == 0 {
+			a.slots[j] = h&^(1<<32-1) | uint64(i+1)
+			return
+		}
+	}
+}
+
+// hash is k's 64-bit hash: each string hashed where it lies, folded with
+// the fixed fields.
+func (a *Attempts) hash(k *rowKey) uint64 {
+	h := fold(maphash.String(rowSeed, k.identity), maphash.String(rowSeed, k.credential))
+	h = fold(h, maphash.String(rowSeed, k.source)^uint64(k.slot))
+	ip := k.ip.As16()
+	tag := uint64(k.ip.BitLen())<<8 | uint64(k.kind)
+	if z := k.ip.Zone(); z != "" {
+		tag ^= maphash.String(rowSeed, z)
+	}
+	return fold(fold(h, binary.LittleEndian.Uint64(ip[:8])), binary.LittleEndian.Uint64(ip[8:])^tag)
+}
+
+// fold mixes b into a (a multiply-xor step, as wyhash's).
+func fold(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a^0xa0761d6478bd642f, b^0xe7037ed1a0b428db)
+	return hi ^ lo
+}
+
+// Absorb adds the counts of newer to a, keeping a's first positions.
+func (a *Attempts) Absorb(newer *Attempts) {
+	for i := range newer.n {
+		nr := newer.row(i)
+		if nr.count == 0 {
+			continue
+		}
+		r, made := a.findHashed(&nr.rowKey, nr.h)
+		if made || r.count == 0 {
+			r.count, r.pos, r.first, r.last = nr.count, nr.pos, nr.first, nr.last
+			a.live++
+			continue
+		}
+		r.count += nr.count
+		r.first, r.last = min(r.first, nr.first), max(r.last, nr.last)
+	}
+}
+
+// Len returns the number of pending rows.
+func (a *Attempts) Len() int { return a.live }
+
+// Each calls fn with every pending row, in the order they were made, for
+// stores outside this package. A row of routine successes over several
+// minutes comes as two per-minute rows, one for its first minute (count 1)
+// and one for its last (the rest), so a store without a last_minute column
+// keeps what restore needs of it.
+func (a *Attempts) Each(fn func(AttemptKey, AttemptCount)) {
+	for i := range a.n {
+		r := a.row(i)
+		if r.count == 0 {
+			continue
+		}
+		key := AttemptKey{Source: r.source, Minute: r.slot, IP: r.ip, Identity: r.identity, Credential: r.credential,
+			Outcome: ingest.Outcome(r.kind)}
+		if r.kind != routineKind {
+			fn(key, AttemptCount{Count: r.count, Pos: r.pos})
+			continue
+		}
+		key.Outcome, key.Minute = ingest.Success, r.first
+		if r.last == r.first {
+			fn(key, AttemptCount{Count: r.count, Pos: r.pos})
+			continue
+		}
+		fn(key, AttemptCount{Count: 1, Pos: r.pos})
+		key.Minute = r.last
+		fn(key, AttemptCount{Count: r.count - 1, Pos: r.pos})
+	}
+}
+
+// Clear drops the pending rows, once a store has written them. The table
+// and the first chunks keep their room, for a caller that reuses the
+// aggregate.
+func (a *Attempts) Clear() {
+	for c := 0; c*rowChunk < a.n; c++ {
+		clear(a.chunks[c][:min(rowChunk, a.n-c*rowChunk)]) // drop the strings they hold
+	}
+	if len(a.chunks) > keptChunks {
+		clear(a.chunks[keptChunks:])
+		a.chunks = a.chunks[:keptChunks]
+	}
+	// A table far larger than this batch needed shrinks to fit it.
+	n := len(a.slots)
+	for n > 1024 && 8*a.n < n {
+		n /= 2
+	}
+	a.resize(n)
+	a.n, a.live = 0, 0
+}
+
+// Take removes n from row k's count (a store found those written after
+// all), dropping the row when nothing is left of it. k is a row as Each
+// gave it: a success's count is taken from its per-minute row first, then
+// from its hour's routine row.
+func (a *Attempts) Take(k AttemptKey, n int64) {
+	if a.n == 0 {
+		return
+	}
+	if r := a.lookup(rowKey{source: k.Source, identity: k.Identity, credential: k.Credential, ip: k.IP,
+		slot: k.Minute, kind: uint8(k.Outcome)}); r != nil {
+		took := min(n, r.count)
+		if r.count -= took; r.count <= 0 {
+			r.count = 0
+			a.live--
+		}
+		n -= took
+	}
+	if n <= 0 || k.Outcome != ingest.Success {
+		return
+	}
+	if r := a.lookup(rowKey{source: k.Source, identity: k.Identity, credential: k.Credential, ip: k.IP,
+		slot: hourOf(k.Minute), kind: routineKind}); r != nil {
+		if r.count -= n; r.count <= 0 {
+			r.count = 0
+			a.live--
+		}
+	}
+}
+
+// lookup returns k's row with a count, or nil.
+func (a *Attempts) lookup(k rowKey) *pendingRow {
+	h := a.hash(&k)
+	mask := uint64(len(a.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := a.slots[i]
+		if s == 0 {
+			return nil
+		}
+		if s&^(1<<32-1) == h&^(1<<32-1) {
+			if r := a.row(int(s&(1<<32-1)) - 1); r.h == h && r.rowKey == k {
+				if r.count == 0 {
+					return nil
+				}
+				return r
+			}
+		}
+	}
+}
