@@ -96,10 +96,10 @@ func (e *Engine) judge(g *detect.Group, now int64) {
 	}
 	switch g.Key.Grouping {
 	case detect.ByIP:
-		if e.judgeSpray(g, now) {
+		if e.judgeSpray(g, now) || e.judgeStuffing(g, now) {
 			return
 		}
-		e.judgeStuffing(g, now)
+		e.judgeManySpray(g, now)
 	case detect.ByNet:
 		if e.credentialless(g.Key.Source) {
 			e.judgeNetSpray(g, now)
@@ -136,6 +136,69 @@ func (e *Engine) judgeSpray(g *detect.Group, now int64) bool {
 		return true
 	}
 	return false
+}
+
+// judgeManySpray reports the one-address sprays that the spray rule's few
+// credentials and stuffing's one credential per identity leave between
+// them: a list of keys or passwords tried across identities. It is judged
+// after both, so it never takes one of theirs. With at least
+// spray.min_identities failed identities (failed outnumbering successful
+// ones), it fires when
+//   - each credential failed on spray.min_identities_per_credential
+//     identities on average, however many credentials there are;
+//   - or identities were tried with two or more credentials, and
+//     credentials on two or more identities, on average: a list of keys
+//     sprayed over a few identities;
+//   - or at least credential_stuffing.min_identities failed with fewer
+//     credentials than stuffing's credential_stuffing.min_credentials_per_identity:
+//     the credentials repeat, so these are no leaked pairs.
+//
+// A client's own key fails on its own identity only, so benign failures
+// (stale keys, revoked integrations, owners' typos) are about one
+// credential per identity and one identity per credential, and meet none
+// of these.
+func (e *Engine) judgeManySpray(g *detect.Group, now int64) bool {
+	r := e.cfg.Spray
+	if !r.Enabled || e.credentialless(g.Key.Source) {
+		return false
+	}
+	for _, w := range r.Windows {
+		from := now - minutes(w) + 1
+		st := e.stats(g, from, now, 1<<30)
+		if st.failedIdentities < r.MinIdentities || st.failedIdentities <= st.successIdents || st.credentials == 0 {
+			continue
+		}
+		pairs := float64(e.failedPairs(g, from, now))
+		ids, creds := float64(st.failedIdentities), float64(st.credentials)
+		perCred, perIdent := pairs/creds, pairs/ids
+		if perCred < r.MinRatio && (perCred < 2 || perIdent < 2) &&
+			(st.failedIdentities < e.cfg.Stuffing.MinIdentities || creds/ids >= e.cfg.Stuffing.MinRatio) {
+			continue
+		}
+		e.raise(g, KindSpray, detect.SeverityHigh, detect.Rule{Name: "spray_many_credentials", Window: durString(w),
+			Thresholds: map[string]any{"min_identities": r.MinIdentities, "min_identities_per_credential": r.MinRatio,
+				"stuffing_min_identities": e.cfg.Stuffing.MinIdentities, "stuffing_min_credentials_per_identity": e.cfg.Stuffing.MinRatio}})
+		return true
+	}
+	return false
+}
+
+// failedPairs counts the distinct (identity, credential) pairs of the
+// failed attempts stats counts in g between minutes from and to.
+func (e *Engine) failedPairs(g *detect.Group, from, to int64) int {
+	seen := map[[2]string]struct{}{}
+	for i := range g.Len() {
+		if m := g.Minute(i); m < from || m > to {
+			continue
+		}
+		en := g.At(i)
+		if en.Identity == "" || en.Credential == "" || !en.Outcome.Attempt() || en.Stale || e.isClaimed(g.Key.Source, &en) ||
+			e.ownersMistake(g.Key.Source, g.Key.Grouping, &en) {
+			continue
+		}
+		seen[[2]string{en.Identity, en.Credential}] = struct{}{}
+	}
+	return len(seen)
 }
 
 func (e *Engine) judgeStuffing(g *detect.Group, now int64) bool {
