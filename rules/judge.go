@@ -536,7 +536,20 @@ func (e *Engine) attackers(tr *tracked, source, identity string, ip netip.Addr, 
 	if _, tried := tr.idents[identity]; tried || identity == "" {
 		return true
 	}
-	return !e.ownerKey(tr, source, identity, cred) || !e.succeededFrom(source, identity, ip, before)
+	return !e.ownerKey(tr, source, identity, cred) || !e.succeededFrom(source, identity, ip, tr.inc.FirstSeen.Unix()-e.ownerMargin(tr))
+}
+
+// ownerMargin is how long before an attack began an identity must have
+// used its key from an address for a later success there, on an identity
+// the attack did not try, to be its owner's: ten of the attack's mean
+// intervals between attempts (an attacker's first try may succeed about
+// one interval before the failures that give it away), at least 15
+// minutes and at most the attack's window. A log that begins less than
+// that before the attack cannot tell the owner from the attacker there.
+func (e *Engine) ownerMargin(tr *tracked) int64 {
+	w := int64(e.window(tr.inc.Kind) / time.Second)
+	gap := (tr.inc.LastSeen.Unix() - tr.inc.FirstSeen.Unix()) / max(1, tr.inc.Attempts-1)
+	return min(w, max(15*60, 10*gap))
 }
 
 // window is the longest window the rule of an attack kind judges.
@@ -682,6 +695,9 @@ func (e *Engine) compromise(tr *tracked, identity string, ip netip.Addr, cred st
 		identity = detect.IdentityNotInLog
 	}
 	c := e.compromiseOf[parent.ID]
+	if e.compromiseGoesOn(tr, c, identity, ip, cred, pos, t, known) {
+		return
+	}
 	if c == nil || c.inc.State == detect.StateClosed { // a closed incident is history: start another
 		key := detect.GroupKey{Grouping: detect.ByIdentity, Source: parent.Source, Value: fmt.Sprintf("incident-%d", parent.ID)}
 		c = e.newIncident(KindCompromise, detect.SeverityHigh, parent.Source, key, detect.Rule{Name: "compromise_after_attack",
@@ -725,6 +741,57 @@ func (e *Engine) compromise(tr *tracked, identity string, ip netip.Addr, cred st
 	}
 	e.absorb(c, &detect.Entry{IP: ip, Identity: identity, Credential: cred, Count: 1, Pos: pos}, t, t)
 	e.log.Info("identity compromised after attack", "incident", c.inc.ID, "after", parent.ID, "critical", critical)
+}
+
+// compromiseGoesOn takes a further success on an identity the attack tr
+// is already known to have got into, and reports whether it did: one
+// attack, one compromise per identity, however long the key stays in use
+// (by the attacker, or by an owner who cannot be told from it). While the
+// compromise c naming it is open, the success joins it: its counts and
+// last seen move, so it stays open while the identity is used, and sinks
+// hear of it only when it comes from an address or with a credential c
+// did not hold (or shows the key is the identity's own). Once c is
+// closed, the identity was reported: nothing new is raised. A request
+// whose identity the log does not hold may be another identity's: after c
+// closed it starts another incident.
+func (e *Engine) compromiseGoesOn(tr, c *tracked, identity string, ip netip.Addr, cred string, pos ingest.Pos, t int64, known bool) bool {
+	if _, ok := tr.compromised[identity]; !ok {
+		return false
+	}
+	if c == nil || c.inc.State == detect.StateClosed {
+		return identity != detect.IdentityNotInLog
+	}
+	if _, ok := c.compromised[identity]; !ok {
+		return identity != detect.IdentityNotInLog // named by an earlier, closed compromise
+	}
+	if known && !slices.Contains(c.inc.KeysKnown, identity) {
+		c.inc.KeysKnown = append(c.inc.KeysKnown, identity)
+		e.changed[c.inc.ID] = c
+	}
+	_, knownIP := c.ips[ip]
+	_, knownCred := c.creds[cred]
+	if !knownIP && ip.IsValid() || !knownCred && cred != "" {
+		if _, ok := tr.ips[ip]; !ok {
+			c.notFromIP = true
+		}
+		if _, ok := tr.creds[cred]; !ok {
+			c.notWithCred = true
+		}
+		e.absorb(c, &detect.Entry{IP: ip, Identity: identity, Credential: cred, Count: 1, Pos: pos}, t, t)
+		return true
+	}
+	c.inc.Attempts++
+	if lt := time.Unix(t, 0).UTC(); lt.After(c.inc.LastSeen) {
+		c.inc.LastSeen = lt
+	}
+	c.last = max(c.last, t)
+	if len(c.inc.Evidence) < detect.MaxEvidence && pos.File != "" {
+		c.inc.Evidence = append(c.inc.Evidence, pos)
+	}
+	if _, ok := e.changed[c.inc.ID]; !ok {
+		e.quiet[c.inc.ID] = c
+	}
+	return true
 }
 
 // rawCredentialFinding reports, once per source, that a log holds whole keys.
