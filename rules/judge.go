@@ -162,6 +162,11 @@ func (e *Engine) judgeManySpray(g *detect.Group, now int64) bool {
 	if !r.Enabled || e.credentialless(g.Key.Source) {
 		return false
 	}
+	// A shorter window holds no more identities than the longest: most
+	// addresses judged here are answered by one count.
+	if e.stats(g, now-minutes(maxWindow(r.Windows...))+1, now, 1<<30).failedIdentities < r.MinIdentities {
+		return false
+	}
 	for _, w := range r.Windows {
 		from := now - minutes(w) + 1
 		st := e.stats(g, from, now, 1<<30)
@@ -779,6 +784,9 @@ func (e *Engine) compromiseGoesOn(tr, c *tracked, identity string, ip netip.Addr
 		}
 		e.absorb(c, &detect.Entry{IP: ip, Identity: identity, Credential: cred, Count: 1, Pos: pos}, t, t)
 		return true
+	}
+	if t <= c.last {
+		return true // no later than what c holds: the same success seen through another group, or an older one
 	}
 	c.inc.Attempts++
 	if lt := time.Unix(t, 0).UTC(); lt.After(c.inc.LastSeen) {
