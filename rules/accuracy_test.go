@@ -213,6 +213,7 @@ func scoreWeek(format string, truth loggen.Truth, incs []*detect.Incident) *scor
 		attackOf[inc.ID] = best
 	}
 	won := map[int]map[string]bool{} // attack -> identities reported critical
+	named := map[[2]any]int{}        // (attack, identity) -> compromises naming it
 	for _, inc := range incs {
 		switch {
 		case attackKinds[inc.Kind]:
@@ -231,6 +232,9 @@ func scoreWeek(format string, truth loggen.Truth, incs []*detect.Incident) *scor
 			}
 			for _, id := range inc.Compromised {
 				won[i][id] = true
+				if named[[2]any{i, id}]++; named[[2]any{i, id}] == 2 {
+					s.fail("attack %d's compromise of %s reported by more than one incident (#%d again)", i, id, inc.ID)
+				}
 			}
 		default:
 			s.findings[inc.Kind]++

@@ -49,6 +49,9 @@ type Counters struct {
 	// TooOld counts lines older than any window still open on their
 	// source's clock: stored, but judged by no rule.
 	TooOld int64
+	// Ahead counts lines dated ahead of their source's other lines (see
+	// clock.go) and left out: neither stored nor judged.
+	Ahead  int64
 	ByKind map[string]int64
 	// Untracked counts addresses and identities not added to an incident
 	// under Options.MaxIncidentSet.
@@ -148,6 +151,10 @@ type openKey struct {
 type clock struct {
 	watermark int64 // Unix seconds of the source's latest event (or tick)
 	lastEval  int64
+	// held are lines dated ahead of the watermark, waiting to be taken or
+	// left out (holdAhead).
+	held        []ingest.Event
+	warnedAhead bool
 }
 
 // claimKey is a 64-bit hash of an attempt's (source, identity, credential,
@@ -324,6 +331,13 @@ func (e *Engine) allowed(ip netip.Addr) bool {
 
 // Observe takes one event. Events should come in (roughly) time order.
 func (e *Engine) Observe(ev *ingest.Event) {
+	if !e.holdAhead(ev) {
+		e.observeLine(ev)
+	}
+}
+
+// observeLine judges one line and counts it for the store.
+func (e *Engine) observeLine(ev *ingest.Event) {
 	if e.observe(ev, 1, true) {
 		e.attempts.AddRoutine(ev)
 	} else {
@@ -842,6 +856,7 @@ func (e *Engine) Finish() {
 		c.lastEval = c.watermark
 	}
 	e.judgeDirty()
+	e.takeAllHeld()
 	ids := make([]int64, 0, len(e.live))
 	for id := range e.live {
 		ids = append(ids, id)
@@ -863,6 +878,7 @@ func (e *Engine) Tick(now time.Time) {
 		c.watermark = max(c.watermark, t)
 	}
 	e.watermark = max(e.watermark, t)
+	e.takeHeldReached()
 	e.evaluate()
 }
 
@@ -873,6 +889,7 @@ func (e *Engine) TickSource(source string, now time.Time) {
 	c := e.clockOf(source)
 	c.watermark = max(c.watermark, now.Unix())
 	e.watermark = max(e.watermark, c.watermark)
+	e.takeHeldReached()
 	e.evaluate()
 }
 

@@ -96,10 +96,10 @@ func (e *Engine) judge(g *detect.Group, now int64) {
 	}
 	switch g.Grouping() {
 	case detect.ByIP:
-		if e.judgeSpray(g, now) {
+		if e.judgeSpray(g, now) || e.judgeStuffing(g, now) {
 			return
 		}
-		e.judgeStuffing(g, now)
+		e.judgeManySpray(g, now)
 	case detect.ByNet:
 		if e.credentialless(g.Source()) {
 			e.judgeNetSpray(g, now)
@@ -136,6 +136,74 @@ func (e *Engine) judgeSpray(g *detect.Group, now int64) bool {
 		return true
 	}
 	return false
+}
+
+// judgeManySpray reports the one-address sprays that the spray rule's few
+// credentials and stuffing's one credential per identity leave between
+// them: a list of keys or passwords tried across identities. It is judged
+// after both, so it never takes one of theirs. With at least
+// spray.min_identities failed identities (failed outnumbering successful
+// ones), it fires when
+//   - each credential failed on spray.min_identities_per_credential
+//     identities on average, however many credentials there are;
+//   - or identities were tried with two or more credentials, and
+//     credentials on two or more identities, on average: a list of keys
+//     sprayed over a few identities;
+//   - or at least credential_stuffing.min_identities failed with fewer
+//     credentials than stuffing's credential_stuffing.min_credentials_per_identity:
+//     the credentials repeat, so these are no leaked pairs.
+//
+// A client's own key fails on its own identity only, so benign failures
+// (stale keys, revoked integrations, owners' typos) are about one
+// credential per identity and one identity per credential, and meet none
+// of these.
+func (e *Engine) judgeManySpray(g *detect.Group, now int64) bool {
+	r := e.cfg.Spray
+	if !r.Enabled || e.credentialless(g.Key.Source) {
+		return false
+	}
+	// A shorter window holds no more identities than the longest: most
+	// addresses judged here are answered by one count.
+	if e.stats(g, now-minutes(maxWindow(r.Windows...))+1, now, 1<<30).failedIdentities < r.MinIdentities {
+		return false
+	}
+	for _, w := range r.Windows {
+		from := now - minutes(w) + 1
+		st := e.stats(g, from, now, 1<<30)
+		if st.failedIdentities < r.MinIdentities || st.failedIdentities <= st.successIdents || st.credentials == 0 {
+			continue
+		}
+		pairs := float64(e.failedPairs(g, from, now))
+		ids, creds := float64(st.failedIdentities), float64(st.credentials)
+		perCred, perIdent := pairs/creds, pairs/ids
+		if perCred < r.MinRatio && (perCred < 2 || perIdent < 2) &&
+			(st.failedIdentities < e.cfg.Stuffing.MinIdentities || creds/ids >= e.cfg.Stuffing.MinRatio) {
+			continue
+		}
+		e.raise(g, KindSpray, detect.SeverityHigh, detect.Rule{Name: "spray_many_credentials", Window: durString(w),
+			Thresholds: map[string]any{"min_identities": r.MinIdentities, "min_identities_per_credential": r.MinRatio,
+				"stuffing_min_identities": e.cfg.Stuffing.MinIdentities, "stuffing_min_credentials_per_identity": e.cfg.Stuffing.MinRatio}})
+		return true
+	}
+	return false
+}
+
+// failedPairs counts the distinct (identity, credential) pairs of the
+// failed attempts stats counts in g between minutes from and to.
+func (e *Engine) failedPairs(g *detect.Group, from, to int64) int {
+	seen := map[[2]string]struct{}{}
+	for i := range g.Len() {
+		if m := g.Minute(i); m < from || m > to {
+			continue
+		}
+		en := g.At(i)
+		if en.Identity == "" || en.Credential == "" || !en.Outcome.Attempt() || en.Stale || e.isClaimed(g.Key.Source, &en) ||
+			e.ownersMistake(g.Key.Source, g.Key.Grouping, &en) {
+			continue
+		}
+		seen[[2]string{en.Identity, en.Credential}] = struct{}{}
+	}
+	return len(seen)
 }
 
 func (e *Engine) judgeStuffing(g *detect.Group, now int64) bool {
@@ -475,7 +543,20 @@ func (e *Engine) attackers(tr *tracked, source, identity string, ip netip.Addr, 
 	if _, tried := tr.idents[identity]; tried || identity == "" {
 		return true
 	}
-	return !e.ownerKey(tr, source, identity, cred) || !e.succeededFrom(source, identity, ip, before)
+	return !e.ownerKey(tr, source, identity, cred) || !e.succeededFrom(source, identity, ip, tr.inc.FirstSeen.Unix()-e.ownerMargin(tr))
+}
+
+// ownerMargin is how long before an attack began an identity must have
+// used its key from an address for a later success there, on an identity
+// the attack did not try, to be its owner's: ten of the attack's mean
+// intervals between attempts (an attacker's first try may succeed about
+// one interval before the failures that give it away), at least 15
+// minutes and at most the attack's window. A log that begins less than
+// that before the attack cannot tell the owner from the attacker there.
+func (e *Engine) ownerMargin(tr *tracked) int64 {
+	w := int64(e.window(tr.inc.Kind) / time.Second)
+	gap := (tr.inc.LastSeen.Unix() - tr.inc.FirstSeen.Unix()) / max(1, tr.inc.Attempts-1)
+	return min(w, max(15*60, 10*gap))
 }
 
 // window is the longest window the rule of an attack kind judges.
@@ -625,6 +706,9 @@ func (e *Engine) compromise(tr *tracked, identity string, ip netip.Addr, cred st
 		identity = detect.IdentityNotInLog
 	}
 	c := e.compromiseOf[parent.ID]
+	if e.compromiseGoesOn(tr, c, identity, ip, cred, pos, t, known) {
+		return
+	}
 	if c == nil || c.inc.State == detect.StateClosed { // a closed incident is history: start another
 		key := detect.GroupKey{Grouping: detect.ByIdentity, Source: parent.Source, Value: fmt.Sprintf("incident-%d", parent.ID)}
 		c = e.newIncident(KindCompromise, detect.SeverityHigh, parent.Source, key, detect.Rule{Name: "compromise_after_attack",
@@ -668,6 +752,60 @@ func (e *Engine) compromise(tr *tracked, identity string, ip netip.Addr, cred st
 	}
 	e.absorb(c, &detect.Entry{IP: ip, Identity: identity, Credential: cred, Count: 1, Pos: pos}, t, t)
 	e.log.Info("identity compromised after attack", "incident", c.inc.ID, "after", parent.ID, "critical", critical)
+}
+
+// compromiseGoesOn takes a further success on an identity the attack tr
+// is already known to have got into, and reports whether it did: one
+// attack, one compromise per identity, however long the key stays in use
+// (by the attacker, or by an owner who cannot be told from it). While the
+// compromise c naming it is open, the success joins it: its counts and
+// last seen move, so it stays open while the identity is used, and sinks
+// hear of it only when it comes from an address or with a credential c
+// did not hold (or shows the key is the identity's own). Once c is
+// closed, the identity was reported: nothing new is raised. A request
+// whose identity the log does not hold may be another identity's: after c
+// closed it starts another incident.
+func (e *Engine) compromiseGoesOn(tr, c *tracked, identity string, ip netip.Addr, cred string, pos ingest.Pos, t int64, known bool) bool {
+	if _, ok := tr.compromised[identity]; !ok {
+		return false
+	}
+	if c == nil || c.inc.State == detect.StateClosed {
+		return identity != detect.IdentityNotInLog
+	}
+	if _, ok := c.compromised[identity]; !ok {
+		return identity != detect.IdentityNotInLog // named by an earlier, closed compromise
+	}
+	if known && !slices.Contains(c.inc.KeysKnown, identity) {
+		c.inc.KeysKnown = append(c.inc.KeysKnown, identity)
+		e.changed[c.inc.ID] = c
+	}
+	_, knownIP := c.ips[ip]
+	_, knownCred := c.creds[cred]
+	if !knownIP && ip.IsValid() || !knownCred && cred != "" {
+		if _, ok := tr.ips[ip]; !ok {
+			c.notFromIP = true
+		}
+		if _, ok := tr.creds[cred]; !ok {
+			c.notWithCred = true
+		}
+		e.absorb(c, &detect.Entry{IP: ip, Identity: identity, Credential: cred, Count: 1, Pos: pos}, t, t)
+		return true
+	}
+	if t <= c.last {
+		return true // no later than what c holds: the same success seen through another group, or an older one
+	}
+	c.inc.Attempts++
+	if lt := time.Unix(t, 0).UTC(); lt.After(c.inc.LastSeen) {
+		c.inc.LastSeen = lt
+	}
+	c.last = max(c.last, t)
+	if len(c.inc.Evidence) < detect.MaxEvidence && pos.File != "" {
+		c.inc.Evidence = append(c.inc.Evidence, pos)
+	}
+	if _, ok := e.changed[c.inc.ID]; !ok {
+		e.quiet[c.inc.ID] = c
+	}
+	return true
 }
 
 // rawCredentialFinding reports, once per source, that a log holds whole keys.

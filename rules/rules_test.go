@@ -173,7 +173,25 @@ func TestRules(t *testing.T) {
 		{"spray at the identity threshold", def, nil, spray(0, "203.0.113.66", 10, "sk_live_dead"), map[string]int64{"spray": 10}},
 		{"spray one identity short", def, nil, spray(0, "203.0.113.66", 9, "sk_live_dead"), nil},
 		{"spray with 3 credentials and ratio 5", def, nil, spray(0, "203.0.113.66", 15, "a1", "a2", "a3"), map[string]int64{"spray": 15}},
-		{"4 credentials are not a spray", def, nil, spray(0, "203.0.113.66", 40, "a1", "a2", "a3", "a4"), nil},
+		{"4 credentials over 40 identities are a spray", def, nil, spray(0, "203.0.113.66", 40, "a1", "a2", "a3", "a4"), map[string]int64{"spray": 40}},
+		{"30 keys each tried on 10 identities, slowly, are a spray", def, nil, func() []step {
+			var s []step
+			for k := 0; k < 30; k++ {
+				for i := 0; i < 10; i++ {
+					s = append(s, fail(time.Duration(k*10+i)*30*time.Second, "203.0.113.66", fmt.Sprintf("victim-%03d", (i+k)%10), fmt.Sprintf("guess-%03d", k)))
+				}
+			}
+			return s
+		}(), map[string]int64{"spray": 300}},
+		{"revoked keys each retried behind a NAT, unknown to a fresh engine, are no attack", def, nil, func() []step {
+			var s []step
+			for i := 0; i < 30; i++ {
+				for r := 0; r < 4; r++ {
+					s = append(s, fail(time.Duration(i*4+r)*10*time.Second, "192.0.2.10", fmt.Sprintf("staff-%03d", i), fmt.Sprintf("revoked-%03d", i)))
+				}
+			}
+			return s
+		}(), nil},
 		{"ratio under 5 is not a spray", def, nil, spray(0, "203.0.113.66", 14, "a1", "a2", "a3"), nil},
 		{"spray keeps growing as one incident", def, nil, spray(0, "203.0.113.66", 150, "sk_live_dead"), map[string]int64{"spray": 150}},
 		{"allow-listed address is never judged", def, []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}, spray(0, "203.0.113.66", 50, "k"), nil},
@@ -187,7 +205,8 @@ func TestRules(t *testing.T) {
 				return s
 			}()), nil},
 		{"stuffing at ratio 0.8", def, nil, stuffing(15, 12), map[string]int64{"credential_stuffing": 15}},
-		{"stuffing under ratio 0.8", def, nil, stuffing(15, 11), nil},
+		{"stuffing's shape under ratio 0.8: the keys repeat, a spray", def, nil, stuffing(15, 11), map[string]int64{"spray": 15}},
+		{"repeated keys one identity short of stuffing's 15", def, nil, stuffing(14, 11), nil},
 		{"stuffing one identity short", def, nil, stuffing(14, 14), nil},
 		{"stale keys: clients' own old keys failing are suppressed", def, nil, concat(owners, replayOwn), nil},
 		{"without stale-key suppression the same is stuffing", noStale, nil, concat(owners, replayOwn), map[string]int64{"credential_stuffing": 15}},

@@ -24,6 +24,7 @@ type detector interface {
 	SourceWatermark(source string) time.Time
 	Watermark() time.Time
 	Pending() int
+	TakeHeld(source string, wall time.Time)
 }
 
 // counter is an agent's detector: it aggregates events into per-minute
@@ -47,11 +48,13 @@ func newCounter(lines *rules.Engine) *counter {
 
 func (c *counter) Observe(ev *ingest.Event) {
 	c.lines.Observe(ev)
-	if ev.Time.After(c.clocks[ev.Source]) {
-		c.clocks[ev.Source] = ev.Time
+	// The engine's clock, not the line's: a line dated ahead of the
+	// source's others does not move it (rules/clock.go).
+	if w := c.lines.SourceWatermark(ev.Source); w.After(c.clocks[ev.Source]) {
+		c.clocks[ev.Source] = w
 	}
-	if ev.Time.After(c.newest) {
-		c.newest = ev.Time
+	if w := c.clocks[ev.Source]; w.After(c.newest) {
+		c.newest = w
 	}
 }
 
@@ -62,6 +65,23 @@ func (c *counter) TickSource(source string, now time.Time) { c.lines.TickSource(
 func (c *counter) SourceWatermark(source string) time.Time { return c.clocks[source] }
 func (c *counter) Watermark() time.Time                    { return c.newest }
 func (c *counter) Pending() int                            { return c.lines.Pending() }
+
+// TakeHeld counts the lines the line engine held back as dated ahead
+// (rules/clock.go) once they are known to be the source's time.
+func (c *counter) TakeHeld(source string, wall time.Time) {
+	c.lines.TakeHeld(source, wall)
+	if w := c.lines.SourceWatermark(source); w.After(c.clocks[source]) {
+		c.clocks[source] = w
+		c.newest = maxTime(c.newest, w)
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
 
 var _ detector = (*counter)(nil)
 

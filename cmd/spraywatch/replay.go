@@ -312,6 +312,9 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	if engine.TooOld > 0 {
 		fmt.Fprintf(g.stderr, "%d events were older than every window still open on their source's clock: stored, but judged by no rule\n", engine.TooOld)
 	}
+	if engine.Ahead > 0 {
+		fmt.Fprintf(g.stderr, "%d events were dated more than 5 minutes ahead of the lines after them on their source (a wrong clock?): left out, neither stored nor judged\n", engine.Ahead)
+	}
 	blind := warnBlind(g.stderr, stats)
 	switch {
 	case len(failed) == tried:

@@ -732,12 +732,23 @@ func (r *runner) consume(b *lineBatch) {
 		}
 		r.det.Observe(ev)
 		if c := r.clocks[b.source]; c != nil {
-			if ev.Time.After(c.last) {
-				c.last = ev.Time
+			// The engine's clock, not the line's: a line dated ahead of
+			// the source's others does not move it (rules/clock.go).
+			if w := r.det.SourceWatermark(b.source); w.After(c.last) {
+				c.last = w
 			}
 			c.wall = now
 		}
 		m.lastEvent = ev.Time
+	}
+	// Lines held back as dated ahead of the source's others are counted
+	// now unless they are dated ahead of this machine's clock, before
+	// their positions are saved.
+	r.det.TakeHeld(b.source, now)
+	if c := r.clocks[b.source]; c != nil {
+		if w := r.det.SourceWatermark(b.source); w.After(c.last) {
+			c.last = w
+		}
 	}
 	if last != nil {
 		r.setPos(b.source, *last)
