@@ -159,7 +159,7 @@ func (e *Engine) judgeSpray(g *detect.Group, now int64) bool {
 // of these.
 func (e *Engine) judgeManySpray(g *detect.Group, now int64) bool {
 	r := e.cfg.Spray
-	if !r.Enabled || e.credentialless(g.Key.Source) {
+	if !r.Enabled || e.credentialless(g.Source()) {
 		return false
 	}
 	// A shorter window holds no more identities than the longest: most
@@ -197,8 +197,8 @@ func (e *Engine) failedPairs(g *detect.Group, from, to int64) int {
 			continue
 		}
 		en := g.At(i)
-		if en.Identity == "" || en.Credential == "" || !en.Outcome.Attempt() || en.Stale || e.isClaimed(g.Key.Source, &en) ||
-			e.ownersMistake(g.Key.Source, g.Key.Grouping, &en) {
+		if en.Identity == "" || en.Credential == "" || !en.Outcome.Attempt() || en.Stale || e.isClaimed(g.Source(), &en) ||
+			e.ownersMistake(g.Source(), g.Grouping(), &en) {
 			continue
 		}
 		seen[[2]string{en.Identity, en.Credential}] = struct{}{}
