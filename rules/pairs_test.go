@@ -36,6 +36,7 @@ func TestStaleKeyPairForgotten(t *testing.T) {
 					Outcome: s.outcome, Status: s.status}
 				e.Observe(&ev)
 			}
+			e.Finish() // a line an hour after the last is held until the input ends
 			if e.Stale != c.stale {
 				t.Errorf("stale failures = %d, want %d", e.Stale, c.stale)
 			}
