@@ -133,44 +133,78 @@ func Fingerprint(secret, key []byte) string {
 }
 
 // interner returns one shared string for equal byte slices so that steady
-// traffic allocates nothing. It is a cache of at most max strings, two per
-// set of a seeded hash (an attacker cannot aim at one set): a value not seen
-// lately costs one allocation and evicts the older of its set, never a map
-// insert or a clear, so one-off values under a flood cost little and
-// memory stays bounded.
+// traffic allocates nothing. It is a cache of at most max strings, in sets of
+// internWays chosen by a seeded hash (an attacker cannot aim at one set): a
+// value not seen lately costs one allocation and evicts the least recently
+// used of its set, never a map insert or a clear, so one-off values under a
+// flood cost little and memory stays bounded.
+//
+// A set is one 64-byte cache line: each way keeps 32 bits of the value's
+// hash beside its string, so a lookup reads that one line, and the bytes of
+// a held string only when its tag matches (almost always the value itself).
 type interner struct {
-	slots []string // pairs: the most recent of a set first
-	mask  uint64
+	sets []internSet
+	mask uint64
+}
+
+// internWays is the number of strings in a set; with their tags they fill
+// a cache line.
+const internWays = 3
+
+type internSet struct {
+	tag [internWays]uint32 // the hash's high half with the low bit set; 0 is an empty way
+	_   uint32
+	s   [internWays]string // the most recently used first
 }
 
 var internSeed = maphash.MakeSeed()
 
 func newInterner(max int) *interner {
-	n := 2
-	for n < max {
+	n := 1
+	for n*internWays < max {
 		n *= 2
 	}
-	return &interner{slots: make([]string, n), mask: uint64(n-1) &^ 1}
+	return &interner{sets: make([]internSet, n), mask: uint64(n - 1)}
 }
 
 func (in *interner) bytes(b []byte) string {
-	i := maphash.Bytes(internSeed, b) & in.mask
-	set := in.slots[i : i+2 : i+2]
-	switch string(b) {
-	case set[0]:
-		return set[0]
-	case set[1]:
-		set[0], set[1] = set[1], set[0]
-		return set[0]
+	h := maphash.Bytes(internSeed, b)
+	set := &in.sets[h&in.mask]
+	tag := uint32(h>>32) | 1
+	for w := 0; w < internWays; w++ {
+		if set.tag[w] == tag && set.s[w] == string(b) {
+			s := set.s[w]
+			for ; w > 0; w-- {
+				set.tag[w], set.s[w] = set.tag[w-1], set.s[w-1]
+			}
+			set.tag[0], set.s[0] = tag, s
+			return s
+		}
 	}
 	s := string(b)
-	set[0], set[1] = s, set[0]
+	for w := internWays - 1; w > 0; w-- {
+		set.tag[w], set.s[w] = set.tag[w-1], set.s[w-1]
+	}
+	set.tag[0], set.s[0] = tag, s
 	return s
 }
 
 // isCleanText reports whether b is valid UTF-8 without control characters
 // (C0, DEL, C1), without allocating.
 func isCleanText(b []byte) bool {
+	for i, c := range b { // printable ASCII, the common case, in one pass
+		if c >= 0x80 {
+			return isCleanUTF8(b[i:]) // b[:i] is ASCII: b is valid iff b[i:] is
+		}
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// isCleanUTF8 is isCleanText on text that is not all ASCII.
+func isCleanUTF8(b []byte) bool {
 	for i, c := range b {
 		if c < 0x20 || c == 0x7f || c == 0xc2 && i+1 < len(b) && b[i+1] >= 0x80 && b[i+1] <= 0x9f {
 			return false

@@ -10,8 +10,11 @@ import (
 // no allocation, and a value evicted by newer ones comes back equal.
 func TestInterner(t *testing.T) {
 	in := newInterner(64)
-	if len(in.slots) != 64 {
-		t.Fatalf("%d slots, want 64", len(in.slots))
+	if n := len(in.sets) * internWays; n < 64 || n >= 2*64 {
+		t.Fatalf("%d strings held, want 64 to 127", n)
+	}
+	if size := unsafe.Sizeof(internSet{}); size != 64 {
+		t.Errorf("a set is %d bytes, want one 64-byte cache line", size)
 	}
 	steady := [][]byte{[]byte("GET"), []byte("POST"), []byte("client-1"), []byte("")}
 	first := make([]string, len(steady))

@@ -259,6 +259,7 @@ type Parser struct {
 	hasCred   bool
 	filled    [numRoles]bool
 	scratch   []byte // identity with control characters replaced
+	lastTime  lastTime
 	// Flask: recent application lines, for joining their access lines.
 	recent     [joinRing]appLine
 	recentN    int
@@ -752,7 +753,7 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 	}
 	*ev = Event{Source: p.name}
 	var err error
-	if ev.Time, err = ParseTime(s.field(RoleTime), p.loc); err != nil {
+	if ev.Time, err = p.parseTime(s.field(RoleTime)); err != nil {
 		return ErrBadTime
 	}
 	if ev.IP, err = parseIP(s.field(RoleIP)); err != nil {
@@ -787,7 +788,7 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 		}
 		path = path[:i]
 	}
-	ev.Method = p.intern.bytes(method)
+	ev.Method = p.method(method)
 	var captured []byte
 	if s.kind == appShape && path == nil {
 		// An application line names no path. With one identity path
@@ -832,6 +833,31 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 		return p.join(s, ev)
 	}
 	return nil
+}
+
+// lastTime is the last timestamp Parse read and its time. A busy log
+// writes many lines a second, and they repeat the bytes of the line before.
+type lastTime struct {
+	raw []byte
+	t   time.Time
+}
+
+// maxCachedTime bounds the timestamp lastTime keeps: longer ones are no
+// timestamp ParseTime reads.
+const maxCachedTime = 64
+
+// parseTime is ParseTime in the parser's zone, reusing the time of the
+// previous line when its timestamp is the same.
+func (p *Parser) parseTime(b []byte) (time.Time, error) {
+	if len(b) > 0 && bytes.Equal(b, p.lastTime.raw) {
+		return p.lastTime.t, nil
+	}
+	t, err := ParseTime(b, p.loc)
+	if err == nil && len(b) <= maxCachedTime {
+		p.lastTime.raw = append(p.lastTime.raw[:0], b...)
+		p.lastTime.t = t
+	}
+	return t, err
 }
 
 func firstNonSpace(b []byte) byte {
@@ -971,6 +997,28 @@ func (p *Parser) identity(s *shape, path, query, captured []byte) (string, error
 	return p.intern.bytes(id), nil
 }
 
+// method returns the request method as a string: a constant for the
+// common ones, which needs neither a hash nor a lookup.
+func (p *Parser) method(b []byte) string {
+	switch string(b) {
+	case "GET":
+		return "GET"
+	case "POST":
+		return "POST"
+	case "PUT":
+		return "PUT"
+	case "DELETE":
+		return "DELETE"
+	case "PATCH":
+		return "PATCH"
+	case "HEAD":
+		return "HEAD"
+	case "OPTIONS":
+		return "OPTIONS"
+	}
+	return p.intern.bytes(b)
+}
+
 // splitRequest splits "GET /path HTTP/1.1".
 func splitRequest(req []byte) (method, path []byte, ok bool) {
 	sp := bytes.IndexByte(req, ' ')
@@ -1004,9 +1052,7 @@ func queryParam(q []byte, name string) []byte {
 
 // parseIP reads an address, taking the first of a forwarded-for list.
 func parseIP(b []byte) (netip.Addr, error) {
-	if i := bytes.IndexAny(b, ", "); i >= 0 {
-		b = b[:i]
-	}
+	b = firstOfList(b)
 	if a, ok := parseIPv4(b); ok {
 		return a, nil
 	}
@@ -1042,11 +1088,21 @@ func parseIPv4(b []byte) (netip.Addr, bool) {
 // maxSeconds is the most whole seconds a time.Duration holds.
 const maxSeconds = int(math.MaxInt64 / int64(time.Second))
 
+// firstOfList cuts b before its first ',' or ' ': the first address of
+// "a, b" or the first upstream's time of "0.1, 0.2". The values are short, so
+// a loop beats bytes.IndexAny, which builds a set on every call.
+func firstOfList(b []byte) []byte {
+	for i, c := range b {
+		if c == ',' || c == ' ' {
+			return b[:i]
+		}
+	}
+	return b
+}
+
 // seconds reads "0.123" as a duration.
 func seconds(b []byte) (time.Duration, bool) {
-	if i := bytes.IndexAny(b, ", "); i >= 0 { // upstream lists "0.1, 0.2"
-		b = b[:i]
-	}
+	b = firstOfList(b) // upstream lists "0.1, 0.2"
 	whole, frac := b, []byte(nil)
 	if i := bytes.IndexByte(b, '.'); i >= 0 {
 		whole, frac = b[:i], b[i+1:]
