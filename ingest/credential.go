@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"hash"
 	"hash/maphash"
+	"slices"
 	"unicode"
 	"unicode/utf8"
 )
@@ -60,7 +61,13 @@ func IsSchemePrefix(label string) bool {
 	return false
 }
 
+// maxPlaceholderLen is the length of the longest placeholder.
+var maxPlaceholderLen = len(slices.MaxFunc(placeholders, func(a, b string) int { return len(a) - len(b) }))
+
 func isPlaceholder(v []byte) bool {
+	if len(v) > maxPlaceholderLen {
+		return false // a key, or a prefix of one: the common case
+	}
 	for _, p := range placeholders {
 		if string(v) == p {
 			return true
@@ -87,7 +94,9 @@ func newCredentialLabeler(kind CredentialKind, secret []byte, in *interner) *cre
 // label returns the credential label for raw, whether raw was a whole key,
 // and whether the value is a placeholder meaning "no credential".
 func (c *credentialLabeler) label(raw []byte) (label string, whole, missing bool) {
-	raw = bytes.TrimSpace(raw)
+	if len(raw) > 0 && (!printableASCII(raw[0]) || !printableASCII(raw[len(raw)-1])) {
+		raw = bytes.TrimSpace(raw) // which also trims Unicode spaces
+	}
 	if isPlaceholder(raw) {
 		return "", false, true
 	}
@@ -188,6 +197,10 @@ func (in *interner) bytes(b []byte) string {
 	set.tag[0], set.s[0] = tag, s
 	return s
 }
+
+// printableASCII reports whether c is a printable ASCII byte other than
+// space.
+func printableASCII(c byte) bool { return c > ' ' && c < 0x7f }
 
 // isCleanText reports whether b is valid UTF-8 without control characters
 // (C0, DEL, C1), without allocating.

@@ -1052,31 +1052,36 @@ func queryParam(q []byte, name string) []byte {
 
 // parseIP reads an address, taking the first of a forwarded-for list.
 func parseIP(b []byte) (netip.Addr, error) {
-	b = firstOfList(b)
 	if a, ok := parseIPv4(b); ok {
 		return a, nil
 	}
-	return netip.ParseAddr(string(b))
+	return netip.ParseAddr(string(firstOfList(b)))
 }
 
+// parseIPv4 reads a dotted IPv4 address up to the end of b or to the ','
+// or ' ' that ends the first of a list.
 func parseIPv4(b []byte) (netip.Addr, bool) {
 	var ip [4]byte
 	part, n, digits := 0, 0, 0
 	for _, c := range b {
-		switch {
-		case c >= '0' && c <= '9':
-			n = n*10 + int(c-'0')
+		if d := c - '0'; d <= 9 {
+			n = n*10 + int(d)
 			digits++
 			if n > 255 || digits > 3 {
 				return netip.Addr{}, false
 			}
-		case c == '.' && digits > 0 && part < 3:
+			continue
+		}
+		if c == '.' && digits > 0 && part < 3 {
 			ip[part] = byte(n)
 			part++
 			n, digits = 0, 0
-		default:
-			return netip.Addr{}, false
+			continue
 		}
+		if c == ',' || c == ' ' {
+			break
+		}
+		return netip.Addr{}, false
 	}
 	if part != 3 || digits == 0 {
 		return netip.Addr{}, false
@@ -1131,6 +1136,16 @@ type pathTemplate struct {
 	segs     []string
 	capture  int
 	trailing bool
+	// prefix is the template's leading literal segments ("/api/v1/clients"
+	// of /api/v1/clients/{identity}/), compared at once; fixed is their
+	// number.
+	prefix string
+	fixed  int
+}
+
+// isLiteralSegment reports whether a template segment matches only itself.
+func isLiteralSegment(seg string) bool {
+	return seg != "*" && !(len(seg) > 1 && seg[0] == '{')
 }
 
 func compileTemplate(t string) (pathTemplate, error) {
@@ -1146,6 +1161,10 @@ func compileTemplate(t string) (pathTemplate, error) {
 			pt.capture = i
 		}
 		pt.segs = append(pt.segs, s)
+	}
+	for pt.fixed < len(pt.segs) && pt.fixed != pt.capture && isLiteralSegment(pt.segs[pt.fixed]) {
+		pt.prefix += "/" + pt.segs[pt.fixed]
+		pt.fixed++
 	}
 	return pt, nil
 }
@@ -1177,7 +1196,16 @@ func (t *pathTemplate) apiRoot() string {
 func (t *pathTemplate) match(path []byte) ([]byte, bool) {
 	var id []byte
 	rest := path
-	for i, seg := range t.segs {
+	if t.fixed > 0 {
+		// The literal segments at once: the prefix, ending where a
+		// segment ends.
+		if !bytes.HasPrefix(rest, []byte(t.prefix)) || len(rest) > len(t.prefix) && rest[len(t.prefix)] != '/' {
+			return nil, false
+		}
+		rest = rest[len(t.prefix):]
+	}
+	for i := t.fixed; i < len(t.segs); i++ {
+		seg := t.segs[i]
 		if len(rest) == 0 || rest[0] != '/' {
 			return nil, false
 		}
@@ -1194,7 +1222,7 @@ func (t *pathTemplate) match(path []byte) ([]byte, bool) {
 				return nil, false
 			}
 			id = got
-		case seg == "*" || (len(seg) > 1 && seg[0] == '{'):
+		case !isLiteralSegment(seg):
 		case string(got) != seg:
 			return nil, false
 		}

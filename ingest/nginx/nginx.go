@@ -44,10 +44,13 @@ type Format struct {
 }
 
 // step is a variable and the literal after it; lit is nil for a variable
-// that runs to the end of the line.
+// that runs to the end of the line. quoted is set under escape=json for a
+// literal that starts with a quote, which an escaped quote in the value
+// must not end.
 type step struct {
-	field int
-	lit   []byte
+	field  int
+	lit    []byte
+	quoted bool
 }
 
 // Compile reads a log_format. layout may be the bare format string, the
@@ -113,6 +116,7 @@ func Compile(layout string) (*Format, error) {
 			st := step{field: seg.field}
 			if i+1 < len(f.segs) {
 				st.lit = f.segs[i+1].lit
+				st.quoted = f.escape == EscapeJSON && st.lit[0] == '"'
 			}
 			f.steps = append(f.steps, st)
 		}
@@ -238,17 +242,30 @@ func (f *Format) Split(line []byte, vals [][]byte) error {
 		return ErrMismatch
 	}
 	pos := len(f.head)
-	for _, st := range f.steps {
+	for i := range f.steps {
+		st := &f.steps[i]
 		if st.lit == nil {
 			vals[st.field] = line[pos:]
 			pos = len(line)
 			break
 		}
-		n := f.find(line[pos:], st.lit)
+		b := line[pos:]
+		var n int
+		if st.quoted {
+			n = findQuoted(b, st.lit)
+		} else if n = bytes.IndexByte(b, st.lit[0]); n >= 0 && !hasLiteral(b[n:], st.lit) {
+			// The literal's first byte is in the value: rare, left to
+			// the general search.
+			if m := index(b[n+1:], st.lit); m >= 0 {
+				n += 1 + m
+			} else {
+				n = -1
+			}
+		}
 		if n < 0 {
 			return ErrMismatch
 		}
-		vals[st.field] = line[pos : pos+n]
+		vals[st.field] = b[:n]
 		pos += n + len(st.lit)
 	}
 	if pos != len(line) {
@@ -264,12 +281,10 @@ func (f *Format) Split(line []byte, vals [][]byte) error {
 	return nil
 }
 
-// find returns the index of lit in b. Under escape=json a quote preceded by
-// an odd number of backslashes belongs to the value, not the layout.
-func (f *Format) find(b, lit []byte) int {
-	if f.escape != EscapeJSON || lit[0] != '"' {
-		return index(b, lit)
-	}
+// findQuoted returns the index of lit, which starts with a quote, in b
+// under escape=json: a quote preceded by an odd number of backslashes
+// belongs to the value, not the layout.
+func findQuoted(b, lit []byte) int {
 	off := 0
 	for {
 		n := index(b[off:], lit)
@@ -288,16 +303,28 @@ func (f *Format) find(b, lit []byte) int {
 	}
 }
 
-// index is bytes.Index for the short literals of a layout, which mostly
-// follow a short value: it looks for the literal's first byte and compares
-// the rest there, and leaves a line that holds that byte at many places to
-// bytes.Index, which stays linear.
+// hasLiteral reports whether b starts with lit, whose first byte it is
+// known to start with. Literals are a few bytes: a loop beats a call.
+func hasLiteral(b, lit []byte) bool {
+	if len(b) < len(lit) {
+		return false
+	}
+	for i := 1; i < len(lit); i++ {
+		if b[i] != lit[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// index is bytes.Index for the short literals of a layout: it looks for
+// the literal's first byte and compares the rest there, and leaves a line
+// that holds that byte at many places to bytes.Index, which stays linear.
 func index(b, lit []byte) int {
 	c0 := lit[0]
 	if len(lit) == 1 {
 		return bytes.IndexByte(b, c0)
 	}
-	rest := lit[1:]
 	for off, tries := 0, 0; ; tries++ {
 		i := bytes.IndexByte(b[off:], c0)
 		if i < 0 {
@@ -307,7 +334,7 @@ func index(b, lit []byte) int {
 		if len(b)-at < len(lit) {
 			return -1
 		}
-		if string(b[at+1:at+len(lit)]) == string(rest) {
+		if hasLiteral(b[at:], lit) {
 			return at
 		}
 		off = at + 1

@@ -308,3 +308,26 @@ func sameSplit(f *nginx.Format, line []byte) (bool, string) {
 	}
 	return true, ""
 }
+
+// BenchmarkSplit splits lines of the project's reference format, with the
+// shapes the demo writes and a flood line.
+func BenchmarkSplit(b *testing.B) {
+	f, err := nginx.Compile(fuzzLayouts[1])
+	if err != nil {
+		b.Fatal(err)
+	}
+	lines := [][]byte{
+		[]byte(`198.18.23.153 - - [27/Nov/2026:00:00:00 +0000] "GET /api/v1/clients/client-5902/resource HTTP/1.1" 200 512 "-" "client/1.0" key=sk_live_170e rt=0.040`),
+		[]byte(`10.201.7.33 - - [27/Nov/2026:00:00:00 +0000] "GET /api/v1/clients/client-f123456/resource HTTP/1.1" 401 32 "-" "client/1.0" key=sk_live_f123456 rt=0.004`),
+		[]byte(`203.0.113.66 - - [27/Nov/2026:02:00:08 +0000] "POST /api/v1/clients/client-0042/token HTTP/1.1" 401 32 "https://example.com/login?next=/" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36" key=sk_live_dead rt=0.003`),
+	}
+	vals := make([][]byte, len(f.Fields()))
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf = append(buf[:0], lines[i%len(lines)]...)
+		if err := f.Split(buf, vals); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
