@@ -1105,25 +1105,31 @@ func firstOfList(b []byte) []byte {
 	return b
 }
 
-// seconds reads "0.123" as a duration.
+// seconds reads "0.123" as a duration: whole seconds (1 to maxNumDigits
+// digits), then optionally a '.' and a fraction, in one pass.
 func seconds(b []byte) (time.Duration, bool) {
 	b = firstOfList(b) // upstream lists "0.1, 0.2"
-	whole, frac := b, []byte(nil)
-	if i := bytes.IndexByte(b, '.'); i >= 0 {
-		whole, frac = b[:i], b[i+1:]
+	w, i := 0, 0
+	for ; i < len(b) && b[i] != '.'; i++ {
+		c := b[i] - '0'
+		if c > 9 || i == maxNumDigits {
+			return 0, false
+		}
+		w = w*10 + int(c)
 	}
-	w, ok := num(whole)
-	if !ok || w > maxSeconds {
+	if i == 0 || w > maxSeconds {
 		return 0, false
 	}
 	d := time.Duration(w) * time.Second
-	scale := time.Duration(100 * time.Millisecond)
-	for _, c := range frac {
-		if c < '0' || c > '9' {
-			return 0, false
+	if i < len(b) {
+		scale := time.Duration(100 * time.Millisecond)
+		for _, c := range b[i+1:] {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			d += time.Duration(c-'0') * scale
+			scale /= 10
 		}
-		d += time.Duration(c-'0') * scale
-		scale /= 10
 	}
 	return d, true
 }
