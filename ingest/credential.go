@@ -86,6 +86,7 @@ type credentialLabeler struct {
 	sum    []byte
 	buf    []byte
 	intern *interner
+	seen   *fingerprints // nil until the first whole key
 }
 
 func newCredentialLabeler(kind CredentialKind, secret []byte, in *interner) *credentialLabeler {
@@ -112,7 +113,60 @@ func (c *credentialLabeler) label(raw []byte) (label string, whole, missing bool
 		}
 		return c.intern.bytes(raw), false, false
 	}
-	return c.intern.bytes(c.fingerprintLabel(raw)), true, false
+	if c.seen == nil {
+		c.seen = newFingerprints(fingerprintsMax)
+	}
+	return c.seen.label(raw, c.wholeLabel), true, false
+}
+
+// wholeLabel is the label of a whole key, interned.
+func (c *credentialLabeler) wholeLabel(raw []byte) string {
+	return c.intern.bytes(c.fingerprintLabel(raw))
+}
+
+// fingerprintsMax is how many whole keys' labels a labeler remembers.
+const fingerprintsMax = 1 << 14
+
+// fingerprints remembers the labels of whole keys seen lately, so that a
+// key sent again costs no HMAC. It holds no key: a label is found by two
+// independently seeded 64-bit hashes of its key, which a process never
+// shows. Another key matches only if both collide, about once in 2^128
+// pairs, and at worst gets another key's label. Sets of two chosen by the
+// first hash, least recently used evicted, as in the interner.
+type fingerprints struct {
+	sets         []fingerprintSet
+	mask         uint64
+	seed1, seed2 maphash.Seed
+}
+
+type fingerprintSet [2]struct {
+	h1, h2 uint64
+	label  string // "" for an empty way
+}
+
+func newFingerprints(max int) *fingerprints {
+	n := 1
+	for n*2 < max {
+		n *= 2
+	}
+	return &fingerprints{sets: make([]fingerprintSet, n), mask: uint64(n - 1), seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed()}
+}
+
+// label returns the remembered label of raw, or makes it with mk and
+// remembers it.
+func (f *fingerprints) label(raw []byte, mk func([]byte) string) string {
+	h1, h2 := maphash.Bytes(f.seed1, raw), maphash.Bytes(f.seed2, raw)
+	set := &f.sets[h1&f.mask]
+	if w := &set[0]; w.h1 == h1 && w.h2 == h2 && w.label != "" {
+		return w.label
+	}
+	if w := set[1]; w.h1 == h1 && w.h2 == h2 && w.label != "" {
+		set[0], set[1] = w, set[0]
+		return w.label
+	}
+	set[1] = set[0]
+	set[0].h1, set[0].h2, set[0].label = h1, h2, mk(raw)
+	return set[0].label
 }
 
 // fingerprintLabel renders "first6…fingerprint" into c.buf.
