@@ -129,9 +129,9 @@ const fingerprintsMax = 1 << 14
 
 // fingerprints remembers the labels of whole keys seen lately, so that a
 // key sent again costs no HMAC. It holds no key: a label is found by two
-// independently seeded 64-bit hashes of its key, which a process never
-// shows. Another key matches only if both collide, about once in 2^128
-// pairs, and at worst gets another key's label. Sets of two chosen by the
+// 64-bit hashes of its key, each with its own random seed that is never
+// shown. Another key matches only if both hashes collide, about once in
+// 2^128 pairs, and then gets that key's label. Sets of two chosen by the
 // first hash, least recently used evicted, as in the interner.
 type fingerprints struct {
 	sets         []fingerprintSet
@@ -197,11 +197,12 @@ func Fingerprint(secret, key []byte) string {
 }
 
 // interner returns one shared string for equal byte slices so that steady
-// traffic allocates nothing. It is a cache of at most max strings, in sets of
-// internWays chosen by a seeded hash (an attacker cannot aim at one set): a
-// value not seen lately costs one allocation and evicts the least recently
-// used of its set, never a map insert or a clear, so one-off values under a
-// flood cost little and memory stays bounded.
+// traffic allocates nothing. It is a cache of max strings (rounded up to a
+// power of two of sets), in sets of internWays chosen by a seeded hash (an
+// attacker cannot aim at one set): a value not seen lately costs one
+// allocation and evicts the least recently used of its set, never a map
+// insert or a clear, so one-off values under a flood cost little and memory
+// stays bounded.
 //
 // A set is one 64-byte cache line: each way keeps 32 bits of the value's
 // hash beside its string, so a lookup reads that one line, and the bytes of
