@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"hash"
 	"hash/maphash"
+	"slices"
 	"unicode"
 	"unicode/utf8"
 )
@@ -60,7 +62,13 @@ func IsSchemePrefix(label string) bool {
 	return false
 }
 
+// maxPlaceholderLen is the length of the longest placeholder.
+var maxPlaceholderLen = len(slices.MaxFunc(placeholders, func(a, b string) int { return len(a) - len(b) }))
+
 func isPlaceholder(v []byte) bool {
+	if len(v) > maxPlaceholderLen {
+		return false // a key, or a prefix of one: the common case
+	}
 	for _, p := range placeholders {
 		if string(v) == p {
 			return true
@@ -78,6 +86,7 @@ type credentialLabeler struct {
 	sum    []byte
 	buf    []byte
 	intern *interner
+	seen   *fingerprints // nil until the first whole key
 }
 
 func newCredentialLabeler(kind CredentialKind, secret []byte, in *interner) *credentialLabeler {
@@ -87,7 +96,9 @@ func newCredentialLabeler(kind CredentialKind, secret []byte, in *interner) *cre
 // label returns the credential label for raw, whether raw was a whole key,
 // and whether the value is a placeholder meaning "no credential".
 func (c *credentialLabeler) label(raw []byte) (label string, whole, missing bool) {
-	raw = bytes.TrimSpace(raw)
+	if len(raw) > 0 && (!printableASCII(raw[0]) || !printableASCII(raw[len(raw)-1])) {
+		raw = bytes.TrimSpace(raw) // which also trims Unicode spaces
+	}
 	if isPlaceholder(raw) {
 		return "", false, true
 	}
@@ -102,7 +113,60 @@ func (c *credentialLabeler) label(raw []byte) (label string, whole, missing bool
 		}
 		return c.intern.bytes(raw), false, false
 	}
-	return c.intern.bytes(c.fingerprintLabel(raw)), true, false
+	if c.seen == nil {
+		c.seen = newFingerprints(fingerprintsMax)
+	}
+	return c.seen.label(raw, c.wholeLabel), true, false
+}
+
+// wholeLabel is the label of a whole key, interned.
+func (c *credentialLabeler) wholeLabel(raw []byte) string {
+	return c.intern.bytes(c.fingerprintLabel(raw))
+}
+
+// fingerprintsMax is how many whole keys' labels a labeler remembers.
+const fingerprintsMax = 1 << 14
+
+// fingerprints remembers the labels of whole keys seen lately, so that a
+// key sent again costs no HMAC. It holds no key: a label is found by two
+// 64-bit hashes of its key, each with its own random seed that is never
+// shown. Another key matches only if both hashes collide, about once in
+// 2^128 pairs, and then gets that key's label. Sets of two chosen by the
+// first hash, least recently used evicted, as in the interner.
+type fingerprints struct {
+	sets         []fingerprintSet
+	mask         uint64
+	seed1, seed2 maphash.Seed
+}
+
+type fingerprintSet [2]struct {
+	h1, h2 uint64
+	label  string // "" for an empty way
+}
+
+func newFingerprints(max int) *fingerprints {
+	n := 1
+	for n*2 < max {
+		n *= 2
+	}
+	return &fingerprints{sets: make([]fingerprintSet, n), mask: uint64(n - 1), seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed()}
+}
+
+// label returns the remembered label of raw, or makes it with mk and
+// remembers it.
+func (f *fingerprints) label(raw []byte, mk func([]byte) string) string {
+	h1, h2 := maphash.Bytes(f.seed1, raw), maphash.Bytes(f.seed2, raw)
+	set := &f.sets[h1&f.mask]
+	if w := &set[0]; w.h1 == h1 && w.h2 == h2 && w.label != "" {
+		return w.label
+	}
+	if w := set[1]; w.h1 == h1 && w.h2 == h2 && w.label != "" {
+		set[0], set[1] = w, set[0]
+		return w.label
+	}
+	set[1] = set[0]
+	set[0].h1, set[0].h2, set[0].label = h1, h2, mk(raw)
+	return set[0].label
 }
 
 // fingerprintLabel renders "first6…fingerprint" into c.buf.
@@ -133,44 +197,97 @@ func Fingerprint(secret, key []byte) string {
 }
 
 // interner returns one shared string for equal byte slices so that steady
-// traffic allocates nothing. It is a cache of at most max strings, two per
-// set of a seeded hash (an attacker cannot aim at one set): a value not seen
-// lately costs one allocation and evicts the older of its set, never a map
-// insert or a clear, so one-off values under a flood cost little and
-// memory stays bounded.
+// traffic allocates nothing. It is a cache of max strings (rounded up to a
+// power of two of sets), in sets of internWays chosen by a seeded hash (an
+// attacker cannot aim at one set): a value not seen lately costs one
+// allocation and evicts the least recently used of its set, never a map
+// insert or a clear, so one-off values under a flood cost little and memory
+// stays bounded.
+//
+// A set is one 64-byte cache line: each way keeps 32 bits of the value's
+// hash beside its string, so a lookup reads that one line, and the bytes of
+// a held string only when its tag matches (almost always the value itself).
 type interner struct {
-	slots []string // pairs: the most recent of a set first
-	mask  uint64
+	sets []internSet
+	mask uint64
+}
+
+// internWays is the number of strings in a set; with their tags they fill
+// a cache line.
+const internWays = 3
+
+type internSet struct {
+	tag [internWays]uint32 // the hash's high half with the low bit set; 0 is an empty way
+	_   uint32
+	s   [internWays]string // the most recently used first
 }
 
 var internSeed = maphash.MakeSeed()
 
 func newInterner(max int) *interner {
-	n := 2
-	for n < max {
+	n := 1
+	for n*internWays < max {
 		n *= 2
 	}
-	return &interner{slots: make([]string, n), mask: uint64(n-1) &^ 1}
+	return &interner{sets: make([]internSet, n), mask: uint64(n - 1)}
 }
 
 func (in *interner) bytes(b []byte) string {
-	i := maphash.Bytes(internSeed, b) & in.mask
-	set := in.slots[i : i+2 : i+2]
-	switch string(b) {
-	case set[0]:
-		return set[0]
-	case set[1]:
-		set[0], set[1] = set[1], set[0]
-		return set[0]
+	h := maphash.Bytes(internSeed, b)
+	set := &in.sets[h&in.mask]
+	tag := uint32(h>>32) | 1
+	for w := 0; w < internWays; w++ {
+		if set.tag[w] == tag && set.s[w] == string(b) {
+			s := set.s[w]
+			for ; w > 0; w-- {
+				set.tag[w], set.s[w] = set.tag[w-1], set.s[w-1]
+			}
+			set.tag[0], set.s[0] = tag, s
+			return s
+		}
 	}
 	s := string(b)
-	set[0], set[1] = s, set[0]
+	for w := internWays - 1; w > 0; w-- {
+		set.tag[w], set.s[w] = set.tag[w-1], set.s[w-1]
+	}
+	set.tag[0], set.s[0] = tag, s
 	return s
 }
+
+// printableASCII reports whether c is a printable ASCII byte other than
+// space.
+func printableASCII(c byte) bool { return c > ' ' && c < 0x7f }
 
 // isCleanText reports whether b is valid UTF-8 without control characters
 // (C0, DEL, C1), without allocating.
 func isCleanText(b []byte) bool {
+	// Printable ASCII, the common case, eight bytes at a time: a word is
+	// clean when no byte has its high bit set, none is below 0x20 (which
+	// borrows into its high bit when 0x20 is taken off) and none is 0x7f
+	// (which x^0x7f turns into a zero byte).
+	const ones, highs, spaces, dels = 0x0101010101010101, 0x8080808080808080, 0x2020202020202020, 0x7f7f7f7f7f7f7f7f
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		x := w ^ dels
+		if w&highs != 0 || (w-spaces)&highs != 0 || (x-ones)&^x&highs != 0 {
+			break
+		}
+	}
+	for ; i < len(b); i++ {
+		c := b[i]
+		if c >= 0x80 {
+			return isCleanUTF8(b[i:]) // b[:i] is ASCII: b is valid iff b[i:] is
+		}
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// isCleanUTF8 is isCleanText on text that is not all ASCII.
+func isCleanUTF8(b []byte) bool {
 	for i, c := range b {
 		if c < 0x20 || c == 0x7f || c == 0xc2 && i+1 < len(b) && b[i+1] >= 0x80 && b[i+1] <= 0x9f {
 			return false

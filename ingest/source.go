@@ -261,6 +261,7 @@ type Parser struct {
 	hasCred     bool
 	filled      [numRoles]bool
 	scratch     []byte // identity with control characters replaced
+	lastTime    lastTime
 	// Flask: recent application lines, for joining their access lines.
 	recent     [joinRing]appLine
 	recentN    int
@@ -754,7 +755,7 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 	}
 	*ev = Event{Source: p.name}
 	var err error
-	if ev.Time, err = ParseTime(s.field(RoleTime), p.loc); err != nil {
+	if ev.Time, err = p.parseTime(s.field(RoleTime)); err != nil {
 		return ErrBadTime
 	}
 	if ev.IP, err = parseIP(s.field(RoleIP)); err != nil {
@@ -789,7 +790,7 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 		}
 		path = path[:i]
 	}
-	ev.Method = p.intern.bytes(method)
+	ev.Method = p.method(method)
 	var captured []byte
 	if s.kind == appShape && path == nil {
 		// An application line names no path. With one identity path
@@ -838,6 +839,31 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 		return p.join(s, ev)
 	}
 	return nil
+}
+
+// lastTime is the last timestamp Parse read and its time. A busy log
+// writes many lines a second, and they repeat the bytes of the line before.
+type lastTime struct {
+	raw []byte
+	t   time.Time
+}
+
+// maxCachedTime bounds the timestamp lastTime keeps: longer ones are no
+// timestamp ParseTime reads.
+const maxCachedTime = 64
+
+// parseTime is ParseTime in the parser's zone, reusing the time of the
+// previous line when its timestamp is the same.
+func (p *Parser) parseTime(b []byte) (time.Time, error) {
+	if len(b) > 0 && bytes.Equal(b, p.lastTime.raw) {
+		return p.lastTime.t, nil
+	}
+	t, err := ParseTime(b, p.loc)
+	if err == nil && len(b) <= maxCachedTime {
+		p.lastTime.raw = append(p.lastTime.raw[:0], b...)
+		p.lastTime.t = t
+	}
+	return t, err
 }
 
 func firstNonSpace(b []byte) byte {
@@ -983,6 +1009,28 @@ func (p *Parser) identity(s *shape, path, query, captured []byte) (string, error
 	return p.intern.bytes(id), nil
 }
 
+// method returns the request method as a string: a constant for the
+// common ones, which needs neither a hash nor a lookup.
+func (p *Parser) method(b []byte) string {
+	switch string(b) {
+	case "GET":
+		return "GET"
+	case "POST":
+		return "POST"
+	case "PUT":
+		return "PUT"
+	case "DELETE":
+		return "DELETE"
+	case "PATCH":
+		return "PATCH"
+	case "HEAD":
+		return "HEAD"
+	case "OPTIONS":
+		return "OPTIONS"
+	}
+	return p.intern.bytes(b)
+}
+
 // splitRequest splits "GET /path HTTP/1.1".
 func splitRequest(req []byte) (method, path []byte, ok bool) {
 	sp := bytes.IndexByte(req, ' ')
@@ -1016,33 +1064,36 @@ func queryParam(q []byte, name string) []byte {
 
 // parseIP reads an address, taking the first of a forwarded-for list.
 func parseIP(b []byte) (netip.Addr, error) {
-	if i := bytes.IndexAny(b, ", "); i >= 0 {
-		b = b[:i]
-	}
 	if a, ok := parseIPv4(b); ok {
 		return a, nil
 	}
-	return netip.ParseAddr(string(b))
+	return netip.ParseAddr(string(firstOfList(b)))
 }
 
+// parseIPv4 reads a dotted IPv4 address up to the end of b or to the ','
+// or ' ' that ends the first of a list.
 func parseIPv4(b []byte) (netip.Addr, bool) {
 	var ip [4]byte
 	part, n, digits := 0, 0, 0
 	for _, c := range b {
-		switch {
-		case c >= '0' && c <= '9':
-			n = n*10 + int(c-'0')
+		if d := c - '0'; d <= 9 {
+			n = n*10 + int(d)
 			digits++
 			if n > 255 || digits > 3 {
 				return netip.Addr{}, false
 			}
-		case c == '.' && digits > 0 && part < 3:
+			continue
+		}
+		if c == '.' && digits > 0 && part < 3 {
 			ip[part] = byte(n)
 			part++
 			n, digits = 0, 0
-		default:
-			return netip.Addr{}, false
+			continue
 		}
+		if c == ',' || c == ' ' {
+			break
+		}
+		return netip.Addr{}, false
 	}
 	if part != 3 || digits == 0 {
 		return netip.Addr{}, false
@@ -1054,27 +1105,43 @@ func parseIPv4(b []byte) (netip.Addr, bool) {
 // maxSeconds is the most whole seconds a time.Duration holds.
 const maxSeconds = int(math.MaxInt64 / int64(time.Second))
 
-// seconds reads "0.123" as a duration.
+// firstOfList cuts b before its first ',' or ' ': the first address of
+// "a, b" or the first upstream's time of "0.1, 0.2". The values are short, so
+// a loop beats bytes.IndexAny, which builds a set on every call.
+func firstOfList(b []byte) []byte {
+	for i, c := range b {
+		if c == ',' || c == ' ' {
+			return b[:i]
+		}
+	}
+	return b
+}
+
+// seconds reads "0.123" as a duration: whole seconds (1 to maxNumDigits
+// digits), then optionally a '.' and a fraction, in one pass.
 func seconds(b []byte) (time.Duration, bool) {
-	if i := bytes.IndexAny(b, ", "); i >= 0 { // upstream lists "0.1, 0.2"
-		b = b[:i]
+	b = firstOfList(b) // upstream lists "0.1, 0.2"
+	w, i := 0, 0
+	for ; i < len(b) && b[i] != '.'; i++ {
+		c := b[i] - '0'
+		if c > 9 || i == maxNumDigits {
+			return 0, false
+		}
+		w = w*10 + int(c)
 	}
-	whole, frac := b, []byte(nil)
-	if i := bytes.IndexByte(b, '.'); i >= 0 {
-		whole, frac = b[:i], b[i+1:]
-	}
-	w, ok := num(whole)
-	if !ok || w > maxSeconds {
+	if i == 0 || w > maxSeconds {
 		return 0, false
 	}
 	d := time.Duration(w) * time.Second
-	scale := time.Duration(100 * time.Millisecond)
-	for _, c := range frac {
-		if c < '0' || c > '9' {
-			return 0, false
+	if i < len(b) {
+		scale := time.Duration(100 * time.Millisecond)
+		for _, c := range b[i+1:] {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			d += time.Duration(c-'0') * scale
+			scale /= 10
 		}
-		d += time.Duration(c-'0') * scale
-		scale /= 10
 	}
 	return d, true
 }
@@ -1087,6 +1154,16 @@ type pathTemplate struct {
 	segs     []string
 	capture  int
 	trailing bool
+	// prefix is the template's leading literal segments ("/api/v1/clients"
+	// of /api/v1/clients/{identity}/), compared at once; fixed is their
+	// number.
+	prefix string
+	fixed  int
+}
+
+// isLiteralSegment reports whether a template segment matches only itself.
+func isLiteralSegment(seg string) bool {
+	return seg != "*" && !(len(seg) > 1 && seg[0] == '{')
 }
 
 func compileTemplate(t string) (pathTemplate, error) {
@@ -1102,6 +1179,10 @@ func compileTemplate(t string) (pathTemplate, error) {
 			pt.capture = i
 		}
 		pt.segs = append(pt.segs, s)
+	}
+	for pt.fixed < len(pt.segs) && pt.fixed != pt.capture && isLiteralSegment(pt.segs[pt.fixed]) {
+		pt.prefix += "/" + pt.segs[pt.fixed]
+		pt.fixed++
 	}
 	return pt, nil
 }
@@ -1133,7 +1214,16 @@ func (t *pathTemplate) apiRoot() string {
 func (t *pathTemplate) match(path []byte) ([]byte, bool) {
 	var id []byte
 	rest := path
-	for i, seg := range t.segs {
+	if t.fixed > 0 {
+		// The literal segments at once: the prefix, ending where a
+		// segment ends.
+		if !bytes.HasPrefix(rest, []byte(t.prefix)) || len(rest) > len(t.prefix) && rest[len(t.prefix)] != '/' {
+			return nil, false
+		}
+		rest = rest[len(t.prefix):]
+	}
+	for i := t.fixed; i < len(t.segs); i++ {
+		seg := t.segs[i]
 		if len(rest) == 0 || rest[0] != '/' {
 			return nil, false
 		}
@@ -1150,7 +1240,7 @@ func (t *pathTemplate) match(path []byte) ([]byte, bool) {
 				return nil, false
 			}
 			id = got
-		case seg == "*" || (len(seg) > 1 && seg[0] == '{'):
+		case !isLiteralSegment(seg):
 		case string(got) != seg:
 			return nil, false
 		}

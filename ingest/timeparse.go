@@ -31,7 +31,36 @@ var (
 	ErrJoined = errors.New("joined")
 )
 
-var months = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
+// month reads an English month abbreviation: 1 for Jan, 0 for none.
+func month(b []byte) int {
+	switch string(b) {
+	case "Jan":
+		return 1
+	case "Feb":
+		return 2
+	case "Mar":
+		return 3
+	case "Apr":
+		return 4
+	case "May":
+		return 5
+	case "Jun":
+		return 6
+	case "Jul":
+		return 7
+	case "Aug":
+		return 8
+	case "Sep":
+		return 9
+	case "Oct":
+		return 10
+	case "Nov":
+		return 11
+	case "Dec":
+		return 12
+	}
+	return 0
+}
 
 // ParseTime reads the timestamp shapes web servers and Python loggers write,
 // without allocating:
@@ -93,13 +122,7 @@ func clfTime(b []byte, loc *time.Location) (time.Time, error) {
 	if !(ok1 && ok2 && ok3 && ok4 && ok5) {
 		return time.Time{}, ErrBadTime
 	}
-	mon := 0
-	for i, m := range months {
-		if string(b[3:6]) == m {
-			mon = i + 1
-			break
-		}
-	}
+	mon := month(b[3:6])
 	if mon == 0 || !validDate(year, mon, day, hh, mm, ss) {
 		return time.Time{}, ErrBadTime
 	}

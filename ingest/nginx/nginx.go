@@ -37,6 +37,20 @@ type Format struct {
 	fields []string
 	segs   []segment
 	escape Escape
+	// Split's program, made from segs: the literal the line starts with,
+	// then each variable with the literal that ends it.
+	head  []byte
+	steps []step
+}
+
+// step is a variable and the literal after it; lit is nil for a variable
+// that runs to the end of the line. quoted is set under escape=json for a
+// literal that starts with a quote, which an escaped quote in the value
+// must not end.
+type step struct {
+	field  int
+	lit    []byte
+	quoted bool
 }
 
 // Compile reads a log_format. layout may be the bare format string, the
@@ -91,6 +105,21 @@ func Compile(layout string) (*Format, error) {
 	}
 	if len(f.fields) == 0 {
 		return nil, fmt.Errorf("log_format: %q has no variables", clip(body))
+	}
+	// Literals and variables alternate: literals are merged and a
+	// variable never directly follows another.
+	for i, seg := range f.segs {
+		switch {
+		case seg.field < 0 && i == 0:
+			f.head = seg.lit
+		case seg.field >= 0:
+			st := step{field: seg.field}
+			if i+1 < len(f.segs) {
+				st.lit = f.segs[i+1].lit
+				st.quoted = f.escape == EscapeJSON && st.lit[0] == '"'
+			}
+			f.steps = append(f.steps, st)
+		}
 	}
 	return f, nil
 }
@@ -202,35 +231,47 @@ func (f *Format) Escape() Escape { return f.escape }
 // Values are sub-slices of line, unescaped in place; nginx's "-" for an empty
 // value is kept as is. line must not be used by the caller afterwards except
 // through vals.
+//
+// Each value ends at the first occurrence of the literal that follows it in
+// the layout; the literal is checked where it is found, once.
 func (f *Format) Split(line []byte, vals [][]byte) error {
 	if len(vals) < len(f.fields) {
 		return errors.New("nginx: vals shorter than Fields()")
 	}
-	pos := 0
-	for i, seg := range f.segs {
-		if seg.field < 0 {
-			if !bytes.HasPrefix(line[pos:], seg.lit) {
-				return ErrMismatch
-			}
-			pos += len(seg.lit)
-			continue
+	if !bytes.HasPrefix(line, f.head) {
+		return ErrMismatch
+	}
+	pos := len(f.head)
+	for i := range f.steps {
+		st := &f.steps[i]
+		if st.lit == nil {
+			vals[st.field] = line[pos:]
+			pos = len(line)
+			break
 		}
-		end := len(line)
-		if i+1 < len(f.segs) {
-			next := f.segs[i+1].lit
-			n := f.find(line[pos:], next)
-			if n < 0 {
-				return ErrMismatch
+		b := line[pos:]
+		var n int
+		if st.quoted {
+			n = findQuoted(b, st.lit)
+		} else if n = bytes.IndexByte(b, st.lit[0]); n >= 0 && !hasLiteral(b[n:], st.lit) {
+			// The literal's first byte is in the value: rare, left to
+			// the general search.
+			if m := index(b[n+1:], st.lit); m >= 0 {
+				n += 1 + m
+			} else {
+				n = -1
 			}
-			end = pos + n
 		}
-		vals[seg.field] = line[pos:end]
-		pos = end
+		if n < 0 {
+			return ErrMismatch
+		}
+		vals[st.field] = b[:n]
+		pos += n + len(st.lit)
 	}
 	if pos != len(line) {
 		return ErrMismatch
 	}
-	if f.escape != EscapeNone {
+	if f.escape != EscapeNone && bytes.IndexByte(line, '\\') >= 0 {
 		for i := range f.fields {
 			if bytes.IndexByte(vals[i], '\\') >= 0 {
 				vals[i] = f.unescape(vals[i])
@@ -240,15 +281,13 @@ func (f *Format) Split(line []byte, vals [][]byte) error {
 	return nil
 }
 
-// find returns the index of lit in b. Under escape=json a quote preceded by
-// an odd number of backslashes belongs to the value, not the layout.
-func (f *Format) find(b, lit []byte) int {
-	if f.escape != EscapeJSON || len(lit) == 0 || lit[0] != '"' {
-		return bytes.Index(b, lit)
-	}
+// findQuoted returns the index of lit, which starts with a quote, in b
+// under escape=json: a quote preceded by an odd number of backslashes
+// belongs to the value, not the layout.
+func findQuoted(b, lit []byte) int {
 	off := 0
 	for {
-		n := bytes.Index(b[off:], lit)
+		n := index(b[off:], lit)
 		if n < 0 {
 			return -1
 		}
@@ -261,6 +300,50 @@ func (f *Format) find(b, lit []byte) int {
 			return at
 		}
 		off = at + 1
+	}
+}
+
+// hasLiteral reports whether b starts with lit, whose first byte it is
+// known to start with. Literals are a few bytes: a loop beats a call.
+func hasLiteral(b, lit []byte) bool {
+	if len(b) < len(lit) {
+		return false
+	}
+	for i := 1; i < len(lit); i++ {
+		if b[i] != lit[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// index is bytes.Index for the short literals of a layout: it looks for
+// the literal's first byte and compares the rest there, and leaves a line
+// that holds that byte at many places to bytes.Index, which stays linear.
+func index(b, lit []byte) int {
+	c0 := lit[0]
+	if len(lit) == 1 {
+		return bytes.IndexByte(b, c0)
+	}
+	for off, tries := 0, 0; ; tries++ {
+		i := bytes.IndexByte(b[off:], c0)
+		if i < 0 {
+			return -1
+		}
+		at := off + i
+		if len(b)-at < len(lit) {
+			return -1
+		}
+		if hasLiteral(b[at:], lit) {
+			return at
+		}
+		off = at + 1
+		if tries == 4 {
+			if n := bytes.Index(b[off:], lit); n >= 0 {
+				return off + n
+			}
+			return -1
+		}
 	}
 }
 

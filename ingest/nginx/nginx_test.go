@@ -3,11 +3,15 @@ package nginx_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spraywatch/spraywatch/ingest/nginx"
 )
@@ -132,8 +136,8 @@ var fuzzLayouts = []string{
 	`log_format n escape=none '$msec $remote_addr "$request_method $request_uri" $status';`,
 }
 
-// FuzzSplit splits arbitrary lines with real layouts: no panic, and values
-// stay inside the line.
+// FuzzSplit splits arbitrary lines with real layouts: no panic, the same
+// result as the reference algorithm, and values stay inside the line.
 func FuzzSplit(f *testing.F) {
 	for _, l := range seedLines(f, "nginx/*.log", "fuzz/nginx/*.log") {
 		for i := range fuzzLayouts {
@@ -149,6 +153,9 @@ func FuzzSplit(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, which uint8, line []byte) {
 		fm := formats[int(which)%len(formats)]
+		if ok, diff := sameSplit(fm, line); !ok {
+			t.Fatalf("%s", diff)
+		}
 		vals := make([][]byte, len(fm.Fields()))
 		n := len(line)
 		if err := fm.Split(line, vals); err != nil {
@@ -165,7 +172,8 @@ func FuzzSplit(f *testing.F) {
 	})
 }
 
-// FuzzCompile compiles arbitrary layouts (they come from users' configs).
+// FuzzCompile compiles arbitrary layouts (they come from users' configs)
+// and splits a line with them as the reference algorithm does.
 func FuzzCompile(f *testing.F) {
 	for _, l := range fuzzLayouts {
 		f.Add(l, "1.2.3.4 - - [28/Nov/2026:16:03:41 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"-\"")
@@ -177,7 +185,149 @@ func FuzzCompile(f *testing.F) {
 		if err != nil {
 			return
 		}
-		vals := make([][]byte, len(fm.Fields()))
-		_ = fm.Split([]byte(line), vals)
+		if ok, diff := sameSplit(fm, []byte(line)); !ok {
+			t.Fatalf("%s", diff)
+		}
 	})
+}
+
+// splitPieces are layout literals and value fragments the random split test
+// draws from: the characters that end values, quotes, brackets and escapes.
+var (
+	splitLiterals = []string{" ", " - ", " [", `] "`, `" `, `" "`, ` key=`, ` rt=`, `"`, `,`, `":"`, `{"ip":"`, `"}`, `","s":`, `ab`, `a`, `[[`, `==`, `-`}
+	splitValues   = []string{"1.2.3.4", "-", "a", "ab", "b", " ", `"`, `\"`, `\\`, `\x22`, `\x5C`, `\u0007`, `\n`, "[", "]", "=", ",", "key=", "rt=", `" "`, "é", "\xff", ":"}
+)
+
+// randomLayout returns a log_format of up to 8 variables (names may repeat)
+// with random literals between them, with a random escape=.
+func randomLayout(r *rand.Rand) string {
+	names := []string{"remote_addr", "status", "request", "http_user_agent", "api_key_prefix", "time_local"}
+	var b strings.Builder
+	if r.IntN(2) == 0 {
+		b.WriteString(splitLiterals[r.IntN(len(splitLiterals))])
+	}
+	for i, n := 0, 1+r.IntN(8); i < n; i++ {
+		if i > 0 {
+			b.WriteString(splitLiterals[r.IntN(len(splitLiterals))])
+			if r.IntN(4) == 0 {
+				b.WriteString(splitLiterals[r.IntN(len(splitLiterals))])
+			}
+		}
+		b.WriteString("${" + names[r.IntN(len(names))] + "}")
+	}
+	if r.IntN(2) == 0 {
+		b.WriteString(splitLiterals[r.IntN(len(splitLiterals))])
+	}
+	switch r.IntN(3) {
+	case 1:
+		return "log_format x escape=json '" + b.String() + "';"
+	case 2:
+		return "log_format x escape=none '" + b.String() + "';"
+	}
+	return "log_format x '" + b.String() + "';"
+}
+
+// randomLine fills the layout's variables with random fragments, then
+// perhaps damages the line, so that both matching and mismatching lines,
+// values holding the literal that ends them, and escapes are tried.
+func randomLine(r *rand.Rand, layout string) []byte {
+	body := layout[strings.IndexByte(layout, '\'')+1 : len(layout)-2]
+	var b []byte
+	for i := 0; i < len(body); i++ {
+		if body[i] != '$' {
+			b = append(b, body[i])
+			continue
+		}
+		i += strings.IndexByte(body[i:], '}')
+		for k, n := 0, r.IntN(4); k < n; k++ {
+			b = append(b, splitValues[r.IntN(len(splitValues))]...)
+		}
+	}
+	for k, n := 0, r.IntN(3); k < n && len(b) > 0; k++ {
+		at := r.IntN(len(b))
+		switch r.IntN(3) {
+		case 0:
+			b = append(b[:at], b[at+1:]...)
+		case 1:
+			b = slices.Insert(b, at, []byte(splitValues[r.IntN(len(splitValues))])...)
+		default:
+			b = b[:at]
+		}
+	}
+	return b
+}
+
+// TestSplitMatchesReference splits random lines with random layouts and
+// holds Split to the plain reference algorithm: the same error, the same
+// values. Replay a failure with NGINX_SPLIT_SEED=<seed>.
+func TestSplitMatchesReference(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("NGINX_SPLIT_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 0))
+	matched := 0
+	for range 3000 {
+		layout := randomLayout(r)
+		f, err := nginx.Compile(layout)
+		if err != nil {
+			t.Fatalf("seed %d: Compile(%q): %v", seed, layout, err)
+		}
+		for range 20 {
+			line := randomLine(r, layout)
+			if ok, diff := sameSplit(f, line); !ok {
+				t.Fatalf("seed %d: layout %q, line %q: %s", seed, layout, line, diff)
+			} else if diff == "" {
+				matched++
+			}
+		}
+	}
+	if matched < 1000 {
+		t.Errorf("only %d of 60000 random lines matched their layout: the test tries too few values", matched)
+	}
+}
+
+// sameSplit splits copies of line with Split and ReferenceSplit. It
+// reports whether they agree, and when they do, "" for a line that matched
+// and "mismatch" for one that did not.
+func sameSplit(f *nginx.Format, line []byte) (bool, string) {
+	got, want := make([][]byte, len(f.Fields())), make([][]byte, len(f.Fields()))
+	gerr := f.Split(bytes.Clone(line), got)
+	werr := f.ReferenceSplit(bytes.Clone(line), want)
+	if !errors.Is(gerr, werr) && !(gerr != nil && werr != nil && gerr.Error() == werr.Error()) {
+		return false, fmt.Sprintf("Split error %v, reference %v", gerr, werr)
+	}
+	if werr != nil {
+		return true, "mismatch"
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			return false, fmt.Sprintf("%s = %q, reference %q", f.Fields()[i], got[i], want[i])
+		}
+	}
+	return true, ""
+}
+
+// BenchmarkSplit splits lines of the project's reference format, with the
+// shapes the demo writes and a flood line.
+func BenchmarkSplit(b *testing.B) {
+	f, err := nginx.Compile(fuzzLayouts[1])
+	if err != nil {
+		b.Fatal(err)
+	}
+	lines := [][]byte{
+		[]byte(`198.18.23.153 - - [27/Nov/2026:00:00:00 +0000] "GET /api/v1/clients/client-5902/resource HTTP/1.1" 200 512 "-" "client/1.0" key=sk_live_170e rt=0.040`),
+		[]byte(`10.201.7.33 - - [27/Nov/2026:00:00:00 +0000] "GET /api/v1/clients/client-f123456/resource HTTP/1.1" 401 32 "-" "client/1.0" key=sk_live_f123456 rt=0.004`),
+		[]byte(`203.0.113.66 - - [27/Nov/2026:02:00:08 +0000] "POST /api/v1/clients/client-0042/token HTTP/1.1" 401 32 "https://example.com/login?next=/" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36" key=sk_live_dead rt=0.003`),
+	}
+	vals := make([][]byte, len(f.Fields()))
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf = append(buf[:0], lines[i%len(lines)]...)
+		if err := f.Split(buf, vals); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
