@@ -108,6 +108,9 @@ var modelRegressions = []uint64{
 	17721842588667268366, 17721842588667265682, 17721842588667266824,
 	// a descriptor left open when a rotation was stopped half way
 	4979466934527349296,
+	// lines read from a copytruncate copy as the saved file's, which is
+	// then gone: the copy must be found by what was read of it
+	2672312877864982015,
 	// a last partial line of three bytes taken for a fingerprint
 	5105980396268919730,
 	// a copy's done record saved apart from the lines that cover it

@@ -1941,6 +1941,9 @@ func closeAll(hs []*handle) {
 func (f *follower) drain(h *handle, like *file, emit func(*Line) error) error {
 	defer h.close()
 	f.done(h.head)
+	if like.f == nil {
+		like.copied = h.first
+	}
 	r, err := h.content()
 	if err != nil {
 		return fmt.Errorf("drain %s: %w", h.path, err)
@@ -2569,6 +2572,11 @@ type file struct {
 	skipStart int64
 	buf       []byte
 	memo      headMemo // position's head once the read is past the head
+	// copied, for a file drained from another (a rotated copy or the
+	// same inode), is that file's first bytes: what was read of this one
+	// up to the offset. They give its positions "r=" and "p=", by which a
+	// restart finds the copy again when this file is gone.
+	copied []byte
 }
 
 // headMemo is the head position made last for a read past the file's
@@ -2697,13 +2705,17 @@ func (x *file) positionHeadFresh() string {
 		// and the file read before it bounds where its copies are.
 		head += " a=" + x.after
 	}
-	if n, _ := headLen(x.head); x.f != nil && x.off > 0 && x.off < int64(n) {
+	if n, _ := headLen(x.head); x.off > 0 && x.off < int64(n) {
 		// The fingerprint of what was read, when the head covers more:
 		// a copy taken before the head grew is shorter than the head
 		// but holds all that was read.
-		buf := make([]byte, x.off)
-		if got, _ := x.f.ReadAt(buf, 0); int64(got) == x.off {
-			head += " r=" + headOf(buf)
+		if x.f != nil {
+			buf := make([]byte, x.off)
+			if got, _ := x.f.ReadAt(buf, 0); int64(got) == x.off {
+				head += " r=" + headOf(buf)
+			}
+		} else if int64(len(x.copied)) >= x.off {
+			head += " r=" + headOf(x.copied[:x.off])
 		}
 	}
 	if p := x.linePrefixes(); p != "" {
@@ -2720,12 +2732,18 @@ const maxPrefixes = 16
 // raced the reader is shorter than the head and than what was read, yet
 // a restart that finds the file truncated tells it read by them.
 func (x *file) linePrefixes() string {
-	if len(x.first) == 0 || !headMatchesBytes(x.first, x.head) {
+	first := x.first
+	switch {
+	case len(first) > 0 && headMatchesBytes(first, x.head):
+		first = first[:len(first)-1] // (its end is the head itself)
+	case x.f == nil && len(x.copied) > 0:
+		first = x.copied // drained from a copy: what was read of it
+	default:
 		return ""
 	}
 	var b strings.Builder
 	n := 0
-	for i, c := range x.first[:len(x.first)-1] {
+	for i, c := range first {
 		if c != '\n' || int64(i+1) > x.off {
 			continue
 		}
@@ -2735,7 +2753,7 @@ func (x *file) linePrefixes() string {
 		if b.Len() > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(prefixOf(x.first[:i+1]))
+		b.WriteString(prefixOf(first[:i+1]))
 	}
 	return b.String()
 }
