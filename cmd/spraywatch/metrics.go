@@ -39,6 +39,7 @@ type metrics struct {
 	entries        prometheus.Gauge
 	droppedEntries prometheus.Counter
 	untracked      prometheus.Counter
+	ahead, tooOld  prometheus.Counter
 	incidents      *prometheus.CounterVec
 	flushErrors    prometheus.Counter
 	dbErrors       *prometheus.CounterVec
@@ -85,6 +86,10 @@ func newMetrics() *metrics {
 			Help: "Window entries not kept because max_entries was reached (their lines are still stored)."}),
 		untracked: prometheus.NewCounter(prometheus.CounterOpts{Name: "spraywatch_incident_untracked_total",
 			Help: "Attempts whose address or identity an incident did not list because max_incident_set was reached."}),
+		ahead: prometheus.NewCounter(prometheus.CounterOpts{Name: "spraywatch_events_dated_ahead_total",
+			Help: "Events dated more than 5 minutes ahead of the lines after them on their source (a wrong clock?): left out, neither stored nor judged."}),
+		tooOld: prometheus.NewCounter(prometheus.CounterOpts{Name: "spraywatch_events_too_old_total",
+			Help: "Events older than every window still open on their source's clock: stored, but judged by no rule."}),
 		incidents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spraywatch_incidents_raised_total",
 			Help: "Incidents raised, per kind."}, []string{"kind"}),
 		flushErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "spraywatch_flush_errors_total",
@@ -97,7 +102,7 @@ func newMetrics() *metrics {
 			Help: "SIGHUP reloads, applied or rejected."}, []string{"result"}),
 	}
 	m.reg.MustRegister(m.linesRead, m.linesParsed, m.linesSkip, m.linesLate, m.behindBytes, m.behindSecs, m.tracked,
-		m.dropped, m.entries, m.droppedEntries, m.untracked, m.incidents, m.flushErrors, m.dbErrors, m.failing, m.reloads,
+		m.dropped, m.entries, m.droppedEntries, m.untracked, m.ahead, m.tooOld, m.incidents, m.flushErrors, m.dbErrors, m.failing, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -198,6 +203,7 @@ func (m *metrics) serve(addr string, healthy func() (bool, []string), log *slog.
 // and when a full detector was last reported.
 type engineSeen struct {
 	dropped, droppedEntries, untracked int64
+	ahead, tooOld                      int64
 	lastSaturated                      time.Time
 }
 
@@ -221,6 +227,18 @@ func (m *metrics) observeEngine(e *rules.Engine, seen *engineSeen, now time.Time
 			c.m.Add(float64(c.now - *c.seen))
 			*c.seen = c.now
 			saturated = true
+		}
+	}
+	// Lines left out or judged by no rule for their dates (each is also
+	// logged once by the engine).
+	for _, c := range []struct {
+		now  int64
+		seen *int64
+		m    prometheus.Counter
+	}{{e.Ahead, &seen.ahead, m.ahead}, {e.TooOld, &seen.tooOld, m.tooOld}} {
+		if c.now > *c.seen {
+			c.m.Add(float64(c.now - *c.seen))
+			*c.seen = c.now
 		}
 	}
 	// Dropped state is blind spots an attacker may have made on purpose:
