@@ -18,6 +18,7 @@ import (
 
 	"github.com/spraywatch/spraywatch/detect/postgres"
 	"github.com/spraywatch/spraywatch/ingest"
+	"github.com/spraywatch/spraywatch/ingest/tail"
 )
 
 type checkFlags struct {
@@ -259,7 +260,13 @@ func checkSource(ctx context.Context, cfg Config, src SourceConfig, files []stri
 		}
 		for j, p := range src.Paths {
 			matches, _ := filepath.Glob(p)
+			why := tail.Unfollowed(p)
 			switch {
+			case len(matches) > 0 && why != "":
+				// A directory, or only rotated files: run follows none
+				// (a replay reads rotated ones).
+				sc.warnf("paths[%d]: %s", j, why)
+				files = append(files, matches...)
 			case len(matches) > 0:
 				files = append(files, matches...)
 			case strings.ContainsAny(p, "*?["):

@@ -141,3 +141,23 @@ func TestCheckJudgeReadsNoLogs(t *testing.T) {
 		t.Errorf("check (all) of a missing log: %v\n%s", err, report)
 	}
 }
+
+// A source whose paths name only rotated or compressed files, or a
+// directory, is one run would never read: check says so (and still checks
+// the rotated files, which a replay reads).
+func TestCheckWarnsAboutPathsRunDoesNotFollow(t *testing.T) {
+	dir := t.TempDir()
+	line := `203.0.113.7 - - [30/Nov/2026:10:00:00 +0000] "GET /api/v1/clients/c1/ HTTP/1.1" 401 12 "-" "curl/8"` + "\n"
+	os.WriteFile(filepath.Join(dir, "access.log.1"), []byte(line), 0o644)
+	for _, c := range []struct{ path, want string }{
+		{filepath.Join(dir, "access.log.*"), "matches only rotated or compressed files (1, such as access.log.1)"},
+		{dir, "is a directory: name its files"},
+	} {
+		file := filepath.Join(dir, "spraywatch.yml")
+		os.WriteFile(file, []byte("sources: [{name: api, format: nginx, paths: ["+c.path+"], identity: {remote_user: true}}]\n"), 0o644)
+		report, _ := checkReport(t, file)
+		if !strings.Contains(report, "warning: paths[0]: "+c.path+" "+c.want) {
+			t.Errorf("paths %s: report lacks %q:\n%s", c.path, c.want, report)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -1012,7 +1013,11 @@ func (r *runner) healthy() (bool, []string) {
 	for _, name := range names {
 		st := rd.tailers[name].Status()
 		if len(st) == 0 {
-			problems = append(problems, fmt.Sprintf("source %s: no file matches its paths", name))
+			msg := fmt.Sprintf("source %s: no file matches its paths", name)
+			if why := rd.tailers[name].Unmatched(); len(why) > 0 {
+				msg += " (" + strings.Join(why, "; ") + ")"
+			}
+			problems = append(problems, msg)
 		}
 		for _, s := range st {
 			if s.Err != nil {

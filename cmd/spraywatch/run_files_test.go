@@ -30,6 +30,20 @@ func TestRunHealthMissingFile(t *testing.T) {
 	e.stop(d)
 }
 
+// A glob that matches only rotated files names no log run follows:
+// /healthz says so, and why, until a live file appears.
+func TestRunHealthGlobOfRotatedFiles(t *testing.T) {
+	e, base := rtHealthEnvFor(t, "logs/access.log*")
+	e.create("logs/access.log.1.gz")
+	d := e.start()
+	waitHealth(t, d, base, 503, "source api: no file matches its paths (", "access.log* matches only rotated or compressed files (1, such as access.log.1.gz)")
+	w := e.create("logs/access.log")
+	e.write(w, 10)
+	e.waitCounted(d, e.written)
+	waitHealth(t, d, base, 200)
+	e.stop(d)
+}
+
 // waitMetric waits for the metric line name to hold value: gauges are set
 // as the daemon looks at its readers, each tick, so they may trail
 // /healthz (which looks when asked) by a tick.

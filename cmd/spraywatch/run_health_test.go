@@ -26,7 +26,13 @@ import (
 // rtHealthEnv is an rtEnv whose daemon serves metrics.
 func rtHealthEnv(t *testing.T) (*rtEnv, string) {
 	t.Helper()
-	e := newRTEnv(t, "logs/access.log", "3s")
+	return rtHealthEnvFor(t, "logs/access.log")
+}
+
+// rtHealthEnvFor is rtHealthEnv following pattern.
+func rtHealthEnvFor(t *testing.T, pattern string) (*rtEnv, string) {
+	t.Helper()
+	e := newRTEnv(t, pattern, "3s")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
