@@ -3,6 +3,7 @@ package detect
 import (
 	"context"
 	"database/sql"
+	"strings"
 )
 
 // LastAttemptMinute returns the latest Unix minute with stored attempts, or
@@ -16,4 +17,29 @@ func (s *Store) LastAttemptMinute(ctx context.Context) (int64, bool, error) {
 		return 0, false, classify(err)
 	}
 	return m.Int64, m.Valid, nil
+}
+
+// SourceMinutes returns each source's latest stored minute, for the
+// sources whose rows were written by a version that keeps them (a source
+// missing from the map has none recorded: its rows go by the latest minute
+// over all sources).
+func (s *Store) SourceMinutes(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT source, minute FROM source_clocks`)
+	if err != nil {
+		if strings.Contains(err.Error(), "no such table") {
+			return nil, nil // (a database read-only from before them)
+		}
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var source string
+		var m int64
+		if err := rows.Scan(&source, &m); err != nil {
+			return nil, classify(err)
+		}
+		out[source] = m
+	}
+	return out, classify(rows.Err())
 }

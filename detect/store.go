@@ -102,6 +102,14 @@ CREATE TABLE IF NOT EXISTS positions (
 	PRIMARY KEY (source, path)
 );
 
+-- The latest minute of each source's stored attempts: a restart rebuilds
+-- each source's windows back from its own, as sources keep their own event
+-- time (one may be reading a backlog a day behind another).
+CREATE TABLE IF NOT EXISTS source_clocks (
+	source TEXT PRIMARY KEY,
+	minute INTEGER NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS replayed_files (
 	dev    INTEGER NOT NULL,
 	inode  INTEGER NOT NULL,
@@ -481,6 +489,7 @@ type attemptScratch struct {
 	lists  [][]*pendingRow
 	mixed  []*pendingRow
 	blob   []byte
+	clocks map[string]int64 // each source's latest minute in the batch
 }
 
 // rowGroup is what the rows of one INSERT share.
@@ -542,6 +551,7 @@ func writeAttempts(tx *sql.Tx, a *Attempts, sc *attemptScratch) error {
 			sc.lists[i] = sc.lists[i][:0]
 		}
 		clear(sc.groups)
+		clear(sc.clocks)
 		if cap(sc.blob) > 1<<20 {
 			sc.blob = nil
 		}
@@ -552,6 +562,12 @@ func writeAttempts(tx *sql.Tx, a *Attempts, sc *attemptScratch) error {
 		r := a.row(i)
 		if r.count == 0 {
 			continue
+		}
+		if m, ok := sc.clocks[r.source]; !ok || max(r.first, r.last) > m {
+			if sc.clocks == nil {
+				sc.clocks = map[string]int64{}
+			}
+			sc.clocks[r.source] = max(r.first, r.last)
 		}
 		// Consecutive rows mostly share their group: == on the same
 		// strings is quick.
@@ -655,6 +671,12 @@ func writeAttempts(tx *sql.Tx, a *Attempts, sc *attemptScratch) error {
 			}
 		}
 		clear(sc.mixed)
+	}
+	for source, m := range sc.clocks {
+		if _, err := tx.Exec(`INSERT INTO source_clocks VALUES (?, ?)
+			ON CONFLICT(source) DO UPDATE SET minute = MAX(minute, excluded.minute)`, source, m); err != nil {
+			return err
+		}
 	}
 	return nil
 }

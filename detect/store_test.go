@@ -489,6 +489,9 @@ func TestOldDatabaseOpens(t *testing.T) {
 	if got, want := load(ro), "[29000000 success 3 29000002 failure 1] last 29000002"; got != want {
 		t.Errorf("read-only: %s, want %s", got, want)
 	}
+	if m, err := ro.SourceMinutes(ctx); err != nil || len(m) != 0 {
+		t.Errorf("read-only SourceMinutes = %v, %v; want none recorded, no error", m, err)
+	}
 	ro.Close()
 	s := openStore(t, path, detect.StoreOptions{})
 	a := detect.NewAttempts()
@@ -503,5 +506,14 @@ func TestOldDatabaseOpens(t *testing.T) {
 	}
 	if n, err := s.DeleteAttemptsBefore(ctx, time.Unix(29000020*60, 0)); err != nil || n != 2 {
 		t.Errorf("retention deleted %d rows (%v), want the 2 old ones and not the routine row that reaches past the cut", n, err)
+	}
+	// The source's clock is the routine row's last minute; an older
+	// batch does not move it back.
+	a.AddRoutine(event(t0.Add(-5*time.Minute), "10.0.0.2", "c2", "k2", ingest.Success, 50))
+	if err := s.Flush(ctx, detect.Batch{Attempts: a}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.SourceMinutes(ctx); err != nil || fmt.Sprint(m) != "map[api:29000030]" {
+		t.Errorf("SourceMinutes = %v, %v; want map[api:29000030]", m, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 type History interface {
 	MaxIncidentID(ctx context.Context) (int64, error)
 	LastAttemptMinute(ctx context.Context) (int64, bool, error)
+	SourceMinutes(ctx context.Context) (map[string]int64, error)
 	Incidents(ctx context.Context, f detect.IncidentFilter) ([]*detect.Incident, error)
 	IncidentIdentities(ctx context.Context, id int64) ([]string, error)
 	LoadAttempts(ctx context.Context, sinceMinute int64, fn func(detect.AttemptKey, detect.AttemptCount) error) error
@@ -29,10 +30,12 @@ type Store interface {
 
 // Restore rebuilds the engine after a restart, so that counts go on exactly
 // where the last flush left them: the windows from the stored attempt rows
-// (within the longest retention before the latest row), the incidents still
-// open re-linked to their groups with the identity sets behind their counts,
-// and recently closed ones kept for compromise detection. Call it on a new
-// engine, before the first Observe. The rows it reads are not written again.
+// (within the longest retention before each source's latest row: a source
+// reading a backlog a day behind another keeps its own), the incidents
+// still open re-linked to their groups with the identity sets behind their
+// counts, and recently closed ones kept for compromise detection. Call it
+// on a new engine, before the first Observe. The rows it reads are not
+// written again.
 func (e *Engine) Restore(ctx context.Context, s History) error {
 	maxID, err := s.MaxIncidentID(ctx)
 	if err != nil {
@@ -51,12 +54,34 @@ func (e *Engine) Restore(ctx context.Context, s History) error {
 	for _, r := range e.win.Options().Retain {
 		retain = max(retain, r)
 	}
-	horizon := time.Unix(e.watermark, 0).Add(-maxWindow(e.cfg.Compromise.Within, e.cfg.Compromise.WithinLowAndSlow, e.cfg.Cooldown))
-	incs, err := s.Incidents(ctx, detect.IncidentFilter{Since: horizon})
+	// Each source from its own latest row; a source quiet for longer
+	// than stale-key memory is not restored (retired, most likely).
+	bySource, err := s.SourceMinutes(ctx)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	lastOf := func(source string) (int64, bool) {
+		m, ok := bySource[source]
+		if !ok {
+			return last, true
+		}
+		return m, m >= last-int64(pairMemory/time.Minute)
+	}
+	earliest := last
+	for source := range bySource {
+		if m, ok := lastOf(source); ok {
+			earliest = min(earliest, m)
+		}
+	}
+	keep := maxWindow(e.cfg.Compromise.Within, e.cfg.Compromise.WithinLowAndSlow, e.cfg.Cooldown)
+	incs, err := s.Incidents(ctx, detect.IncidentFilter{Since: time.Unix(earliest*60, 0).Add(-keep)})
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	for _, inc := range incs {
+		if m, ok := lastOf(inc.Source); !ok || inc.LastSeen.Before(time.Unix(m*60, 0).Add(-keep)) {
+			continue
+		}
 		idents, err := s.IncidentIdentities(ctx, inc.ID)
 		if err != nil {
 			return fmt.Errorf("restore incident %d: %w", inc.ID, err)
@@ -66,8 +91,10 @@ func (e *Engine) Restore(ctx context.Context, s History) error {
 		}
 	}
 	e.restoring.reached = map[valueKey]int64{}
-	err = s.LoadAttempts(ctx, last-retain, func(k detect.AttemptKey, c detect.AttemptCount) error {
-		e.restoreRow(k, c)
+	err = s.LoadAttempts(ctx, earliest-retain, func(k detect.AttemptKey, c detect.AttemptCount) error {
+		if m, ok := lastOf(k.Source); ok && k.Minute >= m-retain {
+			e.restoreRow(k, c)
+		}
 		return nil
 	})
 	if err != nil {
@@ -77,7 +104,10 @@ func (e *Engine) Restore(ctx context.Context, s History) error {
 	// Stale-key suppression remembers successful pairs for 30 days, far
 	// beyond the windows: load them on their own.
 	if e.cfg.StaleKey {
-		err = s.SuccessPairs(ctx, last-int64(pairMemory/time.Minute), func(source, identity, credential string, minute int64) {
+		err = s.SuccessPairs(ctx, earliest-int64(pairMemory/time.Minute), func(source, identity, credential string, minute int64) {
+			if m, ok := lastOf(source); !ok || minute < m-int64(pairMemory/time.Minute) {
+				return
+			}
 			k := pairOf(source, identity, credential)
 			if t, ok := e.pairs[k]; !ok || minute*60 < t {
 				e.pairs[k] = minute * 60

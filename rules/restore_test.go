@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -313,4 +314,65 @@ func TestRestoreKeepsRecentRoutineSuccesses(t *testing.T) {
 	if got := summaries(t, s); len(got) != 0 {
 		t.Errorf("after a restart: %+v, want nothing", got)
 	}
+}
+
+// Sources keep their own event time: one may read a backlog a day behind
+// another. A restart used to rebuild every source's windows and incidents
+// back from the latest row over all sources, so the lagging source's spray
+// lost its first half (and its open incident stayed open for good, while a
+// second one was raised). Each source now restores from its own latest row:
+// a restart anywhere ends with the incidents of a run that never stopped.
+func TestRestoreSourceBehindAnother(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	behind := now.Add(-30 * time.Hour)
+	attacker := netip.MustParseAddr("203.0.113.66")
+	var evs []ingest.Event
+	for i := range 150 {
+		evs = append(evs, ingest.Event{Time: now.Add(time.Duration(i) * 8 * time.Second), Source: "live", IP: netip.AddrFrom4([4]byte{198, 18, 0, byte(i%200 + 1)}),
+			Identity: fmt.Sprintf("client-%03d", i%40), Credential: fmt.Sprintf("sk_live_%04d", i%40), Outcome: ingest.Success, Status: 200,
+			Pos: ingest.Pos{File: "live.log", Offset: int64(i) * 200}})
+		evs = append(evs, ingest.Event{Time: behind.Add(time.Duration(i) * 8 * time.Second), Source: "backlog", IP: attacker,
+			Identity: fmt.Sprintf("victim-%03d", i), Credential: "sk_live_dead", Outcome: ingest.Failure, Status: 401,
+			Pos: ingest.Pos{File: "backlog.log", Offset: int64(i) * 200}})
+	}
+	want := fmt.Sprint(judgeAllSummaries(t, evs))
+	if !strings.Contains(want, "spray") {
+		t.Fatalf("the uninterrupted run raised no spray: %s", want)
+	}
+	ctx := context.Background()
+	for _, cut := range []int{2, 61, 150, 201, 299} {
+		t.Run(fmt.Sprintf("cut at %d", cut), func(t *testing.T) {
+			// (no wall tick at the stop: it would move the backlog's
+			// clock to the live source's time, as the daemon does not)
+			s := openStore(t)
+			for n, part := range [][]ingest.Event{evs[:cut], evs[cut:]} {
+				e := rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
+				if err := e.Restore(ctx, s); err != nil {
+					t.Fatal(err)
+				}
+				for i := range part {
+					e.Observe(&part[i])
+				}
+				if n == 1 {
+					e.Finish()
+				}
+				if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := fmt.Sprint(summaries(t, s)); got != want {
+				t.Errorf("after a restart:\n got %s\nwant %s", got, want)
+			}
+		})
+	}
+}
+
+// judgeAllSummaries is judgeAll's incidents as summaries.
+func judgeAllSummaries(t *testing.T, evs []ingest.Event) []incidentSummary {
+	t.Helper()
+	var out []incidentSummary
+	for _, inc := range judgeAll(t, evs) {
+		out = append(out, incidentSummary{inc.Kind, inc.Severity, inc.Group, inc.Attempts, inc.Identities, len(inc.IPs), len(inc.Compromised), inc.OwnersReturned})
+	}
+	return out
 }

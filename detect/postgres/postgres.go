@@ -991,6 +991,26 @@ func (s *Store) LastAttemptMinute(ctx context.Context) (int64, bool, error) {
 	return m.Int64, m.Valid, nil
 }
 
+// SourceMinutes returns each source's latest judged attempt minute: a
+// judge rebuilds each source's windows back from its own.
+func (s *Store) SourceMinutes(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT source, MAX(minute) FROM attempts a WHERE `+judged+` GROUP BY source`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var source string
+		var m int64
+		if err := rows.Scan(&source, &m); err != nil {
+			return nil, err
+		}
+		out[source] = m
+	}
+	return out, rows.Err()
+}
+
 // LoadAttempts returns the judged attempt rows since a Unix minute, summed
 // per key over every node, with the first line of the key's first row, for
 // rebuilding windows after a restart or a takeover.

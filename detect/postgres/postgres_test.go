@@ -112,6 +112,9 @@ func TestFlushAndLoad(t *testing.T) {
 	if last, ok, err := r.LastAttemptMinute(ctx); err != nil || !ok || last != t0.Unix()/60+1 {
 		t.Errorf("last attempt minute = %d %v %v", last, ok, err)
 	}
+	if m, err := r.SourceMinutes(ctx); err != nil || len(m) != 1 || m["api"] != t0.Unix()/60+1 {
+		t.Errorf("source minutes = %v, %v; want api at %d", m, err, t0.Unix()/60+1)
+	}
 	// The forensic views work on PostgreSQL too, with the nodes.
 	var idset, nodes string
 	if err := r.DB().QueryRowContext(ctx, `SELECT identity_set, nodes FROM window_by_credential WHERE credential = 'sk_live_dead'`).Scan(&idset, &nodes); err != nil || idset != "c1,c2" || nodes != "web-1" {
