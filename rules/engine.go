@@ -121,6 +121,7 @@ type Engine struct {
 	// collision, about one in 2^64 per pair, would take one failure for an
 	// owner's mistake.
 	succFrom      map[uint64]success
+	keyOwners     keyOwners // (leaked.go)
 	succNet       map[uint64]int64
 	attackedIdent map[valueKey]*tracked
 	attackedCred  map[valueKey]*tracked
@@ -494,6 +495,7 @@ func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, net net
 				e.pairs[pair] = t
 			}
 			sp.cred, sp.pairsCut = ch, e.pairsCut
+			e.keyOwners.note(source, cred, identity, t)
 		}
 	}
 	e.succFrom[k] = sp
@@ -610,6 +612,7 @@ func (e *Engine) lookBack(tr *tracked, source string, ip netip.Addr) {
 	if g := e.win.Get(detect.GroupKey{Grouping: detect.ByIP, Source: source, IP: ip}); g != nil {
 		e.judgeSuccesses(tr, g)
 	}
+	e.leakedKeyUse(tr, source, ip)
 }
 
 // absorb adds an entry's attempts to an incident.
@@ -841,6 +844,7 @@ func (e *Engine) prune(now int64) {
 				delete(e.succFrom, k)
 			}
 		}
+		e.keyOwners.prune(stale)
 		for k, t := range e.succNet {
 			if t < stale {
 				delete(e.succNet, k)

@@ -425,6 +425,11 @@ func (e *Engine) absorbGroup(tr *tracked, g *detect.Group, kind string) {
 	for _, sg := range e.attackGroups(g, tr) {
 		e.judgeSuccesses(tr, sg)
 	}
+	if e.cfg.Compromise.Enabled && attackKind(kind) && len(tr.creds) <= maxLeakedKeys {
+		for ip := range tr.ips {
+			e.leakedKeyUse(tr, key.Source, ip)
+		}
+	}
 }
 
 // judgeSuccesses judges the successes g holds since the attack tr began:

@@ -317,12 +317,11 @@ func (e *Engine) restoreRow(k detect.AttemptKey, c detect.AttemptCount) {
 	}
 	switch {
 	case k.Outcome == ingest.Success:
-		if e.cfg.StaleKey && k.Identity != "" && k.Credential != "" {
-			if pk := pairOf(k.Source, k.Identity, k.Credential); !e.hasPair(pk) {
-				e.pairs[pk] = t
-			}
+		pair := "" // as Observe remembers it (the pair, the key's owner)
+		if e.cfg.StaleKey && k.Identity != "" && entry.Credential != "" {
+			pair = entry.Credential
 		}
-		e.rememberSuccess(k.Source, k.Identity, k.IP, e.win.NetOf(k.IP), t, "")
+		e.rememberSuccess(k.Source, k.Identity, k.IP, e.win.NetOf(k.IP), t, pair)
 		e.restoreOwner(k, entry.Credential, true)
 		e.win.Add(detect.GroupKey{Grouping: detect.ByIP, Source: k.Source, IP: k.IP}, entry)
 		e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: k.Source, Net: e.win.NetOf(k.IP)}, entry)
