@@ -401,12 +401,12 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 	switch {
 	case ev.Outcome == ingest.Success:
 		pair := "" // the credential, when the pair is remembered for stale keys
-		if e.cfg.StaleKey && ev.Identity != "" && ev.Credential != "" {
+		if e.cfg.StaleKey && ev.Identity != "" && entry.Credential != "" {
 			if len(e.pairs) > 1<<20 {
 				clear(e.pairs)
 				e.pairsCut++
 			}
-			pair = ev.Credential
+			pair = entry.Credential
 		}
 		net := e.win.NetOf(ev.IP)
 		e.rememberSuccess(ev.Source, ev.Identity, ev.IP, net, t, pair)
@@ -430,8 +430,8 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 			}
 		}
 	case ev.Outcome.Attempt():
-		if e.cfg.StaleKey && ev.Credential != "" {
-			if e.hasPair(pairOf(ev.Source, ev.Identity, ev.Credential)) {
+		if e.cfg.StaleKey && entry.Credential != "" {
+			if e.hasPair(pairOf(ev.Source, ev.Identity, entry.Credential)) {
 				entry.Stale = true
 				e.Stale += n
 			}
@@ -533,7 +533,7 @@ func (e *Engine) succeededFrom(source, identity string, ip netip.Addr, t int64) 
 // --since): it teaches who owns which key, for stale-key and owner
 // suppression, and nothing else.
 func (e *Engine) Remember(ev *ingest.Event) {
-	if ev.Outcome != ingest.Success || ev.Identity == "" || ev.Credential == "" || e.allowed(ev.IP) {
+	if ev.Outcome != ingest.Success || ev.Identity == "" || ev.Credential == "" || ev.SchemeOnly || e.allowed(ev.IP) {
 		return
 	}
 	k := pairOf(ev.Source, ev.Identity, ev.Credential)
