@@ -897,11 +897,12 @@ func (e *Engine) TickSource(source string, now time.Time) {
 	e.evaluate()
 }
 
-// setUpdated stamps a changed incident with event time, never before its
-// last line: a judge's clock moves in whole minutes of rows, while a
-// finding a node reported carries its lines' seconds.
+// setUpdated stamps a changed incident with its source's event time (not
+// another source's: one may be reading a backlog), never before its last
+// line: a judge's clock moves in whole minutes of rows, while a finding a
+// node reported carries its lines' seconds.
 func (e *Engine) setUpdated(inc *detect.Incident) {
-	inc.Updated = time.Unix(e.watermark, 0).UTC()
+	inc.Updated = time.Unix(e.clockOf(inc.Source).watermark, 0).UTC()
 	if inc.LastSeen.After(inc.Updated) {
 		inc.Updated = inc.LastSeen.UTC()
 	}

@@ -376,3 +376,33 @@ func judgeAllSummaries(t *testing.T, evs []ingest.Event) []incidentSummary {
 	}
 	return out
 }
+
+// An incident is stamped with its own source's time: a source reading a
+// backlog a day behind another had its alerts dated by the other's clock.
+func TestIncidentUpdatedBySourceClock(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	behind := now.Add(-30 * time.Hour)
+	e := rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
+	for i := range 60 {
+		live := ingest.Event{Time: now.Add(time.Duration(i) * 8 * time.Second), Source: "live", IP: netip.MustParseAddr("198.18.0.1"),
+			Identity: "client-001", Credential: "sk_live_0001", Outcome: ingest.Success, Status: 200}
+		e.Observe(&live)
+		ev := ingest.Event{Time: behind.Add(time.Duration(i) * 8 * time.Second), Source: "backlog", IP: netip.MustParseAddr("203.0.113.66"),
+			Identity: fmt.Sprintf("victim-%03d", i), Credential: "sk_live_dead", Outcome: ingest.Failure, Status: 401}
+		e.Observe(&ev)
+	}
+	_, snaps := e.TakeBatch(detect.Batch{})
+	found := false
+	for _, s := range snaps {
+		if s.Source != "backlog" {
+			continue
+		}
+		found = true
+		if s.Updated.After(behind.Add(time.Hour)) || s.Updated.Before(s.LastSeen) {
+			t.Errorf("incident %d (%s) of the backlog updated at %v, want its own clock (last seen %v)", s.ID, s.Kind, s.Updated, s.LastSeen)
+		}
+	}
+	if !found {
+		t.Fatal("no incident on the backlog source")
+	}
+}
