@@ -31,6 +31,12 @@ func (s *Store) SourceMinutes(ctx context.Context) (map[string]int64, error) {
 		}
 		return nil, classify(err)
 	}
+	return ScanSourceMinutes(rows)
+}
+
+// ScanSourceMinutes reads rows of (source, minute) into a map, closing
+// them (for stores that select them their own way).
+func ScanSourceMinutes(rows *sql.Rows) (map[string]int64, error) {
 	defer rows.Close()
 	out := map[string]int64{}
 	for rows.Next() {

@@ -998,17 +998,7 @@ func (s *Store) SourceMinutes(ctx context.Context) (map[string]int64, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := map[string]int64{}
-	for rows.Next() {
-		var source string
-		var m int64
-		if err := rows.Scan(&source, &m); err != nil {
-			return nil, err
-		}
-		out[source] = m
-	}
-	return out, rows.Err()
+	return detect.ScanSourceMinutes(rows)
 }
 
 // LoadAttempts returns the judged attempt rows since a Unix minute, summed
