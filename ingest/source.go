@@ -820,7 +820,10 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 		label, whole, missing := p.cred.label(s.field(RoleCredential))
 		ev.Credential, ev.RawCredential = label, whole
 		ev.SchemeOnly = label != "" && IsSchemePrefix(label)
-		if missing && ev.Outcome.Attempt() && !hasVerdict {
+		if missing && (ev.Outcome == Failure || ev.Outcome == Throttled) && !hasVerdict {
+			// No key, refused: a probe or a client not set up yet, not
+			// a guess. An unknown identity stays one: asked without a
+			// key it still tells whether the identity exists.
 			ev.Outcome = MissingCredential
 		}
 		if label != "" {

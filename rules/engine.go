@@ -457,6 +457,9 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 		if line && ev.Outcome != ingest.Throttled {
 			e.observeRoute(ev, t)
 		}
+	case ev.Outcome == ingest.MissingCredential && line:
+		// No guess, but a known identity's answer for the oracle.
+		e.observeRoute(ev, t)
 	}
 	if t > c.lastEval {
 		e.evaluate()

@@ -924,7 +924,7 @@ type routeStats struct {
 
 func (e *Engine) observeRoute(ev *ingest.Event, t int64) {
 	r := e.cfg.Enumeration
-	if !r.Enabled || (ev.Outcome != ingest.Failure && ev.Outcome != ingest.UnknownIdentity) {
+	if !r.Enabled || (ev.Outcome != ingest.Failure && ev.Outcome != ingest.UnknownIdentity && ev.Outcome != ingest.MissingCredential) {
 		return
 	}
 	k := valueKey{ev.Source, ev.Route}
@@ -945,7 +945,7 @@ func (e *Engine) observeRoute(ev *ingest.Event, t int64) {
 			rs.unknownLat += ev.Latency
 			rs.unknownLatN++
 		}
-	} else {
+	} else { // a wrong credential, or none, on an identity that exists
 		rs.wrong[ev.Status]++
 		if ev.HasLatency {
 			rs.wrongLat += ev.Latency
