@@ -494,11 +494,13 @@ func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, net net
 	}
 	if cred != "" {
 		if ch := maphash.String(pairSeed, cred); !ok || sp.cred != ch || sp.pairsCut != e.pairsCut {
+			first := false
 			if pair := pairOf(source, identity, cred); !e.hasPair(pair) {
 				e.pairs[pair] = t
+				first = true
 			}
 			sp.cred, sp.pairsCut = ch, e.pairsCut
-			e.keyOwners.note(source, cred, identity, t)
+			e.keyOwners.note(source, cred, identity, t, first, e.cfg.Spray.MinIdentities)
 		}
 	}
 	e.succFrom[k] = sp

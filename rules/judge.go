@@ -85,7 +85,8 @@ func (e *Engine) stats(g *detect.Group, from, to int64, maxTries int) windowStat
 			if en.Identity != "" {
 				s.succ[en.Identity] = struct{}{}
 			}
-		case en.Outcome.Attempt() && !en.Stale && !e.isClaimed(g.Source(), &en) && !e.ownersMistake(g.Source(), g.Grouping(), &en):
+		case en.Outcome.Attempt() && !en.Stale && !e.keyOwners.worksForMany(g.Source(), en.Credential) && !e.isClaimed(g.Source(), &en) &&
+			!e.ownersMistake(g.Source(), g.Grouping(), &en):
 			st.attempts += int64(en.Count)
 			if en.Identity != "" {
 				s.tries[en.Identity] += int(en.Count)
@@ -223,8 +224,8 @@ func (e *Engine) failedPairs(g *detect.Group, from, to int64) int {
 			continue
 		}
 		en := g.At(i)
-		if en.Identity == "" || en.Credential == "" || !en.Outcome.Attempt() || en.Stale || e.isClaimed(g.Source(), &en) ||
-			e.ownersMistake(g.Source(), g.Grouping(), &en) {
+		if en.Identity == "" || en.Credential == "" || !en.Outcome.Attempt() || en.Stale || e.keyOwners.worksForMany(g.Source(), en.Credential) ||
+			e.isClaimed(g.Source(), &en) || e.ownersMistake(g.Source(), g.Grouping(), &en) {
 			continue
 		}
 		seen[[2]string{en.Identity, en.Credential}] = struct{}{}
@@ -320,8 +321,8 @@ func (e *Engine) judgeLowAndSlow(g *detect.Group, now int64) bool {
 			continue
 		}
 		en := g.At(i)
-		if en.Identity == "" || !en.Outcome.Attempt() || en.Stale || e.isClaimed(g.Source(), &en) ||
-			e.ownersMistake(g.Source(), g.Grouping(), &en) {
+		if en.Identity == "" || !en.Outcome.Attempt() || en.Stale || e.keyOwners.worksForMany(g.Source(), en.Credential) ||
+			e.isClaimed(g.Source(), &en) || e.ownersMistake(g.Source(), g.Grouping(), &en) {
 			continue
 		}
 		s.hours[identHour{en.Identity, en.Minute / 60}] += int(en.Count)

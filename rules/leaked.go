@@ -9,34 +9,58 @@ import (
 )
 
 // keyOwners remembers, per source and key, the identity the key last
-// started to work for: the owner a spray of a leaked key belongs to.
-// An entry is written when an address's key changes, not per line.
-type keyOwners map[valueKey]keyOwner
+// started to work for (the owner a spray of a leaked key belongs to), and
+// how many identities it worked for: a key that works for many (a
+// partner's or an admin's, scanning its clients) is refused on others for
+// lack of rights, not guessed. An entry is written when an address's key
+// changes, not per line.
+type keyOwners struct {
+	m map[valueKey]keyOwner
+	// many holds the keys that worked for at least manyAt identities.
+	many map[valueKey]struct{}
+}
 
 type keyOwner struct {
 	identity string
 	t        int64
+	n        int // identities it worked for, while their pairs are remembered
 }
 
-// note records that cred worked for identity at t.
-func (o *keyOwners) note(source, cred, identity string, t int64) {
-	if *o == nil {
-		*o = keyOwners{}
-	}
-	if len(*o) > 1<<20 {
-		clear(*o)
+// note records that cred worked for identity at t; first is set when the
+// pair of identity and cred is new. manyAt is how many identities make a
+// key one that works for many.
+func (o *keyOwners) note(source, cred, identity string, t int64, first bool, manyAt int) {
+	if o.m == nil || len(o.m) > 1<<20 {
+		o.m, o.many = map[valueKey]keyOwner{}, map[valueKey]struct{}{}
 	}
 	k := valueKey{source, cred}
-	if cur, ok := (*o)[k]; !ok || cur.identity != identity || cur.t < t {
-		(*o)[k] = keyOwner{identity, t}
+	cur, ok := o.m[k]
+	if !ok || cur.identity != identity || cur.t < t {
+		cur.identity, cur.t = identity, max(cur.t, t)
 	}
+	if first {
+		if cur.n++; cur.n == manyAt {
+			o.many[k] = struct{}{}
+		}
+	}
+	o.m[k] = cur
+}
+
+// worksForMany reports whether cred worked for many identities of source.
+func (o *keyOwners) worksForMany(source, cred string) bool {
+	if len(o.many) == 0 || cred == "" {
+		return false
+	}
+	_, ok := o.many[valueKey{source, cred}]
+	return ok
 }
 
 // prune forgets keys that have not started to work since stale.
-func (o keyOwners) prune(stale int64) {
-	for k, v := range o {
+func (o *keyOwners) prune(stale int64) {
+	for k, v := range o.m {
 		if v.t < stale {
-			delete(o, k)
+			delete(o.m, k)
+			delete(o.many, k)
 		}
 	}
 }
@@ -54,7 +78,7 @@ const maxLeakedKeys = 32
 // window retains that success any more. Its owner's own use from its
 // usual address is not a compromise (attackers decides).
 func (e *Engine) leakedKeyUse(tr *tracked, source string, ip netip.Addr) {
-	if !e.cfg.Compromise.Enabled || !attackKind(tr.inc.Kind) || len(tr.creds) > maxLeakedKeys || len(e.keyOwners) == 0 {
+	if !e.cfg.Compromise.Enabled || !attackKind(tr.inc.Kind) || len(tr.creds) > maxLeakedKeys || len(e.keyOwners.m) == 0 {
 		return
 	}
 	w := e.cfg.Compromise.Within
@@ -63,7 +87,7 @@ func (e *Engine) leakedKeyUse(tr *tracked, source string, ip netip.Addr) {
 	}
 	since := tr.inc.FirstSeen.Unix() - int64(w/time.Second)
 	for cred := range tr.creds {
-		o, ok := e.keyOwners[valueKey{source, cred}]
+		o, ok := e.keyOwners.m[valueKey{source, cred}]
 		if !ok {
 			continue
 		}
