@@ -394,6 +394,15 @@ type Windows struct {
 	entries  int
 	// DroppedEntries counts entries not retained under MaxEntries.
 	DroppedEntries int64
+	// compacts hold the groups of one entry that are not in use (see
+	// compact), in fixed chunks without pointers, reused through cfree.
+	compacts []*[slabChunk]compact
+	cfree    []int32
+	queues   []*expiryQueue // by expiryQueue.idx-1
+	routes   *symbols       // the routes of compact groups
+	scratch  Group          // a compact group, as Prune's keep sees it
+	// plain turns compact groups off (tests compare both).
+	plain          bool
 	hash           func(GroupKey) uint64 // nil: GroupKey.Hash; tests force collisions
 	lastSource     string
 	lastSourceHash uint64
@@ -418,21 +427,41 @@ func (w *Windows) hashOf(k GroupKey) uint64 {
 	return k.hashFrom(w.lastSourceHash)
 }
 
+// getHashed returns the group of k, of hash h, or nil. A compact group is
+// made a full one first.
 func (w *Windows) getHashed(k GroupKey, h uint64) *Group {
+	r, i := w.find(k, h)
+	switch {
+	case r == 0:
+		return nil
+	case r&compactRef != 0:
+		return w.promote(r, i, k, h)
+	}
+	return w.at(int32(r) - 1)
+}
+
+// find returns the ref of k's group, of hash h (0: none), and the index of
+// its word in the index.
+func (w *Windows) find(k GroupKey, h uint64) (uint32, uint64) {
 	ix := &w.index
 	if ix.n == 0 {
-		return nil
+		return 0, 0
 	}
 	mask := uint64(len(ix.slots) - 1)
 	tag := h >> 32
 	for i := tag & mask; ; i = (i + 1) & mask {
 		s := ix.slots[i]
 		if s == 0 {
-			return nil
+			return 0, 0
 		}
 		if s>>32 == tag {
-			if g := w.at(int32(uint32(s)) - 1); g.hash == h && g.is(k) {
-				return g
+			r := uint32(s)
+			if r&compactRef == 0 {
+				if g := w.at(int32(r) - 1); g.hash == h && g.is(k) {
+					return r, i
+				}
+			} else if w.compactIs(w.cat(int32(r&^compactRef)), k) {
+				return r, i
 			}
 		}
 	}
@@ -457,19 +486,20 @@ func (p *presence) remove(h uint64) {
 func (p *presence) maybe(h uint64) bool { return p == nil || p[h%uint64(len(p))] > 0 }
 
 // groupIndex finds groups by their key's Hash: an open-addressing table,
-// probed linearly, of words tag<<32 | id+1, where tag is the upper half of
-// the hash and names the slot to start from, and 0 is a free slot. A
+// probed linearly, of words tag<<32 | ref, where tag is the upper half of
+// the hash and names the slot to start from, ref names the group (see
+// compactRef), and 0 is a free slot. A
 // lookup reads one cache line of the table for most keys (a Go map reads
 // a control word and a slot), and the group's own line only when the tag
 // matches. Keys whose hashes collide, wholly or in their tag, are all
-// kept: a lookup compares the group's hash and key, and goes on past a
-// mismatch. The table holds no pointer, so the collector does not scan it.
+// kept: a lookup compares the group's hash (a compact group's tag) and
+// key, and goes on past a mismatch. The table holds no pointer, so the collector does not scan it.
 type groupIndex struct {
 	slots []uint64 // a power of two, at most half full
 	n     int
 }
 
-func (ix *groupIndex) insert(h uint64, id int32) {
+func (ix *groupIndex) insert(h uint64, ref uint32) {
 	if 2*(ix.n+1) > len(ix.slots) {
 		ix.grow()
 	}
@@ -479,7 +509,7 @@ func (ix *groupIndex) insert(h uint64, id int32) {
 	for ix.slots[i] != 0 {
 		i = (i + 1) & mask
 	}
-	ix.slots[i] = tag<<32 | uint64(uint32(id+1))
+	ix.slots[i] = tag<<32 | uint64(ref)
 	ix.n++
 }
 
@@ -498,15 +528,27 @@ func (ix *groupIndex) grow() {
 	}
 }
 
-// remove drops the word of group id, of hash h, shifting the words after
-// it back so that no probe sequence is cut (Knuth's algorithm R).
-func (ix *groupIndex) remove(h uint64, id int32) {
+// word returns the index of the word of ref, of hash h.
+func (ix *groupIndex) word(h uint64, ref uint32) uint64 {
 	mask := uint64(len(ix.slots) - 1)
-	want := (h>>32)<<32 | uint64(uint32(id+1))
+	want := (h>>32)<<32 | uint64(ref)
 	i := (h >> 32) & mask
 	for ix.slots[i] != want {
 		i = (i + 1) & mask
 	}
+	return i
+}
+
+// replace makes the word of ref, of hash h, name to instead.
+func (ix *groupIndex) replace(h uint64, ref, to uint32) {
+	ix.slots[ix.word(h, ref)] = (h>>32)<<32 | uint64(to)
+}
+
+// remove drops the word of ref, of hash h, shifting the words after it
+// back so that no probe sequence is cut (Knuth's algorithm R).
+func (ix *groupIndex) remove(h uint64, ref uint32) {
+	mask := uint64(len(ix.slots) - 1)
+	i := ix.word(h, ref)
 	for j := i; ; {
 		j = (j + 1) & mask
 		s := ix.slots[j]
@@ -526,6 +568,20 @@ func (ix *groupIndex) remove(h uint64, id int32) {
 
 // newGroup tracks an empty group for k, of hash h, known not to be tracked.
 func (w *Windows) newGroup(k GroupKey, h uint64) *Group {
+	g := w.allocGroup()
+	g.setKey(k)
+	g.hash, g.Route, g.queue = h, "", w.queueOf(k)
+	g.entries = g.one[:0]
+	w.index.insert(h, uint32(g.id+1))
+	if p := w.present[k.Grouping]; p != nil {
+		p.add(h)
+	}
+	w.counts[k.Grouping]++
+	return g
+}
+
+// allocGroup returns a free group of the slab.
+func (w *Windows) allocGroup() *Group {
 	if len(w.free) == 0 {
 		c := new([slabChunk]Group)
 		base := int32(len(w.chunks)) * slabChunk
@@ -537,16 +593,7 @@ func (w *Windows) newGroup(k GroupKey, h uint64) *Group {
 	}
 	id := w.free[len(w.free)-1]
 	w.free = w.free[:len(w.free)-1]
-	g := w.at(id)
-	g.setKey(k)
-	g.hash, g.Route, g.queue = h, "", w.queueOf(k)
-	g.entries = g.one[:0]
-	w.index.insert(h, id)
-	if p := w.present[k.Grouping]; p != nil {
-		p.add(h)
-	}
-	w.counts[k.Grouping]++
-	return g
+	return w.at(id)
 }
 
 // forget stops tracking g and frees its slot. The slot keeps its last
@@ -554,7 +601,7 @@ func (w *Windows) newGroup(k GroupKey, h uint64) *Group {
 // slab never keeps more than it did at its peak): clearing them would
 // write cold cache lines for nothing.
 func (w *Windows) forget(g *Group) {
-	w.index.remove(g.hash, g.id)
+	w.index.remove(g.hash, uint32(g.id+1))
 	if p := w.present[g.queue.grouping]; p != nil {
 		p.remove(g.hash)
 	}
@@ -568,22 +615,26 @@ type expiryKey struct {
 	grouping Grouping
 }
 
-// expiryQueue holds groups by the minute of their oldest entry: a bucket
-// per minute, and a min-heap of the minutes that have one (a retention's
-// worth at most), so that queueing a group is an append and expiring a
-// minute takes its whole bucket. A group is in its queue exactly while it
-// has entries.
+// expiryQueue holds groups, by ref, by the minute of their oldest entry: a
+// bucket per minute, and a min-heap of the minutes that have one (a
+// retention's worth at most), so that queueing a group is an append and
+// expiring a minute takes its whole bucket. A group is in its queue while
+// it has entries, under the minute of its oldest; a group made compact or
+// full again is queued anew under its new ref, and the old ref, left
+// where it was, is passed over when its bucket expires (it names no group
+// of that queue and minute any more, or one queued there anyway).
 type expiryQueue struct {
 	syms     *symbols // of the windows
 	keyHash  bool     // its groups' hash is their Key.Hash (tests may change it)
 	grouping Grouping
+	idx      uint16 // 1 + its index in Windows.queues; 0: its groups are never compact
 	source   string
-	buckets  map[int64][]*Group
+	buckets  map[int64][]uint32
 	minutes  []int64    // min-heap of the keys of buckets
-	spare    [][]*Group // emptied buckets, to be reused
+	spare    [][]uint32 // emptied buckets, to be reused
 }
 
-func (q *expiryQueue) push(minute int64, g *Group) {
+func (q *expiryQueue) push(minute int64, ref uint32) {
 	b, ok := q.buckets[minute]
 	if !ok {
 		h := append(q.minutes, minute)
@@ -600,13 +651,12 @@ func (q *expiryQueue) push(minute int64, g *Group) {
 			b, q.spare = q.spare[n-1], q.spare[:n-1]
 		}
 	}
-	q.buckets[minute] = append(b, g)
+	q.buckets[minute] = append(b, ref)
 }
 
 // recycle takes back a bucket from take once its groups are handled.
-func (q *expiryQueue) recycle(b []*Group) {
+func (q *expiryQueue) recycle(b []uint32) {
 	if cap(b) <= 4096 && len(q.spare) < 64 {
-		clear(b)
 		q.spare = append(q.spare, b[:0])
 	}
 }
@@ -616,8 +666,9 @@ func (q *expiryQueue) expired(cut int64) bool {
 	return len(q.minutes) > 0 && q.minutes[0] < cut
 }
 
-// take removes the bucket of the oldest minute and returns its groups.
-func (q *expiryQueue) take() []*Group {
+// take removes the bucket of the oldest minute and returns the minute and
+// its refs.
+func (q *expiryQueue) take() (int64, []uint32) {
 	h := q.minutes
 	minute := h[0]
 	last := len(h) - 1
@@ -640,7 +691,7 @@ func (q *expiryQueue) take() []*Group {
 	q.minutes = h
 	b := q.buckets[minute]
 	delete(q.buckets, minute)
-	return b
+	return minute, b
 }
 
 // queueOf returns the expiry queue of k's source and grouping.
@@ -651,8 +702,12 @@ func (w *Windows) queueOf(k GroupKey) *expiryQueue {
 	qk := expiryKey{k.Source, k.Grouping}
 	q := w.expiring[qk]
 	if q == nil {
-		q = &expiryQueue{syms: w.syms, keyHash: w.hash == nil, grouping: k.Grouping, source: k.Source, buckets: map[int64][]*Group{}}
+		q = &expiryQueue{syms: w.syms, keyHash: w.hash == nil, grouping: k.Grouping, source: k.Source, buckets: map[int64][]uint32{}}
 		w.expiring[qk] = q
+		if len(w.queues) < 1<<16-1 {
+			w.queues = append(w.queues, q)
+			q.idx = uint16(len(w.queues))
+		}
 	}
 	w.last[k.Grouping] = q
 	return q
@@ -667,7 +722,7 @@ func NewWindows(o WindowOptions) *Windows {
 		o.NetBits6 = 64
 	}
 	return &Windows{opt: o, present: [numGroupings]*presence{ByCredential: new(presence), ByIdentity: new(presence)},
-		expiring: map[expiryKey]*expiryQueue{}, syms: newSymbols()}
+		expiring: map[expiryKey]*expiryQueue{}, syms: newSymbols(), routes: newSymbols()}
 }
 
 // Options returns the options in force.
@@ -747,7 +802,7 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 		return g
 	}
 	if len(g.entries) == 0 {
-		g.queue.push(e.Minute, g)
+		g.queue.push(e.Minute, uint32(g.id+1))
 	}
 	g.entries = append(g.entries, w.syms.store(&e, ip))
 	w.entries++
@@ -774,7 +829,15 @@ func (w *Windows) Get(k GroupKey) *Group {
 // flags.
 // The list is valid until the call after next (two lists take turns, so
 // that judging does not grow a new one every time).
+//
+// Groups of the list handed out before, that have one entry and were not
+// made dirty again, are made compact here (see compact).
 func (w *Windows) TakeDirty() []*Group {
+	for _, g := range w.spare {
+		if w.compactible(g) {
+			w.compact(g)
+		}
+	}
 	d := w.dirty
 	clear(w.spare)
 	w.dirty, w.spare = w.spare[:0], d
@@ -795,9 +858,15 @@ func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 	for qk, q := range w.expiring {
 		cut := now(qk.source) - w.opt.Retain[qk.grouping]
 		for q.expired(cut) {
-			b := q.take()
-			for _, g := range b {
-				w.cut(g, cut, q, keep)
+			minute, b := q.take()
+			for _, r := range b {
+				if r&compactRef != 0 {
+					w.expireCompact(r, minute, q, keep)
+					continue
+				}
+				if g := w.at(int32(r) - 1); len(g.entries) > 0 && g.queue == q && g.entries[0].minute == minute {
+					w.cut(g, cut, q, keep)
+				} // else an old ref (see expiryQueue)
 			}
 			q.recycle(b)
 		}
@@ -819,7 +888,7 @@ func (w *Windows) cut(g *Group, cut int64, q *expiryQueue, keep func(*Group) boo
 	g.entries = g.entries[i:]
 	w.entries -= i
 	if len(g.entries) > 0 {
-		q.push(g.entries[0].minute, g)
+		q.push(g.entries[0].minute, uint32(g.id+1))
 		return
 	}
 	g.entries = g.one[:0] // the next entry needs no allocation
