@@ -141,7 +141,7 @@ func (w *Windows) compact(g *Group) {
 	c := w.cat(id)
 	x := &g.entries[0]
 	*c = compact{offset: x.offset, minute: int32(x.minute), identity: x.identity, credential: x.credential, file: x.file, node: x.node,
-		route: w.routes.ref(0, g.Route, 0), count: x.count, ip: [4]byte(x.ip[12:]), queue: g.queue.idx, ipKind: x.ipKind,
+		route: w.routes.ref(0, g.Route), count: x.count, ip: [4]byte(x.ip[12:]), queue: g.queue.idx, ipKind: x.ipKind,
 		outcome: x.outcome, stale: x.stale, firstSec: x.firstSec, lastSec: x.lastSec}
 	r := compactRef | uint32(id)
 	w.index.replace(g.hash, uint32(g.id+1), r)
@@ -194,7 +194,7 @@ func (w *Windows) expireCompact(r uint32, minute int64, q *expiryQueue, keep fun
 	route := w.routes.str(c.route)
 	w.syms.unref(c.identity)
 	w.syms.unref(c.credential)
-	w.syms.unref(c.file)
+	w.syms.files.unref(c.file)
 	w.syms.unref(c.node)
 	w.routes.unref(c.route)
 	w.entries--

@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"net/netip"
+	"unsafe"
 
 	"github.com/spraywatch/spraywatch/ingest"
 )
@@ -258,13 +259,17 @@ func (x *slot) addr(s *symbols) netip.Addr {
 }
 
 // symbols holds the strings of retained entries (identities, credential
-// labels, file and node names, zones) by small integers, counting the
-// entries that hold each: a symbol is freed with the last entry that held
-// it, so the table never holds more than the entries do. Equal strings are
-// not looked up to share one symbol (that would be a hash lookup a field,
-// and one more for the collector to keep): the groups of one line, and
-// the lines that follow with the same string, share the symbol taken last
-// for that field.
+// labels, node names, zones; file names, with their inodes, in a table of
+// their own) by small integers, counting the entries that hold each: a
+// symbol is freed with the last entry that held it, so the table never
+// holds more than the entries do. The groups of one line, and the lines
+// that follow with the same string, share the symbol taken last for that
+// field; past those, a string is looked up by the address of its bytes
+// (the parser hands the same string for a value it sees often), in a small
+// table of the symbols taken lately, so that the entries of a client's
+// many minutes share one symbol instead of one each. Equal strings at
+// different addresses, or pushed out of that table, take symbols apart
+// (a lookup by content would be a hash of every string).
 type symbols struct {
 	// syms are the strings by symbol, each with the number of entries
 	// holding it, side by side: taking and freeing a symbol touches one
@@ -272,6 +277,13 @@ type symbols struct {
 	syms []symbol
 	free []uint32
 	last [5]uint32 // the symbol taken last, per field
+	// recent holds symbols by the address of their string's bytes (a
+	// symbol there may have been freed or taken again since: it is
+	// compared before use). Not in the files table.
+	recent []uint32
+	// inodes are the files' inodes, by symbol (the files table only).
+	inodes []uint64
+	files  *symbols // the table of file names (nil in the files table)
 }
 
 const (
@@ -283,31 +295,65 @@ const (
 )
 
 type symbol struct {
-	str   string
-	refs  uint32
-	inode uint64 // of a file
+	str  string
+	refs uint32
 }
 
-func newSymbols() *symbols { return &symbols{syms: []symbol{{}}} }
+const recentBits = 12
+
+func newSymbols() *symbols {
+	return &symbols{syms: []symbol{{}}, recent: make([]uint32, 1<<recentBits), files: &symbols{syms: []symbol{{}}, inodes: []uint64{0}}}
+}
 
 func (s *symbols) str(id uint32) string { return s.syms[id].str }
 
-// ref returns a symbol for str (with inode, for a file), counting one
-// more entry that holds it.
-func (s *symbols) ref(field int, str string, inode uint64) uint32 {
-	if str == "" && inode == 0 {
+// ref returns a symbol for str, counting one more entry that holds it.
+func (s *symbols) ref(field int, str string) uint32 {
+	if str == "" {
 		return 0
 	}
 	id := s.last[field]
-	if y := &s.syms[id]; id == 0 || y.str != str || y.inode != inode {
-		if n := len(s.free); n > 0 {
-			id, s.free = s.free[n-1], s.free[:n-1]
-			s.syms[id].str, s.syms[id].inode = str, inode
+	if s.syms[id].str != str { // symbol 0 is ""
+		p := unsafe.StringData(str)
+		r := &s.recent[uint64(uintptr(unsafe.Pointer(p)))*0x9e3779b97f4a7c15>>(64-recentBits)]
+		if y := &s.syms[*r]; unsafe.StringData(y.str) == p && len(y.str) == len(str) {
+			id = *r
 		} else {
-			id = uint32(len(s.syms))
-			s.syms = append(s.syms, symbol{str: str, inode: inode})
+			id = s.take(str)
+			*r = id
 		}
 		s.last[field] = id
+	}
+	s.syms[id].refs++
+	return id
+}
+
+// take returns a new symbol for str, held by no entry yet.
+func (s *symbols) take(str string) uint32 {
+	if n := len(s.free); n > 0 {
+		id := s.free[n-1]
+		s.free = s.free[:n-1]
+		s.syms[id].str = str
+		return id
+	}
+	s.syms = append(s.syms, symbol{str: str})
+	if s.inodes != nil {
+		s.inodes = append(s.inodes, 0)
+	}
+	return uint32(len(s.syms) - 1)
+}
+
+// refFile returns a symbol of the files table for a file and its inode,
+// counting one more entry that holds it.
+func (s *symbols) refFile(str string, inode uint64) uint32 {
+	if str == "" && inode == 0 {
+		return 0
+	}
+	id := s.last[fieldFile]
+	if id == 0 || s.syms[id].str != str || s.inodes[id] != inode {
+		id = s.take(str)
+		s.inodes[id] = inode
+		s.last[fieldFile] = id
 	}
 	s.syms[id].refs++
 	return id
@@ -322,31 +368,40 @@ func (s *symbols) unref(id uint32) {
 		y.refs--
 	} else {
 		*y = symbol{}
+		if s.inodes != nil {
+			s.inodes[id] = 0
+		}
 		s.free = append(s.free, id)
 	}
 }
 
-// Len returns the number of symbols in use.
-func (s *symbols) Len() int { return len(s.syms) - 1 - len(s.free) }
+// Len returns the number of symbols in use, file names included.
+func (s *symbols) Len() int {
+	n := len(s.syms) - 1 - len(s.free)
+	if s.files != nil {
+		n += s.files.Len()
+	}
+	return n
+}
 
 func (s *symbols) store(e *Entry, ip addrBits) slot {
-	return slot{minute: e.Minute, ip: ip.b, ipKind: ip.kind, zone: s.ref(fieldZone, ip.zone, 0),
-		identity: s.ref(fieldIdentity, e.Identity, 0), credential: s.ref(fieldCredential, e.Credential, 0),
-		file: s.ref(fieldFile, e.Pos.File, e.Pos.Inode), node: s.ref(fieldNode, e.Pos.Node, 0), offset: e.Pos.Offset,
+	return slot{minute: e.Minute, ip: ip.b, ipKind: ip.kind, zone: s.ref(fieldZone, ip.zone),
+		identity: s.ref(fieldIdentity, e.Identity), credential: s.ref(fieldCredential, e.Credential),
+		file: s.files.refFile(e.Pos.File, e.Pos.Inode), node: s.ref(fieldNode, e.Pos.Node), offset: e.Pos.Offset,
 		count: e.Count, outcome: e.Outcome, stale: e.Stale, firstSec: e.FirstSec, lastSec: e.LastSec}
 }
 
 func (s *symbols) release(x *slot) {
 	s.unref(x.identity)
 	s.unref(x.credential)
-	s.unref(x.file)
+	s.files.unref(x.file)
 	s.unref(x.node)
 	s.unref(x.zone)
 }
 
 func (s *symbols) entry(x *slot) Entry {
 	return Entry{Minute: x.minute, IP: x.addr(s), Identity: s.str(x.identity), Credential: s.str(x.credential),
-		Pos:   ingest.Pos{Node: s.str(x.node), File: s.str(x.file), Inode: s.syms[x.file].inode, Offset: x.offset},
+		Pos:   ingest.Pos{Node: s.str(x.node), File: s.files.str(x.file), Inode: s.files.inodes[x.file], Offset: x.offset},
 		Count: x.count, Outcome: x.outcome, Stale: x.stale, FirstSec: x.firstSec, LastSec: x.lastSec}
 }
 
