@@ -134,8 +134,9 @@ func (w *Windows) compactible(g *Group) bool {
 }
 
 // compact moves g, compactible, to a compact record and frees its slot.
-// Its entry's symbols pass to the record. The group stays queued under its
-// slot's ref, which expiry passes over once the slot is free or reused.
+// Its entry's symbols pass to the record. The record takes the group's ref
+// in its queue when that is among the last few of its bucket; else it is
+// queued anew, and the slot's ref, left there, is passed over by expiry.
 func (w *Windows) compact(g *Group) {
 	id := w.allocCompact()
 	c := w.cat(id)
@@ -145,7 +146,9 @@ func (w *Windows) compact(g *Group) {
 		outcome: x.outcome, stale: x.stale, firstSec: x.firstSec, lastSec: x.lastSec}
 	r := compactRef | uint32(id)
 	w.index.replace(g.hash, uint32(g.id+1), r)
-	g.queue.push(x.minute, r)
+	if !g.queue.replace(x.minute, uint32(g.id+1), r) {
+		g.queue.push(x.minute, r)
+	}
 	g.hash, g.Last, g.Attempts, g.entries = 0, 0, 0, nil
 	w.free = append(w.free, g.id)
 }

@@ -709,6 +709,20 @@ func (q *expiryQueue) push(minute int64, ref uint32) {
 	q.buckets[minute] = append(b, ref)
 }
 
+// replace makes ref old, queued under minute among the last few refs of
+// its bucket (a group made compact soon after it was queued), name to, and
+// reports whether it found it.
+func (q *expiryQueue) replace(minute int64, old, to uint32) bool {
+	b := q.buckets[minute]
+	for i := len(b) - 1; i >= 0 && i >= len(b)-64; i-- {
+		if b[i] == old {
+			b[i] = to
+			return true
+		}
+	}
+	return false
+}
+
 // recycle takes back a bucket from take once its groups are handled.
 func (q *expiryQueue) recycle(b []uint32) {
 	if cap(b) <= 4096 && len(q.spare) < 64 {
