@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/spraywatch/spraywatch/ingest"
@@ -60,8 +61,9 @@ func statesOf(gs []*Group) []groupState {
 // step: every group's key, hash, latest minute, attempts, route and
 // entries, the dirty lists, the counts, entries and symbols. Keys come from
 // small pools (so that one-entry groups get a second entry, after being
-// made compact or not) over IPv4, IPv6 and no address; some seeds force
-// hash collisions, some cap groups or entries.
+// made compact or not) over IPv4, IPv6 and no address, and strings shared
+// or equal at other addresses; some seeds force hash collisions, some cap
+// groups or entries.
 func TestCompactModel(t *testing.T) {
 	hashes := []func(GroupKey) uint64{
 		nil,
@@ -69,7 +71,7 @@ func TestCompactModel(t *testing.T) {
 		func(k GroupKey) uint64 { return k.Hash()&0xffff | 0xabcd<<32 }, // tags collide
 	}
 	compacted, promoted := 0, 0
-	for seed := uint64(1); seed <= 60; seed++ {
+	for seed := uint64(1); seed <= 40; seed++ {
 		r := rand.New(rand.NewPCG(seed, 17))
 		o := WindowOptions{Retain: [numGroupings]int64{ByIP: 60, ByNet: 15, ByCredential: 1440, ByIdentity: 10}}
 		switch seed % 5 {
@@ -92,15 +94,21 @@ func TestCompactModel(t *testing.T) {
 			ips = append(ips, netip.AddrFrom4([4]byte{10, 0, byte(i / 8), byte(i)}))
 		}
 		pool := 5 + r.IntN(60)
-		for step := range 1500 {
+		var ids, creds []string // one string each, as the parser hands out
+		for i := range pool {
+			ids, creds = append(ids, fmt.Sprint("id", i)), append(creds, fmt.Sprint("k", i))
+		}
+		for step := range 1200 {
 			src := []string{"api", "web"}[r.IntN(2)]
 			switch op := r.IntN(20); {
 			case op < 12:
 				clock[src] += int64(r.IntN(3))
 				e := EntryAt(clock[src]*60 - int64(r.IntN(3)*60) + int64(r.IntN(60)))
 				e.IP = ips[r.IntN(len(ips))]
-				e.Identity = fmt.Sprint("id", r.IntN(pool))
-				e.Credential = fmt.Sprint("k", r.IntN(pool))
+				e.Identity, e.Credential = ids[r.IntN(pool)], creds[r.IntN(pool)]
+				if r.IntN(4) == 0 { // equal strings at other addresses
+					e.Identity, e.Credential = strings.Clone(e.Identity), strings.Clone(e.Credential)
+				}
 				e.Count = uint32(1 + r.IntN(2))
 				e.Pos = ingest.Pos{File: fmt.Sprint("access.log.", r.IntN(2)), Inode: uint64(r.IntN(2)), Offset: int64(step)}
 				e.Outcome = []ingest.Outcome{ingest.Failure, ingest.Failure, ingest.Success, ingest.Throttled}[r.IntN(4)]

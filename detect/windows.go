@@ -299,7 +299,7 @@ type symbol struct {
 	refs uint32
 }
 
-const recentBits = 12
+const recentBits = 16
 
 func newSymbols() *symbols {
 	return &symbols{syms: []symbol{{}}, recent: make([]uint32, 1<<recentBits), files: &symbols{syms: []symbol{{}}, inodes: []uint64{0}}}
