@@ -277,10 +277,11 @@ type symbols struct {
 	syms []symbol
 	free []uint32
 	last [5]uint32 // the symbol taken last, per field
-	// recent holds symbols by the address of their string's bytes (a
-	// symbol there may have been freed or taken again since: it is
-	// compared before use). Not in the files table.
-	recent []uint32
+	// recent holds symbols by the address of their string's bytes, as
+	// words address<<32 | symbol (a symbol there may have been freed or
+	// taken again since: it is compared before use). Not in the files
+	// table.
+	recent []uint64
 	// inodes are the files' inodes, by symbol (the files table only).
 	inodes []uint64
 	files  *symbols // the table of file names (nil in the files table)
@@ -299,10 +300,10 @@ type symbol struct {
 	refs uint32
 }
 
-const recentBits = 16
-
-func newSymbols() *symbols {
-	return &symbols{syms: []symbol{{}}, recent: make([]uint32, 1<<recentBits), files: &symbols{syms: []symbol{{}}, inodes: []uint64{0}}}
+// newSymbols returns a table whose recent table has 1<<recentBits words,
+// with a files table.
+func newSymbols(recentBits int) *symbols {
+	return &symbols{syms: []symbol{{}}, recent: make([]uint64, 1<<recentBits), files: &symbols{syms: []symbol{{}}, inodes: []uint64{0}}}
 }
 
 func (s *symbols) str(id uint32) string { return s.syms[id].str }
@@ -315,12 +316,13 @@ func (s *symbols) ref(field int, str string) uint32 {
 	id := s.last[field]
 	if s.syms[id].str != str { // symbol 0 is ""
 		p := unsafe.StringData(str)
-		r := &s.recent[uint64(uintptr(unsafe.Pointer(p)))*0x9e3779b97f4a7c15>>(64-recentBits)]
-		if y := &s.syms[*r]; unsafe.StringData(y.str) == p && len(y.str) == len(str) {
-			id = *r
-		} else {
+		a := uint64(uintptr(unsafe.Pointer(p)))
+		r := &s.recent[a*0x9e3779b97f4a7c15>>32&uint64(len(s.recent)-1)]
+		// The word's upper half is the low half of the address: a string
+		// at another address is told apart without reading its symbol.
+		if id = uint32(*r); *r>>32 != a&(1<<32-1) || unsafe.StringData(s.syms[id].str) != p || len(s.syms[id].str) != len(str) {
 			id = s.take(str)
-			*r = id
+			*r = a<<32 | uint64(id)
 		}
 		s.last[field] = id
 	}
@@ -791,7 +793,7 @@ func NewWindows(o WindowOptions) *Windows {
 		o.NetBits6 = 64
 	}
 	return &Windows{opt: o, present: [numGroupings]*presence{ByCredential: new(presence), ByIdentity: new(presence)},
-		expiring: map[expiryKey]*expiryQueue{}, syms: newSymbols(), routes: newSymbols()}
+		expiring: map[expiryKey]*expiryQueue{}, syms: newSymbols(16), routes: newSymbols(4)}
 }
 
 // Options returns the options in force.
