@@ -111,11 +111,16 @@ func (w *Windows) compactKey(c *compact, q *expiryQueue) GroupKey {
 	return k
 }
 
+// compactRetain is the shortest retention, in minutes, of a grouping whose
+// groups are made compact: a group kept for less (an identity's, for the
+// brute-force window) costs little in the slab, less than moving it would.
+const compactRetain = 30
+
 // compactible reports whether g can be made compact: it has one entry and
-// is not dirty, its key can be told from the entry, and the record holds
-// all of it.
+// is not dirty, its grouping keeps entries for compactRetain or longer,
+// its key can be told from the entry, and the record holds all of it.
 func (w *Windows) compactible(g *Group) bool {
-	if w.plain || g.Dirty || len(g.entries) != 1 || g.queue.idx == 0 {
+	if w.plain || g.Dirty || len(g.entries) != 1 || g.queue.idx == 0 || w.opt.Retain[g.grouping] < compactRetain {
 		return false
 	}
 	x := &g.entries[0]

@@ -73,7 +73,7 @@ func TestCompactModel(t *testing.T) {
 	compacted, promoted := 0, 0
 	for seed := uint64(1); seed <= 40; seed++ {
 		r := rand.New(rand.NewPCG(seed, 17))
-		o := WindowOptions{Retain: [numGroupings]int64{ByIP: 60, ByNet: 15, ByCredential: 1440, ByIdentity: 10}}
+		o := WindowOptions{Retain: [numGroupings]int64{ByIP: 60, ByNet: 15, ByCredential: 1440, ByIdentity: 10 + 30*int64(seed%2)}}
 		switch seed % 5 {
 		case 3:
 			o.MaxEntries = 40 + r.IntN(40)

@@ -545,12 +545,12 @@ func (p *presence) maybe(h uint64) bool { return p == nil || p[h%uint64(len(p))]
 // groupIndex finds groups by their key's Hash: an open-addressing table,
 // probed linearly, of words tag<<32 | ref, where tag is the upper half of
 // the hash and names the slot to start from, ref names the group (see
-// compactRef), and 0 is a free slot. A
-// lookup reads one cache line of the table for most keys (a Go map reads
-// a control word and a slot), and the group's own line only when the tag
-// matches. Keys whose hashes collide, wholly or in their tag, are all
-// kept: a lookup compares the group's hash (a compact group's tag) and
-// key, and goes on past a mismatch. The table holds no pointer, so the collector does not scan it.
+// compactRef), and 0 is a free slot. A lookup reads one cache line of the
+// table for most keys (a Go map reads a control word and a slot), and the
+// group's own line only when the tag matches. Keys whose hashes collide,
+// wholly or in their tag, are all kept: a lookup compares the group's hash
+// (a compact group's tag) and key, and goes on past a mismatch. The table
+// holds no pointer, so the collector does not scan it.
 type groupIndex struct {
 	slots []uint64 // a power of two, at most half full
 	n     int
@@ -676,10 +676,10 @@ type expiryKey struct {
 // bucket per minute, and a min-heap of the minutes that have one (a
 // retention's worth at most), so that queueing a group is an append and
 // expiring a minute takes its whole bucket. A group is in its queue while
-// it has entries, under the minute of its oldest; a group made compact or
-// full again is queued anew under its new ref, and the old ref, left
-// where it was, is passed over when its bucket expires (it names no group
-// of that queue and minute any more, or one queued there anyway).
+// it has entries, under the minute of its oldest. A group made compact or
+// full again is queued under its new ref (see replace), and an old ref
+// left in a bucket is passed over when the bucket expires: it names no
+// group of that queue and minute any more, or one queued there anyway.
 type expiryQueue struct {
 	syms     *symbols // of the windows
 	keyHash  bool     // its groups' hash is their Key.Hash (tests may change it)
