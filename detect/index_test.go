@@ -7,8 +7,9 @@ import (
 
 // TestGroupIndexModel checks the group index against a map on random
 // inserts and removes, with hashes that are random, that share their tag
-// (the upper half) and that collide wholly: after every step each tracked
-// id is found by its hash, and no removed one is.
+// (the upper half) and that collide wholly, and refs replaced in place (a
+// group made compact or full again): after every step each tracked ref is
+// found by its hash, and no removed or replaced one is.
 func TestGroupIndexModel(t *testing.T) {
 	hashes := map[string]func(r *rand.Rand) uint64{
 		"random":     func(r *rand.Rand) uint64 { return r.Uint64() },
@@ -20,24 +21,33 @@ func TestGroupIndexModel(t *testing.T) {
 		for seed := uint64(1); seed <= 20; seed++ {
 			r := rand.New(rand.NewPCG(seed, 11))
 			var ix groupIndex
-			model := map[int32]uint64{}
-			var ids []int32
-			next := int32(0)
+			model := map[uint32]uint64{} // ref: hash
+			var refs []uint32
+			next := uint32(1)
 			for step := 0; step < 3000; step++ {
-				if len(ids) > 0 && r.IntN(5) < 2 {
-					k := r.IntN(len(ids))
-					id := ids[k]
-					ids[k] = ids[len(ids)-1]
-					ids = ids[:len(ids)-1]
-					ix.remove(model[id], id)
-					delete(model, id)
-				} else {
-					id := next
+				switch op := r.IntN(10); {
+				case len(refs) > 0 && op < 4:
+					k := r.IntN(len(refs))
+					ref := refs[k]
+					refs[k] = refs[len(refs)-1]
+					refs = refs[:len(refs)-1]
+					ix.remove(model[ref], ref)
+					delete(model, ref)
+				case len(refs) > 0 && op < 5:
+					// A group made compact or full again keeps its word.
+					k := r.IntN(len(refs))
+					ref, to := refs[k], next|compactRef*uint32(r.IntN(2))
+					next++
+					ix.replace(model[ref], ref, to)
+					refs[k], model[to] = to, model[ref]
+					delete(model, ref)
+				default:
+					ref := next | compactRef*uint32(r.IntN(2))
 					next++
 					h := hash(r)
-					ix.insert(h, id)
-					model[id] = h
-					ids = append(ids, id)
+					ix.insert(h, ref)
+					model[ref] = h
+					refs = append(refs, ref)
 				}
 				if step%97 != 0 && step < 2990 {
 					continue
@@ -45,16 +55,14 @@ func TestGroupIndexModel(t *testing.T) {
 				if ix.n != len(model) {
 					t.Fatalf("%s seed %d step %d: n = %d, want %d", name, seed, step, ix.n, len(model))
 				}
-				found := map[int32]bool{}
-				for id, h := range model {
-					if !ix.has(h, id) {
-						t.Fatalf("%s seed %d step %d: id %d (hash %x) not found", name, seed, step, id, h)
+				for ref, h := range model {
+					if !ix.has(h, ref) {
+						t.Fatalf("%s seed %d step %d: ref %x (hash %x) not found", name, seed, step, ref, h)
 					}
-					found[id] = true
 				}
 				for _, s := range ix.slots {
-					if id := int32(uint32(s)) - 1; s != 0 && !found[id] {
-						t.Fatalf("%s seed %d step %d: removed id %d still indexed", name, seed, step, id)
+					if h, ok := model[uint32(s)]; s != 0 && (!ok || h>>32 != s>>32) {
+						t.Fatalf("%s seed %d step %d: word %x is of no tracked ref", name, seed, step, s)
 					}
 				}
 			}
@@ -62,14 +70,14 @@ func TestGroupIndexModel(t *testing.T) {
 	}
 }
 
-// has reports whether id is reachable from h's home slot, as a lookup
+// has reports whether ref is reachable from h's home slot, as a lookup
 // probes.
-func (ix *groupIndex) has(h uint64, id int32) bool {
+func (ix *groupIndex) has(h uint64, ref uint32) bool {
 	if len(ix.slots) == 0 {
 		return false
 	}
 	mask := uint64(len(ix.slots) - 1)
-	want := (h>>32)<<32 | uint64(uint32(id+1))
+	want := (h>>32)<<32 | uint64(ref)
 	for i := (h >> 32) & mask; ix.slots[i] != 0; i = (i + 1) & mask {
 		if ix.slots[i] == want {
 			return true

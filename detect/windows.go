@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"net/netip"
+	"unsafe"
 
 	"github.com/spraywatch/spraywatch/ingest"
 )
@@ -258,13 +259,17 @@ func (x *slot) addr(s *symbols) netip.Addr {
 }
 
 // symbols holds the strings of retained entries (identities, credential
-// labels, file and node names, zones) by small integers, counting the
-// entries that hold each: a symbol is freed with the last entry that held
-// it, so the table never holds more than the entries do. Equal strings are
-// not looked up to share one symbol (that would be a hash lookup a field,
-// and one more for the collector to keep): the groups of one line, and
-// the lines that follow with the same string, share the symbol taken last
-// for that field.
+// labels, node names, zones; file names, with their inodes, in a table of
+// their own) by small integers, counting the entries that hold each: a
+// symbol is freed with the last entry that held it, so the table never
+// holds more than the entries do. The groups of one line, and the lines
+// that follow with the same string, share the symbol taken last for that
+// field; past those, a string is looked up by the address of its bytes
+// (the parser hands the same string for a value it sees often), in a small
+// table of the symbols taken lately, so that the entries of a client's
+// many minutes share one symbol instead of one each. Equal strings at
+// different addresses, or pushed out of that table, take symbols apart
+// (a lookup by content would be a hash of every string).
 type symbols struct {
 	// syms are the strings by symbol, each with the number of entries
 	// holding it, side by side: taking and freeing a symbol touches one
@@ -272,6 +277,14 @@ type symbols struct {
 	syms []symbol
 	free []uint32
 	last [5]uint32 // the symbol taken last, per field
+	// recent holds symbols by the address of their string's bytes, as
+	// words address<<32 | symbol (a symbol there may have been freed or
+	// taken again since: it is compared before use). Not in the files
+	// table.
+	recent []uint64
+	// inodes are the files' inodes, by symbol (the files table only).
+	inodes []uint64
+	files  *symbols // the table of file names (nil in the files table)
 }
 
 const (
@@ -283,31 +296,66 @@ const (
 )
 
 type symbol struct {
-	str   string
-	refs  uint32
-	inode uint64 // of a file
+	str  string
+	refs uint32
 }
 
-func newSymbols() *symbols { return &symbols{syms: []symbol{{}}} }
+// newSymbols returns a table whose recent table has 1<<recentBits words,
+// with a files table.
+func newSymbols(recentBits int) *symbols {
+	return &symbols{syms: []symbol{{}}, recent: make([]uint64, 1<<recentBits), files: &symbols{syms: []symbol{{}}, inodes: []uint64{0}}}
+}
 
 func (s *symbols) str(id uint32) string { return s.syms[id].str }
 
-// ref returns a symbol for str (with inode, for a file), counting one
-// more entry that holds it.
-func (s *symbols) ref(field int, str string, inode uint64) uint32 {
-	if str == "" && inode == 0 {
+// ref returns a symbol for str, counting one more entry that holds it.
+func (s *symbols) ref(field int, str string) uint32 {
+	if str == "" {
 		return 0
 	}
 	id := s.last[field]
-	if y := &s.syms[id]; id == 0 || y.str != str || y.inode != inode {
-		if n := len(s.free); n > 0 {
-			id, s.free = s.free[n-1], s.free[:n-1]
-			s.syms[id].str, s.syms[id].inode = str, inode
-		} else {
-			id = uint32(len(s.syms))
-			s.syms = append(s.syms, symbol{str: str, inode: inode})
+	if s.syms[id].str != str { // symbol 0 is ""
+		p := unsafe.StringData(str)
+		a := uint64(uintptr(unsafe.Pointer(p)))
+		r := &s.recent[a*0x9e3779b97f4a7c15>>32&uint64(len(s.recent)-1)]
+		// The word's upper half is the low half of the address: a string
+		// at another address is told apart without reading its symbol.
+		if id = uint32(*r); *r>>32 != a&(1<<32-1) || unsafe.StringData(s.syms[id].str) != p || len(s.syms[id].str) != len(str) {
+			id = s.take(str)
+			*r = a<<32 | uint64(id)
 		}
 		s.last[field] = id
+	}
+	s.syms[id].refs++
+	return id
+}
+
+// take returns a new symbol for str, held by no entry yet.
+func (s *symbols) take(str string) uint32 {
+	if n := len(s.free); n > 0 {
+		id := s.free[n-1]
+		s.free = s.free[:n-1]
+		s.syms[id].str = str
+		return id
+	}
+	s.syms = append(s.syms, symbol{str: str})
+	if s.inodes != nil {
+		s.inodes = append(s.inodes, 0)
+	}
+	return uint32(len(s.syms) - 1)
+}
+
+// refFile returns a symbol of the files table for a file and its inode,
+// counting one more entry that holds it.
+func (s *symbols) refFile(str string, inode uint64) uint32 {
+	if str == "" && inode == 0 {
+		return 0
+	}
+	id := s.last[fieldFile]
+	if id == 0 || s.syms[id].str != str || s.inodes[id] != inode {
+		id = s.take(str)
+		s.inodes[id] = inode
+		s.last[fieldFile] = id
 	}
 	s.syms[id].refs++
 	return id
@@ -322,31 +370,40 @@ func (s *symbols) unref(id uint32) {
 		y.refs--
 	} else {
 		*y = symbol{}
+		if s.inodes != nil {
+			s.inodes[id] = 0
+		}
 		s.free = append(s.free, id)
 	}
 }
 
-// Len returns the number of symbols in use.
-func (s *symbols) Len() int { return len(s.syms) - 1 - len(s.free) }
+// Len returns the number of symbols in use, file names included.
+func (s *symbols) Len() int {
+	n := len(s.syms) - 1 - len(s.free)
+	if s.files != nil {
+		n += s.files.Len()
+	}
+	return n
+}
 
 func (s *symbols) store(e *Entry, ip addrBits) slot {
-	return slot{minute: e.Minute, ip: ip.b, ipKind: ip.kind, zone: s.ref(fieldZone, ip.zone, 0),
-		identity: s.ref(fieldIdentity, e.Identity, 0), credential: s.ref(fieldCredential, e.Credential, 0),
-		file: s.ref(fieldFile, e.Pos.File, e.Pos.Inode), node: s.ref(fieldNode, e.Pos.Node, 0), offset: e.Pos.Offset,
+	return slot{minute: e.Minute, ip: ip.b, ipKind: ip.kind, zone: s.ref(fieldZone, ip.zone),
+		identity: s.ref(fieldIdentity, e.Identity), credential: s.ref(fieldCredential, e.Credential),
+		file: s.files.refFile(e.Pos.File, e.Pos.Inode), node: s.ref(fieldNode, e.Pos.Node), offset: e.Pos.Offset,
 		count: e.Count, outcome: e.Outcome, stale: e.Stale, firstSec: e.FirstSec, lastSec: e.LastSec}
 }
 
 func (s *symbols) release(x *slot) {
 	s.unref(x.identity)
 	s.unref(x.credential)
-	s.unref(x.file)
+	s.files.unref(x.file)
 	s.unref(x.node)
 	s.unref(x.zone)
 }
 
 func (s *symbols) entry(x *slot) Entry {
 	return Entry{Minute: x.minute, IP: x.addr(s), Identity: s.str(x.identity), Credential: s.str(x.credential),
-		Pos:   ingest.Pos{Node: s.str(x.node), File: s.str(x.file), Inode: s.syms[x.file].inode, Offset: x.offset},
+		Pos:   ingest.Pos{Node: s.str(x.node), File: s.files.str(x.file), Inode: s.files.inodes[x.file], Offset: x.offset},
 		Count: x.count, Outcome: x.outcome, Stale: x.stale, FirstSec: x.firstSec, LastSec: x.lastSec}
 }
 
@@ -394,6 +451,15 @@ type Windows struct {
 	entries  int
 	// DroppedEntries counts entries not retained under MaxEntries.
 	DroppedEntries int64
+	// compacts hold the groups of one entry that are not in use (see
+	// compact), in fixed chunks without pointers, reused through cfree.
+	compacts []*[slabChunk]compact
+	cfree    []int32
+	queues   []*expiryQueue // by expiryQueue.idx-1
+	routes   *symbols       // the routes of compact groups
+	scratch  Group          // a compact group, as Prune's keep sees it
+	// plain turns compact groups off (tests compare both).
+	plain          bool
 	hash           func(GroupKey) uint64 // nil: GroupKey.Hash; tests force collisions
 	lastSource     string
 	lastSourceHash uint64
@@ -418,21 +484,41 @@ func (w *Windows) hashOf(k GroupKey) uint64 {
 	return k.hashFrom(w.lastSourceHash)
 }
 
+// getHashed returns the group of k, of hash h, or nil. A compact group is
+// made a full one first.
 func (w *Windows) getHashed(k GroupKey, h uint64) *Group {
+	r, i := w.find(k, h)
+	switch {
+	case r == 0:
+		return nil
+	case r&compactRef != 0:
+		return w.promote(r, i, k, h)
+	}
+	return w.at(int32(r) - 1)
+}
+
+// find returns the ref of k's group, of hash h (0: none), and the index of
+// its word in the index.
+func (w *Windows) find(k GroupKey, h uint64) (uint32, uint64) {
 	ix := &w.index
 	if ix.n == 0 {
-		return nil
+		return 0, 0
 	}
 	mask := uint64(len(ix.slots) - 1)
 	tag := h >> 32
 	for i := tag & mask; ; i = (i + 1) & mask {
 		s := ix.slots[i]
 		if s == 0 {
-			return nil
+			return 0, 0
 		}
 		if s>>32 == tag {
-			if g := w.at(int32(uint32(s)) - 1); g.hash == h && g.is(k) {
-				return g
+			r := uint32(s)
+			if r&compactRef == 0 {
+				if g := w.at(int32(r) - 1); g.hash == h && g.is(k) {
+					return r, i
+				}
+			} else if w.compactIs(w.cat(int32(r&^compactRef)), k) {
+				return r, i
 			}
 		}
 	}
@@ -457,19 +543,20 @@ func (p *presence) remove(h uint64) {
 func (p *presence) maybe(h uint64) bool { return p == nil || p[h%uint64(len(p))] > 0 }
 
 // groupIndex finds groups by their key's Hash: an open-addressing table,
-// probed linearly, of words tag<<32 | id+1, where tag is the upper half of
-// the hash and names the slot to start from, and 0 is a free slot. A
-// lookup reads one cache line of the table for most keys (a Go map reads
-// a control word and a slot), and the group's own line only when the tag
-// matches. Keys whose hashes collide, wholly or in their tag, are all
-// kept: a lookup compares the group's hash and key, and goes on past a
-// mismatch. The table holds no pointer, so the collector does not scan it.
+// probed linearly, of words tag<<32 | ref, where tag is the upper half of
+// the hash and names the slot to start from, ref names the group (see
+// compactRef), and 0 is a free slot. A lookup reads one cache line of the
+// table for most keys (a Go map reads a control word and a slot), and the
+// group's own line only when the tag matches. Keys whose hashes collide,
+// wholly or in their tag, are all kept: a lookup compares the group's hash
+// (a compact group's tag) and key, and goes on past a mismatch. The table
+// holds no pointer, so the collector does not scan it.
 type groupIndex struct {
 	slots []uint64 // a power of two, at most half full
 	n     int
 }
 
-func (ix *groupIndex) insert(h uint64, id int32) {
+func (ix *groupIndex) insert(h uint64, ref uint32) {
 	if 2*(ix.n+1) > len(ix.slots) {
 		ix.grow()
 	}
@@ -479,7 +566,7 @@ func (ix *groupIndex) insert(h uint64, id int32) {
 	for ix.slots[i] != 0 {
 		i = (i + 1) & mask
 	}
-	ix.slots[i] = tag<<32 | uint64(uint32(id+1))
+	ix.slots[i] = tag<<32 | uint64(ref)
 	ix.n++
 }
 
@@ -498,15 +585,27 @@ func (ix *groupIndex) grow() {
 	}
 }
 
-// remove drops the word of group id, of hash h, shifting the words after
-// it back so that no probe sequence is cut (Knuth's algorithm R).
-func (ix *groupIndex) remove(h uint64, id int32) {
+// word returns the index of the word of ref, of hash h.
+func (ix *groupIndex) word(h uint64, ref uint32) uint64 {
 	mask := uint64(len(ix.slots) - 1)
-	want := (h>>32)<<32 | uint64(uint32(id+1))
+	want := (h>>32)<<32 | uint64(ref)
 	i := (h >> 32) & mask
 	for ix.slots[i] != want {
 		i = (i + 1) & mask
 	}
+	return i
+}
+
+// replace makes the word of ref, of hash h, name to instead.
+func (ix *groupIndex) replace(h uint64, ref, to uint32) {
+	ix.slots[ix.word(h, ref)] = (h>>32)<<32 | uint64(to)
+}
+
+// remove drops the word of ref, of hash h, shifting the words after it
+// back so that no probe sequence is cut (Knuth's algorithm R).
+func (ix *groupIndex) remove(h uint64, ref uint32) {
+	mask := uint64(len(ix.slots) - 1)
+	i := ix.word(h, ref)
 	for j := i; ; {
 		j = (j + 1) & mask
 		s := ix.slots[j]
@@ -526,6 +625,20 @@ func (ix *groupIndex) remove(h uint64, id int32) {
 
 // newGroup tracks an empty group for k, of hash h, known not to be tracked.
 func (w *Windows) newGroup(k GroupKey, h uint64) *Group {
+	g := w.allocGroup()
+	g.setKey(k)
+	g.hash, g.Route, g.queue = h, "", w.queueOf(k)
+	g.entries = g.one[:0]
+	w.index.insert(h, uint32(g.id+1))
+	if p := w.present[k.Grouping]; p != nil {
+		p.add(h)
+	}
+	w.counts[k.Grouping]++
+	return g
+}
+
+// allocGroup returns a free group of the slab.
+func (w *Windows) allocGroup() *Group {
 	if len(w.free) == 0 {
 		c := new([slabChunk]Group)
 		base := int32(len(w.chunks)) * slabChunk
@@ -537,16 +650,7 @@ func (w *Windows) newGroup(k GroupKey, h uint64) *Group {
 	}
 	id := w.free[len(w.free)-1]
 	w.free = w.free[:len(w.free)-1]
-	g := w.at(id)
-	g.setKey(k)
-	g.hash, g.Route, g.queue = h, "", w.queueOf(k)
-	g.entries = g.one[:0]
-	w.index.insert(h, id)
-	if p := w.present[k.Grouping]; p != nil {
-		p.add(h)
-	}
-	w.counts[k.Grouping]++
-	return g
+	return w.at(id)
 }
 
 // forget stops tracking g and frees its slot. The slot keeps its last
@@ -554,7 +658,7 @@ func (w *Windows) newGroup(k GroupKey, h uint64) *Group {
 // slab never keeps more than it did at its peak): clearing them would
 // write cold cache lines for nothing.
 func (w *Windows) forget(g *Group) {
-	w.index.remove(g.hash, g.id)
+	w.index.remove(g.hash, uint32(g.id+1))
 	if p := w.present[g.queue.grouping]; p != nil {
 		p.remove(g.hash)
 	}
@@ -568,22 +672,26 @@ type expiryKey struct {
 	grouping Grouping
 }
 
-// expiryQueue holds groups by the minute of their oldest entry: a bucket
-// per minute, and a min-heap of the minutes that have one (a retention's
-// worth at most), so that queueing a group is an append and expiring a
-// minute takes its whole bucket. A group is in its queue exactly while it
-// has entries.
+// expiryQueue holds groups, by ref, by the minute of their oldest entry: a
+// bucket per minute, and a min-heap of the minutes that have one (a
+// retention's worth at most), so that queueing a group is an append and
+// expiring a minute takes its whole bucket. A group is in its queue while
+// it has entries, under the minute of its oldest. A group made compact or
+// full again is queued under its new ref (see replace), and an old ref
+// left in a bucket is passed over when the bucket expires: it names no
+// group of that queue and minute any more, or one queued there anyway.
 type expiryQueue struct {
 	syms     *symbols // of the windows
 	keyHash  bool     // its groups' hash is their Key.Hash (tests may change it)
 	grouping Grouping
+	idx      uint16 // 1 + its index in Windows.queues; 0: its groups are never compact
 	source   string
-	buckets  map[int64][]*Group
+	buckets  map[int64][]uint32
 	minutes  []int64    // min-heap of the keys of buckets
-	spare    [][]*Group // emptied buckets, to be reused
+	spare    [][]uint32 // emptied buckets, to be reused
 }
 
-func (q *expiryQueue) push(minute int64, g *Group) {
+func (q *expiryQueue) push(minute int64, ref uint32) {
 	b, ok := q.buckets[minute]
 	if !ok {
 		h := append(q.minutes, minute)
@@ -600,13 +708,26 @@ func (q *expiryQueue) push(minute int64, g *Group) {
 			b, q.spare = q.spare[n-1], q.spare[:n-1]
 		}
 	}
-	q.buckets[minute] = append(b, g)
+	q.buckets[minute] = append(b, ref)
+}
+
+// replace makes ref old, queued under minute among the last few refs of
+// its bucket (a group made compact soon after it was queued), name to, and
+// reports whether it found it.
+func (q *expiryQueue) replace(minute int64, old, to uint32) bool {
+	b := q.buckets[minute]
+	for i := len(b) - 1; i >= 0 && i >= len(b)-64; i-- {
+		if b[i] == old {
+			b[i] = to
+			return true
+		}
+	}
+	return false
 }
 
 // recycle takes back a bucket from take once its groups are handled.
-func (q *expiryQueue) recycle(b []*Group) {
+func (q *expiryQueue) recycle(b []uint32) {
 	if cap(b) <= 4096 && len(q.spare) < 64 {
-		clear(b)
 		q.spare = append(q.spare, b[:0])
 	}
 }
@@ -616,8 +737,9 @@ func (q *expiryQueue) expired(cut int64) bool {
 	return len(q.minutes) > 0 && q.minutes[0] < cut
 }
 
-// take removes the bucket of the oldest minute and returns its groups.
-func (q *expiryQueue) take() []*Group {
+// take removes the bucket of the oldest minute and returns the minute and
+// its refs.
+func (q *expiryQueue) take() (int64, []uint32) {
 	h := q.minutes
 	minute := h[0]
 	last := len(h) - 1
@@ -640,7 +762,7 @@ func (q *expiryQueue) take() []*Group {
 	q.minutes = h
 	b := q.buckets[minute]
 	delete(q.buckets, minute)
-	return b
+	return minute, b
 }
 
 // queueOf returns the expiry queue of k's source and grouping.
@@ -651,8 +773,12 @@ func (w *Windows) queueOf(k GroupKey) *expiryQueue {
 	qk := expiryKey{k.Source, k.Grouping}
 	q := w.expiring[qk]
 	if q == nil {
-		q = &expiryQueue{syms: w.syms, keyHash: w.hash == nil, grouping: k.Grouping, source: k.Source, buckets: map[int64][]*Group{}}
+		q = &expiryQueue{syms: w.syms, keyHash: w.hash == nil, grouping: k.Grouping, source: k.Source, buckets: map[int64][]uint32{}}
 		w.expiring[qk] = q
+		if len(w.queues) < 1<<16-1 {
+			w.queues = append(w.queues, q)
+			q.idx = uint16(len(w.queues))
+		}
 	}
 	w.last[k.Grouping] = q
 	return q
@@ -667,7 +793,7 @@ func NewWindows(o WindowOptions) *Windows {
 		o.NetBits6 = 64
 	}
 	return &Windows{opt: o, present: [numGroupings]*presence{ByCredential: new(presence), ByIdentity: new(presence)},
-		expiring: map[expiryKey]*expiryQueue{}, syms: newSymbols()}
+		expiring: map[expiryKey]*expiryQueue{}, syms: newSymbols(16), routes: newSymbols(4)}
 }
 
 // Options returns the options in force.
@@ -747,7 +873,7 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 		return g
 	}
 	if len(g.entries) == 0 {
-		g.queue.push(e.Minute, g)
+		g.queue.push(e.Minute, uint32(g.id+1))
 	}
 	g.entries = append(g.entries, w.syms.store(&e, ip))
 	w.entries++
@@ -774,7 +900,15 @@ func (w *Windows) Get(k GroupKey) *Group {
 // flags.
 // The list is valid until the call after next (two lists take turns, so
 // that judging does not grow a new one every time).
+//
+// Groups of the list handed out before, that have one entry and were not
+// made dirty again, are made compact here (see compact).
 func (w *Windows) TakeDirty() []*Group {
+	for _, g := range w.spare {
+		if w.compactible(g) {
+			w.compact(g)
+		}
+	}
 	d := w.dirty
 	clear(w.spare)
 	w.dirty, w.spare = w.spare[:0], d
@@ -795,9 +929,15 @@ func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 	for qk, q := range w.expiring {
 		cut := now(qk.source) - w.opt.Retain[qk.grouping]
 		for q.expired(cut) {
-			b := q.take()
-			for _, g := range b {
-				w.cut(g, cut, q, keep)
+			minute, b := q.take()
+			for _, r := range b {
+				if r&compactRef != 0 {
+					w.expireCompact(r, minute, q, keep)
+					continue
+				}
+				if g := w.at(int32(r) - 1); len(g.entries) > 0 && g.queue == q && g.entries[0].minute == minute {
+					w.cut(g, cut, q, keep)
+				} // else an old ref (see expiryQueue)
 			}
 			q.recycle(b)
 		}
@@ -819,7 +959,7 @@ func (w *Windows) cut(g *Group, cut int64, q *expiryQueue, keep func(*Group) boo
 	g.entries = g.entries[i:]
 	w.entries -= i
 	if len(g.entries) > 0 {
-		q.push(g.entries[0].minute, g)
+		q.push(g.entries[0].minute, uint32(g.id+1))
 		return
 	}
 	g.entries = g.one[:0] // the next entry needs no allocation

@@ -11,3 +11,9 @@ const SlotSize = unsafe.Sizeof(slot{})
 
 // GroupSize is the size of a group in the slab.
 const GroupSize = unsafe.Sizeof(Group{})
+
+// CompactSize is the size of a compact group (see compact).
+const CompactSize = unsafe.Sizeof(compact{})
+
+// SymbolSize is the size of a symbol.
+const SymbolSize = unsafe.Sizeof(symbol{})

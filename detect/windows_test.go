@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/spraywatch/spraywatch/detect"
@@ -260,13 +261,20 @@ func TestGroupKeyHash(t *testing.T) {
 // An entry keeps its events' first and last second through merges, and
 // is stored in 64 bytes (a cache line) without pointers: a flood retains
 // max_entries of them. A group in the slab is 192 bytes, three lines: its
-// header, its first entry, its key.
+// header, its first entry, its key; a compact one (a one-off address,
+// identity or key of a flood) 48, and a string's symbol 24.
 func TestEntrySecondsAndSize(t *testing.T) {
 	if s := detect.SlotSize; s > 64 {
 		t.Errorf("a stored entry is %d bytes, want at most 64", s)
 	}
 	if s := detect.GroupSize; s != 192 {
 		t.Errorf("a group is %d bytes, want 192", s)
+	}
+	if s := detect.CompactSize; s != 48 {
+		t.Errorf("a compact group is %d bytes, want 48", s)
+	}
+	if s := detect.SymbolSize; s != 24 {
+		t.Errorf("a symbol is %d bytes, want 24", s)
 	}
 	for _, tc := range []struct{ first, last int64 }{{1764324000, 1764324000}, {1764324007, 1764324059}, {1764324059, 1764324059}} {
 		w := detect.NewWindows(detect.WindowOptions{})
@@ -312,6 +320,40 @@ func TestEntryAddresses(t *testing.T) {
 					t.Errorf("%v then %v: entry %d has %v", a, b, i, got)
 				}
 			}
+		}
+	}
+}
+
+// The entries of one client over many minutes share the symbols of its
+// identity and key when the parser hands the same strings (one per value):
+// the table holds a few strings, not a few per minute. Equal strings at
+// other addresses still come back as they went in.
+func TestSymbolsShared(t *testing.T) {
+	w := detect.NewWindows(detect.WindowOptions{Retain: [4]int64{1000, 1000, 1000, 1000}})
+	ids := []string{"client-1", "client-2"}
+	keys := []string{"sk_live_1", "sk_live_2"}
+	for m := range int64(200) {
+		for c := range 2 {
+			ip := netip.AddrFrom4([4]byte{192, 0, 2, byte(c)})
+			e := detect.Entry{Minute: 1000 + m, IP: ip, Identity: ids[c], Credential: keys[c], Outcome: ingest.Success, Count: 1,
+				Pos: ingest.Pos{File: "access.log", Offset: m}}
+			w.Add(detect.GroupKey{Grouping: detect.ByIP, Source: "api", IP: ip}, e)
+		}
+	}
+	if n := w.Strings(); n > 8 {
+		t.Errorf("%d symbols for 400 entries of 2 clients, want at most 8", n)
+	}
+	k := detect.GroupKey{Grouping: detect.ByIP, Source: "api", IP: netip.AddrFrom4([4]byte{192, 0, 2, 1})}
+	w.Add(k, detect.Entry{Minute: 2000, IP: k.IP, Identity: strings.Clone(ids[1]), Credential: "other", Outcome: ingest.Success, Count: 1})
+	g := w.Get(k)
+	for i := range g.Len() {
+		e := g.At(i)
+		want := keys[1]
+		if i == g.Len()-1 {
+			want = "other"
+		}
+		if e.Identity != ids[1] || e.Credential != want {
+			t.Fatalf("entry %d: %q, %q; want %q, %q", i, e.Identity, e.Credential, ids[1], want)
 		}
 	}
 }
