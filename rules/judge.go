@@ -86,7 +86,7 @@ func (e *Engine) stats(g *detect.Group, from, to int64, maxTries int) windowStat
 				s.succ[en.Identity] = struct{}{}
 			}
 		case en.Outcome.Attempt() && !en.Stale && !e.keyOwners.worksForMany(g.Source(), en.Credential) && !e.isClaimed(g.Source(), &en) &&
-			!e.ownersMistake(g.Source(), g.Grouping(), &en):
+			!e.ownersMistake(g.Source(), g.Grouping(), &en) && !(g.Grouping() == detect.ByIdentity && e.ownKeyElsewhere(g.Source(), &en)):
 			st.attempts += int64(en.Count)
 			if en.Identity != "" {
 				s.tries[en.Identity] += int(en.Count)

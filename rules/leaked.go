@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/spraywatch/spraywatch/detect"
 	"github.com/spraywatch/spraywatch/ingest"
 )
 
@@ -102,4 +103,25 @@ func (e *Engine) leakedKeyUse(tr *tracked, source string, ip netip.Addr) {
 			e.compromise(tr, o.identity, ip, cred, ingest.Pos{}, sp.last, true)
 		}
 	}
+}
+
+// ownKeyElsewhere reports whether a failed attempt used a key on an
+// identity other than the key's owner, from an address (or network) the
+// owner succeeds from: the owner's own client sending a wrong identity (an
+// app release that sends "undefined" with each phone's key), not a guess.
+// It is applied to the brute force rule only, whose many keys on one
+// identity such a bug imitates.
+func (e *Engine) ownKeyElsewhere(source string, en *detect.Entry) bool {
+	if en.Credential == "" || len(e.keyOwners.m) == 0 {
+		return false
+	}
+	o, ok := e.keyOwners.m[valueKey{source, en.Credential}]
+	if !ok || o.identity == en.Identity {
+		return false
+	}
+	if _, ok := e.succFrom[succOf(source, o.identity, en.IP, netip.Prefix{})]; ok {
+		return true
+	}
+	_, ok = e.succNet[succOf(source, o.identity, netip.Addr{}, e.win.NetOf(en.IP))]
+	return ok
 }
