@@ -259,6 +259,10 @@ type shape struct {
 	units []time.Duration // per roles[RoleLatency] entry
 	// keyUnits are the units of keys[RoleLatency], read from messages.
 	keyUnits []time.Duration
+	// peer is the field of the address the server was connected from
+	// ($remote_addr, %(h)s) when the address field is a forwarded-for
+	// header, else -1.
+	peer int
 	// msgs are the message fields (message, event, msg) whose key=value
 	// pairs are read for roles the line has no value for (keys[role]).
 	msgs []int
@@ -513,10 +517,17 @@ func candidates(r Role, def defaults, explicit map[Role]string) []string {
 // key=value pairs from their message field for roles the line lacks. A
 // shape that can have no address, time or status (or outcome) is an error.
 func (p *Parser) addShape(kind shapeKind, sp splitter, def defaults, explicit map[Role]string, app bool) error {
-	s := &shape{kind: kind, split: sp}
+	s := &shape{kind: kind, split: sp, peer: -1}
 	index := map[string]int{}
 	for i, f := range sp.Fields() {
 		index[f] = i
+	}
+	if name := explicit[RoleIP]; IsForwardedField(name) {
+		for _, n := range def[RoleIP] {
+			if i, ok := index[n]; ok && n != name && s.peer < 0 {
+				s.peer = i
+			}
+		}
 	}
 	if app {
 		for _, m := range messageFields {
@@ -838,7 +849,7 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 	if ev.Time, err = p.parseTime(s.field(RoleTime)); err != nil {
 		return ErrBadTime
 	}
-	if ev.IP, err = p.clientAddr(s.field(RoleIP)); err != nil {
+	if ev.IP, err = p.address(s); err != nil {
 		return ErrBadIP
 	}
 	verdict, hasVerdict := Other, false
@@ -1140,6 +1151,40 @@ func queryParam(q []byte, name string) []byte {
 		}
 	}
 	return nil
+}
+
+// IsForwardedField reports whether a field (as NewParser keeps it) logs a
+// forwarded-for header, which the client writes: X-Forwarded-For as
+// $http_x_forwarded_for, $proxy_add_x_forwarded_for, %({x-forwarded-for}i)s,
+// or a JSON key or path naming it.
+func IsForwardedField(name string) bool {
+	n := strings.ToLower(name)
+	return strings.Contains(n, "forwarded") || strings.Contains(n, "xff")
+}
+
+// address reads the client's address of a line. With a forwarded-for
+// field and the address the server was connected from (the peer) both
+// logged, the peer is the end of the list: a peer that is no trusted
+// proxy is the client (the header is the client's own, however it reads),
+// as nginx's realip module takes it; a line without the header is the
+// peer's.
+func (p *Parser) address(s *shape) (netip.Addr, error) {
+	fwd := s.field(RoleIP)
+	if s.peer < 0 {
+		return p.clientAddr(fwd)
+	}
+	v := s.vals[s.peer]
+	peer, err := parseAddr(v)
+	switch {
+	case err != nil:
+		return p.clientAddr(fwd) // a unix socket: no peer address
+	case fwd == nil || !p.isTrusted(peer):
+		return peer, nil
+	}
+	if a, err := p.clientAddr(fwd); err == nil {
+		return a, nil
+	}
+	return peer, nil
 }
 
 // clientAddr reads the client's address: one address, or a forwarded-for

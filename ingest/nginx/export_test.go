@@ -53,7 +53,7 @@ func (f *Format) referenceSplit(line []byte, vals [][]byte, lists bool) error {
 			quoted := f.escape == EscapeJSON && lit[0] == '"'
 			for lists && !quoted && slices.Contains(ListVariables, f.fields[seg.field]) && bytes.HasSuffix(line[pos:end], []byte(",")) {
 				rest := bytes.TrimLeft(line[end:], " \t")
-				if len(rest) == 0 || !bytes.ContainsAny(rest[:1], "0123456789abcdefABCDEF:[") {
+				if len(rest) == 0 {
 					break
 				}
 				j := len(line) - len(rest)

@@ -245,9 +245,8 @@ func (f *Format) Escape() Escape { return f.escape }
 //
 // Each value ends at the first occurrence of the literal that follows it in
 // the layout; the literal is checked where it is found, once. A list
-// variable (ListVariables) is greedy: while its value ends in ',' and the
-// text after the next space starts like an address or number, the list
-// goes on ("1.2.3.4, 10.0.0.2" before " - -"). A line that does not split
+// variable (ListVariables) is greedy: while its value ends in ',', the
+// list goes on ("1.2.3.4, 10.0.0.2" before " - -"). A line that does not split
 // so is split again with every list ending at the first literal.
 func (f *Format) Split(line []byte, vals [][]byte) error {
 	if len(vals) < len(f.fields) {
@@ -311,16 +310,16 @@ func (f *Format) split(line []byte, vals [][]byte, lists bool) error {
 }
 
 // listEnd extends a list value of b that lit was found to end at end:
-// while the value ends in ',' and the next entry, after spaces, starts
-// like an address or a number (a hex digit, ':' or '['), the value runs
-// to the next lit after that entry.
+// while the value ends in ',', the value runs past the spaces after it to
+// the next lit after the next entry, whatever the entries are (a client
+// writes the left ones).
 func listEnd(b []byte, end int, lit []byte) int {
 	for end > 0 && b[end-1] == ',' {
 		j := end
 		for j < len(b) && (b[j] == ' ' || b[j] == '\t') {
 			j++
 		}
-		if j == len(b) || !addrStart(b[j]) {
+		if j == len(b) {
 			break
 		}
 		n := index(b[j:], lit)
@@ -330,10 +329,6 @@ func listEnd(b []byte, end int, lit []byte) int {
 		end = j + n
 	}
 	return end
-}
-
-func addrStart(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == ':' || c == '['
 }
 
 // findQuoted returns the index of lit, which starts with a quote, in b

@@ -163,8 +163,8 @@ func (f *Format) Fields() []string { return f.fields }
 // quote inside a last quoted value (a user agent) does not end it early.
 // Values are trimmed of the spaces a width specifier pads with.
 //
-// A list field (SetList) is greedy: while its value ends in ',' and the
-// text after the next space starts like an address, the list goes on. A
+// A list field (SetList) is greedy: while its value ends in ',', the list
+// goes on past the next space. A
 // line that does not split so is split again with every list field ending
 // at the first literal.
 func (f *Format) Split(line []byte, vals [][]byte) error {
@@ -203,7 +203,7 @@ func (f *Format) split(line []byte, vals [][]byte, lists bool) error {
 				}
 				end = pos + n
 				if lists && f.list[seg.field] {
-					end = ListEnd(line, end, next)
+					end = listEnd(line, end, next)
 				}
 			}
 		}
@@ -216,18 +216,19 @@ func (f *Format) split(line []byte, vals [][]byte, lists bool) error {
 	return nil
 }
 
-// ListEnd extends a list value of line that the literal lit was found to
+// listEnd extends a list value of line that the literal lit was found to
 // end at end ("1.2.3.4," before the space of "1.2.3.4, 10.0.0.2 - -"):
-// while the value ends in ',' and the next entry, after spaces, starts
-// like an address (a hex digit, ':' or '['), the value runs to the next
-// lit after that entry. It returns the new end, or end.
-func ListEnd(line []byte, end int, lit []byte) int {
+// while the value ends in ',', the value runs past the spaces after it to
+// the next lit after the next entry. Whatever the entries are (a client
+// writes the left ones), a list ends with the entry that ends in no ','.
+// It returns the new end, or end.
+func listEnd(line []byte, end int, lit []byte) int {
 	for end > 0 && line[end-1] == ',' {
 		j := end
 		for j < len(line) && (line[j] == ' ' || line[j] == '\t') {
 			j++
 		}
-		if j == len(line) || !addrStart(line[j]) {
+		if j == len(line) {
 			break
 		}
 		n := bytes.Index(line[j:], lit)
@@ -237,8 +238,4 @@ func ListEnd(line []byte, end int, lit []byte) int {
 		end = j + n
 	}
 	return end
-}
-
-func addrStart(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == ':' || c == '['
 }
