@@ -244,3 +244,28 @@ func TestCheckProxyWarnings(t *testing.T) {
 		})
 	}
 }
+
+// trusted_proxies: unset keeps the defaults (nil), [] trusts none, and an
+// address is a one-address prefix.
+func TestTrustedProxiesOption(t *testing.T) {
+	for yml, want := range map[string]string{"": "nil", "trusted_proxies: []": "[]", "trusted_proxies: [10.0.0.1, 198.51.100.0/24, '2001:db8::/32']": "[10.0.0.1/32 198.51.100.0/24 2001:db8::/32]"} {
+		cfg, err := ParseConfig([]byte("sources: [{name: a, format: nginx, identity: {remote_user: true}, fields: {ip: http_x_forwarded_for}, log_format: '$remote_addr $http_x_forwarded_for [$time_local] \"$request\" $status'}]\n"), "")
+		if yml != "" {
+			cfg, err = ParseConfig([]byte("sources: [{name: a, format: nginx, identity: {remote_user: true}, "+strings.Replace(yml, ": ", ": ", 1)+"}]\n"), "")
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", yml, err)
+		}
+		o, err := cfg.Sources[0].options(nil)
+		if err != nil {
+			t.Fatalf("%s: %v", yml, err)
+		}
+		got := fmt.Sprint(o.TrustedProxies)
+		if o.TrustedProxies == nil {
+			got = "nil"
+		}
+		if got != want {
+			t.Errorf("%q: TrustedProxies %s, want %s", yml, got, want)
+		}
+	}
+}
