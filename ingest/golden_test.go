@@ -29,6 +29,14 @@ const varsLayout = `$msec $remote_addr "$request_method $request_uri" $uri?$args
 
 const gunicornRawKey = `%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" key="%({x-api-key}i)s" rt=%(L)s %(p)s`
 
+// gunicornXFF is the README's gunicorn layout: X-Forwarded-For unquoted,
+// so that a list in it has spaces.
+const gunicornXFF = `%({x-forwarded-for}i)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" key="%({x-api-key}i)s"`
+
+// nginxXFF logs X-Forwarded-For unquoted after the peer's address, and
+// the upstream times (a list when nginx retried).
+const nginxXFF = `$remote_addr - $http_x_forwarded_for - [$time_local] "$request" $status $body_bytes_sent rt=$request_time ut=$upstream_response_time`
+
 const flaskRegex = `^\[(?P<time>[^\]]+)\] (?P<level>[A-Z]+) in app: (?P<event>[a-z ]+) client_id=(?P<identity>\S+) key_prefix=(?P<credential>\S+)(?: ip=(?P<ip>\S+))? status=(?P<status>\d+)$`
 
 // goldenCases drive the golden tests, the fuzz targets and the benchmarks:
@@ -50,6 +58,11 @@ var goldenCases = []struct {
 	{"gunicorn/default", "gunicorn/default.log", ingest.Options{Format: ingest.FormatGunicorn, IdentityPaths: []string{identityPath}}},
 	{"gunicorn/raw_key", "gunicorn/raw_key.log", ingest.Options{Format: ingest.FormatGunicorn, Layout: "access_log_format = '" + gunicornRawKey + "'",
 		Fields: map[ingest.Role]string{ingest.RoleCredential: "%({X-Api-Key}i)s"}, CredentialKind: ingest.CredentialKey, IdentityPaths: []string{identityPath}}},
+	// Forwarded-for lists, read from the right past trusted proxies.
+	{"gunicorn/xff", "gunicorn/xff.log", ingest.Options{Format: ingest.FormatGunicorn, Layout: gunicornXFF,
+		Fields: map[ingest.Role]string{ingest.RoleIP: "{x-forwarded-for}i", ingest.RoleCredential: "{x-api-key}i"}, IdentityPaths: []string{identityPath}}},
+	{"nginx/xff", "nginx/xff.log", ingest.Options{Format: ingest.FormatNginx, Layout: nginxXFF,
+		Fields: map[ingest.Role]string{ingest.RoleIP: "http_x_forwarded_for", ingest.RoleLatency: "upstream_response_time"}, IdentityPaths: []string{identityPath}}},
 	{"json/app", "json/app.log", ingest.Options{Format: ingest.FormatJSON, Fields: map[ingest.Role]string{ingest.RoleCredential: "key_prefix"}}},
 	{"flask/dev_server", "flask/dev_server.log", ingest.Options{Format: ingest.FormatFlask, IdentityPaths: []string{identityPath}}},
 	{"flask/dev_server.regex", "flask/dev_server.log", ingest.Options{Format: ingest.FormatFlask, AppRegex: flaskRegex, IdentityPaths: []string{identityPath}}},

@@ -135,8 +135,17 @@ var (
 		RoleCredential: {"credential", "key_prefix", "api_key_prefix"},
 		RoleOutcome:    {"outcome", "result"},
 	}
-	// latencyUnits gives the unit of latency fields that are not seconds.
-	latencyUnits = map[string]time.Duration{"M": time.Millisecond, "D": time.Microsecond}
+	// gunicornUnits gives the unit of gunicorn's latency atoms that are not
+	// seconds.
+	gunicornUnits = map[string]time.Duration{"M": time.Millisecond, "D": time.Microsecond}
+	// unitWords are the last words of latency field names that say their
+	// unit (duration_ms, elapsedMicros, request_time_s).
+	unitWords = map[string]time.Duration{
+		"ms": time.Millisecond, "msec": time.Millisecond, "msecs": time.Millisecond, "millis": time.Millisecond, "milliseconds": time.Millisecond,
+		"us": time.Microsecond, "usec": time.Microsecond, "usecs": time.Microsecond, "µs": time.Microsecond, "micros": time.Microsecond, "microseconds": time.Microsecond,
+		"ns": time.Nanosecond, "nsec": time.Nanosecond, "nanos": time.Nanosecond, "nanoseconds": time.Nanosecond,
+		"s": time.Second, "sec": time.Second, "secs": time.Second, "seconds": time.Second,
+	}
 	// messageFields hold free text whose key=value pairs fill roles the
 	// line has no field for.
 	messageFields = []string{"message", "event", "msg"}
@@ -203,6 +212,24 @@ type Options struct {
 	Location *time.Location
 	// Secret keys credential fingerprints.
 	Secret []byte
+	// TrustedProxies are the proxies whose entries of a forwarded-for
+	// list ("client, proxy1, proxy2") are skipped, from the right: the
+	// first entry not in them is the client. nil trusts loopback and
+	// private addresses (DefaultTrustedProxies); an empty, non-nil list
+	// trusts none, so the rightmost entry is taken.
+	TrustedProxies []netip.Prefix
+	// LatencyUnit, when set, is the unit of every latency field. Zero
+	// takes it from the field: gunicorn's M (ms) and D (µs), a name
+	// ending in _ms, _us, _ns or _s (duration_ms), else seconds.
+	LatencyUnit time.Duration
+}
+
+// DefaultTrustedProxies are the proxies trusted when Options.TrustedProxies
+// is nil: loopback, RFC 1918 private and IPv6 unique local addresses.
+var DefaultTrustedProxies = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("fc00::/7"),
 }
 
 // splitter is what a format package provides: the names of the fields it
@@ -230,6 +257,12 @@ type shape struct {
 	vals  [][]byte
 	roles [numRoles][]int
 	units []time.Duration // per roles[RoleLatency] entry
+	// keyUnits are the units of keys[RoleLatency], read from messages.
+	keyUnits []time.Duration
+	// peer is the field of the address the server was connected from
+	// ($remote_addr, %(h)s) when the address field is a forwarded-for
+	// header, else -1.
+	peer int
 	// msgs are the message fields (message, event, msg) whose key=value
 	// pairs are read for roles the line has no value for (keys[role]).
 	msgs []int
@@ -267,6 +300,8 @@ type Parser struct {
 	recentN    int
 	joinWindow time.Duration
 	traceback  bool
+	trusted    []netip.Prefix
+	unit       time.Duration // Options.LatencyUnit
 }
 
 // joinRing is how many recent application lines are kept for joining.
@@ -283,7 +318,14 @@ type appLine struct {
 // NewParser compiles a source's options.
 func NewParser(o Options) (*Parser, error) {
 	p := &Parser{name: o.Name, format: o.Format, loc: o.Location, query: o.IdentityQuery, fromUser: o.IdentityFromUser,
-		routes: o.Routes, ignore: o.IgnoreRoutes, intern: newInterner(1 << 16), joinWindow: o.JoinWindow}
+		routes: o.Routes, ignore: o.IgnoreRoutes, intern: newInterner(1 << 16), joinWindow: o.JoinWindow,
+		trusted: o.TrustedProxies, unit: o.LatencyUnit}
+	if p.trusted == nil {
+		p.trusted = DefaultTrustedProxies
+	}
+	if p.unit < 0 {
+		return nil, fmt.Errorf("%w: latency unit %s", ErrBadUnit, p.unit)
+	}
 	if p.loc == nil {
 		p.loc = time.Local
 	}
@@ -475,10 +517,17 @@ func candidates(r Role, def defaults, explicit map[Role]string) []string {
 // key=value pairs from their message field for roles the line lacks. A
 // shape that can have no address, time or status (or outcome) is an error.
 func (p *Parser) addShape(kind shapeKind, sp splitter, def defaults, explicit map[Role]string, app bool) error {
-	s := &shape{kind: kind, split: sp}
+	s := &shape{kind: kind, split: sp, peer: -1}
 	index := map[string]int{}
 	for i, f := range sp.Fields() {
 		index[f] = i
+	}
+	if name := explicit[RoleIP]; IsForwardedField(name) {
+		for _, n := range def[RoleIP] {
+			if i, ok := index[n]; ok && n != name && s.peer < 0 {
+				s.peer = i
+			}
+		}
 	}
 	if app {
 		for _, m := range messageFields {
@@ -491,12 +540,17 @@ func (p *Parser) addShape(kind shapeKind, sp splitter, def defaults, explicit ma
 		for _, n := range candidates(r, def, explicit) {
 			if i, ok := index[n]; ok {
 				s.roles[r] = append(s.roles[r], i)
-				s.units = appendUnit(s.units, r, n)
+				if r == RoleLatency {
+					s.units = append(s.units, p.latencyUnit(n))
+				}
 			}
 			// A field may be absent from a line (JSON) or empty: the
 			// message's key=value pairs are read then.
 			if len(s.msgs) > 0 && !strings.Contains(n, ".") && !slices.Contains(messageFields, n) {
 				s.keys[r] = append(s.keys[r], n)
+				if r == RoleLatency {
+					s.keyUnits = append(s.keyUnits, p.latencyUnit(n))
+				}
 			}
 		}
 	}
@@ -517,14 +571,48 @@ func (p *Parser) addShape(kind shapeKind, sp splitter, def defaults, explicit ma
 	return nil
 }
 
-func appendUnit(units []time.Duration, r Role, name string) []time.Duration {
-	if r != RoleLatency {
-		return units
+// latencyUnit is the unit of a latency field: the source's LatencyUnit,
+// else a gunicorn atom's, else the one the field's name ends in, else
+// seconds.
+func (p *Parser) latencyUnit(name string) time.Duration {
+	if p.unit > 0 {
+		return p.unit
 	}
-	if u, ok := latencyUnits[name]; ok {
-		return append(units, u)
+	if p.format == FormatGunicorn {
+		if u, ok := gunicornUnits[name]; ok {
+			return u
+		}
+		return time.Second
 	}
-	return append(units, time.Second)
+	if u, ok := UnitFromName(name); ok {
+		return u
+	}
+	return time.Second
+}
+
+// UnitFromName returns the unit a latency field's name ends in: the last
+// word of its last dotted segment, words split at '_', '-' and a lower
+// case letter followed by an upper case one (duration_ms, http.elapsedMs,
+// latency-us, request_time_seconds).
+func UnitFromName(name string) (time.Duration, bool) {
+	if i := strings.LastIndexByte(name, '.'); i >= 0 {
+		name = name[i+1:]
+	}
+	start := 0
+	for i := 1; i < len(name); i++ {
+		c, prev := name[i], name[i-1]
+		switch {
+		case c == '_' || c == '-':
+			start = i + 1
+		case c >= 'A' && c <= 'Z' && prev >= 'a' && prev <= 'z':
+			start = i
+		}
+	}
+	if start == 0 {
+		return 0, false // one word: latency, duration, elapsed
+	}
+	u, ok := unitWords[strings.ToLower(name[start:])]
+	return u, ok
 }
 
 // addJSONShape adds a one-object-per-line JSON shape reading every
@@ -577,6 +665,7 @@ var (
 	// ErrPrefixHeader: kind prefix on a field that logs a request header,
 	// which holds whole keys.
 	ErrPrefixHeader = errors.New("credential kind prefix on a request header, which holds whole keys")
+	ErrBadUnit      = errors.New("bad latency unit")
 )
 
 // HasCredential reports whether the source logs a credential at all. Without
@@ -635,15 +724,17 @@ func (s *shape) message() []byte {
 func (s *shape) latency() (time.Duration, bool) {
 	for j, i := range s.roles[RoleLatency] {
 		if v := s.vals[i]; len(v) > 0 && !(len(v) == 1 && v[0] == '-') {
-			d, ok := seconds(v)
-			if u := s.units[j]; ok && u != time.Second {
-				d /= time.Second / u
-			}
-			return d, ok
+			return durationIn(v, s.units[j])
 		}
 	}
-	if v := s.field(RoleLatency); v != nil && len(s.msgs) > 0 {
-		return seconds(v)
+	if len(s.keys[RoleLatency]) > 0 {
+		if m := s.message(); m != nil {
+			for j, k := range s.keys[RoleLatency] {
+				if v := logfmtValue(m, k); len(v) > 0 && !(len(v) == 1 && v[0] == '-') {
+					return durationIn(v, s.keyUnits[j])
+				}
+			}
+		}
 	}
 	return 0, false
 }
@@ -758,7 +849,7 @@ func (p *Parser) Parse(line []byte, ev *Event) error {
 	if ev.Time, err = p.parseTime(s.field(RoleTime)); err != nil {
 		return ErrBadTime
 	}
-	if ev.IP, err = parseIP(s.field(RoleIP)); err != nil {
+	if ev.IP, err = p.address(s); err != nil {
 		return ErrBadIP
 	}
 	verdict, hasVerdict := Other, false
@@ -1065,16 +1156,120 @@ func queryParam(q []byte, name string) []byte {
 	return nil
 }
 
-// parseIP reads an address, taking the first of a forwarded-for list.
-func parseIP(b []byte) (netip.Addr, error) {
+// IsForwardedField reports whether a field (as NewParser keeps it) logs a
+// forwarded-for header, which the client writes: X-Forwarded-For as
+// $http_x_forwarded_for, $proxy_add_x_forwarded_for, %({x-forwarded-for}i)s,
+// or a JSON key or path naming it.
+func IsForwardedField(name string) bool {
+	n := strings.ToLower(name)
+	return strings.Contains(n, "forwarded") || strings.Contains(n, "xff")
+}
+
+// address reads the client's address of a line. With a forwarded-for
+// field and the address the server was connected from (the peer) both
+// logged, the peer is the end of the list: a peer that is no trusted
+// proxy is the client (the header is the client's own, however it reads),
+// as nginx's realip module takes it; a line without the header is the
+// peer's.
+func (p *Parser) address(s *shape) (netip.Addr, error) {
+	fwd := s.field(RoleIP)
+	if s.peer < 0 {
+		return p.clientAddr(fwd)
+	}
+	v := s.vals[s.peer]
+	peer, err := parseAddr(v)
+	switch {
+	case err != nil:
+		return p.clientAddr(fwd) // a unix socket: no peer address
+	case fwd == nil || !p.isTrusted(peer):
+		return peer, nil
+	}
+	if a, err := p.clientAddr(fwd); err == nil {
+		return a, nil
+	}
+	return peer, nil
+}
+
+// clientAddr reads the client's address: one address, or a forwarded-for
+// list "client, proxy1, proxy2" as nginx's realip module (with
+// real_ip_recursive on) and werkzeug's ProxyFix read it. Each proxy appends
+// the address it was connected from, so only the entries on the right are
+// written by proxies: the list is walked from the right, skipping trusted
+// proxies, and the first entry that is not one is the client. The entries
+// left of it are whatever the client sent, and never taken. When every
+// entry is a trusted proxy, the leftmost is the client. An entry that is
+// no address (unknown, garbage) ends the walk: the proxy right of it is
+// the best that is known.
+func (p *Parser) clientAddr(b []byte) (netip.Addr, error) {
 	if a, ok := parseIPv4(b); ok {
 		return a, nil
 	}
-	return netip.ParseAddr(string(firstOfList(b)))
+	if bytes.IndexByte(b, ',') < 0 && bytes.IndexByte(b, ' ') < 0 {
+		return parseAddr(b)
+	}
+	var last netip.Addr // the leftmost trusted proxy so far
+	for end := len(b); end > 0; {
+		i := end - 1
+		for i >= 0 && !isListSep(b[i]) {
+			i--
+		}
+		entry := b[i+1 : end]
+		for end = i; end > 0 && isListSep(b[end-1]); end-- {
+		}
+		if len(entry) == 0 {
+			continue
+		}
+		a, err := parseAddr(entry)
+		if err != nil {
+			if last.IsValid() {
+				return last, nil
+			}
+			return a, err
+		}
+		if !p.isTrusted(a) {
+			return a, nil
+		}
+		last = a
+	}
+	if !last.IsValid() {
+		return last, ErrBadIP
+	}
+	return last, nil
 }
 
-// parseIPv4 reads a dotted IPv4 address up to the end of b or to the ','
-// or ' ' that ends the first of a list.
+func isListSep(c byte) bool { return c == ',' || c == ' ' || c == '\t' }
+
+// isTrusted reports whether a is one of the source's trusted proxies.
+func (p *Parser) isTrusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, t := range p.trusted {
+		if t.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseAddr reads one address, also as written with a port
+// ("203.0.113.5:4711", "[2001:db8::1]:443") or in brackets.
+func parseAddr(b []byte) (netip.Addr, error) {
+	if a, ok := parseIPv4(b); ok {
+		return a, nil
+	}
+	a, err := netip.ParseAddr(string(b))
+	if err == nil || bytes.IndexByte(b, ':') < 0 && bytes.IndexByte(b, ']') < 0 {
+		return a, err
+	}
+	if ap, perr := netip.ParseAddrPort(string(b)); perr == nil {
+		return ap.Addr(), nil
+	}
+	if len(b) > 2 && b[0] == '[' && b[len(b)-1] == ']' {
+		return netip.ParseAddr(string(b[1 : len(b)-1]))
+	}
+	return a, err
+}
+
+// parseIPv4 reads b as one dotted IPv4 address.
 func parseIPv4(b []byte) (netip.Addr, bool) {
 	var ip [4]byte
 	part, n, digits := 0, 0, 0
@@ -1093,9 +1288,6 @@ func parseIPv4(b []byte) (netip.Addr, bool) {
 			n, digits = 0, 0
 			continue
 		}
-		if c == ',' || c == ' ' {
-			break
-		}
 		return netip.Addr{}, false
 	}
 	if part != 3 || digits == 0 {
@@ -1108,9 +1300,9 @@ func parseIPv4(b []byte) (netip.Addr, bool) {
 // maxSeconds is the most whole seconds a time.Duration holds.
 const maxSeconds = int(math.MaxInt64 / int64(time.Second))
 
-// firstOfList cuts b before its first ',' or ' ': the first address of
-// "a, b" or the first upstream's time of "0.1, 0.2". The values are short, so
-// a loop beats bytes.IndexAny, which builds a set on every call.
+// firstOfList cuts b before its first ',' or ' ': the first upstream's
+// time of "0.1, 0.2". The values are short, so a loop beats
+// bytes.IndexAny, which builds a set on every call.
 func firstOfList(b []byte) []byte {
 	for i, c := range b {
 		if c == ',' || c == ' ' {
@@ -1120,9 +1312,13 @@ func firstOfList(b []byte) []byte {
 	return b
 }
 
-// seconds reads "0.123" as a duration: whole seconds (1 to maxNumDigits
-// digits), then optionally a '.' and a fraction, in one pass.
-func seconds(b []byte) (time.Duration, bool) {
+// seconds reads "0.123" as a duration in seconds.
+func seconds(b []byte) (time.Duration, bool) { return durationIn(b, time.Second) }
+
+// durationIn reads "12.5" as a number of units: whole units (1 to
+// maxNumDigits digits, within a time.Duration), then optionally a '.' and
+// a fraction, in one pass. A fraction finer than a nanosecond is dropped.
+func durationIn(b []byte, unit time.Duration) (time.Duration, bool) {
 	b = firstOfList(b) // upstream lists "0.1, 0.2"
 	w, i := 0, 0
 	for ; i < len(b) && b[i] != '.'; i++ {
@@ -1132,12 +1328,12 @@ func seconds(b []byte) (time.Duration, bool) {
 		}
 		w = w*10 + int(c)
 	}
-	if i == 0 || w > maxSeconds {
+	if i == 0 || int64(w) > math.MaxInt64/int64(unit) {
 		return 0, false
 	}
-	d := time.Duration(w) * time.Second
+	d := time.Duration(w) * unit
 	if i < len(b) {
-		scale := time.Duration(100 * time.Millisecond)
+		scale := unit / 10
 		for _, c := range b[i+1:] {
 			if c < '0' || c > '9' {
 				return 0, false

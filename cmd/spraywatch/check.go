@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/spraywatch/spraywatch/detect/postgres"
 	"github.com/spraywatch/spraywatch/ingest"
+	"github.com/spraywatch/spraywatch/ingest/gunicorn"
 	"github.com/spraywatch/spraywatch/ingest/tail"
 )
 
@@ -40,7 +42,10 @@ run and replay would, and reports what would keep the source from detecting:
            or the status is never filled; the credential is only ever a bare
            scheme prefix such as sk_live_; lines dated ahead of this machine's
            clock (a wrong timezone)
-  warning  many lines skipped; secret files that others can read; a database
+  warning  many lines skipped; one or two loopback or private addresses (a
+           proxy's) carrying most events or every success; a Flask source
+           whose app and access lines never join; an address taken from
+           X-Forwarded-For without trusted_proxies; secret files that others can read; a database
            or fingerprint secret this user cannot create or write, or a
            metrics_listen address already taken (run would stop at start)
   note     fields never filled; a format without credentials
@@ -78,6 +83,55 @@ type sourceCheck struct {
 	ahead                   time.Duration
 	identities, attempts    int64
 	noCredential, ephemeral bool
+	addrs                   addrCounts
+	trusted                 []netip.Prefix
+	// keyed and unkeyed count a Flask source's events with a credential
+	// (its app lines) and without (werkzeug's access lines).
+	keyed, unkeyed int64
+}
+
+// addrCounts counts events and successes per client address, up to
+// maxCheckAddrs addresses (past that no one or two can carry most lines).
+type addrCounts struct {
+	events, successes map[netip.Addr]int64
+}
+
+const maxCheckAddrs = 10_000
+
+func (a *addrCounts) add(ev *ingest.Event) {
+	if a.events == nil {
+		a.events, a.successes = map[netip.Addr]int64{}, map[netip.Addr]int64{}
+	}
+	if _, ok := a.events[ev.IP]; !ok && len(a.events) >= maxCheckAddrs {
+		return
+	}
+	a.events[ev.IP]++
+	if ev.Outcome == ingest.Success {
+		a.successes[ev.IP]++
+	}
+}
+
+// top returns the (at most) two addresses with the most counts in m, most
+// first, and their sum.
+func top2(m map[netip.Addr]int64) ([]netip.Addr, int64) {
+	var out []netip.Addr
+	for a := range m {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(x, y netip.Addr) int {
+		if m[x] != m[y] {
+			return int(m[y] - m[x])
+		}
+		return x.Compare(y)
+	})
+	if len(out) > 2 {
+		out = out[:2]
+	}
+	var n int64
+	for _, a := range out {
+		n += m[a]
+	}
+	return out, n
 }
 
 func (c *sourceCheck) errorf(format string, a ...any) {
@@ -303,6 +357,10 @@ func checkSource(ctx context.Context, cfg Config, src SourceConfig, files []stri
 		return sc
 	}
 	sc.noCredential = !p.HasCredential()
+	sc.trusted = opts.TrustedProxies
+	if sc.trusted == nil {
+		sc.trusted = ingest.DefaultTrustedProxies
+	}
 	idents := map[string]bool{}
 	notAfter := now.Add(24 * time.Hour)
 	stats, err := scanLog(ctx, p, file, scanOptions{tailBytes: checkTailBytes, maxLines: checkMaxLines, maxLineBytes: cfg.MaxLineBytes, notAfter: notAfter},
@@ -312,6 +370,12 @@ func checkSource(ctx context.Context, cfg Config, src SourceConfig, files []stri
 			}
 			if ev.Outcome.Attempt() {
 				sc.attempts++
+			}
+			sc.addrs.add(ev)
+			if ev.Credential != "" {
+				sc.keyed++
+			} else {
+				sc.unkeyed++
 			}
 			if d := ev.Time.Sub(now); d > sc.ahead {
 				sc.ahead = d
@@ -394,9 +458,91 @@ func judge(sc *sourceCheck, src SourceConfig) {
 	if note := failuresOnly(s); note != "" {
 		sc.warnf("%s", note)
 	}
+	proxyWarnings(sc, src, events)
 	if s.RawCredentials > 0 {
 		sc.warnf("%d lines held whole API keys (fingerprinted at once, never stored); log a prefix instead (if the field holds prefixes already, a name saying key makes them count as keys: set credential.kind: prefix)", s.RawCredentials)
 	}
+}
+
+// Thresholds of the proxy warnings: how many events (and successes) a log
+// needs before one or two addresses carrying most of them means a proxy.
+const (
+	proxyMinEvents    = 50
+	proxyMinSuccesses = 10
+	proxyShare        = 0.9
+)
+
+// proxyWarnings warns about a source that sees a proxy's address rather
+// than its clients': one or two loopback or private addresses carry most
+// events or every success (werkzeug behind nginx without ProxyFix, nginx
+// behind a load balancer without real_ip), or a Flask source's app and
+// access lines never agree on the address. It also says how a
+// forwarded-for address field, which the client writes, is read.
+func proxyWarnings(sc *sourceCheck, src SourceConfig, events int64) {
+	ipField := src.Fields["ip"]
+	forwarded := ipField != "" && ingest.IsForwardedField(strings.TrimPrefix(gunicornField(src.Format, ipField), "$"))
+	if forwarded {
+		how := "the rightmost entry that is not a trusted proxy is the client (as nginx's real_ip_recursive and werkzeug's ProxyFix read it), and the client-written entries left of it are never taken"
+		if src.TrustedProxies == nil {
+			sc.warnf("fields.ip: %q is a header the client writes: %s; trusted_proxies is not set, so only loopback and private addresses are trusted: list your proxies (a CDN's or load balancer's public ranges) in trusted_proxies, and log the address the server was connected from too ($remote_addr, %%(h)s), which ends the list", ipField, how)
+		} else {
+			sc.notef("fields.ip: %q is a header the client writes: %s; trusted: %s", ipField, how, strings.Join(src.TrustedProxies, ", "))
+		}
+	}
+	private := func(as []netip.Addr) bool {
+		for _, a := range as {
+			if !slices.ContainsFunc(sc.trusted, func(p netip.Prefix) bool { return p.Contains(a.Unmap()) }) && !a.Unmap().IsLoopback() && !a.Unmap().IsPrivate() {
+				return false
+			}
+		}
+		return len(as) > 0
+	}
+	list := func(as []netip.Addr) string {
+		parts := make([]string, len(as))
+		for i, a := range as {
+			parts[i] = a.String()
+		}
+		return strings.Join(parts, " and ")
+	}
+	hint := "it is a proxy's address, not the clients': "
+	switch src.Format {
+	case ingest.FormatFlask:
+		hint += "behind a proxy, wrap the app in werkzeug's ProxyFix (app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)) so that werkzeug logs the client"
+	case ingest.FormatGunicorn:
+		hint += `log the proxy's X-Forwarded-For (%({x-forwarded-for}i)s) and set fields.ip: "{x-forwarded-for}i", or set gunicorn's forwarded_allow_ips`
+	default:
+		hint += "behind a load balancer, set nginx's real_ip_header X-Forwarded-For and set_real_ip_from, or log $http_x_forwarded_for and set fields.ip: http_x_forwarded_for"
+	}
+	if forwarded {
+		hint = "it is a proxy's address: the header holds only trusted proxies, or is not set by the proxy in front"
+	}
+	a := &sc.addrs
+	if events >= proxyMinEvents {
+		if top, n := top2(a.events); private(top) && float64(n) >= proxyShare*float64(events) && len(a.events) > 0 {
+			sc.warnf("%d of %d events come from %s: every attack looks like one address, and spray, stuffing and compromise are missed; %s", n, events, list(top), hint)
+			return
+		}
+	}
+	var successes int64
+	for _, n := range a.successes {
+		successes += n
+	}
+	if successes >= proxyMinSuccesses {
+		if top, n := top2(a.successes); private(top) && n == successes && len(a.events) > len(top) {
+			sc.warnf("all %d successes come from %s while failures come from %d other addresses: a compromise (a success from an attacking address) can never be seen; %s", successes, list(top), len(a.events)-len(top), hint)
+		}
+	}
+	if src.Format == ingest.FormatFlask && sc.keyed >= proxyMinSuccesses && sc.unkeyed >= proxyMinSuccesses && sc.stats.FilteredBy[ingest.ErrJoined.Error()] == 0 {
+		sc.warnf("no werkzeug access line joined an app line (%d app lines, %d access lines): they disagree on the address (or the time), so each failure counts twice; behind a proxy, wrap the app in werkzeug's ProxyFix so that werkzeug logs the client's address", sc.keyed, sc.unkeyed)
+	}
+}
+
+// gunicornField is a gunicorn atom as NewParser keeps it.
+func gunicornField(format, name string) string {
+	if format == ingest.FormatGunicorn {
+		return gunicorn.Field(name)
+	}
+	return name
 }
 
 func credentialField(src SourceConfig) string {

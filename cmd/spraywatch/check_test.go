@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -158,6 +159,113 @@ func TestCheckWarnsAboutPathsRunDoesNotFollow(t *testing.T) {
 		report, _ := checkReport(t, file)
 		if !strings.Contains(report, "warning: paths[0]: "+c.path+" "+c.want) {
 			t.Errorf("paths %s: report lacks %q:\n%s", c.path, c.want, report)
+		}
+	}
+}
+
+// proxyLog writes n failed requests and n successes in format: werkzeug's
+// and the app's lines for flask, the combined layout for nginx, the
+// README's layout with X-Forwarded-For for gunicorn. failIP and okIP give
+// each line's address.
+func proxyLog(t *testing.T, dir, format string, n int, failIP, okIP func(i int) string) string {
+	t.Helper()
+	var b strings.Builder
+	for i := range n {
+		for k, ip := range []string{failIP(i), okIP(i)} {
+			status, sec := []int{401, 200}[k], (2*i+k)%60
+			id := fmt.Sprintf("client-%03d", i%200)
+			switch format {
+			case "flask":
+				if status == 401 {
+					fmt.Fprintf(&b, "[2026-11-28 16:%02d:%02d,000] WARNING in app: auth failure client_id=%s key_prefix=sk_live_%04d ip=%s status=401\n", i/30%60, sec, id, i, ip)
+				}
+				fmt.Fprintf(&b, "127.0.0.1 - - [28/Nov/2026 16:%02d:%02d] \"GET /api/v1/clients/%s/resource HTTP/1.1\" %d -\n", i/30%60, sec, id, status)
+			case "nginx":
+				fmt.Fprintf(&b, "%s - - [28/Nov/2026:16:%02d:%02d +0000] \"GET /api/v1/clients/%s/resource HTTP/1.1\" %d 25 \"-\" \"c/1\" key=sk_live_%04d\n", ip, i/30%60, sec, id, status, i)
+			case "gunicorn":
+				fmt.Fprintf(&b, "%s - - [28/Nov/2026:16:%02d:%02d +0000] \"GET /api/v1/clients/%s/resource HTTP/1.1\" %d 25 \"-\" \"c/1\" key=\"sk_live_%04d\"\n", ip, i/30%60, sec, id, status, i)
+			}
+		}
+	}
+	log := filepath.Join(dir, format+".log")
+	if err := os.WriteFile(log, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return log
+}
+
+// check warns when a proxy's address stands for the clients', and says how
+// a forwarded-for address field is read.
+func TestCheckProxyWarnings(t *testing.T) {
+	client := func(i int) string { return fmt.Sprintf("198.51.%d.%d", i%7, 1+i%200) }
+	lb := func(int) string { return "10.0.0.2" }
+	loop := func(int) string { return "127.0.0.1" }
+	const nginxLayout = `'$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" key=$api_key_prefix'`
+	const gunicornLayout = `'%({x-forwarded-for}i)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" key="%({x-api-key}i)s"'`
+	tests := []struct {
+		name, format, extra string
+		failIP, okIP        func(int) string
+		want, not           []string
+	}{
+		{"nginx behind a load balancer", "nginx", "log_format: " + nginxLayout + "\n    credential: {field: api_key_prefix, kind: prefix}", lb, lb,
+			[]string{"warning: 200 of 200 events come from 10.0.0.2: every attack looks like one address", "real_ip_header"}, nil},
+		{"nginx with its clients' addresses", "nginx", "log_format: " + nginxLayout + "\n    credential: {field: api_key_prefix, kind: prefix}", client, client,
+			nil, []string{"come from", "client writes"}},
+		{"only successes through a proxy", "nginx", "log_format: " + nginxLayout + "\n    credential: {field: api_key_prefix, kind: prefix}", client, loop,
+			[]string{"warning: all 100 successes come from 127.0.0.1 while failures come from 100 other addresses: a compromise"}, nil},
+		{"werkzeug behind nginx without ProxyFix", "flask", "timezone: UTC", client, client,
+			[]string{"warning: all 100 successes come from 127.0.0.1", "ProxyFix", "warning: no werkzeug access line joined an app line (100 app lines, 200 access lines)"}, nil},
+		{"X-Forwarded-For without trusted_proxies", "gunicorn", "log_format: " + gunicornLayout + "\n    fields: {ip: \"{x-forwarded-for}i\"}\n    credential: {field: \"{x-api-key}i\"}", client, client,
+			[]string{`warning: fields.ip: "{x-forwarded-for}i" is a header the client writes: the rightmost entry that is not a trusted proxy is the client`, "trusted_proxies is not set"}, nil},
+		{"X-Forwarded-For with trusted_proxies", "gunicorn", "log_format: " + gunicornLayout + "\n    fields: {ip: \"{x-forwarded-for}i\"}\n    credential: {field: \"{x-api-key}i\"}\n    trusted_proxies: [10.0.0.0/8, 203.0.113.7]", client, client,
+			[]string{`note: fields.ip: "{x-forwarded-for}i" is a header the client writes`, "trusted: 10.0.0.0/8, 203.0.113.7"}, []string{"warning: fields.ip"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			log := proxyLog(t, dir, tt.format, 100, tt.failIP, tt.okIP)
+			cfg := "database: " + filepath.Join(dir, "sw.db") + "\nsources:\n  - name: api\n    format: " + tt.format + "\n    paths: [" + log + "]\n    identity: {path: [\"/api/v1/clients/{identity}/\"]}\n    " + tt.extra + "\n"
+			file := filepath.Join(dir, "spraywatch.yml")
+			os.WriteFile(file, []byte(cfg), 0o600)
+			report, err := checkReport(t, file)
+			if err != nil {
+				t.Fatalf("check: %v\n%s", err, report)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(report, w) {
+					t.Errorf("report lacks %q:\n%s", w, report)
+				}
+			}
+			for _, w := range tt.not {
+				if strings.Contains(report, w) {
+					t.Errorf("report has %q:\n%s", w, report)
+				}
+			}
+		})
+	}
+}
+
+// trusted_proxies: unset keeps the defaults (nil), [] trusts none, and an
+// address is a one-address prefix.
+func TestTrustedProxiesOption(t *testing.T) {
+	for yml, want := range map[string]string{"": "nil", "trusted_proxies: []": "[]", "trusted_proxies: [10.0.0.1, 198.51.100.0/24, '2001:db8::/32']": "[10.0.0.1/32 198.51.100.0/24 2001:db8::/32]"} {
+		cfg, err := ParseConfig([]byte("sources: [{name: a, format: nginx, identity: {remote_user: true}, fields: {ip: http_x_forwarded_for}, log_format: '$remote_addr $http_x_forwarded_for [$time_local] \"$request\" $status'}]\n"), "")
+		if yml != "" {
+			cfg, err = ParseConfig([]byte("sources: [{name: a, format: nginx, identity: {remote_user: true}, "+strings.Replace(yml, ": ", ": ", 1)+"}]\n"), "")
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", yml, err)
+		}
+		o, err := cfg.Sources[0].options(nil)
+		if err != nil {
+			t.Fatalf("%s: %v", yml, err)
+		}
+		got := fmt.Sprint(o.TrustedProxies)
+		if o.TrustedProxies == nil {
+			got = "nil"
+		}
+		if got != want {
+			t.Errorf("%q: TrustedProxies %s, want %s", yml, got, want)
 		}
 	}
 }

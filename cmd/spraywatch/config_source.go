@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +47,13 @@ type SourceConfig struct {
 	Routes       []string          `yaml:"routes"`
 	IgnoreRoutes []string          `yaml:"ignore_routes"`
 	Timezone     string            `yaml:"timezone"`
+	// TrustedProxies are the proxy addresses or CIDRs skipped from the
+	// right of a forwarded-for list; unset: loopback and private
+	// addresses; []: none (the rightmost entry is the client).
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// LatencyUnit (s, ms, us, ns) is the unit of the latency field;
+	// unset: from the field (duration_ms is ms), else seconds.
+	LatencyUnit string `yaml:"latency_unit"`
 }
 
 // CredentialConfig says where the credential is and what it holds.
@@ -178,6 +186,28 @@ func (s SourceConfig) options(secret []byte) (ingest.Options, error) {
 			errs = append(errs, fmt.Errorf("timezone: %q: %w", s.Timezone, err))
 		}
 		o.Location = loc
+	}
+	if s.TrustedProxies != nil {
+		o.TrustedProxies = []netip.Prefix{}
+		for j, v := range s.TrustedProxies {
+			pfx, err := netip.ParsePrefix(v)
+			if err != nil {
+				a, aerr := netip.ParseAddr(v)
+				if aerr != nil {
+					errs = append(errs, fmt.Errorf("trusted_proxies[%d]: %q: not an address or CIDR", j, v))
+					continue
+				}
+				pfx = netip.PrefixFrom(a, a.BitLen())
+			}
+			o.TrustedProxies = append(o.TrustedProxies, pfx.Masked())
+		}
+	}
+	if s.LatencyUnit != "" {
+		u, ok := map[string]time.Duration{"s": time.Second, "ms": time.Millisecond, "us": time.Microsecond, "µs": time.Microsecond, "ns": time.Nanosecond}[s.LatencyUnit]
+		if !ok {
+			errs = append(errs, fmt.Errorf("latency_unit: %q: must be s, ms, us or ns", s.LatencyUnit))
+		}
+		o.LatencyUnit = u
 	}
 	if len(errs) > 0 {
 		return o, errors.Join(errs...)

@@ -30,6 +30,11 @@ var atoms = map[string]string{
 	"D": "request time in microseconds", "L": "request time in decimal seconds", "p": "process ID",
 }
 
+// ListHeaders are the header atoms that hold a list of addresses, "client,
+// proxy1, proxy2": logged without quotes, such a value has spaces, and is
+// read whole.
+var ListHeaders = []string{"{x-forwarded-for}i", "{x-original-forwarded-for}i"}
+
 // Format is a compiled access_log_format.
 type Format struct {
 	*pyformat.Format
@@ -50,6 +55,9 @@ func Compile(layout string) (*Format, error) {
 	f, err := pyformat.Compile(s, checkAtom)
 	if err != nil {
 		return nil, fmt.Errorf("access_log_format: %w", err)
+	}
+	for _, h := range ListHeaders {
+		f.SetList(h)
 	}
 	return &Format{f}, nil
 }
@@ -85,14 +93,18 @@ func checkAtom(key string) error {
 }
 
 // readSetting strips "access_log_format = '...'" or "--access-logformat
-// '...'" down to the format string.
+// '...'" down to the format string. A bare format that starts with a quoted
+// atom ('"%({x-forwarded-for}i)s" %(l)s ...') is the format itself: only a
+// pasted setting holds a quoted string, and only one.
 func readSetting(layout string) (string, error) {
 	s := strings.TrimSpace(layout)
+	setting := false
 	for _, p := range []string{"access_log_format", "--access-logformat"} {
 		if rest, ok := strings.CutPrefix(s, p); ok {
 			rest = strings.TrimSpace(rest)
 			rest = strings.TrimPrefix(rest, "=")
 			s = strings.TrimSpace(rest)
+			setting = true
 			break
 		}
 	}
@@ -117,6 +129,9 @@ func readSetting(layout string) (string, error) {
 		return "", fmt.Errorf("access_log_format: unterminated quoted string %q", clip(s))
 	}
 	if rest := strings.TrimSpace(s[i+1:]); rest != "" && !strings.HasPrefix(rest, "#") {
+		if !setting && i+1 < len(s) && (s[i+1] == ' ' || s[i+1] == '\t') {
+			return s, nil // the format itself, starting with a quoted atom
+		}
 		return "", fmt.Errorf("access_log_format: unexpected %q after the quoted format", clip(rest))
 	}
 	return b.String(), nil

@@ -32,6 +32,9 @@ func TestCompile(t *testing.T) {
 		{"no conversion", `%(h)y x`, nil, "no conversion"},
 		{"unterminated", `%(h`, nil, "unterminated"},
 		{"unterminated quote", `access_log_format = '%(h)s`, nil, "unterminated"},
+		{"bare, starting with a quoted atom", `"%({x-forwarded-for}i)s" %(l)s %(t)s "%(r)s" %(s)s`, []string{"{x-forwarded-for}i", "l", "t", "r", "s"}, ""},
+		{"setting with text after its string", `access_log_format = "%(h)s" %(s)s`, nil, "after the quoted format"},
+		{"bare, quoted atom then no space", `"%(h)s"x %(s)s`, nil, "after the quoted format"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,6 +84,40 @@ func TestSplit(t *testing.T) {
 	}
 }
 
+// An unquoted X-Forwarded-For holding a list is read whole; a line that
+// does not split with the list read whole is split at the first space.
+func TestSplitList(t *testing.T) {
+	f, err := gunicorn.Compile(`%({x-forwarded-for}i)s %(l)s %(u)s %(t)s "%(r)s" %(s)s`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		line string
+		xff  string // "" for a mismatch
+		u    string
+	}{
+		{`1.2.3.4 - - [t] "GET / HTTP/1.1" 401`, "1.2.3.4", "-"},
+		{`1.2.3.4, 203.0.113.50 - - [t] "GET / HTTP/1.1" 401`, "1.2.3.4, 203.0.113.50", "-"},
+		{`a, b,  c, 203.0.113.50 - bob [t] "GET / HTTP/1.1" 401`, "a, b,  c, 203.0.113.50", "bob"},
+		{`1.2.3.4,203.0.113.50 - - [t] "GET / HTTP/1.1" 401`, "1.2.3.4,203.0.113.50", "-"},
+		{`x, - - [t] "GET / HTTP/1.1" 401`, "x,", "-"}, // the list read whole does not split: the first space ends it
+		{`1.2.3.4, 5.6.7.8 - [t] "GET / HTTP/1.1" 401`, "1.2.3.4,", "-"},
+	}
+	for _, tt := range tests {
+		vals := make([][]byte, len(f.Fields()))
+		err := f.Split([]byte(tt.line), vals)
+		if tt.xff == "" {
+			if err == nil {
+				t.Errorf("Split(%q) = %q, want a mismatch", tt.line, vals[0])
+			}
+			continue
+		}
+		if err != nil || string(vals[0]) != tt.xff || string(vals[2]) != tt.u {
+			t.Errorf("Split(%q) = %q, u %q, %v; want %q, u %q", tt.line, vals[0], vals[2], err, tt.xff, tt.u)
+		}
+	}
+}
+
 func seedLines(t testing.TB, patterns ...string) [][]byte {
 	var out [][]byte
 	for _, p := range patterns {
@@ -100,6 +137,7 @@ var fuzzLayouts = []string{
 	gunicorn.Default,
 	`%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" key="%({x-api-key}i)s" rt=%(L)s %(p)s`,
 	`%({x-forwarded-for}i)s %(t)s "%(m)s %(U)s?%(q)s" %(s)s %(D)s`,
+	`%({x-forwarded-for}i)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" key="%({x-api-key}i)s"`,
 }
 
 // FuzzSplit splits arbitrary lines with real access_log_formats.

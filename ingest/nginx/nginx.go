@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -37,6 +38,8 @@ type Format struct {
 	fields []string
 	segs   []segment
 	escape Escape
+	// hasList is set when a step is a list (step.list).
+	hasList bool
 	// Split's program, made from segs: the literal the line starts with,
 	// then each variable with the literal that ends it.
 	head  []byte
@@ -51,7 +54,13 @@ type step struct {
 	field  int
 	lit    []byte
 	quoted bool
+	list   bool // ListVariables
 }
+
+// ListVariables are the variables that hold a list, "a, b, c": logged
+// without quotes, such a value has spaces, and is read whole (see Split).
+var ListVariables = []string{"http_x_forwarded_for", "proxy_add_x_forwarded_for", "upstream_addr",
+	"upstream_response_time", "upstream_connect_time", "upstream_header_time", "upstream_status"}
 
 // Compile reads a log_format. layout may be the bare format string, the
 // quoted pieces of one (nginx concatenates them), or the whole directive
@@ -117,6 +126,8 @@ func Compile(layout string) (*Format, error) {
 			if i+1 < len(f.segs) {
 				st.lit = f.segs[i+1].lit
 				st.quoted = f.escape == EscapeJSON && st.lit[0] == '"'
+				st.list = !st.quoted && slices.Contains(ListVariables, f.fields[seg.field])
+				f.hasList = f.hasList || st.list
 			}
 			f.steps = append(f.steps, st)
 		}
@@ -233,11 +244,32 @@ func (f *Format) Escape() Escape { return f.escape }
 // through vals.
 //
 // Each value ends at the first occurrence of the literal that follows it in
-// the layout; the literal is checked where it is found, once.
+// the layout; the literal is checked where it is found, once. A list
+// variable (ListVariables) is greedy: while its value ends in ',', the
+// list goes on ("1.2.3.4, 10.0.0.2" before " - -"). A line that does not split
+// so is split again with every list ending at the first literal.
 func (f *Format) Split(line []byte, vals [][]byte) error {
 	if len(vals) < len(f.fields) {
 		return errors.New("nginx: vals shorter than Fields()")
 	}
+	err := f.split(line, vals, f.hasList)
+	if err != nil && f.hasList {
+		err = f.split(line, vals, false)
+	}
+	if err != nil {
+		return err
+	}
+	if f.escape != EscapeNone && bytes.IndexByte(line, '\\') >= 0 {
+		for i := range f.fields {
+			if bytes.IndexByte(vals[i], '\\') >= 0 {
+				vals[i] = f.unescape(vals[i])
+			}
+		}
+	}
+	return nil
+}
+
+func (f *Format) split(line []byte, vals [][]byte, lists bool) error {
 	if !bytes.HasPrefix(line, f.head) {
 		return ErrMismatch
 	}
@@ -265,20 +297,38 @@ func (f *Format) Split(line []byte, vals [][]byte) error {
 		if n < 0 {
 			return ErrMismatch
 		}
+		if lists && st.list {
+			n = listEnd(b, n, st.lit)
+		}
 		vals[st.field] = b[:n]
 		pos += n + len(st.lit)
 	}
 	if pos != len(line) {
 		return ErrMismatch
 	}
-	if f.escape != EscapeNone && bytes.IndexByte(line, '\\') >= 0 {
-		for i := range f.fields {
-			if bytes.IndexByte(vals[i], '\\') >= 0 {
-				vals[i] = f.unescape(vals[i])
-			}
-		}
-	}
 	return nil
+}
+
+// listEnd extends a list value of b that lit was found to end at end:
+// while the value ends in ',', the value runs past the spaces after it to
+// the next lit after the next entry, whatever the entries are (a client
+// writes the left ones).
+func listEnd(b []byte, end int, lit []byte) int {
+	for end > 0 && b[end-1] == ',' {
+		j := end
+		for j < len(b) && (b[j] == ' ' || b[j] == '\t') {
+			j++
+		}
+		if j == len(b) {
+			break
+		}
+		n := index(b[j:], lit)
+		if n <= 0 {
+			break // no further literal, or an empty entry
+		}
+		end = j + n
+	}
+	return end
 }
 
 // findQuoted returns the index of lit, which starts with a quote, in b

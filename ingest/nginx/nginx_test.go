@@ -134,6 +134,7 @@ var fuzzLayouts = []string{
 	`$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" key=$api_key_prefix rt=$request_time`,
 	`log_format j escape=json '{"ip":"$remote_addr","t":"$time_iso8601","req":"$request","s":$status,"key":"$http_x_api_key"}';`,
 	`log_format n escape=none '$msec $remote_addr "$request_method $request_uri" $status';`,
+	`$http_x_forwarded_for - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $upstream_response_time`,
 }
 
 // FuzzSplit splits arbitrary lines with real layouts: no panic, the same
@@ -195,13 +196,13 @@ func FuzzCompile(f *testing.F) {
 // draws from: the characters that end values, quotes, brackets and escapes.
 var (
 	splitLiterals = []string{" ", " - ", " [", `] "`, `" `, `" "`, ` key=`, ` rt=`, `"`, `,`, `":"`, `{"ip":"`, `"}`, `","s":`, `ab`, `a`, `[[`, `==`, `-`}
-	splitValues   = []string{"1.2.3.4", "-", "a", "ab", "b", " ", `"`, `\"`, `\\`, `\x22`, `\x5C`, `\u0007`, `\n`, "[", "]", "=", ",", "key=", "rt=", `" "`, "é", "\xff", ":"}
+	splitValues   = []string{"1.2.3.4", "-", "a", "ab", "b", " ", `"`, `\"`, `\\`, `\x22`, `\x5C`, `\u0007`, `\n`, "[", "]", "=", ",", "key=", "rt=", `" "`, "é", "\xff", ":", ", ", ",", "10.0.0.2", ", ::1", "a,"}
 )
 
 // randomLayout returns a log_format of up to 8 variables (names may repeat)
 // with random literals between them, with a random escape=.
 func randomLayout(r *rand.Rand) string {
-	names := []string{"remote_addr", "status", "request", "http_user_agent", "api_key_prefix", "time_local"}
+	names := []string{"remote_addr", "status", "request", "http_user_agent", "api_key_prefix", "time_local", "http_x_forwarded_for", "upstream_addr"}
 	var b strings.Builder
 	if r.IntN(2) == 0 {
 		b.WriteString(splitLiterals[r.IntN(len(splitLiterals))])

@@ -27,6 +27,26 @@ type segment struct {
 type Format struct {
 	fields []string
 	segs   []segment
+	// list marks the fields that hold a comma-separated list of
+	// addresses (SetList); hasList is set when any does.
+	list    []bool
+	hasList bool
+}
+
+// SetList makes the field key a list of addresses, "a, b, c", which Split
+// reads whole although the literal after it is a space. It reports whether
+// the format has the field.
+func (f *Format) SetList(key string) bool {
+	for i, k := range f.fields {
+		if k == key {
+			if f.list == nil {
+				f.list = make([]bool, len(f.fields))
+			}
+			f.list[i], f.hasList = true, true
+			return true
+		}
+	}
+	return false
 }
 
 // Compile reads a %-style mapping format. check, when set, is asked about
@@ -142,10 +162,23 @@ func (f *Format) Fields() []string { return f.fields }
 // that the text closing the format is matched at the end of the line, so a
 // quote inside a last quoted value (a user agent) does not end it early.
 // Values are trimmed of the spaces a width specifier pads with.
+//
+// A list field (SetList) is greedy: while its value ends in ',', the list
+// goes on past the next space. A
+// line that does not split so is split again with every list field ending
+// at the first literal.
 func (f *Format) Split(line []byte, vals [][]byte) error {
 	if len(vals) < len(f.fields) {
 		return errors.New("pyformat: vals shorter than Fields()")
 	}
+	err := f.split(line, vals, f.hasList)
+	if err != nil && f.hasList {
+		err = f.split(line, vals, false)
+	}
+	return err
+}
+
+func (f *Format) split(line []byte, vals [][]byte, lists bool) error {
 	pos := 0
 	for i, seg := range f.segs {
 		if seg.field < 0 {
@@ -169,6 +202,9 @@ func (f *Format) Split(line []byte, vals [][]byte) error {
 					return ErrMismatch
 				}
 				end = pos + n
+				if lists && f.list[seg.field] {
+					end = listEnd(line, end, next)
+				}
 			}
 		}
 		vals[seg.field] = bytes.TrimSpace(line[pos:end])
@@ -178,4 +214,28 @@ func (f *Format) Split(line []byte, vals [][]byte) error {
 		return ErrMismatch
 	}
 	return nil
+}
+
+// listEnd extends a list value of line that the literal lit was found to
+// end at end ("1.2.3.4," before the space of "1.2.3.4, 10.0.0.2 - -"):
+// while the value ends in ',', the value runs past the spaces after it to
+// the next lit after the next entry. Whatever the entries are (a client
+// writes the left ones), a list ends with the entry that ends in no ','.
+// It returns the new end, or end.
+func listEnd(line []byte, end int, lit []byte) int {
+	for end > 0 && line[end-1] == ',' {
+		j := end
+		for j < len(line) && (line[j] == ' ' || line[j] == '\t') {
+			j++
+		}
+		if j == len(line) {
+			break
+		}
+		n := bytes.Index(line[j:], lit)
+		if n <= 0 {
+			break // no further literal, or an empty entry
+		}
+		end = j + n
+	}
+	return end
 }
