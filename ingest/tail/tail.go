@@ -85,7 +85,10 @@
 //	saved (rotated key, ExtraKey)  on disk                             means
 //	-----------------------------  ----------------------------------  -----------------------------------------
 //	"done ..." (rotated key)       -                                   read to its end: nothing to do, but it
-//	                                                                   bounds where the path's copies are
+//	                                                                   bounds where the path's copies are (an
+//	                                                                   ExtraKey takes the record over when the
+//	                                                                   key goes to another file while the file
+//	                                                                   or a compressed copy is on disk)
 //	"done H" o (ExtraKey)          the file by inode and H, size o,    read to its end: nothing; not read
 //	                               or a compressed copy of it          whole either (a compressed copy of the
 //	                                                                   path's saved content holding more than
@@ -755,6 +758,38 @@ func (f *follower) retire(now time.Time, emit func(*Line) error) error {
 	f.extra = append(f.extra, old)
 	f.remember(old.head)
 	return wrapEmit(emit(&Line{Pos: old.position(), File: old.path, Offset: old.off, PositionOnly: true}))
+}
+
+// keepRecord saves the done record the rotated key holds under a key of
+// its own before the rotated key is given to another file, when the file
+// it names, or a compressed copy of it, is still on disk: a restart that
+// finds it beside the path then knows it read. (Logrotate's order tells
+// as much only while the file that takes the key is renamed beside it,
+// not when that one is deleted; and a file's mtime may be that of the
+// next one's birth.)
+func (f *follower) keepRecord(emit func(*Line) error) error {
+	r := f.t.saved[f.key+RotatedSuffix]
+	if !strings.HasPrefix(r.Head, donePrefix) || !headKnown(fingerprintOf(r.Head)) || f.old.is(r.Dev, r.Inode) {
+		return nil
+	}
+	var present []*handle
+	defer func() { closeAll(present) }()
+	for _, p := range f.places() {
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+			if h, err := openHandle(p); err == nil {
+				present = append(present, h)
+			}
+		}
+	}
+	if !recordOnDisk(r, present) {
+		return nil
+	}
+	r.Key = f.recordKey(r.Dev, r.Inode)
+	if err := wrapEmit(emit(&Line{Pos: r, File: f.key, PositionOnly: true})); err != nil {
+		return err
+	}
+	f.note(r)
+	return nil
 }
 
 // note keeps track of what is saved under the path's ExtraKeys.
@@ -1530,6 +1565,9 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	// over the path's: both in one line, so they are saved together.
 	l := &Line{Pos: f.cur.position(), File: f.cur.path, PositionOnly: true}
 	if f.old != nil {
+		if err := f.keepRecord(emit); err != nil {
+			return err
+		}
 		old := f.old.position()
 		l.Extra = &old
 	}
@@ -2139,6 +2177,9 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 		l.Pos, l.Offset = cur.position(), cur.off
 	}
 	if f.old != nil {
+		if err := f.keepRecord(emit); err != nil {
+			return fail(err)
+		}
 		old := f.old.position()
 		l.Extra = &old
 	}
