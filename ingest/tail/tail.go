@@ -2445,15 +2445,59 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 		afterFP = ""
 	}
 	var out []*handle
-	for _, group := range ingest.ReplayOrder(siblings(f.key)) {
+	// A listing that raced logrotate renaming the siblings one up (a
+	// name gone when looked at, or the names or the files they name
+	// changed meanwhile) may have missed the file a name had: it is made
+	// again (what a look kept to read on is let go).
+	grown := len(f.grown)
+	for try := 0; ; try++ {
+		names := siblings(f.key)
+		ids := siblingIDs(names)
+		var raced bool
+		out, raced = f.lookRotated(names, saved, cur, since, prevFP, prevSame, afterFP)
+		if try >= 3 || (!raced && maps.Equal(ids, siblingIDs(siblings(f.key)))) {
+			break
+		}
+		closeAll(out)
+		for _, g := range f.grown[grown:] {
+			g.h.close()
+		}
+		f.grown = f.grown[:grown]
+	}
+	return out, f.targetsSince(saved, prev, cur)
+}
+
+// siblingIDs is the file each name names (by Lstat).
+func siblingIDs(names []string) map[string][2]uint64 {
+	ids := make(map[string][2]uint64, len(names))
+	for _, p := range names {
+		if fi, err := os.Lstat(p); err == nil {
+			dev, ino := devIno(fi)
+			ids[p] = [2]uint64{dev, ino}
+		}
+	}
+	return ids
+}
+
+// lookRotated is one look of rotatedSince over the names listed; raced
+// reports a name that was gone when looked at.
+func (f *follower) lookRotated(names []string, saved Position, cur *file, since time.Time, prevFP, prevSame, afterFP string) (out []*handle, raced bool) {
+	for _, group := range ingest.ReplayOrder(names) {
 		for _, p := range group {
 			if _, live := f.t.files[p]; live || p == f.key {
 				continue
 			}
-			if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() {
+			fi, err := os.Lstat(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				raced = true
+			}
+			if err != nil || !fi.Mode().IsRegular() {
 				continue
 			}
 			h, err := openHandle(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				raced = true
+			}
 			if err != nil {
 				continue
 			}
@@ -2492,7 +2536,7 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 			h.close()
 		}
 	}
-	return out, f.targetsSince(saved, prev, cur)
+	return out, raced
 }
 
 // targetsSince opens, for a path that is a symlink into another
@@ -3325,7 +3369,24 @@ func (h *handle) close() {
 // saved under the rotated key). cur (the file the path names now) is never
 // it. A short head matches many files: it is only matched among the
 // path's own siblings, and not by files last written before it was taken.
+//
+// A look that raced logrotate renaming the siblings one up (a name gone
+// when opened, or the names or the files they name changed meanwhile) may
+// have missed the file: it is made again.
 func findFile(path string, saved Position, cur *file, prev Position, followed map[string]*follower, claimed func(*handle) bool) *handle {
+	for try := 0; ; try++ {
+		names := siblings(path)
+		ids := siblingIDs(names)
+		h, raced := findFileIn(names, path, saved, cur, prev, followed, claimed)
+		if try >= 3 || (!raced && maps.Equal(ids, siblingIDs(siblings(path)))) {
+			return h
+		}
+		h.close()
+	}
+}
+
+// findFileIn is one look of findFile, names the path's siblings listed.
+func findFileIn(names []string, path string, saved Position, cur *file, prev Position, followed map[string]*follower, claimed func(*handle) bool) (_ *handle, raced bool) {
 	var copies []*handle
 	defer func() { closeAll(copies) }()
 	n, _ := headLen(saved.Head)
@@ -3333,7 +3394,7 @@ func findFile(path string, saved Position, cur *file, prev Position, followed ma
 	since := headTime(saved.Head)
 	sibs := map[string]bool{}
 	var order []string
-	for _, g := range ingest.ReplayOrder(siblings(path)) {
+	for _, g := range ingest.ReplayOrder(names) {
 		for _, p := range g {
 			sibs[p] = true
 			order = append(order, p)
@@ -3351,6 +3412,9 @@ func findFile(path string, saved Position, cur *file, prev Position, followed ma
 	}
 	for _, p := range order {
 		h, err := openHandle(p)
+		if errors.Is(err, fs.ErrNotExist) && sibs[p] {
+			raced = true
+		}
 		if err != nil {
 			continue
 		}
@@ -3362,7 +3426,7 @@ func findFile(path string, saved Position, cur *file, prev Position, followed ma
 			(headKnown(saved.Head) || since.IsZero() || !h.bornAfter(since)):
 			// (an empty file's fingerprint proves nothing, and its inode
 			// may have been freed and reused by a file born later)
-			return h
+			return h, raced
 		case !headKnown(saved.Head):
 		case prev.Key != "" && sibs[p] && ((h.dev == prev.Dev && h.ino == prev.Inode) || (prevFP != "" && h.startsWith(prevFP))):
 			// The file before the saved one: copies are rotated after it.
@@ -3381,9 +3445,9 @@ func findFile(path string, saved Position, cur *file, prev Position, followed ma
 	if len(copies) > 0 {
 		h := copies[0]
 		copies = copies[1:]
-		return h
+		return h, raced
 	}
-	return nil
+	return nil, raced
 }
 
 func statOrNil(p string) fs.FileInfo {
