@@ -85,7 +85,10 @@
 //	saved (rotated key, ExtraKey)  on disk                             means
 //	-----------------------------  ----------------------------------  -----------------------------------------
 //	"done ..." (rotated key)       -                                   read to its end: nothing to do, but it
-//	                                                                   bounds where the path's copies are
+//	                                                                   bounds where the path's copies are (an
+//	                                                                   ExtraKey takes the record over when the
+//	                                                                   key goes to another file while the file
+//	                                                                   or a compressed copy is on disk)
 //	"done H" o (ExtraKey)          the file by inode and H, size o,    read to its end: nothing; not read
 //	                               or a compressed copy of it          whole either (a compressed copy of the
 //	                                                                   path's saved content holding more than
@@ -755,6 +758,38 @@ func (f *follower) retire(now time.Time, emit func(*Line) error) error {
 	f.extra = append(f.extra, old)
 	f.remember(old.head)
 	return wrapEmit(emit(&Line{Pos: old.position(), File: old.path, Offset: old.off, PositionOnly: true}))
+}
+
+// keepRecord saves the done record the rotated key holds under a key of
+// its own before the rotated key is given to another file, when the file
+// it names, or a compressed copy of it, is still on disk: a restart that
+// finds it beside the path then knows it read. (Logrotate's order tells
+// as much only while the file that takes the key is renamed beside it,
+// not when that one is deleted; and a file's mtime may be that of the
+// next one's birth.)
+func (f *follower) keepRecord(emit func(*Line) error) error {
+	r := f.t.saved[f.key+RotatedSuffix]
+	if !strings.HasPrefix(r.Head, donePrefix) || !headKnown(fingerprintOf(r.Head)) || f.old.is(r.Dev, r.Inode) {
+		return nil
+	}
+	var present []*handle
+	defer func() { closeAll(present) }()
+	for _, p := range f.places() {
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+			if h, err := openHandle(p); err == nil {
+				present = append(present, h)
+			}
+		}
+	}
+	if !recordOnDisk(r, present) {
+		return nil
+	}
+	r.Key = f.recordKey(r.Dev, r.Inode)
+	if err := wrapEmit(emit(&Line{Pos: r, File: f.key, PositionOnly: true})); err != nil {
+		return err
+	}
+	f.note(r)
+	return nil
 }
 
 // note keeps track of what is saved under the path's ExtraKeys.
@@ -1530,6 +1565,9 @@ func (f *follower) rotate(now time.Time, emit func(*Line) error) error {
 	// over the path's: both in one line, so they are saved together.
 	l := &Line{Pos: f.cur.position(), File: f.cur.path, PositionOnly: true}
 	if f.old != nil {
+		if err := f.keepRecord(emit); err != nil {
+			return err
+		}
 		old := f.old.position()
 		l.Extra = &old
 	}
@@ -2139,6 +2177,9 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 		l.Pos, l.Offset = cur.position(), cur.off
 	}
 	if f.old != nil {
+		if err := f.keepRecord(emit); err != nil {
+			return fail(err)
+		}
 		old := f.old.position()
 		l.Extra = &old
 	}
@@ -2404,15 +2445,59 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 		afterFP = ""
 	}
 	var out []*handle
-	for _, group := range ingest.ReplayOrder(siblings(f.key)) {
+	// A listing that raced logrotate renaming the siblings one up (a
+	// name gone when looked at, or the names or the files they name
+	// changed meanwhile) may have missed the file a name had: it is made
+	// again (what a look kept to read on is let go).
+	grown := len(f.grown)
+	for try := 0; ; try++ {
+		names := siblings(f.key)
+		ids := siblingIDs(names)
+		var raced bool
+		out, raced = f.lookRotated(names, saved, cur, since, prevFP, prevSame, afterFP)
+		if try >= 3 || (!raced && maps.Equal(ids, siblingIDs(siblings(f.key)))) {
+			break
+		}
+		closeAll(out)
+		for _, g := range f.grown[grown:] {
+			g.h.close()
+		}
+		f.grown = f.grown[:grown]
+	}
+	return out, f.targetsSince(saved, prev, cur)
+}
+
+// siblingIDs is the file each name names (by Lstat).
+func siblingIDs(names []string) map[string][2]uint64 {
+	ids := make(map[string][2]uint64, len(names))
+	for _, p := range names {
+		if fi, err := os.Lstat(p); err == nil {
+			dev, ino := devIno(fi)
+			ids[p] = [2]uint64{dev, ino}
+		}
+	}
+	return ids
+}
+
+// lookRotated is one look of rotatedSince over the names listed; raced
+// reports a name that was gone when looked at.
+func (f *follower) lookRotated(names []string, saved Position, cur *file, since time.Time, prevFP, prevSame, afterFP string) (out []*handle, raced bool) {
+	for _, group := range ingest.ReplayOrder(names) {
 		for _, p := range group {
 			if _, live := f.t.files[p]; live || p == f.key {
 				continue
 			}
-			if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() {
+			fi, err := os.Lstat(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				raced = true
+			}
+			if err != nil || !fi.Mode().IsRegular() {
 				continue
 			}
 			h, err := openHandle(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				raced = true
+			}
 			if err != nil {
 				continue
 			}
@@ -2451,7 +2536,7 @@ func (f *follower) rotatedSince(saved, prev Position, cur *file) (sibs, neigh []
 			h.close()
 		}
 	}
-	return out, f.targetsSince(saved, prev, cur)
+	return out, raced
 }
 
 // targetsSince opens, for a path that is a symlink into another
@@ -3284,7 +3369,24 @@ func (h *handle) close() {
 // saved under the rotated key). cur (the file the path names now) is never
 // it. A short head matches many files: it is only matched among the
 // path's own siblings, and not by files last written before it was taken.
+//
+// A look that raced logrotate renaming the siblings one up (a name gone
+// when opened, or the names or the files they name changed meanwhile) may
+// have missed the file: it is made again.
 func findFile(path string, saved Position, cur *file, prev Position, followed map[string]*follower, claimed func(*handle) bool) *handle {
+	for try := 0; ; try++ {
+		names := siblings(path)
+		ids := siblingIDs(names)
+		h, raced := findFileIn(names, path, saved, cur, prev, followed, claimed)
+		if try >= 3 || (!raced && maps.Equal(ids, siblingIDs(siblings(path)))) {
+			return h
+		}
+		h.close()
+	}
+}
+
+// findFileIn is one look of findFile, names the path's siblings listed.
+func findFileIn(names []string, path string, saved Position, cur *file, prev Position, followed map[string]*follower, claimed func(*handle) bool) (_ *handle, raced bool) {
 	var copies []*handle
 	defer func() { closeAll(copies) }()
 	n, _ := headLen(saved.Head)
@@ -3292,7 +3394,7 @@ func findFile(path string, saved Position, cur *file, prev Position, followed ma
 	since := headTime(saved.Head)
 	sibs := map[string]bool{}
 	var order []string
-	for _, g := range ingest.ReplayOrder(siblings(path)) {
+	for _, g := range ingest.ReplayOrder(names) {
 		for _, p := range g {
 			sibs[p] = true
 			order = append(order, p)
@@ -3310,6 +3412,9 @@ func findFile(path string, saved Position, cur *file, prev Position, followed ma
 	}
 	for _, p := range order {
 		h, err := openHandle(p)
+		if errors.Is(err, fs.ErrNotExist) && sibs[p] {
+			raced = true
+		}
 		if err != nil {
 			continue
 		}
@@ -3321,7 +3426,7 @@ func findFile(path string, saved Position, cur *file, prev Position, followed ma
 			(headKnown(saved.Head) || since.IsZero() || !h.bornAfter(since)):
 			// (an empty file's fingerprint proves nothing, and its inode
 			// may have been freed and reused by a file born later)
-			return h
+			return h, raced
 		case !headKnown(saved.Head):
 		case prev.Key != "" && sibs[p] && ((h.dev == prev.Dev && h.ino == prev.Inode) || (prevFP != "" && h.startsWith(prevFP))):
 			// The file before the saved one: copies are rotated after it.
@@ -3340,9 +3445,9 @@ func findFile(path string, saved Position, cur *file, prev Position, followed ma
 	if len(copies) > 0 {
 		h := copies[0]
 		copies = copies[1:]
-		return h
+		return h, raced
 	}
-	return nil
+	return nil, raced
 }
 
 func statOrNil(p string) fs.FileInfo {
