@@ -222,7 +222,16 @@ func explain(ctx context.Context, w io.Writer, store readStore, id int64, all bo
 			fmt.Fprintf(w, "  %s:%s (byte %d)  on node %s: run explain there, or with --node %s where its logs are\n", pos.Node, pos.File, pos.Offset, pos.Node, pos.Node)
 			continue
 		}
-		line, where, err := readEvidence(pos, namesAddress(inc.IPs))
+		belongs := namesAddress(inc.IPs)
+		if len(inc.IPs) == 0 {
+			// A finding that names no address (a route's timing): a whole
+			// line at the offset is all that can be checked.
+			belongs = func([]byte) bool { return true }
+		}
+		line, where, err := readEvidence(pos, belongs)
+		if err == nil && len(inc.IPs) == 0 {
+			where += " (not checked against the incident: it names no address)"
+		}
 		if err != nil {
 			fmt.Fprintf(w, "  %s (byte %d)  unavailable: %s\n", pos.File, pos.Offset, fileProblem(pos.File, err))
 			continue

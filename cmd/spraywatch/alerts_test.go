@@ -29,6 +29,7 @@ type evidenceLab struct {
 	ours  map[string]bool
 	seen  []ingest.Pos
 	store *detect.Store
+	ips   []string // the incident's addresses; default the attacker's
 }
 
 const labAttacker = "203.0.113.77"
@@ -166,9 +167,13 @@ func (l *evidenceLab) explain() []string {
 	if len(ev) > 100 {
 		ev = ev[len(ev)-100:]
 	}
+	ips := l.ips
+	if ips == nil {
+		ips = []string{labAttacker}
+	}
 	inc := &detect.Incident{ID: 1, Kind: detect.KindSpray, Severity: detect.SeverityHigh, Source: "api", Group: "ip=" + labAttacker,
 		State: detect.StateOpen, FirstSeen: labTime, LastSeen: labTime, Attempts: int64(len(ev)), Identities: 1,
-		IPs: []string{labAttacker}, Credentials: []string{}, Evidence: ev}
+		IPs: ips, Credentials: []string{}, Evidence: ev}
 	if err := l.store.Flush(context.Background(), detect.Batch{Incidents: []*detect.Incident{inc}}); err != nil {
 		l.t.Fatal(err)
 	}
@@ -273,6 +278,29 @@ func TestExplainOfARewrittenFileSaysTheLineIsGone(t *testing.T) {
 	for _, s := range lines {
 		if !strings.Contains(s, "holds other content") || !strings.HasSuffix(s, ": the line is no longer on disk") {
 			t.Errorf("want the line said gone: %q", s)
+		}
+	}
+}
+
+// A finding that names no address (a route's timing) shows a whole line
+// at its offset, saying it could not be checked; never a piece of one.
+func TestExplainOfAFindingWithoutAddresses(t *testing.T) {
+	l := newEvidenceLab(t, 4)
+	l.ips = []string{}
+	l.write(40, 0.3)
+	for _, s := range l.explain() {
+		if !strings.Contains(s, "api.log (not checked against the incident: it names no address) (byte") {
+			t.Errorf("want the line shown as unchecked: %q", s)
+		}
+	}
+	l.write(40, 0)
+	l.copytruncate()
+	l.write(40, 0)
+	l.seen = l.seen[:0]
+	l.seen = append(l.seen, ingest.Pos{File: l.path, Inode: 0, Offset: 7}) // mid-line
+	for _, s := range l.explain() {
+		if !strings.HasSuffix(s, ": the line is no longer on disk") {
+			t.Errorf("a mid-line offset: %q, want the line said gone", s)
 		}
 	}
 }
