@@ -115,8 +115,9 @@ type OutboxOptions struct {
 	// failure (5xx, timeout): base, 2*base, 4*base... up to max, each with
 	// up to half taken off at random. Defaults 1s and 5m. The destination
 	// backs off by its consecutive failures, and the row that failed by its
-	// tries, so that one row that keeps failing does not hold back the
-	// others.
+	// tries, so that one row that keeps failing does not hold back other
+	// incidents; its own incident's newer versions wait behind it, so
+	// that they arrive in order.
 	BackoffBase, BackoffMax time.Duration
 	// SendTimeout bounds one delivery. Default 30s.
 	SendTimeout time.Duration
@@ -422,9 +423,10 @@ func (o *Outbox) Run(ctx context.Context) error {
 	}
 	t := time.NewTimer(o.o.Interval)
 	defer t.Stop()
+	var fails roundFailures
 	for {
-		if err := o.Tick(ctx, o.o.Now()); err != nil && ctx.Err() == nil {
-			o.log.Error("alert delivery round failed", "err", err)
+		if err := o.Tick(ctx, o.o.Now()); ctx.Err() == nil {
+			fails.note(o.log, err, o.o.Now())
 		}
 		// Come back after the interval, or sooner when a destination's
 		// rate lets the next message go.
@@ -468,6 +470,35 @@ func (o *Outbox) Tick(ctx context.Context, now time.Time) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// roundFailures keeps delivery rounds that fail one after another (the
+// database unreachable, say) from logging each: the first is logged, then
+// one summary a minute while they go on, and the round that works again.
+type roundFailures struct {
+	count             int
+	since, lastLogged time.Time
+}
+
+// roundFailureSummaryEvery is how often failing rounds are summarised.
+const roundFailureSummaryEvery = time.Minute
+
+func (f *roundFailures) note(log *slog.Logger, err error, now time.Time) {
+	switch {
+	case err == nil && f.count > 0:
+		log.Info("alert delivery works again", "failed_rounds", f.count, "for", now.Sub(f.since).Round(time.Second).String())
+		*f = roundFailures{}
+	case err == nil:
+	case f.count == 0:
+		*f = roundFailures{count: 1, since: now, lastLogged: now}
+		log.Error("alert delivery round failed; pending alerts are kept and retried (summarised every minute while it lasts)", "err", err)
+	default:
+		f.count++
+		if now.Sub(f.lastLogged) >= roundFailureSummaryEvery {
+			f.lastLogged = now
+			log.Error(fmt.Sprintf("alert delivery rounds still failing: %d times in %s", f.count, now.Sub(f.since).Round(time.Second)), "err", err)
+		}
+	}
 }
 
 // Stats returns every destination's counters, by name.
@@ -524,6 +555,8 @@ type row struct {
 	killed  bool // left sending: its sender stopped mid-send
 	claim   string
 	created int64
+	// newer: a newer version of its incident waits behind it.
+	newer bool
 }
 
 func (o *Outbox) tickDestination(ctx context.Context, d *destination, now time.Time) error {
@@ -539,6 +572,16 @@ func (o *Outbox) tickDestination(ctx context.Context, d *destination, now time.T
 		r, ok, err := o.next(ctx, d, now)
 		if err != nil || !ok {
 			return err
+		}
+		if r.incident != 0 && r.newer && !d.o.EveryVersion {
+			// Only the newest matters here, and it waits behind this one.
+			if r.doubt && d.checker != nil && !d.limiter.AllowN(now, 1) {
+				return nil // asking the sink costs a request
+			}
+			if stop, err := o.collapse(ctx, d, r, now); stop || err != nil {
+				return err
+			}
+			continue
 		}
 		if r.doubt {
 			// Handed to the sink before: settle it as it was decided.
@@ -591,23 +634,32 @@ func (o *Outbox) tickDestination(ctx context.Context, d *destination, now time.T
 }
 
 // next returns the oldest due pending row, with what the destination
-// already sent about its incident.
+// already sent about its incident. An incident's versions go in order: a
+// row is not taken while an older version of its incident is pending or
+// in doubt, whatever their due times (each failed row backs off by its
+// own tries, so a newer one is often due first).
 func (o *Outbox) next(ctx context.Context, d *destination, now time.Time) (row, bool, error) {
 	var r row
 	var grouped, lastSent sql.NullInt64
 	var sev sql.NullString
 	var state string
-	var doubt int64
+	var doubt, newer int64
 	// A row left sending was claimed by a process that did not record the
 	// outcome (this one records it before the next round): in doubt.
 	err := o.db.QueryRowContext(ctx, o.q(`SELECT o.id, o.incident, o.version, o.kind, o.source, o.severity, o.body, o.tries,
-			o.state, o.doubt, o.claim, o.created, t.last_sent, t.severity, t.grouped
+			o.state, o.doubt, o.claim, o.created, t.last_sent, t.severity, t.grouped,
+			CASE WHEN o.incident != 0 AND EXISTS (SELECT 1 FROM alert_outbox n
+				WHERE n.destination = o.destination AND n.incident = o.incident AND n.incident != 0
+					AND n.version > o.version AND n.state IN (?, ?)) THEN 1 ELSE 0 END
 		FROM alert_outbox o LEFT JOIN alert_threads t ON t.destination = o.destination AND t.incident = o.incident
 		WHERE o.destination = ? AND o.state IN (?, ?) AND o.due <= ?
-		ORDER BY o.due, o.id LIMIT 1`), d.name, statePending, stateSending, now.UnixNano()).Scan(
+			AND (o.incident = 0 OR NOT EXISTS (SELECT 1 FROM alert_outbox p
+				WHERE p.destination = o.destination AND p.incident = o.incident AND p.incident != 0
+					AND p.version < o.version AND p.state IN (?, ?)))
+		ORDER BY o.due, o.id LIMIT 1`), statePending, stateSending, d.name, statePending, stateSending, now.UnixNano(), statePending, stateSending).Scan(
 		&r.id, &r.incident, &r.version, &r.kind, &r.source, &r.severity, &r.body, &r.tries,
-		&state, &doubt, &r.claim, &r.created, &lastSent, &sev, &grouped)
-	r.doubt, r.killed = state == stateSending || doubt != 0, state == stateSending
+		&state, &doubt, &r.claim, &r.created, &lastSent, &sev, &grouped, &newer)
+	r.doubt, r.killed, r.newer = state == stateSending || doubt != 0, state == stateSending, newer != 0
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, false, nil
 	}
@@ -718,6 +770,41 @@ func (o *Outbox) deliver(ctx context.Context, d *destination, r row, now time.Ti
 	log.Warn("alert not delivered; will retry", "err", serr, "retry_in", wait.Round(time.Millisecond), "failures", d.failures, "tries", r.tries+1)
 	// A timeout or a broken connection may follow a delivery: in doubt.
 	return true, o.retry(ctx, r, serr, due, true)
+}
+
+// collapse retires a row that a newer version of its incident supersedes,
+// for a destination that needs only the newest. A row in doubt whose sink
+// can be asked is settled first: when the sink got it, it is recorded as
+// sent (so that the newer one is an update, under the cooldown and
+// OnlyEscalations); otherwise it is superseded, not sent. A sink that
+// cannot be asked gets the newer version instead of this one again. stop
+// says the destination should get nothing more this round.
+func (o *Outbox) collapse(ctx context.Context, d *destination, r row, now time.Time) (stop bool, err error) {
+	if r.doubt && d.checker != nil {
+		var inc detect.Incident
+		if err := json.Unmarshal([]byte(r.body), &inc); err == nil {
+			sctx, cancel := context.WithTimeout(ctx, o.o.SendTimeout)
+			delivered, cerr := d.checker.Delivered(sctx, inc, time.Unix(0, r.created))
+			cancel()
+			log := d.log.With("incident", r.incident, "version", r.version, "claimed_by", r.claim)
+			switch {
+			case cerr == nil && delivered:
+				o.count(func() { d.stats.Recovered++ })
+				log.Info("alert in doubt was delivered before its sender stopped; recorded, and a newer version follows")
+				return false, o.finish(ctx, d, r, stateSent, now, "")
+			case cerr != nil && ctx.Err() != nil:
+				return true, nil
+			case cerr != nil && !errors.Is(cerr, ErrMisconfigured) && !errors.Is(cerr, ErrRejected):
+				d.failures++
+				wait := o.backoff(d.failures)
+				d.retryAt = now.Add(wait)
+				o.count(func() { d.stats.Retries++ })
+				log.Warn("alert in doubt: cannot ask the sink whether it got it; will retry", "err", cerr, "retry_in", wait.Round(time.Millisecond))
+				return true, o.retry(ctx, r, cerr, now.Add(o.backoff(r.tries+1)), true)
+			}
+		}
+	}
+	return false, o.finish(ctx, d, r, stateSuperseded, now, "")
 }
 
 // settle decides what to do with a row in doubt: true when the sink says

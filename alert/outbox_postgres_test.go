@@ -26,6 +26,7 @@ func TestOutboxOnPostgres(t *testing.T) {
 		"MisconfigurationIsTriedSeldom":            TestMisconfigurationIsTriedSeldom,
 		"NoRawKeyOrWebhookURLAnywhere":             TestNoRawKeyOrWebhookURLAnywhere,
 		"WebhookPostsAgainOnlyWhenSeverityRises":   TestWebhookPostsAgainOnlyWhenSeverityRises,
+		"OutageKeepsEachIncidentsVersionsInOrder":  TestOutageKeepsEachIncidentsVersionsInOrder,
 	} {
 		t.Run(name, test)
 	}

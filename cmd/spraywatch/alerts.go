@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -221,7 +222,16 @@ func explain(ctx context.Context, w io.Writer, store readStore, id int64, all bo
 			fmt.Fprintf(w, "  %s:%s (byte %d)  on node %s: run explain there, or with --node %s where its logs are\n", pos.Node, pos.File, pos.Offset, pos.Node, pos.Node)
 			continue
 		}
-		line, where, err := readEvidence(pos, namesAddress(inc.IPs))
+		belongs := namesAddress(inc.IPs)
+		if len(inc.IPs) == 0 {
+			// A finding that names no address (a route's timing): a whole
+			// line at the offset is all that can be checked.
+			belongs = func([]byte) bool { return true }
+		}
+		line, where, err := readEvidence(pos, belongs)
+		if err == nil && len(inc.IPs) == 0 {
+			where += " (not checked against the incident: it names no address)"
+		}
 		if err != nil {
 			fmt.Fprintf(w, "  %s (byte %d)  unavailable: %s\n", pos.File, pos.Offset, fileProblem(pos.File, err))
 			continue
@@ -234,7 +244,11 @@ func explain(ctx context.Context, w io.Writer, store readStore, id int64, all bo
 // redactEvidence redacts a log line as the incident shows credentials: a
 // token that is one of the incident's labels (a logged prefix), or a whole
 // key whose keyed fingerprint is one, is shown as that label; the rest of
-// the line is redacted as everywhere else.
+// the line is redacted as everywhere else. It does not count on the line
+// being whole: the first and the last token (the last one also where a long
+// line is cut) may be the piece of a key whose context was cut off, so
+// either is masked when it holds 8 or more letters and digits of both kinds
+// in a row and is no address.
 func redactEvidence(line []byte, labels []string, secret []byte) string {
 	const max = 400
 	if len(line) > max {
@@ -244,8 +258,8 @@ func redactEvidence(line []byte, labels []string, secret []byte) string {
 	for _, l := range labels {
 		known[l] = true
 	}
-	var out strings.Builder
-	last := 0
+	type span struct{ i, j int }
+	var toks []span
 	for i := 0; i < len(line); {
 		if !isTokenByte(line[i]) {
 			i++
@@ -255,7 +269,13 @@ func redactEvidence(line []byte, labels []string, secret []byte) string {
 		for j < len(line) && isTokenByte(line[j]) {
 			j++
 		}
-		tok := line[i:j]
+		toks = append(toks, span{i, j})
+		i = j
+	}
+	var out strings.Builder
+	last := 0
+	for n, t := range toks {
+		tok := line[t.i:t.j]
 		label := ""
 		switch {
 		case known[string(tok)] && !strings.Contains(string(tok), "…"):
@@ -264,16 +284,41 @@ func redactEvidence(line []byte, labels []string, secret []byte) string {
 			if fp := ingest.Fingerprint(secret, tok); known[fp] {
 				label = fp
 			}
+		case (n == 0 || n == len(toks)-1) && mayBeKeyPiece(tok):
+			label = "…[redacted]"
 		}
 		if label != "" {
-			out.WriteString(ingest.Redact(line[last:i], 0))
+			out.WriteString(ingest.Redact(line[last:t.i], 0))
 			out.WriteString(label)
-			last = j
+			last = t.j
 		}
-		i = j
 	}
 	out.WriteString(ingest.Redact(line[last:], 0))
 	return out.String()
+}
+
+// mayBeKeyPiece reports a token that could be the rest of a key cut off
+// from what marked it: a run of 8 or more ASCII letters and digits that
+// holds both, in a token that is no IP address.
+func mayBeKeyPiece(tok []byte) bool {
+	if _, err := netip.ParseAddr(string(tok)); err == nil {
+		return false
+	}
+	run, letters, digits := 0, false, false
+	for _, c := range tok {
+		switch {
+		case c >= '0' && c <= '9':
+			run, digits = run+1, true
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+			run, letters = run+1, true
+		default:
+			run, letters, digits = 0, false, false
+		}
+		if run >= 8 && letters && digits {
+			return true
+		}
+	}
+	return false
 }
 
 // isTokenByte reports bytes a logged credential is made of.
@@ -281,28 +326,54 @@ func isTokenByte(c byte) bool {
 	return c > ' ' && c < 0x7f && !strings.ContainsRune("\"'=&,;[](){}<>", rune(c))
 }
 
-// readEvidence reads the line at pos. When the file has been rotated since,
-// it looks for the same inode among the file's rotated siblings; a line is
-// never read from another file that took the name. A compressed sibling
-// has an inode of its own, so there the line at the same offset is taken
-// only when belongs says it is the incident's (it names one of its
-// addresses), and where says it was matched by content.
+// errNotOnDisk: no file beside an evidence position holds its line any more.
+var errNotOnDisk = errors.New("the line is no longer on disk")
+
+// readEvidence reads the line at pos, and only that line: a text is taken
+// as it only when it starts a line at pos.Offset (offset 0, or a newline
+// before it) and belongs says it is the incident's (it names one of its
+// addresses). The file read is first the one with pos's inode (the path,
+// or the rotated sibling that kept it); when that holds other content now
+// (rewritten, or truncated in place by copytruncate) or is gone, the
+// rotated siblings are tried, newest first, at the same offset: a
+// copytruncate copy or a compressed rotation holds the line where it was
+// read. A file of another inode under the path itself took the name: it
+// is never read. where names the file, and says when the line was matched by
+// content. Without a match the error says the line is no longer on disk:
+// a fragment of another line is never returned.
 func readEvidence(pos ingest.Pos, belongs func([]byte) bool) (line []byte, where string, err error) {
-	path, err := evidenceFile(pos)
-	if err == nil {
-		line, err = lineAt(path, pos.Offset)
-		return line, path, err
+	path, ferr := evidenceFile(pos)
+	if ferr == nil {
+		if l, ok := lineStartingAt(path, pos.Offset); ok && belongs(l) {
+			return l, path, nil
+		}
 	}
 	matches, _ := filepath.Glob(pos.File + "*")
-	for _, m := range matches {
-		if !strings.HasSuffix(m, ".gz") {
-			continue
-		}
-		if l, lerr := lineAt(m, pos.Offset); lerr == nil && belongs(l) {
-			return l, m + " (compressed since; matched by content)", nil
+	var siblings []string
+	for _, g := range ingest.ReplayOrder(matches) {
+		for i := len(g) - 1; i >= 0; i-- { // newest first
+			siblings = append(siblings, g[i])
 		}
 	}
-	return nil, pos.File, err
+	for _, m := range siblings {
+		if m == path || m == pos.File {
+			continue // read above, or another file that took the name
+		}
+		if l, ok := lineStartingAt(m, pos.Offset); ok && belongs(l) {
+			how := "copied since"
+			if strings.HasSuffix(m, ".gz") {
+				how = "compressed since"
+			}
+			return l, m + " (" + how + "; matched by content)", nil
+		}
+	}
+	if ferr == nil {
+		return nil, pos.File, fmt.Errorf("%s holds other content at that byte now (rewritten, or truncated by a copytruncate rotation), and no rotated copy beside it (%s*) holds the incident's line there: %w", path, filepath.Base(pos.File), errNotOnDisk)
+	}
+	if len(matches) == 0 {
+		return nil, pos.File, ferr
+	}
+	return nil, pos.File, fmt.Errorf("%s has been rotated since, and no file named %s* holds the incident's line at that byte: %w", pos.File, filepath.Base(pos.File), errNotOnDisk)
 }
 
 // evidenceFile finds the file pos was read from: its path, or the rotated
@@ -329,29 +400,38 @@ func evidenceFile(pos ingest.Pos) (string, error) {
 	if err != nil && len(matches) == 0 {
 		return "", err
 	}
-	return "", fmt.Errorf("%s has been rotated since (no file named %s* is the one read, inode %d; a compressed or deleted copy cannot be told by its inode)", pos.File, filepath.Base(pos.File), pos.Inode)
+	return "", fmt.Errorf("%s has been rotated since (no file named %s* is the one read, inode %d)", pos.File, filepath.Base(pos.File), pos.Inode)
 }
 
-// lineAt reads the line that starts at offset in path (decompressed).
-func lineAt(path string, offset int64) ([]byte, error) {
+// lineStartingAt reads the line at offset in path (decompressed), if a
+// line starts there: ok is false when the byte before offset is no
+// newline, or nothing is there.
+func lineStartingAt(path string, offset int64) (line []byte, ok bool) {
 	lf, err := ingest.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, false
 	}
 	defer lf.Close()
 	r := lf.Reader()
-	if f, ok := r.(*os.File); ok {
-		if _, err := f.Seek(offset, io.SeekStart); err != nil {
-			return nil, err
+	skip := max(offset-1, 0)
+	if f, isFile := r.(*os.File); isFile {
+		if _, err := f.Seek(skip, io.SeekStart); err != nil {
+			return nil, false
 		}
-	} else if _, err := io.CopyN(io.Discard, r, offset); err != nil {
-		return nil, err
+	} else if _, err := io.CopyN(io.Discard, r, skip); err != nil {
+		return nil, false
 	}
-	line, err := bufio.NewReader(r).ReadSlice('\n')
-	if err != nil && len(line) == 0 {
-		return nil, err
+	br := bufio.NewReader(r)
+	if offset > 0 {
+		if c, err := br.ReadByte(); err != nil || c != '\n' {
+			return nil, false
+		}
 	}
-	return line[:len(line)-boolInt(line[len(line)-1] == '\n')], nil
+	line, err = br.ReadSlice('\n')
+	if len(line) == 0 || (err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull)) {
+		return nil, false
+	}
+	return bytes.TrimSuffix(line, []byte("\n")), true
 }
 
 // namesAddress reports whether line names one of ips as a whole token.
@@ -376,11 +456,4 @@ func namesAddress(ips []string) func([]byte) bool {
 
 func isAddrByte(c byte) bool {
 	return c == '.' || c == ':' || c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
