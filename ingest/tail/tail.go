@@ -2759,11 +2759,11 @@ func (x *file) position() Position {
 
 // positionHead is the head a position saves: the fingerprint with what
 // tells the file's copies apart (see positionHeadFresh). Once the read is
-// past both the head and the first bytes held, it no longer depends on
-// the offset, so it is made once for them.
+// past the head and the first bytes held (its own, or a drained copy's),
+// it no longer depends on the offset, so it is made once for them.
 func (x *file) positionHead() string {
 	n, _ := headLen(x.head)
-	if x.off < int64(max(n, len(x.first))) {
+	if x.off < int64(max(n, len(x.first), len(x.copied))) {
 		return x.positionHeadFresh()
 	}
 	m := &x.memo
