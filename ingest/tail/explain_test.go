@@ -1,10 +1,13 @@
 package tail_test
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spraywatch/spraywatch/ingest/tail"
 )
@@ -44,5 +47,42 @@ func TestUnfollowedSaysWhy(t *testing.T) {
 		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
 			t.Errorf("Unfollowed(%q) = %q, want %q", c.pattern, got, c.want)
 		}
+	}
+}
+
+// Files beside the log whose names are no rotation's (an editor's swap
+// file, a tool's counter) are not its history: never read as rotated,
+// while a real rotated sibling that appears is.
+func TestFilesBesideTheLogThatAreNoRotation(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "access.log")
+	write := func(p, s string) {
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(path, "live 1\n")
+	tl := tail.New(tail.Options{Patterns: []string{path}})
+	var got []string
+	emit := func(l *tail.Line) error {
+		if !l.PositionOnly {
+			got = append(got, string(l.Text))
+		}
+		return nil
+	}
+	ctx, now := context.Background(), time.Now()
+	if err := tl.Tick(ctx, now, emit); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"access.log.count", "access.log.swp", "access.log.tmp", "access.log-old"} {
+		write(filepath.Join(dir, name), name+" line\n")
+	}
+	for i := range 3 {
+		if err := tl.Tick(ctx, now.Add(time.Duration(i+1)*time.Minute), emit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(got) != "[live 1]" {
+		t.Errorf("read %q, want only the live line", got)
 	}
 }

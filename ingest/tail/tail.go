@@ -3182,13 +3182,28 @@ func siblings(path string) []string {
 	for _, pat := range []string{path + ".*", path + "-*", path + "_*"} {
 		ms, _ := filepath.Glob(escapeGlob(path) + pat[len(path):])
 		for _, m := range ms {
-			if !seen[m] {
+			if !seen[m] && rotatedSuffix(m[len(path):]) {
 				seen[m] = true
 				out = append(out, m)
 			}
 		}
 	}
 	return out
+}
+
+// rotatedSuffix reports whether what follows a path's name may be a
+// rotation's: it holds a digit (x.log.1, x.log-20261130, x.log.2.gz) or
+// is a compression suffix (x.log.gz). An editor's x.log.swp, a tool's
+// x.log.count or x.log.tmp is not the log's history.
+func rotatedSuffix(suffix string) bool {
+	if strings.ContainsAny(suffix, "0123456789") {
+		return true
+	}
+	switch filepath.Ext(suffix) {
+	case ".gz", ".bz2", ".xz", ".zst":
+		return true
+	}
+	return false
 }
 
 func escapeGlob(s string) string {
