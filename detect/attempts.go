@@ -34,6 +34,10 @@ type AttemptCount struct {
 // an open-addressing table of 64-bit words (a tag of the row's hash and
 // the row's number) finds them. The table holds no pointers, so the
 // collector never scans it, and the chunks are reused from flush to flush.
+//
+// An aggregate made by NewDeferredAttempts only logs the lines it is given,
+// and aggregates them, in order, when it is first read: on the goroutine
+// that writes it, off the one that counts.
 type Attempts struct {
 	// slots is the table, a power of two long: 0 is free, otherwise the
 	// upper half of the row's hash and the row's number plus one.
@@ -41,6 +45,18 @@ type Attempts struct {
 	chunks [][]pendingRow
 	n      int // rows made, including those Take emptied
 	live   int // rows with a count
+
+	deferred bool
+	lines    []loggedLine // counted, not yet aggregated
+}
+
+// loggedLine is what a row needs of a line a deferred aggregate was given.
+type loggedLine struct {
+	source, identity, credential string
+	ip                           netip.Addr
+	unix                         int64
+	pos                          ingest.Pos
+	kind                         uint8 // the outcome, or routineKind
 }
 
 // pendingRow is an aggregated row: a minute's events of one key, or an
@@ -82,33 +98,66 @@ var rowSeed = maphash.MakeSeed()
 // NewAttempts returns an empty aggregate.
 func NewAttempts() *Attempts { return &Attempts{} }
 
+// NewDeferredAttempts returns an empty aggregate that defers the work of
+// Add and AddRoutine to its first reader (Len, Each, Take, Absorb, Clear,
+// or a store writing it), which makes the same rows from the lines in the
+// order they came. A replay hands its batches to a writer goroutine, and
+// so moves that work off the goroutine that counts and judges every line.
+func NewDeferredAttempts() *Attempts { return &Attempts{deferred: true} }
+
 // Add counts one event.
 func (a *Attempts) Add(ev *ingest.Event) {
-	k := rowKey{source: ev.Source, identity: ev.Identity, credential: ev.Credential, ip: ev.IP,
-		slot: ev.Time.Unix() / 60, kind: uint8(ev.Outcome)}
-	r, made := a.find(&k)
-	if !made && r.count > 0 {
-		r.count++
+	if a.deferred {
+		a.log(ev, uint8(ev.Outcome))
 		return
 	}
-	r.count, r.pos, r.first, r.last = 1, ev.Pos, k.slot, k.slot
-	a.live++
+	a.add(ev.Source, ev.Identity, ev.Credential, ev.IP, ev.Time.Unix(), uint8(ev.Outcome), &ev.Pos)
 }
 
 // AddRoutine counts a routine success (see RoutineMinutes): the engine
 // judged that nothing around it failed.
 func (a *Attempts) AddRoutine(ev *ingest.Event) {
-	m := ev.Time.Unix() / 60
-	k := rowKey{source: ev.Source, identity: ev.Identity, credential: ev.Credential, ip: ev.IP,
-		slot: hourOf(m), kind: routineKind}
+	if a.deferred {
+		a.log(ev, routineKind)
+		return
+	}
+	a.add(ev.Source, ev.Identity, ev.Credential, ev.IP, ev.Time.Unix(), routineKind, &ev.Pos)
+}
+
+func (a *Attempts) log(ev *ingest.Event, kind uint8) {
+	a.lines = append(a.lines, loggedLine{source: ev.Source, identity: ev.Identity, credential: ev.Credential, ip: ev.IP,
+		unix: ev.Time.Unix(), pos: ev.Pos, kind: kind})
+}
+
+// add counts a line at Unix second unix in a row of kind: a per-minute row
+// of its outcome, or an hourly one of routine successes.
+func (a *Attempts) add(source, identity, credential string, ip netip.Addr, unix int64, kind uint8, pos *ingest.Pos) {
+	m := unix / 60
+	k := rowKey{source: source, identity: identity, credential: credential, ip: ip, slot: m, kind: kind}
+	if kind == routineKind {
+		k.slot = hourOf(m)
+	}
 	r, made := a.find(&k)
 	if !made && r.count > 0 {
 		r.count++
 		r.first, r.last = min(r.first, m), max(r.last, m)
 		return
 	}
-	r.count, r.pos, r.first, r.last = 1, ev.Pos, m, m
+	r.count, r.pos, r.first, r.last = 1, *pos, m, m
 	a.live++
+}
+
+// settle aggregates the lines a deferred aggregate logged.
+func (a *Attempts) settle() {
+	if len(a.lines) == 0 {
+		return
+	}
+	for i := range a.lines {
+		l := &a.lines[i]
+		a.add(l.source, l.identity, l.credential, l.ip, l.unix, l.kind, &l.pos)
+	}
+	clear(a.lines) // drop the strings they hold
+	a.lines = a.lines[:0]
 }
 
 // find returns k's row, making an empty one (made) if there is none.
@@ -196,8 +245,11 @@ func fold(a, b uint64) uint64 {
 	return hi ^ lo
 }
 
-// Absorb adds the counts of newer to a, keeping a's first positions.
+// Absorb adds the counts of newer to a, keeping a's first positions, and
+// leaves newer as it was. The lines a deferred newer has not aggregated
+// yet go into a's rows directly.
 func (a *Attempts) Absorb(newer *Attempts) {
+	a.settle()
 	for i := range newer.n {
 		nr := newer.row(i)
 		if nr.count == 0 {
@@ -212,10 +264,21 @@ func (a *Attempts) Absorb(newer *Attempts) {
 		r.count += nr.count
 		r.first, r.last = min(r.first, nr.first), max(r.last, nr.last)
 	}
+	for i := range newer.lines { // they came after newer's rows
+		l := &newer.lines[i]
+		a.add(l.source, l.identity, l.credential, l.ip, l.unix, l.kind, &l.pos)
+	}
 }
 
 // Len returns the number of pending rows.
-func (a *Attempts) Len() int { return a.live }
+func (a *Attempts) Len() int {
+	a.settle()
+	return a.live
+}
+
+// MaxLen is at least Len, and costs nothing: the rows, plus the lines a
+// deferred aggregate has not aggregated yet.
+func (a *Attempts) MaxLen() int { return a.live + len(a.lines) }
 
 // Each calls fn with every pending row, in the order they were made, for
 // stores outside this package. A row of routine successes over several
@@ -223,6 +286,7 @@ func (a *Attempts) Len() int { return a.live }
 // and one for its last (the rest), so a store without a last_minute column
 // keeps what restore needs of it.
 func (a *Attempts) Each(fn func(AttemptKey, AttemptCount)) {
+	a.settle()
 	for i := range a.n {
 		r := a.row(i)
 		if r.count == 0 {
@@ -249,6 +313,8 @@ func (a *Attempts) Each(fn func(AttemptKey, AttemptCount)) {
 // and the first chunks keep their room, for a caller that reuses the
 // aggregate.
 func (a *Attempts) Clear() {
+	clear(a.lines)
+	a.lines = a.lines[:0]
 	for c := 0; c*rowChunk < a.n; c++ {
 		clear(a.chunks[c][:min(rowChunk, a.n-c*rowChunk)]) // drop the strings they hold
 	}
@@ -270,6 +336,7 @@ func (a *Attempts) Clear() {
 // gave it: a success's count is taken from its per-minute row first, then
 // from its hour's routine row.
 func (a *Attempts) Take(k AttemptKey, n int64) {
+	a.settle()
 	if a.n == 0 {
 		return
 	}

@@ -80,7 +80,7 @@ func (e *Engine) Restore(ctx context.Context, s History) error {
 		err = s.SuccessPairs(ctx, last-int64(pairMemory/time.Minute), func(source, identity, credential string, minute int64) {
 			k := pairOf(source, identity, credential)
 			if t, ok := e.pairs[k]; !ok || minute*60 < t {
-				e.pairs[k] = minute * 60
+				e.setPair(k, minute*60)
 			}
 		})
 		if err != nil {
@@ -289,7 +289,7 @@ func (e *Engine) restoreRow(k detect.AttemptKey, c detect.AttemptCount) {
 	case k.Outcome == ingest.Success:
 		if e.cfg.StaleKey && k.Identity != "" && k.Credential != "" {
 			if pk := pairOf(k.Source, k.Identity, k.Credential); !e.hasPair(pk) {
-				e.pairs[pk] = t
+				e.setPair(pk, t)
 			}
 		}
 		e.rememberSuccess(k.Source, k.Identity, k.IP, e.win.NetOf(k.IP), t, "")

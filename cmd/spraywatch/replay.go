@@ -206,7 +206,10 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	if err != nil {
 		return err
 	}
-	engine := rules.NewEngine(rules.Options{Config: cfg.Rules, Allow: cfg.AllowList(), NoCredential: noCred, Logger: log, FirstID: maxID + 1})
+	// The writer goroutine, not the one judging every line, aggregates the
+	// batches' lines into attempt rows (DeferRows).
+	engine := rules.NewEngine(rules.Options{Config: cfg.Rules, Allow: cfg.AllowList(), NoCredential: noCred, Logger: log, FirstID: maxID + 1,
+		DeferRows: true})
 
 	var bar *progressbar.ProgressBar
 	if !f.noProgress && isTerminal(g.stderr) {
@@ -241,16 +244,43 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 		opts.Progress = func(n int64) { _ = bar.Add64(n) }
 	}
 	started := time.Now()
-	// A writer goroutine flushes batches while the engine goes on counting:
-	// on two cores SQLite's work overlaps parsing and judging.
+	// A writer goroutine aggregates and flushes batches while the engine
+	// goes on counting: on two cores SQLite's work overlaps parsing and
+	// judging. The engine hands over a batch every replayBatchRows lines;
+	// the writer merges them until they hold that many rows, and hands
+	// each emptied aggregate back for a later batch.
 	batches := make(chan detect.Batch, 1)
+	spares := make(chan *detect.Attempts, 2)
 	writeErr := make(chan error, 1)
+	spare := func(a *detect.Attempts) {
+		select {
+		case spares <- a:
+		default:
+		}
+	}
 	go func() {
 		var first error
+		var pending *detect.Batch
 		for b := range batches {
-			if first == nil {
-				first = store.Flush(ctx, b)
+			switch {
+			case first != nil:
+				continue
+			case pending == nil:
+				pending = &b
+			default:
+				mergeBatch(pending, b)
+				b.Attempts.Clear()
+				spare(b.Attempts)
 			}
+			if pending.Attempts.Len() >= replayBatchRows {
+				if first = store.Flush(ctx, *pending); first == nil {
+					spare(pending.Attempts)
+				}
+				pending = nil
+			}
+		}
+		if pending != nil && first == nil {
+			first = store.Flush(ctx, *pending)
 		}
 		writeErr <- first
 	}()
@@ -263,6 +293,11 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 		}
 		engine.Observe(ev)
 		if engine.Pending() >= replayBatchRows {
+			select {
+			case a := <-spares:
+				engine.Recycle(a)
+			default:
+			}
 			b, _ := engine.TakeBatch(detect.Batch{})
 			batches <- b // a write error surfaces when the replay ends
 			if sent++; replaySentHook != nil {
@@ -793,13 +828,36 @@ func lineTimeBefore(path string, size int64, p *ingest.Parser) (time.Time, bool)
 	return ev.Time, true
 }
 
-// replayBatchRows is how many pending rows a replay hands to its writer at a
-// time; replaySentHook, when set (by tests), is called with the number of
+// replayBatchRows is how many lines a replay hands to its writer at a
+// time, and how many rows the writer gathers from them before it writes;
+// replaySentHook, when set (by tests), is called with the number of
 // batches handed over so far.
 var (
 	replayBatchRows = 50_000
 	replaySentHook  func(sent int)
 )
+
+// mergeBatch adds newer to b, to be written in one transaction as writing
+// b and then newer would: the counts are added, and an incident's newer
+// snapshot replaces its older one.
+func mergeBatch(b *detect.Batch, newer detect.Batch) {
+	b.Attempts.Absorb(newer.Attempts)
+	seen := map[int64]bool{}
+	for _, inc := range append(newer.Incidents[:len(newer.Incidents):len(newer.Incidents)], newer.Quiet...) {
+		seen[inc.ID] = true
+	}
+	older := func(inc *detect.Incident) bool { return seen[inc.ID] }
+	b.Incidents = append(slices.DeleteFunc(b.Incidents, older), newer.Incidents...)
+	b.Quiet = append(slices.DeleteFunc(b.Quiet, older), newer.Quiet...)
+	if b.Identities == nil {
+		b.Identities = map[int64][]string{}
+	}
+	for id, idents := range newer.Identities {
+		b.Identities[id] = append(b.Identities[id], idents...)
+	}
+	b.Positions = append(b.Positions, newer.Positions...)
+	b.Replayed = append(b.Replayed, newer.Replayed...)
+}
 
 // errPartlyReplayed refuses a file that a replay which stopped before its
 // end counted in part into the database: counting it again would count that
