@@ -50,13 +50,16 @@ type Attempts struct {
 	lines    []loggedLine // counted, not yet aggregated
 }
 
-// loggedLine is what a row needs of a line a deferred aggregate was given.
+// loggedLine is what a row needs of a line a deferred aggregate was given:
+// its row's key and hash, hashed while the line's strings are in the
+// counting core's cache (the reader then finds the row by the hash and
+// compares the strings by their pointers, interned as they are), its
+// minute and position.
 type loggedLine struct {
-	source, identity, credential string
-	ip                           netip.Addr
-	unix                         int64
-	pos                          ingest.Pos
-	kind                         uint8 // the outcome, or routineKind
+	rowKey
+	h      uint64
+	minute int64
+	pos    ingest.Pos
 }
 
 // pendingRow is an aggregated row: a minute's events of one key, or an
@@ -111,7 +114,7 @@ func (a *Attempts) Add(ev *ingest.Event) {
 		a.log(ev, uint8(ev.Outcome))
 		return
 	}
-	a.add(ev.Source, ev.Identity, ev.Credential, ev.IP, ev.Time.Unix(), uint8(ev.Outcome), &ev.Pos)
+	a.add(ev, uint8(ev.Outcome))
 }
 
 // AddRoutine counts a routine success (see RoutineMinutes): the engine
@@ -121,23 +124,36 @@ func (a *Attempts) AddRoutine(ev *ingest.Event) {
 		a.log(ev, routineKind)
 		return
 	}
-	a.add(ev.Source, ev.Identity, ev.Credential, ev.IP, ev.Time.Unix(), routineKind, &ev.Pos)
+	a.add(ev, routineKind)
 }
 
 func (a *Attempts) log(ev *ingest.Event, kind uint8) {
-	a.lines = append(a.lines, loggedLine{source: ev.Source, identity: ev.Identity, credential: ev.Credential, ip: ev.IP,
-		unix: ev.Time.Unix(), pos: ev.Pos, kind: kind})
+	a.lines = append(a.lines, loggedLine{pos: ev.Pos})
+	l := &a.lines[len(a.lines)-1]
+	l.rowKey, l.minute = keyOf(ev, kind)
+	l.h = a.hash(&l.rowKey)
 }
 
-// add counts a line at Unix second unix in a row of kind: a per-minute row
-// of its outcome, or an hourly one of routine successes.
-func (a *Attempts) add(source, identity, credential string, ip netip.Addr, unix int64, kind uint8, pos *ingest.Pos) {
-	m := unix / 60
-	k := rowKey{source: source, identity: identity, credential: credential, ip: ip, slot: m, kind: kind}
+// keyOf is the key of ev's row of kind (a per-minute row of its outcome,
+// or an hourly one of routine successes), and ev's Unix minute.
+func keyOf(ev *ingest.Event, kind uint8) (rowKey, int64) {
+	m := ev.Time.Unix() / 60
+	k := rowKey{source: ev.Source, identity: ev.Identity, credential: ev.Credential, ip: ev.IP, slot: m, kind: kind}
 	if kind == routineKind {
 		k.slot = hourOf(m)
 	}
-	r, made := a.find(&k)
+	return k, m
+}
+
+// add counts ev in its row of kind.
+func (a *Attempts) add(ev *ingest.Event, kind uint8) {
+	k, m := keyOf(ev, kind)
+	a.addKey(&k, a.hash(&k), m, &ev.Pos)
+}
+
+// addKey counts a line of minute m and position pos in row k of hash h.
+func (a *Attempts) addKey(k *rowKey, h uint64, m int64, pos *ingest.Pos) {
+	r, made := a.findHashed(k, h)
 	if !made && r.count > 0 {
 		r.count++
 		r.first, r.last = min(r.first, m), max(r.last, m)
@@ -154,17 +170,14 @@ func (a *Attempts) settle() {
 	}
 	for i := range a.lines {
 		l := &a.lines[i]
-		a.add(l.source, l.identity, l.credential, l.ip, l.unix, l.kind, &l.pos)
+		a.addKey(&l.rowKey, l.h, l.minute, &l.pos)
 	}
 	clear(a.lines) // drop the strings they hold
 	a.lines = a.lines[:0]
 }
 
-// find returns k's row, making an empty one (made) if there is none.
-func (a *Attempts) find(k *rowKey) (r *pendingRow, made bool) {
-	return a.findHashed(k, a.hash(k))
-}
-
+// findHashed returns row k, of hash h, making an empty one (made) if there
+// is none.
 func (a *Attempts) findHashed(k *rowKey, h uint64) (*pendingRow, bool) {
 	if 4*(a.n+1) > 3*len(a.slots) {
 		a.grow()
@@ -266,7 +279,7 @@ func (a *Attempts) Absorb(newer *Attempts) {
 	}
 	for i := range newer.lines { // they came after newer's rows
 		l := &newer.lines[i]
-		a.add(l.source, l.identity, l.credential, l.ip, l.unix, l.kind, &l.pos)
+		a.addKey(&l.rowKey, l.h, l.minute, &l.pos)
 	}
 }
 

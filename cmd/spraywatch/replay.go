@@ -246,10 +246,11 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	started := time.Now()
 	// A writer goroutine aggregates and flushes batches while the engine
 	// goes on counting: on two cores SQLite's work overlaps parsing and
-	// judging. The engine hands over a batch every replayBatchRows lines;
-	// the writer merges them until they hold that many rows, and hands
-	// each emptied aggregate back for a later batch.
-	batches := make(chan detect.Batch, 1)
+	// judging. The engine hands over a batch every replayBatchRows/8
+	// lines; the writer merges them until they hold replayBatchRows rows,
+	// and hands each emptied aggregate back for a later batch. Eight
+	// batches wait while it writes, as much as one batch of rows held.
+	batches := make(chan detect.Batch, 8)
 	spares := make(chan *detect.Attempts, 2)
 	writeErr := make(chan error, 1)
 	spare := func(a *detect.Attempts) {
@@ -292,7 +293,7 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 			return nil
 		}
 		engine.Observe(ev)
-		if engine.Pending() >= replayBatchRows {
+		if engine.Pending() >= replayBatchRows/8 {
 			select {
 			case a := <-spares:
 				engine.Recycle(a)
@@ -828,8 +829,9 @@ func lineTimeBefore(path string, size int64, p *ingest.Parser) (time.Time, bool)
 	return ev.Time, true
 }
 
-// replayBatchRows is how many lines a replay hands to its writer at a
-// time, and how many rows the writer gathers from them before it writes;
+// replayBatchRows is how many rows a replay's writer gathers before it
+// writes them. The replay hands it batches of an eighth as many lines,
+// small enough to be read back from the cache the two cores share.
 // replaySentHook, when set (by tests), is called with the number of
 // batches handed over so far.
 var (
