@@ -76,7 +76,10 @@ type Engine struct {
 	// does, its lines are judged as a log without credentials (a Flask
 	// source whose log holds only werkzeug's access lines, say).
 	credSeen map[string]bool
-	log      *slog.Logger
+	// credSource is in credSeen (sources are never dropped from it): most
+	// lines are of the source the last was.
+	credSource string
+	log        *slog.Logger
 
 	win       *detect.Windows
 	deferRows bool // Options.DeferRows
@@ -444,8 +447,9 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 		e.TooOld += n // no window reaches back to it: it could only distort one
 		return false
 	}
-	if ev.Credential != "" && !ev.SchemeOnly && !e.credSeen[ev.Source] {
+	if ev.Credential != "" && !ev.SchemeOnly && (ev.Source != e.credSource || len(e.credSeen) == 0) {
 		e.credSeen[ev.Source] = true
+		e.credSource = ev.Source
 	}
 	if line && ev.RawCredential {
 		e.rawCredentialFinding(ev)

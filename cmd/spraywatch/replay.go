@@ -247,41 +247,33 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	// A writer goroutine aggregates and flushes batches while the engine
 	// goes on counting: on two cores SQLite's work overlaps parsing and
 	// judging. The engine hands over a batch every replayBatchRows/8
-	// lines; the writer merges them until they hold replayBatchRows rows,
-	// and hands each emptied aggregate back for a later batch. Eight
-	// batches wait while it writes, as much as one batch of rows held.
-	batches := make(chan detect.Batch, 8)
-	spares := make(chan *detect.Attempts, 2)
+	// lines; the writer gathers them into its own aggregate (rows) until
+	// it holds replayBatchRows rows, writes them, and hands each emptied
+	// batch aggregate (lines) back for a later batch. Four batches wait
+	// while it writes (about a megabyte of lines each).
+	batches := make(chan detect.Batch, 4)
+	spares := make(chan *detect.Attempts, 1)
 	writeErr := make(chan error, 1)
-	spare := func(a *detect.Attempts) {
-		select {
-		case spares <- a:
-		default:
-		}
-	}
 	go func() {
 		var first error
-		var pending *detect.Batch
+		pending := detect.Batch{Attempts: detect.NewAttempts()}
 		for b := range batches {
-			switch {
-			case first != nil:
+			if first != nil {
 				continue
-			case pending == nil:
-				pending = &b
+			}
+			mergeBatch(&pending, b)
+			b.Attempts.Clear()
+			select {
+			case spares <- b.Attempts:
 			default:
-				mergeBatch(pending, b)
-				b.Attempts.Clear()
-				spare(b.Attempts)
 			}
 			if pending.Attempts.Len() >= replayBatchRows {
-				if first = store.Flush(ctx, *pending); first == nil {
-					spare(pending.Attempts)
-				}
-				pending = nil
+				first = store.Flush(ctx, pending) // which empties the aggregate
+				pending = detect.Batch{Attempts: pending.Attempts}
 			}
 		}
-		if pending != nil && first == nil {
-			first = store.Flush(ctx, *pending)
+		if first == nil && (pending.Attempts.Len() > 0 || len(pending.Incidents)+len(pending.Quiet)+len(pending.Identities) > 0) {
+			first = store.Flush(ctx, pending)
 		}
 		writeErr <- first
 	}()
