@@ -244,36 +244,47 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 		opts.Progress = func(n int64) { _ = bar.Add64(n) }
 	}
 	started := time.Now()
-	// A writer goroutine aggregates and flushes batches while the engine
-	// goes on counting: on two cores SQLite's work overlaps parsing and
-	// judging. The engine hands over a batch every replayBatchRows/8
-	// lines; the writer gathers them into its own aggregate (rows) until
-	// it holds replayBatchRows rows, writes them, and hands each emptied
-	// batch aggregate (lines) back for a later batch. Four batches wait
-	// while it writes (about a megabyte of lines each).
-	batches := make(chan detect.Batch, 4)
+	// While the engine goes on counting, an aggregating goroutine turns
+	// its batches' lines into rows and a writer goroutine writes them: on
+	// two cores SQLite's work overlaps parsing and judging. The engine
+	// hands over a batch every replayBatchRows/16 lines (half a megabyte);
+	// the aggregator gathers them into an aggregate of rows and hands it to
+	// the writer once it holds replayBatchRows rows. Three such aggregates
+	// at most are held (one gathering, one waiting, one being written), as
+	// before rows were gathered off the engine's goroutine; a written one
+	// is left to the collector rather than kept, for its room would be
+	// held through the replay. Emptied batch aggregates (lines) go back to
+	// the engine when there is room.
+	batches := make(chan detect.Batch, 1)
 	spares := make(chan *detect.Attempts, 1)
+	writes := make(chan detect.Batch, 1)
 	writeErr := make(chan error, 1)
 	go func() {
-		var first error
+		defer close(writes)
 		pending := detect.Batch{Attempts: detect.NewAttempts()}
 		for b := range batches {
-			if first != nil {
-				continue
-			}
 			mergeBatch(&pending, b)
 			b.Attempts.Clear()
 			select {
 			case spares <- b.Attempts:
 			default:
 			}
-			if pending.Attempts.Len() >= replayBatchRows {
-				first = store.Flush(ctx, pending) // which empties the aggregate
-				pending = detect.Batch{Attempts: pending.Attempts}
+			if pending.Attempts.Len() < replayBatchRows {
+				continue
 			}
+			writes <- pending
+			pending = detect.Batch{Attempts: detect.NewAttempts()}
 		}
-		if first == nil && (pending.Attempts.Len() > 0 || len(pending.Incidents)+len(pending.Quiet)+len(pending.Identities) > 0) {
-			first = store.Flush(ctx, pending)
+		if pending.Attempts.Len() > 0 || len(pending.Incidents)+len(pending.Quiet)+len(pending.Identities) > 0 {
+			writes <- pending
+		}
+	}()
+	go func() {
+		var first error
+		for b := range writes {
+			if first == nil {
+				first = store.Flush(ctx, b)
+			}
 		}
 		writeErr <- first
 	}()
@@ -285,7 +296,7 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 			return nil
 		}
 		engine.Observe(ev)
-		if engine.Pending() >= replayBatchRows/8 {
+		if engine.Pending() >= replayBatchRows/16 {
 			select {
 			case a := <-spares:
 				engine.Recycle(a)
@@ -821,8 +832,8 @@ func lineTimeBefore(path string, size int64, p *ingest.Parser) (time.Time, bool)
 	return ev.Time, true
 }
 
-// replayBatchRows is how many rows a replay's writer gathers before it
-// writes them. The replay hands it batches of an eighth as many lines,
+// replayBatchRows is how many rows a replay gathers before it writes them.
+// The engine hands them over in batches of a sixteenth as many lines,
 // small enough to be read back from the cache the two cores share.
 // replaySentHook, when set (by tests), is called with the number of
 // batches handed over so far.
