@@ -206,8 +206,8 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	if err != nil {
 		return err
 	}
-	// The writer goroutine, not the one judging every line, aggregates the
-	// batches' lines into attempt rows (DeferRows).
+	// A goroutine of its own, not the one judging every line, aggregates
+	// the batches' lines into attempt rows (DeferRows).
 	engine := rules.NewEngine(rules.Options{Config: cfg.Rules, Allow: cfg.AllowList(), NoCredential: noCred, Logger: log, FirstID: maxID + 1,
 		DeferRows: true})
 
