@@ -46,8 +46,9 @@ type Options struct {
 	FirstID int64
 	// DeferRows leaves the work of aggregating counted lines into attempt
 	// rows to whoever first reads a batch's aggregate (see
-	// detect.NewDeferredAttempts): a replay's writer goroutine. Pending
-	// then counts the lines of the batch, at least its rows.
+	// detect.NewDeferredAttempts): a replay gathers rows on a goroutine of
+	// its own. Pending then counts the lines of the batch, at least its
+	// rows.
 	DeferRows bool
 }
 
