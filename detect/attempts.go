@@ -34,6 +34,10 @@ type AttemptCount struct {
 // an open-addressing table of 64-bit words (a tag of the row's hash and
 // the row's number) finds them. The table holds no pointers, so the
 // collector never scans it, and the chunks are reused from flush to flush.
+//
+// An aggregate made by NewDeferredAttempts only logs the lines it is given,
+// and aggregates them, in order, when it is first read: on the goroutine
+// that writes it, off the one that counts.
 type Attempts struct {
 	// slots is the table, a power of two long: 0 is free, otherwise the
 	// upper half of the row's hash and the row's number plus one.
@@ -41,6 +45,21 @@ type Attempts struct {
 	chunks [][]pendingRow
 	n      int // rows made, including those Take emptied
 	live   int // rows with a count
+
+	deferred bool
+	lines    []loggedLine // counted, not yet aggregated
+}
+
+// loggedLine is what a row needs of a line a deferred aggregate was given:
+// its row's key and hash, hashed while the line's strings are in the
+// counting core's cache (the reader then finds the row by the hash and
+// compares the strings by their pointers, interned as they are), its
+// minute and position.
+type loggedLine struct {
+	rowKey
+	h      uint64
+	minute int64
+	pos    ingest.Pos
 }
 
 // pendingRow is an aggregated row: a minute's events of one key, or an
@@ -82,40 +101,83 @@ var rowSeed = maphash.MakeSeed()
 // NewAttempts returns an empty aggregate.
 func NewAttempts() *Attempts { return &Attempts{} }
 
+// NewDeferredAttempts returns an empty aggregate that defers the work of
+// Add and AddRoutine to its first reader (Len, Each, Take, Absorb, Clear,
+// or a store writing it), which makes the same rows from the lines in the
+// order they came. A replay hands its batches to a writer goroutine, and
+// so moves that work off the goroutine that counts and judges every line.
+func NewDeferredAttempts() *Attempts { return &Attempts{deferred: true} }
+
 // Add counts one event.
 func (a *Attempts) Add(ev *ingest.Event) {
-	k := rowKey{source: ev.Source, identity: ev.Identity, credential: ev.Credential, ip: ev.IP,
-		slot: ev.Time.Unix() / 60, kind: uint8(ev.Outcome)}
-	r, made := a.find(&k)
-	if !made && r.count > 0 {
-		r.count++
+	if a.deferred {
+		a.log(ev, uint8(ev.Outcome))
 		return
 	}
-	r.count, r.pos, r.first, r.last = 1, ev.Pos, k.slot, k.slot
-	a.live++
+	a.add(ev, uint8(ev.Outcome))
 }
 
 // AddRoutine counts a routine success (see RoutineMinutes): the engine
 // judged that nothing around it failed.
 func (a *Attempts) AddRoutine(ev *ingest.Event) {
+	if a.deferred {
+		a.log(ev, routineKind)
+		return
+	}
+	a.add(ev, routineKind)
+}
+
+func (a *Attempts) log(ev *ingest.Event, kind uint8) {
+	a.lines = append(a.lines, loggedLine{pos: ev.Pos})
+	l := &a.lines[len(a.lines)-1]
+	l.rowKey, l.minute = keyOf(ev, kind)
+	l.h = a.hash(&l.rowKey)
+}
+
+// keyOf is the key of ev's row of kind (a per-minute row of its outcome,
+// or an hourly one of routine successes), and ev's Unix minute.
+func keyOf(ev *ingest.Event, kind uint8) (rowKey, int64) {
 	m := ev.Time.Unix() / 60
-	k := rowKey{source: ev.Source, identity: ev.Identity, credential: ev.Credential, ip: ev.IP,
-		slot: hourOf(m), kind: routineKind}
-	r, made := a.find(&k)
+	k := rowKey{source: ev.Source, identity: ev.Identity, credential: ev.Credential, ip: ev.IP, slot: m, kind: kind}
+	if kind == routineKind {
+		k.slot = hourOf(m)
+	}
+	return k, m
+}
+
+// add counts ev in its row of kind.
+func (a *Attempts) add(ev *ingest.Event, kind uint8) {
+	k, m := keyOf(ev, kind)
+	a.addKey(&k, a.hash(&k), m, &ev.Pos)
+}
+
+// addKey counts a line of minute m and position pos in row k of hash h.
+func (a *Attempts) addKey(k *rowKey, h uint64, m int64, pos *ingest.Pos) {
+	r, made := a.findHashed(k, h)
 	if !made && r.count > 0 {
 		r.count++
 		r.first, r.last = min(r.first, m), max(r.last, m)
 		return
 	}
-	r.count, r.pos, r.first, r.last = 1, ev.Pos, m, m
+	r.count, r.pos, r.first, r.last = 1, *pos, m, m
 	a.live++
 }
 
-// find returns k's row, making an empty one (made) if there is none.
-func (a *Attempts) find(k *rowKey) (r *pendingRow, made bool) {
-	return a.findHashed(k, a.hash(k))
+// settle aggregates the lines a deferred aggregate logged.
+func (a *Attempts) settle() {
+	if len(a.lines) == 0 {
+		return
+	}
+	for i := range a.lines {
+		l := &a.lines[i]
+		a.addKey(&l.rowKey, l.h, l.minute, &l.pos)
+	}
+	clear(a.lines) // drop the strings they hold
+	a.lines = a.lines[:0]
 }
 
+// findHashed returns row k, of hash h, making an empty one (made) if there
+// is none.
 func (a *Attempts) findHashed(k *rowKey, h uint64) (*pendingRow, bool) {
 	if 4*(a.n+1) > 3*len(a.slots) {
 		a.grow()
@@ -196,8 +258,11 @@ func fold(a, b uint64) uint64 {
 	return hi ^ lo
 }
 
-// Absorb adds the counts of newer to a, keeping a's first positions.
+// Absorb adds the counts of newer to a, keeping a's first positions, and
+// leaves newer as it was. The lines a deferred newer has not aggregated
+// yet go into a's rows directly.
 func (a *Attempts) Absorb(newer *Attempts) {
+	a.settle()
 	for i := range newer.n {
 		nr := newer.row(i)
 		if nr.count == 0 {
@@ -212,10 +277,21 @@ func (a *Attempts) Absorb(newer *Attempts) {
 		r.count += nr.count
 		r.first, r.last = min(r.first, nr.first), max(r.last, nr.last)
 	}
+	for i := range newer.lines { // they came after newer's rows
+		l := &newer.lines[i]
+		a.addKey(&l.rowKey, l.h, l.minute, &l.pos)
+	}
 }
 
 // Len returns the number of pending rows.
-func (a *Attempts) Len() int { return a.live }
+func (a *Attempts) Len() int {
+	a.settle()
+	return a.live
+}
+
+// MaxLen is at least Len, and costs nothing: the rows, plus the lines a
+// deferred aggregate has not aggregated yet.
+func (a *Attempts) MaxLen() int { return a.live + len(a.lines) }
 
 // Each calls fn with every pending row, in the order they were made, for
 // stores outside this package. A row of routine successes over several
@@ -223,6 +299,7 @@ func (a *Attempts) Len() int { return a.live }
 // and one for its last (the rest), so a store without a last_minute column
 // keeps what restore needs of it.
 func (a *Attempts) Each(fn func(AttemptKey, AttemptCount)) {
+	a.settle()
 	for i := range a.n {
 		r := a.row(i)
 		if r.count == 0 {
@@ -249,6 +326,8 @@ func (a *Attempts) Each(fn func(AttemptKey, AttemptCount)) {
 // and the first chunks keep their room, for a caller that reuses the
 // aggregate.
 func (a *Attempts) Clear() {
+	clear(a.lines)
+	a.lines = a.lines[:0]
 	for c := 0; c*rowChunk < a.n; c++ {
 		clear(a.chunks[c][:min(rowChunk, a.n-c*rowChunk)]) // drop the strings they hold
 	}
@@ -270,6 +349,7 @@ func (a *Attempts) Clear() {
 // gave it: a success's count is taken from its per-minute row first, then
 // from its hour's routine row.
 func (a *Attempts) Take(k AttemptKey, n int64) {
+	a.settle()
 	if a.n == 0 {
 		return
 	}

@@ -292,3 +292,129 @@ func TestAttemptsModel(t *testing.T) {
 		}
 	}
 }
+
+// TestDeferredAttemptsAsImmediate drives an aggregate that aggregates as
+// lines come and one made by NewDeferredAttempts through the same random
+// lines, Absorb (of a deferred batch read or not yet read), Take, Clear
+// and writes to SQLite (seeded; a failure prints the seed), and checks that
+// they give the same rows in the same order, and write the same table.
+// Lines come at any minute and hour, before 1970 too, and only some steps
+// read the aggregates, so lines pile up unaggregated across steps.
+func TestDeferredAttemptsAsImmediate(t *testing.T) {
+	seeds := []uint64{1, 2, 3, 4, 5, 6, 7, 8, uint64(time.Now().UnixNano())}
+	for _, seed := range seeds {
+		r := rand.New(rand.NewPCG(seed, 17))
+		dir := t.TempDir()
+		stores := [2]*detect.Store{}
+		for i := range stores {
+			stores[i] = openStore(t, filepath.Join(dir, fmt.Sprint(i, ".db")), detect.StoreOptions{Scratch: true, DeferIndexes: true})
+		}
+		aggs := [2]*detect.Attempts{detect.NewAttempts(), detect.NewDeferredAttempts()}
+		var olds [2]*detect.Attempts // a batch written later, with what came since absorbed
+		fresh := [2]func() *detect.Attempts{detect.NewAttempts, detect.NewDeferredAttempts}
+		rows := func(a *detect.Attempts) []string {
+			var out []string
+			a.Each(func(k detect.AttemptKey, c detect.AttemptCount) { out = append(out, fmt.Sprintf("%+v %+v", k, c)) })
+			slices.Sort(out) // a row Take emptied and a later line revived may come in another place
+			return append(out, fmt.Sprint("len ", a.Len()))
+		}
+		keys := 20 + r.IntN(3000)
+		base := time.Date(1969, 12, 31, 22, 0, 0, 0, time.UTC).Unix() + r.Int64N(1<<20)
+		for step := range 60 {
+			what := fmt.Sprintf("seed %d step %d", seed, step)
+			switch op := r.IntN(12); {
+			case op < 6:
+				for range r.IntN(1500) {
+					i := r.IntN(keys)
+					ev := &ingest.Event{Time: time.Unix(base+r.Int64N(4*3600), 0), Source: []string{"api", "web"}[i%2], IP: randomAddr(r),
+						Identity: fmt.Sprint("c", i%17), Credential: fmt.Sprint("k", i%5), Outcome: ingest.Outcome(r.IntN(3)),
+						Pos: ingest.Pos{File: fmt.Sprint("/", i%3, ".log"), Inode: uint64(i % 2), Offset: r.Int64N(1 << 40)}}
+					routine := r.IntN(2) == 0
+					for _, a := range aggs {
+						if routine {
+							ev.Outcome = ingest.Success
+							a.AddRoutine(ev)
+						} else {
+							a.Add(ev)
+						}
+					}
+				}
+			case op < 7 && olds[0] == nil: // a batch is held back; lines go on into a new one
+				for i := range aggs {
+					olds[i], aggs[i] = aggs[i], fresh[i]()
+				}
+			case op < 8 && olds[0] != nil: // the held batch takes in what came since
+				for i := range aggs {
+					olds[i].Absorb(aggs[i])
+					aggs[i].Clear()
+					aggs[i], olds[i] = olds[i], nil
+				}
+			case op < 9: // a store takes some rows back
+				var ks []detect.AttemptKey
+				aggs[0].Each(func(k detect.AttemptKey, c detect.AttemptCount) {
+					if r.IntN(3) == 0 {
+						ks = append(ks, k)
+					}
+				})
+				for _, k := range ks {
+					n := 1 + r.Int64N(3)
+					for _, a := range aggs {
+						a.Take(k, n)
+					}
+				}
+			case op < 11: // written
+				for i, a := range aggs {
+					if err := stores[i].Flush(context.Background(), detect.Batch{Attempts: a}); err != nil {
+						t.Fatalf("%s: %v", what, err)
+					}
+				}
+			default:
+				for _, a := range aggs {
+					a.Clear()
+				}
+			}
+			if r.IntN(3) == 0 || step == 59 {
+				for i, x := range [][2]*detect.Attempts{aggs, olds} {
+					if x[0] == nil {
+						continue
+					}
+					if x[1].MaxLen() < x[1].Len() {
+						t.Fatalf("%s: MaxLen %d below Len %d", what, x[1].MaxLen(), x[1].Len())
+					}
+					if got, want := rows(x[1]), rows(x[0]); !slices.Equal(got, want) {
+						j := 0
+						for j < min(len(got), len(want)) && got[j] == want[j] {
+							j++
+						}
+						t.Fatalf("%s (aggregate %d): deferred rows differ from row %d of %d: %q, want %q", what, i, j, len(want), got[min(j, len(got)-1)], want[min(j, len(want)-1)])
+					}
+				}
+			}
+		}
+		var tables [2][]string
+		for i, s := range stores {
+			db := s.DB()
+			q, err := db.Query(`SELECT source, minute, ip, identity, credential, outcome, count, file, inode, offset, last_minute FROM attempts ORDER BY rowid`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for q.Next() {
+				var v [11]any
+				p := make([]any, len(v))
+				for j := range v {
+					p[j] = &v[j]
+				}
+				if err := q.Scan(p...); err != nil {
+					t.Fatal(err)
+				}
+				tables[i] = append(tables[i], fmt.Sprint(v))
+			}
+			q.Close()
+		}
+		slices.Sort(tables[0])
+		slices.Sort(tables[1])
+		if len(tables[0]) == 0 || !slices.Equal(tables[0], tables[1]) {
+			t.Fatalf("seed %d: deferred aggregates wrote %d rows, unlike the %d of immediate ones", seed, len(tables[1]), len(tables[0]))
+		}
+	}
+}

@@ -2,9 +2,12 @@ package rules
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"sort"
@@ -41,6 +44,12 @@ type Options struct {
 	// FirstID is the ID the first new incident gets (stores pass the next
 	// free one).
 	FirstID int64
+	// DeferRows leaves the work of aggregating counted lines into attempt
+	// rows to whoever first reads a batch's aggregate (see
+	// detect.NewDeferredAttempts): a replay gathers rows on a goroutine of
+	// its own. Pending then counts the lines of the batch, at least its
+	// rows.
+	DeferRows bool
 }
 
 // Counters are the engine's running totals, for metrics and summaries.
@@ -68,10 +77,14 @@ type Engine struct {
 	// does, its lines are judged as a log without credentials (a Flask
 	// source whose log holds only werkzeug's access lines, say).
 	credSeen map[string]bool
-	log      *slog.Logger
+	// credSource is in credSeen (sources are never dropped from it): most
+	// lines are of the source the last was.
+	credSource string
+	log        *slog.Logger
 
-	win      *detect.Windows
-	attempts *detect.Attempts
+	win       *detect.Windows
+	deferRows bool // Options.DeferRows
+	attempts  *detect.Attempts
 	// spare is a written batch's emptied aggregate, kept for the next
 	// batch: a busy daemon fills one a second, and growing a fresh map to a
 	// hundred thousand rows each time is garbage the collector must chase.
@@ -115,11 +128,24 @@ type Engine struct {
 	// dropped): a success record's pair is known to be in pairs only while
 	// it has not moved.
 	pairsCut uint32
+	// netCut counts the times succNet was cleared, or the networks of
+	// addresses may have changed (SetConfig): a success record's network
+	// entry is known to be in succNet only while it has not moved.
+	netCut uint32
+	// The floors are at most the earliest time in pairs, in succFrom (of
+	// the records' last success) and in succNet: a sweep for stale entries
+	// is skipped while nothing can be stale.
+	pairsFloor, succFloor, netFloor int64
 	// Successes per (source, identity, address) and the last per (source,
 	// identity, network), keyed by a 64-bit hash of those (succOf): no
 	// pointers for the collector to scan, and one hash a lookup. A
 	// collision, about one in 2^64 per pair, would take one failure for an
 	// owner's mistake.
+	//
+	// A success from an address whose record has already written its
+	// network's entry (see success.net) only raises the record's netLast:
+	// succNet's times are read only by prune, which first raises them to
+	// the records' (syncNets). This is one cold lookup a success line less.
 	succFrom      map[uint64]success
 	keyOwners     keyOwners // (leaked.go)
 	succNet       map[uint64]int64
@@ -181,21 +207,45 @@ func (e *Engine) hasPair(k uint64) bool {
 	return ok
 }
 
-// pairOf hashes a (source, identity, credential) pair.
+// setPair remembers pair k's first success at t.
+func (e *Engine) setPair(k uint64, t int64) {
+	e.pairs[k] = t
+	e.pairsFloor = min(e.pairsFloor, t)
+}
+
+// pairOf hashes a (source, identity, credential) pair: each string
+// hashed where it lies (seeded per process), the three folded in order.
 func pairOf(source, identity, credential string) uint64 {
-	return maphash.Comparable(pairSeed, struct{ source, identity, credential string }{source, identity, credential})
+	return fold(fold(maphash.String(pairSeed, identity), maphash.String(pairSeed, credential)), maphash.String(pairSeed, source))
 }
 
 var succSeed = maphash.MakeSeed()
 
 // succOf hashes where an identity succeeded: an address, or with net set
-// the network of one.
+// the network of one. It runs for every success line, and folding the
+// seeded hashes of the strings with the addresses' bytes is several times
+// cheaper than hashing the struct of them.
 func succOf(source, identity string, ip netip.Addr, net netip.Prefix) uint64 {
-	return maphash.Comparable(succSeed, struct {
-		source, identity string
-		ip               netip.Addr
-		net              netip.Prefix
-	}{source, identity, ip, net})
+	h := fold(maphash.String(succSeed, identity), maphash.String(succSeed, source))
+	h = foldAddr(h, ip)
+	return fold(foldAddr(h, net.Addr()), uint64(int64(net.Bits())))
+}
+
+// foldAddr folds an address into h: its 16 bytes, its size (0 for no
+// address) and its zone.
+func foldAddr(h uint64, ip netip.Addr) uint64 {
+	a := ip.As16()
+	tag := uint64(ip.BitLen())
+	if z := ip.Zone(); z != "" {
+		tag ^= maphash.String(succSeed, z)
+	}
+	return fold(fold(h, binary.LittleEndian.Uint64(a[:8])), binary.LittleEndian.Uint64(a[8:])^tag)
+}
+
+// fold mixes b into a (a multiply-xor step, as wyhash's).
+func fold(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a^0xa0761d6478bd642f, b^0xe7037ed1a0b428db)
+	return hi ^ lo
 }
 
 // success is where an identity succeeded: the first and last time, in Unix
@@ -203,10 +253,17 @@ func succOf(source, identity string, ip netip.Addr, net netip.Prefix) uint64 {
 // pair is known to be in pairs while pairsCut has not moved since (two
 // credentials of one identity and address hashing alike, about one in 2^64,
 // would leave the second's pair unremembered).
+//
+// net is the succNet key the record last wrote, while netCut has not moved
+// since: the entry is then known to be in succNet, and netLast is the latest
+// success from here since, which syncNets writes into it.
 type success struct {
 	first, last int64
 	cred        uint64
+	net         uint64
+	netLast     int64
 	pairsCut    uint32
+	netCut      uint32
 }
 type valueKey struct{ source, value string }
 type ipKey struct {
@@ -254,14 +311,16 @@ func NewEngine(o Options) *Engine {
 	}
 	e := &Engine{
 		allow: o.Allow, noCred: o.NoCredential, credSeen: map[string]bool{}, log: o.Logger,
-		attempts: detect.NewAttempts(),
-		open:     map[openKey]*tracked{}, openKeys: map[uint64]int{}, live: map[int64]*tracked{}, changed: map[int64]*tracked{}, quiet: map[int64]*tracked{},
+		open: map[openKey]*tracked{}, openKeys: map[uint64]int{}, live: map[int64]*tracked{}, changed: map[int64]*tracked{}, quiet: map[int64]*tracked{},
 		newIdents: map[int64][]string{}, nextID: o.FirstID,
+		pairsFloor: math.MaxInt64, succFloor: math.MaxInt64, netFloor: math.MaxInt64,
 		pairs: map[uint64]int64{}, succFrom: map[uint64]success{}, succNet: map[uint64]int64{}, attackedIdent: map[valueKey]*tracked{}, attackedCred: map[valueKey]*tracked{},
 		attackedIP: map[ipKey]*tracked{}, compromiseOf: map[int64]*tracked{}, routes: map[valueKey]*routeStats{},
 		findings: map[string]*tracked{}, clocks: map[string]*clock{}, claimed: map[claimKey]int64{},
 	}
 	e.Counters.ByKind = map[string]int64{}
+	e.deferRows = o.DeferRows
+	e.attempts = e.newAttempts()
 	e.maxSet, e.maxClaims = o.MaxIncidentSet, o.MaxEntries
 	e.win = detect.NewWindows(e.windowOptions(o.Config, o.MaxGroups, o.MaxEntries))
 	e.setConfig(o.Config, o.Allow)
@@ -286,6 +345,10 @@ func (e *Engine) SetConfig(c Config, allow []netip.Prefix) {
 }
 
 func (e *Engine) setConfig(c Config, allow []netip.Prefix) {
+	// The networks of addresses may change: success records write their
+	// network entries afresh.
+	e.syncNets()
+	e.netCut++
 	e.cfg, e.allow = c, allow
 	e.maxRetain = 0
 	for _, r := range e.win.Options().Retain {
@@ -386,8 +449,9 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 		e.TooOld += n // no window reaches back to it: it could only distort one
 		return false
 	}
-	if ev.Credential != "" && !ev.SchemeOnly && !e.credSeen[ev.Source] {
+	if ev.Credential != "" && !ev.SchemeOnly && (ev.Source != e.credSource || len(e.credSeen) == 0) {
 		e.credSeen[ev.Source] = true
+		e.credSource = ev.Source
 	}
 	if line && ev.RawCredential {
 		e.rawCredentialFinding(ev)
@@ -478,11 +542,13 @@ func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, net net
 	if identity == "" {
 		return
 	}
-	if len(e.succFrom) > 1<<20 {
+	if len(e.succFrom) > succCap {
+		e.syncNets() // the records' network times would be lost
 		clear(e.succFrom)
 	}
-	if len(e.succNet) > 1<<20 {
+	if len(e.succNet) > succCap {
 		clear(e.succNet)
+		e.netCut++
 	}
 	k := succOf(source, identity, ip, netip.Prefix{})
 	sp, ok := e.succFrom[k]
@@ -491,21 +557,48 @@ func (e *Engine) rememberSuccess(source, identity string, ip netip.Addr, net net
 		sp.first = min(sp.first, t)
 	} else {
 		sp = success{first: t, last: t}
+		e.succFloor = min(e.succFloor, t)
 	}
 	if cred != "" {
 		if ch := maphash.String(pairSeed, cred); !ok || sp.cred != ch || sp.pairsCut != e.pairsCut {
 			first := false
 			if pair := pairOf(source, identity, cred); !e.hasPair(pair) {
-				e.pairs[pair] = t
+				e.setPair(pair, t)
 				first = true
 			}
 			sp.cred, sp.pairsCut = ch, e.pairsCut
 			e.keyOwners.note(source, cred, identity, t, first, e.cfg.Spray.MinIdentities)
 		}
 	}
+	if ok && sp.netCut == e.netCut {
+		sp.netLast = max(sp.netLast, t) // succNet[sp.net] exists: syncNets raises it
+	} else {
+		n := succOf(source, identity, netip.Addr{}, net)
+		v, had := e.succNet[n]
+		if !had {
+			e.netFloor = min(e.netFloor, max(0, t))
+		}
+		e.succNet[n] = max(v, t)
+		sp.net, sp.netLast, sp.netCut = n, t, e.netCut
+	}
 	e.succFrom[k] = sp
-	n := succOf(source, identity, netip.Addr{}, net)
-	e.succNet[n] = max(e.succNet[n], t)
+}
+
+// succCap is how many entries succFrom and succNet hold before they are
+// cleared (a variable for tests).
+var succCap = 1 << 20
+
+// syncNets raises succNet's times to the latest successes the records
+// hold since they last wrote them (see success).
+func (e *Engine) syncNets() {
+	for _, sp := range e.succFrom {
+		if sp.netCut != e.netCut {
+			continue
+		}
+		if v, ok := e.succNet[sp.net]; ok && sp.netLast > v {
+			e.succNet[sp.net] = sp.netLast
+		}
+	}
 }
 
 // ownersMistake reports whether a failed attempt is on an identity that
@@ -543,7 +636,7 @@ func (e *Engine) Remember(ev *ingest.Event) {
 	}
 	k := pairOf(ev.Source, ev.Identity, ev.Credential)
 	if t, ok := e.pairs[k]; !ok || ev.Time.Unix() < t {
-		e.pairs[k] = ev.Time.Unix()
+		e.setPair(k, ev.Time.Unix())
 	}
 	e.rememberSuccess(ev.Source, ev.Identity, ev.IP, e.win.NetOf(ev.IP), ev.Time.Unix(), "")
 }
@@ -837,24 +930,52 @@ func (e *Engine) prune(now int64) {
 				delete(e.claimed, k)
 			}
 		}
-		stale := e.watermark - int64(pairMemory/time.Second)
+		e.dropStale(e.watermark - int64(pairMemory/time.Second))
+	}
+}
+
+// dropStale forgets the pairs and successes last seen before stale, when
+// the floors say some may be. The records raise their networks' times
+// first (syncNets), so succNet's times are what every success wrote; a
+// record kept whose network entry may have been dropped writes it afresh
+// with its next success.
+func (e *Engine) dropStale(stale int64) {
+	if e.pairsFloor < stale {
+		e.pairsFloor = math.MaxInt64
 		for k, t := range e.pairs {
 			if t < stale {
 				delete(e.pairs, k)
 				e.pairsCut++
+			} else {
+				e.pairsFloor = min(e.pairsFloor, t)
 			}
 		}
-		for k, sp := range e.succFrom {
-			if sp.last < stale {
-				delete(e.succFrom, k)
-			}
+	}
+	e.keyOwners.prune(stale)
+	if e.succFloor >= stale && e.netFloor >= stale {
+		return // a record's times are at least its floor: nothing raised is stale either
+	}
+	e.syncNets()
+	e.succFloor, e.netFloor = math.MaxInt64, math.MaxInt64
+	for k, t := range e.succNet {
+		if t < stale {
+			delete(e.succNet, k)
+		} else {
+			e.netFloor = min(e.netFloor, t)
 		}
-		e.keyOwners.prune(stale)
-		for k, t := range e.succNet {
-			if t < stale {
-				delete(e.succNet, k)
-			}
+	}
+	for k, sp := range e.succFrom {
+		switch {
+		case sp.last < stale:
+			delete(e.succFrom, k)
+			continue
+		case sp.netCut == e.netCut && sp.netLast < stale:
+			// Its network entry may be gone (its time was below stale):
+			// the record's next success writes it afresh.
+			sp.netCut--
+			e.succFrom[k] = sp
 		}
+		e.succFloor = min(e.succFloor, sp.last)
 	}
 }
 
@@ -924,7 +1045,7 @@ func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident)
 	if e.spare != nil {
 		e.attempts, e.spare = e.spare, nil
 	} else {
-		e.attempts = detect.NewAttempts()
+		e.attempts = e.newAttempts()
 	}
 	b.Identities = e.newIdents
 	e.newIdents = map[int64][]string{}
@@ -1017,8 +1138,16 @@ func (e *Engine) Recycle(a *detect.Attempts) {
 	}
 }
 
-// Pending reports how many attempt rows wait for a flush.
-func (e *Engine) Pending() int { return e.attempts.Len() }
+// Pending reports how many attempt rows wait for a flush (with
+// Options.DeferRows, how many lines: at least as many).
+func (e *Engine) Pending() int { return e.attempts.MaxLen() }
+
+func (e *Engine) newAttempts() *detect.Attempts {
+	if e.deferRows {
+		return detect.NewDeferredAttempts()
+	}
+	return detect.NewAttempts()
+}
 
 func summary(tr *tracked) string {
 	inc := tr.inc

@@ -110,7 +110,7 @@ func (e *Engine) Restore(ctx context.Context, s History) error {
 			}
 			k := pairOf(source, identity, credential)
 			if t, ok := e.pairs[k]; !ok || minute*60 < t {
-				e.pairs[k] = minute * 60
+				e.setPair(k, minute*60)
 			}
 		})
 		if err != nil {

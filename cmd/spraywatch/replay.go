@@ -206,7 +206,10 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 	if err != nil {
 		return err
 	}
-	engine := rules.NewEngine(rules.Options{Config: cfg.Rules, Allow: cfg.AllowList(), NoCredential: noCred, Logger: log, FirstID: maxID + 1})
+	// A goroutine of its own, not the one judging every line, aggregates
+	// the batches' lines into attempt rows (DeferRows).
+	engine := rules.NewEngine(rules.Options{Config: cfg.Rules, Allow: cfg.AllowList(), NoCredential: noCred, Logger: log, FirstID: maxID + 1,
+		DeferRows: true})
 
 	var bar *progressbar.ProgressBar
 	if !f.noProgress && isTerminal(g.stderr) {
@@ -241,13 +244,44 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 		opts.Progress = func(n int64) { _ = bar.Add64(n) }
 	}
 	started := time.Now()
-	// A writer goroutine flushes batches while the engine goes on counting:
-	// on two cores SQLite's work overlaps parsing and judging.
+	// While the engine goes on counting, an aggregating goroutine turns
+	// its batches' lines into rows and a writer goroutine writes them: on
+	// two cores SQLite's work overlaps parsing and judging. The engine
+	// hands over a batch every replayBatchRows/16 lines (half a megabyte);
+	// the aggregator gathers them into an aggregate of rows and hands it to
+	// the writer once it holds replayBatchRows rows. Three such aggregates
+	// at most are held (one gathering, one waiting, one being written), as
+	// before rows were gathered off the engine's goroutine; a written one
+	// is left to the collector rather than kept, for its room would be
+	// held through the replay. Emptied batch aggregates (lines) go back to
+	// the engine when there is room.
 	batches := make(chan detect.Batch, 1)
+	spares := make(chan *detect.Attempts, 1)
+	writes := make(chan detect.Batch, 1)
 	writeErr := make(chan error, 1)
 	go func() {
-		var first error
+		defer close(writes)
+		pending := detect.Batch{Attempts: detect.NewAttempts()}
 		for b := range batches {
+			mergeBatch(&pending, b)
+			b.Attempts.Clear()
+			select {
+			case spares <- b.Attempts:
+			default:
+			}
+			if pending.Attempts.Len() < replayBatchRows {
+				continue
+			}
+			writes <- pending
+			pending = detect.Batch{Attempts: detect.NewAttempts()}
+		}
+		if pending.Attempts.Len() > 0 || len(pending.Incidents)+len(pending.Quiet)+len(pending.Identities) > 0 {
+			writes <- pending
+		}
+	}()
+	go func() {
+		var first error
+		for b := range writes {
 			if first == nil {
 				first = store.Flush(ctx, b)
 			}
@@ -262,7 +296,12 @@ func runReplay(ctx context.Context, g *globals, f *replayFlags, files []string) 
 			return nil
 		}
 		engine.Observe(ev)
-		if engine.Pending() >= replayBatchRows {
+		if engine.Pending() >= replayBatchRows/16 {
+			select {
+			case a := <-spares:
+				engine.Recycle(a)
+			default:
+			}
 			b, _ := engine.TakeBatch(detect.Batch{})
 			batches <- b // a write error surfaces when the replay ends
 			if sent++; replaySentHook != nil {
@@ -793,13 +832,37 @@ func lineTimeBefore(path string, size int64, p *ingest.Parser) (time.Time, bool)
 	return ev.Time, true
 }
 
-// replayBatchRows is how many pending rows a replay hands to its writer at a
-// time; replaySentHook, when set (by tests), is called with the number of
+// replayBatchRows is how many rows a replay gathers before it writes them.
+// The engine hands them over in batches of a sixteenth as many lines,
+// small enough to be read back from the cache the two cores share.
+// replaySentHook, when set (by tests), is called with the number of
 // batches handed over so far.
 var (
 	replayBatchRows = 50_000
 	replaySentHook  func(sent int)
 )
+
+// mergeBatch adds newer to b, to be written in one transaction as writing
+// b and then newer would: the counts are added, and an incident's newer
+// snapshot replaces its older one.
+func mergeBatch(b *detect.Batch, newer detect.Batch) {
+	b.Attempts.Absorb(newer.Attempts)
+	seen := map[int64]bool{}
+	for _, inc := range append(newer.Incidents[:len(newer.Incidents):len(newer.Incidents)], newer.Quiet...) {
+		seen[inc.ID] = true
+	}
+	older := func(inc *detect.Incident) bool { return seen[inc.ID] }
+	b.Incidents = append(slices.DeleteFunc(b.Incidents, older), newer.Incidents...)
+	b.Quiet = append(slices.DeleteFunc(b.Quiet, older), newer.Quiet...)
+	if b.Identities == nil {
+		b.Identities = map[int64][]string{}
+	}
+	for id, idents := range newer.Identities {
+		b.Identities[id] = append(b.Identities[id], idents...)
+	}
+	b.Positions = append(b.Positions, newer.Positions...)
+	b.Replayed = append(b.Replayed, newer.Replayed...)
+}
 
 // errPartlyReplayed refuses a file that a replay which stopped before its
 // end counted in part into the database: counting it again would count that
