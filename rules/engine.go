@@ -100,6 +100,10 @@ type Engine struct {
 	openN     int
 	live      map[int64]*tracked // every incident not yet closed
 	changed   map[int64]*tracked
+	// unwritten holds the incidents whose version a batch took but could
+	// not write (Requeue): the next batch writes that version again, so a
+	// database outage does not raise versions no one ever saw.
+	unwritten map[int64]bool
 	quiet     map[int64]*tracked // changed, but sinks need not hear of it
 	newIdents map[int64][]string
 	nextID    int64
@@ -1059,7 +1063,11 @@ func (e *Engine) TakeBatch(extra detect.Batch) (detect.Batch, []detect.Incident)
 		tr := e.changed[id]
 		tr.inc.Summary = summary(tr) + ownersLine(tr.inc)
 		e.setUpdated(tr.inc)
-		tr.inc.Version++
+		if e.unwritten[id] {
+			delete(e.unwritten, id)
+		} else {
+			tr.inc.Version++
+		}
 		snap := *tr.inc
 		// Clones of empty lists stay empty lists, not null, in JSON.
 		snap.IPs = append([]string{}, tr.inc.IPs...)
@@ -1120,6 +1128,10 @@ func (e *Engine) Requeue(b detect.Batch) {
 		}
 	}
 	for _, inc := range b.Incidents {
+		if e.unwritten == nil {
+			e.unwritten = map[int64]bool{}
+		}
+		e.unwritten[inc.ID] = true
 		if tr := e.live[inc.ID]; tr != nil {
 			e.changed[inc.ID] = tr
 		} else if _, ok := e.changed[inc.ID]; !ok {
