@@ -96,10 +96,10 @@ type Engine struct {
 	// one, and hashing the key once answers "no" without building an
 	// openKey per kind. Restore fills open directly; a count that disagrees
 	// with len(open) rebuilds it.
-	openKeys  map[uint64]int
-	openN     int
-	live      map[int64]*tracked // every incident not yet closed
-	changed   map[int64]*tracked
+	openKeys map[uint64]int
+	openN    int
+	live     map[int64]*tracked // every incident not yet closed
+	changed  map[int64]*tracked
 	// unwritten holds the incidents whose version a batch took but could
 	// not write (Requeue): the next batch writes that version again, so a
 	// database outage does not raise versions no one ever saw.
