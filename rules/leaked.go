@@ -19,6 +19,9 @@ type keyOwners struct {
 	m map[valueKey]keyOwner
 	// many holds the keys that worked for at least manyAt identities.
 	many map[valueKey]struct{}
+	// floor is at most the earliest time m holds: prune has nothing to
+	// do while it is not below stale.
+	floor int64
 }
 
 type keyOwner struct {
@@ -32,8 +35,9 @@ type keyOwner struct {
 // key one that works for many.
 func (o *keyOwners) note(source, cred, identity string, t int64, first bool, manyAt int) {
 	if o.m == nil || len(o.m) > 1<<20 {
-		o.m, o.many = map[valueKey]keyOwner{}, map[valueKey]struct{}{}
+		o.m, o.many, o.floor = map[valueKey]keyOwner{}, map[valueKey]struct{}{}, t
 	}
+	o.floor = min(o.floor, t)
 	k := valueKey{source, cred}
 	cur, ok := o.m[k]
 	if !ok || cur.identity != identity || cur.t < t {
@@ -58,10 +62,16 @@ func (o *keyOwners) worksForMany(source, cred string) bool {
 
 // prune forgets keys that have not started to work since stale.
 func (o *keyOwners) prune(stale int64) {
+	if o.floor >= stale {
+		return
+	}
+	o.floor = stale
 	for k, v := range o.m {
 		if v.t < stale {
 			delete(o.m, k)
 			delete(o.many, k)
+		} else {
+			o.floor = min(o.floor, v.t)
 		}
 	}
 }
