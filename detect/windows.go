@@ -62,24 +62,26 @@ func (k GroupKey) hashFrom(source uint64) uint64 {
 	h := source + uint64(k.Grouping)
 	switch k.Grouping {
 	case ByIP:
-		return hashAddr(h, k.IP, 0)
+		return HashAddr(h, k.IP, 0)
 	case ByNet:
-		return hashAddr(h, k.Net.Addr(), k.Net.Bits()+1)
+		return HashAddr(h, k.Net.Addr(), k.Net.Bits()+1)
 	}
-	return mix(h, maphash.String(keySeed, k.Value))
+	return Mix(h, maphash.String(keySeed, k.Value))
 }
 
-func hashAddr(h uint64, a netip.Addr, bits int) uint64 {
+// HashAddr folds an address into h: its 16 bytes, its size (0 for no
+// address), bits (a prefix's, plus one; 0 for an address) and its zone.
+func HashAddr(h uint64, a netip.Addr, bits int) uint64 {
 	b := a.As16()
 	tag := uint64(a.BitLen())<<8 | uint64(bits)
 	if z := a.Zone(); z != "" {
 		tag ^= maphash.String(keySeed, z)
 	}
-	return mix(mix(h, binary.LittleEndian.Uint64(b[:8])), binary.LittleEndian.Uint64(b[8:])^tag)
+	return Mix(Mix(h, binary.LittleEndian.Uint64(b[:8])), binary.LittleEndian.Uint64(b[8:])^tag)
 }
 
-// mix folds b into a (a multiply-xor step, as wyhash's).
-func mix(a, b uint64) uint64 {
+// Mix folds b into a (a multiply-xor step, as wyhash's).
+func Mix(a, b uint64) uint64 {
 	hi, lo := bits.Mul64(a^0xa0761d6478bd642f, b^0xe7037ed1a0b428db)
 	return hi ^ lo
 }

@@ -2,12 +2,10 @@ package rules
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"math"
-	"math/bits"
 	"net/netip"
 	"slices"
 	"sort"
@@ -235,22 +233,11 @@ func succOf(source, identity string, ip netip.Addr, net netip.Prefix) uint64 {
 	return fold(foldAddr(h, net.Addr()), uint64(int64(net.Bits())))
 }
 
-// foldAddr folds an address into h: its 16 bytes, its size (0 for no
-// address) and its zone.
-func foldAddr(h uint64, ip netip.Addr) uint64 {
-	a := ip.As16()
-	tag := uint64(ip.BitLen())
-	if z := ip.Zone(); z != "" {
-		tag ^= maphash.String(succSeed, z)
-	}
-	return fold(fold(h, binary.LittleEndian.Uint64(a[:8])), binary.LittleEndian.Uint64(a[8:])^tag)
-}
+// foldAddr folds an address into h (as the windows hash theirs).
+func foldAddr(h uint64, ip netip.Addr) uint64 { return detect.HashAddr(h, ip, 0) }
 
-// fold mixes b into a (a multiply-xor step, as wyhash's).
-func fold(a, b uint64) uint64 {
-	hi, lo := bits.Mul64(a^0xa0761d6478bd642f, b^0xe7037ed1a0b428db)
-	return hi ^ lo
-}
+// fold mixes b into a.
+func fold(a, b uint64) uint64 { return detect.Mix(a, b) }
 
 // success is where an identity succeeded: the first and last time, in Unix
 // seconds, and a hash of the credential of its last success there, whose
