@@ -39,10 +39,8 @@ func (o *keyOwners) note(source, cred, identity string, t int64, first bool, man
 	}
 	o.floor = min(o.floor, t)
 	k := valueKey{source, cred}
-	cur, ok := o.m[k]
-	if !ok || cur.identity != identity || cur.t < t {
-		cur.identity, cur.t = identity, max(cur.t, t)
-	}
+	cur := o.m[k]
+	cur.identity, cur.t = identity, max(cur.t, t)
 	if first {
 		if cur.n++; cur.n == manyAt {
 			o.many[k] = struct{}{}

@@ -255,13 +255,20 @@ func TestExplainAfterCopytruncateShowsTheCopy(t *testing.T) {
 	l.write(60, 0.3)
 	l.copytruncate()
 	l.write(80, 0) // later traffic lands where the evidence was
+	wantAllFrom(t, l, "api.log.1 (copied since; matched by content)")
+}
+
+// wantAllFrom checks that explain shows every evidence line, each read
+// where the note says.
+func wantAllFrom(t *testing.T, l *evidenceLab, from string) {
+	t.Helper()
 	lines := l.explain()
 	if shown := l.check(lines); shown != len(lines) {
-		t.Fatalf("%d of %d lines shown, want all from api.log.1:\n%s", shown, len(lines), strings.Join(lines, "\n"))
+		t.Fatalf("%d of %d lines shown, want all from %s:\n%s", shown, len(lines), from, strings.Join(lines, "\n"))
 	}
 	for _, s := range lines {
-		if !strings.Contains(s, "api.log.1 (copied since; matched by content)") {
-			t.Errorf("line not read from the copy: %q", s)
+		if !strings.Contains(s, from) {
+			t.Errorf("line not read from %s: %q", from, s)
 		}
 	}
 }
@@ -274,15 +281,7 @@ func TestExplainAfterCreateAndCompressReadsTheGzip(t *testing.T) {
 	l.create()
 	l.write(5, 0)
 	l.compress() // the evidence is in api.log.2.gz now
-	lines := l.explain()
-	if shown := l.check(lines); shown != len(lines) {
-		t.Fatalf("%d of %d lines shown:\n%s", shown, len(lines), strings.Join(lines, "\n"))
-	}
-	for _, s := range lines {
-		if !strings.Contains(s, "api.log.2.gz (compressed since; matched by content)") {
-			t.Errorf("line not read from the compressed rotation: %q", s)
-		}
-	}
+	wantAllFrom(t, l, "api.log.2.gz (compressed since; matched by content)")
 }
 
 func TestExplainOfARewrittenFileSaysTheLineIsGone(t *testing.T) {
