@@ -54,6 +54,11 @@ func Compile(layout string) (*Format, error) {
 	}
 	f, err := pyformat.Compile(s, checkAtom)
 	if err != nil {
+		if strings.Contains(s, "%(U)s%(q)s") {
+			// gunicorn writes the query without its "?", so the pair is
+			// common and cannot be split; the request line holds both.
+			return nil, fmt.Errorf("access_log_format: %w (log \"%%(r)s\" for the path and query, or put a \"?\" between them: %%(U)s?%%(q)s)", err)
+		}
 		return nil, fmt.Errorf("access_log_format: %w", err)
 	}
 	for _, h := range ListHeaders {

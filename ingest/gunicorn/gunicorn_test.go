@@ -28,6 +28,7 @@ func TestCompile(t *testing.T) {
 		{"unknown atom named", `%(h)s %(x)s %(s)s`, nil, "%(x)s: unknown atom"},
 		{"upper-case header", `%(h)s %({X-Api-Key}i)s`, nil, "{x-api-key}i"},
 		{"adjacent atoms", `%(h)s%(s)s`, nil, "%(s)s directly follows %(h)s"},
+		{"path then query suggests the request line", `%(h)s "%(m)s %(U)s%(q)s" %(s)s`, nil, `log "%(r)s" for the path and query, or put a "?" between them: %(U)s?%(q)s`},
 		{"positional form", `%s %(s)s`, nil, "only the mapping form"},
 		{"no conversion", `%(h)y x`, nil, "no conversion"},
 		{"unterminated", `%(h`, nil, "unterminated"},
