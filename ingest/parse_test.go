@@ -311,6 +311,12 @@ func TestHeaderCredentialIsWholeKey(t *testing.T) {
 		{ingest.Options{Format: ingest.FormatNginx, Layout: `$remote_addr [$time_local] "$request" $status key=$http_x_api_key`,
 			Fields: map[ingest.Role]string{ingest.RoleCredential: "$http_x_api_key"}, IdentityPaths: []string{identityPath}},
 			`127.0.3.7 [28/Nov/2026:16:03:41 +0000] "GET /api/v1/clients/c1/resource HTTP/1.1" 401 key=abc123short`},
+		// nginx escape=json with the header logged and no credential field set:
+		// found by its name, a whole key however short.
+		{ingest.Options{Format: ingest.FormatJSON, IdentityPaths: []string{identityPath}},
+			`{"remote_addr":"127.0.3.7","time_iso8601":"2026-11-28T16:03:41+00:00","request":"GET /api/v1/clients/c1/resource HTTP/1.1","status":"401","http_x_api_key":"abc123short"}`},
+		{ingest.Options{Format: ingest.FormatJSON, IdentityPaths: []string{identityPath}},
+			`{"ip":"127.0.3.7","time":"2026-11-28T16:03:41Z","method":"GET","path":"/api/v1/clients/c1/resource","status":401,"api_key":"abc123short"}`},
 		{ingest.Options{Format: ingest.FormatGunicorn, Layout: `%(h)s %(t)s "%(r)s" %(s)s key=%({x-api-key}i)s`,
 			Fields: map[ingest.Role]string{ingest.RoleCredential: "%({X-API-Key}i)s"}, IdentityPaths: []string{identityPath}},
 			`127.0.3.7 [28/Nov/2026:16:03:41 +0000] "GET /api/v1/clients/c1/resource HTTP/1.1" 401 key=abc123short`},

@@ -101,7 +101,10 @@ var (
 		RoleLatency:  {"request_time", "duration", "latency", "elapsed", "response_time"},
 		RoleUser:     {"remote_user", "user"},
 		RoleIdentity: {"client_id", "identity", "user_id", "username"},
-		RoleOutcome:  {"outcome"},
+		// A request header logged whole (nginx escape=json with
+		// "$http_x_api_key", an app's api_key): always fingerprinted.
+		RoleCredential: {"http_x_api_key", "http_authorization", "api_key", "apikey", "x_api_key"},
+		RoleOutcome:    {"outcome"},
 	}
 	gunicornDefaults = defaults{
 		RoleIP:      {"h"},
@@ -383,6 +386,8 @@ func NewParser(o Options) (*Parser, error) {
 		kind = CredentialKey // a logged request header is the whole key, however short
 	} else if kind == CredentialAuto && namesWholeKey(name) {
 		kind = CredentialKey // $api_key, token, password: the key itself, however short
+	} else if kind == CredentialAuto && name == "" && o.Format == FormatJSON {
+		kind = CredentialKey // the JSON defaults name whole keys only
 	}
 	p.cred = newCredentialLabeler(kind, o.Secret, p.intern)
 	for _, set := range []struct {
@@ -427,7 +432,11 @@ func (p *Parser) addShapes(o Options, explicit map[Role]string) error {
 		}
 		return p.addShape(accessShape, f, gunicornDefaults, explicit, false)
 	case FormatJSON:
-		return p.addJSONShape(accessShape, jsonDefaults, explicit)
+		def := jsonDefaults
+		if o.CredentialKind == CredentialPrefix {
+			def[RoleCredential] = nil // its defaults are whole keys, never prefixes
+		}
+		return p.addJSONShape(accessShape, def, explicit)
 	case FormatFlask:
 		// Tried in order: werkzeug access lines; the app regex when set;
 		// the app's logging format (which also tells the app's other lines
