@@ -118,6 +118,12 @@ func (e *Entry) Last() int64 { return e.Minute*60 + int64(e.LastSec) }
 
 // Group is the retained entries of one key, oldest first (late events are
 // appended, so order is by arrival, nearly by time): Len and At read them.
+//
+// The entries are a ring: n of them from head, in a buffer of mask+1 (a
+// power of two). Entries expire from the front nearly in time order, and
+// new ones are appended at the back, so a group of steady traffic reuses
+// its buffer for as long as it lives instead of growing a slice that its
+// front was cut from (an allocation and a copy every few entries).
 type Group struct {
 	// The fields Add, Prune and TakeDirty touch come first, in one cache
 	// line: at high cardinality nearly every group an event reaches is
@@ -127,13 +133,14 @@ type Group struct {
 	// Attempts is the number of retained failed attempts (not stale), a
 	// cheap bound that lets rules skip groups that cannot fire.
 	Attempts int64
-	// entries are stored without pointers (strings as symbols of the
-	// queue's windows), so that the collector neither scans them nor needs
-	// write barriers to copy them.
-	entries []slot
-	queue   *expiryQueue // of its source and grouping
-	id      int32        // index in the windows' slab
-	Dirty   bool
+	// ring holds the entries, stored without pointers (strings as symbols
+	// of the queue's windows), so that the collector neither scans them nor
+	// needs write barriers to copy them; nil or one when there are none.
+	ring          *slot
+	head, n, mask uint32
+	queue         *expiryQueue // of its source and grouping
+	id            int32        // index in the windows' slab
+	Dirty         bool
 	// one holds the first entry: most groups of a flood never get a second,
 	// and then cost no allocation of their own.
 	one [1]slot
@@ -204,14 +211,63 @@ func (g *Group) KeyHash() uint64 {
 }
 
 // Len returns the number of retained entries.
-func (g *Group) Len() int { return len(g.entries) }
+func (g *Group) Len() int { return int(g.n) }
 
 // At returns the i-th retained entry, oldest first.
-func (g *Group) At(i int) Entry { return g.queue.syms.entry(&g.entries[i]) }
+func (g *Group) At(i int) Entry { return g.queue.syms.entry(g.slot(i)) }
 
 // Minute returns the Unix minute of the i-th retained entry (cheaper than
 // At for a caller that filters by time first).
-func (g *Group) Minute(i int) int64 { return g.entries[i].minute }
+func (g *Group) Minute(i int) int64 { return g.slot(i).minute }
+
+// slot returns the i-th retained entry, oldest first, as the group holds
+// it.
+func (g *Group) slot(i int) *slot {
+	if uint(i) >= uint(g.n) {
+		panic("detect: entry index out of range")
+	}
+	return &unsafe.Slice(g.ring, g.mask+1)[(g.head+uint32(i))&g.mask]
+}
+
+// empty makes g hold no entries, in its own one (the next entry needs no
+// allocation).
+func (g *Group) empty() { g.ring, g.head, g.n, g.mask = &g.one[0], 0, 0, 0 }
+
+// drop makes g hold no entries and no buffer (a freed slot).
+func (g *Group) drop() { g.ring, g.head, g.n, g.mask = nil, 0, 0, 0 }
+
+// push appends x, growing the ring when it is full.
+func (g *Group) push(x slot) {
+	if g.n > g.mask {
+		g.resize(2 * (g.mask + 1))
+	}
+	unsafe.Slice(g.ring, g.mask+1)[(g.head+g.n)&g.mask] = x
+	g.n++
+}
+
+// popFront drops the oldest entry, shrinking the ring when it is mostly
+// empty (a group a flood filled keeps no more than a few times what it
+// holds).
+func (g *Group) popFront() {
+	g.head = (g.head + 1) & g.mask
+	g.n--
+	if size := g.mask + 1; size > minShrink && g.n <= size/8 {
+		g.resize(size / 4)
+	}
+}
+
+// minShrink is the size of ring below which popFront leaves it alone.
+const minShrink = 64
+
+// resize moves the entries to a new ring of size slots, oldest first.
+func (g *Group) resize(size uint32) {
+	old := unsafe.Slice(g.ring, g.mask+1)
+	ring := make([]slot, size)
+	for i := range g.n {
+		ring[i] = old[(g.head+i)&g.mask]
+	}
+	g.ring, g.head, g.mask = &ring[0], 0, size-1
+}
 
 // slot is an Entry as a group stores it: no pointers, 64 bytes (a cache
 // line).
@@ -630,7 +686,7 @@ func (w *Windows) newGroup(k GroupKey, h uint64) *Group {
 	g := w.allocGroup()
 	g.setKey(k)
 	g.hash, g.Route, g.queue = h, "", w.queueOf(k)
-	g.entries = g.one[:0]
+	g.empty()
 	w.index.insert(h, uint32(g.id+1))
 	if p := w.present[k.Grouping]; p != nil {
 		p.add(h)
@@ -665,7 +721,8 @@ func (w *Windows) forget(g *Group) {
 		p.remove(g.hash)
 	}
 	w.counts[g.queue.grouping]--
-	g.hash, g.Last, g.Attempts, g.entries = 0, 0, 0, nil
+	g.hash, g.Last, g.Attempts = 0, 0, 0
+	g.drop()
 	w.free = append(w.free, g.id)
 }
 
@@ -842,7 +899,7 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 	}
 	// No retained entry is of a minute after Last: an entry of a new
 	// minute merges with none, and the entries need not be read.
-	newMinute := e.Minute > g.Last || len(g.entries) == 0
+	newMinute := e.Minute > g.Last || g.n == 0
 	if e.Minute > g.Last {
 		g.Last = e.Minute
 	}
@@ -858,8 +915,8 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 	}
 	ip := w.lastBits
 	syms := w.syms.syms
-	for i, n := len(g.entries)-1, 0; !newMinute && i >= 0 && n < 4; i, n = i-1, n+1 {
-		x := &g.entries[i]
+	for i, n := int(g.n)-1, 0; !newMinute && i >= 0 && n < 4; i, n = i-1, n+1 {
+		x := g.slot(i)
 		if x.minute == e.Minute && x.ip == ip.b && x.ipKind == ip.kind && x.outcome == e.Outcome && x.stale == e.Stale &&
 			syms[x.identity].str == e.Identity && syms[x.credential].str == e.Credential && syms[x.zone].str == ip.zone {
 			x.count += e.Count
@@ -874,10 +931,10 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 		}
 		return g
 	}
-	if len(g.entries) == 0 {
+	if g.n == 0 {
 		g.queue.push(e.Minute, uint32(g.id+1))
 	}
-	g.entries = append(g.entries, w.syms.store(&e, ip))
+	g.push(w.syms.store(&e, ip))
 	w.entries++
 	return g
 }
@@ -924,9 +981,8 @@ func (w *Windows) TakeDirty() []*Group {
 // Unix minute, per source: each source has its own clock), and groups left
 // empty, except groups for which keep says so.
 // Entries arrive nearly in time order, so expired entries are cut from the
-// front by reslicing (append reallocates the live part later); a late
-// straggler goes when it reaches the front, and rules filter by window
-// anyway.
+// front of each group's ring; a late straggler goes when it reaches the
+// front, and rules filter by window anyway.
 func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 	for qk, q := range w.expiring {
 		cut := now(qk.source) - w.opt.Retain[qk.grouping]
@@ -937,7 +993,7 @@ func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 					w.expireCompact(r, minute, q, keep)
 					continue
 				}
-				if g := w.at(int32(r) - 1); len(g.entries) > 0 && g.queue == q && g.entries[0].minute == minute {
+				if g := w.at(int32(r) - 1); g.n > 0 && g.queue == q && g.slot(0).minute == minute {
 					w.cut(g, cut, q, keep)
 				} // else an old ref (see expiryQueue)
 			}
@@ -949,22 +1005,20 @@ func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 // cut drops g's entries older than cut from its front, queues it again by
 // its new oldest entry, or forgets it when nothing is left.
 func (w *Windows) cut(g *Group, cut int64, q *expiryQueue, keep func(*Group) bool) {
-	i := 0
-	for i < len(g.entries) && g.entries[i].minute < cut {
-		x := &g.entries[i]
+	for g.n > 0 {
+		x := g.slot(0)
+		if x.minute >= cut {
+			q.push(x.minute, uint32(g.id+1))
+			return
+		}
 		if x.outcome.Attempt() && !x.stale {
 			g.Attempts -= int64(x.count)
 		}
 		w.syms.release(x)
-		i++
+		g.popFront()
+		w.entries--
 	}
-	g.entries = g.entries[i:]
-	w.entries -= i
-	if len(g.entries) > 0 {
-		q.push(g.entries[0].minute, uint32(g.id+1))
-		return
-	}
-	g.entries = g.one[:0] // the next entry needs no allocation
+	g.empty()
 	if !g.Dirty && (keep == nil || !keep(g)) {
 		w.forget(g)
 	}
