@@ -582,6 +582,27 @@ func (w *Windows) find(k GroupKey, h uint64) (uint32, uint64) {
 	}
 }
 
+// Prefetch brings in, for the keys of the hashes hs (HashOf), the index's
+// word where their probe starts and the first line of the group it names,
+// and changes nothing. At high cardinality each is a cache miss: met one
+// after another by the Adds that follow, each waits for the last, while
+// these overlap each other and the caller's work until its Adds.
+func (w *Windows) Prefetch(hs ...uint64) {
+	ix := &w.index
+	if ix.n == 0 {
+		return
+	}
+	mask := uint64(len(ix.slots) - 1)
+	for _, h := range hs {
+		prefetch(unsafe.Pointer(&ix.slots[(h>>32)&mask]))
+	}
+	for _, h := range hs {
+		if s := ix.slots[(h>>32)&mask]; s != 0 && s>>32 == h>>32 && uint32(s)&compactRef == 0 {
+			prefetch(unsafe.Pointer(w.at(int32(uint32(s)) - 1)))
+		}
+	}
+}
+
 // presence is a table of counts by the low bits of a hash. A count that
 // reaches its maximum stays there, so it never undercounts.
 type presence [1 << 14]uint16
@@ -882,8 +903,14 @@ func (w *Windows) NetOf(ip netip.Addr) netip.Prefix {
 // Add records e in the group with key k. Only failed attempts mark the group
 // dirty, since only they can make a rule fire. It returns the group, or nil
 // when the group cap dropped it.
-func (w *Windows) Add(k GroupKey, e Entry) *Group {
-	h := w.hashOf(k)
+func (w *Windows) Add(k GroupKey, e Entry) *Group { return w.AddHashed(k, w.HashOf(k), e) }
+
+// HashOf returns the hash the windows find k by (k.Hash, but for tests
+// that force collisions), for AddHashed and Prefetch.
+func (w *Windows) HashOf(k GroupKey) uint64 { return w.hashOf(k) }
+
+// AddHashed is Add given h, HashOf(k).
+func (w *Windows) AddHashed(k GroupKey, h uint64, e Entry) *Group {
 	g := w.getHashed(k, h)
 	full := w.opt.MaxEntries > 0 && w.entries >= w.opt.MaxEntries
 	if g == nil {
@@ -988,7 +1015,17 @@ func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 		cut := now(qk.source) - w.opt.Retain[qk.grouping]
 		for q.expired(cut) {
 			minute, b := q.take()
-			for _, r := range b {
+			for j, r := range b {
+				// The bucket's groups are cold: bring in the group's line
+				// (or compact record) of the ref pruneAhead on, and the
+				// oldest entry of the one half as far, whose group that
+				// brought in, so that their misses overlap.
+				if j+pruneAhead < len(b) {
+					w.touch(b[j+pruneAhead])
+				}
+				if j+pruneAhead/2 < len(b) {
+					w.touchFront(b[j+pruneAhead/2])
+				}
 				if r&compactRef != 0 {
 					w.expireCompact(r, minute, q, keep)
 					continue
@@ -998,6 +1035,29 @@ func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 				} // else an old ref (see expiryQueue)
 			}
 			q.recycle(b)
+		}
+	}
+}
+
+// pruneAhead is how many refs of a bucket Prune reads ahead.
+const pruneAhead = 8
+
+// touch prefetches the first line of the group, or the compact record, of
+// ref r.
+func (w *Windows) touch(r uint32) {
+	if r&compactRef != 0 {
+		prefetch(unsafe.Pointer(w.cat(int32(r &^ compactRef))))
+		return
+	}
+	prefetch(unsafe.Pointer(w.at(int32(r) - 1)))
+}
+
+// touchFront prefetches the oldest entry of the group of ref r, if it is a
+// full one that has entries.
+func (w *Windows) touchFront(r uint32) {
+	if r&compactRef == 0 {
+		if g := w.at(int32(r) - 1); g.n > 0 {
+			prefetch(unsafe.Add(unsafe.Pointer(g.ring), uintptr(g.head)*unsafe.Sizeof(slot{})))
 		}
 	}
 }
