@@ -586,7 +586,9 @@ func (w *Windows) find(k GroupKey, h uint64) (uint32, uint64) {
 // word where their probe starts and the first line of the group it names,
 // and changes nothing. At high cardinality each is a cache miss: met one
 // after another by the Adds that follow, each waits for the last, while
-// these overlap each other and the caller's work until its Adds.
+// these overlap each other and the caller's work until its Adds. A key
+// whose word is free is new (the index is probed linearly): the free group
+// its Add will take is brought in instead.
 func (w *Windows) Prefetch(hs ...uint64) {
 	ix := &w.index
 	if ix.n == 0 {
@@ -596,8 +598,16 @@ func (w *Windows) Prefetch(hs ...uint64) {
 	for _, h := range hs {
 		prefetch(unsafe.Pointer(&ix.slots[(h>>32)&mask]))
 	}
+	next := len(w.free) - 1
 	for _, h := range hs {
-		if s := ix.slots[(h>>32)&mask]; s != 0 && s>>32 == h>>32 && uint32(s)&compactRef == 0 {
+		switch s := ix.slots[(h>>32)&mask]; {
+		case s == 0 && next >= 0:
+			g := unsafe.Pointer(w.at(w.free[next]))
+			next--
+			for off := uintptr(0); off < unsafe.Sizeof(Group{}); off += 64 {
+				prefetch(unsafe.Add(g, off))
+			}
+		case s != 0 && s>>32 == h>>32 && uint32(s)&compactRef == 0:
 			prefetch(unsafe.Pointer(w.at(int32(uint32(s)) - 1)))
 		}
 	}
@@ -1024,7 +1034,7 @@ func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 					w.touch(b[j+pruneAhead])
 				}
 				if j+pruneAhead/2 < len(b) {
-					w.touchFront(b[j+pruneAhead/2])
+					w.touchFront(b[j+pruneAhead/2], cut)
 				}
 				if r&compactRef != 0 {
 					w.expireCompact(r, minute, q, keep)
@@ -1053,12 +1063,19 @@ func (w *Windows) touch(r uint32) {
 }
 
 // touchFront prefetches the oldest entry of the group of ref r, if it is a
-// full one that has entries.
-func (w *Windows) touchFront(r uint32) {
-	if r&compactRef == 0 {
-		if g := w.at(int32(r) - 1); g.n > 0 {
-			prefetch(unsafe.Add(unsafe.Pointer(g.ring), uintptr(g.head)*unsafe.Sizeof(slot{})))
-		}
+// full one that has entries, and when all of them are older than cut, the
+// index word its forget will remove.
+func (w *Windows) touchFront(r uint32, cut int64) {
+	if r&compactRef != 0 {
+		return
+	}
+	g := w.at(int32(r) - 1)
+	if g.n == 0 {
+		return
+	}
+	prefetch(unsafe.Add(unsafe.Pointer(g.ring), uintptr(g.head)*unsafe.Sizeof(slot{})))
+	if g.Last < cut && len(w.index.slots) > 0 {
+		prefetch(unsafe.Pointer(&w.index.slots[(g.hash>>32)&uint64(len(w.index.slots)-1)]))
 	}
 }
 
