@@ -120,10 +120,10 @@ const compactRetain = 30
 // is not dirty, its grouping keeps entries for compactRetain or longer,
 // its key can be told from the entry, and the record holds all of it.
 func (w *Windows) compactible(g *Group) bool {
-	if w.plain || g.Dirty || len(g.entries) != 1 || g.queue.idx == 0 || w.opt.Retain[g.grouping] < compactRetain {
+	if w.plain || g.Dirty || g.n != 1 || g.queue.idx == 0 || w.opt.Retain[g.grouping] < compactRetain {
 		return false
 	}
-	x := &g.entries[0]
+	x := g.slot(0)
 	if x.ipKind == 6 || x.minute != g.Last || int64(int32(x.minute)) != x.minute || g.Attempts != x.attempts() {
 		return false
 	}
@@ -145,7 +145,7 @@ func (w *Windows) compactible(g *Group) bool {
 func (w *Windows) compact(g *Group) {
 	id := w.allocCompact()
 	c := w.cat(id)
-	x := &g.entries[0]
+	x := g.slot(0)
 	*c = compact{offset: x.offset, minute: int32(x.minute), identity: x.identity, credential: x.credential, file: x.file, node: x.node,
 		route: w.routes.ref(0, g.Route), count: x.count, ip: [4]byte(x.ip[12:]), queue: g.queue.idx, ipKind: x.ipKind,
 		outcome: x.outcome, stale: x.stale, firstSec: x.firstSec, lastSec: x.lastSec}
@@ -154,7 +154,8 @@ func (w *Windows) compact(g *Group) {
 	if !g.queue.replace(x.minute, uint32(g.id+1), r) {
 		g.queue.push(x.minute, r)
 	}
-	g.hash, g.Last, g.Attempts, g.entries = 0, 0, 0, nil
+	g.hash, g.Last, g.Attempts = 0, 0, 0
+	g.drop()
 	w.free = append(w.free, g.id)
 }
 
@@ -178,8 +179,8 @@ func (w *Windows) promote(r uint32, i uint64, k GroupKey, h uint64) *Group {
 	g.hash, g.queue, g.Dirty = h, w.queues[c.queue-1], false
 	g.Route = w.routes.str(c.route)
 	w.routes.unref(c.route)
-	g.one[0] = c.slot()
-	g.entries = g.one[:1]
+	g.empty()
+	g.one[0], g.n = c.slot(), 1
 	g.Last, g.Attempts = int64(c.minute), g.one[0].attempts()
 	w.index.slots[i] = w.index.slots[i]>>32<<32 | uint64(g.id+1)
 	g.queue.push(g.Last, uint32(g.id+1))
@@ -210,14 +211,14 @@ func (w *Windows) expireCompact(r uint32, minute int64, q *expiryQueue, keep fun
 	if keep != nil {
 		s := &w.scratch
 		s.setKey(k)
-		s.hash, s.queue, s.Route, s.Last, s.Attempts, s.entries = h, q, route, minute, 0, nil
+		s.hash, s.queue, s.Route, s.Last, s.Attempts = h, q, route, minute, 0
 		kept := keep(s)
 		*s = Group{}
 		if kept {
 			g := w.allocGroup()
 			g.setKey(k)
 			g.hash, g.queue, g.Route, g.Last, g.Attempts, g.Dirty = h, q, route, minute, 0, false
-			g.entries = g.one[:0]
+			g.empty()
 			w.index.replace(h, r, uint32(g.id+1))
 			return
 		}

@@ -118,6 +118,12 @@ func (e *Entry) Last() int64 { return e.Minute*60 + int64(e.LastSec) }
 
 // Group is the retained entries of one key, oldest first (late events are
 // appended, so order is by arrival, nearly by time): Len and At read them.
+//
+// The entries are a ring: n of them from head, in a buffer of mask+1 (a
+// power of two). Entries expire from the front nearly in time order, and
+// new ones are appended at the back, so a group of steady traffic reuses
+// its buffer for as long as it lives instead of growing a slice that its
+// front was cut from (an allocation and a copy every few entries).
 type Group struct {
 	// The fields Add, Prune and TakeDirty touch come first, in one cache
 	// line: at high cardinality nearly every group an event reaches is
@@ -127,13 +133,14 @@ type Group struct {
 	// Attempts is the number of retained failed attempts (not stale), a
 	// cheap bound that lets rules skip groups that cannot fire.
 	Attempts int64
-	// entries are stored without pointers (strings as symbols of the
-	// queue's windows), so that the collector neither scans them nor needs
-	// write barriers to copy them.
-	entries []slot
-	queue   *expiryQueue // of its source and grouping
-	id      int32        // index in the windows' slab
-	Dirty   bool
+	// ring holds the entries, stored without pointers (strings as symbols
+	// of the queue's windows), so that the collector neither scans them nor
+	// needs write barriers to copy them; nil or one when there are none.
+	ring          *slot
+	head, n, mask uint32
+	queue         *expiryQueue // of its source and grouping
+	id            int32        // index in the windows' slab
+	Dirty         bool
 	// one holds the first entry: most groups of a flood never get a second,
 	// and then cost no allocation of their own.
 	one [1]slot
@@ -204,14 +211,63 @@ func (g *Group) KeyHash() uint64 {
 }
 
 // Len returns the number of retained entries.
-func (g *Group) Len() int { return len(g.entries) }
+func (g *Group) Len() int { return int(g.n) }
 
 // At returns the i-th retained entry, oldest first.
-func (g *Group) At(i int) Entry { return g.queue.syms.entry(&g.entries[i]) }
+func (g *Group) At(i int) Entry { return g.queue.syms.entry(g.slot(i)) }
 
 // Minute returns the Unix minute of the i-th retained entry (cheaper than
 // At for a caller that filters by time first).
-func (g *Group) Minute(i int) int64 { return g.entries[i].minute }
+func (g *Group) Minute(i int) int64 { return g.slot(i).minute }
+
+// slot returns the i-th retained entry, oldest first, as the group holds
+// it.
+func (g *Group) slot(i int) *slot {
+	if uint(i) >= uint(g.n) {
+		panic("detect: entry index out of range")
+	}
+	return &unsafe.Slice(g.ring, g.mask+1)[(g.head+uint32(i))&g.mask]
+}
+
+// empty makes g hold no entries, in its own one (the next entry needs no
+// allocation).
+func (g *Group) empty() { g.ring, g.head, g.n, g.mask = &g.one[0], 0, 0, 0 }
+
+// drop makes g hold no entries and no buffer (a freed slot).
+func (g *Group) drop() { g.ring, g.head, g.n, g.mask = nil, 0, 0, 0 }
+
+// push appends x, growing the ring when it is full.
+func (g *Group) push(x slot) {
+	if g.n > g.mask {
+		g.resize(2 * (g.mask + 1))
+	}
+	unsafe.Slice(g.ring, g.mask+1)[(g.head+g.n)&g.mask] = x
+	g.n++
+}
+
+// popFront drops the oldest entry, shrinking the ring when it is mostly
+// empty (a group a flood filled keeps no more than a few times what it
+// holds).
+func (g *Group) popFront() {
+	g.head = (g.head + 1) & g.mask
+	g.n--
+	if size := g.mask + 1; size > minShrink && g.n <= size/8 {
+		g.resize(size / 4)
+	}
+}
+
+// minShrink is the size of ring below which popFront leaves it alone.
+const minShrink = 64
+
+// resize moves the entries to a new ring of size slots, oldest first.
+func (g *Group) resize(size uint32) {
+	old := unsafe.Slice(g.ring, g.mask+1)
+	ring := make([]slot, size)
+	for i := range g.n {
+		ring[i] = old[(g.head+i)&g.mask]
+	}
+	g.ring, g.head, g.mask = &ring[0], 0, size-1
+}
 
 // slot is an Entry as a group stores it: no pointers, 64 bytes (a cache
 // line).
@@ -526,6 +582,37 @@ func (w *Windows) find(k GroupKey, h uint64) (uint32, uint64) {
 	}
 }
 
+// Prefetch brings in, for the keys of the hashes hs (HashOf), the index's
+// word where their probe starts and the first line of the group it names,
+// and changes nothing. At high cardinality each is a cache miss: met one
+// after another by the Adds that follow, each waits for the last, while
+// these overlap each other and the caller's work until its Adds. A key
+// whose word is free is new (the index is probed linearly): the free group
+// its Add will take is brought in instead.
+func (w *Windows) Prefetch(hs ...uint64) {
+	ix := &w.index
+	if ix.n == 0 {
+		return
+	}
+	mask := uint64(len(ix.slots) - 1)
+	for _, h := range hs {
+		prefetch(unsafe.Pointer(&ix.slots[(h>>32)&mask]))
+	}
+	next := len(w.free) - 1
+	for _, h := range hs {
+		switch s := ix.slots[(h>>32)&mask]; {
+		case s == 0 && next >= 0:
+			g := unsafe.Pointer(w.at(w.free[next]))
+			next--
+			for off := uintptr(0); off < unsafe.Sizeof(Group{}); off += 64 {
+				prefetch(unsafe.Add(g, off))
+			}
+		case s != 0 && s>>32 == h>>32 && uint32(s)&compactRef == 0:
+			prefetch(unsafe.Pointer(w.at(int32(uint32(s)) - 1)))
+		}
+	}
+}
+
 // presence is a table of counts by the low bits of a hash. A count that
 // reaches its maximum stays there, so it never undercounts.
 type presence [1 << 14]uint16
@@ -630,7 +717,7 @@ func (w *Windows) newGroup(k GroupKey, h uint64) *Group {
 	g := w.allocGroup()
 	g.setKey(k)
 	g.hash, g.Route, g.queue = h, "", w.queueOf(k)
-	g.entries = g.one[:0]
+	g.empty()
 	w.index.insert(h, uint32(g.id+1))
 	if p := w.present[k.Grouping]; p != nil {
 		p.add(h)
@@ -665,7 +752,8 @@ func (w *Windows) forget(g *Group) {
 		p.remove(g.hash)
 	}
 	w.counts[g.queue.grouping]--
-	g.hash, g.Last, g.Attempts, g.entries = 0, 0, 0, nil
+	g.hash, g.Last, g.Attempts = 0, 0, 0
+	g.drop()
 	w.free = append(w.free, g.id)
 }
 
@@ -825,8 +913,14 @@ func (w *Windows) NetOf(ip netip.Addr) netip.Prefix {
 // Add records e in the group with key k. Only failed attempts mark the group
 // dirty, since only they can make a rule fire. It returns the group, or nil
 // when the group cap dropped it.
-func (w *Windows) Add(k GroupKey, e Entry) *Group {
-	h := w.hashOf(k)
+func (w *Windows) Add(k GroupKey, e Entry) *Group { return w.AddHashed(k, w.HashOf(k), e) }
+
+// HashOf returns the hash the windows find k by (k.Hash, but for tests
+// that force collisions), for AddHashed and Prefetch.
+func (w *Windows) HashOf(k GroupKey) uint64 { return w.hashOf(k) }
+
+// AddHashed is Add given h, HashOf(k).
+func (w *Windows) AddHashed(k GroupKey, h uint64, e Entry) *Group {
 	g := w.getHashed(k, h)
 	full := w.opt.MaxEntries > 0 && w.entries >= w.opt.MaxEntries
 	if g == nil {
@@ -842,7 +936,7 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 	}
 	// No retained entry is of a minute after Last: an entry of a new
 	// minute merges with none, and the entries need not be read.
-	newMinute := e.Minute > g.Last || len(g.entries) == 0
+	newMinute := e.Minute > g.Last || g.n == 0
 	if e.Minute > g.Last {
 		g.Last = e.Minute
 	}
@@ -858,8 +952,8 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 	}
 	ip := w.lastBits
 	syms := w.syms.syms
-	for i, n := len(g.entries)-1, 0; !newMinute && i >= 0 && n < 4; i, n = i-1, n+1 {
-		x := &g.entries[i]
+	for i, n := int(g.n)-1, 0; !newMinute && i >= 0 && n < 4; i, n = i-1, n+1 {
+		x := g.slot(i)
 		if x.minute == e.Minute && x.ip == ip.b && x.ipKind == ip.kind && x.outcome == e.Outcome && x.stale == e.Stale &&
 			syms[x.identity].str == e.Identity && syms[x.credential].str == e.Credential && syms[x.zone].str == ip.zone {
 			x.count += e.Count
@@ -874,10 +968,10 @@ func (w *Windows) Add(k GroupKey, e Entry) *Group {
 		}
 		return g
 	}
-	if len(g.entries) == 0 {
+	if g.n == 0 {
 		g.queue.push(e.Minute, uint32(g.id+1))
 	}
-	g.entries = append(g.entries, w.syms.store(&e, ip))
+	g.push(w.syms.store(&e, ip))
 	w.entries++
 	return g
 }
@@ -924,20 +1018,29 @@ func (w *Windows) TakeDirty() []*Group {
 // Unix minute, per source: each source has its own clock), and groups left
 // empty, except groups for which keep says so.
 // Entries arrive nearly in time order, so expired entries are cut from the
-// front by reslicing (append reallocates the live part later); a late
-// straggler goes when it reaches the front, and rules filter by window
-// anyway.
+// front of each group's ring; a late straggler goes when it reaches the
+// front, and rules filter by window anyway.
 func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 	for qk, q := range w.expiring {
 		cut := now(qk.source) - w.opt.Retain[qk.grouping]
 		for q.expired(cut) {
 			minute, b := q.take()
-			for _, r := range b {
+			for j, r := range b {
+				// The bucket's groups are cold: bring in the group's line
+				// (or compact record) of the ref pruneAhead on, and the
+				// oldest entry of the one half as far, whose group that
+				// brought in, so that their misses overlap.
+				if j+pruneAhead < len(b) {
+					w.touch(b[j+pruneAhead])
+				}
+				if j+pruneAhead/2 < len(b) {
+					w.touchFront(b[j+pruneAhead/2], cut)
+				}
 				if r&compactRef != 0 {
 					w.expireCompact(r, minute, q, keep)
 					continue
 				}
-				if g := w.at(int32(r) - 1); len(g.entries) > 0 && g.queue == q && g.entries[0].minute == minute {
+				if g := w.at(int32(r) - 1); g.n > 0 && g.queue == q && g.slot(0).minute == minute {
 					w.cut(g, cut, q, keep)
 				} // else an old ref (see expiryQueue)
 			}
@@ -946,25 +1049,53 @@ func (w *Windows) Prune(now func(source string) int64, keep func(*Group) bool) {
 	}
 }
 
+// pruneAhead is how many refs of a bucket Prune reads ahead.
+const pruneAhead = 8
+
+// touch prefetches the first line of the group, or the compact record, of
+// ref r.
+func (w *Windows) touch(r uint32) {
+	if r&compactRef != 0 {
+		prefetch(unsafe.Pointer(w.cat(int32(r &^ compactRef))))
+		return
+	}
+	prefetch(unsafe.Pointer(w.at(int32(r) - 1)))
+}
+
+// touchFront prefetches the oldest entry of the group of ref r, if it is a
+// full one that has entries, and when all of them are older than cut, the
+// index word its forget will remove.
+func (w *Windows) touchFront(r uint32, cut int64) {
+	if r&compactRef != 0 {
+		return
+	}
+	g := w.at(int32(r) - 1)
+	if g.n == 0 {
+		return
+	}
+	prefetch(unsafe.Add(unsafe.Pointer(g.ring), uintptr(g.head)*unsafe.Sizeof(slot{})))
+	if g.Last < cut && len(w.index.slots) > 0 {
+		prefetch(unsafe.Pointer(&w.index.slots[(g.hash>>32)&uint64(len(w.index.slots)-1)]))
+	}
+}
+
 // cut drops g's entries older than cut from its front, queues it again by
 // its new oldest entry, or forgets it when nothing is left.
 func (w *Windows) cut(g *Group, cut int64, q *expiryQueue, keep func(*Group) bool) {
-	i := 0
-	for i < len(g.entries) && g.entries[i].minute < cut {
-		x := &g.entries[i]
+	for g.n > 0 {
+		x := g.slot(0)
+		if x.minute >= cut {
+			q.push(x.minute, uint32(g.id+1))
+			return
+		}
 		if x.outcome.Attempt() && !x.stale {
 			g.Attempts -= int64(x.count)
 		}
 		w.syms.release(x)
-		i++
+		g.popFront()
+		w.entries--
 	}
-	g.entries = g.entries[i:]
-	w.entries -= i
-	if len(g.entries) > 0 {
-		q.push(g.entries[0].minute, uint32(g.id+1))
-		return
-	}
-	g.entries = g.one[:0] // the next entry needs no allocation
+	g.empty()
 	if !g.Dirty && (keep == nil || !keep(g)) {
 		w.forget(g)
 	}

@@ -127,7 +127,16 @@ func TestPruneModel(t *testing.T) {
 			}
 			// The model: merge into one of the last four entries, else
 			// append unless the cap is reached.
-			got := w.Add(k, e)
+			var got *detect.Group
+			if r.IntN(2) == 0 {
+				got = w.Add(k, e)
+			} else {
+				// Prefetch reads the index and groups only, whatever is
+				// there; AddHashed is Add.
+				h := w.HashOf(k)
+				w.Prefetch(h, w.HashOf(detect.GroupKey{Grouping: detect.ByIP, Source: src, IP: ip}), uint64(r.Uint32())<<32)
+				got = w.AddHashed(k, h, e)
+			}
 			es, had := m[k]
 			full := o.MaxEntries > 0 && entries >= o.MaxEntries
 			merged := false

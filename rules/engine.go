@@ -464,10 +464,13 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 			pair = entry.Credential
 		}
 		net := e.win.NetOf(ev.IP)
+		kip, knet := detect.GroupKey{Grouping: detect.ByIP, Source: ev.Source, IP: ev.IP}, detect.GroupKey{Grouping: detect.ByNet, Source: ev.Source, Net: net}
+		hip, hnet := e.win.HashOf(kip), e.win.HashOf(knet)
+		e.win.Prefetch(hip, hnet) // their misses overlap the success record's
 		e.rememberSuccess(ev.Source, ev.Identity, ev.IP, net, t, pair)
 		attacked := e.checkCompromise(ev, t)
-		gip := e.win.Add(detect.GroupKey{Grouping: detect.ByIP, Source: ev.Source, IP: ev.IP}, entry)
-		gnet := e.win.Add(detect.GroupKey{Grouping: detect.ByNet, Source: ev.Source, Net: net}, entry)
+		gip := e.win.AddHashed(kip, hip, entry)
+		gnet := e.win.AddHashed(knet, hnet, entry)
 		routine = !attacked && gip != nil && gip.Attempts == 0 && gnet != nil && gnet.Attempts == 0
 		// An identity's and a credential's successes matter only next to
 		// their failures (an attack that got in): benign identities and
@@ -492,10 +495,14 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 			}
 		}
 		keys := e.keysOf(ev.Source, &entry)
-		var hashes [4]uint64 // of keys, as far as their groups know them
+		var hashes, found [4]uint64 // of keys: as their groups know them, and as the windows find them
+		for i, k := range keys {
+			found[i] = e.win.HashOf(k)
+		}
+		e.win.Prefetch(found[:len(keys)]...)
 		for i, k := range keys {
 			if k.Grouping == detect.ByIP || k.Grouping == detect.ByNet || !entry.Stale {
-				if g := e.win.Add(k, entry); g != nil {
+				if g := e.win.AddHashed(k, found[i], entry); g != nil {
 					g.Route = ev.Route
 					hashes[i] = g.KeyHash()
 				}
