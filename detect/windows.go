@@ -328,21 +328,48 @@ func (x *slot) addr(s *symbols) netip.Addr {
 // many minutes share one symbol instead of one each. Equal strings at
 // different addresses, or pushed out of that table, take symbols apart
 // (a lookup by content would be a hash of every string).
+//
+// A symbol's bytes are copied into chunks of 64 KiB (a long string into a
+// chunk of its own), so that a flood's million one-off strings are a few
+// hundred objects without pointers for the collector instead of a million,
+// and a symbol is 12 bytes. Bytes in a chunk are written once and never
+// changed: the strings handed out point into them, and the collector
+// keeps a chunk for as long as one of those is held. The table lets go of
+// a chunk once no symbol is in it; when the chunks hold more than twice
+// the bytes in use (and half again as much as that), the symbols of the
+// chunks less than half in use are copied into new ones (compact), which
+// is paid for by the bytes freed since the last time.
 type symbols struct {
-	// syms are the strings by symbol, each with the number of entries
-	// holding it, side by side: taking and freeing a symbol touches one
-	// cache line. Symbol 0 is "".
+	// syms are the symbols' places in chunks, each with the number of
+	// entries holding it, side by side: taking and freeing a symbol
+	// touches one cache line. Symbol 0 is "".
 	syms []symbol
 	free []uint32
 	last [5]uint32 // the symbol taken last, per field
 	// recent holds symbols by the address of their string's bytes, as
 	// words address<<32 | symbol (a symbol there may have been freed or
-	// taken again since: it is compared before use). Not in the files
-	// table.
+	// taken again since: its string is compared before use). Not in the
+	// files table.
 	recent []uint64
 	// inodes are the files' inodes, by symbol (the files table only).
 	inodes []uint64
 	files  *symbols // the table of file names (nil in the files table)
+
+	// chunks hold the symbols' bytes; chunk 0 is none (""). live is the
+	// number of bytes of live symbols in each chunk; cur is the chunk
+	// strings are added to (0: none yet).
+	chunks     [][]byte
+	live       []uint32
+	freeChunks []uint32
+	cur        uint32
+	// held is the capacity of the chunks held, inUse the bytes of live
+	// symbols in them.
+	held, inUse int
+	// compacting: chunks let go of wait in retired until compact is done,
+	// so that none is taken again while it runs.
+	compacting bool
+	retired    []uint32
+	compacted  int // compactions so far
 }
 
 const (
@@ -353,18 +380,40 @@ const (
 	fieldZone
 )
 
+const (
+	chunkBytes = 1 << 16
+	// longString is the longest string kept in a shared chunk; a longer
+	// one takes a chunk of its own.
+	longString = 4 << 10
+)
+
+// compactSlack is the least the chunks hold beyond twice the bytes in use
+// before they are compacted (a variable for tests).
+var compactSlack = 8 * chunkBytes
+
 type symbol struct {
-	str  string
+	chunk uint32
+	// span is offset<<16 | length in the chunk; 0 for a chunk holding one
+	// string (or for "").
+	span uint32
 	refs uint32
 }
 
 // newSymbols returns a table whose recent table has 1<<recentBits words,
 // with a files table.
 func newSymbols(recentBits int) *symbols {
-	return &symbols{syms: []symbol{{}}, recent: make([]uint64, 1<<recentBits), files: &symbols{syms: []symbol{{}}, inodes: []uint64{0}}}
+	return &symbols{syms: []symbol{{}}, chunks: [][]byte{nil}, live: []uint32{0}, recent: make([]uint64, 1<<recentBits),
+		files: &symbols{syms: []symbol{{}}, chunks: [][]byte{nil}, live: []uint32{0}, inodes: []uint64{0}}}
 }
 
-func (s *symbols) str(id uint32) string { return s.syms[id].str }
+func (s *symbols) str(id uint32) string {
+	y := s.syms[id]
+	c := s.chunks[y.chunk]
+	if y.span == 0 {
+		return unsafe.String(unsafe.SliceData(c), len(c))
+	}
+	return unsafe.String(&c[y.span>>16], y.span&0xffff)
+}
 
 // ref returns a symbol for str, counting one more entry that holds it.
 func (s *symbols) ref(field int, str string) uint32 {
@@ -372,13 +421,12 @@ func (s *symbols) ref(field int, str string) uint32 {
 		return 0
 	}
 	id := s.last[field]
-	if s.syms[id].str != str { // symbol 0 is ""
-		p := unsafe.StringData(str)
-		a := uint64(uintptr(unsafe.Pointer(p)))
+	if s.str(id) != str { // symbol 0 is ""
+		a := uint64(uintptr(unsafe.Pointer(unsafe.StringData(str))))
 		r := &s.recent[a*0x9e3779b97f4a7c15>>32&uint64(len(s.recent)-1)]
 		// The word's upper half is the low half of the address: a string
 		// at another address is told apart without reading its symbol.
-		if id = uint32(*r); *r>>32 != a&(1<<32-1) || unsafe.StringData(s.syms[id].str) != p || len(s.syms[id].str) != len(str) {
+		if id = uint32(*r); *r>>32 != a&(1<<32-1) || s.str(id) != str {
 			id = s.take(str)
 			*r = a<<32 | uint64(id)
 		}
@@ -390,17 +438,111 @@ func (s *symbols) ref(field int, str string) uint32 {
 
 // take returns a new symbol for str, held by no entry yet.
 func (s *symbols) take(str string) uint32 {
+	c, span := s.put(str)
 	if n := len(s.free); n > 0 {
 		id := s.free[n-1]
 		s.free = s.free[:n-1]
-		s.syms[id].str = str
+		s.syms[id] = symbol{chunk: c, span: span}
 		return id
 	}
-	s.syms = append(s.syms, symbol{str: str})
+	s.syms = append(s.syms, symbol{chunk: c, span: span})
 	if s.inodes != nil {
 		s.inodes = append(s.inodes, 0)
 	}
 	return uint32(len(s.syms) - 1)
+}
+
+// put copies str (not "") into a chunk and returns where it is.
+func (s *symbols) put(str string) (chunk, span uint32) {
+	n := len(str)
+	s.inUse += n
+	if n > longString {
+		c := s.newChunk(n)
+		s.chunks[c] = append(s.chunks[c], str...)
+		s.live[c] = uint32(n)
+		return c, 0
+	}
+	if s.cur == 0 || len(s.chunks[s.cur])+n > chunkBytes {
+		if s.cur != 0 && s.live[s.cur] == 0 {
+			s.retire(s.cur)
+		}
+		s.cur = s.newChunk(chunkBytes)
+	}
+	c := s.cur
+	off := len(s.chunks[c])
+	s.chunks[c] = append(s.chunks[c], str...)
+	s.live[c] += uint32(n)
+	return c, uint32(off)<<16 | uint32(n)
+}
+
+func (s *symbols) newChunk(size int) uint32 {
+	s.held += size
+	b := make([]byte, 0, size)
+	if n := len(s.freeChunks); n > 0 {
+		c := s.freeChunks[n-1]
+		s.freeChunks = s.freeChunks[:n-1]
+		s.chunks[c] = b
+		return c
+	}
+	s.chunks = append(s.chunks, b)
+	s.live = append(s.live, 0)
+	return uint32(len(s.chunks) - 1)
+}
+
+// retire lets go of chunk c, which holds no live symbol. Its bytes are
+// never written again: strings handed out may still point into them.
+func (s *symbols) retire(c uint32) {
+	s.held -= cap(s.chunks[c])
+	s.chunks[c] = nil
+	if c == s.cur {
+		s.cur = 0
+	}
+	if s.compacting {
+		s.retired = append(s.retired, c)
+	} else {
+		s.freeChunks = append(s.freeChunks, c)
+	}
+}
+
+// drop takes len bytes of symbol y off its chunk's live bytes.
+func (s *symbols) drop(y symbol) {
+	n := int(y.span & 0xffff)
+	if y.span == 0 {
+		n = len(s.chunks[y.chunk])
+	}
+	s.inUse -= n
+	if s.live[y.chunk] -= uint32(n); s.live[y.chunk] == 0 && y.chunk != s.cur {
+		s.retire(y.chunk)
+	}
+}
+
+// compact copies the symbols of chunks less than half in use into new
+// chunks, letting go of the old ones.
+func (s *symbols) compact() {
+	s.compacting = true
+	sparse := make([]bool, len(s.chunks))
+	for c, b := range s.chunks {
+		sparse[c] = b != nil && int(s.live[c])*2 < cap(b)
+	}
+	if s.cur != 0 {
+		if s.live[s.cur] == 0 {
+			s.retire(s.cur)
+		}
+		s.cur = 0 // new strings go to new chunks
+	}
+	for id := 1; id < len(s.syms); id++ {
+		y := s.syms[id]
+		if y.chunk == 0 || !sparse[y.chunk] {
+			continue
+		}
+		c, span := s.put(s.str(uint32(id)))
+		s.syms[id].chunk, s.syms[id].span = c, span
+		s.drop(y)
+	}
+	s.freeChunks = append(s.freeChunks, s.retired...)
+	s.retired = s.retired[:0]
+	s.compacting = false
+	s.compacted++
 }
 
 // refFile returns a symbol of the files table for a file and its inode,
@@ -410,8 +552,12 @@ func (s *symbols) refFile(str string, inode uint64) uint32 {
 		return 0
 	}
 	id := s.last[fieldFile]
-	if id == 0 || s.syms[id].str != str || s.inodes[id] != inode {
-		id = s.take(str)
+	if id == 0 || s.str(id) != str || s.inodes[id] != inode {
+		if str == "" {
+			id = s.takeEmpty()
+		} else {
+			id = s.take(str)
+		}
 		s.inodes[id] = inode
 		s.last[fieldFile] = id
 	}
@@ -419,19 +565,42 @@ func (s *symbols) refFile(str string, inode uint64) uint32 {
 	return id
 }
 
+// takeEmpty returns a new symbol for "" (a file known by its inode alone).
+func (s *symbols) takeEmpty() uint32 {
+	if n := len(s.free); n > 0 {
+		id := s.free[n-1]
+		s.free = s.free[:n-1]
+		return id
+	}
+	s.syms = append(s.syms, symbol{})
+	if s.inodes != nil {
+		s.inodes = append(s.inodes, 0)
+	}
+	return uint32(len(s.syms) - 1)
+}
+
 // unref counts one entry fewer holding symbol id.
 func (s *symbols) unref(id uint32) {
 	if id == 0 {
 		return
 	}
-	if y := &s.syms[id]; y.refs > 1 {
+	y := &s.syms[id]
+	if y.refs > 1 {
 		y.refs--
-	} else {
-		*y = symbol{}
-		if s.inodes != nil {
-			s.inodes[id] = 0
-		}
-		s.free = append(s.free, id)
+		return
+	}
+	old := *y
+	*y = symbol{}
+	if s.inodes != nil {
+		s.inodes[id] = 0
+	}
+	s.free = append(s.free, id)
+	if old.chunk == 0 {
+		return
+	}
+	s.drop(old)
+	if s.held > 2*s.inUse+max(compactSlack, s.inUse/2) {
+		s.compact()
 	}
 }
 
@@ -951,11 +1120,11 @@ func (w *Windows) AddHashed(k GroupKey, h uint64, e Entry) *Group {
 		w.lastIP, w.lastBits = e.IP, bitsOf(e.IP) // the groups of a line share it
 	}
 	ip := w.lastBits
-	syms := w.syms.syms
+	syms := w.syms
 	for i, n := int(g.n)-1, 0; !newMinute && i >= 0 && n < 4; i, n = i-1, n+1 {
 		x := g.slot(i)
 		if x.minute == e.Minute && x.ip == ip.b && x.ipKind == ip.kind && x.outcome == e.Outcome && x.stale == e.Stale &&
-			syms[x.identity].str == e.Identity && syms[x.credential].str == e.Credential && syms[x.zone].str == ip.zone {
+			syms.str(x.identity) == e.Identity && syms.str(x.credential) == e.Credential && syms.str(x.zone) == ip.zone {
 			x.count += e.Count
 			x.firstSec, x.lastSec = min(x.firstSec, e.FirstSec), max(x.lastSec, e.LastSec)
 			return g

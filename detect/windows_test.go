@@ -271,7 +271,7 @@ func TestGroupKeyHash(t *testing.T) {
 // is stored in 64 bytes (a cache line) without pointers: a flood retains
 // max_entries of them. A group in the slab is 192 bytes, three lines: its
 // header, its first entry, its key; a compact one (a one-off address,
-// identity or key of a flood) 48, and a string's symbol 24.
+// identity or key of a flood) 48, and a string's symbol 12.
 func TestEntrySecondsAndSize(t *testing.T) {
 	if s := detect.SlotSize; s > 64 {
 		t.Errorf("a stored entry is %d bytes, want at most 64", s)
@@ -282,8 +282,8 @@ func TestEntrySecondsAndSize(t *testing.T) {
 	if s := detect.CompactSize; s != 48 {
 		t.Errorf("a compact group is %d bytes, want 48", s)
 	}
-	if s := detect.SymbolSize; s != 24 {
-		t.Errorf("a symbol is %d bytes, want 24", s)
+	if s := detect.SymbolSize; s != 12 {
+		t.Errorf("a symbol is %d bytes, want 12", s)
 	}
 	for _, tc := range []struct{ first, last int64 }{{1764324000, 1764324000}, {1764324007, 1764324059}, {1764324059, 1764324059}} {
 		w := detect.NewWindows(detect.WindowOptions{})

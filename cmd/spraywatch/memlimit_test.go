@@ -9,14 +9,20 @@ import (
 )
 
 func TestLimitFor(t *testing.T) {
-	for _, c := range []struct{ floor, live, want int64 }{
-		{128 << 20, 0, 128 << 20},
-		{128 << 20, 64 << 20, 128 << 20},
-		{128 << 20, 100 << 20, 150 << 20},
-		{128 << 20, 400 << 20, 600 << 20},
+	for _, c := range []struct {
+		floor, live int64
+		headroom    float64
+		want        int64
+	}{
+		{128 << 20, 0, 0.5, 128 << 20},
+		{128 << 20, 64 << 20, 0.5, 128 << 20},
+		{128 << 20, 100 << 20, 0.5, 150 << 20},
+		{128 << 20, 400 << 20, 0.5, 600 << 20},
+		{128 << 20, 100 << 20, 0.4, 140 << 20},
+		{128 << 20, 80 << 20, 0.4, 128 << 20},
 	} {
-		if got := limitFor(c.floor, c.live); got != c.want {
-			t.Errorf("limitFor(%d, %d) = %d, want %d", c.floor, c.live, got, c.want)
+		if got := limitFor(c.floor, c.live, c.headroom); got != c.want {
+			t.Errorf("limitFor(%d, %d, %g) = %d, want %d", c.floor, c.live, c.headroom, got, c.want)
 		}
 	}
 }
