@@ -116,6 +116,10 @@ func (e *Engine) judge(g *detect.Group, now int64) {
 		e.judgeGroup(g, now)
 		return
 	}
+	if !quietNets {
+		e.judgeGroup(g, now)
+		return
+	}
 	if e.stillQuiet(g, now) {
 		return // judged this minute, and nothing came that could change it
 	}

@@ -221,6 +221,10 @@ func (e *Engine) rejudgeRestored(dirty []*detect.Group) {
 // nothing new about claims, shared keys or incidents, stuffing's verdict
 // (and the network spray's) is the same: only tries grew, and those rules
 // want few. So the new entries are looked at instead of the window.
+//
+// quietNets turns the memo on (tests turn it off to compare).
+var quietNets = true
+
 type quietMemo struct {
 	minute int64
 	m      map[uint64]*quietNet

@@ -75,6 +75,24 @@ func (l *startLog) rotation(n int, d time.Duration) {
 	}
 }
 
+// template: a deploy that sends one template key from each of n servers
+// of a /24, each its own identity, for 20 minutes from the log's start,
+// every 30 s, then their own keys.
+func (l *startLog) template(n int, d time.Duration) {
+	for s := range n {
+		ip := netip.AddrFrom4([4]byte{198, 19, 6, byte(s + 1)})
+		ident := fmt.Sprintf("acme-api-%02d", s+1)
+		fixed := 20*time.Minute + time.Duration(s)*10*time.Second
+		for at := time.Duration(l.r.IntN(31)) * time.Second; at < d; at += 30 * time.Second {
+			if at < fixed {
+				l.add(at, ip, ident, "sk_live_TMPL", 401)
+			} else {
+				l.add(at, ip, ident, "sk_live_own"+ident, 200)
+			}
+		}
+	}
+}
+
 func (l *startLog) sorted() []ingest.Event {
 	slices.SortStableFunc(l.evs, func(a, b ingest.Event) int { return a.Time.Compare(b.Time) })
 	for i := range l.evs {
@@ -90,22 +108,26 @@ func from(evs []ingest.Event, at time.Time) []ingest.Event {
 	return evs[i:]
 }
 
-// The abandoned integrations of one /24 and a fleet's key rotation seen
-// from its start raise nothing, wherever the input begins: at the very
-// first line, or anywhere later (a log cut, a daemon started at a log's
-// end), replayed whole or by a daemon restarted a few minutes in.
+// The abandoned integrations of one /24 raise nothing, wherever the input
+// begins: at the very first line, or anywhere later (a log cut, a daemon
+// started at a log's end), replayed whole or by a daemon restarted a few
+// minutes in; nor does a fleet's key rotation, or a deploy sending a
+// template key from every server, seen from its start.
 func TestStartOfInputRaisesNoStuffing(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(uint64(seed), 1))
 	d := 4 * time.Hour
-	for _, pattern := range []string{"abandoned", "rotation"} {
+	for _, pattern := range []string{"abandoned", "rotation", "template"} {
 		l := &startLog{r: r, t0: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)}
 		l.clients(40, d)
-		if pattern == "abandoned" {
+		switch pattern {
+		case "abandoned":
 			l.abandoned(15+r.IntN(11), d)
-		} else {
-			l.rotation(50, d)
+		case "rotation":
+			l.rotation(20+r.IntN(31), d)
+		case "template":
+			l.template(20+r.IntN(31), d)
 		}
 		evs := l.sorted()
 		cuts := []time.Duration{0}
@@ -199,18 +221,12 @@ func TestAttackAtTheStartOfInputIsRaised(t *testing.T) {
 			l.clients(30, d)
 			l.abandoned(20, d)
 			evs := l.sorted()
-			t.Run(fmt.Sprintf("%s %d", c.kind, trial), func(t *testing.T) {
-				e := rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
-				var incs []*detect.Incident
-				for i := range evs {
-					e.Observe(&evs[i])
-					if i%500 == 0 {
-						b, _ := e.TakeBatch(detect.Batch{})
-						incs = append(incs, b.Incidents...)
-					}
-				}
-				b, _ := e.TakeBatch(detect.Batch{})
-				incs = append(incs, b.Incidents...)
+			restart := 0
+			if trial == 2 { // a daemon restarted after the attack's end, before its window is whole
+				restart, _ = slices.BinarySearchFunc(evs, l.t0.Add(c.window*2/3), func(e ingest.Event, t time.Time) int { return e.Time.Compare(t) })
+			}
+			t.Run(fmt.Sprintf("%s %d restart %d", c.kind, trial, restart), func(t *testing.T) {
+				incs := startDaemon(t, evs, restart)
 				var got []*detect.Incident
 				for _, inc := range incs {
 					if inc.Kind == detect.KindNoRateLimit || inc.Kind == detect.KindCompromise {
@@ -238,4 +254,39 @@ func TestAttackAtTheStartOfInputIsRaised(t *testing.T) {
 			})
 		}
 	}
+}
+
+// startDaemon judges evs as a daemon does, with no end of input: restarted
+// (restored from its store) before line restart if it is not 0. It
+// returns the incidents it stored.
+func startDaemon(t *testing.T, evs []ingest.Event, restart int) []*detect.Incident {
+	t.Helper()
+	ctx := context.Background()
+	s := openStore(t)
+	e := rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
+	for i := range evs {
+		if i == restart && restart > 0 {
+			if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
+				t.Fatal(err)
+			}
+			e = rules.NewEngine(rules.Options{Config: rules.DefaultConfig()})
+			if err := e.Restore(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.Observe(&evs[i])
+		if i%2000 == 0 {
+			if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := e.Flush(ctx, s, detect.Batch{}); err != nil {
+		t.Fatal(err)
+	}
+	incs, err := s.Incidents(ctx, detect.IncidentFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return incs
 }
