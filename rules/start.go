@@ -231,6 +231,10 @@ type quietMemo struct {
 }
 
 type quietNet struct {
+	// dead: a line of a new shape came this minute (a busy network's lines
+	// keep bringing them): the memo is not built again until the next
+	// minute, so such a network costs at most one more scan a minute.
+	dead   bool
 	state  quietState
 	n      int // entries looked at
 	shapes map[quietShape]struct{}
@@ -273,11 +277,11 @@ func (e *Engine) stillQuiet(g *detect.Group, now int64) bool {
 	m := e.scratch.quiet.at(now)
 	h := g.KeyHash()
 	q := m[h]
-	if q == nil {
+	if q == nil || q.dead {
 		return false
 	}
 	if q.state != e.quietState(g) || q.n > g.Len() {
-		delete(m, h)
+		delete(m, h) // (the minute's prune, say: built again)
 		return false
 	}
 	for i := q.n; i < g.Len(); i++ {
@@ -288,12 +292,12 @@ func (e *Engine) stillQuiet(g *detect.Group, now int64) bool {
 		switch {
 		case en.Outcome == ingest.Success:
 			if _, ok := q.succ[en.Identity]; !ok && en.Identity != "" {
-				delete(m, h)
+				q.dead = true
 				return false
 			}
 		case en.Outcome.Attempt():
 			if _, ok := q.shapes[quietShape{en.IP, en.Identity, en.Credential}]; !ok && e.counted(g, &en) {
-				delete(m, h)
+				q.dead = true
 				return false
 			}
 		}
@@ -307,6 +311,9 @@ func (e *Engine) stillQuiet(g *detect.Group, now int64) bool {
 func (e *Engine) noteQuiet(g *detect.Group, now int64) {
 	m := e.scratch.quiet.at(now)
 	h := g.KeyHash()
+	if q := m[h]; q != nil && q.dead {
+		return
+	}
 	q := &quietNet{state: e.quietState(g), n: g.Len(), shapes: map[quietShape]struct{}{}, succ: map[string]struct{}{}}
 	from := now - minutes(e.cfg.Stuffing.Window) + 1
 	for i := range g.Len() {
