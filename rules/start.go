@@ -234,7 +234,10 @@ type quietNet struct {
 	// dead: a line of a new shape came this minute (a busy network's lines
 	// keep bringing them): the memo is not built again until the next
 	// minute, so such a network costs at most one more scan a minute.
-	dead   bool
+	dead bool
+	// once: judged once this minute, no memo built yet: a network judged
+	// once a minute (most are) never pays for one.
+	once   bool
 	state  quietState
 	n      int // entries looked at
 	shapes map[quietShape]struct{}
@@ -277,7 +280,7 @@ func (e *Engine) stillQuiet(g *detect.Group, now int64) bool {
 	m := e.scratch.quiet.at(now)
 	h := g.KeyHash()
 	q := m[h]
-	if q == nil || q.dead {
+	if q == nil || q.dead || q.once {
 		return false
 	}
 	if q.state != e.quietState(g) || q.n > g.Len() {
@@ -307,11 +310,15 @@ func (e *Engine) stillQuiet(g *detect.Group, now int64) bool {
 }
 
 // noteQuiet remembers network g's judgement at now, which raised and held
-// nothing.
+// nothing, from its second such judgement in the minute.
 func (e *Engine) noteQuiet(g *detect.Group, now int64) {
 	m := e.scratch.quiet.at(now)
 	h := g.KeyHash()
-	if q := m[h]; q != nil && q.dead {
+	switch q := m[h]; {
+	case q == nil:
+		m[h] = &quietNet{once: true}
+		return
+	case q.dead:
 		return
 	}
 	q := &quietNet{state: e.quietState(g), n: g.Len(), shapes: map[quietShape]struct{}{}, succ: map[string]struct{}{}}
