@@ -116,8 +116,8 @@ func (e *Engine) judge(g *detect.Group, now int64) {
 		e.judgeGroup(g, now)
 		return
 	}
-	if !quietNets {
-		e.judgeGroup(g, now)
+	if !quietNets || g.Len() < quietMin {
+		e.judgeGroup(g, now) // (a small network costs less to judge than to remember)
 		return
 	}
 	if e.stillQuiet(g, now) {

@@ -225,6 +225,9 @@ func (e *Engine) rejudgeRestored(dirty []*detect.Group) {
 // quietNets turns the memo on (tests turn it off to compare).
 var quietNets = true
 
+// quietMin is the fewest entries a network needs to be remembered.
+const quietMin = 64
+
 type quietMemo struct {
 	minute int64
 	m      map[uint64]*quietNet
