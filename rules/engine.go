@@ -164,6 +164,13 @@ type Engine struct {
 	// maxRetain is the longest retention of any grouping, in seconds.
 	maxRetain int64
 
+	// holds are the groups whose verdict waits for a window the start of
+	// input cut short, and the minute to judge them again (start.go);
+	// holdsOff judges without holding (the end of input).
+	holds    map[detect.GroupKey]held
+	holdSeq  int64
+	holdsOff bool
+
 	scratch scratch
 	maxSet  int // Options.MaxIncidentSet
 	// maxClaims bounds claimed like the windows' entries (Options.MaxEntries):
@@ -179,7 +186,10 @@ type openKey struct {
 
 type clock struct {
 	watermark int64 // Unix seconds of the source's latest event (or tick)
-	lastEval  int64
+	// first is the Unix seconds of the source's first event, or of its
+	// first stored row after Restore (0 before either): see start.go.
+	first    int64
+	lastEval int64
 	// held are lines dated ahead of the watermark, waiting to be taken or
 	// left out (holdAhead).
 	held        []ingest.Event
@@ -425,6 +435,9 @@ func (e *Engine) observe(ev *ingest.Event, n int64, line bool) (routine bool) {
 	e.Events += n
 	t := ev.Time.Unix()
 	c := e.clockOf(ev.Source)
+	if c.first == 0 {
+		c.first = t
+	}
 	if t > c.watermark {
 		c.watermark = t
 		e.watermark = max(e.watermark, t)
@@ -806,6 +819,7 @@ func (e *Engine) evaluate() {
 	for _, c := range e.clocks {
 		c.lastEval = c.watermark
 	}
+	e.judgeHeld(false)
 	e.judgeDirty()
 	e.closeIdle()
 	if now := e.watermark / 60; now > e.lastPrune {
@@ -985,6 +999,7 @@ func (e *Engine) Finish() {
 	}
 	e.judgeDirty()
 	e.takeAllHeld()
+	e.judgeHeld(true)
 	ids := make([]int64, 0, len(e.live))
 	for id := range e.live {
 		ids = append(ids, id)

@@ -23,6 +23,7 @@ type scratch struct {
 	// bounds what it found of the groups judged in the current minute.
 	idents []string
 	bounds identBounds
+	quiet  quietMemo // (start.go)
 }
 
 // identityBound turns manyIdentities on (tests turn it off to compare).
@@ -111,36 +112,56 @@ func (e *Engine) judge(g *detect.Group, now int64) {
 	if g.Attempts < e.minAttempts[g.Grouping()] {
 		return // too few failures for any rule of this grouping
 	}
+	if g.Grouping() != detect.ByNet {
+		e.judgeGroup(g, now)
+		return
+	}
+	if !quietNets || g.Len() < quietMin {
+		e.judgeGroup(g, now) // (a small network costs less to judge than to remember)
+		return
+	}
+	if e.stillQuiet(g, now) {
+		return // judged this minute, and nothing came that could change it
+	}
+	before := e.quietState(g)
+	if e.judgeGroup(g, now) && e.quietState(g) == before {
+		e.noteQuiet(g, now)
+	}
+}
+
+// judgeGroup is judge without the memo of quiet networks (start.go); it
+// reports whether g's rules were judged (not left out as too small, or
+// already an incident).
+func (e *Engine) judgeGroup(g *detect.Group, now int64) bool {
 	if e.openOnHash(g.KeyHash()) {
 		for _, kind := range kindsOf[g.Grouping()] {
 			if e.open[openKey{g.Key(), kind}] != nil {
-				return // the group's attack is already an incident being updated
+				return false // the group's attack is already an incident being updated
 			}
 		}
 	}
 	if identityBound && g.Grouping() != detect.ByIdentity && !e.manyIdentities(g, now, int(e.minAttempts[g.Grouping()])) {
-		return // too few identities for any rule of this grouping
+		return false // too few identities for any rule of this grouping
 	}
 	switch g.Grouping() {
 	case detect.ByIP:
-		if e.judgeSpray(g, now) || e.judgeStuffing(g, now) {
-			return
+		if !e.judgeSpray(g, now) && !e.judgeStuffing(g, now) {
+			e.judgeManySpray(g, now)
 		}
-		e.judgeManySpray(g, now)
 	case detect.ByNet:
 		if e.credentialless(g.Source()) {
 			e.judgeNetSpray(g, now)
-			return
+		} else {
+			e.judgeStuffing(g, now)
 		}
-		e.judgeStuffing(g, now)
 	case detect.ByCredential:
-		if e.judgeDistributed(g, now) {
-			return
+		if !e.judgeDistributed(g, now) {
+			e.judgeLowAndSlow(g, now)
 		}
-		e.judgeLowAndSlow(g, now)
 	case detect.ByIdentity:
 		e.judgeBruteForce(g, now)
 	}
+	return true
 }
 
 func (e *Engine) judgeSpray(g *detect.Group, now int64) bool {
@@ -255,6 +276,14 @@ func (e *Engine) judgeStuffing(g *detect.Group, now int64) bool {
 				return false
 			}
 		}
+	}
+	if e.retried(g, now-minutes(r.Window)+1, now, r.MaxTriesPerIdentity) {
+		return false // the identities' keys were retried before the window (start.go)
+	}
+	if e.hold(g, r.Window, now) {
+		return true // judged again when the window is whole (start.go)
+	}
+	if g.Grouping() == detect.ByNet {
 		if tr := e.storm(g); tr != nil {
 			e.join(g, tr)
 			return true
@@ -297,6 +326,9 @@ func (e *Engine) judgeDistributed(g *detect.Group, now int64) bool {
 	st := e.stats(g, now-minutes(r.Window)+1, now, r.MaxPerIdentity)
 	if st.fewTries < r.MinIdentities || st.ips < r.MinIPs {
 		return false
+	}
+	if e.hold(g, r.Window, now) {
+		return true // judged again when the window is whole (start.go)
 	}
 	e.raise(g, KindDistributedSpray, detect.SeverityHigh, detect.Rule{Name: "distributed_spray", Window: durString(r.Window),
 		Thresholds: map[string]any{"min_identities": r.MinIdentities, "min_ips": r.MinIPs, "max_failures_per_identity": r.MaxPerIdentity}})
@@ -349,6 +381,9 @@ func (e *Engine) judgeLowAndSlow(g *detect.Group, now int64) bool {
 	}
 	if ok < r.MinIdentities {
 		return false
+	}
+	if e.holdHour(g, now) {
+		return true // judged again when the first whole hour is over (start.go)
 	}
 	e.raise(g, KindLowAndSlow, detect.SeverityHigh, detect.Rule{Name: "low_and_slow_spray", Window: durString(r.Window),
 		Thresholds: map[string]any{"min_identities": r.MinIdentities, "max_failures_per_identity_per_hour": r.MaxPerIdentityPerHour}})

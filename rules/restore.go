@@ -117,12 +117,13 @@ func (e *Engine) Restore(ctx context.Context, s History) error {
 			return fmt.Errorf("restore: %w", err)
 		}
 	}
-	e.win.TakeDirty() // judged before the restart
+	dirty := e.win.TakeDirty() // judged before the restart
 	for _, c := range e.clocks {
 		c.lastEval = c.watermark
 	}
 	e.lastPrune = e.watermark / 60
 	e.reclaim()
+	e.rejudgeRestored(dirty)
 	return nil
 }
 
@@ -307,6 +308,9 @@ func (e *Engine) restoreRow(k detect.AttemptKey, c detect.AttemptCount) {
 	t := k.Minute * 60
 	c0 := e.clockOf(k.Source)
 	c0.watermark = max(c0.watermark, t)
+	if c0.first == 0 || t < c0.first {
+		c0.first = t // the store's first of the source (start.go)
+	}
 	entry := detect.Entry{Minute: k.Minute, IP: k.IP, Identity: k.Identity, Credential: k.Credential,
 		Outcome: k.Outcome, Count: uint32(min(c.Count, 1<<32-1)), Pos: c.Pos}
 	if ingest.IsSchemePrefix(entry.Credential) {
