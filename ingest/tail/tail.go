@@ -590,6 +590,10 @@ type follower struct {
 	// without a position at a restart, the time of the last save: its
 	// siblings written since passed through it and are not history.
 	fresh time.Time
+
+	// startSaw, while the look after a start records what is there,
+	// tells the siblings the start accounted for (see step).
+	startSaw func(id [2]uint64, fi fs.FileInfo) bool
 }
 
 func (f *follower) tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
@@ -1340,14 +1344,37 @@ func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) err
 		if saved {
 			f.fresh = time.Time{} // start takes up what was rotated since
 		}
-		err := f.start(now, emit)
+		// The siblings as they were before the start looked, and the
+		// files it reported positions of: logrotate may rename, copy and
+		// truncate while it looks, and a file that appeared or changed
+		// meanwhile was not accounted for by it (a copytruncate copy
+		// made then holds lines the truncated path no longer has).
+		before := siblingStats(f.key)
+		took := map[[2]uint64]bool{}
+		err := f.start(now, func(l *Line) error {
+			took[[2]uint64{l.Pos.Dev, l.Pos.Inode}] = true
+			if l.Extra != nil {
+				took[[2]uint64{l.Extra.Dev, l.Extra.Inode}] = true
+			}
+			return emit(l)
+		})
+		if afterStart != nil {
+			afterStart()
+		}
 		if f.sibs == nil || (err == nil && saved) {
 			// What is there at the first try is accounted for (history,
 			// or taken up by start); what appears later, while the path
 			// is still missing, is not, unless a start from a saved
-			// position took it up.
+			// position took it up. Nor is what appeared or changed while
+			// the start looked, unless it took it up: the next look
+			// finds it new.
 			f.sibs = nil
+			f.startSaw = func(id [2]uint64, fi fs.FileInfo) bool {
+				b, ok := before[id]
+				return took[id] || (ok && b.size == fi.Size() && b.mtime.Equal(fi.ModTime()))
+			}
 			f.newSiblings()
+			f.startSaw = nil
 			f.newNeighbours()
 		}
 		if err != nil {
@@ -1834,6 +1861,9 @@ func (f *follower) lookSiblings() (out []*handle, now map[[2]uint64]sibling, rac
 			}
 			dev, ino := devIno(fi)
 			id := [2]uint64{dev, ino}
+			if first && f.startSaw != nil && !f.startSaw(id, fi) && !f.cur.is(dev, ino) && !f.follows(dev, ino) {
+				continue // made while a start looked: the next look's
+			}
 			seen, ok := f.sibs[id]
 			_, covered := f.covered[id]
 			if ok && seen.size == fi.Size() && seen.mtime.Equal(fi.ModTime()) && !(f.recheck && covered) {
@@ -1877,6 +1907,24 @@ func (f *follower) lookSiblings() (out []*handle, now map[[2]uint64]sibling, rac
 		}
 	}
 	return out, now, raced
+}
+
+// afterStart, when set (by tests only), runs between a follower's start
+// and the look that records what its start accounted for: what happens to
+// the files meanwhile (logrotate racing a start) is what a test puts
+// there.
+var afterStart func()
+
+// siblingStats is what each sibling of path looks like (by Lstat).
+func siblingStats(path string) map[[2]uint64]sibling {
+	out := map[[2]uint64]sibling{}
+	for _, p := range siblings(path) {
+		if fi, err := os.Lstat(p); err == nil && p != path {
+			dev, ino := devIno(fi)
+			out[[2]uint64{dev, ino}] = sibling{size: fi.Size(), mtime: fi.ModTime()}
+		}
+	}
+	return out
 }
 
 // sibling is what a rotated sibling looked like at the last look.
