@@ -150,7 +150,10 @@
 // start) reads whole the siblings written since the first Tick (or the
 // earlier first look a saved "l=" tells). A path followed again after it
 // was let go (gone under a glob, then back) starts from what was reported
-// for it, not from the positions the Tailer was made with.
+// for it, not from the positions the Tailer was made with. A sibling that
+// appears or changes while a start takes up the saved positions (logrotate
+// racing it) is not taken as accounted for unless the start reported it:
+// the next look finds it new.
 //
 // Not exercised by the model test: inode reuse (the model keeps deleted
 // files' inodes, file systems differ in how soon they reuse them; the
