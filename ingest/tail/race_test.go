@@ -26,28 +26,37 @@ func TestStartRacedByRotation(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name   string
+		pre    func(t *testing.T, path string, write func(string, int)) // before the start
 		rotate func(t *testing.T, path string, write func(string, int))
 	}{
-		{"copytruncate", func(t *testing.T, path string, write func(string, int)) {
+		{"copytruncate", nil, func(t *testing.T, path string, write func(string, int)) {
 			write(path, 5)
 			raw, err := os.ReadFile(path)
 			must(t, err)
 			must(t, os.WriteFile(path+".1", raw, 0o644))
 			must(t, os.Truncate(path, 0))
 		}},
-		{"copytruncate and more lines", func(t *testing.T, path string, write func(string, int)) {
+		{"copytruncate and more lines", nil, func(t *testing.T, path string, write func(string, int)) {
 			raw, err := os.ReadFile(path)
 			must(t, err)
 			must(t, os.WriteFile(path+".1", raw, 0o644))
 			must(t, os.Truncate(path, 0))
 			write(path, 3)
 		}},
-		{"rename and create", func(t *testing.T, path string, write func(string, int)) {
+		{"copy before the start, truncate after it", func(t *testing.T, path string, write func(string, int)) {
+			raw, err := os.ReadFile(path)
+			must(t, err)
+			must(t, os.WriteFile(path+".1", raw, 0o644))
+		}, func(t *testing.T, path string, write func(string, int)) {
+			must(t, os.Truncate(path, 0))
+			write(path, 3)
+		}},
+		{"rename and create", nil, func(t *testing.T, path string, write func(string, int)) {
 			write(path, 2)
 			must(t, os.Rename(path, path+".1"))
 			write(path, 4)
 		}},
-		{"rename, late lines, create", func(t *testing.T, path string, write func(string, int)) {
+		{"rename, late lines, create", nil, func(t *testing.T, path string, write func(string, int)) {
 			must(t, os.Rename(path, path+".1"))
 			write(path+".1", 2)
 			write(path, 4)
@@ -74,6 +83,9 @@ func TestStartRacedByRotation(t *testing.T) {
 			must(t, tl.Tick(ctx, now, c1.emit))
 			tl.Close()
 			write(path, 10) // read by the restarted Tailer
+			if c.pre != nil {
+				c.pre(t, path, write)
+			}
 			var saved []tail.Position
 			for _, p := range c1.pos {
 				saved = append(saved, p)
