@@ -1,6 +1,8 @@
 package tail_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"os"
@@ -50,6 +52,23 @@ func TestStartRacedByRotation(t *testing.T) {
 		}, func(t *testing.T, path string, write func(string, int)) {
 			must(t, os.Truncate(path, 0))
 			write(path, 3)
+		}},
+		{"a copy the start read, compressed meanwhile", func(t *testing.T, path string, write func(string, int)) {
+			raw, err := os.ReadFile(path)
+			must(t, err)
+			must(t, os.WriteFile(path+".1", raw, 0o644))
+			must(t, os.Truncate(path, 0))
+			write(path, 4)
+		}, func(t *testing.T, path string, write func(string, int)) {
+			must(t, os.Rename(path+".1", path+".2"))
+			raw, err := os.ReadFile(path + ".2")
+			must(t, err)
+			var gz bytes.Buffer
+			zw := gzip.NewWriter(&gz)
+			zw.Write(raw)
+			zw.Close()
+			must(t, os.WriteFile(path+".2.gz", gz.Bytes(), 0o644))
+			must(t, os.Remove(path+".2"))
 		}},
 		{"rename and create", nil, func(t *testing.T, path string, write func(string, int)) {
 			write(path, 2)

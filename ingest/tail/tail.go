@@ -596,7 +596,7 @@ type follower struct {
 
 	// startSaw, while the look after a start records what is there,
 	// tells the siblings the start accounted for (see step).
-	startSaw func(id [2]uint64, fi fs.FileInfo) bool
+	startSaw func(id [2]uint64, fi fs.FileInfo, h *handle) bool
 }
 
 func (f *follower) tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
@@ -1353,11 +1353,15 @@ func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) err
 		// meanwhile was not accounted for by it (a copytruncate copy
 		// made then holds lines the truncated path no longer has).
 		before := siblingStats(f.key)
-		took := map[[2]uint64]bool{}
+		took, tookHeads := map[[2]uint64]bool{}, map[string]bool{}
 		err := f.start(now, func(l *Line) error {
-			took[[2]uint64{l.Pos.Dev, l.Pos.Inode}] = true
-			if l.Extra != nil {
-				took[[2]uint64{l.Extra.Dev, l.Extra.Inode}] = true
+			for _, p := range []*Position{&l.Pos, l.Extra} {
+				if p != nil {
+					took[[2]uint64{p.Dev, p.Inode}] = true
+					if fp := fingerprintOf(p.Head); headKnown(fp) && distinct(fp) {
+						tookHeads[fp] = true
+					}
+				}
 			}
 			return emit(l)
 		})
@@ -1372,9 +1376,23 @@ func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) err
 			// the start looked, unless it took it up: the next look
 			// finds it new.
 			f.sibs = nil
-			f.startSaw = func(id [2]uint64, fi fs.FileInfo) bool {
-				b, ok := before[id]
-				return took[id] || (ok && b.size == fi.Size() && b.mtime.Equal(fi.ModTime()))
+			f.startSaw = func(id [2]uint64, fi fs.FileInfo, h *handle) bool {
+				if b, ok := before[id]; took[id] || (ok && b.size == fi.Size() && b.mtime.Equal(fi.ModTime())) {
+					return true
+				}
+				// A copy of the current file is the next look's (read
+				// from the offset read so far); one of another file the
+				// start reported (renamed or compressed since) is known.
+				if c := f.cur; c != nil && len(c.first) > 0 && len(h.first) > 0 &&
+					(bytes.HasPrefix(h.first, c.first) || bytes.HasPrefix(c.first, h.first)) {
+					return false
+				}
+				for fp := range tookHeads {
+					if h.extends(fp) {
+						return true
+					}
+				}
+				return false
 			}
 			f.newSiblings()
 			f.startSaw = nil
@@ -1864,9 +1882,6 @@ func (f *follower) lookSiblings() (out []*handle, now map[[2]uint64]sibling, rac
 			}
 			dev, ino := devIno(fi)
 			id := [2]uint64{dev, ino}
-			if first && f.startSaw != nil && !f.startSaw(id, fi) && !f.cur.is(dev, ino) && !f.follows(dev, ino) {
-				continue // made while a start looked: the next look's
-			}
 			seen, ok := f.sibs[id]
 			_, covered := f.covered[id]
 			if ok && seen.size == fi.Size() && seen.mtime.Equal(fi.ModTime()) && !(f.recheck && covered) {
@@ -1890,6 +1905,11 @@ func (f *follower) lookSiblings() (out []*handle, now map[[2]uint64]sibling, rac
 			if h.partialGz() {
 				// Being compressed (its original is still there): not
 				// there yet; the next look sees it anew.
+				h.close()
+				continue
+			}
+			if first && f.startSaw != nil && !f.cur.is(dev, ino) && !f.follows(dev, ino) && !f.startSaw(id, fi, h) {
+				// Made or changed while a start looked: the next look's.
 				h.close()
 				continue
 			}
