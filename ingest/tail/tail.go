@@ -152,7 +152,8 @@
 // was let go (gone under a glob, then back) starts from what was reported
 // for it, not from the positions the Tailer was made with. A sibling that
 // appears or changes while a start takes up the saved positions (logrotate
-// racing it) is not taken as accounted for unless the start reported it:
+// racing it) is accounted for only if the start reported it, or it starts
+// with a file the start reported and is no copy of the path's file: else
 // the next look finds it new.
 //
 // Not exercised by the model test: inode reuse (the model keeps deleted
