@@ -1939,14 +1939,30 @@ func (f *follower) lookSiblings() (out []*handle, now map[[2]uint64]sibling, rac
 // there.
 var afterStart func()
 
-// siblingStats is what each sibling of path looks like (by Lstat).
+// siblingStats is what each sibling of path looks like (by Lstat). A
+// listing that races logrotate's renames may miss a file: the names are
+// listed until two listings agree (or a few times), and what any of them
+// found is kept.
 func siblingStats(path string) map[[2]uint64]sibling {
 	out := map[[2]uint64]sibling{}
-	for _, p := range siblings(path) {
-		if fi, err := os.Lstat(p); err == nil && p != path {
-			dev, ino := devIno(fi)
-			out[[2]uint64{dev, ino}] = sibling{size: fi.Size(), mtime: fi.ModTime()}
+	add := func(names []string) map[string][2]uint64 {
+		ids := map[string][2]uint64{}
+		for _, p := range names {
+			if fi, err := os.Lstat(p); err == nil && p != path {
+				dev, ino := devIno(fi)
+				ids[p] = [2]uint64{dev, ino}
+				out[ids[p]] = sibling{size: fi.Size(), mtime: fi.ModTime()}
+			}
 		}
+		return ids
+	}
+	ids := add(siblings(path))
+	for try := 0; try < 3; try++ {
+		again := add(siblings(path))
+		if maps.Equal(ids, again) {
+			break
+		}
+		ids = again
 	}
 	return out
 }
