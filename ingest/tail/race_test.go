@@ -27,25 +27,26 @@ func TestStartRacedByRotation(t *testing.T) {
 		return fmt.Sprintf("line %04d %s", i, strings.Repeat("x", 60+i%7))
 	}
 	for _, c := range []struct {
-		name   string
-		pre    func(t *testing.T, path string, write func(string, int)) // before the start
-		rotate func(t *testing.T, path string, write func(string, int))
+		name    string
+		running func(t *testing.T, path string, write func(string, int)) // while the first Tailer runs
+		pre     func(t *testing.T, path string, write func(string, int)) // before the start
+		rotate  func(t *testing.T, path string, write func(string, int))
 	}{
-		{"copytruncate", nil, func(t *testing.T, path string, write func(string, int)) {
+		{"copytruncate", nil, nil, func(t *testing.T, path string, write func(string, int)) {
 			write(path, 5)
 			raw, err := os.ReadFile(path)
 			must(t, err)
 			must(t, os.WriteFile(path+".1", raw, 0o644))
 			must(t, os.Truncate(path, 0))
 		}},
-		{"copytruncate and more lines", nil, func(t *testing.T, path string, write func(string, int)) {
+		{"copytruncate and more lines", nil, nil, func(t *testing.T, path string, write func(string, int)) {
 			raw, err := os.ReadFile(path)
 			must(t, err)
 			must(t, os.WriteFile(path+".1", raw, 0o644))
 			must(t, os.Truncate(path, 0))
 			write(path, 3)
 		}},
-		{"copy before the start, truncate after it", func(t *testing.T, path string, write func(string, int)) {
+		{"copy before the start, truncate after it", nil, func(t *testing.T, path string, write func(string, int)) {
 			raw, err := os.ReadFile(path)
 			must(t, err)
 			must(t, os.WriteFile(path+".1", raw, 0o644))
@@ -53,7 +54,7 @@ func TestStartRacedByRotation(t *testing.T) {
 			must(t, os.Truncate(path, 0))
 			write(path, 3)
 		}},
-		{"a copy the start read, compressed meanwhile", func(t *testing.T, path string, write func(string, int)) {
+		{"a copy the start read, compressed meanwhile", nil, func(t *testing.T, path string, write func(string, int)) {
 			raw, err := os.ReadFile(path)
 			must(t, err)
 			must(t, os.WriteFile(path+".1", raw, 0o644))
@@ -70,12 +71,29 @@ func TestStartRacedByRotation(t *testing.T) {
 			must(t, os.WriteFile(path+".2.gz", gz.Bytes(), 0o644))
 			must(t, os.Remove(path+".2"))
 		}},
-		{"rename and create", nil, func(t *testing.T, path string, write func(string, int)) {
+		{"a copy read before, compressed while the start looks", func(t *testing.T, path string, write func(string, int)) {
+			raw, err := os.ReadFile(path)
+			must(t, err)
+			must(t, os.WriteFile(path+".1", raw, 0o644))
+			must(t, os.Truncate(path, 0))
+			write(path, 3)
+		}, nil, func(t *testing.T, path string, write func(string, int)) {
+			must(t, os.Rename(path+".1", path+".2"))
+			raw, err := os.ReadFile(path + ".2")
+			must(t, err)
+			var gz bytes.Buffer
+			zw := gzip.NewWriter(&gz)
+			zw.Write(raw)
+			zw.Close()
+			must(t, os.WriteFile(path+".2.gz", gz.Bytes(), 0o644))
+			must(t, os.Remove(path+".2"))
+		}},
+		{"rename and create", nil, nil, func(t *testing.T, path string, write func(string, int)) {
 			write(path, 2)
 			must(t, os.Rename(path, path+".1"))
 			write(path, 4)
 		}},
-		{"rename, late lines, create", nil, func(t *testing.T, path string, write func(string, int)) {
+		{"rename, late lines, create", nil, nil, func(t *testing.T, path string, write func(string, int)) {
 			must(t, os.Rename(path, path+".1"))
 			write(path+".1", 2)
 			write(path, 4)
@@ -100,6 +118,11 @@ func TestStartRacedByRotation(t *testing.T) {
 			c1 := &collector{}
 			tl := tail.New(tail.Options{Patterns: []string{path}, RotateWait: time.Minute})
 			must(t, tl.Tick(ctx, now, c1.emit))
+			if c.running != nil {
+				c.running(t, path, write)
+				must(t, tl.Tick(ctx, now.Add(time.Second), c1.emit))
+				must(t, tl.Tick(ctx, now.Add(2*time.Second), c1.emit))
+			}
 			tl.Close()
 			write(path, 10) // read by the restarted Tailer
 			if c.pre != nil {

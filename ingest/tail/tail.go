@@ -1355,6 +1355,13 @@ func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) err
 		// made then holds lines the truncated path no longer has).
 		before := siblingStats(f.key)
 		took, tookHeads := map[[2]uint64]bool{}, map[string]bool{}
+		for k, p := range f.t.saved {
+			// Files read to their end before (done records).
+			if fp := fingerprintOf(p.Head); (k == f.key+RotatedSuffix || extraKeyOf(f.key, k)) &&
+				strings.HasPrefix(p.Head, donePrefix) && headKnown(fp) && distinct(fp) {
+				tookHeads[fp] = true
+			}
+		}
 		err := f.start(now, func(l *Line) error {
 			for _, p := range []*Position{&l.Pos, l.Extra} {
 				if p != nil {
