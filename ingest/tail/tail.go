@@ -153,8 +153,8 @@
 // for it, not from the positions the Tailer was made with. A sibling that
 // appears or changes while a start takes up the saved positions (logrotate
 // racing it) is accounted for only if the start reported it, or it starts
-// with a file the start reported and is no copy of the path's file: else
-// the next look finds it new.
+// with a file the start reported or a done record names, and is no copy of
+// the path's file: else the next look finds it new.
 //
 // Not exercised by the model test: inode reuse (the model keeps deleted
 // files' inodes, file systems differ in how soon they reuse them; the
