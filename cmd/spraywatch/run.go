@@ -177,6 +177,12 @@ type runner struct {
 	parsers   map[string]*ingest.Parser
 	positions map[posKey]detect.Position
 	dirtyPos  map[posKey]bool
+	// held counts, per source, the lines the detector holds back as dated
+	// ahead of the source's others; while it holds any (waiting), the
+	// source's positions wait in waitPos (see notePos).
+	held    map[string]int64
+	waiting map[string]bool
+	waitPos map[posKey]tail.Position
 
 	readers    *readers
 	clocks     map[string]*sourceClock
@@ -323,6 +329,7 @@ func (r *runner) session(ctx context.Context, hup chan os.Signal) error {
 	// Positions of the last good write to a database since replaced
 	// (corrupt) come first: the lines after them were never stored.
 	r.positions, r.dirtyPos = map[posKey]detect.Position{}, map[posKey]bool{}
+	r.held, r.waiting, r.waitPos = map[string]int64{}, map[string]bool{}, map[posKey]tail.Position{}
 	for _, p := range saved {
 		r.positions[posKey{p.Source, p.Path}] = p
 	}
@@ -359,7 +366,8 @@ func (r *runner) session(ctx context.Context, hup chan os.Signal) error {
 	// Stop the readers first, count what they already handed over, then
 	// write counts and positions last.
 	r.stopReaders()
-	r.det.TickSource(cfg.Sources[0].Name, time.Time{}) // judge what the last lines changed
+	// Judge what the last lines changed.
+	r.settleHeld(cfg.Sources[0].Name, func() { r.det.TickSource(cfg.Sources[0].Name, time.Time{}) })
 	if r.corrupt {
 		err = fmt.Errorf("database %s is corrupt; nothing read since the last good write was stored, and it is read again once the database is replaced", cfg.Database)
 	} else if ferr := r.flushRetry(context.WithoutCancel(ctx)); ferr != nil && err == nil {
@@ -445,8 +453,15 @@ func (r *runner) startReaders(parent context.Context) *readers {
 	for _, src := range r.cfg.Sources {
 		var saved []tail.Position
 		for k, p := range r.positions {
-			if k.source == src.Name {
+			if _, ok := r.waitPos[k]; !ok && k.source == src.Name {
 				saved = append(saved, tail.Position{Key: p.Path, Dev: p.Dev, Inode: p.Inode, Head: p.Head, Offset: p.Offset})
+			}
+		}
+		// Readers restarted in a session go on from where they were,
+		// past lines the detector still holds (it counts them).
+		for k, p := range r.waitPos {
+			if k.source == src.Name {
+				saved = append(saved, p)
 			}
 		}
 		t := tail.New(tail.Options{Patterns: src.Paths, Positions: saved, StartAtEnd: r.cfg.StartAt == "end" && len(saved) == 0,
@@ -670,7 +685,7 @@ func (r *runner) tickClocks(now time.Time) {
 		if c.behind == 0 && !c.last.IsZero() {
 			at = c.last.Add(now.Sub(c.wall) - r.cfg.Lateness)
 		}
-		r.det.TickSource(name, at)
+		r.settleHeld(name, func() { r.det.TickSource(name, at) })
 	}
 }
 
@@ -679,84 +694,172 @@ func (r *runner) consume(b *lineBatch) {
 	m := r.metrics.source(b.source)
 	now := time.Now()
 	// A run of lines of one path keeps only its last position (nothing is
-	// flushed while a batch is consumed); positions are set in line order.
+	// flushed while a batch is consumed); positions are noted in line
+	// order, and those of lines the detector holds back wait with them.
 	var last *tail.Position
 	for i := range b.lines {
 		l := &b.lines[i]
+		if h := r.countLine(b, i, m, now); h.settled || h.started {
+			if last != nil {
+				r.notePos(b.source, *last)
+				last = nil
+			}
+			if h.settled {
+				r.releasePos(b.source)
+			}
+			if h.started {
+				r.waiting[b.source] = true
+			}
+		}
 		if last != nil && (last.Key != l.Pos.Key || l.Extra != nil) {
-			r.setPos(b.source, *last)
+			r.notePos(b.source, *last)
 		}
 		last = &l.Pos
 		if l.Extra != nil {
-			r.setPos(b.source, l.Pos)
-			r.setPos(b.source, *l.Extra)
+			r.notePos(b.source, l.Pos)
+			r.notePos(b.source, *l.Extra)
 			last = nil
 		}
-		if l.PositionOnly {
-			continue
-		}
-		m.read.Inc()
-		if l.TooLong {
-			m.skipped(ingest.ErrTooLong.Error())
-			r.health.line(b.source, false, false, ingest.ErrTooLong.Error(), nil)
-			continue
-		}
-		if !b.parsed {
-			m.skipped("no_parser")
-			r.health.line(b.source, false, false, "no_parser", nil)
-			continue
-		}
-		ev, err := &b.evs[i], b.errs[i]
-		switch {
-		case err == nil && ev.Time.After(now.Add(futureSlack)):
-			// A line dated far ahead (a broken clock, a forged line) must
-			// not drag the source's event time away from its real lines.
-			m.skipped(ingest.ErrFuture.Error())
-			r.health.line(b.source, false, true, "", nil)
-			continue
-		case err == nil:
-		case ingest.IsFiltered(err): // route filters, joined flask lines, banners
-			m.parsed.Inc()
-			m.skipped(err.Error())
-			r.health.line(b.source, false, true, "", nil)
-			continue
-		default:
-			m.skipped(err.Error())
-			r.health.line(b.source, false, false, err.Error(), l.Text)
-			continue
-		}
-		r.health.line(b.source, true, true, "", nil)
-		m.parsed.Inc()
-		ev.Pos = ingest.Pos{File: l.File, Inode: l.Pos.Inode, Offset: l.Offset}
-		if ev.Time.Before(r.det.SourceWatermark(b.source).Add(-r.cfg.Lateness)) {
-			m.late.Inc()
-		}
-		r.det.Observe(ev)
-		if c := r.clocks[b.source]; c != nil {
-			// The engine's clock, not the line's: a line dated ahead of
-			// the source's others does not move it (rules/clock.go).
-			if w := r.det.SourceWatermark(b.source); w.After(c.last) {
-				c.last = w
-			}
-			c.wall = now
-		}
-		m.lastEvent = ev.Time
+	}
+	if last != nil {
+		r.notePos(b.source, *last)
 	}
 	// Lines held back as dated ahead of the source's others are counted
-	// now unless they are dated ahead of this machine's clock, before
-	// their positions are saved.
-	r.det.TakeHeld(b.source, now)
+	// now unless they are dated ahead of this machine's clock; their
+	// positions move only once they are counted or left out.
+	r.settleHeld(b.source, func() { r.det.TakeHeld(b.source, now) })
 	if c := r.clocks[b.source]; c != nil {
 		if w := r.det.SourceWatermark(b.source); w.After(c.last) {
 			c.last = w
 		}
 	}
-	if last != nil {
-		r.setPos(b.source, *last)
-	}
 	// Judge at once: an incident is raised within a poll of its line.
-	r.det.TickSource(b.source, time.Time{})
+	r.settleHeld(b.source, func() { r.det.TickSource(b.source, time.Time{}) })
 	b.release()
+}
+
+// held is what counting a line did to the lines its source's detector
+// holds back (rules/clock.go: dated ahead of the source's others).
+type held struct {
+	// settled: the lines held before it were counted or left out.
+	settled bool
+	// started: it is the first of a new run of held lines.
+	started bool
+}
+
+// countLine counts line i of b (or skips it, with the reason), and reports
+// what that did to the lines held back.
+func (r *runner) countLine(b *lineBatch, i int, m *sourceMetrics, now time.Time) held {
+	l := &b.lines[i]
+	if l.PositionOnly {
+		return held{}
+	}
+	m.read.Inc()
+	if l.TooLong {
+		m.skipped(ingest.ErrTooLong.Error())
+		r.health.line(b.source, false, false, ingest.ErrTooLong.Error(), nil)
+		return held{}
+	}
+	if !b.parsed {
+		m.skipped("no_parser")
+		r.health.line(b.source, false, false, "no_parser", nil)
+		return held{}
+	}
+	ev, err := &b.evs[i], b.errs[i]
+	switch {
+	case err == nil && ev.Time.After(now.Add(futureSlack)):
+		// A line dated far ahead (a broken clock, a forged line) must
+		// not drag the source's event time away from its real lines.
+		m.skipped(ingest.ErrFuture.Error())
+		r.health.line(b.source, false, true, "", nil)
+		return held{}
+	case err == nil:
+	case ingest.IsFiltered(err): // route filters, joined flask lines, banners
+		m.parsed.Inc()
+		m.skipped(err.Error())
+		r.health.line(b.source, false, true, "", nil)
+		return held{}
+	default:
+		m.skipped(err.Error())
+		r.health.line(b.source, false, false, err.Error(), l.Text)
+		return held{}
+	}
+	r.health.line(b.source, true, true, "", nil)
+	m.parsed.Inc()
+	ev.Pos = ingest.Pos{File: l.File, Inode: l.Pos.Inode, Offset: l.Offset}
+	if ev.Time.Before(r.det.SourceWatermark(b.source).Add(-r.cfg.Lateness)) {
+		m.late.Inc()
+	}
+	before, was := r.linesSettled(), r.held[b.source]
+	r.det.Observe(ev)
+	d := r.linesSettled() - before
+	r.held[b.source] = max(0, was+1-d)
+	if c := r.clocks[b.source]; c != nil {
+		// The engine's clock, not the line's: a line dated ahead of
+		// the source's others does not move it (rules/clock.go).
+		if w := r.det.SourceWatermark(b.source); w.After(c.last) {
+			c.last = w
+		}
+		c.wall = now
+	}
+	m.lastEvent = ev.Time
+	// Held lines are counted or left out all at once (with the line
+	// that confirms or contradicts them).
+	h := held{settled: was > 0 && d >= was}
+	h.started = r.held[b.source] > 0 && (was == 0 || h.settled)
+	return h
+}
+
+// linesSettled is how many of the lines given to the detector it has
+// counted or left out (rules.Counters: Events, Ahead); the others it
+// holds back as dated ahead of their source's other lines.
+func (r *runner) linesSettled() int64 {
+	e := r.engine
+	if c, ok := r.det.(*counter); ok {
+		e = c.lines
+	}
+	if e == nil {
+		return 0
+	}
+	return e.Events + e.Ahead
+}
+
+// settleHeld runs do, which may count or leave out the lines source's
+// detector holds back (and only those of source), and moves the source's
+// positions past them if it did.
+func (r *runner) settleHeld(source string, do func()) {
+	before := r.linesSettled()
+	do()
+	if d := r.linesSettled() - before; d > 0 && r.held[source] > 0 {
+		r.held[source] = max(0, r.held[source]-d)
+		if r.held[source] == 0 {
+			r.releasePos(source)
+		}
+	}
+}
+
+// notePos moves a source's position, or, while the detector holds back
+// lines of the source, keeps it until they are counted or left out: a
+// position saved past a held line would lose it to a restart (its count
+// is not in the database yet), while no line after it is counted before
+// it is (the detector holds or drops them all).
+func (r *runner) notePos(source string, p tail.Position) {
+	if r.waiting[source] {
+		r.waitPos[posKey{source, p.Key}] = p
+		return
+	}
+	r.setPos(source, p)
+}
+
+// releasePos moves the positions that waited behind a source's held lines.
+func (r *runner) releasePos(source string) {
+	r.waiting[source] = false
+	for k, p := range r.waitPos {
+		if k.source == source {
+			r.setPos(source, p)
+			delete(r.waitPos, k)
+		}
+	}
 }
 
 func (r *runner) setPos(source string, p tail.Position) {

@@ -150,7 +150,11 @@
 // start) reads whole the siblings written since the first Tick (or the
 // earlier first look a saved "l=" tells). A path followed again after it
 // was let go (gone under a glob, then back) starts from what was reported
-// for it, not from the positions the Tailer was made with.
+// for it, not from the positions the Tailer was made with. A sibling that
+// appears or changes while a start takes up the saved positions (logrotate
+// racing it) is accounted for only if the start reported it, or it starts
+// with a file the start reported or a done record names, and is no copy of
+// the path's file: else the next look finds it new.
 //
 // Not exercised by the model test: inode reuse (the model keeps deleted
 // files' inodes, file systems differ in how soon they reuse them; the
@@ -590,6 +594,10 @@ type follower struct {
 	// without a position at a restart, the time of the last save: its
 	// siblings written since passed through it and are not history.
 	fresh time.Time
+
+	// startSaw, while the look after a start records what is there,
+	// tells the siblings the start accounted for (see step).
+	startSaw func(id [2]uint64, fi fs.FileInfo, h *handle) bool
 }
 
 func (f *follower) tick(ctx context.Context, now time.Time, emit func(*Line) error) error {
@@ -1340,14 +1348,62 @@ func (f *follower) step(ctx context.Context, now time.Time, emit func(*Line) err
 		if saved {
 			f.fresh = time.Time{} // start takes up what was rotated since
 		}
-		err := f.start(now, emit)
+		// The siblings as they were before the start looked, and the
+		// files it reported positions of: logrotate may rename, copy and
+		// truncate while it looks, and a file that appeared or changed
+		// meanwhile was not accounted for by it (a copytruncate copy
+		// made then holds lines the truncated path no longer has).
+		before := siblingStats(f.key)
+		took, tookHeads := map[[2]uint64]bool{}, map[string]bool{}
+		for k, p := range f.t.saved {
+			// Files read to their end before (done records).
+			if fp := fingerprintOf(p.Head); (k == f.key+RotatedSuffix || extraKeyOf(f.key, k)) &&
+				strings.HasPrefix(p.Head, donePrefix) && headKnown(fp) && distinct(fp) {
+				tookHeads[fp] = true
+			}
+		}
+		err := f.start(now, func(l *Line) error {
+			for _, p := range []*Position{&l.Pos, l.Extra} {
+				if p != nil {
+					took[[2]uint64{p.Dev, p.Inode}] = true
+					if fp := fingerprintOf(p.Head); headKnown(fp) && distinct(fp) {
+						tookHeads[fp] = true
+					}
+				}
+			}
+			return emit(l)
+		})
+		if afterStart != nil {
+			afterStart()
+		}
 		if f.sibs == nil || (err == nil && saved) {
 			// What is there at the first try is accounted for (history,
 			// or taken up by start); what appears later, while the path
 			// is still missing, is not, unless a start from a saved
-			// position took it up.
+			// position took it up. Nor is what appeared or changed while
+			// the start looked, unless it took it up: the next look
+			// finds it new.
 			f.sibs = nil
+			f.startSaw = func(id [2]uint64, fi fs.FileInfo, h *handle) bool {
+				if b, ok := before[id]; took[id] || (ok && b.size == fi.Size() && b.mtime.Equal(fi.ModTime())) {
+					return true
+				}
+				// A copy of the current file is the next look's (read
+				// from the offset read so far); one of another file the
+				// start reported (renamed or compressed since) is known.
+				if c := f.cur; c != nil && len(c.first) > 0 && len(h.first) > 0 &&
+					(bytes.HasPrefix(h.first, c.first) || bytes.HasPrefix(c.first, h.first)) {
+					return false
+				}
+				for fp := range tookHeads {
+					if h.extends(fp) {
+						return true
+					}
+				}
+				return false
+			}
 			f.newSiblings()
+			f.startSaw = nil
 			f.newNeighbours()
 		}
 		if err != nil {
@@ -1860,6 +1916,11 @@ func (f *follower) lookSiblings() (out []*handle, now map[[2]uint64]sibling, rac
 				h.close()
 				continue
 			}
+			if first && f.startSaw != nil && !f.cur.is(dev, ino) && !f.follows(dev, ino) && !f.startSaw(id, fi, h) {
+				// Made or changed while a start looked: the next look's.
+				h.close()
+				continue
+			}
 			now[id] = sibling{head: h.head, size: h.size, mtime: h.mtime}
 			// The same file, grown or renamed, or one whose content is
 			// accounted for; an inode may have been freed and reused.
@@ -1877,6 +1938,40 @@ func (f *follower) lookSiblings() (out []*handle, now map[[2]uint64]sibling, rac
 		}
 	}
 	return out, now, raced
+}
+
+// afterStart, when set (by tests only), runs between a follower's start
+// and the look that records what its start accounted for: what happens to
+// the files meanwhile (logrotate racing a start) is what a test puts
+// there.
+var afterStart func()
+
+// siblingStats is what each sibling of path looks like (by Lstat). A
+// listing that races logrotate's renames may miss a file: the names are
+// listed until two listings agree (or a few times), and what any of them
+// found is kept.
+func siblingStats(path string) map[[2]uint64]sibling {
+	out := map[[2]uint64]sibling{}
+	add := func(names []string) map[string][2]uint64 {
+		ids := map[string][2]uint64{}
+		for _, p := range names {
+			if fi, err := os.Lstat(p); err == nil && p != path {
+				dev, ino := devIno(fi)
+				ids[p] = [2]uint64{dev, ino}
+				out[ids[p]] = sibling{size: fi.Size(), mtime: fi.ModTime()}
+			}
+		}
+		return ids
+	}
+	ids := add(siblings(path))
+	for try := 0; try < 3; try++ {
+		again := add(siblings(path))
+		if maps.Equal(ids, again) {
+			break
+		}
+		ids = again
+	}
+	return out
 }
 
 // sibling is what a rotated sibling looked like at the last look.
