@@ -85,16 +85,22 @@ type sinkState struct {
 
 // sourceState is one source's lag and recent parsing.
 type sourceState struct {
-	behind    string // why it is behind its limits; empty when not
-	blind     string // why it is blind; empty when not
-	sample    string // the last line it could not parse, redacted
-	reason    string // why it could not
-	recent    [200]bool
-	n, failed int // lines in recent, how many of them failed to parse
-	next      int
-	lastEvent time.Time // wall time of the last event
-	readSince int       // lines read since the last event
-	blindLog  string    // the blind reason last logged
+	behind string // why it is behind its limits; empty when not
+	blind  string // why it is blind; empty when not
+	sample string // the last line it could not parse, redacted
+	reason string // why it could not
+	// kept is a line read fine but rightly no event (outside the routes,
+	// say), redacted, and why, so that a source blind for that reason
+	// names a line of it: the first such line, then the 64th, 128th, 256th
+	// … in a row without an event (a redaction per event would cost the
+	// daemon more than the rest of the look).
+	kept, keptWhy string
+	recent        [200]bool
+	n, failed     int // lines in recent, how many of them failed to parse
+	next          int
+	lastEvent     time.Time // wall time of the last event
+	readSince     int       // lines read since the last event
+	blindLog      string    // the blind reason last logged
 }
 
 func newHealth() *health {
@@ -133,7 +139,19 @@ func (h *health) line(source string, event, understood bool, reason string, text
 		s.lastEvent, s.readSince = time.Now(), 0
 	} else {
 		s.readSince++
+		if n := s.readSince; understood && text != nil && (s.kept == "" || n >= 64 && n&(n-1) == 0) {
+			s.kept, s.keptWhy = ingest.Redact(text, 200), reason
+		}
 	}
+}
+
+// blindSample is a redacted line for the blind warning: the last line
+// that could not be parsed, else one read fine but left out.
+func (s *sourceState) blindSample() string {
+	if s.sample != "" {
+		return s.sample
+	}
+	return s.kept
 }
 
 // judgeSources decides, per source, whether it is blind or behind, logs a
@@ -152,9 +170,12 @@ func (h *health) judgeSources(cfg HealthConfig, behind map[string]int64, secs ma
 		} else if cfg.BlindAfter > 0 && s.readSince > 0 && now.Sub(s.lastEvent) >= cfg.BlindAfter {
 			s.blind = fmt.Sprintf("%d lines read and none produced an event for %s (check the route filters, credential and identity settings)",
 				s.readSince, now.Sub(s.lastEvent).Round(time.Second))
+			if s.keptWhy != "" {
+				s.blind += "; lines are left out as " + s.keptWhy
+			}
 		}
 		if s.blind != "" && s.blindLog == "" {
-			log.Warn("source is blind: it reads lines but detects nothing", "source", name, "reason", s.blind, "sample", s.sample)
+			log.Warn("source is blind: it reads lines but detects nothing", "source", name, "reason", s.blind, "sample", s.blindSample())
 		} else if s.blind == "" && s.blindLog != "" {
 			log.Info("source is no longer blind", "source", name)
 		}
@@ -228,6 +249,8 @@ func (h *health) problems(sinkLimit time.Duration, now time.Time) []string {
 			p := fmt.Sprintf("source %s: blind: %s", n, s.blind)
 			if s.sample != "" {
 				p += "; last unparsed line: " + s.sample
+			} else if s.kept != "" {
+				p += "; a line left out: " + s.kept
 			}
 			out = append(out, p)
 		}

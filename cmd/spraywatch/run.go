@@ -777,7 +777,7 @@ func (r *runner) countLine(b *lineBatch, i int, m *sourceMetrics, now time.Time)
 	case ingest.IsFiltered(err): // route filters, joined flask lines, banners
 		m.parsed.Inc()
 		m.skipped(err.Error())
-		r.health.line(b.source, false, true, "", nil)
+		r.health.line(b.source, false, true, err.Error(), l.Text)
 		return held{}
 	default:
 		m.skipped(err.Error())

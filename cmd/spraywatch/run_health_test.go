@@ -274,3 +274,37 @@ func TestRunHealthBlindSource(t *testing.T) {
 		t.Errorf("the log shows a raw key")
 	}
 }
+
+// A source whose every line is left out by its routes is blind
+// after health.blind_after: the WARN and /healthz name why and show a
+// redacted line of it, not an empty sample.
+func TestRunHealthBlindByFilters(t *testing.T) {
+	e, base := rtHealthEnv(t)
+	cfg, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The identity template of another version of the API: every line is
+	// outside the routes it names.
+	filtered := strings.Replace(string(cfg), `identity: {path: ["/api/v1/`, `identity: {path: ["/api/v2/`, 1)
+	if filtered == string(cfg) {
+		t.Fatalf("the test config has no /api/v1/ identity path to change:\n%s", cfg)
+	}
+	filtered += "health: {blind_after: 1s}\n"
+	if err := os.WriteFile(e.config, []byte(filtered), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := e.create("logs/access.log")
+	e.write(w, 40)
+	d := e.start()
+	body := waitHealth(t, d, base, 503, "source api: blind", "none produced an event", "a line left out: ", "/api/v1/clients/")
+	t.Logf("/healthz with every line outside the routes:\n%s", body)
+	e.stop(d)
+	log := d.stderr.String()
+	if !strings.Contains(log, "source is blind") || strings.Contains(log, `sample=""`) || !strings.Contains(log, "/api/v1/clients/") {
+		t.Errorf("the blind WARN names no line left out:\n%s", log)
+	}
+	if strings.Contains(body+log, "sk_live_dead") {
+		t.Errorf("a raw key is shown:\n%s\n%s", body, log)
+	}
+}
