@@ -62,14 +62,7 @@ func TestStartRacedByRotation(t *testing.T) {
 			write(path, 4)
 		}, func(t *testing.T, path string, write func(string, int)) {
 			must(t, os.Rename(path+".1", path+".2"))
-			raw, err := os.ReadFile(path + ".2")
-			must(t, err)
-			var gz bytes.Buffer
-			zw := gzip.NewWriter(&gz)
-			zw.Write(raw)
-			zw.Close()
-			must(t, os.WriteFile(path+".2.gz", gz.Bytes(), 0o644))
-			must(t, os.Remove(path+".2"))
+			gzipAway(t, path+".2")
 		}},
 		{"a copy read before, compressed while the start looks", func(t *testing.T, path string, write func(string, int)) {
 			raw, err := os.ReadFile(path)
@@ -79,14 +72,7 @@ func TestStartRacedByRotation(t *testing.T) {
 			write(path, 3)
 		}, nil, func(t *testing.T, path string, write func(string, int)) {
 			must(t, os.Rename(path+".1", path+".2"))
-			raw, err := os.ReadFile(path + ".2")
-			must(t, err)
-			var gz bytes.Buffer
-			zw := gzip.NewWriter(&gz)
-			zw.Write(raw)
-			zw.Close()
-			must(t, os.WriteFile(path+".2.gz", gz.Bytes(), 0o644))
-			must(t, os.Remove(path+".2"))
+			gzipAway(t, path+".2")
 		}},
 		{"rename and create", nil, nil, func(t *testing.T, path string, write func(string, int)) {
 			write(path, 2)
@@ -169,4 +155,17 @@ func brief(lines []string) string {
 		}
 	}
 	return strings.Join(out, " ")
+}
+
+// gzipAway compresses path to path.gz and removes it, as logrotate's
+// compress does.
+func gzipAway(t *testing.T, path string) {
+	raw, err := os.ReadFile(path)
+	must(t, err)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(raw)
+	zw.Close()
+	must(t, os.WriteFile(path+".gz", gz.Bytes(), 0o644))
+	must(t, os.Remove(path))
 }
