@@ -220,6 +220,13 @@ func (g *Group) At(i int) Entry { return g.queue.syms.entry(g.slot(i)) }
 // At for a caller that filters by time first).
 func (g *Group) Minute(i int) int64 { return g.slot(i).minute }
 
+// Identity returns entry i's identity and whether it is a failed attempt,
+// without making the whole entry (At): for scans that need no more.
+func (g *Group) Identity(i int) (identity string, attempt bool) {
+	x := g.slot(i)
+	return g.queue.syms.str(x.identity), x.outcome.Attempt()
+}
+
 // slot returns the i-th retained entry, oldest first, as the group holds
 // it.
 func (g *Group) slot(i int) *slot {

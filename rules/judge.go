@@ -417,11 +417,11 @@ func (e *Engine) manyIdentities(g *detect.Group, now int64, n int) bool {
 		if g.Minute(i) > now {
 			continue
 		}
-		en := g.At(i)
-		if en.Identity == "" || !en.Outcome.Attempt() || slices.Contains(seen, en.Identity) {
+		id, attempt := g.Identity(i)
+		if id == "" || !attempt || slices.Contains(seen, id) {
 			continue
 		}
-		if seen = append(seen, en.Identity); len(seen) >= n {
+		if seen = append(seen, id); len(seen) >= n {
 			delete(b.m, h)
 			if start == 0 {
 				e.scratch.idents = seen[:0]
