@@ -2309,8 +2309,9 @@ func (f *follower) resumeExtra(x Position, cur *file, now time.Time, emit func(*
 	if h == nil {
 		return wrapEmit(emit(&Line{Pos: done, File: f.key, PositionOnly: true}))
 	}
+	from := f.readThroughPath(x, h)
 	if h.dev == x.Dev && h.ino == x.Inode && !h.gz {
-		of, err := newFile(x.Key, h.path, h.f, x.Offset)
+		of, err := newFile(x.Key, h.path, h.f, from)
 		if err != nil {
 			return err
 		}
@@ -2318,7 +2319,7 @@ func (f *follower) resumeExtra(x Position, cur *file, now time.Time, emit func(*
 		f.extra = append(f.extra, of)
 		return nil
 	}
-	like := &file{key: x.Key, dev: x.Dev, ino: x.Inode, head: fingerprintOf(x.Head), off: x.Offset}
+	like := &file{key: x.Key, dev: x.Dev, ino: x.Inode, head: fingerprintOf(x.Head), off: from}
 	path := h.path
 	if err := f.drain(h, like, emit); err != nil {
 		return err
@@ -2331,6 +2332,27 @@ func (f *follower) resumeExtra(x Position, cur *file, now time.Time, emit func(*
 	return wrapEmit(emit(&Line{Pos: done, File: path, PositionOnly: true}))
 }
 
+// readThroughPath is the offset a rotated file saved at rec.Offset is
+// taken up from. A file saved before it was written (copytruncate's copy,
+// saved while still empty or part written) may since hold the start of
+// the path's saved file, whose lines to its offset were read through the
+// path: those are not read again from the copy.
+func (f *follower) readThroughPath(rec Position, h *handle) int64 {
+	saved, ok := f.t.saved[f.key]
+	if !ok || saved.Dev == rec.Dev && saved.Inode == rec.Inode || saved.Offset <= rec.Offset {
+		return rec.Offset
+	}
+	r := headField(saved.Head, "r")
+	if !headKnown(r) || !h.startsWith(r) || !(distinct(r) || h.wholeLines(r)) {
+		return rec.Offset
+	}
+	f.t.log.Info("a rotated file saved before it was written is a copy of the log (copytruncate); taking it up where the log was read to", "path", f.key, "copy", h.path, "offset", saved.Offset)
+	if !h.gz && h.size < saved.Offset {
+		return h.size
+	}
+	return saved.Offset
+}
+
 // resume takes up a rotated file that was still being read for late lines.
 func (f *follower) resume(old Position, cur *file, now time.Time, emit func(*Line) error) error {
 	h := findFile(f.key, old, cur, Position{}, f.t.files, f.claimed)
@@ -2339,15 +2361,16 @@ func (f *follower) resume(old Position, cur *file, now time.Time, emit func(*Lin
 	if h == nil {
 		return wrapEmit(emit(&Line{Pos: done, File: f.key, PositionOnly: true}))
 	}
+	from := f.readThroughPath(old, h)
 	if h.dev == old.Dev && h.ino == old.Inode && !h.gz {
-		of, err := newFile(old.Key, h.path, h.f, old.Offset)
+		of, err := newFile(old.Key, h.path, h.f, from)
 		if err != nil {
 			return err
 		}
 		f.old, f.oldIdle = of, now
 		return nil
 	}
-	like := &file{key: old.Key, dev: old.Dev, ino: old.Inode, head: fingerprintOf(old.Head), off: old.Offset}
+	like := &file{key: old.Key, dev: old.Dev, ino: old.Inode, head: fingerprintOf(old.Head), off: from}
 	path := h.path
 	f.resumed = [2]uint64{h.dev, h.ino}
 	if err := f.drain(h, like, emit); err != nil {
