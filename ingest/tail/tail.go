@@ -2263,10 +2263,20 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 	if f.old != nil {
 		f.done(f.old.head)
 	}
+	f.cur = cur
+	if cur != nil && !ok && f.sibs != nil {
+		// The path appeared after a look found it missing (or could not
+		// read it): what was rotated beside it since is read before its
+		// position is saved. That position is dated after those files,
+		// and a restart that found only it would take them for history.
+		if err := f.absorb(emit, nil); err != nil {
+			f.cur = nil
+			return fail(err)
+		}
+	}
 	if cur != nil {
 		cur.after = f.lastDone
 	}
-	f.cur = cur
 	l := &Line{Pos: f.gonePos(now), File: f.key, PositionOnly: true}
 	if cur != nil {
 		l.Pos, l.Offset = cur.position(), cur.off
