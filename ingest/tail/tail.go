@@ -2095,10 +2095,12 @@ func (f *follower) drain(h *handle, like *file, emit func(*Line) error) error {
 		if errors.Is(err, io.EOF) {
 			return f.markDone(h, like.key, read, emit)
 		}
-		if err == nil && !h.gz && lr.Offset()-off == int64(len(line)) {
-			// A last line without its newline in a plain file: its
+		if err == nil && lr.Offset()-off == int64(len(line)) {
+			// A last line without its newline: in a plain file its
 			// writer may not be done with it (a file a restart follows
-			// on, or the half a copytruncate split off).
+			// on); in any file it may be the half a copytruncate split
+			// off, whose line the log holds whole (compressed since:
+			// the copy was taken as the line was being written).
 			return f.markDone(h, like.key, read, emit)
 		}
 		l := &Line{File: h.path, Offset: off}
