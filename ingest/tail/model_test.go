@@ -191,6 +191,11 @@ var modelRegressions = []uint64{
 	// the line finished before the truncate and read whole from the log,
 	// the copy compressed: its half line counted again from the .gz
 	5688663137558756443,
+	// a start that found the path missing read a file rotated beside it
+	// under a key of its own, then a kill before the path's position was
+	// saved: the next start took the path for new and read the file,
+	// compressed since, again despite its done record
+	3199943557213094828,
 }
 
 func TestModel(t *testing.T) {

@@ -1686,6 +1686,13 @@ func (f *follower) absorb(emit func(*Line) error, rest *[]*handle) error {
 			h.close()
 			continue
 		}
+		if r, ok := f.recordOf(h); ok && h.size > 0 && h.wholeEnd() <= r.Offset {
+			// Read to its end before: its done record says so (a start
+			// took it up from a record of it, the path's own position
+			// not saved yet).
+			h.close()
+			continue
+		}
 		id := [2]uint64{h.dev, h.ino}
 		delete(f.copying, id)
 		delete(f.covered, id) // (what it was at the last look, if anything)
