@@ -589,6 +589,9 @@ type follower struct {
 	// saved with a short head, it bounds where a restart looks.
 	lastDone string
 	resumed  [2]uint64 // the copy of the rotated file a start read
+	// taken are the copies (compressed since) of older rotated files
+	// that a start drained from their own records.
+	taken map[[2]uint64]bool
 	// fresh is, for a path that appeared after the first Tick (a new
 	// file under a glob), the time of the first Tick, and for a path
 	// without a position at a restart, the time of the last save: its
@@ -2340,6 +2343,10 @@ func (f *follower) resumeExtra(x Position, cur *file, now time.Time, emit func(*
 	}
 	like := &file{key: x.Key, dev: x.Dev, ino: x.Inode, head: fingerprintOf(x.Head), off: from}
 	path := h.path
+	if f.taken == nil {
+		f.taken = map[[2]uint64]bool{}
+	}
+	f.taken[[2]uint64{h.dev, h.ino}] = true
 	if err := f.drain(h, like, emit); err != nil {
 		return err
 	}
@@ -2644,8 +2651,10 @@ func (f *follower) lookRotated(names []string, saved Position, cur *file, since 
 				// key by its identity: what is older is older than it.
 				closeAll(out)
 				out = nil
-			case f.follows(h.dev, h.ino):
-				// (an older rotated file taken up already by its own key)
+			case f.follows(h.dev, h.ino), f.taken[[2]uint64{h.dev, h.ino}]:
+				// (an older rotated file taken up already by its own key,
+				// or its copy drained from its record: its head may be
+				// the saved file's, copied by copytruncate)
 			case !(h.dev == saved.Dev && h.ino == saved.Inode) && !(headKnown(saved.Head) && h.startsWith(saved.Head)) && f.recorded(h, saved):
 				// (read to its end before, and its own record says so:
 				// only what was written to it since is read, from its
