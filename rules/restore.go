@@ -394,23 +394,50 @@ func (e *Engine) restoreOwner(k detect.AttemptKey, cred string, success bool) {
 // restoreOwners marks again the attacked identities whose owners came back
 // before the restart, as ownerReturned did: the incident's stored count
 // holds them, so they are not counted again. An owner counts once the
-// attack reached the identity and the incident was raised; a success in
-// the very minute of either counts as after it (rows keep no order within a
-// minute): a restart errs by counting such an owner not at all, never
-// twice. Rows before the windows' retention are not read.
+// attack reached the identity and the incident was raised. Rows keep no
+// order within a minute, so a success in the very minute of either may have
+// come just before it (an owner at work as the attack began). Such owners
+// are marked unless the owners strictly after already make up the
+// stored count (then they came before, and their return after the
+// restart counts). A restart so errs by counting an owner's later return
+// not at all, never twice, and only when the stored count cannot tell.
+// Rows before the windows' retention are not read.
 func (e *Engine) restoreOwners() {
+	after := map[*tracked]map[string]bool{} // identity: its success was strictly after
 	for _, o := range e.restoring.owners {
 		m, ok := e.restoring.reached[o.identity]
-		if !ok || o.minute < m || o.minute < o.tr.inc.Raised.Unix()/60 {
+		raised := o.tr.inc.Raised.Unix() / 60
+		if !ok || o.minute < m || o.minute < raised {
 			continue // before the attack reached it, or before it was seen as one
 		}
 		if _, ok := o.tr.compromised[o.identity.value]; ok {
 			continue
 		}
-		if o.tr.owners == nil {
-			o.tr.owners = map[string]struct{}{}
+		ids := after[o.tr]
+		if ids == nil {
+			ids = map[string]bool{}
+			after[o.tr] = ids
 		}
-		o.tr.owners[o.identity.value] = struct{}{}
+		ids[o.identity.value] = ids[o.identity.value] || (o.minute > m && o.minute > raised)
+	}
+	for tr, ids := range after {
+		if tr.owners == nil {
+			tr.owners = map[string]struct{}{}
+		}
+		var unsure []string
+		for id, strict := range ids {
+			if strict {
+				tr.owners[id] = struct{}{}
+			} else {
+				unsure = append(unsure, id)
+			}
+		}
+		if len(tr.owners) >= tr.inc.OwnersReturned {
+			continue // the stored count is all strictly after: these came before
+		}
+		for _, id := range unsure {
+			tr.owners[id] = struct{}{}
+		}
 	}
 	e.restoring = restoring{}
 }

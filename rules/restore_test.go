@@ -406,3 +406,34 @@ func TestIncidentUpdatedBySourceClock(t *testing.T) {
 		t.Fatal("no incident on the backlog source")
 	}
 }
+
+// An owner who used the identity in the minute the attack began, just
+// before it, and comes back after a restart is counted: the rows cannot
+// order the two within the minute, but the stored count says no owner
+// had returned yet. (Before, the restart took that success for a return
+// already counted, and the real one went uncounted.)
+func TestRestoreCountsOwnerBusyAsAttackBegan(t *testing.T) {
+	start := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	owner, attacker := netip.MustParseAddr("198.18.1.77"), netip.MustParseAddr("198.51.100.7")
+	ev := func(sec int, ip netip.Addr, key string, o ingest.Outcome, status int) ingest.Event {
+		return ingest.Event{Time: start.Add(time.Duration(sec) * time.Second), Source: "api", IP: ip,
+			Identity: "client-0007", Credential: key, Outcome: o, Status: status}
+	}
+	evs := []ingest.Event{ev(0, owner, "sk_live_own7", ingest.Success, 200)}
+	for i := range 40 {
+		evs = append(evs, ev(5+3*i, attacker, fmt.Sprintf("sk_live_b%03d", i), ingest.Failure, 401))
+	}
+	evs = append(evs, ev(200, owner, "sk_live_own7", ingest.Success, 200))
+	for _, cuts := range [][]int{nil, {21}, {30}, {41}} {
+		s := judgeWithRestarts(t, evs, cuts, 1)
+		var got []incidentSummary
+		for _, x := range summaries(t, s) {
+			if x.Kind == detect.KindBruteForce {
+				got = append(got, x)
+			}
+		}
+		if len(got) != 1 || got[0].OwnersReturned != 1 || got[0].Attempts != 40 {
+			t.Errorf("restarted before line %v: brute force incidents %+v, want one of 40 attempts with its owner returned", cuts, got)
+		}
+	}
+}
