@@ -2036,7 +2036,46 @@ func (f *follower) newNeighbours() []*handle {
 		out = append(out, h)
 	}
 	f.neigh = now
+	// Oldest first, as siblings come: by when each was last written (the
+	// newest is the one a writer that has not reopened may still write
+	// to), then by name with numbers as numbers (access-9 before
+	// access-10, which a directory listing puts first).
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].mtime.Equal(out[j].mtime) {
+			return out[i].mtime.Before(out[j].mtime)
+		}
+		return naturalLess(out[i].path, out[j].path)
+	})
 	return out
+}
+
+// naturalLess orders names with their runs of digits compared as numbers.
+func naturalLess(a, b string) bool {
+	digits := func(s string) int {
+		n := 0
+		for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+			n++
+		}
+		return n
+	}
+	for a != "" && b != "" {
+		if da, db := digits(a), digits(b); da > 0 && db > 0 {
+			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if len(na) != len(nb) {
+				return len(na) < len(nb)
+			}
+			if na != nb {
+				return na < nb
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return a[0] < b[0]
+		}
+		a, b = a[1:], b[1:]
+	}
+	return len(a) < len(b)
 }
 
 // isKnown reports whether a file's content is, or extends, that of a file
