@@ -204,6 +204,10 @@ var modelRegressions = []uint64{
 	// directory listing put access-10 first, so access-9 was followed for
 	// late lines and access-10, which its writer still wrote to, was done
 	18249835098625393278,
+	// the same, with the older target written after the newer one was
+	// made (ordered by mtime, the newer one, where the writer went on,
+	// was done)
+	1985469585040027094,
 }
 
 func TestModel(t *testing.T) {

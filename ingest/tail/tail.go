@@ -2036,16 +2036,12 @@ func (f *follower) newNeighbours() []*handle {
 		out = append(out, h)
 	}
 	f.neigh = now
-	// Oldest first, as siblings come: by when each was last written (the
-	// newest is the one a writer that has not reopened may still write
-	// to), then by name with numbers as numbers (access-9 before
-	// access-10, which a directory listing puts first).
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].mtime.Equal(out[j].mtime) {
-			return out[i].mtime.Before(out[j].mtime)
-		}
-		return naturalLess(out[i].path, out[j].path)
-	})
+	// Oldest first, as siblings come: in the order the link pointed to
+	// them, which their names tell with numbers read as numbers (access-9
+	// before access-10, which a directory listing puts first). Not by
+	// mtime: the writer may still have appended to the older one after the
+	// newer one was made, and the newer one is where it goes on.
+	sort.SliceStable(out, func(i, j int) bool { return naturalLess(out[i].path, out[j].path) })
 	return out
 }
 
