@@ -964,10 +964,18 @@ func (f *follower) ofSaved(h *handle, saved Position) bool {
 	if headKnown(saved.Head) && distinct(saved.Head) && h.startsWith(saved.Head) {
 		return true
 	}
-	if r := headField(saved.Head, "r"); headKnown(r) && (distinct(r) || h.wholeLines(r)) && h.startsWith(r) {
+	if holdsRead(saved, h) {
 		return true
 	}
 	return readPrefix(saved, h)
+}
+
+// holdsRead reports whether h starts with what was read of the file a
+// saved position names (its "r=" fingerprint; a few bytes of a line tell
+// only when they are whole lines).
+func holdsRead(saved Position, h *handle) bool {
+	r := headField(saved.Head, "r")
+	return headKnown(r) && (distinct(r) || h.wholeLines(r)) && h.startsWith(r)
 }
 
 type recorded struct {
@@ -1000,7 +1008,7 @@ func (f *follower) readRecorded(saved Position, emit func(*Line) error) error {
 			continue
 		}
 		from := g.r.Offset
-		if r := headField(saved.Head, "r"); headKnown(r) && g.h.startsWith(r) && (distinct(r) || g.h.wholeLines(r)) && saved.Offset > from {
+		if saved.Offset > from && holdsRead(saved, g.h) {
 			from = saved.Offset // (a copy of the path's file: read that far)
 		}
 		f.t.log.Info("a rotated file read before has grown; reading what was added", "path", f.key, "rotated", g.h.path, "offset", from)
@@ -2400,11 +2408,10 @@ func (f *follower) resumeExtra(x Position, cur *file, now time.Time, emit func(*
 // path: those are not read again from the copy.
 func (f *follower) readThroughPath(rec Position, h *handle) int64 {
 	saved, ok := f.t.saved[f.key]
-	if !ok || saved.Dev == rec.Dev && saved.Inode == rec.Inode || saved.Offset <= rec.Offset {
+	if !ok || (saved.Dev == rec.Dev && saved.Inode == rec.Inode) || saved.Offset <= rec.Offset {
 		return rec.Offset
 	}
-	r := headField(saved.Head, "r")
-	if !headKnown(r) || !h.startsWith(r) || !(distinct(r) || h.wholeLines(r)) {
+	if !holdsRead(saved, h) {
 		return rec.Offset
 	}
 	f.t.log.Info("a rotated file saved before it was written is a copy of the log (copytruncate); taking it up where the log was read to", "path", f.key, "copy", h.path, "offset", saved.Offset)
