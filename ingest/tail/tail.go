@@ -2319,6 +2319,14 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 		f.done(f.old.head)
 	}
 	f.cur = cur
+	if cur != nil && !ok && f.sibs == nil && !f.fresh.IsZero() {
+		// A path new under a glob (or without a position at a restart):
+		// its siblings written since fresh passed through it. The first
+		// look takes the rest for history; the absorb below reads those,
+		// before the path's position is saved, as for a path that
+		// appeared after a look found it missing.
+		closeAll(f.newSiblings())
+	}
 	if cur != nil && !ok && f.sibs != nil {
 		// The path appeared after a look found it missing (or could not
 		// read it): what was rotated beside it since is read before its
