@@ -2319,19 +2319,18 @@ func (f *follower) start(now time.Time, emit func(*Line) error) error {
 		f.done(f.old.head)
 	}
 	f.cur = cur
-	if cur != nil && !ok && f.sibs == nil && !f.fresh.IsZero() {
-		// A path new under a glob (or without a position at a restart):
-		// its siblings written since fresh passed through it. The first
-		// look takes the rest for history; the absorb below reads those,
-		// before the path's position is saved, as for a path that
-		// appeared after a look found it missing.
-		closeAll(f.newSiblings())
-	}
-	if cur != nil && !ok && f.sibs != nil {
+	if cur != nil && !ok && (f.sibs != nil || !f.fresh.IsZero()) {
 		// The path appeared after a look found it missing (or could not
-		// read it): what was rotated beside it since is read before its
+		// read it), or is new (under a glob, or without a position at a
+		// restart): what was rotated beside it since is read before its
 		// position is saved. That position is dated after those files,
 		// and a restart that found only it would take them for history.
+		if f.sibs == nil {
+			// No look yet: the first one takes what was there before
+			// fresh for history (and passes over what was written
+			// since, which the absorb's look then reads).
+			closeAll(f.newSiblings())
+		}
 		if err := f.absorb(emit, nil); err != nil {
 			f.cur = nil
 			return fail(err)
